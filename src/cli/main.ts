@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// booty's single entry point: one binary, one subcommand per file under src/cli/.
+import { isBootyError } from '../util/errors.ts';
+
+type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number> }> };
+
+// Each subcommand is loaded on demand so `booty server` does not pay for the agent's FFI and
+// the agent does not load the server.
+const commands: Record<string, Command> = {
+  // (subcommands register here, one line each)
+};
+
+function usage(): string {
+  const lines = ['usage: booty <command> [options]   (booty <command> --help for details)', '', 'commands:'];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(18)}${c.summary}`);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    process.stdout.write('booty 0.1.0\n');
+    return 0;
+  }
+  const cmd = commands[name];
+  if (cmd === undefined) {
+    process.stderr.write(`booty: unknown command '${name}'\n${usage()}\n`);
+    return 2;
+  }
+  const mod = await cmd.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (isBootyError(err)) {
+      process.stderr.write(err.describe() + '\n');
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`booty: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);

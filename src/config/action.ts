@@ -1,0 +1,77 @@
+// The action a machine runs, in booty's own normalized form. Both the server (which stores and
+// serves actions) and the agent (which validates and runs them) use these types. BOOTy's JSON
+// (see README, "BOOTy compatibility") is accepted and normalized into the same shape.
+//
+// parseAction() validates with a JSON schema (ajv) and returns either a normalized Action or a
+// BootyError (stage 'config') whose message names the offending field. It never touches a disk.
+
+export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'raw';
+export type CaptureFormat = 'gzip' | 'zstd' | 'raw';
+export type AfterAction = 'reboot' | 'poweroff' | 'shell';
+
+export interface NetworkSettings {
+  /** CIDR, e.g. 172.16.1.126/24 */
+  address?: string;
+  gateway?: string;
+  nameservers?: string[];
+  /** interface name in the deployed OS; default: the NIC the agent used */
+  interface?: string;
+}
+
+export interface PostDeploy {
+  hostname?: string;
+  network?: NetworkSettings;
+  /** files written into the deployed root filesystem: absolute path -> content */
+  files?: Record<string, string>;
+}
+
+export interface GrowSettings {
+  /** partition number to grow to the end of the disk, or 'last' */
+  partition: number | 'last';
+  /** LV to extend to 100% of free space, e.g. /dev/ubuntu-vg/root; undefined = detect or skip */
+  lvmRoot?: string;
+}
+
+interface Common {
+  /** what the agent does after success */
+  after: AfterAction;
+  /** what the agent does on failure */
+  onError: AfterAction;
+  /** on failure, zero the first 100 MiB of the target disk (BOOTy's wipeDevice) */
+  wipeOnError: boolean;
+  /** BOOTy's dryRun: validate and report, write nothing */
+  dryRun: boolean;
+}
+
+export interface DeployAction extends Common {
+  action: 'deploy';
+  /** absolute http(s) URL of the image */
+  image: string;
+  /** target block device, e.g. /dev/sda; undefined = agent picks (first non-removable disk) */
+  disk?: string;
+  sha256?: string;
+  format: ImageFormat;
+  /** uncompressed size in bytes, if known: checked against the disk before the first write */
+  imageSize?: number;
+  /** false = leave partitions as the image has them */
+  grow: GrowSettings | false;
+  post?: PostDeploy;
+}
+
+export interface CaptureAction extends Common {
+  action: 'capture';
+  disk?: string;
+  /** upload URL: booty server's PUT /images/<name>, or a BOOTy-style multipart POST endpoint */
+  upload: string;
+  format: CaptureFormat;
+  level?: number;
+  /** 'put' = booty's streaming PUT with sha256 check; 'multipart' = BOOTy's POST form field BootyImage */
+  protocol: 'put' | 'multipart';
+}
+
+export interface WipeAction extends Common { action: 'wipe'; disk?: string }
+export interface ShellAction extends Common { action: 'shell' }
+/** Nothing to do: boot from the local disk (the agent reboots or powers off per `after`). */
+export interface NoneAction extends Common { action: 'none' }
+
+export type Action = DeployAction | CaptureAction | WipeAction | ShellAction | NoneAction;
