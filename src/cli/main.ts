@@ -17,6 +17,12 @@ function usage(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // As /init of the initramfs the kernel starts us as PID 1 with no arguments: run the agent.
+  // It never returns (PID 1 exiting panics the kernel).
+  if (process.pid === 1 && argv.length === 0) {
+    const { runAgent } = await import('../agent/main.ts');
+    return runAgent();
+  }
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
