@@ -1,0 +1,278 @@
+// JSON schemas (ajv) for the three shapes an action file may have:
+//   - booty's own form: {"action": "deploy" | "capture" | "wipe" | "shell" | "none", ...}
+//   - BOOTy's form:     {"action": "writeImage" | "readImage", "sourceImage": ..., ...}
+//   - the combined form that `booty server` serves: BOOTy's fields at the top level (so an
+//     unmodified BOOTy agent can act on it) plus booty's full action under the key "booty".
+// Every schema is closed (additionalProperties: false): a typo such as "sourceImages" is refused
+// with the field named instead of being silently ignored. Each leaf carries a `description`
+// that becomes the "must be ..." part of the error message an operator reads.
+
+import { isIP } from 'node:net';
+import AjvModule from 'ajv';
+
+const Ajv = AjvModule.default;
+
+export const MAX_URL_LENGTH = 4096;
+export const MAX_DEV_PATH_LENGTH = 255;
+
+/** Absolute http(s) URL with a host, no whitespace or control characters. */
+export function isHttpUrl(s: string): boolean {
+  if (s.length === 0 || s.length > MAX_URL_LENGTH) return false;
+  // new URL() silently trims and re-encodes; refuse anything it would have to repair.
+  if (/[\s\u0000-\u001f\u007f\\]/.test(s)) return false;
+  if (!/^https?:\/\/[^/?#]/i.test(s)) return false;
+  let u: URL;
+  try { u = new URL(s); } catch { return false; }
+  return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+}
+
+/** /dev/<name>[/<name>...]: no `..` or `.` segments, no empty segments, a sane alphabet. */
+export function isDevPath(s: string): boolean {
+  if (s.length > MAX_DEV_PATH_LENGTH || !/^\/dev\/[A-Za-z0-9._+:@=,/-]+$/.test(s)) return false;
+  return s.slice(5).split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
+}
+
+/** Absolute path inside the deployed root filesystem (for post.files). */
+export function isAbsPath(s: string): boolean {
+  if (s.length > 1024 || !s.startsWith('/') || s.includes('\0')) return false;
+  return s.slice(1).split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
+}
+
+export function isCidr(s: string): boolean {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
+  if (m === null) return false;
+  const family = isIP(m[1]);
+  const bits = Number(m[2]);
+  return family !== 0 && bits <= (family === 4 ? 32 : 128);
+}
+
+export function isHostname(s: string): boolean {
+  return s.length <= 253 && s.split('.').every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
+}
+
+const str = (format: string, description: string, maxLength = MAX_URL_LENGTH) =>
+  ({ type: 'string', format, maxLength, description });
+
+const url = str('http-url', 'an absolute http:// or https:// URL');
+const dev = str('dev-path', 'an absolute /dev path (e.g. /dev/sda)', MAX_DEV_PATH_LENGTH);
+const ip = str('ip', 'an IPv4 or IPv6 address', 64);
+const cidr = str('cidr', 'an address in CIDR form (e.g. 172.16.1.126/24)', 64);
+const bool = { type: 'boolean', description: 'true or false' };
+const afterEnum = { enum: ['reboot', 'poweroff', 'shell'], description: 'one of "reboot", "poweroff", "shell"' };
+
+const common = {
+  after: afterEnum,
+  onError: afterEnum,
+  wipeOnError: bool,
+  dryRun: bool,
+};
+
+const grow = {
+  type: ['boolean', 'object'],
+  description: 'false, true or {"partition": N | "last", "lvmRoot": "/dev/..."}',
+  properties: {
+    partition: {
+      anyOf: [{ type: 'integer', minimum: 1, maximum: 128 }, { const: 'last' }],
+      description: 'a partition number (1-128) or "last"',
+    },
+    lvmRoot: dev,
+  },
+  required: ['partition'],
+  additionalProperties: false,
+};
+
+const post = {
+  type: 'object',
+  description: 'an object {"hostname", "network", "files"}',
+  properties: {
+    hostname: str('hostname', 'a hostname (letters, digits, "-" and ".")', 253),
+    network: {
+      type: 'object',
+      description: 'an object {"address", "gateway", "nameservers", "interface"}',
+      properties: {
+        address: cidr,
+        gateway: ip,
+        nameservers: { type: 'array', items: ip, maxItems: 8, description: 'a list of up to 8 IP addresses' },
+        interface: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,15}$', description: 'an interface name (1-15 characters)' },
+      },
+      additionalProperties: false,
+    },
+    files: {
+      type: 'object',
+      description: 'an object mapping absolute paths to file contents',
+      additionalProperties: { type: 'string', maxLength: 1 << 20, description: 'a string of at most 1 MiB' },
+      maxProperties: 256,
+    },
+  },
+  additionalProperties: false,
+};
+
+const deploy = {
+  type: 'object',
+  properties: {
+    action: { const: 'deploy' },
+    ...common,
+    image: url,
+    disk: dev,
+    sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'a sha256 in hex (64 characters)' },
+    format: { enum: ['auto', 'gzip', 'zstd', 'raw'], description: 'one of "auto", "gzip", "zstd", "raw"' },
+    imageSize: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a size in bytes (a non-negative integer)' },
+    grow,
+    post,
+  },
+  required: ['action', 'image'],
+  additionalProperties: false,
+};
+
+const capture = {
+  type: 'object',
+  properties: {
+    action: { const: 'capture' },
+    ...common,
+    disk: dev,
+    upload: url,
+    format: { enum: ['gzip', 'zstd', 'raw'], description: 'one of "gzip", "zstd", "raw"' },
+    level: { type: 'integer', minimum: 0, maximum: 22, description: 'a compression level (gzip 0-9, zstd 1-22)' },
+    protocol: { enum: ['put', 'multipart'], description: 'one of "put", "multipart"' },
+  },
+  required: ['action', 'upload'],
+  additionalProperties: false,
+};
+
+const wipe = {
+  type: 'object',
+  properties: { action: { const: 'wipe' }, ...common, disk: dev },
+  required: ['action'],
+  additionalProperties: false,
+};
+
+const shellOrNone = (name: string) => ({
+  type: 'object',
+  properties: { action: { const: name }, ...common },
+  required: ['action'],
+  additionalProperties: false,
+});
+
+// BOOTy's fields (see README "BOOTy compatibility"). `destinationAddress` (correct spelling) is
+// accepted as an alias of BOOTy's real wire name `desintationAddress`.
+const bootyLegacyFields = {
+  compressed: bool,
+  sourceImage: url,
+  destinationDevice: dev,
+  sourceDevice: dev,
+  desintationAddress: url,
+  destinationAddress: url,
+  growPartition: { type: 'integer', minimum: 0, maximum: 128, description: 'a partition number (0 = do not grow, 1-128)' },
+  lvmRootName: dev,
+  growDisk: bool,
+  address: cidr,
+  gateway: ip,
+  nameserver: ip,
+  dryRun: bool,
+  dropToShell: bool,
+  wipeDevice: bool,
+};
+
+const writeImage = {
+  type: 'object',
+  properties: { action: { const: 'writeImage' }, ...bootyLegacyFields },
+  required: ['action', 'sourceImage'],
+  additionalProperties: false,
+};
+
+const readImage = {
+  type: 'object',
+  properties: { action: { const: 'readImage' }, ...bootyLegacyFields },
+  required: ['action', 'desintationAddress'],
+  additionalProperties: false,
+};
+
+// The combined form's top level: BOOTy's fields with any action name (booty's own actions have no
+// BOOTy equivalent, so an old agent sees an action it does not know), plus the "booty" object,
+// which is validated on its own as booty's form.
+const combined = {
+  type: 'object',
+  properties: {
+    action: { type: 'string', maxLength: 64, description: 'a string' },
+    ...bootyLegacyFields,
+    booty: { type: 'object', description: "an object holding booty's form of the action" },
+  },
+  required: ['booty'],
+  additionalProperties: false,
+};
+
+// Agent events (src/config/report.ts), checked by the server before they are stored.
+const time = { type: 'string', maxLength: 64, description: 'an ISO 8601 time string' };
+const phase = {
+  enum: ['booting', 'modules', 'network', 'dhcp', 'fetching-action', 'preflight', 'writing', 'verifying',
+    'growing', 'configuring', 'capturing', 'uploading', 'rebooting', 'powering-off', 'shell', 'done', 'failed'],
+  description: 'a known phase (booting, dhcp, writing, done, failed, ...)',
+};
+const count = { type: 'number', minimum: 0, description: 'a non-negative number' };
+const text = (max: number) => ({ type: 'string', maxLength: max, description: `a string of at most ${max} characters` });
+const agentEvent = {
+  type: 'object',
+  properties: { type: { enum: ['phase', 'progress', 'log', 'result'], description: 'one of "phase", "progress", "log", "result"' } },
+  required: ['type'],
+  allOf: [
+    {
+      if: { properties: { type: { const: 'phase' } } },
+      then: { properties: { type: {}, time, phase, detail: text(4096) }, required: ['time', 'phase'], additionalProperties: false },
+    },
+    {
+      if: { properties: { type: { const: 'progress' } } },
+      then: {
+        properties: { type: {}, time, phase, bytes: count, total: count, wireBytes: count, rate: count, etaSeconds: count },
+        required: ['time', 'phase', 'bytes', 'rate'], additionalProperties: false,
+      },
+    },
+    {
+      if: { properties: { type: { const: 'log' } } },
+      then: {
+        properties: {
+          type: {}, time,
+          level: { enum: ['debug', 'info', 'warn', 'error'], description: 'one of "debug", "info", "warn", "error"' },
+          message: text(16384),
+        },
+        required: ['time', 'level', 'message'], additionalProperties: false,
+      },
+    },
+    {
+      if: { properties: { type: { const: 'result' } } },
+      then: {
+        properties: {
+          type: {}, time, ok: bool, action: text(64), code: text(128), message: text(16384), diskState: text(64),
+          bytes: count, seconds: count, sha256: text(64),
+        },
+        required: ['time', 'ok', 'action'], additionalProperties: false,
+      },
+    },
+  ],
+};
+
+function makeAjv() {
+  const ajv = new Ajv({ allErrors: false, verbose: true, strict: true, strictTypes: false });
+  ajv.addFormat('http-url', isHttpUrl);
+  ajv.addFormat('dev-path', isDevPath);
+  ajv.addFormat('cidr', isCidr);
+  ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
+  ajv.addFormat('hostname', isHostname);
+  return ajv;
+}
+
+const ajv = makeAjv();
+
+export const validators = {
+  deploy: ajv.compile(deploy),
+  capture: ajv.compile(capture),
+  wipe: ajv.compile(wipe),
+  shell: ajv.compile(shellOrNone('shell')),
+  none: ajv.compile(shellOrNone('none')),
+  writeImage: ajv.compile(writeImage),
+  readImage: ajv.compile(readImage),
+  combined: ajv.compile(combined),
+  agentEvent: ajv.compile(agentEvent),
+};
+
+export type ValidatorName = keyof typeof validators;
+export type SchemaError = NonNullable<(typeof validators)['deploy']['errors']>[number];

@@ -1,0 +1,56 @@
+// Start the real `./bin/booty server` (on the pinned node) on 127.0.0.1:<free port> with a data
+// directory of its own, for integration tests. Collects stderr (the request log) and stops the
+// process on close(), also when the test failed.
+
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..', '..');
+
+export interface BootyServerProcess {
+  url: string;
+  dataDir: string;
+  child: ChildProcess;
+  /** the request log so far */
+  stderr(): string;
+  /** stop the server (SIGTERM, then SIGKILL) and, unless keepData, remove the data directory */
+  close(opts?: { keepData?: boolean }): Promise<void>;
+}
+
+export async function startBootyServer(opts: { dataDir?: string; args?: string[] } = {}): Promise<BootyServerProcess> {
+  const dataDir = opts.dataDir ?? await mkdtemp(join(tmpdir(), 'booty-server-test-'));
+  const child = spawn(join(root, 'bin', 'booty'), ['server', '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
+  const url = await new Promise<string>((ok, fail) => {
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m !== null) ok(m[1]);
+    });
+    child.once('exit', (code) => fail(new Error(`booty server exited (${code}) before listening:\n${err}`)));
+  });
+  const exited = new Promise<void>((ok) => {
+    if (child.exitCode !== null || child.signalCode !== null) ok(); else child.once('exit', () => ok());
+  });
+  return {
+    url, dataDir, child,
+    stderr: () => err,
+    async close({ keepData = false } = {}) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGCONT'); // in case a test stopped it
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      if (!keepData && opts.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
