@@ -1,0 +1,108 @@
+// `booty deploy`: write an image from a URL to a disk, from any Linux shell (the agent runs the
+// same library function as PID 1). Flags in, deploy() called, progress drawn, one result line out;
+// failures are thrown as BootyError and printed by main.ts with the stage's exit code.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { BootyError, isBootyError } from '../util/errors.ts';
+import { createLogger, stderrSink } from '../util/log.ts';
+import { deploy } from '../image/deploy.ts';
+import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
+import { openReporter, type Reporter } from './report-option.ts';
+
+const HELP = `usage: booty deploy --image URL --disk DEV [options]
+
+Streams an image (gzip, zstd or raw, told apart by its first bytes) from URL onto DEV (a whole
+disk or a regular file), checks it, fdatasyncs, and re-reads the partition table. The disk's
+first MiB is written last, only after the image verified: a failed deploy never boots.
+
+options:
+  --image URL          http(s) URL, file:// URL or absolute path of the image
+  --disk DEV           target block device (e.g. /dev/sda) or regular file
+  --sha256 HEX         expected sha256 of the image as served (what sha256sum prints on the server)
+  --format F           auto (default), gzip, zstd or raw
+  --image-size N       uncompressed size in bytes (checked against the disk before writing)
+  --allow-partition    accept a partition as DEV
+  --no-skip-zeros      write zero runs as data instead of BLKZEROOUT / hole punching
+  --header 'K: V'      extra request header (repeatable)
+  --report URL         post progress and the result to a booty server
+  --mac MAC            machine identity for --report
+  --token TOKEN        bearer token for --report
+  -q, --quiet          no progress display
+  -h, --help
+
+exit status: 0 only when the image was fully written, fdatasynced and verified;
+  2 config, 3 preflight, 4 fetch, 5 decompress, 6 verify, 7 write (see the printed message).`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgsOrExplain({
+    args: argv,
+    options: {
+      image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' },
+      format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
+      'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
+      header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
+      token: { type: 'string' }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  }, 'deploy');
+  if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
+  const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'untouched', hint: 'see booty deploy --help' });
+  if (values.image === undefined) throw config('--image is required');
+  if (values.disk === undefined) throw config('--disk is required');
+  const format = values.format;
+  if (format !== 'auto' && format !== 'gzip' && format !== 'zstd' && format !== 'raw') throw config(`--format must be auto, gzip, zstd or raw, not ${format}`);
+  let imageSize: number | undefined;
+  if (values['image-size'] !== undefined) {
+    imageSize = Number(values['image-size']);
+    if (!Number.isSafeInteger(imageSize) || imageSize <= 0) throw config(`--image-size must be a positive byte count, not ${values['image-size']}`);
+  }
+  const headers = parseHeaders(values.header ?? [], config);
+
+  const log = createLogger({ sinks: [stderrSink('booty')] });
+  const printer = values.quiet ? undefined : createProgressPrinter({ prefix: 'booty deploy: ' });
+  let reporter: Reporter | undefined;
+  if (values.report !== undefined) {
+    reporter = openReporter({ server: values.report, mac: values.mac, token: values.token, log, action: 'deploy' });
+    reporter.phase('preflight', `${values.image} -> ${values.disk}`);
+  }
+  let last: ProgressSnapshot | undefined;
+  try {
+    let writing = false;
+    const result = await deploy({
+      image: values.image, disk: values.disk, sha256: values.sha256, format, imageSize, headers, log,
+      allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
+      onProgress: (p) => {
+        if (!writing) { writing = true; reporter?.phase('writing'); }
+        last = p;
+        printer?.update(p);
+        reporter?.progress('writing', p);
+      },
+    });
+    printer?.done({ bytes: result.bytesWritten, wireBytes: result.wireBytes, rate: result.bytesWritten / result.seconds, elapsed: result.seconds });
+    process.stdout.write(`booty deploy: OK: ${result.bytesWritten} bytes (${formatBytes(result.bytesWritten)}, ${result.format}) written to ${values.disk} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesWritten / result.seconds)}), fdatasynced; sha256 ${result.sha256}\n`);
+    reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256 });
+    return 0;
+  } catch (e) {
+    if (last !== undefined && last.bytes > 0) printer?.done(last);
+    if (isBootyError(e)) reporter?.result({ ok: false, code: e.code, message: e.describe('booty deploy'), diskState: e.diskState });
+    throw e;
+  } finally {
+    await reporter?.close();
+  }
+}
+
+/** parseArgs, with its errors (unknown flag, missing value) as config errors: exit 2, not 70. */
+export function parseArgsOrExplain<const T extends ParseArgsConfig>(config: T, command: string): ReturnType<typeof parseArgs<T>> {
+  try { return parseArgs(config); } catch (e) {
+    throw new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message: (e as Error).message.split('\n')[0], hint: `see booty ${command} --help` });
+  }
+}
+
+export function parseHeaders(list: string[], bad: (m: string) => Error): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of list) {
+    const i = h.indexOf(':');
+    if (i <= 0) throw bad(`--header must look like 'Name: value', not ${JSON.stringify(h)}`);
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  return headers;
+}

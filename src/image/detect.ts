@@ -1,0 +1,84 @@
+// What an image stream is, from its first bytes only: names and Content-Type lie (a `.img.gz`
+// served raw, `application/octet-stream` for everything), magic numbers do not. Also the one thing
+// a stream's head can tell about its size (zstd's Frame_Content_Size), and whether the "image"
+// is in fact an error page a proxy served with status 200.
+
+export type Format = 'gzip' | 'zstd' | 'raw';
+
+/** Bytes of the head that detection looks at (enough for a zstd frame header and HTML sniffing). */
+export const HEAD_BYTES = 512;
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+function startsWith(head: Uint8Array, magic: number[]): boolean {
+  if (head.length < magic.length) return false;
+  return magic.every((b, i) => head[i] === b);
+}
+
+/** gzip (1f 8b), zstd (28 b5 2f fd), anything else is raw. */
+export function detectFormat(head: Uint8Array): Format {
+  if (startsWith(head, GZIP_MAGIC)) return 'gzip';
+  if (startsWith(head, ZSTD_MAGIC)) return 'zstd';
+  return 'raw';
+}
+
+/**
+ * Frame_Content_Size of the first zstd frame (RFC 8878 3.1.1.1), or undefined when the frame does
+ * not declare it (streamed compression) or the head is too short. For a multi-frame image this is
+ * a lower bound of the uncompressed size, which is all a disk-size check needs.
+ */
+export function zstdFrameContentSize(head: Uint8Array): number | undefined {
+  if (!startsWith(head, ZSTD_MAGIC) || head.length < 5) return undefined;
+  const fhd = head[4];
+  const fcsFlag = fhd >> 6;
+  const singleSegment = (fhd >> 5) & 1;
+  const dictIdFlag = fhd & 3;
+  const fcsSize = fcsFlag === 0 ? singleSegment : [1, 2, 4, 8][fcsFlag];
+  if (fcsSize === 0) return undefined;
+  const dictIdSize = [0, 1, 2, 4][dictIdFlag];
+  const pos = 5 + (singleSegment ? 0 : 1) + dictIdSize;
+  if (head.length < pos + fcsSize) return undefined;
+  const view = new DataView(head.buffer, head.byteOffset + pos, fcsSize);
+  switch (fcsSize) {
+    case 1: return view.getUint8(0);
+    case 2: return view.getUint16(0, true) + 256;
+    case 4: return view.getUint32(0, true);
+    default: return Number(view.getBigUint64(0, true));
+  }
+}
+
+/** True when the head reads as an HTML/XML document (an error page, a login portal). */
+export function looksLikeMarkup(head: Uint8Array): boolean {
+  let text = Buffer.from(head.subarray(0, HEAD_BYTES)).toString('latin1');
+  if (text.charCodeAt(0) === 0xef && text.charCodeAt(1) === 0xbb && text.charCodeAt(2) === 0xbf) text = text.slice(3);
+  text = text.trimStart().slice(0, 64).toLowerCase();
+  return ['<!doctype html', '<html', '<head', '<body', '<?xml', '<!--', '<title', '<h1'].some((p) => text.startsWith(p));
+}
+
+/** True for Content-Types a server uses for pages, never for disk images. */
+export function isPageContentType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const t = contentType.split(';')[0].trim().toLowerCase();
+  return t === 'text/html' || t === 'application/xhtml+xml' || t === 'text/plain' || t === 'application/json';
+}
+
+/**
+ * Why a head must not be written as a raw image, or undefined when it may. An error page served
+ * with 200 must never end up on a disk as a "raw image": refuse when the bytes look like markup,
+ * or (when the format was auto-detected) when the server labels them as a page.
+ */
+export function refuseRawReason(head: Uint8Array, contentType: string | undefined, explicitRaw: boolean): string | undefined {
+  if (head.length === 0) return 'the image is empty (0 bytes served)';
+  if (looksLikeMarkup(head)) {
+    return `the server sent a web page, not a disk image (it begins ${JSON.stringify(printable(head))})`;
+  }
+  if (!explicitRaw && isPageContentType(contentType)) {
+    return `the server labels the response ${contentType} and it has no gzip/zstd magic: probably an error page, not a disk image (use --format raw to write it anyway)`;
+  }
+  return undefined;
+}
+
+function printable(head: Uint8Array): string {
+  return Buffer.from(head.subarray(0, 40)).toString('latin1').replace(/[^\x20-\x7e]/g, '.');
+}

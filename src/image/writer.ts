@@ -1,0 +1,218 @@
+// The sink of a deploy: a Writable that takes decompressed bytes, cuts them into large aligned
+// blocks from a small fixed pool (3 x 4 MiB: constant memory whatever the image size), turns each block into
+// data writes and zero runs (zeroruns.ts) and keeps a few of them in flight on the thread pool
+// while decompression goes on.
+//
+// The disk only becomes bootable once the image is verified: the first `holdBack` bytes (1 MiB:
+// MBR, GPT header and table, boot loader gap) are zeroed on disk before the first data write and
+// kept in memory; commit() writes them last, after the checksum matched and everything else is on
+// stable storage. A deploy that fails, is killed, or loses power midway leaves a disk with no
+// partition table, which firmware skips (falling back to network boot) instead of booting half an
+// image. The last MiB of the disk (where an old backup GPT lives) is zeroed at the start too.
+import { Writable } from 'node:stream';
+import { SizeLimitExceeded, ChunkAligner } from './transforms.ts';
+import { alignedBuffer, type WriteTarget } from './target.ts';
+import { ZeroRunPlanner, type WriteOp, type ZeroRunOptions } from './zeroruns.ts';
+import { createGcPacer } from './gc-pacer.ts';
+
+export const DEFAULT_BLOCK_SIZE = 4 << 20;
+export const DEFAULT_HOLD_BACK = 1 << 20;
+
+export interface ImageWriterOptions {
+  target: WriteTarget;
+  /** bytes per write block (multiple of 64 KiB); default 4 MiB */
+  blockSize?: number;
+  /** blocks in the pool: one filling, the rest in flight; default 3 */
+  poolSize?: number;
+  /** most bytes the stream may carry (the disk size); undefined = no limit (growing file) */
+  limit?: number;
+  zeroRuns?: ZeroRunOptions;
+  /** bytes at the start written only by commit(); default 1 MiB, 0 = write in place */
+  holdBack?: number;
+  /** called with each chunk's length as it is accepted */
+  onBytes?: (n: number) => void;
+}
+
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  private readonly waiters: Array<(b: Buffer) => void> = [];
+  constructor(count: number, size: number) {
+    for (let i = 0; i < count; i++) this.free.push(alignedBuffer(size));
+  }
+  get(): Promise<Buffer> | Buffer {
+    const b = this.free.pop();
+    if (b !== undefined) return b;
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+  put(b: Buffer): void {
+    const w = this.waiters.shift();
+    if (w !== undefined) w(b);
+    else this.free.push(b);
+  }
+}
+
+export class ImageWriter extends Writable {
+  /** bytes accepted from the stream so far (the image offset reached) */
+  bytes = 0;
+  /** true once anything was written to the target (the disk is no longer untouched) */
+  touched = false;
+  readonly target: WriteTarget;
+  private readonly blockSize: number;
+  private readonly limit: number | undefined;
+  private readonly holdBack: number;
+  private readonly head: Buffer;
+  private readonly pool: BufferPool;
+  private readonly aligner: ChunkAligner;
+  private readonly planner: ZeroRunPlanner;
+  private readonly maxInflight: number;
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly onBytes: ((n: number) => void) | undefined;
+  private blockOffset = 0;
+  private failure: Error | undefined;
+  private prepared = false;
+  /** bytes that went to zero runs rather than data writes */
+  zeroBytes = 0;
+  private readonly pace = createGcPacer();
+
+  constructor(opts: ImageWriterOptions) {
+    super({ highWaterMark: 1 << 20 });
+    this.target = opts.target;
+    this.blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    this.limit = opts.limit;
+    this.holdBack = opts.holdBack ?? DEFAULT_HOLD_BACK;
+    this.head = alignedBuffer(Math.max(this.holdBack, 4096)).fill(0);
+    const poolSize = opts.poolSize ?? 3;
+    this.pool = new BufferPool(poolSize, this.blockSize);
+    this.maxInflight = Math.max(2, poolSize * 2);
+    this.aligner = new ChunkAligner(this.blockSize);
+    this.planner = new ZeroRunPlanner(opts.zeroRuns);
+    this.onBytes = opts.onBytes;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.accept(chunk).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.flushAll().then(() => cb(), (e: Error) => cb(e));
+  }
+
+  private async accept(chunk: Buffer): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.pace(chunk.length);
+    if (this.limit !== undefined && this.bytes + chunk.length > this.limit) throw new SizeLimitExceeded(this.limit);
+    if (!this.prepared) await this.prepare();
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.aligner.needsBlock()) this.aligner.setBlock(await this.pool.get());
+      pos = this.aligner.fill(chunk, pos);
+      if (this.aligner.full()) await this.submit();
+    }
+    this.bytes += chunk.length;
+    this.onBytes?.(chunk.length);
+  }
+
+  /** Invalidates the disk's boot structures before the first data write (see the file comment). */
+  private async prepare(): Promise<void> {
+    this.prepared = true;
+    this.touched = true;
+    if (this.holdBack === 0) return;
+    await this.target.zeroRange(0, this.holdBack);
+    const size = this.target.info.size;
+    if (size >= 4 * this.holdBack) await this.target.zeroRange(size - this.holdBack, this.holdBack);
+  }
+
+  private async submit(): Promise<void> {
+    const block = this.aligner.take();
+    if (block === undefined || block.length === 0) {
+      if (block !== undefined) this.pool.put(block.buf);
+      return;
+    }
+    const offset = this.blockOffset;
+    this.blockOffset += block.length;
+    const ops = this.planner.plan(offset, block.buf.subarray(0, block.length));
+    const data: Promise<void>[] = [];
+    for (const op of ops) {
+      const started = await this.start(op);
+      if (op.kind === 'data') data.push(started.done);
+    }
+    // the pool buffer comes back once every write that reads from it is done
+    void Promise.allSettled(data).then(() => this.pool.put(block.buf));
+  }
+
+  /** Starts one op once there is room in flight; resolves (once started) to its completion. */
+  private async start(op: WriteOp): Promise<{ done: Promise<void> }> {
+    while (this.inflight.size >= this.maxInflight) await Promise.race(this.inflight);
+    if (this.failure) throw this.failure;
+    const tracked: Promise<void> = this.run(op).then(
+      () => { this.inflight.delete(tracked); },
+      (e: Error) => { this.failure ??= e; this.inflight.delete(tracked); },
+    );
+    this.inflight.add(tracked);
+    return { done: tracked };
+  }
+
+  private async run(op: WriteOp): Promise<void> {
+    let offset = op.offset;
+    if (op.kind === 'data') {
+      let buf = op.buf;
+      if (offset < this.holdBack) {
+        const n = Math.min(this.holdBack - offset, buf.length);
+        this.head.set(buf.subarray(0, n), offset);
+        buf = buf.subarray(n);
+        offset += n;
+      }
+      if (buf.length > 0) await this.target.writeAt(buf, offset);
+    } else {
+      let length = op.length;
+      if (offset < this.holdBack) {
+        // the held-back head starts zeroed: nothing to record
+        const n = Math.min(this.holdBack - offset, length);
+        offset += n;
+        length -= n;
+      }
+      this.zeroBytes += op.length;
+      if (length > 0) await this.target.zeroRange(offset, length);
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  private async flushAll(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (!this.aligner.needsBlock()) await this.submit();
+    for (const op of this.planner.finish()) await this.start(op);
+    await this.drain();
+    if (this.failure) throw this.failure;
+    await this.target.ensureLength(this.bytes);
+    await this.target.sync();
+  }
+
+  /**
+   * After the stream finished and the image was verified: writes the held-back head, syncs it and
+   * re-reads the partition table. Returns why BLKRRPART did not happen, if it did not.
+   */
+  async commit(): Promise<string | undefined> {
+    const n = Math.min(this.holdBack, this.bytes);
+    if (n > 0) {
+      // whole 4 KiB pages go through O_DIRECT; an odd-sized tiny image through the buffered fd
+      await this.target.writeAt(this.head.subarray(0, n), 0);
+      await this.target.sync();
+    }
+    return this.target.rereadPartitions();
+  }
+
+  /** Waits for every write in flight (none may land after we report), then closes. */
+  async abort(): Promise<void> {
+    this.failure ??= new Error('aborted');
+    await this.drain();
+    await this.target.close();
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    await this.target.close();
+  }
+}
