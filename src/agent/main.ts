@@ -1,0 +1,291 @@
+// booty as PID 1: the ordered boot steps of the initramfs agent.
+//   1 mount /dev, /proc, /sys, /tmp, /run, /dev/pts (+ device nodes)
+//   2 read the kernel command line
+//   3 load the kernel modules the hardware needs
+//   4 bring up the network (DHCP or ip=)
+//   5 fetch and validate the action (before any disk is touched)
+//   6 run it (deploy + grow + configure, capture, wipe, shell, none), reporting to the server
+//   7 end: unmount, sync, reboot / power off / shell
+// On any failure: a summary box on the console, the error to the server, then a shell (respawned
+// when it exits) or a reboot after a countdown. PID 1 must never exit (the kernel would panic),
+// so this function never returns and nothing thrown anywhere escapes it.
+import fs from 'node:fs';
+import type { Action, AfterAction } from '../config/action.ts';
+import type { Phase } from '../config/report.ts';
+import { bringUpNetwork, type NetworkHandle } from '../net/configure.ts';
+import { parseBootif, parseIpParam } from '../net/ip-param.ts';
+import { createReporter, type Reporter } from '../report/client.ts';
+import { powerOffNow, rebootNow, sync } from '../sys/power.ts';
+import { BootyError, isBootyError, type DiskState } from '../util/errors.ts';
+import { createAgentLog, logPath, type AgentLog } from './agent-log.ts';
+import { parseBootParams, type BootParams, type BreakPoint } from './boot-params.ts';
+import { mountEarly, unmountEarly } from './early-mounts.ts';
+import { formatFailureScreen } from './failure-screen.ts';
+import { fetchAction, macForUrl } from './fetch-action.ts';
+import { loadHardwareModules, ModuleLoader } from './modules.ts';
+import { startReaper } from './reaper.ts';
+import { runAction, type RunState } from './run-action.ts';
+import { runShellOnce, shellForever, shellPath } from './shell.ts';
+import { wipeDisk } from './wipe.ts';
+
+const totalSteps = 7;
+
+class Agent {
+  readonly out: AgentLog = createAgentLog();
+  readonly log = this.out.log;
+  params: BootParams = parseBootParams('');
+  mounted: string[] = [];
+  modules: ModuleLoader | undefined;
+  net: NetworkHandle | undefined;
+  reporter: Reporter | undefined;
+  action: Action | undefined;
+  step = '0/7 start';
+  state: RunState = { diskState: 'untouched' };
+  failing = false;
+  ending = false;
+
+  async run(): Promise<never> {
+    this.guard();
+    try {
+      await this.boot();
+    } catch (e) {
+      return this.fail(e);
+    }
+    return this.sleepForever();
+  }
+
+  /** PID 1 survives everything: stray errors go to the failure path, exit attempts are refused. */
+  private guard(): void {
+    // Without a ref'd handle Node exits when nothing is pending (e.g. no shell to wait for).
+    setInterval(() => { /* keep the event loop alive */ }, 1 << 30);
+    process.on('uncaughtException', (e) => { void this.fail(e); });
+    process.on('unhandledRejection', (e) => { void this.fail(e); });
+    process.stdout.on('error', () => { /* a console that went away must not kill PID 1 */ });
+    process.stderr.on('error', () => { /* idem */ });
+    const exit = process.exit.bind(process);
+    process.exit = ((code?: number) => {
+      if (process.pid !== 1) return exit(code);
+      this.log.error(`something called process.exit(${code ?? ''}); PID 1 must not exit: ignored`);
+      return undefined as never;
+    }) as typeof process.exit;
+    // busybox's reboot/poweroff/halt signal PID 1: SIGTERM reboots, SIGUSR2 and SIGUSR1 power off.
+    process.on('SIGTERM', () => { void this.end('reboot', 'SIGTERM (reboot)'); });
+    process.on('SIGUSR2', () => { void this.end('poweroff', 'SIGUSR2 (poweroff)'); });
+    process.on('SIGUSR1', () => { void this.end('poweroff', 'SIGUSR1 (halt)'); });
+    process.on('SIGINT', () => { this.log.info('SIGINT ignored (PID 1)'); });
+  }
+
+  private begin(n: number, what: string, phase?: Phase): void {
+    this.step = `${n}/${totalSteps} ${what}`;
+    this.log.info(`step ${n}/${totalSteps}: ${what}`);
+    if (phase !== undefined) this.phase(phase);
+  }
+
+  private phase(p: Phase, detail?: string): void {
+    this.reporter?.event({ type: 'phase', time: new Date().toISOString(), phase: p, ...(detail === undefined ? {} : { detail }) });
+  }
+
+  private async breakHere(at: BreakPoint): Promise<void> {
+    if (!this.params.breakAt.has(at)) return;
+    this.log.info(`booty.break=${at}: opening a shell before this step; exit the shell to go on`);
+    await runShellOnce(this.log);
+    this.log.info(`booty.break=${at}: shell exited, going on`);
+  }
+
+  private async boot(): Promise<void> {
+    process.env.PATH ??= shellPath;
+    process.env.HOME ??= '/';
+
+    // 1: nothing else works without /proc, /sys and /dev
+    this.step = `1/${totalSteps} mount filesystems`;
+    const early = mountEarly();
+    this.mounted = early.mounted;
+    try { this.out.calibrate(fs.readFileSync('/proc/uptime', 'utf8')); } catch { /* no /proc: stamps stay relative */ }
+    try { this.out.openFile(logPath); } catch (e) { this.log.warn(`cannot open ${logPath}: ${(e as Error).message}`); }
+    this.begin(1, 'mount filesystems');
+    this.log.info(`booty ${process.version === '' ? '' : `on node ${process.version} `}as PID ${process.pid}`);
+    for (const m of early.messages) this.log.info(m);
+    for (const p of early.problems) this.log.error(p);
+    startReaper({ onReap: (n) => this.log.debug(`reaped ${n} orphaned process${n === 1 ? '' : 'es'}`) });
+
+    // 2
+    this.begin(2, 'read the kernel command line');
+    let cmdline = '';
+    try { cmdline = fs.readFileSync('/proc/cmdline', 'utf8').trim(); } catch (e) { this.log.error(`cannot read /proc/cmdline: ${(e as Error).message}`); }
+    this.params = parseBootParams(cmdline, process.env);
+    if (this.params.debug) this.out.setConsoleLevel('debug');
+    this.log.info(`command line: ${cmdline}`);
+    for (const w of this.params.warnings) this.log.warn(w);
+    if (this.params.server === undefined) this.log.warn('no MYURL= or BOOTYURL= on the kernel command line: there is no server to ask for an action');
+    else this.log.info(`server: ${this.params.server.base} (${this.params.server.style === 'myurl' ? 'MYURL' : 'BOOTYURL, BOOTy protocol'})`);
+
+    // 3
+    await this.breakHere('modules');
+    this.begin(3, 'load kernel modules');
+    this.modules = new ModuleLoader({ log: this.log, blacklist: this.params.blacklist, moduleParams: this.params.moduleParams });
+    const hw = await loadHardwareModules(this.modules, { log: this.log, timeoutMs: this.params.settleTimeoutMs, extra: this.params.extraModules });
+    this.log.info(`hardware: ${hw.loaded.length} modules loaded in ${hw.seconds.toFixed(1)} s; disks: ${hw.disks.join(' ') || 'none'}; network interfaces: ${hw.nics.join(' ') || 'none'}`);
+
+    // 4
+    await this.breakHere('network');
+    this.begin(4, 'bring up the network');
+    this.net = await bringUpNetwork({
+      log: this.log,
+      iface: this.params.iface,
+      bootif: this.params.bootif === undefined ? undefined : parseBootif(this.params.bootif),
+      ip: this.params.ip === undefined ? undefined : parseIpParam(this.params.ip),
+      linkTimeoutMs: this.params.linkTimeoutMs,
+      dhcpTimeoutMs: this.params.dhcpTimeoutMs,
+    });
+    this.log.info(`network: ${this.net.iface} ${this.net.mac} ${this.net.address}/${this.net.prefix}${this.net.gateway === undefined ? '' : ` via ${this.net.gateway}`}`);
+    this.startReporter();
+    this.phase('network', `${this.net.iface} ${this.net.address}/${this.net.prefix}`);
+
+    // 5
+    await this.breakHere('action');
+    this.begin(5, 'fetch the action', 'fetching-action');
+    if (this.params.server === undefined) {
+      throw new BootyError({ stage: 'config', code: 'no-server', diskState: 'untouched', message: 'no MYURL= or BOOTYURL= on the kernel command line', hint: 'add MYURL=http://SERVER:PORT to the kernel command line (see kernel-cmdline/README.md)' });
+    }
+    const fetched = await fetchAction({ server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log });
+    this.action = fetched.action;
+
+    // 6
+    await this.breakHere('run');
+    this.begin(6, `run the action (${this.action.action})`);
+    const started = performance.now();
+    const summary = await runAction(this.action, { log: this.log, params: this.params, net: this.net, reporter: this.reporter, modules: this.modules, state: this.state });
+    this.reporter?.event({
+      type: 'result', time: new Date().toISOString(), ok: true, action: this.action.action,
+      seconds: summary.seconds ?? (performance.now() - started) / 1000,
+      ...(summary.bytes === undefined ? {} : { bytes: summary.bytes }), ...(summary.sha256 === undefined ? {} : { sha256: summary.sha256 }),
+    });
+    this.log.info(`action ${this.action.action} done`);
+    this.phase('done');
+
+    // 7
+    await this.end(this.action.after, `the action's after=${this.action.after}`);
+  }
+
+  /** Reports go to the server from now on; what was logged before is sent first. */
+  private startReporter(): void {
+    if (this.reporter !== undefined || this.net === undefined || this.params.reportBase === undefined) return;
+    this.reporter = createReporter({ server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: { warn: (m) => this.log.debug(`report: ${m}`) } });
+    for (const l of this.out.lines()) this.reporter.event({ type: 'log', time: l.time.toISOString(), level: l.level, message: l.message });
+    this.log.addSink(this.reporter.sink);
+  }
+
+  /** Step 7 (and the end of a failure): reboot / power off after cleaning up, or a shell. */
+  async end(how: AfterAction, why: string): Promise<never> {
+    if (how === 'shell') {
+      this.begin(7, 'open a shell');
+      this.phase('shell');
+      await this.reporter?.flush(5000);
+      return shellForever(this.log, () => 'booty: finished; this is a shell on PID 1\'s console. `reboot -f` or `poweroff -f` to leave; exit for a new shell.');
+    }
+    if (this.ending) return this.sleepForever();
+    this.ending = true;
+    this.begin(7, how === 'reboot' ? 'reboot' : 'power off');
+    this.log.info(`${how === 'reboot' ? 'rebooting' : 'powering off'} (${why})`);
+    this.phase(how === 'reboot' ? 'rebooting' : 'powering-off');
+    await this.reporter?.close(3000);
+    if (this.net !== undefined) await withTimeout(this.net.stop(), 3000).catch(() => undefined);
+    this.out.closeFile();
+    for (const p of unmountEarly(this.mounted)) process.stdout.write(`booty: ${p}\n`);
+    sync();
+    try {
+      if (how === 'reboot') rebootNow(); else powerOffNow();
+    } catch (e) {
+      process.stdout.write(`booty: ${how} failed: ${(e as Error).message}\n`);
+    }
+    return this.sleepForever();
+  }
+
+  /** The failure path: summary box, error to the server, wipe if asked, then shell or reboot. */
+  async fail(err: unknown): Promise<never> {
+    if (this.failing) {
+      this.log.error(`another error while handling a failure: ${describeError(err)}`);
+      return this.sleepForever();
+    }
+    this.failing = true;
+    try {
+      return await this.failInner(err);
+    } catch (e) {
+      process.stdout.write(`booty: the failure handler itself failed: ${describeError(e)}\n`);
+      return this.sleepForever();
+    }
+  }
+
+  private async failInner(err: unknown): Promise<never> {
+    this.log.error(describeError(err));
+    if (!isBootyError(err) && err instanceof Error && err.stack !== undefined) this.log.debug(err.stack);
+    let diskState: DiskState = (isBootyError(err) ? err.diskState : undefined) ?? this.state.diskState;
+    let diskNote = this.state.diskNote;
+
+    const a = this.action;
+    // BOOTy's wipeDevice: a failed deploy must not leave a half-written disk that might boot.
+    // Never for a capture: its disk is the source and stays as it was.
+    if (a !== undefined && a.wipeOnError && (a.action === 'deploy' || a.action === 'wipe') && this.state.disk !== undefined && !a.dryRun) {
+      try {
+        this.log.info(`wipeOnError: wiping ${this.state.disk}`);
+        await wipeDisk(this.state.disk, { log: this.log });
+        diskState = 'unknown';
+        diskNote = 'its first 100 MiB and last MiB were zeroed (wipeOnError): it will not boot';
+      } catch (e) {
+        diskNote = `wipeOnError failed: ${(e as Error).message}`;
+        this.log.error(diskNote);
+      }
+    }
+
+    this.startReporter();
+    let reported: boolean | undefined;
+    if (this.reporter !== undefined) {
+      this.reporter.event({
+        type: 'result', time: new Date().toISOString(), ok: false, action: a?.action ?? 'boot',
+        code: isBootyError(err) ? err.code : 'internal', message: describeError(err), diskState,
+      });
+      this.phase('failed', this.step);
+      reported = await this.reporter.flush(5000);
+    }
+
+    const how: AfterAction = this.params.onError ?? a?.onError ?? 'shell';
+    const next = how === 'shell'
+      ? 'a shell opens below; type exit to see this summary again'
+      : `${how === 'reboot' ? 'rebooting' : 'powering off'} in ${this.params.countdownS} s`;
+    const screen = () => formatFailureScreen({
+      step: this.step, error: err, disk: this.state.disk, diskState, diskNote,
+      mac: this.net === undefined ? undefined : macForUrl(this.net.mac),
+      address: this.net === undefined ? undefined : `${this.net.address}/${this.net.prefix}`,
+      server: this.params.reportBase, reported: this.params.reportBase === undefined ? undefined : reported === true,
+      logPath, next,
+    });
+    const text = screen();
+    for (const line of text.split('\n')) this.log.debug(line);
+    if (how === 'shell') return shellForever(this.log, screen);
+
+    process.stdout.write(text + '\n');
+    for (let left = this.params.countdownS; left > 0; left -= Math.min(left, 5)) {
+      this.log.info(`${how === 'reboot' ? 'rebooting' : 'powering off'} in ${left} s`);
+      await new Promise((r) => setTimeout(r, Math.min(left, 5) * 1000));
+    }
+    return this.end(how, 'after a failure');
+  }
+
+  private sleepForever(): Promise<never> {
+    return new Promise<never>(() => { /* the keep-alive interval holds the process */ });
+  }
+}
+
+function describeError(err: unknown): string {
+  if (isBootyError(err)) return err.describe();
+  if (err instanceof Error) return `internal error: ${err.message}`;
+  return `internal error: ${String(err)}`;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
+}
+
+export async function runAgent(): Promise<never> {
+  return new Agent().run();
+}

@@ -1,0 +1,172 @@
+// Step 6: do what the action says, with the helpers of the data path and the disk code, while
+// phases and progress go to the server. Decides nothing about the end of the run (main.ts does:
+// reboot, power off or shell per the action's `after`); throws a BootyError on failure, after
+// recording in `state` what the disk holds so the failure screen can say it.
+import type { Action, CaptureAction, DeployAction, WipeAction } from '../config/action.ts';
+import { summarizeAction } from '../config/parse.ts';
+import type { Phase } from '../config/report.ts';
+import { growDisk } from '../disk/grow.ts';
+import { applyPostDeploy } from '../disk/post-deploy.ts';
+import { capture } from '../image/capture.ts';
+import { deploy } from '../image/deploy.ts';
+import type { ProgressSnapshot } from '../image/progress.ts';
+import type { NetworkHandle } from '../net/configure.ts';
+import type { Reporter } from '../report/client.ts';
+import type { DiskState } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+import { readBlockSnapshot } from './block-snapshot.ts';
+import type { BootParams } from './boot-params.ts';
+import { chooseDisk } from './disk-choice.ts';
+import type { ModuleLoader } from './modules.ts';
+import { runShellOnce } from './shell.ts';
+import { wipeDisk } from './wipe.ts';
+
+/** What the run did to the disk so far; read by the failure screen. */
+export interface RunState {
+  disk?: string;
+  /** the disk state when the error itself does not say */
+  diskState: DiskState;
+  /** extra words for the failure screen (e.g. the image is written but growing failed) */
+  diskNote?: string;
+}
+
+export interface RunContext {
+  log: Logger;
+  params: BootParams;
+  net: NetworkHandle;
+  reporter: Reporter | undefined;
+  modules: ModuleLoader;
+  state: RunState;
+}
+
+export interface RunSummary { bytes?: number; seconds?: number; sha256?: string }
+
+// Filesystems and device-mapper are not tied to a modalias: load them before growing, where
+// LVM activation and mounting the deployed root need them (not at boot: they would only delay
+// the first byte written).
+const storageStackModules = ['dm_mod', 'ext4', 'xfs', 'vfat'];
+
+export function phase(ctx: Pick<RunContext, 'reporter'>, p: Phase, detail?: string): void {
+  ctx.reporter?.event({ type: 'phase', time: new Date().toISOString(), phase: p, ...(detail === undefined ? {} : { detail }) });
+}
+
+/** Progress to the server at most every `everyMs`, whatever rate the data path calls it. */
+function progressReporter(ctx: RunContext, p: Phase, everyMs = 2000): (s: ProgressSnapshot) => void {
+  let last = -Infinity;
+  return (s) => {
+    const now = performance.now();
+    if (now - last < everyMs) return;
+    last = now;
+    ctx.reporter?.event({
+      type: 'progress', time: new Date().toISOString(), phase: p, bytes: s.bytes, rate: s.rate, wireBytes: s.wireBytes,
+      ...(s.total === undefined ? {} : { total: s.total }), ...(s.etaSeconds === undefined ? {} : { etaSeconds: s.etaSeconds }),
+    });
+  };
+}
+
+function pickDisk(ctx: RunContext, named: string | undefined): string {
+  const choice = chooseDisk(readBlockSnapshot(), named, ctx.params.disk);
+  ctx.log.info(`target disk: ${choice.disk} (${choice.reason})`);
+  ctx.state.disk = choice.disk;
+  return choice.disk;
+}
+
+async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> {
+  phase(ctx, 'preflight');
+  const disk = pickDisk(ctx, a.disk);
+  if (a.dryRun) {
+    ctx.log.info(`dry run: would write ${a.image} to ${disk}; nothing written`);
+    return {};
+  }
+  phase(ctx, 'writing', `${a.image} -> ${disk}`);
+  // From here a failure may have written part of the image; deploy's errors say exactly.
+  ctx.state.diskState = 'unknown';
+  const r = await deploy({
+    image: a.image, disk, sha256: a.sha256, format: a.format, imageSize: a.imageSize, log: ctx.log,
+    onProgress: progressReporter(ctx, 'writing'),
+  });
+  ctx.state.diskState = 'unknown';
+  ctx.state.diskNote = 'the image was written and verified, but a later step failed';
+  ctx.log.info(`deploy: wrote ${r.bytesWritten} bytes (${r.format}, ${r.wireBytes} bytes over the network) in ${r.seconds.toFixed(1)} s; sha256 ${r.sha256}`);
+
+  if (a.grow !== false || a.post !== undefined) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'growing and configuring'])), true);
+  let rootDevice: string | undefined;
+  if (a.grow !== false) {
+    phase(ctx, 'growing');
+    rootDevice = await growStep(a, disk, ctx);
+  }
+  if (a.post !== undefined) {
+    phase(ctx, 'configuring');
+    await postDeployStep(a, disk, rootDevice, ctx);
+  }
+  ctx.state.diskNote = undefined;
+  return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256 };
+}
+
+async function runCapture(a: CaptureAction, ctx: RunContext): Promise<RunSummary> {
+  phase(ctx, 'preflight');
+  const disk = pickDisk(ctx, a.disk);
+  ctx.state.diskState = 'intact';
+  if (a.dryRun) {
+    ctx.log.info(`dry run: would upload ${disk} to ${a.upload}; nothing read`);
+    return {};
+  }
+  phase(ctx, 'capturing', `${disk} -> ${a.upload}`);
+  return captureStep(a, disk, ctx);
+}
+
+async function runWipe(a: WipeAction, ctx: RunContext): Promise<RunSummary> {
+  phase(ctx, 'preflight');
+  const disk = pickDisk(ctx, a.disk);
+  if (a.dryRun) {
+    ctx.log.info(`dry run: would wipe ${disk}; nothing written`);
+    return {};
+  }
+  phase(ctx, 'writing', `wipe ${disk}`);
+  ctx.state.diskState = 'unknown';
+  const started = performance.now();
+  const r = await wipeDisk(disk, { log: ctx.log, discardAll: true });
+  return { bytes: r.bytesZeroed, seconds: (performance.now() - started) / 1000 };
+}
+
+export async function runAction(action: Action, ctx: RunContext): Promise<RunSummary> {
+  ctx.log.info(`action: ${summarizeAction(action)}${action.dryRun ? ' (dry run)' : ''}`);
+  switch (action.action) {
+    case 'deploy': return runDeploy(action, ctx);
+    case 'capture': return runCapture(action, ctx);
+    case 'wipe': return runWipe(action, ctx);
+    case 'shell':
+      phase(ctx, 'shell');
+      ctx.log.info('the action asks for a shell; the run goes on when it exits');
+      await runShellOnce(ctx.log);
+      return {};
+    case 'none':
+      ctx.log.info('nothing to do');
+      return {};
+  }
+}
+
+// The calls into the disk and capture helpers, one function each, so their option shapes are
+// adapted in one place.
+
+/** Grows partition, LVM and filesystem; returns the root filesystem's device when known. */
+async function growStep(a: DeployAction, disk: string, ctx: RunContext): Promise<string | undefined> {
+  if (a.grow === false) return undefined;
+  // growDisk logs each step and a summary itself
+  const r = await growDisk({ disk, partition: a.grow.partition, lvmRoot: a.grow.lvmRoot, log: ctx.log });
+  return r.rootDevice;
+}
+
+async function postDeployStep(a: DeployAction, disk: string, rootDevice: string | undefined, ctx: RunContext): Promise<void> {
+  if (a.post === undefined) return;
+  await applyPostDeploy({ disk, root: rootDevice, post: a.post, iface: ctx.net.iface, mac: ctx.net.mac, log: ctx.log });
+}
+
+async function captureStep(a: CaptureAction, disk: string, ctx: RunContext): Promise<RunSummary> {
+  const r = await capture({
+    disk, upload: a.upload, format: a.format, level: a.level, protocol: a.protocol, mac: ctx.net.mac,
+    headers: ctx.params.token === undefined ? undefined : { authorization: `Bearer ${ctx.params.token}` },
+    log: ctx.log, onProgress: progressReporter(ctx, 'uploading'),
+  });
+  return { bytes: r.bytesRead, seconds: r.seconds, sha256: r.sha256 };
+}
