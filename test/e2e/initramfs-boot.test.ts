@@ -1,0 +1,101 @@
+// The real initramfs, end to end: built from the pinned inputs, reproducible, and booted in
+// QEMU (TCG here) with 384 MiB, where node runs our bundle as PID 1 and the agent gets a DHCP
+// lease from real dnsmasq through the test network and asks the host's HTTP server for its action.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import http from 'node:http';
+import path from 'node:path';
+import { readCpio } from '../../src/build/cpio.ts';
+import { ensureInitramfs, type BuiltInitramfs } from '../helpers/initramfs-build.ts';
+import { startVm, detectAccel, repoRoot } from '../helpers/qemu.ts';
+import { createTestNet } from '../helpers/netns.ts';
+
+const isRoot = process.getuid?.() === 0;
+const booty = path.join(repoRoot, 'bin', 'booty');
+let built: BuiltInitramfs | undefined;
+const initramfs = async () => (built ??= await ensureInitramfs());
+
+test('build: same inputs give the same bytes; the archive holds node as /init and what the agent needs', { skip: !isRoot && 'needs root (apt-get download)' }, async () => {
+  const b = await initramfs();
+  const raw = [1, 2].map((n) => {
+    const out = path.join(b.dir, `..`, `raw-${process.pid}-${n}`);
+    execFileSync(booty, ['build-initramfs', '--bundle', b.bundle, '--out', out, '--compression', 'none'], { cwd: repoRoot, stdio: 'pipe' });
+    return out;
+  });
+  try {
+    const first = readFileSync(path.join(raw[0], 'booty.cpio'));
+    const second = readFileSync(path.join(raw[1], 'booty.cpio'));
+    const sha = (x: Buffer) => createHash('sha256').update(x).digest('hex');
+    assert.equal(sha(first), sha(second), 'two builds are byte-identical');
+    // the compressed archive of the e2e build holds exactly that stream
+    const unz = execFileSync('zstd', ['-d', '-c', b.initrd], { maxBuffer: 1 << 30 });
+    assert.equal(sha(unz), sha(first), 'zstd archive decompresses to the same cpio');
+
+    const entries = new Map(readCpio(first).map((e) => [e.name, e]));
+    const init = entries.get('init')!;
+    assert.match(init.data.toString(), /^#!\/bin\/node\n/);
+    assert.equal(init.fields.mode & 0o777, 0o755);
+    const console = entries.get('dev/console')!;
+    assert.deepEqual([console.fields.mode & 0o170000, console.fields.rdevmajor, console.fields.rdevminor], [0o020000, 5, 1]);
+    assert.equal(entries.get('bin')!.data.toString(), 'usr/bin');
+    for (const f of ['usr/bin/node', 'usr/bin/busybox', 'usr/lib/booty/booty.mjs', 'usr/sbin/lvm', 'usr/sbin/resize2fs', 'usr/sbin/e2fsck',
+      'usr/sbin/xfs_growfs', 'usr/sbin/sfdisk', 'usr/sbin/blkid', 'usr/lib/x86_64-linux-gnu/libc.so.6', 'usr/lib/x86_64-linux-gnu/libatomic.so.1',
+      'usr/lib/booty/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node', 'usr/lib/booty/node_modules/koffi/package.json', 'etc/lvm/lvm.conf']) {
+      assert.ok(entries.has(f), `${f} is packed`);
+    }
+    assert.equal(entries.get('usr/sbin/pvresize')!.data.toString(), 'lvm');
+    assert.equal(entries.get('usr/bin/sh')?.data.toString() ?? entries.get('usr/sbin/sh')?.data.toString(), 'busybox');
+    const release = [...entries.keys()].find((n) => /^usr\/lib\/modules\/[^/]+\/modules\.dep$/.test(n))!.split('/')[3];
+    const dep = entries.get(`usr/lib/modules/${release}/modules.dep`)!.data.toString();
+    const alias = entries.get(`usr/lib/modules/${release}/modules.alias`)!.data.toString();
+    for (const m of ['virtio_blk', 'virtio_net', 'virtio_pci', 'nvme', 'dm-mod', 'ext4', 'xfs', 'ahci', 'mlx5_core', 'ice', 'tg3']) {
+      assert.match(dep, new RegExp(`/${m}\\.ko:`), `${m} in modules.dep`);
+    }
+    // modules.dep lists exactly the packed .ko files
+    const kos = [...entries.keys()].filter((n) => n.endsWith('.ko')).map((n) => n.slice(`usr/lib/modules/${release}/`.length)).sort();
+    assert.deepEqual(dep.trim().split('\n').map((l) => l.split(':')[0]).sort(), kos);
+    assert.match(alias, /^alias virtio:d00000002v\* virtio_blk$/m);
+    process.stdout.write(`initramfs: ${(readFileSync(b.initrd).length / 1e6).toFixed(1)} MB zstd, ${(first.length / 1e6).toFixed(1)} MB unpacked, ${kos.length} modules\n`);
+  } finally {
+    for (const d of raw) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('boot: 384 MiB, node is PID 1, the agent gets a lease from dnsmasq and asks the server for its action', { skip: !isRoot && 'needs root (netns, tap)', timeout: 600_000 }, async (t) => {
+  const b = await initramfs();
+  const net = await createTestNet(t);
+  const dnsmasq = await net.startDnsmasq();
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => { requests.push(req.url ?? ''); res.statusCode = 404; res.end('no action yet\n'); });
+  await new Promise<void>((resolve) => server.listen(0, net.hostIp, resolve));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const mac = net.mac(1);
+  // an empty sparse disk, so the agent's hardware step settles at once instead of waiting for one
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'booty-boot-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const disk = path.join(tmp, 'disk.img');
+  writeFileSync(disk, '');
+  truncateSync(disk, 64 << 20);
+  process.stdout.write(`qemu accel: ${await detectAccel(b.kernel)}\n`);
+  const vm = await startVm({
+    name: 'initramfs-boot', kernel: b.kernel, initrd: b.initrd, memMiB: 384,
+    // rootfstype=ramfs: see README "Running as PID 1": tmpfs would cap the unpacked initramfs at half the RAM
+    append: `rootfstype=ramfs MYURL=http://${net.hostIp}:${port} booty.onerror=poweroff`,
+    nic: { tap: net.tap, netns: net.ns, mac }, disks: [{ path: disk }],
+  }, t);
+  await vm.waitFor(/Run \/init as init process/, 120_000);
+  await vm.waitFor(/booty on node v\d+\.\d+\.\d+ as PID 1/, 120_000);
+  await vm.waitFor(/hardware: .*disks: vda/, 240_000);
+  await vm.waitFor(/network: \S+ 52:54:00:55:/, 240_000);
+  const want = `/${mac.replace(/:/g, '-')}`;
+  const deadline = Date.now() + 120_000;
+  while (!requests.some((r) => r.startsWith(want)) && Date.now() < deadline && vm.running) await new Promise((r) => setTimeout(r, 500));
+  assert.ok(requests.some((r) => r.startsWith(want)), `the agent asked for ${want}; got ${JSON.stringify(requests)}; console:\n${vm.tail()}`);
+  assert.match(dnsmasq.log(), new RegExp(`DHCPACK\\(${net.hostIf}\\) ${net.prefix.replace(/\./g, '\\.')}\\.\\d+ ${mac}`));
+  assert.doesNotMatch(vm.output, /Initramfs unpacking failed|Kernel panic/);
+});

