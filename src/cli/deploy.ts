@@ -22,12 +22,21 @@ options:
   --image-size N       uncompressed size in bytes (checked against the disk before writing)
   --allow-partition    accept a partition as DEV
   --no-skip-zeros      write zero runs as data instead of BLKZEROOUT / hole punching
+  --stall-timeout T    a connection with no byte for T is dropped and resumed (default 30s)
+  --retry-for T        keep reconnecting for T without progress, then fail (default 10m)
+  --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
+                       (default: fail, naming the change)
   --header 'K: V'      extra request header (repeatable)
   --report URL         post progress and the result to a booty server
   --mac MAC            machine identity for --report
   --token TOKEN        bearer token for --report
   -q, --quiet          no progress display
   -h, --help
+
+durations (T): a number of seconds, or with a unit: 500ms, 30s, 10m, 1h.
+
+A dropped, reset or stalled connection is resumed where it broke off (Range + If-Range: ETag):
+the bytes already received are neither downloaded nor written again.
 
 exit status: 0 only when the image was fully written, fdatasynced and verified;
   2 config, 3 preflight, 4 fetch, 5 decompress, 6 verify, 7 write (see the printed message).`;
@@ -39,6 +48,7 @@ export async function run(argv: string[]): Promise<number> {
       image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' },
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
+      'stall-timeout': { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
       header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
       token: { type: 'string' }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
@@ -56,6 +66,14 @@ export async function run(argv: string[]): Promise<number> {
     if (!Number.isSafeInteger(imageSize) || imageSize <= 0) throw config(`--image-size must be a positive byte count, not ${values['image-size']}`);
   }
   const headers = parseHeaders(values.header ?? [], config);
+  const duration = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const ms = parseDuration(v);
+    if (ms === undefined || ms <= 0) throw config(`--${flag} must be a duration like 30s, 10m or 45 (seconds), not ${JSON.stringify(v)}`);
+    return ms;
+  };
+  const stallTimeoutMs = duration('stall-timeout', values['stall-timeout']);
+  const retryForMs = duration('retry-for', values['retry-for']);
 
   const log = createLogger({ sinks: [stderrSink('booty')] });
   const printer = values.quiet ? undefined : createProgressPrinter({ prefix: 'booty deploy: ' });
@@ -70,6 +88,7 @@ export async function run(argv: string[]): Promise<number> {
     const result = await deploy({
       image: values.image, disk: values.disk, sha256: values.sha256, format, imageSize, headers, log,
       allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
+      stallTimeoutMs, retryForMs, restartOnChange: values['restart-on-change'] === true,
       onProgress: (p) => {
         if (!writing) { writing = true; reporter?.phase('writing'); }
         last = p;
@@ -78,8 +97,9 @@ export async function run(argv: string[]): Promise<number> {
       },
     });
     printer?.done({ bytes: result.bytesWritten, wireBytes: result.wireBytes, rate: result.bytesWritten / result.seconds, elapsed: result.seconds });
-    process.stdout.write(`booty deploy: OK: ${result.bytesWritten} bytes (${formatBytes(result.bytesWritten)}, ${result.format}) written to ${values.disk} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesWritten / result.seconds)}), fdatasynced; sha256 ${result.sha256}\n`);
-    reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256 });
+    const faults = result.resumes > 0 || result.restarts > 0 ? `; ${result.resumes} resumes after network faults${result.restarts > 0 ? `, ${result.restarts} restarts from byte 0 (the image changed)` : ''}` : '';
+    process.stdout.write(`booty deploy: OK: ${result.bytesWritten} bytes (${formatBytes(result.bytesWritten)}, ${result.format}) written to ${values.disk} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesWritten / result.seconds)}), fdatasynced; sha256 ${result.sha256}${faults}\n`);
+    reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256, resumes: result.resumes, restarts: result.restarts });
     return 0;
   } catch (e) {
     if (last !== undefined && last.bytes > 0) printer?.done(last);
@@ -95,6 +115,15 @@ export function parseArgsOrExplain<const T extends ParseArgsConfig>(config: T, c
   try { return parseArgs(config); } catch (e) {
     throw new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message: (e as Error).message.split('\n')[0], hint: `see booty ${command} --help` });
   }
+}
+
+/** "30s", "500ms", "10m", "1h" or a bare number of seconds -> milliseconds; undefined if unreadable. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (m === null) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Math.round(Number(m[1]) * unit);
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
 export function parseHeaders(list: string[], bad: (m: string) => Error): Record<string, string> {

@@ -11,7 +11,7 @@ export interface Reporter {
   phase(phase: Phase, detail?: string): void;
   /** throttled to one event every 2 s */
   progress(phase: Phase, p: ProgressSnapshot): void;
-  result(r: { ok: boolean; code?: string; message?: string; diskState?: string; bytes?: number; seconds?: number; sha256?: string }): void;
+  result(r: { ok: boolean; code?: string; message?: string; diskState?: string; bytes?: number; seconds?: number; sha256?: string; resumes?: number; restarts?: number }): void;
   close(): Promise<void>;
 }
 
@@ -41,7 +41,7 @@ export function openReporter(o: { server: string; mac?: string; token?: string; 
       const t = performance.now();
       if (t - lastProgress < 2000) return;
       lastProgress = t;
-      send({ type: 'progress', time: now(), phase, bytes: p.bytes, total: p.total, wireBytes: p.wireBytes, rate: p.rate, etaSeconds: p.etaSeconds });
+      send({ type: 'progress', time: now(), phase, bytes: p.bytes, total: p.total, wireBytes: p.wireBytes, rate: p.rate, etaSeconds: p.etaSeconds, resumes: p.resumes, restarts: p.restarts });
     },
     result(r) {
       send({ type: 'phase', time: now(), phase: r.ok ? 'done' : 'failed' });

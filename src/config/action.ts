@@ -53,6 +53,13 @@ export interface DeployAction extends Common {
   format: ImageFormat;
   /** uncompressed size in bytes, if known: checked against the disk before the first write */
   imageSize?: number;
+  /** if the image changes on the server mid-deploy (ETag differs), start over from byte 0;
+   *  default: fail, naming the change */
+  restartOnChange?: boolean;
+  /** seconds without a byte before a connection is dropped and resumed (default 30) */
+  stallTimeout?: number;
+  /** seconds to keep reconnecting without progress before failing (default 600) */
+  retryFor?: number;
   /** false = leave partitions as the image has them */
   grow: GrowSettings | false;
   post?: PostDeploy;

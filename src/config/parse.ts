@@ -168,6 +168,8 @@ function parseBootyForm(j: Json, prefix: string): Action {
         sha256: (j.sha256 as string | undefined)?.toLowerCase(),
         format: (j.format as ImageFormat | undefined) ?? DEFAULTS.deployFormat,
         imageSize: j.imageSize as number | undefined,
+        restartOnChange: j.restartOnChange as boolean | undefined,
+        stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
         grow: growOf(j.grow), post: postOf(j.post, prefix), ...common,
       });
       return d;

@@ -20,6 +20,10 @@ export type AgentEvent =
       /** bytes per second (uncompressed), smoothed */
       rate: number;
       etaSeconds?: number;
+      /** deploy: connections that continued the download after a network fault */
+      resumes?: number;
+      /** deploy: times it started over from byte 0 because the image changed on the server */
+      restarts?: number;
     }
   | { type: 'log'; time: string; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   | {
@@ -27,4 +31,6 @@ export type AgentEvent =
       /** BootyError.code and the operator sentence when !ok */
       code?: string; message?: string; diskState?: string;
       bytes?: number; seconds?: number; sha256?: string;
+      /** deploy: resumes after network faults, restarts from byte 0 (see progress) */
+      resumes?: number; restarts?: number;
     };

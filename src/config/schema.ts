@@ -117,6 +117,9 @@ const deploy = {
     sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'a sha256 in hex (64 characters)' },
     format: { enum: ['auto', 'gzip', 'zstd', 'raw'], description: 'one of "auto", "gzip", "zstd", "raw"' },
     imageSize: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a size in bytes (a non-negative integer)' },
+    restartOnChange: bool,
+    stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
+    retryFor: { type: 'number', minimum: 0, maximum: 604800, description: 'seconds (a number from 0 to 604800)' },
     grow,
     post,
   },
@@ -222,7 +225,7 @@ const agentEvent = {
     {
       if: { properties: { type: { const: 'progress' } } },
       then: {
-        properties: { type: {}, time, phase, bytes: count, total: count, wireBytes: count, rate: count, etaSeconds: count },
+        properties: { type: {}, time, phase, bytes: count, total: count, wireBytes: count, rate: count, etaSeconds: count, resumes: count, restarts: count },
         required: ['time', 'phase', 'bytes', 'rate'], additionalProperties: false,
       },
     },
@@ -242,7 +245,7 @@ const agentEvent = {
       then: {
         properties: {
           type: {}, time, ok: bool, action: text(64), code: text(128), message: text(16384), diskState: text(64),
-          bytes: count, seconds: count, sha256: text(64),
+          bytes: count, seconds: count, sha256: text(64), resumes: count, restarts: count,
         },
         required: ['time', 'ok', 'action'], additionalProperties: false,
       },

@@ -1,5 +1,5 @@
 // deploy: image URL -> disk. The stream, in one pass and constant memory:
-//   GET (undici) -> HashTap (sha256 of the bytes as served) -> gunzip/zstd (1 MiB chunks)
+//   GET (undici, resumed with Range/If-Range after a drop or stall: resumable-source.ts) -> HashTap (sha256 of the bytes as served) -> gunzip/zstd (1 MiB chunks)
 //   -> ImageWriter (aligned 8 MiB blocks, O_DIRECT, zero runs via BLKZEROOUT, head held back)
 // then: nothing left undecoded, size as announced, sha256 as expected -> fdatasync -> write the
 // held-back first MiB -> fdatasync -> BLKRRPART. Every failure is a BootyError naming the stage,
@@ -11,7 +11,8 @@ import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
 import { HEAD_BYTES, detectFormat, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
-import { openImage, type ImageResponse } from './fetch.ts';
+import type { ImageResponse } from './fetch.ts';
+import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
 import { WriteTarget } from './target.ts';
@@ -38,6 +39,15 @@ export interface DeployOptions {
   skipZeros?: boolean;
   /** milliseconds between onProgress calls (default 500) */
   progressIntervalMs?: number;
+  /** a connection that delivers no byte for this long is dropped and resumed (default 30 s) */
+  stallTimeoutMs?: number;
+  /** keep reconnecting for this long without progress before failing (default 10 min) */
+  retryForMs?: number;
+  /** first backoff delay between reconnects (default 500 ms, doubling up to 15 s) */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** when the image changes on the server mid-deploy: start over from byte 0 (default: fail) */
+  restartOnChange?: boolean;
 }
 
 export interface DeployResult {
@@ -53,7 +63,14 @@ export interface DeployResult {
   zeroBytes?: number;
   /** why the partition table was not re-read, when it was not */
   rereadSkipped?: string;
+  /** connections that continued the download after a drop, reset or stall */
+  resumes: number;
+  /** times the deploy started over from byte 0 because the image changed (restartOnChange) */
+  restarts: number;
 }
+
+/** Most restarts from zero one deploy makes (an image that keeps changing is being rewritten). */
+export const MAX_RESTARTS = 3;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -69,11 +86,54 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   checkImageFits(disk, opts.imageSize, 'as configured');
   log.info(`deploy: ${opts.image} -> ${opts.disk} (${disk.kind}, ${disk.size > 0 ? formatBytes(disk.size) : 'grows'})`);
 
-  const res = await openImage(opts.image, { headers: opts.headers, signal: opts.signal });
-  let body: Readable = res.body;
+  const counters = { resumes: 0, restarts: 0 };
+  for (;;) {
+    try {
+      return await deployOnce(opts, disk, expectedSha, counters, log, started);
+    } catch (e) {
+      if (!(e instanceof ImageChangedBootyError)) throw e;
+      if (opts.restartOnChange !== true || counters.restarts >= MAX_RESTARTS) throw e.withoutRestart(opts.restartOnChange === true);
+      counters.restarts++;
+      log.warn(`deploy: ${e.message}; starting over from byte 0 (restart ${counters.restarts} of at most ${MAX_RESTARTS}, allowed by restartOnChange)`);
+    }
+  }
+}
+
+/** Thrown by deployOnce when the image changed on the server: deploy() restarts or reports it. */
+class ImageChangedBootyError extends BootyError {
+  readonly written: number;
+  readonly state: DiskState;
+  constructor(message: string, written: number, state: DiskState, cause: unknown) {
+    super({ stage: 'fetch', code: 'IMAGE_CHANGED', message, offset: written, diskState: state, cause,
+      hint: 'the image was replaced on the server while this deploy ran: deploy again (or allow starting over with --restart-on-change / "restartOnChange": true)' });
+    this.written = written;
+    this.state = state;
+  }
+  withoutRestart(allowed: boolean): BootyError {
+    return new BootyError({ stage: 'fetch', code: 'IMAGE_CHANGED',
+      message: `${this.message}; ${allowed ? `not starting over again: already restarted ${MAX_RESTARTS} times` : 'not starting over from byte 0 because restartOnChange is not set'}`,
+      offset: this.written, diskState: this.state, hint: this.hint, cause: this.cause });
+  }
+}
+
+async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: string | undefined, counters: { resumes: number; restarts: number },
+  log: Logger, started: number): Promise<DeployResult> {
+  const tracker = new ProgressTracker();
+  tracker.restarts = counters.restarts;
+  const source = await ResumableSource.open(opts.image, {
+    headers: opts.headers, signal: opts.signal, log,
+    stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+    backoffInitialMs: opts.backoffInitialMs, backoffMaxMs: opts.backoffMaxMs,
+    onResume: () => { counters.resumes++; tracker.resumes = counters.resumes; },
+  });
+  const res = source.first;
+  let body: Readable = source;
   let writer: ImageWriter | undefined;
   try {
-    const peeked = await peekHead(res.body, HEAD_BYTES).catch((e: Error) => {
+    const peeked = await peekHead(source, HEAD_BYTES).catch((e: Error) => {
+      if (e instanceof ImageChangedError) throw new ImageChangedBootyError(e.message, 0, 'untouched', e);
+      if (e instanceof ResumeGaveUpError) throw stageError('fetch', 'FETCH_GAVE_UP', `the download broke off and could not be resumed: ${e.message}`, 0, 'untouched', fetchHint, e);
       throw stageError('fetch', 'FETCH_FAILED', `reading the image failed: ${e.message}`, 0, 'untouched', fetchHint, e);
     });
     body = peeked.rest;
@@ -88,7 +148,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
         code === 'EBUSY' ? `${opts.disk} is in use (the kernel refuses an exclusive open: mounted, or held by LVM/RAID/another program)`
           : `cannot open ${opts.disk} for writing: ${(e as Error).message}`, 0, 'untouched', 'stop whatever uses the disk, then retry', e);
     }
-    const tracker = new ProgressTracker({ total: imageSize?.bytes });
+    tracker.total = imageSize?.bytes;
     const hash = new HashTap({ onChunk: (n) => { tracker.wireBytes += n; } });
     const decoder = createDecompressor(format);
     writer = new ImageWriter({
@@ -116,7 +176,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       else await pipeline(body, hash, w, { signal: opts.signal });
     } catch (e) {
       const first = failedAt ?? { stage: 'fetch' as Stage, err: e as Error };
-      throw pipelineError(first, format, w, hash, res);
+      throw pipelineError(first, format, w, hash, source);
     } finally {
       stopTicker();
     }
@@ -159,12 +219,13 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
     await w.close();
     writer = undefined;
     const seconds = (performance.now() - started) / 1000;
-    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}`);
-    return { bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped };
+    const faults = counters.resumes > 0 || counters.restarts > 0 ? `; ${counters.resumes} resume${counters.resumes === 1 ? '' : 's'} after network faults${counters.restarts > 0 ? `, ${counters.restarts} restart${counters.restarts === 1 ? '' : 's'} from byte 0 (image changed)` : ''}` : '';
+    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${faults}`);
+    return { bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts };
   } finally {
     if (writer !== undefined) await writer.abort().catch(() => {});
     if (!body.destroyed) body.destroy();
-    if (!res.body.destroyed) res.body.destroy();
+    if (!source.destroyed) source.destroy();
   }
 }
 
@@ -175,12 +236,25 @@ function stageError(stage: Stage, code: string, message: string, offset: number,
   return new BootyError({ stage, code, message, offset, diskState, hint, cause });
 }
 
+/** Smallest raw image accepted: one sector. Anything shorter is a truncated or empty download
+ *  (three bytes of a zstd magic read as "raw"), never a disk image. */
+const MIN_RAW_IMAGE = 512;
+
 function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse, log: Logger): Format {
   const detected = detectFormat(head);
+  const tooSmall = () => {
+    // peekHead returns fewer than HEAD_BYTES only when the stream ended: this is the whole image
+    if (detected === 'raw' && head.length > 0 && head.length < MIN_RAW_IMAGE) {
+      throw stageError('verify', 'IMAGE_TOO_SMALL',
+        `the image is only ${head.length} bytes and has no gzip/zstd magic: too small to be a disk image (a truncated download?)`,
+        0, 'untouched', 'check the image file on the server');
+    }
+  };
   if (wanted === 'auto' || wanted === detected) {
     if (detected === 'raw') {
       const why = refuseRawReason(head, res.contentType, wanted === 'raw');
       if (why !== undefined) throw stageError('fetch', head.length === 0 ? 'IMAGE_EMPTY' : 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
+      tooSmall();
     }
     return detected;
   }
@@ -188,6 +262,7 @@ function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse
     log.warn(`deploy: the image starts with ${detected} magic but --format raw was given: writing it as it is`);
     const why = refuseRawReason(head, res.contentType, true);
     if (why !== undefined) throw stageError('fetch', 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
+    tooSmall();
     return 'raw';
   }
   throw stageError('decompress', 'FORMAT_MISMATCH',
@@ -211,10 +286,17 @@ function knownImageSize(configured: number | undefined, res: ImageResponse, form
   return sizes.find((s) => s.exact) ?? sizes[0];
 }
 
-function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter, hash: HashTap, res: ImageResponse): BootyError {
+function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter, hash: HashTap, source: ResumableSource): BootyError {
   const { err } = first;
-  if (err instanceof BootyError) return err;
   const state: DiskState = w.touched ? 'partially-written' : 'untouched';
+  const res = source.first;
+  if (err instanceof ImageChangedError) return new ImageChangedBootyError(err.message, w.bytes, state, err);
+  if (err instanceof ResumeGaveUpError) {
+    return stageError('fetch', 'FETCH_GAVE_UP',
+      `the download broke off and could not be resumed: ${err.message}; ${w.bytes} image bytes were written${source.resumes > 0 ? ` (after ${source.resumes} successful resume${source.resumes === 1 ? '' : 's'})` : ''}`,
+      w.bytes, state, 'check the server and the network; deploy again (it starts from byte 0: a failed deploy is never continued across runs)', err);
+  }
+  if (err instanceof BootyError) return err;
   const wire = `after ${hash.bytes} bytes received`;
   if (err instanceof SizeLimitExceeded) {
     return stageError('write', 'IMAGE_LARGER_THAN_DISK',

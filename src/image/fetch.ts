@@ -1,7 +1,9 @@
 // Opening an image source: an HTTP(S) GET through undici (body streamed with backpressure, never
 // buffered, never decoded: we hash and decompress the bytes exactly as served), or a local file
 // (a path or file:// URL, for rescue systems and tests). The response's validators (ETag,
-// Accept-Ranges) are kept so a resuming fetch (Range + If-Range) can build on openImage().
+// Last-Modified) and Content-Range are kept so a resuming fetch (Range + If-Range, see
+// resumable-source.ts) can check that it continues the same bytes. Failures are FetchErrors that
+// say whether trying again may help (a dropped connection, a 503) or not (a 404).
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +17,10 @@ export interface OpenImageOptions {
   start?: number;
   /** validator for If-Range (the ETag of the first response) */
   ifRange?: string;
-  /** fail when no body byte arrives for this long (default 120 s) */
+  /** fail when no body byte arrives for this long (default 120 s; 0 = never: the caller watches) */
   stallTimeoutMs?: number;
+  /** fail when the response headers take longer than this (default 60 s) */
+  headersTimeoutMs?: number;
 }
 
 export interface ImageResponse {
@@ -29,6 +33,9 @@ export interface ImageResponse {
   servedSize?: number;
   contentType?: string;
   etag?: string;
+  lastModified?: string;
+  /** first byte this response carries (Content-Range start; 0 for a 200) */
+  rangeStart: number;
   acceptRanges: boolean;
   /** uncompressed image size announced by the server (X-Image-Size) */
   imageSize?: number;
@@ -53,11 +60,21 @@ function nonNegativeInt(v: string | undefined): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-function fetchError(url: string, message: string, hint: string, cause?: unknown): BootyError {
-  return new BootyError({
-    stage: 'fetch', code: 'FETCH_FAILED', message: `${message} (${url})`, offset: 0,
-    diskState: 'untouched', hint, cause,
-  });
+/** A failed GET. `transient`: the same request may succeed later (network trouble, 5xx, 429);
+ *  `status`: the HTTP status when the server answered. */
+export class FetchError extends BootyError {
+  readonly transient: boolean;
+  readonly status: number | undefined;
+  constructor(url: string, message: string, hint: string, o: { transient: boolean; status?: number; cause?: unknown }) {
+    super({ stage: 'fetch', code: 'FETCH_FAILED', message: `${message} (${url})`, offset: 0, diskState: 'untouched', hint, cause: o.cause });
+    this.transient = o.transient;
+    this.status = o.status;
+  }
+}
+
+/** Statuses worth retrying: the server or a proxy in front of it is busy, restarting or timed out. */
+export function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);
 }
 
 /** Opens `source` and resolves once the response headers are in (body not yet read). */
@@ -72,6 +89,8 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
   }
   const headers: Record<string, string> = { 'user-agent': 'booty', ...opts.headers };
   if (opts.start !== undefined && opts.start > 0) {
+    // identity: the byte offsets must be those of the file as stored
+    headers['accept-encoding'] = 'identity';
     headers.range = `bytes=${opts.start}-`;
     if (opts.ifRange !== undefined) headers['if-range'] = opts.ifRange;
   }
@@ -79,17 +98,20 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
   try {
     res = await request(url, {
       method: 'GET', headers, signal: opts.signal, dispatcher: httpDispatcher(),
-      headersTimeout: 60_000, bodyTimeout: opts.stallTimeoutMs ?? 120_000,
+      headersTimeout: opts.headersTimeoutMs ?? 60_000, bodyTimeout: opts.stallTimeoutMs ?? 120_000,
     });
   } catch (e) {
-    throw fetchError(url.href, `cannot GET the image: ${(e as Error).message}`,
-      'check that the server is up and the URL is right, then retry', e);
+    // the network failed us (refused, reset, timed out): worth another try, unless we were told to stop
+    const why = (e as Error).name === 'AbortError' && opts.signal?.reason instanceof Error ? opts.signal.reason.message : (e as Error).message;
+    throw new FetchError(url.href, `cannot GET the image: ${why}`,
+      'check that the server is up and the URL is right, then retry', { transient: true, cause: e });
   }
   const h = res.headers;
   if (res.statusCode !== 200 && res.statusCode !== 206) {
     const snippet = await readSnippet(res.body);
-    throw fetchError(url.href, `server answered ${res.statusCode}${snippet ? `: ${snippet}` : ''}`,
-      res.statusCode === 404 ? 'check the image name on the server' : 'check the server log, then retry');
+    throw new FetchError(url.href, `server answered ${res.statusCode}${snippet ? `: ${snippet}` : ''}`,
+      res.statusCode === 404 ? 'check the image name on the server' : 'check the server log, then retry',
+      { transient: isTransientStatus(res.statusCode), status: res.statusCode });
   }
   const contentLength = nonNegativeInt(header(h, 'content-length'));
   const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header(h, 'content-range') ?? '');
@@ -101,6 +123,8 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
     servedSize: range ? Number(range[3]) : res.statusCode === 200 ? contentLength : undefined,
     contentType: header(h, 'content-type'),
     etag: header(h, 'etag'),
+    lastModified: header(h, 'last-modified'),
+    rangeStart: range ? Number(range[1]) : 0,
     acceptRanges: (header(h, 'accept-ranges') ?? '').toLowerCase() === 'bytes',
     imageSize: nonNegativeInt(header(h, 'x-image-size')),
     sha256: /^[0-9a-f]{64}$/i.test(header(h, 'x-image-sha256') ?? '') ? header(h, 'x-image-sha256')!.toLowerCase() : undefined,
@@ -127,12 +151,12 @@ function openFile(source: string, opts: OpenImageOptions): ImageResponse {
     if (!st.isFile()) throw new Error('not a regular file');
     size = st.size;
   } catch (e) {
-    throw fetchError(path, `cannot open the image: ${(e as Error).message}`, 'check the path');
+    throw new FetchError(path, `cannot open the image: ${(e as Error).message}`, 'check the path', { transient: false, cause: e });
   }
   const start = opts.start ?? 0;
   const body = fs.createReadStream(path, { start, highWaterMark: 1 << 20, signal: opts.signal });
   return {
     url: path, body, status: start > 0 ? 206 : 200, contentLength: size - start, servedSize: size,
-    acceptRanges: true,
+    rangeStart: start, acceptRanges: true,
   };
 }

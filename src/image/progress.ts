@@ -15,6 +15,10 @@ export interface ProgressSnapshot {
   etaSeconds?: number;
   /** seconds since the transfer started */
   elapsed: number;
+  /** connections that continued the download after a network fault (deploy) */
+  resumes?: number;
+  /** times the deploy started over from byte 0 (the image changed on the server) */
+  restarts?: number;
 }
 
 /** Counters plus a rate smoothed over a sliding window of samples. */
@@ -22,6 +26,8 @@ export class ProgressTracker {
   bytes = 0;
   wireBytes = 0;
   total: number | undefined;
+  resumes = 0;
+  restarts = 0;
   private readonly start: number;
   private readonly samples: Array<{ t: number; bytes: number }> = [];
   private readonly windowMs: number;
@@ -43,6 +49,8 @@ export class ProgressTracker {
     const dt = (t - first.t) / 1000;
     const rate = dt > 0 ? (this.bytes - first.bytes) / dt : 0;
     const snap: ProgressSnapshot = { bytes: this.bytes, wireBytes: this.wireBytes, rate, elapsed: (t - this.start) / 1000 };
+    if (this.resumes > 0) snap.resumes = this.resumes;
+    if (this.restarts > 0) snap.restarts = this.restarts;
     if (this.total !== undefined) {
       snap.total = this.total;
       if (rate > 0 && this.total >= this.bytes) snap.etaSeconds = (this.total - this.bytes) / rate;
@@ -87,6 +95,8 @@ export function formatProgressLine(p: ProgressSnapshot): string {
   if (p.etaSeconds !== undefined) parts.push(`ETA ${formatDuration(p.etaSeconds)}`);
   let line = parts.join(' ');
   if (p.wireBytes > 0 && p.wireBytes !== p.bytes) line += `, wire ${formatBytes(p.wireBytes)}`;
+  if (p.resumes !== undefined && p.resumes > 0) line += `, ${p.resumes} resume${p.resumes === 1 ? '' : 's'}`;
+  if (p.restarts !== undefined && p.restarts > 0) line += `, ${p.restarts} restart${p.restarts === 1 ? '' : 's'}`;
   return line;
 }
 
