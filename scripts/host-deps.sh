@@ -5,10 +5,13 @@ set -euo pipefail
 pkgs=(
   ca-certificates curl git xz-utils zstd pigz cpio kmod file
   qemu-system-x86 qemu-utils ovmf
-  dnsmasq-base iproute2 iptables
+  dnsmasq-base iproute2 iptables iputils-ping
   fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools lvm2 parted
   busybox-static debootstrap
+  binutils
   golang-go
+  time
+  chromium
 
 )
 missing=()

@@ -8,6 +8,13 @@ type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Pro
 // the agent does not load the server.
 const commands: Record<string, Command> = {
   // (subcommands register here, one line each)
+  deploy: { summary: 'stream an image (gzip/zstd/raw) from a URL onto a disk, verified', load: () => import('./deploy.ts') },
+  capture: { summary: 'stream a disk, compressed, to a booty server or a BOOTy receiver', load: () => import('./capture.ts') },
+  net: { summary: 'bring a NIC up as the agent does (DHCP or ip=) and print the lease', load: () => import('./net.ts') },
+  server: { summary: 'provisioning server: actions per MAC, images, uploads, agent reports', load: () => import('./server.ts') },
+  machines: { summary: 'add, change, list or remove machines on a booty server (its REST API)', load: () => import('./machines.ts') },
+  grow: { summary: 'grow a partition, its LVM and filesystem to fill the disk (as after a deploy)', load: () => import('../disk/grow-cli.ts') },
+  'build-initramfs': { summary: 'build the initramfs (node + agent) and kernel from pinned inputs', load: () => import('./build-initramfs.ts') },
 };
 
 function usage(): string {

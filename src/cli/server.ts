@@ -1,17 +1,34 @@
-// `booty server --data DIR [--listen HOST:PORT] [--token T] [--max-upload BYTES]`
+// `booty server --data DIR [--listen HOST:PORT] [--token T] [--max-upload BYTES] [boot and log options]`
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseListen, startServer } from '../server/server.ts';
+import { DEFAULT_BOOT_DIR, parseListen, startServer } from '../server/server.ts';
+import { createServerLog } from '../server/server-log.ts';
+import type { LogFormat } from '../server/server-log.ts';
 
 const HELP = `usage: booty server --data DIR [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
+                    [--boot-dir DIR] [--boot-url URL] [--public-url URL] [--console ARGS]
+                    [--kernel-args ARGS] [--log-format auto|json|human]
 
 Serves actions per MAC, images (with Range/ETag), accepts uploads (booty PUT and BOOTy's
-multipart POST) and agent reports. See README "booty server" and "Server API".
+multipart POST) and agent reports; keeps machines, runs and logs in DIR/booty.db; serves the
+live dashboard at /, iPXE scripts at /ipxe and /ipxe/<mac>, and Prometheus metrics at /metrics.
+See README "booty server" and "Server API".
 
-  --data DIR          data directory (created if missing): machines/, default.json, images/, state/
+  --data DIR          data directory (created if missing): booty.db, machines/, default.json, images/
   --listen HOST:PORT  address to listen on (default 0.0.0.0:3000; port 0 picks a free port)
-  --token TOKEN       require "Authorization: Bearer TOKEN" for uploads, actions and events
+  --token TOKEN       require "Authorization: Bearer TOKEN" for uploads, changes and event posts
                       (also read from the environment variable BOOTY_TOKEN)
   --max-upload BYTES  refuse uploads larger than this (default: no limit)
+  --boot-dir DIR      kernel (vmlinuz) and initramfs (booty.cpio.zst) served under /boot/
+                      (default: dist/initramfs of this checkout, where "booty build-initramfs" puts them)
+  --boot-url URL      let iPXE fetch vmlinuz and booty.cpio.zst from URL instead of /boot/
+  --public-url URL    the server's URL as machines reach it, for MYURL in iPXE scripts
+                      (default: from the Host header of the iPXE request)
+  --console ARGS      console arguments for the agent's kernel (default "console=tty0 console=ttyS0,115200")
+  --kernel-args ARGS  more kernel arguments (e.g. "booty.debug booty.countdown=10")
+  --log-format F      auto (default: human on a terminal, JSON lines otherwise), json or human
+
+SIGHUP (or POST /api/reload) re-reads DIR/machines/*.json and DIR/default.json.
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -22,6 +39,9 @@ export async function run(argv: string[]): Promise<number> {
       options: {
         data: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
         token: { type: 'string' }, 'max-upload': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
+        console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
+        'log-format': { type: 'string', default: 'auto' },
       },
     }));
   } catch (e) {
@@ -34,23 +54,36 @@ export async function run(argv: string[]): Promise<number> {
   try { listen = parseListen(values.listen); } catch (e) { process.stderr.write(`booty server: ${(e as Error).message}\n`); return 2; }
   const maxUpload = values['max-upload'];
   if (maxUpload !== undefined && !/^\d+$/.test(maxUpload)) { process.stderr.write('booty server: --max-upload must be a number of bytes\n'); return 2; }
+  const format = values['log-format'];
+  if (format !== 'auto' && format !== 'json' && format !== 'human') { process.stderr.write('booty server: --log-format must be auto, json or human\n'); return 2; }
+  for (const k of ['boot-url', 'public-url'] as const) {
+    const v = values[k];
+    if (v !== undefined && !/^https?:\/\/[^\s$]+$/.test(v)) { process.stderr.write(`booty server: --${k} must be an http(s) URL, got ${JSON.stringify(v)}\n`); return 2; }
+  }
   const token = values.token ?? process.env.BOOTY_TOKEN;
+  const log = createServerLog(format as LogFormat);
 
-  let running;
+  let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer({
       dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token,
-      maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload),
+      maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log,
+      boot: {
+        dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', initrd: 'booty.cpio.zst',
+        url: values['boot-url'], publicUrl: values['public-url'], console: values.console, extraArgs: values['kernel-args'],
+      },
     });
   } catch (e) {
     process.stderr.write(`booty server: cannot start: ${(e as Error).message}\n`);
     return 1;
   }
   process.stdout.write(`booty server: listening on ${running.url}\n`);
-  process.stderr.write(`booty server: data in ${values.data}${token ? '; uploads, actions and events need the token' : ''}\n`);
+  log.info('started', { data: values.data, url: running.url, token: token ? 'required' : undefined });
+  const onHup = () => { void running.reload().catch((e: unknown) => log.error('reload failed', { error: (e as Error).message })); };
+  process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {
     const stop = (sig: string) => {
-      process.stderr.write(`booty server: ${sig}, shutting down\n`);
+      log.info('shutting down', { signal: sig });
       void running.close().finally(done);
       // a second signal, or connections that will not close, must not keep us alive
       setTimeout(() => done(), 5000).unref();
@@ -58,5 +91,6 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  process.off('SIGHUP', onHup);
   return 0;
 }

@@ -9,27 +9,66 @@
 //   GET  /api/machines, /api/machines/<mac>      machines and their last state
 //   POST /api/machines/<mac>/events              agent events (one or an array)
 //   GET|PUT|DELETE /api/machines/<mac>/action    a machine's action
+//   POST /api/machines, GET|PUT|DELETE /api/machines/<mac>   machine inventory (booty machines)
+//   GET  /api/machines/<mac>/runs, /log          run history, full log
+//   GET  /api/events/stream                      live updates (SSE) for the dashboard
+//   POST /api/reload                             re-read machines/*.json and default.json
+//   DELETE /api/images/<name>                    remove an image (refused while an action uses it)
+//   GET  /ipxe, /ipxe/<mac>, /boot/<file>        iPXE scripts, the kernel and initramfs they load
+//   GET  /metrics                                Prometheus text format
+//   GET  /, /dashboard/*                         the dashboard (HTML for browsers, JSON otherwise)
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Stats } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { AgentEvent } from '../config/report.ts';
 import { toBootyJson } from '../config/parse.ts';
 import { validators } from '../config/schema.ts';
+import { summarizeAction } from '../config/parse.ts';
 import { isBootyError } from '../util/errors.ts';
+import type { Dashboard } from './dashboard-assets.ts';
+import type { EventStreamHub } from './event-stream.ts';
 import { ImageStore, UploadError } from './image-store.ts';
-import { MachineStore } from './machine-store.ts';
+import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from './ipxe.ts';
+import { MachineConflict, MachineStore } from './machine-store.ts';
+import { histogramSamples, renderMetrics, ServerCounters } from './metrics.ts';
+import type { MetricFamily } from './metrics.ts';
+import type { LogFields, ServerLog } from './server-log.ts';
+import { createServerLog } from './server-log.ts';
 import { MultipartError, MultipartReader, boundaryOf } from './multipart.ts';
 import { imageNameProblem, isUploadId, normalizeMac, storedNameForBootyUpload } from './names.ts';
-import { ifRangeAllows, noneMatch, parseRange } from './range.ts';
+import { etagFor, ifRangeAllows, noneMatch, parseRange } from './range.ts';
 
 export interface AppOptions {
   images: ImageStore;
   machines: MachineStore;
   /** when set, uploads, action changes and event posts need `Authorization: Bearer <token>` */
   token?: string;
-  /** one line per request; default stderr */
-  logLine?: (line: string) => void;
+  /** one record per request; default: JSON lines on stderr (human on a TTY) */
+  log?: ServerLog;
+  hub?: EventStreamHub;
+  counters?: ServerCounters;
+  dashboard?: Dashboard;
+  boot?: BootFiles;
+  /** re-read the declarative files (also on SIGHUP) */
+  reload?: () => Promise<{ changed: string[]; errors: string[] }>;
+}
+
+export interface BootFiles {
+  /** directory holding the kernel and initramfs served under /boot/ */
+  dir: string;
+  kernel: string;
+  initrd: string;
+  /** where iPXE fetches kernel and initramfs; default <server>/boot */
+  url?: string;
+  /** base URL put into MYURL; default: the URL the request came to */
+  publicUrl?: string;
+  console: string;
+  extraArgs?: string;
 }
 
 const JSON_LIMIT = 4 << 20;
@@ -45,11 +84,11 @@ class HttpError extends Error {
 const remotes = new WeakMap<IncomingMessage, string>();
 function remoteOf(req: IncomingMessage): string { return remotes.get(req) ?? '?'; }
 
-// What the request log line adds per request (bytes received, the image stored, ...).
-const notes = new WeakMap<ServerResponse, string[]>();
-function note(res: ServerResponse, s: string): void {
+// What the request log record adds per request (bytes received, the image stored, ...).
+const notes = new WeakMap<ServerResponse, LogFields>();
+function note(res: ServerResponse, key: string, value: string | number | boolean = true): void {
   const n = notes.get(res);
-  if (n === undefined) notes.set(res, [s]); else n.push(s);
+  if (n === undefined) notes.set(res, { [key]: value }); else n[key] = value;
 }
 
 /** setHeader (not writeHead's argument) so the request log can read Content-Length back. */
@@ -66,7 +105,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, extraHeade
 }
 
 function sendError(res: ServerResponse, status: number, message: string): void {
-  note(res, `error=${JSON.stringify(message)}`);
+  note(res, 'error', message);
   if (res.headersSent) { res.destroy(); return; }
   // A refused upload's body may still be arriving: do not keep the connection for it.
   const req = res.req;
@@ -147,7 +186,8 @@ function sha256Param(v: unknown, what: string): string | undefined {
 
 export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { images, machines } = opts;
-  const logLine = opts.logLine ?? ((l: string) => process.stderr.write(l + '\n'));
+  const log = opts.log ?? createServerLog();
+  const counters = opts.counters ?? new ServerCounters();
   const token = opts.token === undefined ? undefined : Buffer.from(opts.token);
 
   function authorized(req: IncomingMessage): boolean {
@@ -168,14 +208,15 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const mac = normalizeMac(macText);
     if (mac === undefined) throw new HttpError(404, `no such path (not a MAC address: ${JSON.stringify(macText.slice(0, 40))})`);
     let found;
-    try { found = await machines.actionFor(mac); } catch (e) {
+    try { found = await machines.servedActionFor(mac); } catch (e) {
       if (isBootyError(e)) throw new HttpError(500, `action for ${mac} is invalid: ${e.message}`);
       throw e;
     }
     if (found === undefined) {
       throw new HttpError(404, `no action for ${mac}: create ${machines.actionFile(mac)} or ${machines.defaultFile}, or PUT /api/machines/${mac}/action`);
     }
-    note(res, `mac=${mac} action=${found.action.action} from=${found.source}`);
+    note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
+    if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);
     const text = toBootyJson(found.action) + '\n';
     writeHead(res, 200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
     res.end(res.req.method === 'HEAD' ? undefined : text);
@@ -186,16 +227,20 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
   async function serveImage(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     const img = await images.openForRead(name);
     if (img === undefined) throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
-    const { fh, st, etag } = img;
+    const extra: Record<string, string | number> = { 'X-Image-Format': img.format };
+    if (img.uncompressedSize !== undefined) extra['X-Image-Size'] = img.uncompressedSize;
+    if (img.meta?.sha256 !== undefined) extra['X-Image-Sha256'] = img.meta.sha256;
+    await serveFile(req, res, img.fh, img.st, img.etag, extra);
+  }
+
+  /** Stream an open file (closed here) with Range, If-Range, If-None-Match, ETag. */
+  async function serveFile(req: IncomingMessage, res: ServerResponse, fh: FileHandle, st: Stats, etag: string, extra: Record<string, string | number>): Promise<void> {
     let handedOver = false;
     try {
       const lastModified = st.mtime.toUTCString();
       const headers: Record<string, string | number> = {
-        'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', ETag: etag, 'Last-Modified': lastModified,
-        'X-Image-Format': img.format,
+        'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', ETag: etag, 'Last-Modified': lastModified, ...extra,
       };
-      if (img.uncompressedSize !== undefined) headers['X-Image-Size'] = img.uncompressedSize;
-      if (img.meta?.sha256 !== undefined) headers['X-Image-Sha256'] = img.meta.sha256;
       if (noneMatch(req.headers['if-none-match'], etag)) {
         writeHead(res, 304, headers);
         res.end();
@@ -215,21 +260,40 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       if (decision.kind === 'partial') {
         ({ start, end } = decision);
         headers['Content-Range'] = `bytes ${start}-${end}/${st.size}`;
-        note(res, `range=${start}-${end}`);
+        note(res, 'range', `${start}-${end}`);
       }
       headers['Content-Length'] = st.size === 0 ? 0 : end - start + 1;
       writeHead(res, decision.kind === 'partial' ? 206 : 200, headers);
       if (req.method === 'HEAD' || st.size === 0) { res.end(); return; }
       handedOver = true;
       const stream = fh.createReadStream({ start, end, highWaterMark: READ_CHUNK, autoClose: true });
+      stream.on('data', (c) => { counters.imageBytesSent += c.length; });
+      counters.activeDownloads++;
       // A client that disconnects mid-download is normal (the agent resumes with Range).
-      await pipeline(stream, res).catch(() => { note(res, 'client-gone'); });
+      await pipeline(stream, res).catch(() => { note(res, 'client-gone'); }).finally(() => { counters.activeDownloads--; });
     } finally {
       if (!handedOver) await fh.close();
     }
   }
 
   // ---- uploads ------------------------------------------------------------------------------
+
+  async function counted<T extends { size: number }>(fn: () => Promise<T>): Promise<T> {
+    counters.activeUploads++;
+    try {
+      const r = await fn();
+      counters.imageBytesReceived += r.size;
+      return r;
+    } finally { counters.activeUploads--; }
+  }
+
+  /** The machine an upload comes from: its X-Booty-Mac, else the one machine whose capture action targets this name. */
+  function captureMachine(req: IncomingMessage, name: string): string | undefined {
+    const h = req.headers['x-booty-mac'];
+    if (typeof h === 'string' && normalizeMac(h.trim()) !== undefined) return normalizeMac(h.trim());
+    const refs = machines.referencesTo(name, ['capture']).filter((m) => m !== 'default.json');
+    return refs.length === 1 ? refs[0] : undefined;
+  }
 
   /** Refuse before reading a byte when Content-Length already says the body is over the limit. */
   function refuseOversize(req: IncomingMessage): void {
@@ -250,8 +314,8 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const uncompressedSize = optionalSize(req.headers['x-image-size'] as string | undefined, 'header X-Image-Size');
     refuseOversize(req);
     await refuseExisting(name, overwrite);
-    const received = await images.receive(name, uploadId ?? randomBytes(8).toString('hex'), req as AsyncIterable<Buffer>);
-    note(res, `received=${received.size}`);
+    const received = await counted(() => images.receive(name, uploadId ?? randomBytes(8).toString('hex'), req as AsyncIterable<Buffer>));
+    note(res, 'received', received.size);
     if (uploadId !== null) {
       // two-step upload: the client commits with the size and sha256 it sent
       sendJson(res, 202, { name, upload: uploadId, size: received.size, sha256: received.sha256 });
@@ -260,9 +324,10 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     // the sha256 may come as a header or, for a chunked body, as a trailer
     const trailerSha = sha256Param(req.trailers['x-booty-sha256'], 'trailer X-Booty-Sha256');
     const meta = await images.commit(name, received, {
-      expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req),
+      expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: captureMachine(req, name),
     });
-    note(res, `stored=${name}`);
+    opts.hub?.imagesChanged();
+    note(res, 'stored', name);
     sendJson(res, 201, publicMeta(meta));
   }
 
@@ -280,8 +345,10 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     if (pending === undefined) throw new HttpError(404, `no upload "${id}" of "${name}" to commit (never received, failed, or already committed)`);
     const meta = await images.commit(name, pending, {
       expectSha256: sha, expectSize: body.size, overwrite: flag(url, 'overwrite'), uncompressedSize, via: 'commit', remote: remoteOf(req),
+      machine: captureMachine(req, name),
     });
-    note(res, `stored=${name}`);
+    opts.hub?.imagesChanged();
+    note(res, 'stored', name);
     sendJson(res, 200, publicMeta(meta));
   }
 
@@ -298,14 +365,16 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       if (part.name !== 'BootyImage' || part.filename === undefined || stored !== undefined) continue; // drained by nextPart()
       const name = checkedImageName(storedNameForBootyUpload(part.filename));
       await refuseExisting(name, overwrite);
-      const received = await images.receive(name, randomBytes(8).toString('hex'), part.body);
+      const received = await counted(() => images.receive(name, randomBytes(8).toString('hex'), part.body));
       try {
         // the closing boundary must arrive too: only a complete form is a complete upload
         while (await reader.nextPart() !== null) { /* drain the rest */ }
       } catch (e) { await images.discard(received); throw e; }
-      note(res, `received=${received.size}`);
-      stored = publicMeta(await images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req) }));
-      note(res, `stored=${name}`);
+      note(res, 'received', received.size);
+      const fromName = normalizeMac(part.filename.replace(/\.(img|zmg)$/i, ''));
+      stored = publicMeta(await images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? captureMachine(req, name) }));
+      opts.hub?.imagesChanged();
+      note(res, 'stored', name);
       break;
     }
     if (stored === undefined) throw new HttpError(400, 'no file in form field "BootyImage"');
@@ -330,7 +399,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       }
     });
     const state = await machines.record(mac, list as AgentEvent[]);
-    note(res, `mac=${mac} events=${list.length}`);
+    note(res, 'mac', mac); note(res, 'events', list.length);
     sendJson(res, 200, { ok: true, phase: state.phase ?? null });
   }
 
@@ -347,12 +416,175 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const body = await readJson(req);
     try {
       const action = await machines.setAction(mac, body);
-      note(res, `mac=${mac} action=${action.action}`);
+      note(res, 'mac', mac); note(res, 'action', action.action);
       sendJson(res, 200, JSON.parse(toBootyJson(action)));
     } catch (e) {
       if (isBootyError(e) && e.stage === 'config') throw new HttpError(400, e.message);
       throw e;
     }
+  }
+
+  // ---- inventory ------------------------------------------------------------------------------
+
+  function settingsOf(body: unknown): { action?: unknown; persistent?: boolean; name?: string | null; rearm?: boolean } {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"action": {...}, "persistent": false, "name": "..."}');
+    const b = body as Record<string, unknown>;
+    const known = new Set(['mac', 'action', 'persistent', 'name', 'rearm']);
+    const extra = Object.keys(b).find((k) => !known.has(k));
+    if (extra !== undefined) throw new HttpError(400, `field "${extra}" is not a known field (known fields: ${[...known].join(', ')})`);
+    for (const k of ['persistent', 'rearm']) if (b[k] !== undefined && typeof b[k] !== 'boolean') throw new HttpError(400, `field "${k}" must be true or false`);
+    if (b.name !== undefined && b.name !== null && (typeof b.name !== 'string' || b.name.length > 100)) throw new HttpError(400, 'field "name" must be a string of at most 100 characters');
+    return { action: b.action, persistent: b.persistent as boolean | undefined, name: b.name as string | null | undefined, rearm: b.rearm as boolean | undefined };
+  }
+
+  async function changeMachine(res: ServerResponse, mac: string, body: unknown, create: boolean): Promise<void> {
+    const settings = settingsOf(body);
+    try {
+      await machines.update(mac, settings, { create });
+    } catch (e) {
+      if (isBootyError(e) && e.stage === 'config') throw new HttpError(400, e.message);
+      if (e instanceof MachineConflict) throw new HttpError(e.status, e.message);
+      throw e;
+    }
+    note(res, 'mac', mac);
+    sendJson(res, create ? 201 : 200, await machines.summary(mac));
+  }
+
+  async function machineRoutes(req: IncomingMessage, res: ServerResponse, url: URL, seg: string[]): Promise<void> {
+    const method = req.method ?? 'GET';
+    const get = method === 'GET' || method === 'HEAD';
+    if (seg.length === 2) {
+      if (get) return sendJson(res, 200, { machines: await machines.list() });
+      if (method === 'POST') {
+        needAuth(req);
+        const body = await readJson(req);
+        const macText = typeof body === 'object' && body !== null ? (body as { mac?: unknown }).mac : undefined;
+        if (typeof macText !== 'string') throw new HttpError(400, 'field "mac" is required (e.g. "52:54:00:12:34:56")');
+        return changeMachine(res, macOrThrow(macText), body, true);
+      }
+      throw new HttpError(405, 'use GET or POST on /api/machines');
+    }
+    const mac = macOrThrow(seg[2]);
+    if (seg.length === 3) {
+      if (get) {
+        const lines = optionalSize(url.searchParams.get('lines'), 'lines') ?? 100;
+        const m = await machines.get(mac, Math.min(lines, 1000));
+        if (m === undefined) throw new HttpError(404, `machine ${mac} has no action and has never reported`);
+        return sendJson(res, 200, m);
+      }
+      needAuth(req);
+      if (method === 'PUT') return changeMachine(res, mac, await readJson(req), false);
+      if (method === 'DELETE') {
+        if (!await machines.remove(mac, { history: flag(url, 'history') })) throw new HttpError(404, `no machine ${mac}`);
+        return sendJson(res, 200, { ok: true });
+      }
+      throw new HttpError(405, 'use GET, PUT or DELETE on /api/machines/<mac>');
+    }
+    if (seg.length === 4 && seg[3] === 'events' && method === 'POST') return postEvents(req, res, mac);
+    if (seg.length === 4 && seg[3] === 'action') return machineAction(req, res, mac);
+    if (seg.length === 4 && seg[3] === 'runs' && get) {
+      const limit = Math.min(optionalSize(url.searchParams.get('limit'), 'limit') ?? 50, 1000);
+      return sendJson(res, 200, { runs: machines.runs(mac, limit) });
+    }
+    if (seg.length === 4 && seg[3] === 'log' && get) {
+      const run = optionalSize(url.searchParams.get('run'), 'run');
+      const limit = optionalSize(url.searchParams.get('limit'), 'limit');
+      const text = machines.log(mac, { run, limit }).map((l) => l + '\n').join('');
+      writeHead(res, 200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : text);
+      return;
+    }
+    throw new HttpError(404, `no API route ${method} ${url.pathname}`);
+  }
+
+  async function imageCatalog(): Promise<unknown[]> {
+    return (await images.list()).map((i) => ({ ...i, usedBy: machines.referencesTo(i.name) }));
+  }
+
+  async function deleteImage(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+    needAuth(req);
+    const users = machines.referencesTo(name);
+    if (users.length > 0) throw new HttpError(409, `image "${name}" is used by the action of ${users.join(', ')}; change or remove those actions first`);
+    if (!await images.remove(name)) throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
+    note(res, 'deleted', name);
+    opts.hub?.imagesChanged();
+    sendJson(res, 200, { ok: true });
+  }
+
+  // ---- boot integration ----------------------------------------------------------------------
+
+  function baseUrlOf(req: IncomingMessage): string {
+    if (opts.boot?.publicUrl !== undefined) return opts.boot.publicUrl.replace(/\/+$/, '');
+    const host = req.headers.host;
+    if (host === undefined || !/^[A-Za-z0-9.:[\]-]+$/.test(host)) throw new HttpError(400, 'a Host header is needed to write URLs into the iPXE script (or start the server with --public-url)');
+    return `http://${host}`;
+  }
+
+  function sendText(res: ServerResponse, text: string, type: string): void {
+    writeHead(res, 200, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+    res.end(res.req.method === 'HEAD' ? undefined : text);
+  }
+
+  async function ipxeFor(req: IncomingMessage, res: ServerResponse, macText: string): Promise<void> {
+    const mac = macOrThrow(macText);
+    const base = baseUrlOf(req);
+    note(res, 'mac', mac);
+    let served;
+    try { served = await machines.servedActionFor(mac); } catch (e) {
+      // a broken action must not re-image the machine: boot from disk and say why
+      note(res, 'ipxe', 'exit');
+      return sendText(res, ipxeExitScript(mac, `its action is invalid (${(e as Error).message})`), 'text/plain; charset=utf-8');
+    }
+    if (served === undefined || served.action.action === 'none') {
+      const why = served === undefined ? 'no action for this machine' : served.oneShotDone !== undefined ? `one-shot ${served.configured.action} done at ${served.oneShotDone}` : 'action is none';
+      note(res, 'ipxe', 'exit');
+      return sendText(res, ipxeExitScript(mac, why), 'text/plain; charset=utf-8');
+    }
+    const boot = opts.boot ?? { dir: '', kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' };
+    note(res, 'ipxe', 'boot');
+    sendText(res, ipxeBootScript(mac, summarizeAction(served.action), {
+      serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: boot.initrd,
+      console: boot.console, token: opts.token, extraArgs: boot.extraArgs,
+    }), 'text/plain; charset=utf-8');
+  }
+
+  async function serveBootFile(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+    const boot = opts.boot;
+    if (boot === undefined || (name !== boot.kernel && name !== boot.initrd)) throw new HttpError(404, `no boot file ${JSON.stringify(name)} (served: the kernel and initramfs of --boot-dir)`);
+    let fh: FileHandle;
+    try { fh = await open(join(boot.dir, name), 'r'); } catch {
+      throw new HttpError(404, `${join(boot.dir, name)} does not exist; build it with "booty build-initramfs" or point --boot-dir at it`);
+    }
+    const st = await fh.stat();
+    await serveFile(req, res, fh, st, etagFor(st), {});
+  }
+
+  // ---- metrics ------------------------------------------------------------------------------
+
+  function metricsText(): string {
+    const totals = machines.runTotals();
+    const durations = machines.runDurations();
+    const phases = machines.phaseCounts();
+    const active = ['writing', 'capturing', 'uploading', 'verifying'].reduce((n, p) => n + (phases.get(p) ?? 0), 0);
+    const families: MetricFamily[] = [
+      { name: 'booty_runs_total', type: 'counter', help: 'Agent runs that ended, by action (deploy, capture, wipe, ...) and result (ok, failed).',
+        samples: totals.filter((t) => t.result !== 'unfinished').map((t) => ({ labels: { action: t.action, result: t.result }, value: t.count })) },
+      { name: 'booty_run_bytes_total', type: 'counter', help: 'Uncompressed bytes written (deploy) or read (capture) by runs that ended.',
+        samples: mergeBy(totals, (t) => t.action, (t) => t.bytes).map(([action, v]) => ({ labels: { action }, value: v })) },
+      { name: 'booty_run_duration_seconds', type: 'histogram', help: 'Duration of runs that reported a result, by action.',
+        samples: [...new Set(durations.map((d) => d.action))].sort().flatMap((action) =>
+          histogramSamples(durations.filter((d) => d.action === action).map((d) => d.seconds), [10, 30, 60, 120, 300, 600, 1800, 3600], { action })) },
+      { name: 'booty_machines', type: 'gauge', help: 'Machines by their last reported phase.',
+        samples: [...phases].sort().map(([phase, n]) => ({ labels: { phase }, value: n })) },
+      { name: 'booty_active_transfers', type: 'gauge', help: 'Transfers in progress: agents writing/reading disks, image downloads and uploads being served.',
+        samples: [{ labels: { kind: 'agent' }, value: active }, { labels: { kind: 'download' }, value: counters.activeDownloads }, { labels: { kind: 'upload' }, value: counters.activeUploads }] },
+      { name: 'booty_image_bytes_sent_total', type: 'counter', help: 'Image bytes sent to clients since the server started.', samples: [{ value: counters.imageBytesSent }] },
+      { name: 'booty_image_bytes_received_total', type: 'counter', help: 'Image bytes received in uploads since the server started.', samples: [{ value: counters.imageBytesReceived }] },
+      { name: 'booty_http_requests_total', type: 'counter', help: 'HTTP requests answered since the server started, by status class.',
+        samples: [...counters.requests].sort().map(([code, n]) => ({ labels: { code }, value: n })) },
+      { name: 'booty_dashboard_streams', type: 'gauge', help: 'Open live-update streams (dashboards).', samples: [{ value: opts.hub?.clients ?? 0 }] },
+    ];
+    return renderMetrics(families);
   }
 
   // ---- routing ------------------------------------------------------------------------------
@@ -378,27 +610,37 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       return multipartUpload(req, res, url);
     }
     if (seg[0] === 'api') {
-      if (seg[1] === 'images' && seg.length === 2 && get) return sendJson(res, 200, { images: await images.list() });
-      if (seg[1] === 'machines') {
-        if (seg.length === 2 && get) return sendJson(res, 200, { machines: await machines.list() });
-        if (seg.length >= 3) {
-          const mac = macOrThrow(seg[2]);
-          if (seg.length === 3 && get) {
-            const lines = optionalSize(url.searchParams.get('lines'), 'lines') ?? 100;
-            const m = await machines.get(mac, Math.min(lines, 1000));
-            if (m === undefined) throw new HttpError(404, `machine ${mac} has no action and has never reported`);
-            return sendJson(res, 200, m);
-          }
-          if (seg.length === 4 && seg[3] === 'events' && method === 'POST') return postEvents(req, res, mac);
-          if (seg.length === 4 && seg[3] === 'action') return machineAction(req, res, mac);
-        }
+      if (seg[1] === 'images' && seg.length === 2 && get) return sendJson(res, 200, { images: await imageCatalog() });
+      if (seg[1] === 'images' && seg.length === 3 && method === 'DELETE') return deleteImage(req, res, checkedImageName(seg[2]));
+      if (seg[1] === 'machines') return machineRoutes(req, res, url, seg);
+      if (seg[1] === 'events' && seg[2] === 'stream' && seg.length === 3 && method === 'GET') {
+        if (opts.hub === undefined) throw new HttpError(404, 'live updates are not enabled');
+        opts.hub.attach(res);
+        return;
+      }
+      if (seg[1] === 'reload' && seg.length === 2 && method === 'POST') {
+        needAuth(req);
+        const r = opts.reload === undefined ? await machines.reload() : await opts.reload();
+        note(res, 'changed', r.changed.length);
+        return sendJson(res, 200, { ok: r.errors.length === 0, changed: r.changed, errors: r.errors });
       }
       throw new HttpError(404, `no API route ${method} ${url.pathname}`);
+    }
+    if (get && seg[0] === 'ipxe' && seg.length === 1) return sendText(res, ipxeChainScript(baseUrlOf(req)), 'text/plain; charset=utf-8');
+    if (get && seg[0] === 'ipxe' && seg.length === 2) return ipxeFor(req, res, seg[1]);
+    if (get && seg[0] === 'boot' && seg.length === 2) return serveBootFile(req, res, seg[1]);
+    if (get && seg[0] === 'metrics' && seg.length === 1) return sendText(res, metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
+    if (get && seg[0] === 'dashboard' && seg.length === 2 && opts.dashboard !== undefined) {
+      const asset = opts.dashboard.asset(seg[1] === '' ? 'index.html' : seg[1]);
+      if (asset === undefined) throw new HttpError(404, `no dashboard file ${JSON.stringify(seg[1])}`);
+      return opts.dashboard.send(req, res, asset);
     }
     if (get && seg.length === 1 && seg[0] !== '') return serveAction(res, seg[0].replace(/\.bty$/i, ''));
     if (get && seg.length === 2 && seg[0] === 'booty') return serveAction(res, seg[1].replace(/\.bty$/i, ''));
     if (get && seg.length === 1 && seg[0] === '') {
-      return sendJson(res, 200, { server: 'booty', endpoints: ['/<mac>.bty', '/images/<name>', '/api/machines', '/api/images'] });
+      // browsers get the dashboard; scripts (and BOOTy-era tools) keep getting the JSON index
+      if (opts.dashboard !== undefined && /text\/html/.test(req.headers.accept ?? '')) return opts.dashboard.send(req, res, opts.dashboard.asset('index.html')!);
+      return sendJson(res, 200, { server: 'booty', endpoints: ['/<mac>.bty', '/images/<name>', '/api/machines', '/api/images', '/ipxe', '/metrics', '/api/events/stream'] });
     }
     throw new HttpError(404, `no route ${method} ${url.pathname}`);
   }
@@ -412,12 +654,11 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const logRequest = () => {
       const ms = Number((process.hrtime.bigint() - started) / 1000000n);
       const sent = res.getHeader('content-length');
-      const fields = [
-        `${req.method} ${(req.url ?? '').slice(0, 300)}`, `status=${res.statusCode}`,
-        sent === undefined ? undefined : `bytes=${sent}`, `ms=${ms}`, `remote=${remoteOf(req)}`,
-        res.writableFinished ? undefined : 'aborted', ...(notes.get(res) ?? []),
-      ].filter((x) => x !== undefined);
-      logLine(`booty server: ${fields.join(' ')}`);
+      counters.countRequest(res.statusCode);
+      log.info(`${req.method} ${(req.url ?? '').slice(0, 300)}`, {
+        status: res.statusCode, bytes: sent === undefined ? undefined : Number(sent), ms, remote: remoteOf(req),
+        aborted: res.writableFinished ? undefined : true, ...(notes.get(res) ?? {}),
+      });
     };
     route(req, res).catch((e: unknown) => {
       if (e instanceof HttpError || e instanceof UploadError) return sendError(res, e.status, e.message);
@@ -432,12 +673,17 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       }
       if (code === 'ENOSPC' || code === 'EDQUOT') return sendError(res, 507, 'the server\'s data disk is full; nothing was stored');
       sendError(res, 500, `internal error: ${(e as Error).message}`);
-      logLine(`booty server: error: ${(e as Error).stack ?? String(e)}`);
+      log.error('internal error', { stack: (e as Error).stack ?? String(e) });
     });
   };
 }
 
-function publicMeta(m: { name: string; size: number; sha256: string; format: string; uncompressedSize?: number; storedAt: string }) {
-  return { name: m.name, size: m.size, sha256: m.sha256, format: m.format, uncompressedSize: m.uncompressedSize, storedAt: m.storedAt };
+function mergeBy<T>(rows: T[], key: (r: T) => string, value: (r: T) => number): [string, number][] {
+  const m = new Map<string, number>();
+  for (const r of rows) m.set(key(r), (m.get(key(r)) ?? 0) + value(r));
+  return [...m].sort((a, b) => a[0].localeCompare(b[0]));
 }
 
+function publicMeta(m: { name: string; size: number; sha256: string; format: string; uncompressedSize?: number; storedAt: string; machine?: string }) {
+  return { name: m.name, size: m.size, sha256: m.sha256, format: m.format, uncompressedSize: m.uncompressedSize, storedAt: m.storedAt, machine: m.machine };
+}

@@ -32,6 +32,13 @@ export interface ImageMeta {
   /** 'put' | 'multipart' | 'commit' */
   via: string;
   remote?: string;
+  /** the machine a capture came from (BOOTy's file name, or the uploader's X-Booty-Mac) */
+  machine?: string;
+}
+
+export interface CatalogEntry {
+  name: string; size: number; mtime: string; sha256?: string; format?: string; uncompressedSize?: number;
+  storedAt?: string; via?: string; machine?: string;
 }
 
 export interface ReceivedUpload {
@@ -159,15 +166,18 @@ export class ImageStore {
     }
   }
 
-  async list(): Promise<{ name: string; size: number; mtime: string; sha256?: string; format?: string; uncompressedSize?: number }[]> {
-    const out = [];
+  async list(): Promise<CatalogEntry[]> {
+    const out: CatalogEntry[] = [];
     for (const f of (await readdir(this.dir)).sort()) {
       if (f.startsWith('.')) continue;
       try {
         const st = await stat(this.pathOf(f));
         if (!st.isFile()) continue;
         const m = await this.metaFor(f, st);
-        out.push({ name: f, size: st.size, mtime: st.mtime.toISOString(), sha256: m?.sha256, format: m?.format, uncompressedSize: m?.uncompressedSize });
+        out.push({
+          name: f, size: st.size, mtime: st.mtime.toISOString(), sha256: m?.sha256, format: m?.format, uncompressedSize: m?.uncompressedSize,
+          storedAt: m?.storedAt, via: m?.via, machine: m?.machine,
+        });
       } catch { /* vanished */ }
     }
     return out;
@@ -252,7 +262,7 @@ export class ImageStore {
    * one name cannot both win. Mismatch or refusal deletes the temp file.
    */
   async commit(name: string, r: ReceivedUpload, opts: {
-    expectSha256?: string; expectSize?: number; overwrite: boolean; uncompressedSize?: number; via: string; remote?: string;
+    expectSha256?: string; expectSize?: number; overwrite: boolean; uncompressedSize?: number; via: string; remote?: string; machine?: string;
   }): Promise<ImageMeta> {
     try {
       if (opts.expectSize !== undefined && opts.expectSize !== r.size) {
@@ -269,7 +279,7 @@ export class ImageStore {
       const meta: ImageMeta = {
         name, size: r.size, sha256: r.sha256, format,
         uncompressedSize: opts.uncompressedSize ?? (format === 'raw' ? r.size : format === 'zstd' ? zstdContentSize(r.head) : undefined),
-        ino: st.ino, storedAt: new Date().toISOString(), via: opts.via, remote: opts.remote,
+        ino: st.ino, storedAt: new Date().toISOString(), via: opts.via, remote: opts.remote, machine: opts.machine,
       };
       await this.#writeMeta(meta);
       const final = this.pathOf(name);
@@ -289,6 +299,53 @@ export class ImageStore {
       await this.discard(r);
       throw e;
     }
+  }
+
+  /**
+   * Images put into the directory by hand (scp, rsync) have no sidecar: hash them once, in the
+   * background, one at a time, so the catalog shows their sha256 and format too. A file that
+   * changes while being hashed is left for the next pass (the sidecar records size and inode).
+   */
+  async importUnhashed(): Promise<string[]> {
+    const done: string[] = [];
+    for (const f of (await readdir(this.dir)).sort()) {
+      if (f.startsWith('.')) continue;
+      let fh: FileHandle | undefined;
+      try {
+        fh = await open(this.pathOf(f), 'r');
+        const st = await fh.stat();
+        if (!st.isFile() || await this.metaFor(f, st) !== undefined) continue;
+        const hash = createHash('sha256');
+        const head = Buffer.alloc(HEAD_BYTES);
+        let size = 0;
+        for await (const chunk of fh.createReadStream({ highWaterMark: WRITE_BATCH, autoClose: false }) as AsyncIterable<Buffer>) {
+          if (size < HEAD_BYTES) chunk.copy(head, size, 0, Math.min(chunk.length, HEAD_BYTES - size));
+          size += chunk.length;
+          hash.update(chunk);
+        }
+        const after = await fh.stat();
+        if (size !== st.size || after.mtimeMs !== st.mtimeMs) continue;
+        const h = head.subarray(0, Math.min(size, HEAD_BYTES));
+        const format = detectFormat(h);
+        await this.#writeMeta({
+          name: f, size, sha256: hash.digest('hex'), format, ino: st.ino, storedAt: st.mtime.toISOString(), via: 'import',
+          uncompressedSize: format === 'raw' ? size : format === 'zstd' ? zstdContentSize(h) : undefined,
+        });
+        done.push(f);
+      } catch { /* vanished or unreadable: skipped */ } finally { await fh?.close().catch(() => {}); }
+    }
+    return done;
+  }
+
+  /** Remove an image and its sidecar; false when there was none. */
+  async remove(name: string): Promise<boolean> {
+    try { await unlink(this.pathOf(name)); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+    await unlink(join(this.metaDir, `${name}.json`)).catch(() => {});
+    await fsyncDir(this.dir);
+    return true;
   }
 
   async #writeMeta(meta: ImageMeta): Promise<void> {

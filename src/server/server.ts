@@ -1,12 +1,12 @@
 // Start and stop booty server: data directory layout, the HTTP listener, periodic clean-up.
 //
 // DIR/
-//   machines/<aa-bb-cc-dd-ee-ff>.json   action per machine (booty, BOOTy or combined form)
-//   default.json                        optional action for machines without their own file
+//   booty.db                            machines, runs, logs (SQLite via node:sqlite)
+//   machines/<aa-bb-cc-dd-ee-ff>.json   declarative action per machine (booty, BOOTy or combined form)
+//   default.json                        optional action for machines without their own
 //   images/<name>                       images (downloads, uploads, captures)
-//   images/.meta/<name>.json            sidecar per image: size, sha256, format, uncompressed size
+//   images/.meta/<name>.json            sidecar per image: size, sha256, format, uncompressed size, source machine
 //   images/.<name>.upload-<id>          uploads in progress (never served, swept when stale)
-//   state/<mac>.json, state/<mac>.log   what each agent last reported, and its log
 
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
@@ -14,8 +14,15 @@ import type { AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createApp } from './app.ts';
+import type { BootFiles } from './app.ts';
+import { loadDashboard } from './dashboard-assets.ts';
+import { openDatabase } from './db.ts';
+import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { MachineStore } from './machine-store.ts';
+import { ServerCounters } from './metrics.ts';
+import { createServerLog } from './server-log.ts';
+import type { ServerLog } from './server-log.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -23,7 +30,8 @@ export interface ServerOptions {
   port: number;
   token?: string;
   maxUploadBytes?: number;
-  logLine?: (line: string) => void;
+  log?: ServerLog;
+  boot?: BootFiles;
 }
 
 export interface RunningServer {
@@ -31,12 +39,17 @@ export interface RunningServer {
   server: Server;
   images: ImageStore;
   machines: MachineStore;
+  /** re-read declarative files (machines/*.json, default.json) and hash hand-placed images */
+  reload(): Promise<{ changed: string[]; errors: string[] }>;
   close(): Promise<void>;
 }
 
 const SWEEP_EVERY_MS = 10 * 60 * 1000;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 const IDLE_SOCKET_MS = 10 * 60 * 1000;
+
+/** Where `booty build-initramfs` puts the kernel and initramfs: dist/initramfs/ of this checkout. */
+export const DEFAULT_BOOT_DIR = resolve(import.meta.dirname, '..', '..', 'dist', 'initramfs');
 
 /** "host:port", "[v6]:port" or ":port" -> {host, port}. */
 export function parseListen(s: string): { host: string; port: number } {
@@ -48,33 +61,62 @@ export function parseListen(s: string): { host: string; port: number } {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir);
   await mkdir(dataDir, { recursive: true });
+  const log = opts.log ?? createServerLog();
   const images = new ImageStore(join(dataDir, 'images'), { maxUploadBytes: opts.maxUploadBytes });
   await mkdir(images.dir, { recursive: true });
   await images.init();
-  const machines = new MachineStore(dataDir);
+  const db = openDatabase(join(dataDir, 'booty.db'));
+  const machines = new MachineStore(dataDir, db);
   await machines.init();
+  const hub = new EventStreamHub(machines);
+  const counters = new ServerCounters();
+  const dashboard = await loadDashboard();
+  if (dashboard === undefined) log.warn('dashboard files not found; / answers JSON only');
+
+  const hashImages = () => {
+    void images.importUnhashed().then((done) => {
+      if (done.length > 0) { log.info('images hashed', { images: done.join(',') }); hub.imagesChanged(); }
+    }).catch(() => {});
+  };
+  const reload = async () => {
+    const r = await machines.reload();
+    for (const e of r.errors) log.warn('invalid action file', { error: e });
+    log.info('reloaded', { changed: r.changed.length, errors: r.errors.length });
+    hashImages();
+    return r;
+  };
 
   const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 },
-    createApp({ images, machines, token: opts.token, logLine: opts.logLine }));
+    createApp({ images, machines, token: opts.token, log, hub, counters, dashboard, reload,
+      boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } }));
   // A connection idle this long (a stalled upload, a vanished agent) is closed; an upload cut
   // this way loses only its temp file, and agents resume downloads with Range.
   server.setTimeout(IDLE_SOCKET_MS);
-  await new Promise<void>((ok, fail) => {
-    server.once('error', fail);
-    server.listen(opts.port, opts.host, () => { server.off('error', fail); ok(); });
-  });
+  try {
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(opts.port, opts.host, () => { server.off('error', fail); ok(); });
+    });
+  } catch (e) {
+    hub.close();
+    db.close();
+    throw e;
+  }
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const sweeper = setInterval(() => { void images.sweep(STALE_TEMP_MS).catch(() => {}); }, SWEEP_EVERY_MS);
   sweeper.unref();
+  hashImages();
 
   return {
     url: `http://${host}:${addr.port}`,
-    server, images, machines,
+    server, images, machines, reload,
     async close() {
       clearInterval(sweeper);
+      hub.close();
       await new Promise<void>((ok) => { server.close(() => ok()); server.closeIdleConnections(); });
       await machines.flush();
+      db.close();
     },
   };
 }

@@ -16,6 +16,8 @@ export interface BootyServerProcess {
   child: ChildProcess;
   /** the request log so far */
   stderr(): string;
+  /** the JSON-lines records of stderr so far (lines that are not JSON are skipped) */
+  logRecords(): Record<string, unknown>[];
   /** stop the server (SIGTERM, then SIGKILL) and, unless keepData, remove the data directory */
   close(opts?: { keepData?: boolean }): Promise<void>;
 }
@@ -42,6 +44,10 @@ export async function startBootyServer(opts: { dataDir?: string; args?: string[]
   return {
     url, dataDir, child,
     stderr: () => err,
+    logRecords: () => err.split('\n').flatMap((l) => {
+      if (!l.startsWith('{')) return [];
+      try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
+    }),
     async close({ keepData = false } = {}) {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGCONT'); // in case a test stopped it

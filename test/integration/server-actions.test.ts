@@ -126,9 +126,31 @@ describe('booty server: actions', () => {
     } finally { await t.close(); }
   });
 
-  it('logs each request on stderr in one readable line', () => {
-    const lines = srv.stderr().split('\n').filter((l) => l.includes('GET /52-54-00-12-34-56.bty'));
-    assert.ok(lines.length > 0);
-    assert.match(lines[0], /^booty server: GET \/52-54-00-12-34-56\.bty status=200 bytes=\d+ ms=\d+ remote=127\.0\.0\.1 mac=52-54-00-12-34-56 action=deploy from=machine$/);
+  it('logs each request on stderr as one JSON line (not a TTY)', () => {
+    const recs = srv.logRecords().filter((r) => r.msg === 'GET /52-54-00-12-34-56.bty');
+    assert.ok(recs.length > 0, srv.stderr());
+    const r = recs[0];
+    assert.match(String(r.time), /^\d{4}-\d\d-\d\dT/);
+    assert.equal(r.level, 'info');
+    assert.equal(r.status, 200);
+    assert.equal(typeof r.bytes, 'number');
+    assert.equal(typeof r.ms, 'number');
+    assert.equal(r.remote, '127.0.0.1');
+    assert.equal(r.mac, '52-54-00-12-34-56');
+    assert.equal(r.action, 'deploy');
+    assert.equal(r.from, 'machine');
+  });
+
+  it('--log-format human logs each request in one readable line', async () => {
+    const h = await startBootyServer({ dataDir: srv.dataDir, args: ['--log-format', 'human'] });
+    try {
+      assert.equal((await get(`${h.url}/52-54-00-12-34-56.bty`)).status, 200);
+      // the record is written when the response closes, which may come after the client has it
+      const linesNow = () => h.stderr().split('\n').filter((l) => l.includes('GET /52-54-00-12-34-56.bty'));
+      for (let i = 0; i < 100 && linesNow().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const lines = linesNow();
+      assert.ok(lines.length > 0, h.stderr());
+      assert.match(lines[0], /^booty server: GET \/52-54-00-12-34-56\.bty status=200 bytes=\d+ ms=\d+ remote=127\.0\.0\.1 mac=52-54-00-12-34-56 action=deploy from=machine$/);
+    } finally { await h.close({ keepData: true }); }
   });
 });

@@ -1,0 +1,187 @@
+// `booty machines add|set|list|show|rm`: the machine inventory of a booty server, through its
+// REST API (POST/PUT/DELETE /api/machines[/<mac>]). The server validates; this command builds
+// the action from flags (or a JSON file) and prints what the server answered.
+
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+
+const HELP = `usage: booty machines <command> [options]
+
+commands:
+  list [--json]            every machine: phase, progress, action, last seen
+  show MAC                 one machine: settings, last state, recent log
+  add MAC [settings]       create a machine (refused if it exists)
+  set MAC [settings]       change a machine (created if missing); action flags are merged
+                           into its current action
+  rm MAC [--history]       remove a machine (and its action file); --history also its runs and log
+
+settings:
+  --action A               deploy, capture, wipe, shell or none
+  --image URL              image to deploy (implies --action deploy)
+  --disk DEV               target disk (e.g. /dev/sda; default: the agent picks)
+  --sha256 HEX             expected sha256 of the image as served
+  --format F               deploy: auto|gzip|zstd|raw; capture: gzip|zstd|raw
+  --upload URL             capture: where to upload (implies --action capture)
+  --hostname NAME          post-deploy: hostname written into the deployed system
+  --after A                after success: reboot, poweroff or shell
+  --on-error A             after failure: reboot, poweroff or shell
+  --action-file FILE       the whole action as JSON (booty's or BOOTy's form)
+  --persistent             run the action at every boot
+  --one-shot               after a successful deploy/capture/wipe, boot from disk (the default)
+  --rearm                  run the one-shot action once more
+  --name NAME              a label shown in the dashboard
+
+  --server URL             booty server (default: $BOOTY_SERVER or http://127.0.0.1:3000)
+  --token TOKEN            bearer token (default: $BOOTY_TOKEN)
+  --json                   print the server's JSON answer
+`;
+
+type Json = Record<string, unknown>;
+
+class CliError extends Error {}
+
+async function api(server: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
+  const headers: Record<string, string> = { 'user-agent': 'booty-machines' };
+  if (token !== undefined && token !== '') headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res;
+  try {
+    res = await request(`${server.replace(/\/+$/, '')}${path}`, { method: method as 'GET', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new CliError(`cannot reach the booty server at ${server} (${(e as { code?: string }).code ?? (e as Error).message}); start it or pass --server URL`);
+  }
+  const text = await res.body.text();
+  let json: Json = {};
+  try { json = JSON.parse(text) as Json; } catch { json = { text }; }
+  if (res.statusCode >= 400) throw new CliError(`server answered ${res.statusCode}: ${String(json.error ?? text).trim()}`);
+  return { status: res.statusCode, json };
+}
+
+function mb(n: number): string { return `${(n / 1e6).toFixed(n >= 1e9 ? 0 : 1)} MB`; }
+
+export function progressText(m: Json): string {
+  const p = m.progress as { bytes: number; total?: number; rate: number; etaSeconds?: number } | undefined;
+  if (p === undefined || (m.phase !== 'writing' && m.phase !== 'capturing' && m.phase !== 'uploading')) return '';
+  const pct = p.total ? `${Math.floor((p.bytes / p.total) * 100)}% ` : '';
+  return `${pct}${mb(p.bytes)} ${(p.rate / 1e6).toFixed(1)} MB/s${p.etaSeconds === undefined ? '' : ` ETA ${Math.round(p.etaSeconds)}s`}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+/** The action flags as a partial action; undefined when none was given. */
+async function actionFromFlags(v: Record<string, string | boolean | undefined>): Promise<Json | undefined> {
+  if (typeof v['action-file'] === 'string') {
+    try { return JSON.parse(await readFile(v['action-file'], 'utf8')) as Json; } catch (e) {
+      throw new CliError(`--action-file ${v['action-file']}: ${(e as Error).message}`);
+    }
+  }
+  const a: Json = {};
+  const kind = v.action ?? (v.image !== undefined ? 'deploy' : v.upload !== undefined ? 'capture' : undefined);
+  if (kind !== undefined) a.action = kind;
+  for (const [flag, field] of [['image', 'image'], ['disk', 'disk'], ['sha256', 'sha256'], ['format', 'format'], ['upload', 'upload'], ['after', 'after'], ['on-error', 'onError']] as const) {
+    if (v[flag] !== undefined) a[field] = v[flag];
+  }
+  if (v.hostname !== undefined) a.post = { hostname: v.hostname };
+  return Object.keys(a).length === 0 ? undefined : a;
+}
+
+/** Merge flag fields into the machine's current action (booty form); a new kind starts afresh. */
+function merged(current: Json | undefined, change: Json): Json {
+  if (current === undefined || (change.action !== undefined && change.action !== current.action)) return change;
+  const out: Json = { ...current, ...change };
+  if (change.post !== undefined) out.post = { ...(current.post as Json | undefined), ...(change.post as Json) };
+  return out;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv, strict: true, allowPositionals: true,
+      options: {
+        server: { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        action: { type: 'string' }, image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' }, format: { type: 'string' },
+        upload: { type: 'string' }, hostname: { type: 'string' }, after: { type: 'string' }, 'on-error': { type: 'string' },
+        'action-file': { type: 'string' }, persistent: { type: 'boolean' }, 'one-shot': { type: 'boolean' }, rearm: { type: 'boolean' },
+        name: { type: 'string' }, history: { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`booty machines: ${(e as Error).message}\n${HELP}`);
+    return 2;
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help === true) { process.stdout.write(HELP); return 0; }
+  const [cmd, macArg, ...rest] = positionals;
+  if (cmd === undefined || rest.length > 0) { process.stderr.write(HELP); return 2; }
+  const server = v.server ?? process.env.BOOTY_SERVER ?? 'http://127.0.0.1:3000';
+  const token = v.token ?? process.env.BOOTY_TOKEN;
+  const needMac = () => {
+    if (macArg === undefined) throw new CliError(`"booty machines ${cmd}" needs a MAC address (e.g. 52:54:00:12:34:56)`);
+    return encodeURIComponent(macArg);
+  };
+  try {
+    switch (cmd) {
+      case 'list': {
+        if (macArg !== undefined) throw new CliError('"booty machines list" takes no MAC');
+        const { json } = await api(server, token, 'GET', '/api/machines');
+        const ms = json.machines as Json[];
+        if (v.json === true) { process.stdout.write(JSON.stringify(ms, null, 2) + '\n'); return 0; }
+        const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN']];
+        for (const m of ms) {
+          const next = m.actionError !== undefined ? 'INVALID ACTION' : String(m.next ?? '-') + (m.persistent === true ? ' (persistent)' : '');
+          rows.push([String(m.mac), String(m.name ?? ''), String(m.phase ?? '-'), progressText(m), next, String(m.lastSeen ?? 'never')]);
+        }
+        process.stdout.write(table(rows));
+        return 0;
+      }
+      case 'show': {
+        const { json } = await api(server, token, 'GET', `/api/machines/${needMac()}?lines=20`);
+        process.stdout.write(JSON.stringify(json, null, 2) + '\n');
+        return 0;
+      }
+      case 'add':
+      case 'set': {
+        const mac = needMac();
+        const change = await actionFromFlags(v);
+        if (v.persistent === true && v['one-shot'] === true) throw new CliError('--persistent and --one-shot contradict each other');
+        const body: Json = {};
+        if (v.persistent === true) body.persistent = true;
+        if (v['one-shot'] === true) body.persistent = false;
+        if (v.rearm === true) body.rearm = true;
+        if (v.name !== undefined) body.name = v.name;
+        if (cmd === 'add') {
+          if (change !== undefined) body.action = change;
+          body.mac = macArg;
+          const { json } = await api(server, token, 'POST', '/api/machines', body);
+          process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `added ${String(json.mac)}: ${String(json.next ?? 'no action')}\n`);
+          return 0;
+        }
+        if (change !== undefined) {
+          let current: Json | undefined;
+          try { current = (await api(server, token, 'GET', `/api/machines/${mac}`)).json.configuredAction as Json | undefined; } catch { current = undefined; }
+          body.action = typeof v['action-file'] === 'string' ? change : merged(current, change);
+        }
+        if (Object.keys(body).length === 0) throw new CliError('nothing to change: give an action flag, --persistent, --one-shot, --rearm or --name');
+        const { json } = await api(server, token, 'PUT', `/api/machines/${mac}`, body);
+        process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `${String(json.mac)}: next boot: ${String(json.next ?? 'no action')}${json.persistent === true ? ' (persistent)' : ''}\n`);
+        return 0;
+      }
+      case 'rm': {
+        await api(server, token, 'DELETE', `/api/machines/${needMac()}${v.history === true ? '?history=1' : ''}`);
+        process.stdout.write(`removed ${macArg}\n`);
+        return 0;
+      }
+      default:
+        process.stderr.write(`booty machines: unknown command "${cmd}"\n${HELP}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof CliError) { process.stderr.write(`booty machines: ${e.message}\n`); return 1; }
+    throw e;
+  }
+}

@@ -1,0 +1,83 @@
+// booty server's embedded database: DIR/booty.db, SQLite through node:sqlite (built into the
+// pinned Node; no native package). Holds machines (action, one-shot state, last report), runs
+// (one per boot of the agent: phases, bytes, rate, result) and their log lines, so all of it
+// survives a restart. Synchronous calls (DatabaseSync): each is microseconds with WAL, and one
+// writer (this process) means no locking to think about.
+
+import { DatabaseSync } from 'node:sqlite';
+
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS machines (
+  mac            TEXT PRIMARY KEY,
+  name           TEXT,
+  action         TEXT,              -- normalized action JSON; NULL: none of its own
+  managed_by     TEXT,              -- 'file' (DIR/machines/<mac>.json) or 'api'
+  action_error   TEXT,              -- the machine's file does not validate (never served)
+  file_sig       TEXT,              -- size/mtime/inode of the file last imported
+  persistent     INTEGER NOT NULL DEFAULT 0,
+  one_shot_done  TEXT,              -- when a successful run consumed the action
+  created        TEXT NOT NULL,
+  updated        TEXT NOT NULL,
+  state          TEXT               -- JSON: last phase, progress, result, seen times
+);
+CREATE TABLE IF NOT EXISTS runs (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  mac         TEXT NOT NULL,
+  started     TEXT NOT NULL,
+  ended       TEXT,
+  action      TEXT,                 -- what the run did (summary of the action served)
+  phase       TEXT,
+  phases      TEXT NOT NULL DEFAULT '[]',  -- JSON [{phase, time}]
+  bytes       INTEGER,
+  total       INTEGER,
+  wire_bytes  INTEGER,
+  rate        REAL,
+  ok          INTEGER,              -- NULL while running or when it never reported a result
+  code        TEXT,
+  error       TEXT,
+  disk_state  TEXT,
+  seconds     REAL,
+  sha256      TEXT,
+  result_action TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_mac ON runs (mac, id);
+CREATE TABLE IF NOT EXISTS logs (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  mac     TEXT NOT NULL,
+  run_id  INTEGER,
+  line    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_mac ON logs (mac, id);
+CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+`;
+
+export function openDatabase(file: string): DatabaseSync {
+  const db = new DatabaseSync(file);
+  // WAL: readers never wait for the writer; NORMAL: a power cut may lose the last second of
+  // progress, never the file's consistency.
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;');
+  db.exec(SCHEMA);
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value: string } | undefined;
+  if (row === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
+  else if (Number(row.value) > SCHEMA_VERSION) {
+    db.close();
+    throw new Error(`${file} was written by a newer booty server (schema ${row.value}, this one knows ${SCHEMA_VERSION})`);
+  }
+  return db;
+}
+
+/** Run `fn` in one transaction (one fsync instead of one per statement). */
+export function inTransaction<T>(db: DatabaseSync, fn: () => T): T {
+  db.exec('BEGIN');
+  try {
+    const r = fn();
+    db.exec('COMMIT');
+    return r;
+  } catch (e) {
+    db.exec('ROLLBACK');
+    throw e;
+  }
+}
