@@ -1,0 +1,125 @@
+// The embedded default of booty's main job, end to end on one machine:
+//   1. build the initramfs (dist/initramfs) and the Debian 12 test image (.cache/test-images)
+//   2. a network namespace with a bridge, a tap, real dnsmasq and `booty server`
+//   3. a QEMU VM (kernel + our initramfs, empty 4 GiB disk) asks the server what to do by its
+//      MAC, deploys the Debian image (zstd, sha256-checked), grows partition + LVM + ext4, reboots
+//   4. the VM boots the deployed disk alone and prints the size of its root filesystem
+// The serial consoles stream to this terminal. QEMU uses KVM when a probe boot shows it works.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { repoRoot, startVm, type Vm } from '../test/helpers/qemu.ts';
+import { QemuNetLab } from '../test/helpers/qemu-netns-lab.ts';
+import { ensureTestImage } from '../test/helpers/test-image.ts';
+
+const { values: opt } = parseArgs({
+  options: {
+    image: { type: 'string', default: 'lvm' },
+    format: { type: 'string', default: 'zst' },
+    'disk-size': { type: 'string', default: '4' },
+    disk: { type: 'string', default: 'virtio' },
+    mem: { type: 'string', default: '1024' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (opt.help) {
+  process.stdout.write(`usage: scripts/demo.sh [--image lvm|plain] [--format zst|gz] [--disk-size GiB] [--disk virtio|nvme] [--mem MiB]\n`);
+  process.exit(0);
+}
+
+const t0 = Date.now();
+const secs = () => ((Date.now() - t0) / 1000).toFixed(0).padStart(4) + 's';
+const say = (m: string) => process.stdout.write(`\n[demo ${secs()}] ${m}\n`);
+const kind = opt.image === 'plain' ? 'plain' : 'lvm';
+const diskBytes = Number(opt['disk-size']) * 2 ** 30;
+const bus = opt.disk === 'nvme' ? 'nvme' : 'virtio';
+const mac = '52:54:00:b0:07:01';
+
+/** Streams the VM's serial console to this terminal as it arrives. */
+function mirror(vm: Vm): () => void {
+  let shown = 0;
+  const timer = setInterval(() => {
+    if (vm.output.length > shown) { process.stdout.write(vm.output.slice(shown)); shown = vm.output.length; }
+  }, 200);
+  return () => { clearInterval(timer); process.stdout.write(vm.output.slice(shown)); };
+}
+
+async function main(): Promise<number> {
+  say('building the initramfs (booty build-initramfs; the first build downloads the pinned Debian packages)');
+  execFileSync(path.join(repoRoot, 'bin', 'booty'), ['build-initramfs'], { stdio: 'inherit', cwd: repoRoot });
+  const kernel = path.join(repoRoot, 'dist', 'initramfs', 'vmlinuz');
+  const initrd = path.join(repoRoot, 'dist', 'initramfs', 'booty.cpio.zst');
+
+  say(`building the Debian 12 test image (${kind}; cached after the first run)`);
+  const img = await ensureTestImage(kind);
+  const file = opt.format === 'gz' ? img.gz : img.zst;
+  const sha256 = opt.format === 'gz' ? img.sha256.gz : img.sha256.zst;
+
+  say('starting dnsmasq and booty server in a network namespace');
+  const lab = new QemuNetLab('10.237.1');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-demo-'));
+  const vms: Vm[] = [];
+  const cleanup = async () => {
+    for (const vm of vms) await vm.kill();
+    await lab.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
+  try {
+    await lab.startDnsmasq();
+    await lab.startServer();
+    const url = lab.addImage(file);
+    const action = {
+      action: 'deploy', image: url, sha256,
+      grow: kind === 'lvm' ? { partition: 'last', lvmRoot: '/dev/bootyvg/root' } : { partition: 'last' },
+      after: 'reboot',
+    };
+    lab.setAction(mac, action);
+    say(`server ${lab.serverUrl}: action for ${mac}: ${JSON.stringify(action)}`);
+
+    const disk = path.join(work, 'disk.img');
+    fs.writeFileSync(disk, '');
+    fs.truncateSync(disk, diskBytes);
+    say(`booting the VM: kernel + booty initramfs, empty ${opt['disk-size']} GiB ${bus} disk`);
+    const tBoot = Date.now();
+    const vm = await startVm({
+      name: 'demo-agent', kernel, initrd, memMiB: Number(opt.mem),
+      append: `console=ttyS0 rootfstype=ramfs MYURL=${lab.serverUrl} booty.onerror=poweroff booty.countdown=0`,
+      disks: [{ path: disk, bus }], nic: { tap: lab.tap, netns: lab.ns, mac },
+    });
+    vms.push(vm);
+    let stop = mirror(vm);
+    await vm.waitExit(30 * 60_000);
+    stop();
+    const deploySeconds = (Date.now() - tBoot) / 1000;
+    const m = lab.machine(mac);
+    const result = m?.result as Record<string, unknown> | undefined;
+    if (result?.ok !== true) {
+      say(`the agent did not report success: ${JSON.stringify(result)}; console log: ${vm.logFile}`);
+      return 1;
+    }
+    say(`agent done in ${deploySeconds.toFixed(0)} s (VM start to reboot): ${JSON.stringify(result)}`);
+
+    say('booting the deployed disk alone');
+    const os2 = await startVm({ name: 'demo-deployed', memMiB: Number(opt.mem), disks: [{ path: disk, bus }] });
+    vms.push(os2);
+    stop = mirror(os2);
+    const marker = await os2.waitFor(/BOOTY-TEST-MARKER[^\r\n]*/, 20 * 60_000);
+    await os2.waitExit(5 * 60_000).catch(() => os2.kill());
+    stop();
+    const rootfs = Number(/rootfs_bytes=(\d+)/.exec(marker[0])?.[1] ?? NaN);
+    say(`deployed Debian booted: ${marker[0].trim()}`);
+    say(`root filesystem ${(rootfs / 2 ** 30).toFixed(2)} GiB on a ${opt['disk-size']} GiB disk (the image was 2 GiB): ` +
+      (rootfs > diskBytes * 0.8 ? 'grown to fill the disk' : 'NOT grown'));
+    return rootfs > diskBytes * 0.8 ? 0 : 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then((code) => { process.exitCode = code; }, (err: unknown) => {
+  process.stderr.write(`demo: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
