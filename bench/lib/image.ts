@@ -1,0 +1,115 @@
+// The bench image: an ext4 filesystem holding real files (a slice of this machine's /usr), the
+// rest of it zeros as OS images are, plus its gzip -6 (pigz) and zstd -3 forms and their sha256.
+// Made once per size and cached under .cache/bench/<size>/, since building it costs minutes.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { must, q } from './shell.ts';
+
+export type Manifest = {
+  version: 2;
+  sizeBytes: number;
+  fillPercent: number; // filesystem blocks in use, as df reports them
+  zeroBlockPercent: number; // 4 KiB blocks of the raw image that are all zeros
+  raw: { file: string; sha256: string };
+  gzip: { file: string; bytes: number; sha256: string };
+  zstd: { file: string; bytes: number; sha256: string };
+};
+
+const FILL_FRACTION = 0.3;
+
+/** Parses sizes like 4G, 512M, 1073741824 (binary units). */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(text.trim());
+  if (m === null) throw new Error(`bench: cannot read size '${text}' (use e.g. 4G or 512M)`);
+  const mult = { '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30, T: 2 ** 40 }[m[2]!.toUpperCase()] ?? 1;
+  const bytes = Math.round(Number(m[1]) * mult);
+  const unit = 4 << 20;
+  if (bytes < 64 << 20 || bytes % unit !== 0) throw new Error(`bench: image size must be a multiple of 4 MiB and at least 64 MiB, got ${text}`);
+  return bytes;
+}
+
+export function sizeLabel(bytes: number): string {
+  return bytes % (1 << 30) === 0 ? `${bytes / (1 << 30)}G` : `${bytes / (1 << 20)}M`;
+}
+
+async function sha256(file: string): Promise<string> {
+  return (await must(`sha256sum ${q(file)}`)).split(' ')[0]!;
+}
+
+function zeroBlockPercent(file: string, bytes: number): number {
+  const fd = openSync(file, 'r');
+  const buf = Buffer.alloc(4 << 20);
+  const zero = Buffer.alloc(4096);
+  let zeros = 0;
+  try {
+    for (let off = 0; off < bytes; off += buf.length) {
+      const n = readSync(fd, buf, 0, buf.length, off);
+      for (let i = 0; i + 4096 <= n; i += 4096) if (buf.compare(zero, 0, 4096, i, i + 4096) === 0) zeros++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return (100 * zeros * 4096) / bytes;
+}
+
+/**
+ * Fills a fresh ext4 with the first files of /usr (in tar's walk order), 30% of its size. tar of
+ * a truncated archive stops with an error on the last file, which is expected here: what was
+ * extracted before is kept.
+ */
+async function fillFilesystem(raw: string, bytes: number, log: (s: string) => void): Promise<number> {
+  await must(`mkfs.ext4 -q -F -L booty-bench ${q(raw)}`);
+  const mnt = (await must('mktemp -d /tmp/booty-bench-mnt.XXXXXX')).trim();
+  const dev = (await must(`losetup -f --show ${q(raw)}`)).trim();
+  let mounted = false;
+  try {
+    await must(`mount ${q(dev)} ${q(mnt)}`);
+    mounted = true;
+    // 30% of the image size in tar bytes; df then reports a little more in use (small files
+    // take whole blocks), and about two thirds of the image's blocks stay zero.
+    const target = Math.floor(bytes * FILL_FRACTION);
+    log(`bench: filling the image with ${Math.round(target / 2 ** 20)} MiB of files from /usr`);
+    await must(`(tar -C / -cf - --numeric-owner usr 2>/dev/null || true) | head -c ${target} | (tar -C ${q(mnt)} -xf - 2>/dev/null || true)`);
+    await must('sync');
+    const used = (await must(`df --output=pcent ${q(mnt)} | tail -1`)).trim().replace('%', '');
+    return Number(used);
+  } finally {
+    if (mounted) await must(`umount ${q(mnt)}`);
+    await must(`losetup -d ${q(dev)}`);
+    rmSync(mnt, { recursive: true, force: true });
+  }
+}
+
+export async function ensureImage(cacheDir: string, bytes: number, log: (s: string) => void): Promise<Manifest> {
+  const dir = join(cacheDir, sizeLabel(bytes));
+  const manifestFile = join(dir, 'manifest.json');
+  if (existsSync(manifestFile)) {
+    const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as Manifest;
+    if (m.version === 2 && m.sizeBytes === bytes && [m.raw.file, m.gzip.file, m.zstd.file].every((f) => existsSync(f))) return m;
+  }
+  mkdirSync(dir, { recursive: true });
+  const raw = join(dir, 'image.raw');
+  const gz = `${raw}.gz`;
+  const zst = `${raw}.zst`;
+  const tmp = `${raw}.building`;
+  rmSync(tmp, { force: true });
+  log(`bench: building the ${sizeLabel(bytes)} bench image in ${dir} (once; cached)`);
+  await must(`truncate -s ${bytes} ${q(tmp)}`);
+  const fillPercent = await fillFilesystem(tmp, bytes, log);
+  renameSync(tmp, raw);
+  log('bench: compressing it with pigz -6 and zstd -3');
+  await must(`pigz -6 -c ${q(raw)} > ${q(gz)}.tmp && mv ${q(gz)}.tmp ${q(gz)}`);
+  await must(`zstd -3 -T0 -q -c ${q(raw)} > ${q(zst)}.tmp && mv ${q(zst)}.tmp ${q(zst)}`);
+  const size = async (f: string) => Number((await must(`stat -c %s ${q(f)}`)).trim());
+  const m: Manifest = {
+    version: 2,
+    sizeBytes: bytes,
+    fillPercent,
+    zeroBlockPercent: zeroBlockPercent(raw, bytes),
+    raw: { file: raw, sha256: await sha256(raw) },
+    gzip: { file: gz, bytes: await size(gz), sha256: await sha256(gz) },
+    zstd: { file: zst, bytes: await size(zst), sha256: await sha256(zst) },
+  };
+  writeFileSync(manifestFile, JSON.stringify(m, null, 2) + '\n');
+  return m;
+}

@@ -1,0 +1,180 @@
+// Every row of the bench: what it runs, on how many uncompressed bytes, what state the device must
+// be in first, and how its result is checked. Peers are what an operator would use instead of
+// booty; limits are the machine's own ceilings measured the same way.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { q } from './shell.ts';
+import type { Manifest } from './image.ts';
+import type { Target } from './device.ts';
+
+export type Section = 'deploy' | 'limit' | 'capture';
+
+export type Context = {
+  root: string;
+  node: string;
+  bootygo: string;
+  image: Manifest;
+  target: Target;
+  gzUrl: string; // the gzip image on the image server
+  zstUrl: string;
+  sink: string; // base URL of the upload sink
+};
+
+export type Row = {
+  id: string;
+  section: Section;
+  label: string;
+  booty: boolean;
+  /** The pipeline to run, or a reason it cannot run in this checkout. */
+  command: (c: Context) => string | { na: string };
+  /** Uncompressed bytes that go through it (the MB/s numerator). */
+  bytes: (c: Context) => number;
+  /** Fill the device with a pattern first (deploys: the disk must end bit-exact anyway). */
+  dirty: boolean;
+  /** Files read once before the timed run, so they come from the page cache. */
+  warm: (c: Context) => string[];
+  verify: 'device' | 'upload' | 'none';
+};
+
+const DD_OUT = 'bs=4M oflag=direct iflag=fullblock conv=fsync status=none';
+const DD_IN = 'bs=4M iflag=direct status=none';
+
+const img = (c: Context) => c.image.sizeBytes;
+const disk = (c: Context) => c.target.bytes;
+const gz = (c: Context) => [c.image.gzip.file];
+const zst = (c: Context) => [c.image.zstd.file];
+const nothing = () => [];
+
+function bootyCli(c: Context, sub: string): string | null {
+  return existsSync(join(c.root, `src/cli/${sub}.ts`)) ? q(join(c.root, 'bin/booty')) : null;
+}
+
+/** Extra arguments for booty's own rows (e.g. a worker count), from the environment. */
+function extra(name: string): string {
+  return process.env[name] ? ` ${process.env[name]}` : '';
+}
+
+export const rows: Row[] = [
+  // ---- deploy: HTTP -> decompress -> device, fsynced
+  {
+    id: 'deploy-pigz', section: 'deploy', label: 'curl | pigz -dc | dd oflag=direct', booty: false,
+    command: (c) => `curl -sSf ${q(c.gzUrl)} | pigz -dc | dd of=${q(c.target.dev)} ${DD_OUT}`,
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
+    id: 'deploy-zstd', section: 'deploy', label: 'curl | zstd -dc | dd oflag=direct', booty: false,
+    command: (c) => `curl -sSf ${q(c.zstUrl)} | zstd -dc | dd of=${q(c.target.dev)} ${DD_OUT}`,
+    bytes: img, dirty: true, warm: zst, verify: 'device',
+  },
+  {
+    id: 'deploy-bootygo', section: 'deploy', label: "BOOTy's Go path (GET > gzip.NewReader > io.Copy)", booty: false,
+    command: (c) => `${q(c.bootygo)} deploy ${q(c.gzUrl)} ${q(c.target.dev)}`,
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
+    id: 'deploy-booty-gzip', section: 'deploy', label: 'booty deploy (gzip)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'deploy');
+      return b === null ? { na: 'src/cli/deploy.ts missing' } : `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
+    // The same without writing zero runs as write-zeroes: shows what zero skipping gains.
+    id: 'deploy-booty-gzip-noskip', section: 'deploy', label: 'booty deploy (gzip, --no-skip-zeros)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'deploy');
+      if (b === null) return { na: 'src/cli/deploy.ts missing' };
+      if (!readFileSync(join(c.root, 'src/cli/deploy.ts'), 'utf8').includes("'no-skip-zeros'")) return { na: 'booty deploy has no --no-skip-zeros' };
+      return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-skip-zeros${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
+    id: 'deploy-booty-zstd', section: 'deploy', label: 'booty deploy (zstd)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'deploy');
+      return b === null ? { na: 'src/cli/deploy.ts missing' } : `${b} deploy --image ${q(c.zstUrl)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: zst, verify: 'device',
+  },
+  // ---- the machine's limits, measured the same way
+  {
+    id: 'limit-dd', section: 'limit', label: 'dd raw image > device (O_DIRECT 4 MiB)', booty: false,
+    command: (c) => `dd if=${q(c.image.raw.file)} of=${q(c.target.dev)} ${DD_OUT}`,
+    bytes: img, dirty: true, warm: (c) => [c.image.raw.file], verify: 'device',
+  },
+  {
+    id: 'limit-pigz', section: 'limit', label: 'pigz -dc > /dev/null', booty: false,
+    command: (c) => `pigz -dc ${q(c.image.gzip.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: gz, verify: 'none',
+  },
+  {
+    id: 'limit-go-gunzip', section: 'limit', label: 'Go gzip.NewReader > io.Discard', booty: false,
+    command: (c) => `${q(c.bootygo)} inflate ${q(c.image.gzip.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: gz, verify: 'none',
+  },
+  {
+    id: 'limit-node-gunzip', section: 'limit', label: 'Node zlib gunzip, 1 MiB chunks', booty: false,
+    command: (c) => `${q(c.node)} ${q(join(c.root, 'bench/peers/node-decompress.ts'))} gzip ${q(c.image.gzip.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: gz, verify: 'none',
+  },
+  {
+    id: 'limit-zstd', section: 'limit', label: 'zstd -dc > /dev/null', booty: false,
+    command: (c) => `zstd -dc ${q(c.image.zstd.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: zst, verify: 'none',
+  },
+  {
+    id: 'limit-node-zstd', section: 'limit', label: 'Node zlib zstd, 1 MiB chunks', booty: false,
+    command: (c) => `${q(c.node)} ${q(join(c.root, 'bench/peers/node-decompress.ts'))} zstd ${q(c.image.zstd.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: zst, verify: 'none',
+  },
+  // ---- capture: device -> compress -> HTTP upload (to the null sink)
+  {
+    id: 'capture-pigz6', section: 'capture', label: 'dd | pigz -6 | curl -T', booty: false,
+    command: (c) => `dd if=${q(c.target.dev)} ${DD_IN} | pigz -6 | curl -sSf -o /dev/null -T - ${q(`${c.sink}/images/bench-pigz6.img.gz`)}`,
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    id: 'capture-pigz1', section: 'capture', label: 'dd | pigz -1 -p2 | curl -T', booty: false,
+    command: (c) => `dd if=${q(c.target.dev)} ${DD_IN} | pigz -1 -p2 | curl -sSf -o /dev/null -T - ${q(`${c.sink}/images/bench-pigz1.img.gz`)}`,
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    id: 'capture-zstd', section: 'capture', label: 'dd | zstd -3 -T2 | curl -T', booty: false,
+    command: (c) => `dd if=${q(c.target.dev)} ${DD_IN} | zstd -3 -T2 -q -c | curl -sSf -o /dev/null -T - ${q(`${c.sink}/images/bench-zstd.img.zst`)}`,
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    id: 'capture-bootygo', section: 'capture', label: "BOOTy's Go path (read > gzip -6 > multipart POST)", booty: false,
+    command: (c) => `${q(c.bootygo)} capture ${q(c.target.dev)} ${q(`${c.sink}/image`)}`,
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    id: 'capture-booty-gzip', section: 'capture', label: 'booty capture (gzip)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'capture');
+      return b === null ? { na: 'src/cli/capture.ts missing' } : `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty.img.gz`)} --format gzip${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+    },
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    id: 'capture-booty-zstd', section: 'capture', label: 'booty capture (zstd)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'capture');
+      return b === null ? { na: 'src/cli/capture.ts missing' } : `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty.img.zst`)} --format zstd${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+    },
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+];
+
+/** Which booty row is compared with which others (median MB/s over median MB/s). */
+export function comparedWith(row: Row, all: Row[]): Row[] {
+  if (row.section === 'deploy') {
+    const format = row.id.endsWith('zstd') ? 'zstd' : 'gzip';
+    // The deploy peers of every format, and the limits of the row's own format plus the device's.
+    return all.filter((r) => !r.booty && (r.section === 'deploy' || r.id === 'limit-dd' || (r.section === 'limit' && (format === 'zstd') === r.id.includes('zstd'))));
+  }
+  if (row.section === 'capture') return all.filter((r) => !r.booty && r.section === 'capture');
+  return [];
+}

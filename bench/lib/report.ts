@@ -1,0 +1,129 @@
+// Turns the samples of every row into the printed table, the ratios of booty's rows to the others,
+// and the JSON written under bench/out/.
+import type { Row, Section } from './peers.ts';
+import { comparedWith } from './peers.ts';
+
+export type RunRecord = {
+  run: number;
+  ok: boolean;
+  wallS: number;
+  userS: number;
+  sysS: number;
+  maxRssKiB: number;
+  error?: string;
+  outputBytes?: number; // capture: bytes uploaded
+  verified?: boolean;
+  verifyNote?: string;
+};
+
+export type RowResult = {
+  id: string;
+  section: Section;
+  label: string;
+  booty: boolean;
+  bytes: number;
+  na?: string;
+  runs: RunRecord[];
+};
+
+export type Stats = {
+  mbps: { min: number; median: number; max: number } | null;
+  cpuS: number | null; // median over runs, user + sys of the whole pipeline
+  cpuSPerGiB: number | null;
+  peakRssMiB: number | null; // max over runs
+  outputBytes: number | null; // median, capture only
+  verified: 'yes' | 'NO' | '-' | 'n/a';
+  failed: number;
+};
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function stats(r: RowResult): Stats {
+  const ok = r.runs.filter((x) => x.ok);
+  const mbps = ok.map((x) => r.bytes / 1e6 / x.wallS);
+  const checked = r.runs.filter((x) => x.verified !== undefined);
+  const cpu = ok.map((x) => x.userS + x.sysS);
+  const outs = ok.map((x) => x.outputBytes).filter((x): x is number => x !== undefined);
+  return {
+    mbps: mbps.length ? { min: Math.min(...mbps), median: median(mbps), max: Math.max(...mbps) } : null,
+    cpuS: cpu.length ? median(cpu) : null,
+    cpuSPerGiB: cpu.length ? median(cpu) / (r.bytes / 2 ** 30) : null,
+    peakRssMiB: ok.length ? Math.max(...ok.map((x) => x.maxRssKiB)) / 1024 : null,
+    outputBytes: outs.length ? median(outs) : null,
+    verified: r.na !== undefined ? 'n/a' : checked.length === 0 ? '-' : checked.every((x) => x.verified) ? 'yes' : 'NO',
+    failed: r.runs.length - ok.length,
+  };
+}
+
+export type Ratio = { booty: string; other: string; ratio: number };
+
+export function ratios(results: RowResult[], rows: Row[]): Ratio[] {
+  const byId = new Map(results.map((r) => [r.id, r]));
+  const out: Ratio[] = [];
+  for (const row of rows.filter((r) => r.booty)) {
+    const b = byId.get(row.id);
+    const bm = b ? stats(b).mbps : null;
+    if (!b || !bm) continue;
+    for (const other of comparedWith(row, rows)) {
+      const o = byId.get(other.id);
+      const om = o ? stats(o).mbps : null;
+      if (o && om) out.push({ booty: b.id, other: o.id, ratio: bm.median / om.median });
+    }
+  }
+  return out;
+}
+
+const TITLES: Record<Section, string> = {
+  deploy: 'DEPLOY (HTTP > decompress > device, fsynced)',
+  limit: 'MACHINE LIMITS (measured the same way)',
+  capture: 'CAPTURE (device > compress > HTTP upload)',
+};
+
+const f0 = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const f1 = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
+
+export function table(results: RowResult[], rows: Row[]): string {
+  const labelW = Math.max(...results.map((r) => r.label.length)) + 2;
+  const lines: string[] = [];
+  const head = `${''.padEnd(labelW)}${'MB/s min'.padStart(9)}${'median'.padStart(8)}${'max'.padStart(8)}${'CPU s'.padStart(8)}${'CPU s/GiB'.padStart(10)}${'RSS MiB'.padStart(9)}${'out MB'.padStart(8)}  verified`;
+  for (const section of ['deploy', 'limit', 'capture'] as Section[]) {
+    const rs = results.filter((r) => r.section === section);
+    if (rs.length === 0) continue;
+    lines.push('', TITLES[section], head);
+    for (const r of rs) {
+      const s = stats(r);
+      let line = r.label.padEnd(labelW);
+      if (r.na !== undefined) {
+        line += `n/a (${r.na})`;
+      } else if (s.mbps === null) {
+        line += `failed: ${(r.runs.find((x) => !x.ok)?.error ?? '').split('\n')[0]}`;
+      } else {
+        line += f0(s.mbps.min).padStart(9) + f0(s.mbps.median).padStart(8) + f0(s.mbps.max).padStart(8);
+        line += f1(s.cpuS).padStart(8) + f1(s.cpuSPerGiB).padStart(10) + f0(s.peakRssMiB).padStart(9);
+        line += (s.outputBytes === null ? '-' : f0(s.outputBytes / 1e6)).padStart(8) + `  ${s.verified}`;
+        if (s.failed) line += `  (${s.failed} run(s) failed)`;
+      }
+      lines.push(line);
+    }
+  }
+  const rs = ratios(results, rows);
+  const label = new Map(results.map((r) => [r.id, r.label]));
+  if (rs.length) {
+    lines.push('', 'RATIOS (booty median MB/s / other median MB/s; > 1.00x: booty is faster)');
+    let current = '';
+    for (const r of rs) {
+      if (r.booty !== current) {
+        current = r.booty;
+        lines.push(`${label.get(r.booty)}`);
+      }
+      lines.push(`  ${`vs ${label.get(r.other)}`.padEnd(labelW + 2)}${r.ratio.toFixed(2).padStart(6)}x`);
+    }
+  } else {
+    lines.push('', 'RATIOS: none yet (no booty row ran)');
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,3 @@
+module booty.bench/bootygo
+
+go 1.19
