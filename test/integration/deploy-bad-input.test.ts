@@ -80,8 +80,11 @@ function put(name: string, data: Buffer): string {
 }
 
 /** A decompression bomb: `members` gzip members (or zstd frames) of `each` zeros, a few kB apiece. */
-function bomb(format: 'gzip' | 'zstd', each: number, members: number): Buffer {
-  const one = format === 'gzip' ? zlib.gzipSync(Buffer.alloc(each), { level: 9 }) : zlib.zstdCompressSync(Buffer.alloc(each));
+function bomb(format: 'gzip' | 'zstd' | 'zstd-unsized', each: number, members: number): Buffer {
+  // 'zstd-unsized': frames without Frame_Content_Size (as a streaming compressor writes them), so
+  // neither the server nor the frame header can tell the size: only the write guard stops it.
+  const one = format === 'gzip' ? zlib.gzipSync(Buffer.alloc(each), { level: 9 })
+    : zlib.zstdCompressSync(Buffer.alloc(each), format === 'zstd' ? {} : { params: { [zlib.constants.ZSTD_c_contentSizeFlag]: 0 } });
   return Buffer.concat(Array.from({ length: members }, () => one));
 }
 
@@ -166,7 +169,9 @@ const cases: Case[] = [
     lastMiB: () => img.subarray(7 * MiB, 8 * MiB) },
   { name: 'zip bomb: 4 GiB of zeros in a tiny gzip onto an 8 MiB disk', url: () => put('bomb.gz', bomb('gzip', 16 * MiB, 256)), target: 'small',
     exit: 7, code: 'IMAGE_LARGER_THAN_DISK', message: /write: the image is larger than the disk \(8388608 bytes\): stopped before writing past its end/, disk: 'unbootable' },
-  { name: 'zstd bomb: 4 GiB of zeros in 4 MiB frames onto an 8 MiB disk', url: () => put('bomb.zst', bomb('zstd', 4 * MiB, 1024)), target: 'small',
+  { name: 'zstd bomb: 4 GiB of zeros in 4 MiB frames that declare their sizes onto an 8 MiB disk (refused before writing)', url: () => put('bomb.zst', bomb('zstd', 4 * MiB, 1024)), target: 'small',
+    exit: 3, code: 'DISK_TOO_SMALL', message: /preflight: the image is 4294967296 bytes \(the server's X-Image-Size\) but \S+ holds only 8388608 bytes/, disk: 'untouched' },
+  { name: 'zstd bomb: 4 GiB of zeros in 4 MiB frames without content sizes onto an 8 MiB disk', url: () => put('bomb-unsized.zst', bomb('zstd-unsized', 4 * MiB, 1024)), target: 'small',
     exit: 7, code: 'IMAGE_LARGER_THAN_DISK', message: /write: the image is larger than the disk \(8388608 bytes\)/, disk: 'unbootable' },
   { name: 'an empty file', url: () => put('empty.img', Buffer.alloc(0)), exit: 4, code: 'IMAGE_EMPTY',
     message: /fetch: the image is empty \(0 bytes served\)/, disk: 'untouched' },
