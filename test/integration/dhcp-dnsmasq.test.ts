@@ -39,7 +39,19 @@ test('lease from dnsmasq: address, default route and resolv.conf set; released a
 
     // the server can reach us at the leased address
     const { execFileSync } = await import('node:child_process');
-    execFileSync('ip', ['netns', 'exec', lab.serverNs, 'ping', '-c', '1', '-W', '5', address], { stdio: 'ignore' });
+    // dnsmasq's own ping probe of the address (before the OFFER) can leave a FAILED neighbour
+    // entry on the server side for a moment: a first ping may then bounce without an ARP
+    // request, so try a few times before calling the address unreachable.
+    let reached = false;
+    for (let i = 0; i < 5 && !reached; i++) {
+      try {
+        execFileSync('ip', ['netns', 'exec', lab.serverNs, 'ping', '-c', '1', '-W', '2', address], { stdio: 'ignore' });
+        reached = true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+    assert.ok(reached, `the server namespace cannot ping the leased address ${address}`);
 
     assert.equal(await p.stop(), 0);
     assert.ok(p.events().some((e) => e.event === 'stopped'));
