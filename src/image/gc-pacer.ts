@@ -25,8 +25,11 @@ function gcFunction(): GcFn | null {
 
 export const DEFAULT_GC_EVERY = 8 << 20;
 
-/** Returns add(n): call it with each chunk's size; every `everyBytes` it runs a minor GC. */
-export function createGcPacer(everyBytes = DEFAULT_GC_EVERY): (n: number) => void {
+/** Returns add(n): call it with each chunk's size; every `everyBytes` it runs a minor GC (or,
+ *  with type 'major', a full collection: for buffers that live long enough to be promoted to the
+ *  old generation, such as frames waiting for their turn in the parallel codecs, which a
+ *  scavenge never frees and V8 would let pile up by ~64 MiB before collecting). */
+export function createGcPacer(everyBytes = DEFAULT_GC_EVERY, type: 'minor' | 'major' = 'minor'): (n: number) => void {
   const fn = gcFunction();
   if (fn === null || everyBytes <= 0) return () => {};
   let since = 0;
@@ -34,6 +37,6 @@ export function createGcPacer(everyBytes = DEFAULT_GC_EVERY): (n: number) => voi
     since += n;
     if (since < everyBytes) return;
     since = 0;
-    fn({ type: 'minor' });
+    fn({ type });
   };
 }

@@ -1,0 +1,231 @@
+// Parallel capture compression and parallel deploy decompression, in process, on the real worker
+// pool: the output is a multi-member gzip / multi-frame zstd that node's own streaming decoders
+// (what older booty agents use) read unchanged; the parallel decoder gives back the input bit for
+// bit whatever the chunking; stock images, trailing bytes, truncation, corrupt frames and a
+// tampered frame index behave as they do behind the streaming decoders.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import zlib from 'node:zlib';
+import { Readable, Writable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CodecPool } from '../../src/image/codec-pool.ts';
+import { ParallelCompressor, isAllZero } from '../../src/image/parallel-compress.ts';
+import { ParallelDecompressor } from '../../src/image/parallel-decompress.ts';
+import { describeDecodeError, trailingBytes } from '../../src/image/decompress.ts';
+import { parseBootyGzipHeader, parseZstdFrameStart, ZSTD_INDEX_MAGIC } from '../../src/image/frame-format.ts';
+import { FrameList, GZIP_INDEX_PIECE, decodeIndexPayload, encodeIndexPayload, wrapIndex } from '../../src/image/frame-index.ts';
+import { seededRandom } from '../helpers/seeded-random.ts';
+
+const KiB = 1024;
+const MiB = 1 << 20;
+const pool = new CodecPool(2);
+after(() => pool.close());
+
+/** An OS-like input: random (incompressible), text, and whole zero blocks, with an odd tail. */
+function makeInput(seed: number, blocks: number, block: number): Buffer {
+  const rand = seededRandom(seed);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < blocks; i++) {
+    const r = rand();
+    if (r < 0.4) parts.push(Buffer.alloc(block));
+    else if (r < 0.7) parts.push(randomBytes(block));
+    else parts.push(Buffer.from(Array.from({ length: block }, (_, j) => 97 + ((j * 7 + i) % 23))));
+  }
+  parts.push(randomBytes(12345));
+  return Buffer.concat(parts);
+}
+
+function chunked(data: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < data.length; i += size) out.push(data.subarray(i, i + size));
+  return out;
+}
+
+async function through(t: Transform, chunks: Buffer[]): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  await pipeline(Readable.from(chunks), t, new Writable({ write(c: Buffer, _e, cb) { parts.push(Buffer.from(c)); cb(); } }));
+  return Buffer.concat(parts);
+}
+
+async function compress(format: 'gzip' | 'zstd', input: Buffer, blockSize: number, chunk = 256 * KiB): Promise<{ out: Buffer; c: ParallelCompressor }> {
+  const c = new ParallelCompressor({ format, level: format === 'gzip' ? 1 : 3, pool, blockSize, maxInflight: 3 });
+  return { out: await through(c, chunked(input, chunk)), c };
+}
+
+for (const format of ['gzip', 'zstd'] as const) {
+  test(`${format}: parallel frames decode with node's streaming decoder and in parallel, bit-exact`, async () => {
+    const block = 256 * KiB;
+    const input = makeInput(format === 'gzip' ? 1 : 2, 24, block);
+    const { out, c } = await compress(format, input, block, 100_000);
+    assert.equal(c.frames.count, 25, 'one frame per block and one for the tail');
+    assert.equal(c.frames.totalSize, input.length);
+    assert.ok(c.zeroBlocks > 3, `zero blocks skipped the pool (${c.zeroBlocks})`);
+    const stock = format === 'gzip' ? zlib.gunzipSync(out) : zlib.zstdDecompressSync(out);
+    assert.ok(stock.equals(input), 'a stock streaming decoder reads it unchanged');
+
+    for (const chunk of [1000, 65536, 3 * MiB]) {
+      const d = new ParallelDecompressor({ format, pool, maxInflight: 3 });
+      const back = await through(d, chunked(out, chunk));
+      assert.ok(back.equals(input), `bit-exact with ${chunk}-byte network chunks`);
+      assert.equal(d.streamedFrom, undefined, 'every frame went through the pool');
+      assert.equal(d.frames.count, 25);
+      assert.equal(d.index?.frames.count, 25, 'the frame index was read and checked');
+      assert.equal(trailingBytes(d, out.length), 0);
+    }
+  });
+}
+
+test('frames carry their sizes: gzip BY subfield, zstd content size; the index ends the file', async () => {
+  const input = Buffer.concat([randomBytes(100 * KiB), Buffer.alloc(50 * KiB)]);
+  const gz = (await compress('gzip', input, 64 * KiB)).out;
+  const h = parseBootyGzipHeader(gz);
+  assert.ok(h !== undefined && h !== 'more');
+  assert.equal(h.size, 64 * KiB);
+  const second = parseBootyGzipHeader(gz.subarray(h.memberLength));
+  assert.ok(second !== undefined && second !== 'more' && second.size === 64 * KiB, 'the next member starts where the first says it ends');
+  const zs = (await compress('zstd', input, 64 * KiB)).out;
+  const start = parseZstdFrameStart(zs);
+  assert.ok(start.kind === 'frame' && start.header.contentSize === 64 * KiB && start.header.hasChecksum);
+  // the zstd index is a skippable frame at the very end
+  const idxAt = zs.lastIndexOf(Buffer.from('BOOTYIDX')) - 8;
+  assert.equal(zs.readUInt32LE(idxAt), ZSTD_INDEX_MAGIC);
+  assert.equal(idxAt + 8 + zs.readUInt32LE(idxAt + 4), zs.length);
+  const index = decodeIndexPayload(zs.subarray(idxAt + 8));
+  assert.equal(index.frames.count, 3);
+  assert.equal(index.totalSize, input.length);
+  assert.equal(index.totalCompressed, idxAt);
+});
+
+test('an index larger than one gzip extra field spans several empty members that stock gunzip skips', () => {
+  const frames = new FrameList();
+  for (let i = 0; i < 20_000; i++) frames.add(1000 + i, 4 * MiB);
+  const payload = encodeIndexPayload('gzip', 4 * MiB, frames);
+  assert.ok(payload.length > 2 * GZIP_INDEX_PIECE);
+  const wrapped = wrapIndex('gzip', payload);
+  assert.equal(zlib.gunzipSync(wrapped).length, 0, 'decompresses to nothing');
+  const pieces: Buffer[] = [];
+  for (let at = 0; at < wrapped.length;) {
+    const h = parseBootyGzipHeader(wrapped.subarray(at));
+    assert.ok(h !== undefined && h !== 'more' && h.indexPiece !== undefined);
+    pieces.push(h.indexPiece);
+    at += h.memberLength;
+  }
+  assert.equal(pieces.length, 3);
+  const back = decodeIndexPayload(Buffer.concat(pieces));
+  assert.equal(back.frames.count, 20_000);
+  assert.equal(back.frames.compressed(19_999), 20_999);
+  assert.throws(() => decodeIndexPayload(Buffer.concat(pieces).subarray(0, 100)), /holds 100 bytes/);
+});
+
+test('isAllZero finds zero blocks and nothing else', () => {
+  const b = Buffer.alloc(4 * MiB);
+  assert.ok(isAllZero(b));
+  b[4 * MiB - 1] = 1;
+  assert.ok(!isAllZero(b));
+  assert.ok(isAllZero(Buffer.alloc(0)));
+});
+
+test('stock images (pigz-style members, one big zstd frame) decode as one stream, unchanged', async () => {
+  const input = makeInput(3, 8, 128 * KiB);
+  const gz = Buffer.concat([zlib.gzipSync(input.subarray(0, 500_000)), zlib.gzipSync(input.subarray(500_000))]);
+  const d = new ParallelDecompressor({ format: 'gzip', pool });
+  assert.ok((await through(d, chunked(gz, 10_000))).equals(input));
+  assert.equal(d.streamedFrom, 0);
+  const zs = zlib.zstdCompressSync(input);
+  const d2 = new ParallelDecompressor({ format: 'zstd', pool, maxFrame: 512 * KiB });
+  assert.ok((await through(d2, chunked(zs, 10_000))).equals(input));
+  assert.equal(d2.streamedFrom, 0, 'a frame larger than maxFrame streams');
+});
+
+test('booty frames followed by a foreign member: parallel first, then one stream from that boundary', async () => {
+  const input = makeInput(4, 6, 64 * KiB);
+  const extra = randomBytes(70_000);
+  const { out } = await compress('gzip', input, 64 * KiB);
+  const idx = out.lastIndexOf(Buffer.from([0x1f, 0x8b, 8, 4])); // the index member: drop it
+  const mixed = Buffer.concat([out.subarray(0, idx), zlib.gzipSync(extra)]);
+  const d = new ParallelDecompressor({ format: 'gzip', pool });
+  assert.ok((await through(d, chunked(mixed, 30_000))).equals(Buffer.concat([input, extra])));
+  assert.equal(d.streamedFrom, idx);
+  assert.equal(d.frames.count, 7);
+});
+
+test('bytes after the last frame are not consumed, so deploy refuses them as trailing garbage', async () => {
+  for (const format of ['gzip', 'zstd'] as const) {
+    const input = makeInput(5, 4, 64 * KiB);
+    const { out } = await compress(format, input, 64 * KiB);
+    for (const tail of [Buffer.alloc(4096), Buffer.from('garbage!'), Buffer.from([0])]) {
+      const d = new ParallelDecompressor({ format, pool });
+      const back = await through(d, chunked(Buffer.concat([out, tail]), 50_000));
+      assert.ok(back.equals(input));
+      assert.equal(trailingBytes(d, out.length + tail.length), tail.length, `${format}: ${tail.length} trailing bytes counted`);
+    }
+  }
+});
+
+test('truncation, a corrupt frame and a tampered index are errors worded for deploy', async () => {
+  for (const format of ['gzip', 'zstd'] as const) {
+    const input = makeInput(6, 6, 64 * KiB);
+    const { out, c } = await compress(format, input, 64 * KiB);
+    const decode = (buf: Buffer) => through(new ParallelDecompressor({ format, pool }), chunked(buf, 20_000));
+    const code = (e: Error & { code?: string }) => describeDecodeError(format, e).code;
+
+    // cut inside the third frame
+    const cut = c.frames.compressed(0) + c.frames.compressed(1) + 100;
+    await assert.rejects(decode(out.subarray(0, cut)), (e: Error) => code(e) === 'IMAGE_TRUNCATED');
+
+    // one bit flipped inside the compressed data of the largest frame (random data: every bit
+    // counts; in a tiny zero frame a flip can land in a Huffman code no symbol uses, and the
+    // member still decodes right, for gunzip too): CRC-32 / checksum / structure
+    let big = 0;
+    for (let i = 1; i < c.frames.count; i++) if (c.frames.compressed(i) > c.frames.compressed(big)) big = i;
+    let at = Math.floor(c.frames.compressed(big) / 2);
+    for (let i = 0; i < big; i++) at += c.frames.compressed(i);
+    const flipped = Buffer.from(out);
+    flipped[at] ^= 0x04;
+    await assert.rejects(decode(flipped), (e: Error) => code(e) === 'IMAGE_CORRUPT' && /at byte \d+/.test(e.message));
+
+    // a frame length in the index changed
+    const tampered = Buffer.from(out);
+    at = tampered.lastIndexOf(Buffer.from('BOOTYIDX')) + 40;
+    tampered.writeUInt32LE(tampered.readUInt32LE(at) + 1, at);
+    await assert.rejects(decode(tampered), (e: Error) => code(e) === 'IMAGE_CORRUPT' && /frame index/.test(e.message));
+
+    // a whole frame left out: the index counts one more frame than the image holds
+    const f0 = c.frames.compressed(0);
+    const dropped = Buffer.concat([out.subarray(0, f0), out.subarray(f0 + c.frames.compressed(1))]);
+    await assert.rejects(decode(dropped), (e: Error) => code(e) === 'IMAGE_CORRUPT' && /index lists 7 frames, the image holds 6/.test(e.message));
+  }
+});
+
+test('a gzip member whose header lies about its length is refused, never decoded into the next one', async () => {
+  const input = makeInput(7, 3, 64 * KiB);
+  const { out } = await compress('gzip', input, 64 * KiB);
+  const h = parseBootyGzipHeader(out);
+  assert.ok(h !== undefined && h !== 'more');
+  for (const delta of [-5, 5]) {
+    const lie = Buffer.from(out);
+    lie.writeUInt32LE(h.memberLength + delta, 16);
+    await assert.rejects(through(new ParallelDecompressor({ format: 'gzip', pool }), [lie]),
+      (e: Error) => describeDecodeError('gzip', e).code !== 'IMAGE_TRAILING_GARBAGE' && /gzip member at byte 0|unexpected end|corrupt|header check/i.test(e.message));
+  }
+});
+
+test('an empty input compresses to just the index and decodes to nothing', async () => {
+  for (const format of ['gzip', 'zstd'] as const) {
+    const { out, c } = await compress(format, Buffer.alloc(0), 64 * KiB);
+    assert.equal(c.frames.count, 0);
+    assert.equal((format === 'gzip' ? zlib.gunzipSync(out) : zlib.zstdDecompressSync(out)).length, 0);
+    const d = new ParallelDecompressor({ format, pool });
+    assert.equal((await through(d, [out])).length, 0);
+    assert.equal(d.index?.frames.count, 0);
+  }
+});
+
+test('deploy decodes in parallel by default only from 4 cores up, leaving one core to the main thread', async () => {
+  const { defaultDeployWorkers } = await import('../../src/image/codec-pool.ts');
+  assert.equal(defaultDeployWorkers(1), 0);
+  assert.equal(defaultDeployWorkers(2), 0);
+  assert.equal(defaultDeployWorkers(4), 3);
+  assert.equal(defaultDeployWorkers(64), 63);
+});
