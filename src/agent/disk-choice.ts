@@ -1,7 +1,11 @@
-// Which disk the agent writes when the action names none: the first real, writable,
-// non-removable disk the kernel found. Pure: works on a snapshot of /sys/class/block (read by
-// readBlockSnapshot in block-snapshot.ts), so the rules are unit-tested without hardware.
+// Which disk the agent writes when the action names none: the smallest eligible disk matching
+// the action's disk hints (disk-hints.ts), else the first real, writable, non-removable disk the
+// kernel found. Pure: works on a snapshot of /sys/class/block (read by readBlockSnapshot in
+// block-snapshot.ts), so the rules are unit-tested without hardware.
+import type { DiskHints } from '../config/action.ts';
+import { summarizeDiskHints } from '../config/parse.ts';
 import { BootyError } from '../util/errors.ts';
+import { describeDisk, hintMismatches } from './disk-hints.ts';
 
 export interface BlockEntry {
   /** kernel name: sda, vda, nvme0n1, nvme0n1p1, loop0 */
@@ -12,8 +16,22 @@ export interface BlockEntry {
   parent?: string;
   removable: boolean;
   readOnly: boolean;
+  /** sysfs `hidden` (NVMe multipath path nodes such as nvme0c0n1: no /dev node) */
+  hidden?: boolean;
   /** size in 512-byte sectors, as sysfs reports it */
   sizeSectors: number;
+  // What disk hints match on; undefined where sysfs does not say (read by block-snapshot.ts).
+  serial?: string;
+  model?: string;
+  vendor?: string;
+  /** as sysfs has it, e.g. naa.5000c500a1b2c3d4, eui.0025388b71b1b3c2 */
+  wwn?: string;
+  /** queue/rotational: true = spinning disk */
+  rotational?: boolean;
+  /** SCSI host:channel:target:lun */
+  hctl?: string;
+  /** the names udev would give it under /dev/disk/by-path (current, then compatibility names) */
+  byPath?: string[];
 }
 
 // Block devices that are never an install target: virtual, optical, floppy, eMMC boot areas.
@@ -22,6 +40,7 @@ const virtualNames = /^(loop|ram|zram|dm-|md|sr|fd|nbd|drbd|rbd|zd)\d*|^mmcblk\d
 export function rejectReason(e: BlockEntry): string | undefined {
   if (e.partition) return 'a partition';
   if (virtualNames.test(e.name)) return 'a virtual or non-disk device';
+  if (e.hidden === true) return 'hidden (a path of a multipath NVMe disk)';
   if (e.removable) return 'removable';
   if (e.readOnly) return 'read-only';
   if (e.sizeSectors === 0) return 'empty (size 0)';
@@ -65,13 +84,17 @@ export interface DiskChoice {
   disk: string;
   /** how it was chosen, for the log */
   reason: string;
+  /** with hints: the other disks that matched too (not used because larger), for the log */
+  alsoMatched?: string[];
 }
 
 /**
- * The target disk: `fromAction` (the action's field), else `fromCmdline` (booty.disk), else the
- * first eligible disk. A named disk must be a whole disk the kernel knows.
+ * The target disk: `fromAction` (the action's field), else the smallest eligible disk matching
+ * `hints` (the action's diskHints), else `fromCmdline` (booty.disk), else the first eligible disk.
+ * A named disk must be a whole disk the kernel knows.
  */
-export function chooseDisk(snapshot: BlockEntry[], fromAction?: string, fromCmdline?: string): DiskChoice {
+export function chooseDisk(snapshot: BlockEntry[], fromAction?: string, fromCmdline?: string, hints?: DiskHints): DiskChoice {
+  if (fromAction === undefined && hints !== undefined) return chooseByHints(snapshot, hints);
   const named = fromAction ?? fromCmdline;
   if (named !== undefined) {
     const source = fromAction !== undefined ? 'the action' : 'booty.disk';
@@ -106,4 +129,44 @@ export function chooseDisk(snapshot: BlockEntry[], fromAction?: string, fromCmdl
   }
   const first = eligible[0];
   return { disk: `/dev/${first.name}`, reason: `first eligible disk (${gib(first.sizeSectors)}) of ${eligible.length}` };
+}
+
+const bySizeThenName = (a: BlockEntry, b: BlockEntry) => a.sizeSectors - b.sizeSectors || compareDiskNames(a.name, b.name);
+
+/**
+ * Ironic's rule: every hint must match; of several matching disks the smallest is used (the
+ * likeliest to be the boot disk rather than a data disk), ties broken by name.
+ */
+export function chooseByHints(snapshot: BlockEntry[], hints: DiskHints): DiskChoice {
+  const wanted = summarizeDiskHints(hints);
+  const disks = snapshot.filter((e) => !e.partition).sort((a, b) => compareDiskNames(a.name, b.name));
+  const matched: BlockEntry[] = [];
+  const refused: string[] = [];
+  const neverTargets: string[] = [];
+  for (const e of disks) {
+    const ineligible = rejectReason(e);
+    // loop, ram, zram, dm-, sr...: listed in one line, they are never what the operator meant
+    if (ineligible !== undefined && virtualNames.test(e.name)) { neverTargets.push(e.name); continue; }
+    const why = ineligible !== undefined ? [ineligible] : hintMismatches(e, hints);
+    if (why.length === 0) matched.push(e);
+    else refused.push(`- ${describeDisk(e)}\n  not used: ${why.join('; ')}`);
+  }
+  if (matched.length === 0) {
+    const seen = disks.length === 0 ? describeSnapshot(snapshot) : [
+      ...refused,
+      ...(neverTargets.length === 0 ? [] : [`- never a target (virtual or optical): ${neverTargets.join(', ')}`]),
+    ].join('\n');
+    throw new BootyError({
+      stage: 'preflight', code: 'disk-hints-no-match', diskState: 'untouched',
+      message: `no disk matches the disk hints (${wanted}); disks seen:\n${seen}`,
+      hint: 'fix diskHints in the action (e.g. booty machines set MAC --disk-serial ...), or check the disk and its storage driver',
+    });
+  }
+  matched.sort(bySizeThenName);
+  const [best, ...others] = matched;
+  const alsoMatched = others.map((e) => `/dev/${e.name} (${gib(e.sizeSectors)})`);
+  const reason = others.length === 0
+    ? `the only disk matching the disk hints (${wanted})`
+    : `the smallest of ${matched.length} disks matching the disk hints (${wanted}); also matched: ${alsoMatched.join(', ')}`;
+  return { disk: `/dev/${best.name}`, reason, ...(others.length === 0 ? {} : { alsoMatched }) };
 }

@@ -20,6 +20,17 @@ settings:
   --action A               deploy, capture, wipe, shell or none
   --image URL              image to deploy (implies --action deploy)
   --disk DEV               target disk (e.g. /dev/sda; default: the agent picks)
+  --disk-serial S          disk hints (instead of --disk): the agent uses the smallest disk
+  --disk-model S             matching every hint given; model and vendor match a part,
+  --disk-vendor S            serial and WWN the whole (case-insensitive); sizes in bytes or
+  --disk-wwn W               with a unit (100G = 100 GiB, 100GB = 10^9 bytes)
+  --disk-min-size SIZE
+  --disk-max-size SIZE
+  --disk-rotational B      true: spinning disks only; false: SSD/NVMe only
+  --disk-name NAME         kernel name (sda, nvme0n1)
+  --disk-hctl H:C:T:L      SCSI address
+  --disk-by-path NAME      /dev/disk/by-path name (e.g. pci-0000:00:1f.2-ata-1.0)
+  --clear-disk-hints       drop the machine's disk hints (the agent picks the first disk)
   --sha256 HEX             expected sha256 of the image as served
   --format F               deploy: auto|gzip|zstd|raw; capture: gzip|zstd|raw
   --upload URL             capture: where to upload (implies --action capture)
@@ -40,6 +51,32 @@ settings:
 type Json = Record<string, unknown>;
 
 class CliError extends Error {}
+
+// flag -> diskHints field; the server validates the values (the CLI only shapes them)
+const hintFlags = [
+  ['disk-name', 'name'], ['disk-min-size', 'minSize'], ['disk-max-size', 'maxSize'], ['disk-serial', 'serial'],
+  ['disk-model', 'model'], ['disk-vendor', 'vendor'], ['disk-wwn', 'wwn'], ['disk-rotational', 'rotational'],
+  ['disk-hctl', 'hctl'], ['disk-by-path', 'byPath'],
+] as const;
+
+function rotationalOf(v: string): boolean {
+  if (/^(true|yes|1|hdd)$/i.test(v)) return true;
+  if (/^(false|no|0|ssd|nvme)$/i.test(v)) return false;
+  throw new CliError(`--disk-rotational must be true (spinning disks) or false (SSD/NVMe), got "${v}"`);
+}
+
+/** The hint flags as a diskHints object; undefined when none was given. */
+export function diskHintsFromFlags(v: Record<string, string | boolean | undefined>): Json | undefined {
+  const h: Json = {};
+  for (const [flag, field] of hintFlags) {
+    const x = v[flag];
+    if (typeof x !== 'string') continue;
+    if (field === 'rotational') h[field] = rotationalOf(x);
+    else if (field === 'minSize' || field === 'maxSize') h[field] = /^\d+$/.test(x) ? Number(x) : x;
+    else h[field] = x;
+  }
+  return Object.keys(h).length === 0 ? undefined : h;
+}
 
 async function api(server: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
   const headers: Record<string, string> = { 'user-agent': 'booty-machines' };
@@ -86,14 +123,30 @@ async function actionFromFlags(v: Record<string, string | boolean | undefined>):
     if (v[flag] !== undefined) a[field] = v[flag];
   }
   if (v.hostname !== undefined) a.post = { hostname: v.hostname };
+  const hints = diskHintsFromFlags(v);
+  if (hints !== undefined && v['clear-disk-hints'] === true) throw new CliError('--clear-disk-hints contradicts the --disk-* hint flags');
+  if (hints !== undefined && v.disk !== undefined) throw new CliError('--disk names the disk; the --disk-* hint flags find one: give one or the other');
+  if (hints !== undefined) a.diskHints = hints;
+  // null: "remove the hints" (never sent as such: see merged())
+  if (v['clear-disk-hints'] === true) a.diskHints = null;
   return Object.keys(a).length === 0 ? undefined : a;
 }
 
-/** Merge flag fields into the machine's current action (booty form); a new kind starts afresh. */
-function merged(current: Json | undefined, change: Json): Json {
-  if (current === undefined || (change.action !== undefined && change.action !== current.action)) return change;
-  const out: Json = { ...current, ...change };
-  if (change.post !== undefined) out.post = { ...(current.post as Json | undefined), ...(change.post as Json) };
+/**
+ * Merge flag fields into the machine's current action (booty form); a new kind starts afresh.
+ * Hints merge hint by hint; a disk replaces the hints and hints replace the disk (an action has
+ * one or the other).
+ */
+export function merged(current: Json | undefined, change: Json): Json {
+  const base = current === undefined || (change.action !== undefined && change.action !== current.action) ? {} : current;
+  const out: Json = { ...base, ...change };
+  if (change.post !== undefined) out.post = { ...(base.post as Json | undefined), ...(change.post as Json) };
+  if (change.disk !== undefined) delete out.diskHints;
+  if (change.diskHints === null) delete out.diskHints;
+  else if (change.diskHints !== undefined) {
+    delete out.disk;
+    out.diskHints = { ...(base.diskHints as Json | undefined), ...(change.diskHints as Json) };
+  }
   return out;
 }
 
@@ -108,6 +161,8 @@ export async function run(argv: string[]): Promise<number> {
         upload: { type: 'string' }, hostname: { type: 'string' }, after: { type: 'string' }, 'on-error': { type: 'string' },
         'action-file': { type: 'string' }, persistent: { type: 'boolean' }, 'one-shot': { type: 'boolean' }, rearm: { type: 'boolean' },
         name: { type: 'string' }, history: { type: 'boolean' },
+        ...Object.fromEntries(hintFlags.map(([flag]) => [flag, { type: 'string' as const }])),
+        'clear-disk-hints': { type: 'boolean' },
       },
     });
   } catch (e) {
@@ -155,7 +210,8 @@ export async function run(argv: string[]): Promise<number> {
         if (v.rearm === true) body.rearm = true;
         if (v.name !== undefined) body.name = v.name;
         if (cmd === 'add') {
-          if (change !== undefined) body.action = change;
+          const action = change === undefined ? undefined : merged(undefined, change);
+          if (action !== undefined && Object.keys(action).length > 0) body.action = action;
           body.mac = macArg;
           const { json } = await api(server, token, 'POST', '/api/machines', body);
           process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `added ${String(json.mac)}: ${String(json.next ?? 'no action')}\n`);

@@ -32,6 +32,32 @@ export interface GrowSettings {
   lvmRoot?: string;
 }
 
+/**
+ * Which disk to use when the action names none (like Ironic's root device hints). Every given
+ * hint must match; among the eligible disks (never partitions, loop/ram/zram/dm/md/optical,
+ * removable, read-only or empty ones) that match all, the smallest is used. Sizes are bytes.
+ */
+export interface DiskHints {
+  /** kernel name, with or without /dev/ (e.g. sda, /dev/nvme0n1) */
+  name?: string;
+  minSize?: number;
+  maxSize?: number;
+  /** exact, case-insensitive (virtio serial, SCSI/SATA VPD page 0x80, NVMe controller serial) */
+  serial?: string;
+  /** case-insensitive substring of the model, e.g. "SAMSUNG MZ7" */
+  model?: string;
+  /** case-insensitive substring of the vendor, e.g. "ATA" */
+  vendor?: string;
+  /** the disk's World Wide Name; "0x", "naa.", "eui.", "wwn-" prefixes and case are ignored */
+  wwn?: string;
+  /** false = SSD/NVMe only, true = spinning disks only */
+  rotational?: boolean;
+  /** SCSI host:channel:target:lun, e.g. 0:0:0:0 */
+  hctl?: string;
+  /** the /dev/disk/by-path name udev gives it, e.g. pci-0000:00:1f.2-ata-1.0 */
+  byPath?: string;
+}
+
 interface Common {
   /** what the agent does after success */
   after: AfterAction;
@@ -47,8 +73,10 @@ export interface DeployAction extends Common {
   action: 'deploy';
   /** absolute http(s) URL of the image */
   image: string;
-  /** target block device, e.g. /dev/sda; undefined = agent picks (first non-removable disk) */
+  /** target block device, e.g. /dev/sda; undefined = agent picks (diskHints, else first eligible disk) */
   disk?: string;
+  /** how the agent picks the disk when `disk` is not given */
+  diskHints?: DiskHints;
   sha256?: string;
   format: ImageFormat;
   /** uncompressed size in bytes, if known: checked against the disk before the first write */
@@ -68,6 +96,7 @@ export interface DeployAction extends Common {
 export interface CaptureAction extends Common {
   action: 'capture';
   disk?: string;
+  diskHints?: DiskHints;
   /** upload URL: booty server's PUT /images/<name>, or a BOOTy-style multipart POST endpoint */
   upload: string;
   format: CaptureFormat;
@@ -76,7 +105,7 @@ export interface CaptureAction extends Common {
   protocol: 'put' | 'multipart';
 }
 
-export interface WipeAction extends Common { action: 'wipe'; disk?: string }
+export interface WipeAction extends Common { action: 'wipe'; disk?: string; diskHints?: DiskHints }
 export interface ShellAction extends Common { action: 'shell' }
 /** Nothing to do: boot from the local disk (the agent reboots or powers off per `after`). */
 export interface NoneAction extends Common { action: 'none' }

@@ -9,10 +9,11 @@
 
 import { BootyError } from '../util/errors.ts';
 import type {
-  Action, AfterAction, CaptureAction, CaptureFormat, DeployAction, GrowSettings, ImageFormat, NetworkSettings,
+  Action, AfterAction, CaptureAction, CaptureFormat, DeployAction, DiskHints, GrowSettings, ImageFormat, NetworkSettings,
   PostDeploy,
 } from './action.ts';
-import { isAbsPath, validators } from './schema.ts';
+import { formatSize, parseSize } from './disk-size.ts';
+import { DISK_HINT_NAMES, isAbsPath, validators } from './schema.ts';
 import type { SchemaError, ValidatorName } from './schema.ts';
 
 const BOOTY_ACTIONS = ['deploy', 'capture', 'wipe', 'shell', 'none'] as const;
@@ -145,6 +146,36 @@ function postOf(p: unknown, prefix: string): PostDeploy | undefined {
   return withoutUndefined({ hostname: o.hostname, network, files: o.files === undefined ? undefined : { ...o.files } });
 }
 
+/** Hints with sizes in bytes; `disk` and `diskHints` together are refused (which would win?). */
+function diskHintsOf(j: Json, prefix: string): DiskHints | undefined {
+  const h = j.diskHints as Json | undefined;
+  if (h === undefined) return undefined;
+  const field = join(prefix, 'diskHints');
+  if (j.disk !== undefined) {
+    throw configError(`field "${field}" cannot be combined with "${join(prefix, 'disk')}": give either the disk or hints to find it (a kernel name goes in diskHints.name)`, field);
+  }
+  const out: Json = {};
+  for (const k of DISK_HINT_NAMES) {
+    const v = h[k];
+    if (v === undefined) continue;
+    out[k] = k === 'minSize' || k === 'maxSize' ? parseSize(v) : v;
+  }
+  const { minSize, maxSize } = out as DiskHints;
+  if (minSize !== undefined && maxSize !== undefined && minSize > maxSize) {
+    const f = join(field, 'minSize');
+    throw configError(`field "${f}" (${formatSize(minSize)}) must not be above "${join(field, 'maxSize')}" (${formatSize(maxSize)}): no disk could match`, f);
+  }
+  return out as DiskHints;
+}
+
+/** "serial=S4X, minSize=100.0 GiB (...)": the hints as one line, for logs and listings. */
+export function summarizeDiskHints(h: DiskHints): string {
+  return DISK_HINT_NAMES.filter((k) => h[k] !== undefined).map((k) => {
+    const v = h[k];
+    return `${k}=${typeof v === 'number' ? formatSize(v) : typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
+  }).join(', ');
+}
+
 function checkLevel(format: CaptureFormat, level: number | undefined, prefix: string): void {
   if (level === undefined) return;
   const field = join(prefix, 'level');
@@ -165,6 +196,7 @@ function parseBootyForm(j: Json, prefix: string): Action {
     case 'deploy': {
       const d: DeployAction = withoutUndefined({
         action: 'deploy', image: j.image as string, disk: j.disk as string | undefined,
+        diskHints: diskHintsOf(j, prefix),
         sha256: (j.sha256 as string | undefined)?.toLowerCase(),
         format: (j.format as ImageFormat | undefined) ?? DEFAULTS.deployFormat,
         imageSize: j.imageSize as number | undefined,
@@ -178,12 +210,12 @@ function parseBootyForm(j: Json, prefix: string): Action {
       const format = (j.format as CaptureFormat | undefined) ?? DEFAULTS.captureFormat;
       checkLevel(format, j.level as number | undefined, prefix);
       const c: CaptureAction = withoutUndefined({
-        action: 'capture', disk: j.disk as string | undefined, upload: j.upload as string, format,
+        action: 'capture', disk: j.disk as string | undefined, diskHints: diskHintsOf(j, prefix), upload: j.upload as string, format,
         level: j.level as number | undefined, protocol: (j.protocol as 'put' | 'multipart' | undefined) ?? 'put', ...common,
       });
       return c;
     }
-    case 'wipe': return withoutUndefined({ action: 'wipe', disk: j.disk as string | undefined, ...common });
+    case 'wipe': return withoutUndefined({ action: 'wipe', disk: j.disk as string | undefined, diskHints: diskHintsOf(j, prefix), ...common });
     case 'shell': return { action: 'shell', ...common };
     case 'none': return { action: 'none', ...common };
   }
@@ -282,12 +314,17 @@ export function toBootyJson(action: Action): string {
   return JSON.stringify(toBootyObject(action));
 }
 
+function targetOf(a: { disk?: string; diskHints?: DiskHints }): string {
+  if (a.disk !== undefined) return a.disk;
+  return a.diskHints === undefined ? '(first disk)' : `(disk with ${summarizeDiskHints(a.diskHints)})`;
+}
+
 /** A one-line summary for listings and logs, e.g. `deploy http://host/images/a.img.gz -> /dev/sda`. */
 export function summarizeAction(a: Action): string {
   switch (a.action) {
-    case 'deploy': return `deploy ${a.image} -> ${a.disk ?? '(first disk)'}`;
-    case 'capture': return `capture ${a.disk ?? '(first disk)'} -> ${a.upload} (${a.format})`;
-    case 'wipe': return `wipe ${a.disk ?? '(first disk)'}`;
+    case 'deploy': return `deploy ${a.image} -> ${targetOf(a)}`;
+    case 'capture': return `capture ${targetOf(a)} -> ${a.upload} (${a.format})`;
+    case 'wipe': return `wipe ${targetOf(a)}`;
     case 'shell': return 'shell';
     case 'none': return 'none (boot from disk)';
   }

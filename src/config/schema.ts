@@ -9,6 +9,7 @@
 
 import { isIP } from 'node:net';
 import AjvModule from 'ajv';
+import { parseSize } from './disk-size.ts';
 
 const Ajv = AjvModule.default;
 
@@ -107,6 +108,37 @@ const post = {
   additionalProperties: false,
 };
 
+// Disk hints (action.ts DiskHints): closed, so a misspelt hint ("serail") is refused by name
+// instead of silently matching every disk.
+const hintText = (description: string, max = 256) =>
+  ({ type: 'string', minLength: 1, maxLength: max, pattern: '^(?=.*\\S)[^\\u0000-\\u001f\\u007f]+$', description });
+const size = {
+  anyOf: [
+    { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    { type: 'string', format: 'disk-size', maxLength: 32 },
+  ],
+  description: 'a size: bytes, or a number with a unit ("100G" or "100GiB" = 100 x 2^30, "100GB" = 100 x 10^9)',
+};
+export const DISK_HINT_NAMES = ['name', 'minSize', 'maxSize', 'serial', 'model', 'vendor', 'wwn', 'rotational', 'hctl', 'byPath'] as const;
+const diskHints = {
+  type: 'object',
+  description: `an object with at least one disk hint (${DISK_HINT_NAMES.join(', ')})`,
+  properties: {
+    name: { type: 'string', pattern: '^(/dev/)?[A-Za-z0-9._+:@!-]{1,64}$', description: 'a kernel disk name (e.g. sda or /dev/nvme0n1)' },
+    minSize: size,
+    maxSize: size,
+    serial: hintText('a serial number (1-256 characters, no control characters)'),
+    model: hintText('a model name or part of it (1-256 characters)'),
+    vendor: hintText('a vendor name or part of it (1-256 characters)'),
+    wwn: hintText('a World Wide Name (e.g. 0x5000c500a1b2c3d4)'),
+    rotational: { type: 'boolean', description: 'true (spinning disks) or false (SSD/NVMe)' },
+    hctl: { type: 'string', pattern: '^[0-9]{1,9}:[0-9]{1,9}:[0-9]{1,9}:[0-9]{1,9}$', description: 'a SCSI address host:channel:target:lun (e.g. 0:0:0:0)' },
+    byPath: { type: 'string', maxLength: MAX_DEV_PATH_LENGTH, pattern: '^(/dev/disk/by-path/)?[A-Za-z0-9._:+@-]+$', description: 'a /dev/disk/by-path name (e.g. pci-0000:00:1f.2-ata-1.0)' },
+  },
+  minProperties: 1,
+  additionalProperties: false,
+};
+
 const deploy = {
   type: 'object',
   properties: {
@@ -114,6 +146,7 @@ const deploy = {
     ...common,
     image: url,
     disk: dev,
+    diskHints,
     sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'a sha256 in hex (64 characters)' },
     format: { enum: ['auto', 'gzip', 'zstd', 'raw'], description: 'one of "auto", "gzip", "zstd", "raw"' },
     imageSize: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a size in bytes (a non-negative integer)' },
@@ -133,6 +166,7 @@ const capture = {
     action: { const: 'capture' },
     ...common,
     disk: dev,
+    diskHints,
     upload: url,
     format: { enum: ['gzip', 'zstd', 'raw'], description: 'one of "gzip", "zstd", "raw"' },
     level: { type: 'integer', minimum: 0, maximum: 22, description: 'a compression level (gzip 0-9, zstd 1-22)' },
@@ -144,7 +178,7 @@ const capture = {
 
 const wipe = {
   type: 'object',
-  properties: { action: { const: 'wipe' }, ...common, disk: dev },
+  properties: { action: { const: 'wipe' }, ...common, disk: dev, diskHints },
   required: ['action'],
   additionalProperties: false,
 };
@@ -260,6 +294,7 @@ function makeAjv() {
   ajv.addFormat('cidr', isCidr);
   ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
   ajv.addFormat('hostname', isHostname);
+  ajv.addFormat('disk-size', (s: string) => parseSize(s) !== undefined);
   return ajv;
 }
 

@@ -200,3 +200,54 @@ it('parseAction refuses random garbage text and non-objects without crashing', (
     assert.ok(err instanceof BootyError && err.stage === 'config', `crashed: ${String(err)} on ${JSON.stringify(input)}`);
   }
 });
+
+// Disk hints: random valid hint sets are accepted (sizes normalized to bytes) and the same sets
+// with one hint broken are refused, naming that hint.
+it('parseAction accepts generated disk hints and refuses each broken one by name', () => {
+  const r = prng(SEED ^ 0x7a11);
+  const good: Record<string, () => unknown> = {
+    name: () => pick(r, ['sda', '/dev/sdb', 'nvme0n1', 'vda', 'mmcblk0', 'cciss!c0d0']),
+    minSize: () => pick(r, [0, 4096, '1G', '100 GiB', '500GB', '1.5T', '8589934592']),
+    maxSize: () => pick(r, ['7P', '7.9PiB', Number.MAX_SAFE_INTEGER]),
+    serial: () => pick(r, ['S4EVNF0M', 'WD-WCC4N1234567', 'QM00001', 'a b c', 'ünïcode']),
+    model: () => pick(r, ['Samsung', 'QEMU HARDDISK', 'x']),
+    vendor: () => pick(r, ['ATA', 'NVMe', 'QEMU']),
+    wwn: () => pick(r, ['0x5000c500a1b2c3d4', 'naa.5000c500a1b2c3d4', 'eui.0025388b71b1b3c2']),
+    rotational: () => r() < 0.5,
+    hctl: () => pick(r, ['0:0:0:0', '12:0:3:1']),
+    byPath: () => pick(r, ['pci-0000:00:1f.2-ata-1.0', '/dev/disk/by-path/pci-0000:00:04.0-nvme-1', 'virtio-pci-0000:00:05.0']),
+  };
+  const bad: Record<string, unknown[]> = {
+    name: ['', '/dev/', '/dev/disk/by-id/x', 'sd a', 'x'.repeat(65), 7, null],
+    minSize: ['', 'big', '1Q', '-5', -5, 1.5, '1e9', true, [], '9999999999P', '1E'],
+    maxSize: ['G', {}, false, 2 ** 60],
+    serial: ['', 'a\nb', 'x'.repeat(257), 5, null, []],
+    model: ['', '\u0000', 1],
+    vendor: ['', '\t', {}],
+    wwn: ['', 42, 'a\u007fb'],
+    rotational: ['true', 0, 1, null, 'ssd'],
+    hctl: ['0:0:0', 'a:b:c:d', '0:0:0:0:0', 0],
+    byPath: ['', 'pci 0', '../../etc', 'x'.repeat(300), 1],
+  };
+  const names = Object.keys(good);
+  for (let i = 0; i < 400; i++) {
+    const hints: Record<string, unknown> = {};
+    for (const k of names) if (r() < 0.35) hints[k] = good[k]();
+    if (Object.keys(hints).length === 0) hints.serial = good.serial();
+    const action = pick(r, [{ action: 'wipe' }, { action: 'capture', upload: 'http://h/u' }, { action: 'deploy', image: 'http://h/a' }]);
+    const ok = parseAction({ ...action, diskHints: hints }) as unknown as { diskHints: Record<string, unknown> };
+    for (const k of ['minSize', 'maxSize']) {
+      if (hints[k] !== undefined) assert.equal(typeof ok.diskHints[k], 'number', `${k} ${JSON.stringify(hints[k])} not normalized`);
+    }
+    const broken = pick(r, [...names, 'unknown']);
+    const bent = { ...hints };
+    const field = broken === 'unknown' ? pick(r, ['serail', 'size', 'by_path', 'wwn_with_extension', 'Model']) : broken;
+    bent[field] = broken === 'unknown' ? 'x' : structuredClone(pick(r, bad[broken]));
+    const where = `case ${i} (seed ${SEED}): ${JSON.stringify(bent).slice(0, 200)}`;
+    assert.throws(() => parseAction({ ...action, diskHints: bent }), (e: unknown) => {
+      assert.ok(e instanceof BootyError && e.stage === 'config', `crashed: ${String(e)} ${where}`);
+      assert.ok(e.message.includes(`"diskHints.${field}"`), `message does not name diskHints.${field}: ${e.message} ${where}`);
+      return true;
+    }, where);
+  }
+});

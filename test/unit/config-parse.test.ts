@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAction, toBootyJson, toBootyObject } from '../../src/config/parse.ts';
+import { parseAction, summarizeAction, toBootyJson, toBootyObject } from '../../src/config/parse.ts';
+import { parseSize } from '../../src/config/disk-size.ts';
 import { BootyError } from '../../src/util/errors.ts';
 import type { Action } from '../../src/config/action.ts';
 
@@ -45,6 +46,16 @@ const valid: [string, unknown, Action][] = [
   ['combined form: booty wins', { action: 'writeImage', sourceImage: 'http://h/old', booty: { action: 'deploy', image: 'http://h/new' } },
     { action: 'deploy', image: 'http://h/new', format: 'auto', grow: false, ...common }],
   ['JSON text', '{"action":"shell","after":"shell"}', { action: 'shell', ...common, after: 'shell' }],
+  ['deploy with every disk hint: sizes become bytes ("G" binary, "GB" decimal)',
+    { action: 'deploy', image: 'http://h/a', diskHints: { name: '/dev/sda', minSize: '100G', maxSize: '2TB', serial: 'S4EVNF0M', model: 'Samsung', vendor: 'ATA', wwn: '0x5000c500a1b2c3d4', rotational: false, hctl: '0:0:0:0', byPath: 'pci-0000:00:1f.2-ata-1.0' } },
+    { action: 'deploy', image: 'http://h/a', diskHints: { name: '/dev/sda', minSize: 100 * 2 ** 30, maxSize: 2e12, serial: 'S4EVNF0M', model: 'Samsung', vendor: 'ATA', wwn: '0x5000c500a1b2c3d4', rotational: false, hctl: '0:0:0:0', byPath: 'pci-0000:00:1f.2-ata-1.0' }, format: 'auto', grow: false, ...common }],
+  ['capture with size hints in bytes and with units',
+    { action: 'capture', upload: 'http://h/u', diskHints: { minSize: 4096, maxSize: '1.5 TiB' } },
+    { action: 'capture', upload: 'http://h/u', diskHints: { minSize: 4096, maxSize: 1.5 * 2 ** 40 }, format: 'gzip', protocol: 'put', ...common }],
+  ['wipe with a kernel name hint and lower-case units', { action: 'wipe', diskHints: { name: 'nvme0n1', minSize: '512m', maxSize: '1tb' } },
+    { action: 'wipe', diskHints: { name: 'nvme0n1', minSize: 512 * 2 ** 20, maxSize: 1e12 }, ...common }],
+  ['combined form carries the hints', { action: 'writeImage', sourceImage: 'http://h/a', booty: { action: 'deploy', image: 'http://h/a', diskHints: { rotational: true } } },
+    { action: 'deploy', image: 'http://h/a', diskHints: { rotational: true }, format: 'auto', grow: false, ...common }],
 ];
 
 // [name, input, field the message must name, words it must contain]
@@ -90,6 +101,26 @@ const invalid: [string, unknown, string, string][] = [
   ['combined form with broken booty part', { action: 'writeImage', booty: { action: 'deploy', image: 'ftp://x' } }, 'booty.image', 'http'],
   ['combined form with booty not an object', { action: 'writeImage', booty: 'deploy' }, 'booty', 'object'],
   ['overlong URL', { action: 'deploy', image: 'http://h/' + 'a'.repeat(5000) }, 'image', 'too long'],
+  ['unknown disk hint', { action: 'deploy', image: 'http://h/a', diskHints: { serail: 'X' } }, 'diskHints.serail', 'not a known field (known fields: name, minSize, maxSize, serial, model, vendor, wwn, rotational, hctl, byPath)'],
+  ['Ironic spelling of a hint', { action: 'wipe', diskHints: { by_path: 'pci-0000:00:1f.2-ata-1' } }, 'diskHints.by_path', 'not a known field'],
+  ['empty disk hints', { action: 'wipe', diskHints: {} }, 'diskHints', 'at least one disk hint'],
+  ['disk hints not an object', { action: 'wipe', diskHints: 'sda' }, 'diskHints', 'at least one disk hint'],
+  ['disk and disk hints together', { action: 'deploy', image: 'http://h/a', disk: '/dev/sda', diskHints: { serial: 'X' } }, 'diskHints', 'cannot be combined with "disk"'],
+  ['size without a number', { action: 'wipe', diskHints: { minSize: 'big' } }, 'diskHints.minSize', 'a size'],
+  ['size with an unknown unit', { action: 'wipe', diskHints: { minSize: '100Q' } }, 'diskHints.minSize', 'a size'],
+  ['negative size', { action: 'capture', upload: 'http://h/u', diskHints: { maxSize: -1 } }, 'diskHints.maxSize', 'a size'],
+  ['fractional byte count', { action: 'wipe', diskHints: { maxSize: 1.5 } }, 'diskHints.maxSize', 'a size'],
+  ['size beyond what a number holds', { action: 'wipe', diskHints: { maxSize: '9000P' } }, 'diskHints.maxSize', 'a size'],
+  ['minSize above maxSize', { action: 'wipe', diskHints: { minSize: '2T', maxSize: '1T' } }, 'diskHints.minSize', 'must not be above "diskHints.maxSize"'],
+  ['rotational as a string', { action: 'wipe', diskHints: { rotational: 'yes' } }, 'diskHints.rotational', 'true (spinning disks) or false'],
+  ['empty serial', { action: 'wipe', diskHints: { serial: '' } }, 'diskHints.serial', 'serial number'],
+  ['blank model (would match every disk)', { action: 'wipe', diskHints: { model: '   ' } }, 'diskHints.model', 'model name'],
+  ['serial with a newline', { action: 'wipe', diskHints: { serial: 'a\nb' } }, 'diskHints.serial', 'no control characters'],
+  ['hctl not four numbers', { action: 'wipe', diskHints: { hctl: '0:0:0' } }, 'diskHints.hctl', 'host:channel:target:lun'],
+  ['name with a path', { action: 'wipe', diskHints: { name: '/dev/disk/by-id/x' } }, 'diskHints.name', 'kernel disk name'],
+  ['byPath with spaces', { action: 'wipe', diskHints: { byPath: 'pci 0' } }, 'diskHints.byPath', 'by-path name'],
+  ['hints on a shell action', { action: 'shell', diskHints: { serial: 'X' } }, 'diskHints', 'not a known field'],
+  ['hints inside the combined form', { action: 'writeImage', booty: { action: 'deploy', image: 'http://h/a', diskHints: { wwn: 5 } } }, 'booty.diskHints.wwn', 'World Wide Name'],
 ];
 
 describe('parseAction: valid inputs', () => {
@@ -122,6 +153,31 @@ describe('parseAction: refused inputs name the field', () => {
       assert.throws(() => parseAction(bad), (e: unknown) => e instanceof BootyError && e.stage === 'config' && /JSON/.test(e.message));
     });
   }
+});
+
+describe('disk hints in listings and on the wire', () => {
+  it('summarizes the hints where a disk would be', () => {
+    assert.equal(summarizeAction(parseAction({ action: 'deploy', image: 'http://h/a', diskHints: { serial: 'S4X', minSize: '100G' } })),
+      'deploy http://h/a -> (disk with minSize=100.0 GiB (107374182400 bytes), serial="S4X")');
+    assert.equal(summarizeAction(parseAction({ action: 'wipe', diskHints: { rotational: false } })), 'wipe (disk with rotational=false)');
+    assert.equal(summarizeAction(parseAction({ action: 'capture', upload: 'http://h/u' })), 'capture (first disk) -> http://h/u (gzip)');
+  });
+  it('an unmodified BOOTy agent gets no destinationDevice (it picks its own); booty gets the hints', () => {
+    const o = toBootyObject(parseAction({ action: 'deploy', image: 'http://h/a', diskHints: { wwn: '0x5000c500a1b2c3d4' } }));
+    assert.equal('destinationDevice' in o, false);
+    assert.deepEqual((o.booty as { diskHints: unknown }).diskHints, { wwn: '0x5000c500a1b2c3d4' });
+  });
+});
+
+describe('parseSize', () => {
+  it('reads bytes and units, binary for G/GiB, decimal for GB', () => {
+    const cases: [unknown, number | undefined][] = [
+      [0, 0], [4096, 4096], ['4096', 4096], ['4096B', 4096], ['1K', 1024], ['1KiB', 1024], ['1KB', 1000], ['100G', 100 * 2 ** 30],
+      ['100 GiB', 100 * 2 ** 30], ['100GB', 1e11], ['1.5T', 1.5 * 2 ** 40], ['2tb', 2e12], ['1e3', undefined], ['-1', undefined], ['', undefined],
+      ['G', undefined], ['1.5', undefined], [1.5, undefined], [-1, undefined], [null, undefined], ['10 Gb/s', undefined], ['1E', undefined], ['8P', undefined], ['7P', 7 * 2 ** 50],
+    ];
+    for (const [input, bytes] of cases) assert.equal(parseSize(input), bytes, JSON.stringify(input));
+  });
 });
 
 describe('toBootyJson', () => {
