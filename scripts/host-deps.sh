@@ -11,6 +11,7 @@ pkgs=(
   binutils
   golang-go
   time
+  openssl
   chromium
 
 )

@@ -4,6 +4,7 @@
 // not stop a machine from booting: it falls back to the default and says so).
 import type { AfterAction } from '../config/action.ts';
 import { allValues, lastValue, splitCmdline, type Cmdline } from './cmdline.ts';
+import { parseTrustSpec } from '../net/tls-pin.ts';
 
 /** Where the action comes from: booty's `MYURL` (`${base}/<mac>`) or BOOTy's `BOOTYURL` (`${base}/<mac>.bty`). */
 export interface ServerRef {
@@ -20,6 +21,8 @@ export interface BootParams {
   /** base URL for progress/log reports; default: the server base */
   reportBase: string | undefined;
   token: string | undefined;
+  /** `booty.ca=`: certificate pins (sha256 hex) and CA URLs fetched over them; empty = no pinning */
+  trust: { pins: string[]; caUrls: string[] };
   /** PXELINUX/iPXE `BOOTIF=01-aa-bb-..`, raw (the network module parses it) */
   bootif: string | undefined;
   /** kernel/dracut `ip=`, raw (the network module parses it) */
@@ -90,7 +93,7 @@ function listValue(v: string | undefined): string[] {
 export const bootyKeys = [
   'booty.report', 'booty.token', 'booty.iface', 'booty.disk', 'booty.onerror', 'booty.debug',
   'booty.timeout', 'booty.settle', 'booty.link-timeout', 'booty.dhcp-timeout', 'booty.countdown',
-  'booty.modules', 'booty.blacklist', 'booty.break',
+  'booty.modules', 'booty.blacklist', 'booty.break', 'booty.ca',
 ] as const;
 
 function unknownBootyKeys(c: Cmdline): string[] {
@@ -172,6 +175,12 @@ export function parseBootParams(cmdlineText: string, env: Record<string, string 
     else countdownS = Math.round(ms / 1000);
   }
 
+  const trust = parseTrustSpec(allValues(c, 'booty.ca'));
+  warnings.push(...trust.problems);
+  if (trust.pins.length > 0 && server !== undefined && server.base.startsWith('http:')) {
+    warnings.push(`booty.ca= is set but ${server.style === 'myurl' ? 'MYURL' : 'BOOTYURL'}=${server.base} is plain http: the agent will refuse it; use https://`);
+  }
+
   const debugWord = c.words.find((w) => w.key === 'booty.debug');
   const debug = debugWord !== undefined && !(debugWord.value === '0' || debugWord.value === 'false' || debugWord.value === 'no');
 
@@ -179,6 +188,7 @@ export function parseBootParams(cmdlineText: string, env: Record<string, string 
     server,
     reportBase,
     token: lastValue(c, 'booty.token'),
+    trust: { pins: trust.pins, caUrls: trust.caUrls },
     bootif: get('BOOTIF'),
     ip: ips.length > 0 ? ips[ips.length - 1] : undefined,
     iface: lastValue(c, 'booty.iface'),

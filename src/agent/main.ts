@@ -22,6 +22,7 @@ import { parseBootParams, type BootParams, type BreakPoint } from './boot-params
 import { mountEarly, unmountEarly } from './early-mounts.ts';
 import { formatFailureScreen } from './failure-screen.ts';
 import { fetchAction, macForUrl } from './fetch-action.ts';
+import { setServerTrust } from '../net/tls-pin.ts';
 import { loadHardwareModules, ModuleLoader } from './modules.ts';
 import { startReaper } from './reaper.ts';
 import { runAction, type RunState } from './run-action.ts';
@@ -118,6 +119,9 @@ class Agent {
     for (const w of this.params.warnings) this.log.warn(w);
     if (this.params.server === undefined) this.log.warn('no MYURL= or BOOTYURL= on the kernel command line: there is no server to ask for an action');
     else this.log.info(`server: ${this.params.server.base} (${this.params.server.style === 'myurl' ? 'MYURL' : 'BOOTYURL, BOOTy protocol'})`);
+    // before any connection (reports included): only pinned https servers from here on
+    setServerTrust({ pins: this.params.trust.pins });
+    if (this.params.trust.pins.length > 0) this.log.info(`server pinned (booty.ca): ${this.params.trust.pins.map((p) => `sha256:${p.slice(0, 16)}…`).join(', ')}; plain http refused`);
 
     // 3
     await this.breakHere('modules');
@@ -147,7 +151,7 @@ class Agent {
     if (this.params.server === undefined) {
       throw new BootyError({ stage: 'config', code: 'no-server', diskState: 'untouched', message: 'no MYURL= or BOOTYURL= on the kernel command line', hint: 'add MYURL=http://SERVER:PORT to the kernel command line (see kernel-cmdline/README.md)' });
     }
-    const fetched = await fetchAction({ server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log });
+    const fetched = await fetchAction({ server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log, caUrls: this.params.trust.caUrls });
     this.action = fetched.action;
 
     // 6

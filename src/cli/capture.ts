@@ -5,7 +5,8 @@ import { createLogger, stderrSink } from '../util/log.ts';
 import { capture } from '../image/capture.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
-import { parseArgsOrExplain, parseHeaders } from './deploy.ts';
+import { applyTrustOption } from '../net/tls-pin.ts';
+import { parseArgsOrExplain, parseHeaders, parseWorkers } from './deploy.ts';
 
 const HELP = `usage: booty capture --disk DEV --upload URL [options]
 
@@ -18,6 +19,10 @@ options:
                        checks against the size and sha256 we sent); BOOTy receiver: its POST URL
   --format F           gzip (default), zstd or raw
   --level N            compression level (gzip 1-9, default 6; zstd 1-19, default 3)
+  --workers N          threads compressing 1-2 MiB blocks in parallel, each an independent
+                       gzip member / zstd frame, followed by a frame index that booty deploy
+                       uses to decompress in parallel (stock gunzip/pigz/zstd read the file
+                       unchanged); default: one per core; 0: one stream, no index
   --protocol P         put (default, booty server) or multipart (BOOTy: form field BootyImage,
                        file <mac>.img or <mac>.zmg)
   --mac MAC            machine MAC (multipart file name, --report); default: first NIC
@@ -26,7 +31,10 @@ options:
   --allow-partition    accept a partition as DEV
   --header 'K: V'      extra request header (repeatable), e.g. 'Authorization: Bearer T'
   --report URL         post progress and the result to a booty server
-  --token TOKEN        bearer token for --report
+  --token TOKEN        bearer token for the upload and --report (a server started with --token)
+  --ca PIN|URL         trust only this server: sha256:<hex> of its certificate (booty server prints
+                       it), or an https URL of CA certificates fetched over the pinned connection
+                       (repeatable); plain http is then refused
   -q, --quiet          no progress display
   -h, --help
 
@@ -38,9 +46,9 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     options: {
       disk: { type: 'string' }, upload: { type: 'string' }, format: { type: 'string', default: 'gzip' },
-      level: { type: 'string' }, protocol: { type: 'string', default: 'put' }, mac: { type: 'string' },
+      level: { type: 'string' }, workers: { type: 'string' }, protocol: { type: 'string', default: 'put' }, mac: { type: 'string' },
       'allow-mounted': { type: 'boolean' }, overwrite: { type: 'boolean' }, 'allow-partition': { type: 'boolean' },
-      header: { type: 'string', multiple: true }, report: { type: 'string' }, token: { type: 'string' },
+      header: { type: 'string', multiple: true }, report: { type: 'string' }, token: { type: 'string' }, ca: { type: 'string', multiple: true },
       quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -58,7 +66,10 @@ export async function run(argv: string[]): Promise<number> {
     level = Number(values.level);
     if (!Number.isInteger(level)) throw config(`--level must be a number, not ${values.level}`);
   }
+  const workers = parseWorkers(values.workers, config);
   const headers = parseHeaders(values.header ?? [], config);
+  if (values.token !== undefined && !Object.keys(headers).some((k) => k.toLowerCase() === 'authorization')) headers.authorization = `Bearer ${values.token}`;
+  try { await applyTrustOption(values.ca); } catch (e) { throw config((e as Error).message); }
 
   const log = createLogger({ sinks: [stderrSink('booty')] });
   const printer = values.quiet ? undefined : createProgressPrinter({ prefix: 'booty capture: ' });
@@ -70,7 +81,7 @@ export async function run(argv: string[]): Promise<number> {
   let last: ProgressSnapshot | undefined;
   try {
     const result = await capture({
-      disk: values.disk, upload: values.upload, format, level, protocol, mac: values.mac, headers, log,
+      disk: values.disk, upload: values.upload, format, level, workers, protocol, mac: values.mac, headers, log,
       allowMounted: values['allow-mounted'], overwrite: values.overwrite, allowPartition: values['allow-partition'],
       onProgress: (p) => { last = p; printer?.update(p); reporter?.progress('uploading', p); },
     });

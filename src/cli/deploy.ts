@@ -7,6 +7,7 @@ import { createLogger, stderrSink } from '../util/log.ts';
 import { deploy } from '../image/deploy.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
+import { applyTrustOption } from '../net/tls-pin.ts';
 
 const HELP = `usage: booty deploy --image URL --disk DEV [options]
 
@@ -24,12 +25,19 @@ options:
   --no-skip-zeros      write zero runs as data instead of BLKZEROOUT / hole punching
   --stall-timeout T    a connection with no byte for T is dropped and resumed (default 30s)
   --retry-for T        keep reconnecting for T without progress, then fail (default 10m)
+  --workers N          threads decompressing frames in parallel when the image's frames say their
+                       length (images booty captured; zstd frames with a content size); other
+                       images decode as one stream; default: cores - 1 on 4+ cores, else 0
+                       (one stream); 0: always one stream
   --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
                        (default: fail, naming the change)
   --header 'K: V'      extra request header (repeatable)
   --report URL         post progress and the result to a booty server
   --mac MAC            machine identity for --report
   --token TOKEN        bearer token for --report
+  --ca PIN|URL         trust only this server: sha256:<hex> of its certificate (booty server prints
+                       it), or an https URL of CA certificates fetched over the pinned connection
+                       (repeatable); plain http is then refused
   -q, --quiet          no progress display
   -h, --help
 
@@ -48,9 +56,9 @@ export async function run(argv: string[]): Promise<number> {
       image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' },
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
-      'stall-timeout': { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
+      'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
       header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
-      token: { type: 'string' }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
+      token: { type: 'string' }, ca: { type: 'string', multiple: true }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   }, 'deploy');
@@ -65,7 +73,9 @@ export async function run(argv: string[]): Promise<number> {
     imageSize = Number(values['image-size']);
     if (!Number.isSafeInteger(imageSize) || imageSize <= 0) throw config(`--image-size must be a positive byte count, not ${values['image-size']}`);
   }
+  const workers = parseWorkers(values.workers, config);
   const headers = parseHeaders(values.header ?? [], config);
+  try { await applyTrustOption(values.ca); } catch (e) { throw config((e as Error).message); }
   const duration = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
     const ms = parseDuration(v);
@@ -88,7 +98,7 @@ export async function run(argv: string[]): Promise<number> {
     const result = await deploy({
       image: values.image, disk: values.disk, sha256: values.sha256, format, imageSize, headers, log,
       allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
-      stallTimeoutMs, retryForMs, restartOnChange: values['restart-on-change'] === true,
+      stallTimeoutMs, retryForMs, workers, restartOnChange: values['restart-on-change'] === true,
       onProgress: (p) => {
         if (!writing) { writing = true; reporter?.phase('writing'); }
         last = p;
@@ -124,6 +134,14 @@ export function parseDuration(text: string): number | undefined {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
   const ms = Math.round(Number(m[1]) * unit);
   return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+/** --workers N: a whole number 0-1024, or undefined (the library's default: one per core). */
+export function parseWorkers(v: string | undefined, bad: (m: string) => Error): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n > 1024) throw bad(`--workers must be a whole number from 0 to 1024, not ${JSON.stringify(v)}`);
+  return n;
 }
 
 export function parseHeaders(list: string[], bad: (m: string) => Error): Record<string, string> {

@@ -1,11 +1,14 @@
-// `booty server --data DIR [--listen HOST:PORT] [--token T] [--max-upload BYTES] [boot and log options]`
+// `booty server --data DIR [--listen HOST:PORT] [--token T] [--max-upload BYTES] [--tls-cert F --tls-key F] [boot and log options]`
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BOOT_DIR, parseListen, startServer } from '../server/server.ts';
 import { createServerLog } from '../server/server-log.ts';
+import { pemSha256 } from '../net/tls-pin.ts';
 import type { LogFormat } from '../server/server-log.ts';
 
 const HELP = `usage: booty server --data DIR [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
+                    [--tls-cert FILE --tls-key FILE] [--upload-ttl SECONDS]
                     [--boot-dir DIR] [--boot-url URL] [--public-url URL] [--console ARGS]
                     [--kernel-args ARGS] [--log-format auto|json|human]
 
@@ -19,6 +22,10 @@ See README "booty server" and "Server API".
   --token TOKEN       require "Authorization: Bearer TOKEN" for uploads, changes and event posts
                       (also read from the environment variable BOOTY_TOKEN)
   --max-upload BYTES  refuse uploads larger than this (default: no limit)
+  --tls-cert FILE     serve HTTPS with this certificate (PEM; may hold the chain, served at /tls/cert.pem);
+                      prints the booty.ca=sha256:... pin agents use to trust this server
+  --tls-key FILE      the certificate's private key (PEM)
+  --upload-ttl SECONDS  delete resumable uploads idle this long (default 86400)
   --boot-dir DIR      kernel (vmlinuz) and initramfs (booty.cpio.zst) served under /boot/
                       (default: dist/initramfs of this checkout, where "booty build-initramfs" puts them)
   --boot-url URL      let iPXE fetch vmlinuz and booty.cpio.zst from URL instead of /boot/
@@ -39,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
       options: {
         data: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
         token: { type: 'string' }, 'max-upload': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' },
@@ -60,6 +68,23 @@ export async function run(argv: string[]): Promise<number> {
     const v = values[k];
     if (v !== undefined && !/^https?:\/\/[^\s$]+$/.test(v)) { process.stderr.write(`booty server: --${k} must be an http(s) URL, got ${JSON.stringify(v)}\n`); return 2; }
   }
+  const ttl = values['upload-ttl'];
+  if (ttl !== undefined && !/^\d+(\.\d+)?$/.test(ttl)) { process.stderr.write('booty server: --upload-ttl must be a number of seconds\n'); return 2; }
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  let pin: string | undefined;
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
+    process.stderr.write('booty server: --tls-cert and --tls-key go together\n');
+    return 2;
+  }
+  if (values['tls-cert'] !== undefined && values['tls-key'] !== undefined) {
+    try {
+      tls = { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) };
+      pin = pemSha256(tls.cert);
+    } catch (e) {
+      process.stderr.write(`booty server: cannot use the TLS certificate: ${(e as Error).message}\n`);
+      return 2;
+    }
+  }
   const token = values.token ?? process.env.BOOTY_TOKEN;
   const log = createServerLog(format as LogFormat);
 
@@ -67,7 +92,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     running = await startServer({
       dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token,
-      maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log,
+      maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log, tls,
+      uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000,
       boot: {
         dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', initrd: 'booty.cpio.zst',
         url: values['boot-url'], publicUrl: values['public-url'], console: values.console, extraArgs: values['kernel-args'],
@@ -78,6 +104,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(`booty server: listening on ${running.url}\n`);
+  if (pin !== undefined) process.stdout.write(`booty server: TLS certificate sha256:${pin} (agents: booty.ca=sha256:${pin}; CLI: --ca sha256:${pin})\n`);
   log.info('started', { data: values.data, url: running.url, token: token ? 'required' : undefined });
   const onHup = () => { void running.reload().catch((e: unknown) => log.error('reload failed', { error: (e as Error).message })); };
   process.on('SIGHUP', onHup);

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import { BootyError } from '../util/errors.ts';
+import { pooledDispatcher, trustErrorOf, trustedConnect } from '../net/tls-pin.ts';
 
 export interface OpenImageOptions {
   headers?: Record<string, string>;
@@ -43,10 +44,9 @@ export interface ImageResponse {
   sha256?: string;
 }
 
-let dispatcher: Dispatcher | undefined;
 function httpDispatcher(): Dispatcher {
-  dispatcher ??= new Agent({ connect: { timeout: 30_000 } }).compose(interceptors.redirect({ maxRedirections: 5 }));
-  return dispatcher;
+  // trustedConnect: with booty.ca / --ca set, only pinned (or CA-signed) https servers (tls-pin.ts)
+  return pooledDispatcher('image-fetch', () => new Agent({ connect: trustedConnect({ timeout: 30_000 }) }).compose(interceptors.redirect({ maxRedirections: 5 })));
 }
 
 function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
@@ -101,6 +101,10 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
       headersTimeout: opts.headersTimeoutMs ?? 60_000, bodyTimeout: opts.stallTimeoutMs ?? 120_000,
     });
   } catch (e) {
+    const untrusted = trustErrorOf(e);
+    if (untrusted !== undefined) {
+      throw new FetchError(url.href, `cannot GET the image: ${untrusted.message}`, 'check booty.ca= / --ca against the server\'s certificate', { transient: false, cause: e });
+    }
     // the network failed us (refused, reset, timed out): worth another try, unless we were told to stop
     const why = (e as Error).name === 'AbortError' && opts.signal?.reason instanceof Error ? opts.signal.reason.message : (e as Error).message;
     throw new FetchError(url.href, `cannot GET the image: ${why}`,

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
+import { pooledDispatcher, trustedConnect } from '../net/tls-pin.ts';
 
 export interface UploadOutcome {
   /** what the server said it stored (its JSON answer), when it answered JSON */
@@ -25,12 +26,10 @@ export class UploadRejected extends Error {
   }
 }
 
-let dispatcher: Dispatcher | undefined;
 function uploadDispatcher(): Dispatcher {
   // no headers timeout while the body is still streaming (a big disk takes minutes); the server
   // answers only after the last byte
-  dispatcher ??= new Agent({ connect: { timeout: 30_000 }, headersTimeout: 0, bodyTimeout: 300_000 });
-  return dispatcher;
+  return pooledDispatcher('upload', () => new Agent({ connect: trustedConnect({ timeout: 30_000 }), headersTimeout: 0, bodyTimeout: 300_000 }));
 }
 
 async function replyText(body: Dispatcher.ResponseData['body']): Promise<string> {

@@ -10,6 +10,7 @@
 import { Agent, request } from 'undici';
 import type { AgentEvent } from '../config/report.ts';
 import type { Sink } from '../util/log.ts';
+import { trustedConnect } from '../net/tls-pin.ts';
 
 export interface ReporterOptions {
   /** booty server's base URL, e.g. http://10.0.0.1:3000 */
@@ -60,7 +61,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
   const maxBatch = Math.max(1, opts.maxBatch ?? 200);
   const batchDelay = opts.batchDelayMs ?? 250;
   const timeout = opts.requestTimeoutMs ?? 10_000;
-  const dispatcher = new Agent({ keepAliveTimeout: 10_000, connect: { timeout: Math.min(timeout, 5000) } });
+  // trustedConnect: with booty.ca set, events (and the token) go only to the pinned server
+  const dispatcher = new Agent({ keepAliveTimeout: 10_000, connect: trustedConnect({ timeout: Math.min(timeout, 5000) }) });
   const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'booty-agent' };
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
 

@@ -5,6 +5,8 @@
 //   PUT  /images/<name>[?upload=<id>][&overwrite=1]  streaming upload
 //   POST /images/<name>?commit=<id>              commit a `?upload=<id>` after comparing {size, sha256}
 //   POST /image, /images                         BOOTy's multipart capture upload (field BootyImage)
+//   POST /api/uploads, GET|DELETE /api/uploads/<id>, PUT /api/uploads/<id>/parts/<n>,
+//   POST /api/uploads/<id>/commit                resumable upload in parts (booty capture)
 //   GET  /api/images                             image catalog
 //   GET  /api/machines, /api/machines/<mac>      machines and their last state
 //   POST /api/machines/<mac>/events              agent events (one or an array)
@@ -33,6 +35,8 @@ import { isBootyError } from '../util/errors.ts';
 import type { Dashboard } from './dashboard-assets.ts';
 import type { EventStreamHub } from './event-stream.ts';
 import { ImageStore, UploadError } from './image-store.ts';
+import { isSessionId } from './upload-sessions.ts';
+import type { UploadSessions } from './upload-sessions.ts';
 import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from './ipxe.ts';
 import { MachineConflict, MachineStore } from './machine-store.ts';
 import { histogramSamples, renderMetrics, ServerCounters } from './metrics.ts';
@@ -46,6 +50,8 @@ import { etagFor, ifRangeAllows, noneMatch, parseRange } from './range.ts';
 export interface AppOptions {
   images: ImageStore;
   machines: MachineStore;
+  /** resumable uploads in parts (POST /api/uploads ...) */
+  uploads: UploadSessions;
   /** when set, uploads, action changes and event posts need `Authorization: Bearer <token>` */
   token?: string;
   /** one record per request; default: JSON lines on stderr (human on a TTY) */
@@ -54,6 +60,8 @@ export interface AppOptions {
   counters?: ServerCounters;
   dashboard?: Dashboard;
   boot?: BootFiles;
+  /** the TLS certificate (PEM, may hold the chain), served at /tls/cert.pem for agents that pin */
+  tlsCert?: Buffer;
   /** re-read the declarative files (also on SIGHUP) */
   reload?: () => Promise<{ changed: string[]; errors: string[] }>;
 }
@@ -109,8 +117,14 @@ function sendError(res: ServerResponse, status: number, message: string): void {
   if (res.headersSent) { res.destroy(); return; }
   // A refused upload's body may still be arriving: do not keep the connection for it.
   const req = res.req;
-  const bodyPending = !req.complete && !req.destroyed && (req.method === 'PUT' || req.method === 'POST');
+  const bodyPending = !req.complete && (req.method === 'PUT' || req.method === 'POST');
   if (!bodyPending) { sendJson(res, status, { error: message }); return; }
+  if (req.destroyed) {
+    // the body's reader gave up on it (an async iterator left early): answer, then close
+    sendJson(res, status, { error: message }, { Connection: 'close' });
+    closeAfterAnswer(res);
+    return;
+  }
   // Read (and discard) a small remaining body first so the client, still writing, can read the
   // refusal instead of a reset; a large one is cut short by closing the connection.
   let drained = 0;
@@ -120,7 +134,9 @@ function sendError(res: ServerResponse, status: number, message: string): void {
     answered = true;
     clearTimeout(timer);
     req.off('readable', onReadable);
-    if (!res.destroyed) sendJson(res, status, { error: message }, { Connection: 'close' });
+    if (res.destroyed) return;
+    sendJson(res, status, { error: message }, { Connection: 'close' });
+    closeAfterAnswer(res);
   };
   // 'readable' + read(), not 'data': a request already consumed by an async iterator keeps a
   // 'readable' listener, and then 'data' would never flow.
@@ -135,6 +151,21 @@ function sendError(res: ServerResponse, status: number, message: string): void {
   req.once('end', answer);
   req.once('close', answer);
   onReadable();
+}
+
+/**
+ * Node keeps a connection whose request body never ended (and stops reading it): half-close it
+ * once the answer is out, so the client reads the refusal and then a FIN, and drop it when the
+ * client keeps sending. The rest of an oversized body is never read.
+ */
+function closeAfterAnswer(res: ServerResponse): void {
+  const sock = res.socket ?? res.req.socket;
+  if (sock === null || sock === undefined) return;
+  res.once('finish', () => {
+    if (res.req.complete || sock.destroyed) return;
+    sock.end();
+    setTimeout(() => sock.destroy(), 2000).unref();
+  });
 }
 
 async function readJson(req: IncomingMessage, limit = JSON_LIMIT): Promise<unknown> {
@@ -381,6 +412,70 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     sendJson(res, 200, stored);
   }
 
+  // ---- resumable uploads (parts) ------------------------------------------------------------
+
+  async function uploadRoutes(req: IncomingMessage, res: ServerResponse, seg: string[]): Promise<void> {
+    const method = req.method ?? 'GET';
+    const uploads = opts.uploads;
+    needAuth(req);
+    if (seg.length === 2) {
+      if (method !== 'POST') throw new HttpError(405, 'use POST on /api/uploads to start an upload');
+      const body = await readJson(req, 4096) as Record<string, unknown>;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"name": "...", "overwrite": false}');
+      if (typeof body.name !== 'string') throw new HttpError(400, 'field "name" (the image name) is required');
+      const name = checkedImageName(body.name);
+      if (body.overwrite !== undefined && typeof body.overwrite !== 'boolean') throw new HttpError(400, 'field "overwrite" must be true or false');
+      const size = body.size === undefined ? undefined : optionalSize(String(body.size), 'field "size"');
+      const partSize = body.partSize === undefined ? undefined : optionalSize(String(body.partSize), 'field "partSize"');
+      const { session } = await uploads.create({ name, overwrite: body.overwrite === true, size, partSize, machine: captureMachine(req, name), remote: remoteOf(req) });
+      note(res, 'upload', session.id); note(res, 'name', name);
+      return sendJson(res, 201, { id: session.id, name, partSize: session.partSize, parts: [] });
+    }
+    const id = seg[2];
+    if (!isSessionId(id)) throw new HttpError(404, `no upload ${JSON.stringify(id.slice(0, 40))}`);
+    note(res, 'upload', id);
+    if (seg.length === 3) {
+      if (method === 'GET' || method === 'HEAD') {
+        const u = await uploads.get(id);
+        if (u === undefined) throw new HttpError(404, `no upload "${id}" (never created, committed, aborted or expired)`);
+        return sendJson(res, 200, { id, name: u.session.name, partSize: u.session.partSize, parts: u.parts, expiresAt: u.expiresAt });
+      }
+      if (method === 'DELETE') {
+        if (!await uploads.abort(id)) throw new HttpError(404, `no upload "${id}"`);
+        return sendJson(res, 200, { ok: true });
+      }
+      throw new HttpError(405, 'use GET or DELETE on /api/uploads/<id>');
+    }
+    if (seg.length === 5 && seg[3] === 'parts' && method === 'PUT') {
+      if (!/^\d{1,7}$/.test(seg[4])) throw new HttpError(400, 'part number must be a decimal number');
+      const n = Number(seg[4]);
+      const sha = sha256Param(req.headers['x-booty-sha256'], 'header X-Booty-Sha256');
+      if (sha === undefined) throw new HttpError(400, 'header X-Booty-Sha256 (sha256 of the part) is required');
+      refuseOversize(req);
+      const part = await counted(() => uploads.putPart(id, n, sha, req as AsyncIterable<Buffer>, () => req.destroy()));
+      note(res, 'part', n); note(res, 'received', part.size);
+      return sendJson(res, 200, { part: n, size: part.size, sha256: part.sha256 });
+    }
+    if (seg.length === 4 && seg[3] === 'commit' && method === 'POST') {
+      const body = await readJson(req, 4096) as Record<string, unknown>;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'commit body must be a JSON object {"size": N, "sha256": "hex", "parts": N}');
+      for (const k of ['size', 'parts'] as const) {
+        if (typeof body[k] !== 'number' || !Number.isSafeInteger(body[k]) || (body[k] as number) < 0) throw new HttpError(400, `field "${k}" of the commit must be a whole number`);
+      }
+      const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
+      if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
+      const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
+      const meta = await uploads.commit(id, {
+        size: body.size as number, sha256: sha, parts: body.parts as number, uncompressedSize, via: 'parts', remote: remoteOf(req),
+        machine: typeof req.headers['x-booty-mac'] === 'string' ? normalizeMac(req.headers['x-booty-mac'].trim()) : undefined,
+      });
+      opts.hub?.imagesChanged();
+      note(res, 'stored', meta.name);
+      return sendJson(res, 200, publicMeta(meta));
+    }
+    throw new HttpError(404, `no upload route ${method} /${seg.join('/')}`);
+  }
+
   // ---- machines -----------------------------------------------------------------------------
 
   async function postEvents(req: IncomingMessage, res: ServerResponse, mac: string): Promise<void> {
@@ -613,6 +708,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       if (seg[1] === 'images' && seg.length === 2 && get) return sendJson(res, 200, { images: await imageCatalog() });
       if (seg[1] === 'images' && seg.length === 3 && method === 'DELETE') return deleteImage(req, res, checkedImageName(seg[2]));
       if (seg[1] === 'machines') return machineRoutes(req, res, url, seg);
+      if (seg[1] === 'uploads') return uploadRoutes(req, res, seg);
       if (seg[1] === 'events' && seg[2] === 'stream' && seg.length === 3 && method === 'GET') {
         if (opts.hub === undefined) throw new HttpError(404, 'live updates are not enabled');
         opts.hub.attach(res);
@@ -629,6 +725,9 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     if (get && seg[0] === 'ipxe' && seg.length === 1) return sendText(res, ipxeChainScript(baseUrlOf(req)), 'text/plain; charset=utf-8');
     if (get && seg[0] === 'ipxe' && seg.length === 2) return ipxeFor(req, res, seg[1]);
     if (get && seg[0] === 'boot' && seg.length === 2) return serveBootFile(req, res, seg[1]);
+    if (get && seg[0] === 'tls' && seg.length === 2 && seg[1] === 'cert.pem' && opts.tlsCert !== undefined) {
+      return sendText(res, opts.tlsCert.toString('utf8'), 'application/x-pem-file');
+    }
     if (get && seg[0] === 'metrics' && seg.length === 1) return sendText(res, metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
     if (get && seg[0] === 'dashboard' && seg.length === 2 && opts.dashboard !== undefined) {
       const asset = opts.dashboard.asset(seg[1] === '' ? 'index.html' : seg[1]);

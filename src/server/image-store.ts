@@ -17,6 +17,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { etagFor } from './range.ts';
 import { isTempName, tempNameFor } from './names.ts';
+import { zstdFileContentSize, zstdPathContentSize } from './zstd-frames.ts';
 
 export type StoredFormat = 'gzip' | 'zstd' | 'raw';
 
@@ -25,7 +26,7 @@ export interface ImageMeta {
   size: number;
   sha256: string;
   format: StoredFormat;
-  /** bytes after decompression, when known (raw: the size; zstd: frame header; or the uploader's word) */
+  /** bytes after decompression, when known (raw: the size; zstd: the sum over all frame headers; or the uploader's word) */
   uncompressedSize?: number;
   ino: number;
   storedAt: string;
@@ -61,7 +62,8 @@ export function detectFormat(head: Buffer): StoredFormat {
   return 'raw';
 }
 
-/** Frame_Content_Size from a zstd frame header, when the compressor wrote one. */
+/** Frame_Content_Size from the FIRST zstd frame header, when the compressor wrote one (a hint
+ *  only: a file may hold more frames; the server uses zstdTotalContentSize() for X-Image-Size). */
 export function zstdContentSize(head: Buffer): number | undefined {
   if (head.length < 5 || head.readUInt32LE(0) !== 0xfd2fb528) return undefined;
   const fhd = head[4];
@@ -100,6 +102,8 @@ export class ImageStore {
   readonly #active = new Set<string>();
   /** finished `?upload=<id>` temp files awaiting their commit: hash computed while receiving */
   readonly #received = new Map<string, ReceivedUpload>();
+  /** uncompressed sizes of zstd images without a sidecar, by "ino:size:mtime" (walking every frame costs reads) */
+  readonly #zstdSizes = new Map<string, number | undefined>();
 
   constructor(dir: string, opts: { maxUploadBytes?: number } = {}) {
     this.dir = dir;
@@ -157,7 +161,7 @@ export class ImageStore {
         const head = Buffer.alloc(HEAD_BYTES);
         const { bytesRead } = await fh.read(head, 0, HEAD_BYTES, 0);
         format = detectFormat(head.subarray(0, bytesRead));
-        uncompressedSize = format === 'raw' ? st.size : format === 'zstd' ? zstdContentSize(head.subarray(0, bytesRead)) : undefined;
+        uncompressedSize = format === 'raw' ? st.size : format === 'zstd' ? await this.#zstdSizeOf(fh, st) : undefined;
       }
       return { fh, st, etag: etagFor(st), meta, uncompressedSize, format: format ?? 'raw' };
     } catch (e) {
@@ -278,7 +282,7 @@ export class ImageStore {
       const format = detectFormat(r.head);
       const meta: ImageMeta = {
         name, size: r.size, sha256: r.sha256, format,
-        uncompressedSize: opts.uncompressedSize ?? (format === 'raw' ? r.size : format === 'zstd' ? zstdContentSize(r.head) : undefined),
+        uncompressedSize: opts.uncompressedSize ?? (format === 'raw' ? r.size : format === 'zstd' ? await zstdPathContentSize(r.tempPath) : undefined),
         ino: st.ino, storedAt: new Date().toISOString(), via: opts.via, remote: opts.remote, machine: opts.machine,
       };
       await this.#writeMeta(meta);
@@ -329,7 +333,7 @@ export class ImageStore {
         const format = detectFormat(h);
         await this.#writeMeta({
           name: f, size, sha256: hash.digest('hex'), format, ino: st.ino, storedAt: st.mtime.toISOString(), via: 'import',
-          uncompressedSize: format === 'raw' ? size : format === 'zstd' ? zstdContentSize(h) : undefined,
+          uncompressedSize: format === 'raw' ? size : format === 'zstd' ? await zstdFileContentSize(fh, size).catch(() => undefined) : undefined,
         });
         done.push(f);
       } catch { /* vanished or unreadable: skipped */ } finally { await fh?.close().catch(() => {}); }
@@ -346,6 +350,15 @@ export class ImageStore {
     await unlink(join(this.metaDir, `${name}.json`)).catch(() => {});
     await fsyncDir(this.dir);
     return true;
+  }
+
+  async #zstdSizeOf(fh: FileHandle, st: Stats): Promise<number | undefined> {
+    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (this.#zstdSizes.has(key)) return this.#zstdSizes.get(key);
+    const n = await zstdFileContentSize(fh, st.size).catch(() => undefined);
+    if (this.#zstdSizes.size > 1000) this.#zstdSizes.clear();
+    this.#zstdSizes.set(key, n);
+    return n;
   }
 
   async #writeMeta(meta: ImageMeta): Promise<void> {

@@ -7,9 +7,11 @@
 //   images/<name>                       images (downloads, uploads, captures)
 //   images/.meta/<name>.json            sidecar per image: size, sha256, format, uncompressed size, source machine
 //   images/.<name>.upload-<id>          uploads in progress (never served, swept when stale)
+//   images/.uploads/<id>/               resumable uploads: session.json, data, part markers (expire after --upload-ttl)
 
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -19,6 +21,7 @@ import { loadDashboard } from './dashboard-assets.ts';
 import { openDatabase } from './db.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
+import { UploadSessions } from './upload-sessions.ts';
 import { MachineStore } from './machine-store.ts';
 import { ServerCounters } from './metrics.ts';
 import { createServerLog } from './server-log.ts';
@@ -30,6 +33,10 @@ export interface ServerOptions {
   port: number;
   token?: string;
   maxUploadBytes?: number;
+  /** resumable uploads idle this long are deleted (default 24 h) */
+  uploadTtlMs?: number;
+  /** serve HTTPS with this certificate (PEM, may hold the chain) and key */
+  tls?: { cert: Buffer; key: Buffer };
   log?: ServerLog;
   boot?: BootFiles;
 }
@@ -38,6 +45,7 @@ export interface RunningServer {
   url: string;
   server: Server;
   images: ImageStore;
+  uploads: UploadSessions;
   machines: MachineStore;
   /** re-read declarative files (machines/*.json, default.json) and hash hand-placed images */
   reload(): Promise<{ changed: string[]; errors: string[] }>;
@@ -65,6 +73,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const images = new ImageStore(join(dataDir, 'images'), { maxUploadBytes: opts.maxUploadBytes });
   await mkdir(images.dir, { recursive: true });
   await images.init();
+  const uploads = new UploadSessions(images, { ttlMs: opts.uploadTtlMs });
+  await uploads.init();
   const db = openDatabase(join(dataDir, 'booty.db'));
   const machines = new MachineStore(dataDir, db);
   await machines.init();
@@ -86,9 +96,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 },
-    createApp({ images, machines, token: opts.token, log, hub, counters, dashboard, reload,
-      boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } }));
+  const app = createApp({ images, uploads, machines, token: opts.token, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+    boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
+  const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
+  const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
+    : createTlsServer({ ...httpOpts, cert: opts.tls.cert, key: opts.tls.key }, app);
   // A connection idle this long (a stalled upload, a vanished agent) is closed; an upload cut
   // this way loses only its temp file, and agents resume downloads with Range.
   server.setTimeout(IDLE_SOCKET_MS);
@@ -104,13 +116,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const sweeper = setInterval(() => { void images.sweep(STALE_TEMP_MS).catch(() => {}); }, SWEEP_EVERY_MS);
+  const sweeper = setInterval(() => {
+    void images.sweep(STALE_TEMP_MS).catch(() => {});
+    void uploads.expire().then((gone) => { if (gone.length > 0) log.info('expired uploads', { uploads: gone.join(',') }); }).catch(() => {});
+  }, Math.max(1000, Math.min(SWEEP_EVERY_MS, uploads.ttlMs / 2)));
   sweeper.unref();
   hashImages();
 
   return {
-    url: `http://${host}:${addr.port}`,
-    server, images, machines, reload,
+    url: `${opts.tls === undefined ? 'http' : 'https'}://${host}:${addr.port}`,
+    server, images, uploads, machines, reload,
     async close() {
       clearInterval(sweeper);
       hub.close();

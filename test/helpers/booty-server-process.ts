@@ -16,6 +16,8 @@ export interface BootyServerProcess {
   child: ChildProcess;
   /** the request log so far */
   stderr(): string;
+  /** what the server printed on stdout (the listening line, a TLS pin) */
+  stdout(): string;
   /** the JSON-lines records of stderr so far (lines that are not JSON are skipped) */
   logRecords(): Record<string, unknown>[];
   /** stop the server (SIGTERM, then SIGKILL) and, unless keepData, remove the data directory */
@@ -33,7 +35,7 @@ export async function startBootyServer(opts: { dataDir?: string; args?: string[]
   const url = await new Promise<string>((ok, fail) => {
     child.stdout!.setEncoding('utf8').on('data', (s: string) => {
       out += s;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
+      const m = /listening on (https?:\/\/\S+)/.exec(out);
       if (m !== null) ok(m[1]);
     });
     child.once('exit', (code) => fail(new Error(`booty server exited (${code}) before listening:\n${err}`)));
@@ -44,6 +46,7 @@ export async function startBootyServer(opts: { dataDir?: string; args?: string[]
   return {
     url, dataDir, child,
     stderr: () => err,
+    stdout: () => out,
     logRecords: () => err.split('\n').flatMap((l) => {
       if (!l.startsWith('{')) return [];
       try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
