@@ -2,10 +2,12 @@
 // phases and progress go to the server. Decides nothing about the end of the run (main.ts does:
 // reboot, power off or shell per the action's `after`); throws a BootyError on failure, after
 // recording in `state` what the disk holds so the failure screen can say it.
-import type { Action, CaptureAction, DeployAction, WipeAction } from '../config/action.ts';
+import type { Action, CaptureAction, DeployAction, DiskHints, WipeAction } from '../config/action.ts';
 import { summarizeAction } from '../config/parse.ts';
 import type { Phase } from '../config/report.ts';
-import { growDisk } from '../disk/grow.ts';
+import { growDisk, type GrowReport } from '../disk/grow.ts';
+import { deactivateVg } from '../disk/lvm.ts';
+import { spawnToolRunner } from '../disk/tools.ts';
 import { applyPostDeploy } from '../disk/post-deploy.ts';
 import { capture } from '../image/capture.ts';
 import { deploy } from '../image/deploy.ts';
@@ -64,8 +66,8 @@ function progressReporter(ctx: RunContext, p: Phase, everyMs = 2000): (s: Progre
   };
 }
 
-function pickDisk(ctx: RunContext, named: string | undefined): string {
-  const choice = chooseDisk(readBlockSnapshot(), named, ctx.params.disk);
+function pickDisk(ctx: RunContext, named: string | undefined, hints?: DiskHints): string {
+  const choice = chooseDisk(readBlockSnapshot(), named, ctx.params.disk, hints);
   ctx.log.info(`target disk: ${choice.disk} (${choice.reason})`);
   ctx.state.disk = choice.disk;
   return choice.disk;
@@ -73,7 +75,7 @@ function pickDisk(ctx: RunContext, named: string | undefined): string {
 
 async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'preflight');
-  const disk = pickDisk(ctx, a.disk);
+  const disk = pickDisk(ctx, a.disk, a.diskHints);
   if (a.dryRun) {
     ctx.log.info(`dry run: would write ${a.image} to ${disk}; nothing written`);
     return {};
@@ -84,20 +86,30 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
   const r = await deploy({
     image: a.image, disk, sha256: a.sha256, format: a.format, imageSize: a.imageSize, log: ctx.log,
     onProgress: progressReporter(ctx, 'writing'),
+    // the action's resume settings (seconds) reach the data path
+    restartOnChange: a.restartOnChange,
+    ...(a.stallTimeout === undefined ? {} : { stallTimeoutMs: a.stallTimeout * 1000 }),
+    ...(a.retryFor === undefined ? {} : { retryForMs: a.retryFor * 1000 }),
   });
   ctx.state.diskState = 'unknown';
   ctx.state.diskNote = 'the image was written and verified, but a later step failed';
   ctx.log.info(`deploy: wrote ${r.bytesWritten} bytes (${r.format}, ${r.wireBytes} bytes over the network) in ${r.seconds.toFixed(1)} s; sha256 ${r.sha256}`);
 
   if (a.grow !== false || a.post !== undefined) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'growing and configuring'])), true);
-  let rootDevice: string | undefined;
-  if (a.grow !== false) {
-    phase(ctx, 'growing');
-    rootDevice = await growStep(a, disk, ctx);
-  }
-  if (a.post !== undefined) {
-    phase(ctx, 'configuring');
-    await postDeployStep(a, disk, rootDevice, ctx);
+  // The volume group grow activates stays active for the post-deploy settings, and is
+  // deactivated here, also after a failure, so the deployed OS finds it clean at its first boot.
+  let grown: GrowReport | undefined;
+  try {
+    if (a.grow !== false) {
+      phase(ctx, 'growing');
+      grown = await growStep(a, disk, ctx);
+    }
+    if (a.post !== undefined) {
+      phase(ctx, 'configuring');
+      await postDeployStep(a, disk, grown?.rootDevice, ctx);
+    }
+  } finally {
+    if (grown?.lvm?.active === true) await releaseVg(grown.lvm.vg, ctx);
   }
   ctx.state.diskNote = undefined;
   return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256 };
@@ -105,7 +117,7 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
 
 async function runCapture(a: CaptureAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'preflight');
-  const disk = pickDisk(ctx, a.disk);
+  const disk = pickDisk(ctx, a.disk, a.diskHints);
   ctx.state.diskState = 'intact';
   if (a.dryRun) {
     ctx.log.info(`dry run: would upload ${disk} to ${a.upload}; nothing read`);
@@ -117,7 +129,7 @@ async function runCapture(a: CaptureAction, ctx: RunContext): Promise<RunSummary
 
 async function runWipe(a: WipeAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'preflight');
-  const disk = pickDisk(ctx, a.disk);
+  const disk = pickDisk(ctx, a.disk, a.diskHints);
   if (a.dryRun) {
     ctx.log.info(`dry run: would wipe ${disk}; nothing written`);
     return {};
@@ -149,12 +161,19 @@ export async function runAction(action: Action, ctx: RunContext): Promise<RunSum
 // The calls into the disk and capture helpers, one function each, so their option shapes are
 // adapted in one place.
 
-/** Grows partition, LVM and filesystem; returns the root filesystem's device when known. */
-async function growStep(a: DeployAction, disk: string, ctx: RunContext): Promise<string | undefined> {
+/** Grows partition, LVM and filesystem (growDisk logs each step and a summary itself). */
+async function growStep(a: DeployAction, disk: string, ctx: RunContext): Promise<GrowReport | undefined> {
   if (a.grow === false) return undefined;
-  // growDisk logs each step and a summary itself
-  const r = await growDisk({ disk, partition: a.grow.partition, lvmRoot: a.grow.lvmRoot, log: ctx.log });
-  return r.rootDevice;
+  return growDisk({ disk, partition: a.grow.partition, lvmRoot: a.grow.lvmRoot, log: ctx.log, keepVgActive: a.post !== undefined });
+}
+
+async function releaseVg(vg: string, ctx: RunContext): Promise<void> {
+  try {
+    await deactivateVg(spawnToolRunner(), vg);
+    ctx.log.info(`deactivated volume group ${vg}`);
+  } catch (e) {
+    ctx.log.warn(`could not deactivate volume group ${vg} (${(e as Error).message}); the deployed OS activates it anyway`);
+  }
 }
 
 async function postDeployStep(a: DeployAction, disk: string, rootDevice: string | undefined, ctx: RunContext): Promise<void> {

@@ -1,16 +1,19 @@
 // "Deploy then grow": after an image is written, make it use the whole disk. Re-read the table,
 // grow the chosen (or last) partition with our own MBR/GPT codec, tell the kernel, then grow what
 // the partition holds: an LVM PV (activate, pvresize, extend the root LV, grow its filesystem) or
-// a filesystem directly. As BOOTy did, the tools run inside the deployed OS through chroot when it
-// has them, else from the initramfs. Images without LVM never touch LVM (BOOTy always did).
-import { BootyError, isBootyError } from '../util/errors.ts';
+// a filesystem directly. The initramfs's own tools do the work, with the filesystem unmounted
+// where it can be (ext4: e2fsck + resize2fs offline; XFS only grows mounted); the deployed OS's
+// tools through chroot are the fallback for filesystems the initramfs's e2fsprogs refuse (see
+// fs-grow.ts). Images without LVM never touch LVM (BOOTy always did). A volume group activated
+// here is deactivated again before growDisk returns (or, with keepVgActive, by the caller once
+// it is done with the root LV), so the deployed OS finds it clean at its first boot.
+import { BootyError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { realBlockIO, type BlockIO, type DiskHandle } from './block-io.ts';
 import { rereadPartitions, syncKernelPartitions } from './kernel-partitions.ts';
 import { detectContent, describeContent, formatBytes, DETECT_BYTES, type Content } from './fs-detect.ts';
-import { growFilesystem, type FsKind, type ToolSource } from './fs-grow.ts';
-import { activateVg, chooseRootLv, listLvs, lvextendAll, pvresize, vgFreeBytes, vgOfPv, type Where } from './lvm.ts';
-import { withChrootBinds, withMounted } from './mounts.ts';
+import { growFilesystem, type FsGrowResult, type FsKind, type ToolRootCandidate } from './fs-grow.ts';
+import { activateVg, chooseRootLv, deactivateVg, listLvs, lvextendAll, pvresize, vgFreeBytes, vgOfPv, type LvInfo } from './lvm.ts';
 import { planGrow } from './partition-table/table.ts';
 import { growError, type GrowPlan } from './partition-table/types.ts';
 import { spawnToolRunner, type ToolRunner } from './tools.ts';
@@ -23,8 +26,13 @@ export interface GrowDiskOptions {
   log: Logger;
   tools?: ToolRunner;
   io?: BlockIO;
-  /** run lvm/resize2fs/xfs_growfs inside the deployed OS when it has them (default true) */
-  preferChroot?: boolean;
+  /** when the initramfs's tools cannot grow the filesystem, use the deployed OS's through chroot (default true) */
+  chrootFallback?: boolean;
+  /**
+   * leave the volume group active on success (for post-deploy settings written into the root LV);
+   * the caller then deactivates report.lvm.vg. On failure growDisk always deactivates it.
+   */
+  keepVgActive?: boolean;
 }
 
 export interface GrowReport {
@@ -36,31 +44,39 @@ export interface GrowReport {
   partitionBytes: { before: number; after: number };
   /** what the partition holds */
   content: Content['kind'];
-  lvm?: { vg: string; lv: string; pvResized: boolean; lvExtended: boolean; toolsFrom: ToolSource };
-  filesystem?: { kind: FsKind; device: string; beforeBytes: number; afterBytes: number; toolsFrom: ToolSource };
-  /** the device of the grown filesystem (root LV or partition): where post-deploy settings go. The VG stays active. */
+  /** active: whether the VG is still active (keepVgActive); the caller deactivates it then */
+  lvm?: { vg: string; lv: string; pvResized: boolean; lvExtended: boolean; active: boolean };
+  filesystem?: { kind: FsKind; device: string; beforeBytes: number; afterBytes: number } & FsGrowResult;
+  /** the device of the grown filesystem (root LV or partition): where post-deploy settings go */
   rootDevice?: string;
   notes: string[];
 }
 
 interface Ctx {
+  disk: string;
   io: BlockIO;
   tools: ToolRunner;
   log: Logger;
-  preferChroot: boolean;
+  chrootFallback: boolean;
+  keepVgActive: boolean;
   notes: string[];
+  /** the table after growing: its other partitions may hold the OS's tools */
+  plan?: GrowPlan;
 }
 
 export async function growDisk(opts: GrowDiskOptions): Promise<GrowReport> {
   const ctx: Ctx = {
+    disk: opts.disk,
     io: opts.io ?? realBlockIO(),
     tools: opts.tools ?? spawnToolRunner(),
     log: opts.log,
-    preferChroot: opts.preferChroot ?? true,
+    chrootFallback: opts.chrootFallback ?? true,
+    keepVgActive: opts.keepVgActive ?? false,
     notes: [],
   };
   const { io, log } = ctx;
   const plan = await growPartitionTable(opts.disk, opts.partition, ctx);
+  ctx.plan = plan;
   const ss = plan.sectorSize;
   const report: GrowReport = {
     disk: opts.disk, table: plan.table, partition: plan.partition,
@@ -83,7 +99,7 @@ export async function growDisk(opts: GrowDiskOptions): Promise<GrowReport> {
       break;
     case 'ext':
     case 'xfs':
-      report.filesystem = await growFs(dev, content, ctx);
+      report.filesystem = await growFs(dev, content, ctx, () => otherPartitions(dev, ctx));
       report.rootDevice = dev;
       break;
     default:
@@ -100,8 +116,8 @@ function note(ctx: Ctx, text: string): void {
 
 function summary(r: GrowReport): string {
   const parts = [`partition ${r.partition} ${formatBytes(r.partitionBytes.before)} -> ${formatBytes(r.partitionBytes.after)}`];
-  if (r.lvm) parts.push(`LV ${r.lvm.vg}/${r.lvm.lv}${r.lvm.lvExtended ? ' extended' : ' unchanged'}`);
-  if (r.filesystem) parts.push(`${r.filesystem.kind} ${formatBytes(r.filesystem.beforeBytes)} -> ${formatBytes(r.filesystem.afterBytes)} (${r.filesystem.toolsFrom} tools)`);
+  if (r.lvm) parts.push(`LV ${r.lvm.vg}/${r.lvm.lv}${r.lvm.lvExtended ? ' extended' : ' unchanged'}${r.lvm.active ? ', VG left active' : ''}`);
+  if (r.filesystem) parts.push(`${r.filesystem.kind} ${formatBytes(r.filesystem.beforeBytes)} -> ${formatBytes(r.filesystem.afterBytes)} (${r.filesystem.mode}, ${r.filesystem.toolsFrom} tools)`);
   return parts.join(', ');
 }
 
@@ -138,68 +154,78 @@ async function growPartitionTable(diskPath: string, partition: number | 'last', 
   }
 }
 
-/** Mount `device` and bind /dev,/proc,/sys,/run into it; on a mount failure, run fn without it. */
-async function withDeployedRoot<T>(device: string, kind: FsKind | undefined, ctx: Ctx, fn: (root: string | undefined) => Promise<T>): Promise<T> {
-  if (!ctx.preferChroot || kind === undefined) return fn(undefined);
-  let entered = false;
-  try {
-    return await withMounted(ctx.tools, device, kind === 'ext' ? 'ext4' : 'xfs', ctx.log, (dir) => {
-      entered = true;
-      return withChrootBinds(ctx.tools, dir, ctx.log, () => fn(dir));
-    });
-  } catch (e) {
-    if (entered) throw e;
-    note(ctx, `could not mount ${device} to use the deployed OS's tools (${(e as Error).message}); using the initramfs tools`);
-    return fn(undefined);
+/** The disk's other partitions holding ext4/XFS: where the deployed OS's tools may be. */
+async function otherPartitions(except: string, ctx: Ctx): Promise<ToolRootCandidate[]> {
+  const out: ToolRootCandidate[] = [];
+  for (const p of ctx.plan?.after.partitions ?? []) {
+    if (p.kind === 'extended') continue;
+    const device = ctx.io.partitionDevice(ctx.disk, p.number);
+    if (device === except || !(await ctx.io.waitForDevice(device, 2_000))) continue;
+    const c = fsCandidate(device, detectContent(ctx.io.readHead(device, DETECT_BYTES)));
+    if (c !== undefined) out.push(c);
   }
+  return out;
+}
+
+function fsCandidate(device: string, c: Content | undefined): ToolRootCandidate | undefined {
+  if (c?.kind === 'ext') return { device, fstype: 'ext4' };
+  if (c?.kind === 'xfs') return { device, fstype: 'xfs' };
+  return undefined;
 }
 
 function fsKindOf(c: Content | undefined): FsKind | undefined {
   return c?.kind === 'ext' || c?.kind === 'xfs' ? c.kind : undefined;
 }
 
-async function growFs(device: string, content: Content & { kind: FsKind }, ctx: Ctx): Promise<NonNullable<GrowReport['filesystem']>> {
-  const mounted = await withDeployedRoot(device, content.kind, ctx, (root) => growFsMounted(device, content.kind, root, ctx));
-  const toolsFrom = mounted ?? await growExtOffline(device, ctx);
-  return measure(device, content, toolsFrom, ctx);
+async function growFs(device: string, content: Content & { kind: FsKind }, ctx: Ctx,
+  otherRoots: () => Promise<ToolRootCandidate[]>): Promise<NonNullable<GrowReport['filesystem']>> {
+  const how = await growFilesystem({
+    device, kind: content.kind, tools: ctx.tools, log: ctx.log, chrootFallback: ctx.chrootFallback,
+    otherRoots, note: (t) => note(ctx, t),
+  });
+  const after = detectContent(ctx.io.readHead(device, DETECT_BYTES));
+  const afterBytes = after.kind === content.kind ? after.sizeBytes : content.sizeBytes;
+  return { kind: content.kind, device, beforeBytes: content.sizeBytes, afterBytes, ...how };
 }
 
 /**
- * Grow the filesystem while the deployed root is mounted (root undefined: not mounted). An online
- * ext4 resize can be refused (a kernel without online resize for the filesystem's features, a
- * missing CAP_SYS_RESOURCE): then answer undefined, and growExtOffline retries after the unmount.
+ * Activate the PV's volume group (initramfs lvm: the deployed OS's tools sit inside the LVs),
+ * pvresize, extend the root LV over the free space, grow its filesystem; deactivate the VG
+ * again unless the caller keeps it for post-deploy settings.
  */
-async function growFsMounted(device: string, kind: FsKind, root: string | undefined, ctx: Ctx): Promise<ToolSource | undefined> {
-  try {
-    return await growFilesystem({ device, kind, mountedAt: root, chrootRoot: root }, ctx.tools, ctx.log);
-  } catch (e) {
-    if (root === undefined || kind !== 'ext' || !isBootyError(e) || e.code !== 'tool-failed') throw e;
-    if (ctx.tools.find('resize2fs') === undefined || ctx.tools.find('e2fsck') === undefined) throw e;
-    note(ctx, `online resize of ${device} failed (${e.message}); retrying offline with the initramfs tools`);
-    return undefined;
-  }
-}
-
-async function growExtOffline(device: string, ctx: Ctx): Promise<ToolSource> {
-  return growFilesystem({ device, kind: 'ext' }, ctx.tools, ctx.log);
-}
-
-function measure(device: string, before: Content & { kind: FsKind }, toolsFrom: ToolSource, ctx: Ctx): NonNullable<GrowReport['filesystem']> {
-  const after = detectContent(ctx.io.readHead(device, DETECT_BYTES));
-  const afterBytes = after.kind === before.kind ? after.sizeBytes : before.sizeBytes;
-  return { kind: before.kind, device, beforeBytes: before.sizeBytes, afterBytes, toolsFrom };
-}
-
 async function growLvm(pv: string, lvmRoot: string | undefined, report: GrowReport, ctx: Ctx): Promise<void> {
-  const { tools, io, log } = ctx;
+  const { tools, log } = ctx;
   if (tools.find('lvm') === undefined) {
     throw growError('tool-missing', `${pv} is an LVM physical volume but the initramfs has no lvm tool to activate it`,
       'the partition is grown; add lvm to the initramfs, or grow the PV/LV once the OS is up');
   }
-  // Activation must use the initramfs's lvm: the deployed OS's tools sit inside the LVs.
   const vg = await vgOfPv(tools, pv);
   log.info(`grow: activating volume group ${vg}`);
   await activateVg(tools, vg);
+  let ok = false;
+  try {
+    await growActiveVg(pv, vg, lvmRoot, report, ctx);
+    ok = true;
+  } finally {
+    if (!(ok && ctx.keepVgActive)) await releaseVg(vg, report, ctx, ok);
+  }
+}
+
+async function releaseVg(vg: string, report: GrowReport, ctx: Ctx, ok: boolean): Promise<void> {
+  try {
+    await deactivateVg(ctx.tools, vg);
+    if (report.lvm !== undefined) report.lvm.active = false;
+    ctx.log.info(`grow: deactivated volume group ${vg}`);
+  } catch (e) {
+    // After a failure the first error is the one to show; after success a VG left active is no
+    // harm to the reboot (its metadata is on disk), but say so.
+    if (ok) note(ctx, `could not deactivate volume group ${vg}: ${(e as Error).message}`);
+    else ctx.log.warn(`grow: could not deactivate volume group ${vg}: ${(e as Error).message}`);
+  }
+}
+
+async function growActiveVg(pv: string, vg: string, lvmRoot: string | undefined, report: GrowReport, ctx: Ctx): Promise<void> {
+  const { tools, io, log } = ctx;
   const lvs = await listLvs(tools, vg);
   const contents = new Map<string, Content>();
   for (const lv of lvs) {
@@ -213,31 +239,34 @@ async function growLvm(pv: string, lvmRoot: string | undefined, report: GrowRepo
   const rootContent = contents.get(root.path);
   const kind = fsKindOf(rootContent);
   log.info(`grow: root LV ${root.path} holds ${rootContent === undefined ? 'an unreadable device' : describeContent(rootContent)}`);
-  const lvm: NonNullable<GrowReport['lvm']> = { vg, lv: root.name, pvResized: false, lvExtended: false, toolsFrom: 'initramfs' };
+  const lvm: NonNullable<GrowReport['lvm']> = { vg, lv: root.name, pvResized: false, lvExtended: false, active: true };
   report.lvm = lvm;
   report.rootDevice = root.path;
 
-  const mountedFrom = await withDeployedRoot(root.path, kind, ctx, async (dir) => {
-    const where: Where = dir !== undefined && tools.find('lvm', dir) !== undefined ? { root: dir } : {};
-    lvm.toolsFrom = where.root === undefined ? 'initramfs' : 'chroot';
-    log.info(`grow: pvresize ${pv} (${lvm.toolsFrom} lvm)`);
-    await pvresize(tools, pv, where);
-    lvm.pvResized = true;
-    const free = await vgFreeBytes(tools, vg, where);
-    if (free > 0) {
-      log.info(`grow: lvextend -l +100%FREE ${root.path} (+${formatBytes(free)})`);
-      await lvextendAll(tools, root.path, where);
-      lvm.lvExtended = true;
-    } else {
-      log.info(`grow: volume group ${vg} has no free space; ${root.path} stays as it is`);
-    }
-    if (kind === undefined) return 'skip' as const;
-    return growFsMounted(root.path, kind, dir, ctx);
-  });
-  const fsFrom = mountedFrom === undefined ? await growExtOffline(root.path, ctx) : mountedFrom;
-  if (kind === undefined || fsFrom === 'skip' || rootContent === undefined) {
+  log.info(`grow: pvresize ${pv}`);
+  await pvresize(tools, pv);
+  lvm.pvResized = true;
+  const free = await vgFreeBytes(tools, vg);
+  if (free > 0) {
+    log.info(`grow: lvextend -l +100%FREE ${root.path} (+${formatBytes(free)})`);
+    await lvextendAll(tools, root.path);
+    lvm.lvExtended = true;
+  } else {
+    log.info(`grow: volume group ${vg} has no free space; ${root.path} stays as it is`);
+  }
+  if (kind === undefined || rootContent === undefined) {
     note(ctx, `${root.path} holds ${rootContent === undefined ? 'an unreadable device' : describeContent(rootContent)}: the LV was extended, its content not grown`);
     return;
   }
-  report.filesystem = measure(root.path, rootContent as Content & { kind: FsKind }, fsFrom, ctx);
+  const otherRoots = async (): Promise<ToolRootCandidate[]> => [
+    ...otherLvs(lvs, root, contents),
+    ...(await otherPartitions(pv, ctx)),
+  ];
+  report.filesystem = await growFs(root.path, rootContent as Content & { kind: FsKind }, ctx, otherRoots);
+}
+
+function otherLvs(lvs: LvInfo[], root: LvInfo, contents: Map<string, Content>): ToolRootCandidate[] {
+  return lvs.filter((l) => l.path !== root.path)
+    .map((l) => fsCandidate(l.path, contents.get(l.path)))
+    .filter((c): c is ToolRootCandidate => c !== undefined);
 }

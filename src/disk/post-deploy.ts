@@ -9,7 +9,7 @@ import { BootyError, isBootyError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { realBlockIO, type BlockIO } from './block-io.ts';
 import { detectContent, DETECT_BYTES, type Content } from './fs-detect.ts';
-import { activateVg, listLvs, vgOfPv } from './lvm.ts';
+import { activateVg, deactivateVg, listLvs, vgOfPv } from './lvm.ts';
 import { withMounted, type FsType } from './mounts.ts';
 import { syncKernelPartitions } from './kernel-partitions.ts';
 import { readPartitionTable } from './partition-table/table.ts';
@@ -46,19 +46,28 @@ export async function applyPostDeploy(opts: PostDeployOptions): Promise<void> {
   const { log } = opts;
   const tools = opts.tools ?? spawnToolRunner();
   const io = opts.io ?? realBlockIO();
-  const root = opts.root !== undefined ? { device: opts.root, fstype: fsTypeOf(detectContent(io.readHead(opts.root, DETECT_BYTES)), opts.root) }
-    : await findRoot(opts.disk, tools, io, log);
-  log.info(`post-deploy: writing settings into ${root.device}`);
-  await withMounted(tools, root.device, root.fstype, log, async (dir) => {
-    if (!looksLikeOsRoot(dir)) throw failure(`${root.device} does not hold an OS root (no /etc)`);
-    const facts = gatherFacts(dir);
-    const plan = planPostDeploy(settings, facts, { mac: opts.mac, initramfsName: opts.iface });
-    for (const w of plan.warnings) log.warn(`post-deploy: ${w}`);
-    for (const w of plan.writes) {
-      writeInRoot(dir, w);
-      log.info(`post-deploy: wrote ${w.path}`);
+  // Volume groups findRoot activates are deactivated again here, so the deployed OS finds them
+  // clean; a root device given by the caller is the caller's to release.
+  const activated: string[] = [];
+  try {
+    const root = opts.root !== undefined ? { device: opts.root, fstype: fsTypeOf(detectContent(io.readHead(opts.root, DETECT_BYTES)), opts.root) }
+      : await findRoot(opts.disk, tools, io, log, activated);
+    log.info(`post-deploy: writing settings into ${root.device}`);
+    await withMounted(tools, root.device, root.fstype, log, async (dir) => {
+      if (!looksLikeOsRoot(dir)) throw failure(`${root.device} does not hold an OS root (no /etc)`);
+      const facts = gatherFacts(dir);
+      const plan = planPostDeploy(settings, facts, { mac: opts.mac, initramfsName: opts.iface });
+      for (const w of plan.warnings) log.warn(`post-deploy: ${w}`);
+      for (const w of plan.writes) {
+        writeInRoot(dir, w);
+        log.info(`post-deploy: wrote ${w.path}`);
+      }
+    });
+  } finally {
+    for (const vg of activated) {
+      await deactivateVg(tools, vg).catch((e: unknown) => log.warn(`post-deploy: could not deactivate volume group ${vg}: ${(e as Error).message}`));
     }
-  });
+  }
 }
 
 function fsTypeOf(c: Content, device: string): FsType {
@@ -122,7 +131,7 @@ interface RootCandidate {
  * The deployed OS's root filesystem: the partitions of the disk, and the LVs of any volume group
  * on it, that hold ext4/XFS, tried root-named and largest first until one has /etc.
  */
-async function findRoot(disk: string, tools: ToolRunner, io: BlockIO, log: Logger): Promise<{ device: string; fstype: FsType }> {
+async function findRoot(disk: string, tools: ToolRunner, io: BlockIO, log: Logger, activated: string[]): Promise<{ device: string; fstype: FsType }> {
   const handle = io.openDisk(disk);
   let table;
   try {
@@ -148,6 +157,7 @@ async function findRoot(disk: string, tools: ToolRunner, io: BlockIO, log: Logge
       try {
         const vg = await vgOfPv(tools, device);
         await activateVg(tools, vg);
+        activated.push(vg);
         for (const lv of await listLvs(tools, vg)) {
           if (!(await io.waitForDevice(lv.path, 5_000))) continue;
           const lc = detectContent(io.readHead(lv.path, DETECT_BYTES));

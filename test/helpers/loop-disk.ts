@@ -62,10 +62,10 @@ function copyWithLibs(root: string, binary: string): void {
   }
 }
 
-/** An ext4 filesystem image of `size` bytes populated from `dir`. */
-export function mkExt4(image: string, size: number, dir?: string): void {
+/** An ext4 filesystem image of `size` bytes populated from `dir` (block size 4096 unless given). */
+export function mkExt4(image: string, size: number, dir?: string, blockSize = 4096): void {
   execFileSync('truncate', ['-s', String(size), image]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-b', '4096', ...(dir ? ['-d', dir] : []), image], { stdio: 'ignore' });
+  execFileSync('mkfs.ext4', ['-q', '-F', '-b', String(blockSize), ...(dir ? ['-d', dir] : []), image], { stdio: 'ignore' });
 }
 
 /** An XFS filesystem image, with `dir` copied in through a temporary loop mount. */

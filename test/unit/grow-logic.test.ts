@@ -49,9 +49,9 @@ const binds = ['mount -o bind /dev ROOT/dev', 'mount -o bind /proc ROOT/proc', '
 const unbinds = ['umount ROOT/run', 'umount ROOT/sys', 'umount ROOT/proc', 'umount ROOT/dev'];
 
 describe('growDisk without LVM', () => {
-  it('grows partition and ext4 with the deployed OS tools through chroot, never touching LVM', async () => {
+  it('grows partition and ext4 offline with the initramfs tools, never mounting it or touching LVM', async () => {
     const io = disk('gpt', extHead(12288));
-    const tools = new FakeToolRunner({ host: ['lvm', 'resize2fs', 'e2fsck'], inRoot: ['resize2fs'] });
+    const tools = new FakeToolRunner({ host: ['lvm', 'resize2fs', 'e2fsck'], inRoot: ['resize2fs', 'e2fsck'] });
     tools.on('resize2fs', () => { io.poke(io.kernel.get(2)!.start, extHead(60000)); });
     const r = await growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io });
     assert.equal(r.table, 'gpt');
@@ -61,10 +61,8 @@ describe('growDisk without LVM', () => {
     assert.equal(r.content, 'ext');
     assert.equal(r.lvm, undefined);
     assert.equal(r.rootDevice, '/dev/vda2');
-    assert.deepEqual(r.filesystem, { kind: 'ext', device: '/dev/vda2', beforeBytes: 12288 * 4096, afterBytes: 60000 * 4096, toolsFrom: 'chroot' });
-    assert.deepEqual(calls(tools), [
-      'mount -t ext4 /dev/vda2 ROOT', ...binds, '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
-    ]);
+    assert.deepEqual(r.filesystem, { kind: 'ext', device: '/dev/vda2', beforeBytes: 12288 * 4096, afterBytes: 60000 * 4096, toolsFrom: 'initramfs', mode: 'offline' });
+    assert.deepEqual(calls(tools), ['e2fsck -f -y /dev/vda2', 'resize2fs /dev/vda2']);
     assert.ok(!tools.calls.some((c) => c.tool === 'lvm'), 'no LVM step for an image without LVM');
     // the table in the file is grown, and the kernel was told
     const t = tableOf(io);
@@ -73,44 +71,90 @@ describe('growDisk without LVM', () => {
     assert.equal(r.partitionBytes.after, io.kernel.get(2)?.size);
   });
 
-  it('falls back to the initramfs resize2fs (online, root mounted) when the OS lacks it', async () => {
-    const io = disk('dos', extHead(12288));
-    const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'], inRoot: [] });
-    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
-    assert.equal(r.filesystem?.toolsFrom, 'initramfs');
-    assert.deepEqual(calls(tools), ['mount -t ext4 /dev/vda2 ROOT', ...binds, 'resize2fs /dev/vda2', ...unbinds, 'umount ROOT']);
-  });
-
-  it('checks then resizes offline when chroot is not wanted', async () => {
+  it('accepts e2fsck\'s "errors corrected" exit codes', async () => {
     const io = disk('dos', extHead(12288));
     const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'] });
-    tools.on('e2fsck', () => ({ code: 1 })); // "errors corrected" is fine
-    await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io, preferChroot: false });
+    tools.on('e2fsck', () => ({ code: 1 }));
+    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
+    assert.equal(r.filesystem?.mode, 'offline');
     assert.deepEqual(calls(tools), ['e2fsck -f -y /dev/vda2', 'resize2fs /dev/vda2']);
   });
 
-  it('falls back to the initramfs tools when the filesystem cannot be mounted', async () => {
+  it('when the initramfs e2fsprogs refuse the filesystem, uses the OS tools from another partition, still offline', async () => {
     const io = disk('dos', extHead(12288));
-    const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'], inRoot: ['resize2fs'] });
-    tools.on('mount', () => ({ code: 32, stderr: 'mount: wrong fs type, bad option, bad superblock' }));
+    const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'], inRoot: ['resize2fs', 'e2fsck'] });
+    tools.on('e2fsck', (_a, o) => (o.root === undefined ? { code: 8, stderr: 'e2fsck: Filesystem has unsupported feature(s) while trying to open /dev/vda2\ne2fsck: Get a newer version of e2fsck!' } : undefined));
+    // partition 1 holds the OS (say a separate root), partition 2 is grown
+    io.poke(io.kernel.get(1)!.start, extHead(4096));
     const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
-    assert.deepEqual(calls(tools), ['mount -t ext4 /dev/vda2 ROOT', 'e2fsck -f -y /dev/vda2', 'resize2fs /dev/vda2']);
-    assert.match(r.notes.join('\n'), /could not mount \/dev\/vda2/);
+    assert.deepEqual({ from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode }, { from: 'chroot', mode: 'offline' });
+    assert.deepEqual(calls(tools), [
+      'e2fsck -f -y /dev/vda2',
+      'mount -t ext4 -o ro /dev/vda1 ROOT', ...binds, '[chroot] e2fsck -f -y /dev/vda2', '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
+    ]);
+    assert.match(r.notes.join('\n'), /initramfs's e2fsprogs could not grow \/dev\/vda2 .*unsupported feature.*trying the deployed OS's own tools/);
   });
 
-  it('grows XFS with xfs_growfs / inside the chroot', async () => {
+  it('as the last resort grows the root online with its own resize2fs when nothing else can', async () => {
+    const io = disk('dos', extHead(12288));
+    const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'], inRoot: ['resize2fs', 'e2fsck'] });
+    tools.on('resize2fs', (_a, o) => (o.root === undefined ? { code: 1, stderr: 'resize2fs: Filesystem has unsupported feature(s)' } : undefined));
+    // partition 1 is an empty /boot-like filesystem: mounted read-only, no tools in it, skipped
+    io.poke(io.kernel.get(1)!.start, extHead(4096));
+    tools.rootDirs = ['dev', 'proc', 'sys', 'run', 'etc'];
+    let mounts = 0;
+    tools.on('mount', (args) => {
+      if (args.includes('bind')) return;
+      mounts++;
+      // the first (read-only) mount is partition 1: make it look like a /boot without tools
+      tools.inRoot = mounts === 1 ? new Set() : new Set(['resize2fs', 'e2fsck']);
+      for (const d of tools.rootDirs) fs.mkdirSync(path.join(args[args.length - 1], d), { recursive: true });
+    });
+    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
+    assert.deepEqual({ from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode }, { from: 'chroot', mode: 'online' });
+    assert.deepEqual(calls(tools), [
+      'e2fsck -f -y /dev/vda2', 'resize2fs /dev/vda2',
+      'mount -t ext4 -o ro /dev/vda1 ROOT', 'umount ROOT',
+      'mount -t ext4 /dev/vda2 ROOT', ...binds, '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
+    ]);
+    assert.match(r.notes.join('\n'), /\/dev\/vda2 was grown online/);
+  });
+
+  it('with the chroot fallback off, a refusing e2fsck is the error', async () => {
+    const io = disk('dos', extHead(12288));
+    const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'], inRoot: ['resize2fs', 'e2fsck'] });
+    tools.on('e2fsck', () => ({ code: 4, stderr: 'e2fsck: errors left uncorrected' }));
+    await assert.rejects(growDisk({ disk: '/dev/vda', partition: 2, log, tools, io, chrootFallback: false }), (e: unknown) => {
+      assert.ok(isBootyError(e));
+      assert.match(e.message, /^e2fsck -f -y \/dev\/vda2 exited with code 4: e2fsck: errors left uncorrected/);
+      return true;
+    });
+    assert.deepEqual(calls(tools), ['e2fsck -f -y /dev/vda2']);
+  });
+
+  it('uses the deployed OS tools (online, chroot) when the initramfs has no e2fsprogs', async () => {
+    const io = disk('dos', extHead(12288));
+    const tools = new FakeToolRunner({ host: [], inRoot: ['resize2fs'] });
+    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
+    assert.deepEqual({ from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode }, { from: 'chroot', mode: 'online' });
+    assert.deepEqual(calls(tools), ['mount -t ext4 /dev/vda2 ROOT', ...binds, '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT']);
+  });
+
+  it('grows XFS through a temporary mount with the initramfs xfs_growfs', async () => {
     const io = disk('gpt', xfsHead(20000));
     const tools = new FakeToolRunner({ host: ['xfs_growfs'], inRoot: ['xfs_growfs'] });
     const r = await growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io });
     assert.equal(r.filesystem?.kind, 'xfs');
-    assert.deepEqual(calls(tools), ['mount -t xfs /dev/vda2 ROOT', ...binds, '[chroot] xfs_growfs /', ...unbinds, 'umount ROOT']);
+    assert.deepEqual({ from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode }, { from: 'initramfs', mode: 'online' });
+    assert.deepEqual(calls(tools), ['mount -t xfs /dev/vda2 ROOT', 'xfs_growfs ROOT', 'umount ROOT']);
   });
 
-  it('grows XFS through a temporary mount with the initramfs tool when chroot is not wanted', async () => {
+  it('grows XFS with the OS\'s xfs_growfs / inside the chroot when the initramfs lacks it', async () => {
     const io = disk('gpt', xfsHead(20000));
-    const tools = new FakeToolRunner({ host: ['xfs_growfs'] });
-    await growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io, preferChroot: false });
-    assert.deepEqual(calls(tools), ['mount -t xfs /dev/vda2 ROOT', 'xfs_growfs ROOT', 'umount ROOT']);
+    const tools = new FakeToolRunner({ host: [], inRoot: ['xfs_growfs'] });
+    const r = await growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io });
+    assert.equal(r.filesystem?.toolsFrom, 'chroot');
+    assert.deepEqual(calls(tools), ['mount -t xfs /dev/vda2 ROOT', ...binds, '[chroot] xfs_growfs /', ...unbinds, 'umount ROOT']);
   });
 
   it('grows only the partition when it holds something unknown, and says so', async () => {
@@ -123,30 +167,17 @@ describe('growDisk without LVM', () => {
     assert.match(r.notes.join('\n'), /only the partition was grown/);
   });
 
-  it('names the missing tool when neither the OS nor the initramfs has it', async () => {
+  it('names the missing tool when neither the initramfs nor the OS has it', async () => {
     const io = disk('gpt', extHead(12288));
     const tools = new FakeToolRunner({ host: [], inRoot: [] });
     await assert.rejects(growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io }), (e: unknown) =>
-      isBootyError(e) && e.code === 'tool-missing' && /resize2fs is neither in the deployed OS nor in the initramfs/.test(e.message));
-    assert.ok(calls(tools).includes('umount ROOT'), 'unmounted after the failure');
+      isBootyError(e) && e.code === 'tool-missing' && /resize2fs is neither in the initramfs nor in the deployed OS/.test(e.message));
+    assert.ok(calls(tools).includes('umount ROOT'), 'unmounted after looking');
   });
 
-  it('retries offline with the initramfs tools when the online resize in the chroot is refused', async () => {
+  it('reports a failing chroot tool with its exit code and stderr, and still unmounts everything', async () => {
     const io = disk('gpt', extHead(12288));
-    const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'], inRoot: ['resize2fs'] });
-    tools.on('resize2fs', (_args, o) => (o.root !== undefined ? { code: 1, stderr: 'resize2fs: Permission denied to resize filesystem' } : undefined));
-    const r = await growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io });
-    assert.equal(r.filesystem?.toolsFrom, 'initramfs');
-    assert.deepEqual(calls(tools), [
-      'mount -t ext4 /dev/vda2 ROOT', ...binds, '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
-      'e2fsck -f -y /dev/vda2', 'resize2fs /dev/vda2',
-    ]);
-    assert.match(r.notes.join('\n'), /online resize of \/dev\/vda2 failed .*Permission denied.*retrying offline/);
-  });
-
-  it('reports a failing tool with its exit code and stderr, and still unmounts everything', async () => {
-    const io = disk('gpt', extHead(12288));
-    const tools = new FakeToolRunner({ host: ['resize2fs'], inRoot: ['resize2fs'] });
+    const tools = new FakeToolRunner({ host: [], inRoot: ['resize2fs'] });
     tools.on('resize2fs', () => ({ code: 1, stderr: 'resize2fs 1.47.0\nresize2fs: Permission denied to resize filesystem\n' }));
     await assert.rejects(growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io }), (e: unknown) => {
       assert.ok(isBootyError(e));
@@ -175,7 +206,7 @@ describe('growDisk and the kernel', () => {
     io.parserless = true;
     io.kernel.clear();
     const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'] });
-    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io, preferChroot: false });
+    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
     assert.ok(io.events.includes('add 1') && io.events.includes('add 2'), io.events.join(', '));
     assert.equal(io.kernel.get(2)?.size, r.partitionBytes.after);
   });
@@ -187,7 +218,7 @@ describe('growDisk and the kernel', () => {
     io.scan();
     io.poke(io.kernel.get(1)!.start, extHead(100));
     const tools = new FakeToolRunner({ host: ['resize2fs', 'e2fsck'] });
-    const r = await growDisk({ disk: '/dev/vda', partition: 1, log, tools, io, preferChroot: false });
+    const r = await growDisk({ disk: '/dev/vda', partition: 1, log, tools, io });
     assert.equal(r.partitionGrown, false);
     assert.ok(!io.events.some((e) => e.startsWith('write')), io.events.join(', '));
     assert.deepEqual(calls(tools), ['e2fsck -f -y /dev/vda1', 'resize2fs /dev/vda1']);
@@ -221,26 +252,27 @@ describe('growDisk with LVM', () => {
     return tools;
   }
 
-  it('activates with the initramfs lvm, then pvresize, lvextend and resize2fs through chroot', async () => {
+  const lvsCall = 'lvm lvs --noheadings --separator | --units b --nosuffix -o lv_path,lv_name,vg_name,lv_size,lv_attr debian-vg';
+
+  it('activates, pvresize, lvextend, then e2fsck + resize2fs offline, all with initramfs tools, and deactivates the VG', async () => {
     const io = lvmDisk();
-    const tools = lvmTools(['lvm', 'resize2fs']);
+    const tools = lvmTools(['lvm', 'resize2fs', 'e2fsck']);
     const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
     assert.deepEqual(calls(tools), [
       'lvm pvs --noheadings -o vg_name /dev/vda2',
       'lvm vgchange -ay debian-vg',
-      'lvm lvs --noheadings --separator | --units b --nosuffix -o lv_path,lv_name,vg_name,lv_size,lv_attr debian-vg',
-      'mount -t ext4 /dev/debian-vg/root ROOT',
-      ...binds,
-      '[chroot] lvm pvresize /dev/vda2',
-      '[chroot] lvm vgs --noheadings --units b --nosuffix -o vg_free debian-vg',
-      '[chroot] lvm lvextend -l +100%FREE /dev/debian-vg/root',
-      '[chroot] resize2fs /dev/debian-vg/root',
-      ...unbinds,
-      'umount ROOT',
+      lvsCall,
+      'lvm pvresize /dev/vda2',
+      'lvm vgs --noheadings --units b --nosuffix -o vg_free debian-vg',
+      'lvm lvextend -l +100%FREE /dev/debian-vg/root',
+      'e2fsck -f -y /dev/debian-vg/root',
+      'resize2fs /dev/debian-vg/root',
+      'lvm vgchange -an debian-vg',
     ]);
-    assert.deepEqual(r.lvm, { vg: 'debian-vg', lv: 'root', pvResized: true, lvExtended: true, toolsFrom: 'chroot' });
+    assert.deepEqual(r.lvm, { vg: 'debian-vg', lv: 'root', pvResized: true, lvExtended: true, active: false });
     assert.equal(r.rootDevice, '/dev/debian-vg/root');
-    assert.equal(r.filesystem?.device, '/dev/debian-vg/root');
+    assert.deepEqual({ device: r.filesystem?.device, from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode },
+      { device: '/dev/debian-vg/root', from: 'initramfs', mode: 'offline' });
     // lvm never waits for udev (there is none in the initramfs)
     for (const c of tools.calls.filter((x) => x.tool === 'lvm')) {
       assert.equal(c.env?.DM_DISABLE_UDEV, '1');
@@ -248,26 +280,42 @@ describe('growDisk with LVM', () => {
     }
   });
 
-  it('takes the LV named in BOOTy spelling (/dev/mapper/...) and uses initramfs lvm when the OS has none', async () => {
+  it('keeps the VG active on success when asked (post-deploy settings follow), and says so', async () => {
+    const io = lvmDisk();
+    const tools = lvmTools([]);
+    const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io, keepVgActive: true });
+    assert.equal(r.lvm?.active, true);
+    assert.ok(!calls(tools).includes('lvm vgchange -an debian-vg'));
+  });
+
+  it('deactivates the VG after a failure, even when asked to keep it, and the failure is the error', async () => {
+    const io = lvmDisk();
+    const tools = lvmTools([]);
+    tools.on('resize2fs', () => ({ code: 1, stderr: 'resize2fs: No space left on device' }));
+    await assert.rejects(growDisk({ disk: '/dev/vda', partition: 2, log, tools, io, keepVgActive: true, chrootFallback: false }),
+      (e: unknown) => isBootyError(e) && /^resize2fs \/dev\/debian-vg\/root exited with code 1: .*No space left/.test(e.message));
+    assert.equal(calls(tools).at(-1), 'lvm vgchange -an debian-vg');
+  });
+
+  it('takes the LV named in BOOTy spelling (/dev/mapper/...), not the larger one', async () => {
     const io = lvmDisk();
     io.devices.set('/dev/debian-vg/data', xfsHead(9_000_000));
-    const tools = lvmTools(['resize2fs']);
+    const tools = lvmTools([]);
     tools.on('lvm lvs', () => ({ stdout: lvsOut + '\n  /dev/debian-vg/data|data|debian-vg|36864000000|-wi-a-----\n' }));
     const r = await growDisk({ disk: '/dev/vda', partition: 2, lvmRoot: '/dev/mapper/debian--vg-root', log, tools, io });
     assert.equal(r.lvm?.lv, 'root', 'the named LV, not the larger one');
-    assert.equal(r.lvm?.toolsFrom, 'initramfs');
     assert.ok(calls(tools).includes('lvm pvresize /dev/vda2'));
     assert.ok(calls(tools).includes('lvm lvextend -l +100%FREE /dev/debian-vg/root'));
-    assert.ok(calls(tools).includes('[chroot] resize2fs /dev/debian-vg/root'));
+    assert.ok(calls(tools).includes('resize2fs /dev/debian-vg/root'));
   });
 
   it('skips lvextend when the volume group has no free space', async () => {
     const io = lvmDisk();
-    const tools = lvmTools(['lvm', 'resize2fs'], '  0\n');
+    const tools = lvmTools([], '  0\n');
     const r = await growDisk({ disk: '/dev/vda', partition: 2, log, tools, io });
     assert.equal(r.lvm?.lvExtended, false);
     assert.ok(!calls(tools).some((l) => l.includes('lvextend')));
-    assert.ok(calls(tools).includes('[chroot] resize2fs /dev/debian-vg/root'));
+    assert.ok(calls(tools).includes('resize2fs /dev/debian-vg/root'));
   });
 
   it('refuses a named LV that is not in the volume group, listing what is there', async () => {
