@@ -14,17 +14,17 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { repoRoot, startVm } from '../helpers/qemu.ts';
+import { startVm } from '../helpers/qemu.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
+import { ensureInitramfs } from '../helpers/initramfs-build.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['qemu-system-x86_64', 'dnsmasq', 'sfdisk', 'mkfs.ext4', 'zstd', 'apt-get', 'dpkg-deb', 'depmod'].filter((c) => !have(c));
 const skip = !isRoot ? 'needs root (network namespaces, tap)' : missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
 
-const initramfsDir = path.join(repoRoot, '.cache', 'e2e-agent-initramfs');
-const kernel = path.join(initramfsDir, 'vmlinuz');
-const initrd = path.join(initramfsDir, 'booty.cpio.zst');
+let kernel = '';
+let initrd = '';
 const bootMs = 8 * 60_000; // a generous bound for TCG on a busy machine, not a timing assertion
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-agent-e2e-'));
 process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
@@ -68,10 +68,11 @@ async function waitForMachine(lab: QemuNetLab, mac: string, ok: (m: Record<strin
 
 let image: { raw: string; zst: string; sha256: string };
 
-before(() => {
+before(async () => {
   if (skip !== false) return;
-  // The initramfs with the agent as it is in this checkout (downloads are cached in .cache/initramfs).
-  execFileSync(path.join(repoRoot, 'bin', 'booty'), ['build-initramfs', '--out', initramfsDir, '--compression', 'zstd', '--level', '3'], { stdio: 'ignore', cwd: repoRoot });
+  // The initramfs with the agent as it is in this checkout (built once per source state, shared
+  // with the other e2e tests).
+  ({ kernel, initrd } = await ensureInitramfs());
   image = makeImage();
 });
 
