@@ -1,5 +1,7 @@
 // deploy: image URL -> disk. The stream, in one pass and constant memory:
-//   GET (undici, resumed with Range/If-Range after a drop or stall: resumable-source.ts) -> HashTap (sha256 of the bytes as served) -> gunzip/zstd (1 MiB chunks)
+//   GET (undici, resumed with Range/If-Range after a drop or stall: resumable-source.ts) -> HashTap (sha256 of the bytes as served) -> gunzip/zstd (1 MiB chunks;
+//   or, for images whose frames say their length (booty captures, zstd frames with a content
+//   size), frames decoded in parallel on worker threads: parallel-decompress.ts)
 //   -> ImageWriter (aligned 8 MiB blocks, O_DIRECT, zero runs via BLKZEROOUT, head held back)
 // then: nothing left undecoded, size as announced, sha256 as expected -> fdatasync -> write the
 // held-back first MiB -> fdatasync -> BLKRRPART. Every failure is a BootyError naming the stage,
@@ -11,6 +13,9 @@ import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
 import { HEAD_BYTES, detectFormat, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
+import { CodecPool, defaultDeployWorkers } from './codec-pool.ts';
+import { parseBootyGzipHeader, parseZstdFrameStart } from './frame-format.ts';
+import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel-decompress.ts';
 import type { ImageResponse } from './fetch.ts';
 import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
@@ -48,6 +53,10 @@ export interface DeployOptions {
   backoffMaxMs?: number;
   /** when the image changes on the server mid-deploy: start over from byte 0 (default: fail) */
   restartOnChange?: boolean;
+  /** worker threads decoding frames in parallel, for images whose frames can be split (booty
+   *  captures; zstd frames with a content size); default: cores - 1 from 4 cores up, else 0
+   *  (defaultDeployWorkers); 0: decode on the main thread as a single stream */
+  workers?: number;
 }
 
 export interface DeployResult {
@@ -67,6 +76,11 @@ export interface DeployResult {
   resumes: number;
   /** times the deploy started over from byte 0 because the image changed (restartOnChange) */
   restarts: number;
+  /** worker threads that decoded frames in parallel (0: single-stream decoding) */
+  workers: number;
+  /** frames decoded in parallel, and whether the image's frame index was checked */
+  parallelFrames?: number;
+  indexChecked?: boolean;
 }
 
 /** Most restarts from zero one deploy makes (an image that keeps changing is being rewritten). */
@@ -80,6 +94,9 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   const expectedSha = opts.sha256?.trim().toLowerCase();
   if (expectedSha !== undefined && !HEX64.test(expectedSha)) {
     throw new BootyError({ stage: 'config', code: 'BAD_SHA256', message: `--sha256 must be 64 hex digits, got ${JSON.stringify(opts.sha256)}`, diskState: 'untouched' });
+  }
+  if (opts.workers !== undefined && (!Number.isInteger(opts.workers) || opts.workers < 0 || opts.workers > 1024)) {
+    throw new BootyError({ stage: 'config', code: 'BAD_WORKERS', message: `workers must be a whole number from 0 to 1024, got ${JSON.stringify(opts.workers)}`, diskState: 'untouched' });
   }
 
   const disk = preflightDisk(opts.disk, { mode: 'write', allowPartition: opts.allowPartition });
@@ -130,6 +147,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   const res = source.first;
   let body: Readable = source;
   let writer: ImageWriter | undefined;
+  let pool: CodecPool | undefined;
   try {
     const peeked = await peekHead(source, HEAD_BYTES).catch((e: Error) => {
       if (e instanceof ImageChangedError) throw new ImageChangedBootyError(e.message, 0, 'untouched', e);
@@ -150,7 +168,15 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     }
     tracker.total = imageSize?.bytes;
     const hash = new HashTap({ onChunk: (n) => { tracker.wireBytes += n; } });
-    const decoder = createDecompressor(format);
+    const workers = opts.workers ?? defaultDeployWorkers();
+    let decoder: (Transform & { bytesWritten: number }) | undefined;
+    if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
+      pool = new CodecPool(workers);
+      decoder = new ParallelDecompressor({ format, pool });
+      log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}`);
+    } else {
+      decoder = createDecompressor(format);
+    }
     writer = new ImageWriter({
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),
@@ -220,13 +246,32 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     writer = undefined;
     const seconds = (performance.now() - started) / 1000;
     const faults = counters.resumes > 0 || counters.restarts > 0 ? `; ${counters.resumes} resume${counters.resumes === 1 ? '' : 's'} after network faults${counters.restarts > 0 ? `, ${counters.restarts} restart${counters.restarts === 1 ? '' : 's'} from byte 0 (image changed)` : ''}` : '';
-    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${faults}`);
-    return { bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts };
+    const parallel = decoder instanceof ParallelDecompressor ? decoder : undefined;
+    const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
+      `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
+    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${faults}`);
+    return {
+      bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
+      workers: parallel !== undefined ? pool!.size : 0,
+      ...(parallel !== undefined ? { parallelFrames: parallel.frames.count, indexChecked: parallel.index !== undefined && parallel.streamedFrom === undefined } : {}),
+    };
   } finally {
     if (writer !== undefined) await writer.abort().catch(() => {});
     if (!body.destroyed) body.destroy();
     if (!source.destroyed) source.destroy();
+    await pool?.close();
   }
+}
+
+/** Whether the image's first frame says its length (so frames can be cut out as they arrive and
+ *  decoded in parallel); a later frame that does not is decoded as a stream from there on. */
+function framesSplittable(format: 'gzip' | 'zstd', head: Buffer): boolean {
+  if (format === 'gzip') {
+    const h = parseBootyGzipHeader(head);
+    return h !== undefined && h !== 'more';
+  }
+  const start = parseZstdFrameStart(head);
+  return start.kind === 'frame' && start.header.contentSize !== undefined && start.header.contentSize <= DEFAULT_MAX_FRAME && !start.header.hasDictionary;
 }
 
 const fetchHint = 'check the server and the network, then deploy again';
