@@ -24,6 +24,7 @@ import { formatFailureScreen } from './failure-screen.ts';
 import { fetchAction, macForUrl } from './fetch-action.ts';
 import { setServerTrust } from '../net/tls-pin.ts';
 import { loadHardwareModules, ModuleLoader } from './modules.ts';
+import { validators } from '../config/schema.ts';
 import { startReaper } from './reaper.ts';
 import { runAction, type RunState } from './run-action.ts';
 import { runShellOnce, shellForever, shellPath } from './shell.ts';
@@ -127,20 +128,33 @@ class Agent {
     await this.breakHere('modules');
     this.begin(3, 'load kernel modules');
     this.modules = new ModuleLoader({ log: this.log, blacklist: this.params.blacklist, moduleParams: this.params.moduleParams });
-    const hw = await loadHardwareModules(this.modules, { log: this.log, timeoutMs: this.params.settleTimeoutMs, extra: this.params.extraModules });
+    const hwDone = loadHardwareModules(this.modules, { log: this.log, timeoutMs: this.params.settleTimeoutMs, extra: this.params.extraModules });
+    // Step 4 starts while step 3 waits for the disks to settle: a NIC is there once its driver
+    // is loaded (bringUpNetwork waits for one), and a DHCP server may take seconds to offer
+    // (dnsmasq pings the address first), so the two waits overlap. booty.break=network keeps
+    // the steps apart.
+    const together = !this.params.breakAt.has('network');
+    let netDone: Promise<NetworkHandle> | undefined;
+    if (together) {
+      this.log.info(`step 4/${totalSteps}: bring up the network (while the hardware settles)`);
+      netDone = this.bringUpNetwork();
+      netDone.catch(() => { /* awaited below, once the hardware step is done */ });
+    }
+    const hw = await hwDone;
+    // ajv compiles a validator on its first use (about a second under QEMU's TCG): compile the
+    // ones the action most likely needs now, while DHCP is still waiting for an offer, rather
+    // than after the action has arrived.
+    if (together) setImmediate(() => { for (const n of this.params.server?.style === 'bootyurl' ? ['writeImage'] as const : ['combined', 'deploy'] as const) void validators[n]; });
     this.log.info(`hardware: ${hw.loaded.length} modules loaded in ${hw.seconds.toFixed(1)} s; disks: ${hw.disks.join(' ') || 'none'}; network interfaces: ${hw.nics.join(' ') || 'none'}`);
 
     // 4
-    await this.breakHere('network');
-    this.begin(4, 'bring up the network');
-    this.net = await bringUpNetwork({
-      log: this.log,
-      iface: this.params.iface,
-      bootif: this.params.bootif === undefined ? undefined : parseBootif(this.params.bootif),
-      ip: this.params.ip === undefined ? undefined : parseIpParam(this.params.ip),
-      linkTimeoutMs: this.params.linkTimeoutMs,
-      dhcpTimeoutMs: this.params.dhcpTimeoutMs,
-    });
+    if (together) {
+      this.step = `4/${totalSteps} bring up the network`;
+    } else {
+      await this.breakHere('network');
+      this.begin(4, 'bring up the network');
+    }
+    this.net = await (netDone ?? this.bringUpNetwork());
     this.log.info(`network: ${this.net.iface} ${this.net.mac} ${this.net.address}/${this.net.prefix}${this.net.gateway === undefined ? '' : ` via ${this.net.gateway}`}`);
     this.startReporter();
     this.phase('network', `${this.net.iface} ${this.net.address}/${this.net.prefix}`);
@@ -169,6 +183,17 @@ class Agent {
 
     // 7
     await this.end(this.action.after, `the action's after=${this.action.after}`);
+  }
+
+  private bringUpNetwork(): Promise<NetworkHandle> {
+    return bringUpNetwork({
+      log: this.log,
+      iface: this.params.iface,
+      bootif: this.params.bootif === undefined ? undefined : parseBootif(this.params.bootif),
+      ip: this.params.ip === undefined ? undefined : parseIpParam(this.params.ip),
+      linkTimeoutMs: this.params.linkTimeoutMs,
+      dhcpTimeoutMs: this.params.dhcpTimeoutMs,
+    });
   }
 
   /** Reports go to the server from now on; what was logged before is sent first. */

