@@ -9,7 +9,7 @@
 // --sha256 on gzip, gzip trailing garbage, a text/html page and a 404; they are not repeated.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -21,6 +21,7 @@ import { startBootyServer, type BootyServerProcess } from '../helpers/booty-serv
 import { fillWithGarbage, isZeroRange } from '../helpers/ext4-disk-image.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop-device.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
+import { runBooty } from '../helpers/booty-cli.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const MiB = 1 << 20;
@@ -93,16 +94,7 @@ function readAt(dev: string, offset: number, length: number): Buffer {
   try { const b = Buffer.alloc(length); fs.readSync(fd, b, 0, length, offset); return b; } finally { fs.closeSync(fd); }
 }
 
-function booty(args: string[]): Promise<{ status: number | null; out: string; err: string }> {
-  return new Promise((ok) => {
-    const c = spawn(path.join(root, 'bin/booty'), args);
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => { out += String(d); });
-    c.stderr.on('data', (d: Buffer) => { err += String(d); });
-    c.on('close', (status) => ok({ status, out, err }));
-  });
-}
+const booty = runBooty;
 
 interface Case {
   name: string;

@@ -3,7 +3,7 @@
 // its first MiB zeroed so that it cannot boot a half-written or unverified image). Run as root.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -13,6 +13,7 @@ import zlib from 'node:zlib';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { makeExt4DiskImage, fillWithGarbage, sameBytes, isZeroRange } from '../helpers/ext4-disk-image.ts';
 import { attachLoop, detachAllLoops, detachLoop } from '../helpers/loop-device.ts';
+import { runBooty } from '../helpers/booty-cli.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const MiB = 1 << 20;
@@ -23,17 +24,7 @@ function booty(args: string[]) {
   return { status: r.status, out: r.stdout, err: r.stderr };
 }
 
-/** The same without blocking this process (for tests where this process serves HTTP). */
-function bootyAsync(args: string[]): Promise<ReturnType<typeof booty>> {
-  return new Promise((ok) => {
-    const c = spawn(path.join(root, 'bin/booty'), args);
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d: Buffer) => { out += String(d); });
-    c.stderr.on('data', (d: Buffer) => { err += String(d); });
-    c.on('close', (status) => ok({ status, out, err }));
-  });
-}
+const bootyAsync = runBooty;
 
 let dir: string;
 let server: BootyServerProcess;

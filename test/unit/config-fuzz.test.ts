@@ -8,20 +8,12 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAction } from '../../src/config/parse.ts';
 import { BootyError } from '../../src/util/errors.ts';
+import { seededRandom } from '../helpers/seeded-random.ts';
 
 const SEED = Number(process.env.BOOTY_FUZZ_SEED ?? 20261122);
 const CASES = 1500;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 type Obj = Record<string, unknown>;
 type Kind = 'url' | 'dev' | 'bool' | 'enum' | 'int' | 'cidr' | 'ip' | 'sha' | 'grow' | 'post' | 'string';
