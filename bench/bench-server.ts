@@ -79,6 +79,10 @@ const server = createServer((req, res) => {
     work = Promise.resolve(reply(res, 200, last));
   } else if ((req.method === 'GET' || req.method === 'HEAD') && path.startsWith('/images/')) {
     work = serveImage(req, res, path.slice('/images/'.length));
+  } else if (path.startsWith('/api/uploads')) {
+    // booty server's resumable part uploads are not offered: booty capture then falls back to its
+    // single streaming PUT + commit, the same one-request cost as every other capture peer.
+    work = drain(req).then(() => reply(res, 404, { error: 'this sink takes streaming uploads only' }));
   } else if (req.method === 'POST' && url.searchParams.has('commit')) {
     // booty's two-step upload (PUT ?upload=ID, then POST ?commit=ID {size, sha256}): the commit
     // is not an upload; it is accepted unchecked (the harness checks the content itself).
