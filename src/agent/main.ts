@@ -177,6 +177,7 @@ class Agent {
       type: 'result', time: new Date().toISOString(), ok: true, action: this.action.action,
       seconds: summary.seconds ?? (performance.now() - started) / 1000,
       ...(summary.bytes === undefined ? {} : { bytes: summary.bytes }), ...(summary.sha256 === undefined ? {} : { sha256: summary.sha256 }),
+      ...(summary.resumes === undefined ? {} : { resumes: summary.resumes }), ...(summary.restarts === undefined ? {} : { restarts: summary.restarts }),
     });
     this.log.info(`action ${this.action.action} done`);
     this.phase('done');

@@ -41,7 +41,7 @@ export interface RunContext {
   state: RunState;
 }
 
-export interface RunSummary { bytes?: number; seconds?: number; sha256?: string }
+export interface RunSummary { bytes?: number; seconds?: number; sha256?: string; resumes?: number; restarts?: number }
 
 // Filesystems and device-mapper are not tied to a modalias: load them before growing, where
 // LVM activation and mounting the deployed root need them (not at boot: they would only delay
@@ -112,7 +112,7 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
     if (grown?.lvm?.active === true) await releaseVg(grown.lvm.vg, ctx);
   }
   ctx.state.diskNote = undefined;
-  return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256 };
+  return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256, resumes: r.resumes, restarts: r.restarts };
 }
 
 async function runCapture(a: CaptureAction, ctx: RunContext): Promise<RunSummary> {
