@@ -55,17 +55,6 @@ function emptyDisk(name: string, bytes: number): string {
   return p;
 }
 
-/** Polls GET /api/machines/<mac> until `ok` holds (the server saves what agents report). */
-async function waitForMachine(lab: QemuNetLab, mac: string, ok: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const m = lab.machine(mac);
-    if (m !== undefined && ok(m)) return m;
-    if (Date.now() > deadline) throw new Error(`the server's view of ${mac} never matched; last: ${JSON.stringify(m)?.slice(0, 4000)}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
 let image: { raw: string; zst: string; sha256: string };
 
 before(async () => {
@@ -112,7 +101,7 @@ test('(a) the agent gets a lease from dnsmasq, fetches its action, deploys bit-e
   try { fs.readSync(fd, written, 0, written.length, 0); } finally { fs.closeSync(fd); }
   assert.ok(written.equals(fs.readFileSync(image.raw)), 'disk starts with the image, bit-exact');
 
-  const m = await waitForMachine(lab, mac, (x) => x.result !== undefined);
+  const m = await lab.waitForMachine(mac, (x) => x.result !== undefined);
   const result = m.result as Record<string, unknown>;
   assert.equal(result.ok, true);
   assert.equal(result.action, 'deploy');
@@ -148,7 +137,7 @@ test('(b) a wrong checksum ends at the failure box and a shell on the console, w
   assert.match(box, /Full log {4}: \/tmp\/booty\.log/);
 
   // the server has the failure
-  const m = await waitForMachine(lab, mac, (x) => x.result !== undefined);
+  const m = await lab.waitForMachine(mac, (x) => x.result !== undefined);
   const result = m.result as Record<string, unknown>;
   assert.equal(result.ok, false);
   assert.match(String(result.message), /sha256|checksum/i);

@@ -75,17 +75,6 @@ before(async () => {
   image = makeImage();
 });
 
-/** Polls the server's view of `mac` until `ok` holds. */
-async function waitForMachine(lab: QemuNetLab, mac: string, ok: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const m = lab.machine(mac);
-    if (m !== undefined && ok(m)) return m;
-    if (Date.now() > deadline) throw new Error(`the server's view of ${mac} never matched; last: ${JSON.stringify(m)?.slice(0, 4000)}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
 /** Seconds since kernel start of the console line at character `index`. */
 function stampAt(out: string, index: number): string {
   const lineStart = out.lastIndexOf('\n', index) + 1;
@@ -195,7 +184,7 @@ test('deploy through cuts, resets and stalls, with dnsmasq gone and back mid-dep
   assert.ok(written.equals(fs.readFileSync(image.raw)), 'disk starts with the image, bit-exact');
 
   // the server's word: ok, with the checksum and size; resumes where the agent reports them
-  const m = await waitForMachine(lab, mac, (x) => x.result !== undefined);
+  const m = await lab.waitForMachine(mac, (x) => x.result !== undefined);
   const result = m.result as Record<string, unknown>;
   assert.equal(result.ok, true);
   assert.equal(result.action, 'deploy');

@@ -262,6 +262,17 @@ export class QemuNetLab {
     }
   }
 
+  /** Polls the server's view of `mac` (GET /api/machines/<mac>) until `ok` holds, 30 s at most. */
+  async waitForMachine(mac: string, ok: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const m = this.machine(mac);
+      if (m !== undefined && ok(m)) return m;
+      if (Date.now() > deadline) throw new Error(`the server's view of ${mac} never matched; last: ${JSON.stringify(m)?.slice(0, 4000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
   #remove(): void {
     try { execFileSync('ip', ['netns', 'del', this.ns], { stdio: 'ignore' }); } catch { /* not created */ }
     fs.rmSync(this.dir, { recursive: true, force: true });
