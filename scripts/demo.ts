@@ -106,7 +106,8 @@ async function main(): Promise<number> {
     const os2 = await startVm({ name: 'demo-deployed', memMiB: Number(opt.mem), disks: [{ path: disk, bus }] });
     vms.push(os2);
     stop = mirror(os2);
-    const marker = await os2.waitFor(/BOOTY-TEST-MARKER[^\r\n]*/, 20 * 60_000);
+    // the whole line, up to its end: the console arrives in chunks that can split it
+    const marker = await os2.waitFor(/BOOTY-TEST-MARKER[^\r\n]*(?=[\r\n])/, 20 * 60_000);
     await os2.waitExit(5 * 60_000).catch(() => os2.kill());
     stop();
     const rootfs = Number(/rootfs_bytes=(\d+)/.exec(marker[0])?.[1] ?? NaN);
