@@ -27,8 +27,9 @@ options:
   --retry-for T        keep reconnecting for T without progress, then fail (default 10m)
   --workers N          threads decompressing frames in parallel when the image's frames say their
                        length (images booty captured; zstd frames with a content size); other
-                       images decode as one stream; default: cores - 1 on 4+ cores, else 0
-                       (one stream); 0: always one stream
+                       images decode as one stream on one worker thread; default: cores - 1 on
+                       4+ cores, else one stream on a worker thread (2+ cores); 0: one stream on
+                       the main thread
   --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
                        (default: fail, naming the change)
   --header 'K: V'      extra request header (repeatable)

@@ -13,7 +13,8 @@ import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
 import { HEAD_BYTES, detectFormat, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
-import { CodecPool, defaultDeployWorkers } from './codec-pool.ts';
+import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers } from './codec-pool.ts';
+import { DecodeWorker, decodeWorkerSupported } from './decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel-decompress.ts';
 import type { ImageResponse } from './fetch.ts';
@@ -78,6 +79,9 @@ export interface DeployResult {
   restarts: number;
   /** worker threads that decoded frames in parallel (0: single-stream decoding) */
   workers: number;
+  /** where decompression ran: the main thread, one decode worker (single stream, decode-worker.ts)
+   *  or the frame pool (parallel-decompress.ts) */
+  decodedOn: 'main' | 'worker' | 'frames';
   /** frames decoded in parallel, and whether the image's frame index was checked */
   parallelFrames?: number;
   indexChecked?: boolean;
@@ -148,6 +152,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   let body: Readable = source;
   let writer: ImageWriter | undefined;
   let pool: CodecPool | undefined;
+  let decodeWorker: DecodeWorker | undefined;
   try {
     const peeked = await peekHead(source, HEAD_BYTES).catch((e: Error) => {
       if (e instanceof ImageChangedError) throw new ImageChangedBootyError(e.message, 0, 'untouched', e);
@@ -170,10 +175,15 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const hash = new HashTap({ onChunk: (n) => { tracker.wireBytes += n; } });
     const workers = opts.workers ?? defaultDeployWorkers();
     let decoder: (Transform & { bytesWritten: number }) | undefined;
+    let decodeThread: 'main' | 'worker' | 'frames' = 'main';
     if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
       pool = new CodecPool(workers);
       decoder = new ParallelDecompressor({ format, pool });
+      decodeThread = 'frames';
       log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}`);
+    } else if (format !== 'raw' && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
+      decoder = decodeWorker = new DecodeWorker({ format, lend: true });
+      decodeThread = 'worker';
     } else {
       decoder = createDecompressor(format);
     }
@@ -247,18 +257,22 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const seconds = (performance.now() - started) / 1000;
     const faults = counters.resumes > 0 || counters.restarts > 0 ? `; ${counters.resumes} resume${counters.resumes === 1 ? '' : 's'} after network faults${counters.restarts > 0 ? `, ${counters.restarts} restart${counters.restarts === 1 ? '' : 's'} from byte 0 (image changed)` : ''}` : '';
     const parallel = decoder instanceof ParallelDecompressor ? decoder : undefined;
+    const decodedOn = decodeThread === 'worker' ? '; decoded on a worker thread' : '';
     const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
       `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
-    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${faults}`);
+    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
       workers: parallel !== undefined ? pool!.size : 0,
+      decodedOn: decodeThread,
       ...(parallel !== undefined ? { parallelFrames: parallel.frames.count, indexChecked: parallel.index !== undefined && parallel.streamedFrom === undefined } : {}),
     };
   } finally {
     if (writer !== undefined) await writer.abort().catch(() => {});
     if (!body.destroyed) body.destroy();
     if (!source.destroyed) source.destroy();
+    // (its thread ends with the stream; a failure before the stream ran must end it too)
+    if (decodeWorker !== undefined && !decodeWorker.destroyed) decodeWorker.destroy();
     await pool?.close();
   }
 }

@@ -14,6 +14,7 @@ import { SizeLimitExceeded, ChunkAligner } from './transforms.ts';
 import { alignedBuffer, type WriteTarget } from './target.ts';
 import { ZeroRunPlanner, type WriteOp, type ZeroRunOptions } from './zeroruns.ts';
 import { createGcPacer } from './gc-pacer.ts';
+import { takeLoan } from './block-loan.ts';
 
 export const DEFAULT_BLOCK_SIZE = 4 << 20;
 export const DEFAULT_HOLD_BACK = 1 << 20;
@@ -98,10 +99,32 @@ export class ImageWriter extends Writable {
   }
 
   private async accept(chunk: Buffer): Promise<void> {
-    if (this.failure) throw this.failure;
-    this.pace(chunk.length);
-    if (this.limit !== undefined && this.bytes + chunk.length > this.limit) throw new SizeLimitExceeded(this.limit);
-    if (!this.prepared) await this.prepare();
+    // a block lent by the decoder (block-loan.ts) goes back once written, or once copied
+    const giveBack = takeLoan(chunk);
+    try {
+      if (this.failure) throw this.failure;
+      if (giveBack === undefined) this.pace(chunk.length);
+      if (this.limit !== undefined && this.bytes + chunk.length > this.limit) throw new SizeLimitExceeded(this.limit);
+      if (!this.prepared) await this.prepare();
+    } catch (e) {
+      giveBack?.();
+      throw e;
+    }
+    if (giveBack !== undefined && this.aligner.needsBlock() && chunk.length === this.blockSize) {
+      // written as it is: the decoder filled it aligned, exactly one block long
+      this.bytes += chunk.length;
+      this.onBytes?.(chunk.length);
+      await this.submitBlock(chunk, chunk.length, giveBack);
+      return;
+    }
+    try {
+      await this.copyIn(chunk);
+    } finally {
+      giveBack?.();
+    }
+  }
+
+  private async copyIn(chunk: Buffer): Promise<void> {
     let pos = 0;
     while (pos < chunk.length) {
       if (this.aligner.needsBlock()) this.aligner.setBlock(await this.pool.get());
@@ -128,16 +151,23 @@ export class ImageWriter extends Writable {
       if (block !== undefined) this.pool.put(block.buf);
       return;
     }
+    await this.submitBlock(block.buf, block.length, () => this.pool.put(block.buf));
+  }
+
+  /** Plans and starts the writes of one block; `release` runs once none of them reads it any more. */
+  private async submitBlock(buf: Buffer, length: number, release: () => void): Promise<void> {
     const offset = this.blockOffset;
-    this.blockOffset += block.length;
-    const ops = this.planner.plan(offset, block.buf.subarray(0, block.length));
+    this.blockOffset += length;
     const data: Promise<void>[] = [];
-    for (const op of ops) {
-      const started = await this.start(op);
-      if (op.kind === 'data') data.push(started.done);
+    try {
+      const ops = this.planner.plan(offset, buf.subarray(0, length));
+      for (const op of ops) {
+        const started = await this.start(op);
+        if (op.kind === 'data') data.push(started.done);
+      }
+    } finally {
+      void Promise.allSettled(data).then(release);
     }
-    // the pool buffer comes back once every write that reads from it is done
-    void Promise.allSettled(data).then(() => this.pool.put(block.buf));
   }
 
   /** Starts one op once there is room in flight; resolves (once started) to its completion. */

@@ -1,0 +1,286 @@
+// Deploy's single-stream decoder, moved off the main thread. With node:zlib's streaming decoder on
+// the main thread, decompression and everything else (undici, sha256, copying into aligned write
+// blocks, zlib's JS glue, the garbage of a fresh 1 MiB buffer per output chunk) take turns: the
+// next inflate/zstd step is only queued once the main thread has handled the last output chunk,
+// so a deploy ran at 1 / (decode time + main-thread time) per byte. Here a worker thread drives the
+// decoder's native handle synchronously (as node:zlib's own *Sync functions do) with its output
+// pointed straight into O_DIRECT-aligned write blocks: no copy, no allocation, no thread-pool hop.
+// The main thread receives whole blocks (moved, not copied) and plans zero runs and issues writes
+// while the worker goes on decoding: on 2 cores the two halves overlap instead of adding up.
+//
+// Memory is fixed: a set of blocks (default 4 x 4 MiB) travels between the threads (the worker
+// fills a free block, the main thread lends it to the ImageWriter (block-loan.ts), the writer gives
+// it back once the disk has its bytes), and so do the 1 MiB staging buffers of compressed input
+// (at most `maxInput` bytes posted and not yet decoded). Same decoder, same native checks, same
+// error codes and messages as decompress.ts's streams (errors come from the same handle).
+import { Transform, type TransformCallback } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import zlib from 'node:zlib';
+import { alignedBuffer } from './target.ts';
+import { ZLIB_CHUNK } from './decompress.ts';
+import { lendBlock } from './block-loan.ts';
+import { createGcPacer } from './gc-pacer.ts';
+
+const WORKER_SOURCE = String.raw`
+const { parentPort, workerData } = require('node:worker_threads');
+const zlib = require('node:zlib');
+const { format, chunkSize } = workerData;
+const dec = format === 'gzip' ? zlib.createGunzip({ chunkSize }) : zlib.createZstdDecompress({ chunkSize });
+// The decoder's native handle, driven synchronously on this thread the way node:zlib's own
+// *Sync functions drive it (processChunkSync), but into our blocks instead of fresh buffers.
+const handle = dec._handle;
+const state = dec._writeState;
+const flushFlag = dec._defaultFlushFlag;
+const finishFlag = dec._finishFlushFlag;
+let zerr = null;
+handle.onerror = (message, errno, code) => { zerr = { message, errno, code }; };
+let consumed = 0;
+const free = [];           // blocks to fill: { ab, off, len }
+let cur = null;            // the block being filled, as a Buffer view
+let curBlock = null;
+let filled = 0;
+const inputs = [];         // { buf, off, avail, flush, ack, last }
+let stopped = false;
+const take = () => {
+  if (cur !== null) return true;
+  const b = free.pop();
+  if (b === undefined) return false;
+  curBlock = b;
+  cur = Buffer.from(b.ab, b.off, b.len);
+  filled = 0;
+  return true;
+};
+const ship = () => {
+  const b = curBlock;
+  cur = null; curBlock = null;
+  const n = filled;
+  filled = 0;
+  parentPort.postMessage({ op: 'block', ab: b.ab, off: b.off, len: n }, [b.ab]);
+};
+const fail = (e) => {
+  stopped = true;
+  parentPort.postMessage({ op: 'error', message: e.message, code: e.code, errno: e.errno });
+};
+// Decodes queued input into blocks until the input runs out or no block is free.
+const run = () => {
+  while (!stopped && inputs.length > 0) {
+    const x = inputs[0];
+    for (;;) {
+      if (!take()) return;
+      const before = cur.length - filled;
+      handle.writeSync(x.flush, x.buf, x.off, x.avail, cur, filled, before);
+      if (zerr !== null) { fail(zerr); return; }
+      const outAfter = state[0];
+      const inAfter = state[1];
+      consumed += x.avail - inAfter;
+      x.off += x.avail - inAfter;
+      x.avail = inAfter;
+      filled += before - outAfter;
+      if (filled === cur.length) ship();
+      // output space left over: the decoder took all it could of this input
+      if (outAfter !== 0) break;
+    }
+    inputs.shift();
+    // the input buffer goes back to the main thread for its next chunk (no allocation churn)
+    if (x.ack > 0) parentPort.postMessage({ op: 'ack', n: x.ack, ab: x.buf.buffer }, [x.buf.buffer]);
+    if (x.last) {
+      if (cur !== null && filled > 0) ship();
+      stopped = true;
+      parentPort.postMessage({ op: 'done', bytesWritten: consumed });
+    }
+  }
+};
+parentPort.on('message', (m) => {
+  switch (m.op) {
+    case 'block': free.push({ ab: m.ab, off: m.off, len: m.len }); break;
+    case 'in': inputs.push({ buf: Buffer.from(m.ab, 0, m.len), off: 0, avail: m.len, flush: flushFlag, ack: m.len, last: false }); break;
+    case 'end': inputs.push({ buf: Buffer.alloc(0), off: 0, avail: 0, flush: finishFlag, ack: 0, last: true }); break;
+  }
+  run();
+});
+`;
+
+export interface DecodeWorkerOptions {
+  format: 'gzip' | 'zstd';
+  /** bytes per output block (the writer's block size; multiple of 4 KiB); default 4 MiB */
+  blockSize?: number;
+  /** blocks travelling between the threads; default 4 */
+  blocks?: number;
+  /** compressed bytes posted to the worker and not yet taken by its decoder; default 4 MiB */
+  maxInput?: number;
+  /** true: emit the blocks themselves, lent to the consumer (an ImageWriter gives each back
+   *  once written); false (default): emit copies, for consumers that keep what they get */
+  lend?: boolean;
+}
+
+interface WorkerMessage {
+  op: 'block' | 'ack' | 'done' | 'error';
+  ab?: ArrayBuffer; off?: number; len?: number; n?: number; bytesWritten?: number;
+  message?: string; code?: string; errno?: number;
+}
+
+const STAGING = 1 << 20;
+/** The worker allocates next to nothing (its input and output buffers travel back and forth). */
+const YOUNG_MB = 4;
+
+export class DecodeWorker extends Transform {
+  /** compressed bytes the decoder consumed (as node:zlib's bytesWritten), once it finished */
+  bytesWritten = 0;
+  readonly format: 'gzip' | 'zstd';
+  private readonly blockSize: number;
+  private readonly worker: Worker;
+  private readonly maxInput: number;
+  private readonly lend: boolean;
+  private inflight = 0;
+  private staging: Buffer;
+  /** staging buffers the worker gave back */
+  private readonly spare: Buffer[] = [];
+  private staged = 0;
+  private onAck: (() => void) | undefined;
+  private onDone: ((err?: Error) => void) | undefined;
+  private failure: Error | undefined;
+  private finished = false;
+  /** non-lending mode: blocks to give back once the consumer asks for more */
+  private held: Array<{ ab: ArrayBuffer; off: number; len: number }> = [];
+  /** the network's chunks are copied into the staging buffer and die young: collect them early */
+  private readonly pace = createGcPacer();
+
+  constructor(opts: DecodeWorkerOptions) {
+    super({ readableHighWaterMark: 1 << 20 });
+    this.format = opts.format;
+    const blockSize = opts.blockSize ?? 4 << 20;
+    if (blockSize % 4096 !== 0 || blockSize <= 0) throw new RangeError(`block size must be a positive multiple of 4 KiB, not ${blockSize}`);
+    this.blockSize = blockSize;
+    this.maxInput = opts.maxInput ?? 4 << 20;
+    this.lend = opts.lend ?? false;
+    this.staging = Buffer.allocUnsafeSlow(STAGING);
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true, name: 'booty-decode', workerData: { format: opts.format, chunkSize: ZLIB_CHUNK },
+      // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
+      // process's RSS) small; V8's default would let it grow by tens of MiB
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
+    });
+    this.worker.on('message', (m: WorkerMessage) => this.onMessage(m));
+    this.worker.on('error', (e: Error) => this.fail(e));
+    this.worker.on('exit', (code) => { if (!this.finished) this.fail(new Error(`decode worker exited (${code}) before the stream ended`)); });
+    const blocks = opts.blocks ?? 4;
+    for (let i = 0; i < blocks; i++) {
+      const b = alignedBuffer(blockSize);
+      // the block's whole ArrayBuffer moves; its aligned window is (off, len) within it
+      this.worker.postMessage({ op: 'block', ab: b.buffer, off: b.byteOffset, len: b.length }, [b.buffer as ArrayBuffer]);
+    }
+  }
+
+  private onMessage(m: WorkerMessage): void {
+    switch (m.op) {
+      case 'block': {
+        const view = Buffer.from(m.ab!, m.off!, m.len!);
+        if (this.lend) {
+          const block = { ab: m.ab!, off: m.off!, len: this.blockSize };
+          this.push(lendBlock(view, () => this.giveBack(block)));
+        } else {
+          const more = this.push(Buffer.from(view));
+          const block = { ab: m.ab!, off: m.off!, len: this.blockSize };
+          if (more) this.giveBack(block); else this.held.push(block);
+        }
+        break;
+      }
+      case 'ack':
+        this.inflight -= m.n!;
+        if (m.ab !== undefined && m.ab.byteLength === STAGING) this.spare.push(Buffer.from(m.ab));
+        if (this.inflight < this.maxInput) { const f = this.onAck; this.onAck = undefined; f?.(); }
+        break;
+      case 'done':
+        this.bytesWritten = m.bytesWritten!;
+        this.finished = true;
+        void this.worker.terminate();
+        { const f = this.onDone; this.onDone = undefined; f?.(); }
+        break;
+      case 'error': {
+        const e = new Error(m.message) as Error & { code?: string; errno?: number };
+        if (m.code !== undefined) e.code = m.code;
+        if (m.errno !== undefined) e.errno = m.errno;
+        this.fail(e);
+        break;
+      }
+    }
+  }
+
+  private giveBack(b: { ab: ArrayBuffer; off: number; len: number }): void {
+    if (this.finished || this.failure !== undefined) return;
+    this.worker.postMessage({ op: 'block', ab: b.ab, off: b.off, len: b.len }, [b.ab]);
+  }
+
+  private fail(e: Error): void {
+    if (this.failure !== undefined || this.finished) return;
+    this.failure = e;
+    const ack = this.onAck; this.onAck = undefined;
+    const done = this.onDone; this.onDone = undefined;
+    void this.worker.terminate();
+    if (done) done(e);
+    else if (ack) ack();
+    else this.destroy(e);
+  }
+
+  override _read(size: number): void {
+    for (const b of this.held.splice(0)) this.giveBack(b);
+    super._read(size);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.failure) { cb(this.failure); return; }
+    this.pace(chunk.length);
+    let pos = 0;
+    while (pos < chunk.length) {
+      const n = Math.min(STAGING - this.staged, chunk.length - pos);
+      chunk.copy(this.staging, this.staged, pos, pos + n);
+      this.staged += n;
+      pos += n;
+      if (this.staged === STAGING) this.post();
+    }
+    if (this.inflight < this.maxInput) { cb(); return; }
+    this.onAck = () => cb(this.failure);
+  }
+
+  /** Sends the staged input to the worker (moved: the staging buffer is replaced). */
+  private post(): void {
+    if (this.staged === 0) return;
+    const ab = this.staging.buffer as ArrayBuffer;
+    this.worker.postMessage({ op: 'in', ab, len: this.staged }, [ab]);
+    this.inflight += this.staged;
+    this.staging = this.spare.pop() ?? Buffer.allocUnsafeSlow(STAGING);
+    this.staged = 0;
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.failure) { cb(this.failure); return; }
+    this.post();
+    this.onDone = (err) => cb(err);
+    this.worker.postMessage({ op: 'end' });
+  }
+
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    this.finished = true;
+    void this.worker.terminate();
+    cb(err);
+  }
+}
+
+/** Whether this Node's zlib exposes what the worker drives (the decoder's native handle with
+ *  writeSync and its write-state array, as node:zlib's own *Sync functions use them). The pinned
+ *  runtime has them; elsewhere deploy decodes on the main thread instead. */
+export function decodeWorkerSupported(): boolean {
+  supported ??= probe();
+  return supported;
+}
+let supported: boolean | undefined;
+function probe(): boolean {
+  for (const d of [zlib.createGunzip(), zlib.createZstdDecompress()]) {
+    const internals = d as unknown as { _handle?: { writeSync?: unknown }; _writeState?: unknown; _finishFlushFlag?: unknown; _defaultFlushFlag?: unknown };
+    const ok = typeof internals._handle?.writeSync === 'function' && internals._writeState instanceof Uint32Array
+      && typeof internals._finishFlushFlag === 'number' && typeof internals._defaultFlushFlag === 'number';
+    d.close();
+    if (!ok) return false;
+  }
+  return true;
+}

@@ -1,0 +1,142 @@
+// The off-main-thread decoder (decode-worker.ts) against node:zlib's own streaming decoder
+// (decompress.ts) on the same inputs: the same bytes out, the same input consumed (trailing bytes),
+// the same errors, in both of its modes (copies, and blocks lent to a consumer that gives them
+// back), however the input is chunked, and with memory bounded by its blocks.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import zlib from 'node:zlib';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/decompress.ts';
+import { DecodeWorker, decodeWorkerSupported } from '../../src/image/decode-worker.ts';
+import { takeLoan } from '../../src/image/block-loan.ts';
+import { bufferAddress } from '../../src/sys/blockdev.ts';
+
+type Format = 'gzip' | 'zstd';
+
+function chunked(input: Buffer, chunk: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < input.length; i += chunk) out.push(input.subarray(i, i + chunk));
+  return out;
+}
+
+interface Decoded { out: Buffer; consumed: number; blocks: number; aligned: boolean }
+
+/** Runs the worker decoder; with `lend`, the sink gives each block back asynchronously (as the
+ *  writer does once the disk has it) and checks what it was lent. */
+async function viaWorker(format: Format, input: Buffer, opts: { chunk?: number; lend?: boolean; blockSize?: number; blocks?: number } = {}): Promise<Decoded> {
+  const d = new DecodeWorker({ format, lend: opts.lend, blockSize: opts.blockSize ?? 64 << 10, blocks: opts.blocks ?? 3, maxInput: 256 << 10 });
+  const parts: Buffer[] = [];
+  let blocks = 0;
+  let aligned = true;
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      const giveBack = takeLoan(c);
+      if (opts.lend === true) {
+        assert.ok(giveBack, 'lent blocks are marked');
+        blocks++;
+        if (bufferAddress(c) % 4096n !== 0n) aligned = false;
+      } else assert.equal(giveBack, undefined, 'copies are not lent');
+      parts.push(Buffer.from(c));
+      if (giveBack) setImmediate(giveBack);
+      cb();
+    },
+  });
+  await pipeline(Readable.from(chunked(input, opts.chunk ?? 65536)), d, sink);
+  return { out: Buffer.concat(parts), consumed: d.bytesWritten, blocks, aligned };
+}
+
+async function viaStream(format: Format, input: Buffer): Promise<{ out: Buffer; trailing: number }> {
+  const d = createDecompressor(format)!;
+  const parts: Buffer[] = [];
+  await pipeline(Readable.from(chunked(input, 65536)), d, new Writable({ write(c, _e, cb) { parts.push(c as Buffer); cb(); } }));
+  return { out: Buffer.concat(parts), trailing: trailingBytes(d, input.length) };
+}
+
+const a = Buffer.concat([randomBytes(300_000), Buffer.alloc(2 << 20), Buffer.from('tail of a'.repeat(5000))]);
+const b = Buffer.concat([Buffer.alloc(1 << 20, 7), randomBytes(5000)]);
+
+test('this Node has what the decode worker drives', () => {
+  assert.equal(decodeWorkerSupported(), true);
+});
+
+for (const lend of [false, true]) {
+  test(`bit-exact like the streaming decoder, any chunking (${lend ? 'lent blocks' : 'copies'})`, async () => {
+    const gz = Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b), zlib.gzipSync(a, { level: 1 })]);
+    const zs = Buffer.concat([zlib.zstdCompressSync(a), zlib.zstdCompressSync(b)]);
+    for (const [format, input, want] of [['gzip', gz, Buffer.concat([a, b, a])], ['zstd', zs, Buffer.concat([a, b])]] as const) {
+      for (const chunk of [1, 777, 65536, 3 << 20]) {
+        // one-byte chunks are slow: only a prefix's worth
+        const data = chunk === 1 ? (format === 'gzip' ? zlib.gzipSync(b) : zlib.zstdCompressSync(b)) : input;
+        const expected = chunk === 1 ? b : want;
+        const r = await viaWorker(format, data, { chunk, lend });
+        assert.ok(r.out.equals(expected), `${format} chunk ${chunk}: ${r.out.length} bytes vs ${expected.length}`);
+        assert.equal(r.consumed, data.length, `${format} chunk ${chunk}: all input consumed`);
+        if (lend) {
+          assert.ok(r.aligned, 'lent blocks are 4 KiB aligned (O_DIRECT)');
+          assert.equal(r.blocks, Math.ceil(expected.length / (64 << 10)), 'whole blocks, the last one shorter');
+        }
+      }
+    }
+  });
+}
+
+test('a long stream through few blocks: nothing lost while blocks wait to be given back', async () => {
+  const big = Buffer.concat(Array.from({ length: 24 }, (_, i) => i % 3 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, i)));
+  const r = await viaWorker('zstd', zlib.zstdCompressSync(big), { lend: true, blocks: 2, blockSize: 256 << 10 });
+  assert.ok(r.out.equals(big));
+  assert.equal(r.blocks, 96);
+});
+
+test('bytes after the end of the data are not consumed (trailingBytes sees them), as with the stream', async () => {
+  for (const [format, input] of [
+    ['gzip', Buffer.concat([zlib.gzipSync(a), Buffer.alloc(4096)])],
+    ['zstd', Buffer.concat([zlib.zstdCompressSync(a), randomBytes(3 << 20)])],
+  ] as const) {
+    const want = await viaStream(format, input);
+    const got = await viaWorker(format, input);
+    assert.ok(got.out.equals(want.out), format);
+    assert.equal(input.length - got.consumed, want.trailing, `${format}: trailing ${want.trailing}`);
+    assert.ok(want.trailing > 0);
+  }
+});
+
+test('corrupt and truncated input: the same error, code and operator wording as the stream', async () => {
+  const gz = zlib.gzipSync(a);
+  const zs = zlib.zstdCompressSync(a, { params: { [zlib.constants.ZSTD_c_checksumFlag]: 1 } });
+  const flip = (x: Buffer, at: number) => { const c = Buffer.from(x); c[at] ^= 0x10; return c; };
+  const cases: Array<[Format, Buffer, string]> = [
+    ['gzip', flip(gz, 3), 'IMAGE_CORRUPT'],
+    ['gzip', flip(gz, gz.length - 6), 'IMAGE_CORRUPT'],
+    ['gzip', gz.subarray(0, gz.length >> 1), 'IMAGE_TRUNCATED'],
+    ['gzip', Buffer.concat([gz, Buffer.from('garbage!')]), 'IMAGE_TRAILING_GARBAGE'],
+    ['zstd', flip(zs, zs.length >> 1), 'IMAGE_CORRUPT'],
+    ['zstd', flip(zs, zs.length - 1), 'IMAGE_CORRUPT'],
+    ['zstd', zs.subarray(0, zs.length >> 1), 'IMAGE_TRUNCATED'],
+    ['zstd', zs.subarray(0, 6), 'IMAGE_TRUNCATED'],
+  ];
+  for (const [format, input, code] of cases) {
+    const streamErr = await viaStream(format, input).then(() => undefined, (e: Error & { code?: string }) => e);
+    const workerErr = await viaWorker(format, input).then(() => undefined, (e: Error & { code?: string }) => e);
+    assert.ok(streamErr && workerErr, `${format} ${code}: both fail`);
+    assert.equal(workerErr.message, streamErr.message, `${format} ${code}`);
+    assert.equal(workerErr.code, streamErr.code, `${format} ${code}`);
+    assert.equal(describeDecodeError(format, workerErr).code, code, `${format}: ${workerErr.message}`);
+  }
+});
+
+test('destroyed midway (another stream failed): the worker ends and nothing hangs', async () => {
+  const input = zlib.gzipSync(Buffer.concat(Array.from({ length: 8 }, () => randomBytes(1 << 20))));
+  const d = new DecodeWorker({ format: 'gzip', lend: true, blockSize: 64 << 10, blocks: 2 });
+  let seen = 0;
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      seen += c.length;
+      takeLoan(c)?.(); // (giving it back moves its memory away: c reads as empty from here on)
+      cb(seen > (1 << 20) ? new Error('disk gone') : null);
+    },
+  });
+  await assert.rejects(pipeline(Readable.from(chunked(input, 65536)), d, sink), /disk gone/);
+  assert.ok(d.destroyed);
+});
