@@ -13,6 +13,8 @@ export type Context = {
   root: string;
   node: string;
   bootygo: string;
+  /** booty's esbuild bundle (what the initramfs runs), built at the start of the run */
+  bundle: string;
   image: Manifest;
   target: Target;
   gzUrl: string; // the gzip image on the image server
@@ -46,7 +48,7 @@ const zst = (c: Context) => [c.image.zstd.file];
 const nothing = () => [];
 
 function bootyCli(c: Context, sub: string): string | null {
-  return existsSync(join(c.root, `src/cli/${sub}.ts`)) ? q(join(c.root, 'bin/booty')) : null;
+  return existsSync(join(c.root, `src/cli/${sub}.ts`)) ? `${q(c.node)} ${q(c.bundle)}` : null;
 }
 
 /** Extra arguments for booty's own rows (e.g. a worker count), from the environment. */
@@ -155,6 +157,15 @@ export const rows: Row[] = [
     command: (c) => {
       const b = bootyCli(c, 'capture');
       return b === null ? { na: 'src/cli/capture.ts missing' } : `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty.img.gz`)} --format gzip${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+    },
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    // gzip at level 1, for the comparison with `pigz -1 -p2` at equal or smaller output
+    id: 'capture-booty-gzip1', section: 'capture', label: 'booty capture (gzip --level 1)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'capture');
+      return b === null ? { na: 'src/cli/capture.ts missing' } : `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1.img.gz`)} --format gzip --level 1${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
     },
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
   },

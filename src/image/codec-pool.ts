@@ -15,9 +15,11 @@ const zlib = require('node:zlib');
 const C = zlib.constants;
 const MiB = 1 << 20;
 const asBuffer = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-// Each task leaves megabytes of garbage buffers (its input, zlib's output chunks); V8 would let
-// ~64 MiB of such external memory pile up per thread before collecting. A scavenge after each
-// task (about a millisecond, against tens of milliseconds of work) keeps every worker flat.
+// What a task leaves behind is its input (moved here from the main thread) and small result
+// buffers (moved back); V8 would let ~64 MiB of such external memory pile up per thread before
+// collecting. A scavenge after each task (about a millisecond, against tens of milliseconds of
+// work) keeps every worker flat. (A full collection per task cost 3-5 ms each: a third of a
+// worker's time on gzip -1 frames.)
 let collect = null;
 try {
   require('node:v8').setFlagsFromString('--expose-gc');
@@ -28,6 +30,51 @@ try {
 const send = (reply) => {
   try { parentPort.postMessage(reply, [reply.out.buffer]); } catch { parentPort.postMessage(reply); }
 };
+// One compressor per worker, reset between frames, instead of a new one per frame: a zstd
+// context with its window and tables is megabytes of native memory that a per-frame context only
+// gives back when V8 collects its wrapper (hundreds of MiB of RSS at GB/s). The compressor's
+// native handle is driven synchronously into one reusable output buffer, as node:zlib's own *Sync
+// functions drive it; reset() keeps the level and the pledged size, so every frame is
+// byte-identical to the one-shot call's. Where this Node lacks those internals, the one-shot
+// calls are used.
+let enc = null;   // { key, stream, handle, state, out }
+let scratch = Buffer.alloc(0);
+const reusable = (s) => s._handle && typeof s._handle.writeSync === 'function' && s._writeState instanceof Uint32Array;
+const compressor = (op, level, size) => {
+  const key = op + ':' + level + ':' + size;
+  if (enc !== null && enc.key === key) { enc.stream.reset(); return enc; }
+  if (enc !== null) enc.stream.close();
+  enc = null;
+  const stream = op === 'deflate' ? zlib.createDeflateRaw({ level })
+    : zlib.createZstdCompress({ pledgedSrcSize: size, params: { [C.ZSTD_c_compressionLevel]: level, [C.ZSTD_c_checksumFlag]: 1, [C.ZSTD_c_contentSizeFlag]: 1 } });
+  if (!reusable(stream)) { stream.close(); return null; }
+  let error = null;
+  stream._handle.onerror = (message, errno, code) => { error = { message, errno, code }; };
+  enc = { key, stream, handle: stream._handle, state: stream._writeState, finish: op === 'deflate' ? C.Z_FINISH : C.ZSTD_e_end, error: () => error };
+  return enc;
+};
+// Compresses data as one whole frame/stream; returns a right-sized copy of the result.
+const compressWhole = (e, data) => {
+  const bound = data.length + (data.length >> 6) + 65536;
+  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  let inOff = 0, avail = data.length, filled = 0;
+  for (;;) {
+    const room = scratch.length - filled;
+    e.handle.writeSync(e.finish, data, inOff, avail, scratch, filled, room);
+    const err = e.error();
+    if (err !== null) { enc = null; const x = new Error(err.message); x.code = err.code; throw x; }
+    const outAfter = e.state[0], inAfter = e.state[1];
+    inOff += avail - inAfter; avail = inAfter;
+    filled += room - outAfter;
+    if (outAfter !== 0) break;
+    const bigger = Buffer.allocUnsafeSlow(scratch.length * 2);
+    scratch.copy(bigger, 0, 0, filled);
+    scratch = bigger;
+  }
+  const out = Buffer.allocUnsafeSlow(filled);
+  scratch.copy(out, 0, 0, filled);
+  return out;
+};
 parentPort.on('message', (msg) => {
   let t = msg;
   msg = null;
@@ -36,12 +83,14 @@ parentPort.on('message', (msg) => {
     let reply;
     switch (t.op) {
       case 'deflate': {
-        const out = zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
+        const e = compressor('deflate', t.level, data.length);
+        const out = e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
         reply = { id: t.id, out, crc: zlib.crc32(data) };
         break;
       }
       case 'zstd': {
-        const out = zlib.zstdCompressSync(data, {
+        const e = compressor('zstd', t.level, data.length);
+        const out = e !== null ? compressWhole(e, data) : zlib.zstdCompressSync(data, {
           chunkSize: MiB, pledgedSrcSize: data.length,
           params: { [C.ZSTD_c_compressionLevel]: t.level, [C.ZSTD_c_checksumFlag]: 1, [C.ZSTD_c_contentSizeFlag]: 1 },
         });
@@ -66,7 +115,7 @@ parentPort.on('message', (msg) => {
     parentPort.postMessage({ id: t.id, error: { message: String(e && e.message || e), code: e && e.code } });
   }
   t = null;
-  if (collect !== null) collect({ type: 'major' });
+  if (collect !== null) collect({ type: 'minor' });
 });
 `;
 
@@ -109,7 +158,8 @@ export class CodecPool {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`worker count must be a positive integer, not ${size}`);
     this.size = size;
     for (let i = 0; i < size; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, name: `booty-codec-${i}` });
+      // (a worker keeps almost nothing alive: a small young generation keeps its heap small)
+      const w = new Worker(WORKER_SOURCE, { eval: true, name: `booty-codec-${i}`, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       w.unref();
       w.on('message', (m: { id: number; out?: Uint8Array; crc?: number; consumed?: number; error?: { message: string; code?: string } }) => this.done(w, m));
       w.on('error', (e: Error) => this.fail(w, e));

@@ -12,7 +12,6 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { buildGzipMember } from './frame-format.ts';
 import { FrameList, encodeIndexPayload, wrapIndex, type FramedFormat } from './frame-index.ts';
 import type { CodecPool } from './codec-pool.ts';
-import { createGcPacer } from './gc-pacer.ts';
 
 export const DEFAULT_FRAME_BLOCK = 4 << 20;
 /** Blocks in flight are bounded by count and by bytes, whatever the worker count. */
@@ -55,8 +54,6 @@ export class ParallelCompressor extends Transform {
   /** all-zero blocks that were not sent to the pool */
   zeroBlocks = 0;
   private readonly pool: CodecPool;
-  /** frames wait in slots long enough to be promoted: a full GC every 16 MiB frees them */
-  private readonly pace = createGcPacer(16 << 20, 'major');
   private readonly maxInflight: number;
   private readonly ownsInput: boolean;
   private readonly withIndex: boolean;
@@ -134,7 +131,6 @@ export class ParallelCompressor extends Transform {
     if (slot.err !== undefined) throw slot.err;
     const out = slot.out!;
     this.frames.add(out.length, slot.size);
-    this.pace(slot.size);
     this.push(out);
   }
 
