@@ -229,3 +229,39 @@ test('deploy decodes in parallel by default only from 4 cores up, leaving one co
   assert.equal(defaultDeployWorkers(4), 3);
   assert.equal(defaultDeployWorkers(64), 63);
 });
+
+test('single-stream images decode on a worker thread by default from 2 cores up, never on 1', async () => {
+  const { decodeOnWorkerByDefault } = await import('../../src/image/codec-pool.ts');
+  assert.equal(decodeOnWorkerByDefault(1), false);
+  assert.equal(decodeOnWorkerByDefault(2), true);
+  assert.equal(decodeOnWorkerByDefault(16), true);
+});
+
+test('the pool reuses one compressor per worker: every frame is byte-identical to the one-shot call', async () => {
+  const rand = seededRandom(11);
+  const text = Buffer.from('pool frames '.repeat(40_000));
+  // same size twice (reset path), another size, another level, then back (rebuild path)
+  const blocks = [1 << 20, 1 << 20, 300_000, 1 << 20, 5].map((n, i) => {
+    const b = Buffer.alloc(n);
+    for (let k = 0; k < n; k++) b[k] = k % 7 === 0 ? Math.floor(rand() * 256) : text[(k + i) % text.length];
+    return b;
+  });
+  const C = zlib.constants;
+  for (const [i, block] of blocks.entries()) {
+    const level = i === 3 ? 1 : 6;
+    const d = await pool.run({ op: 'deflate', data: Buffer.from(block), level });
+    assert.ok(d.out.equals(zlib.deflateRawSync(block, { level })), `deflate frame ${i}`);
+    assert.equal(d.crc, zlib.crc32(block));
+    const zlevel = i === 3 ? 1 : 3;
+    const z = await pool.run({ op: 'zstd', data: Buffer.from(block), level: zlevel });
+    const want = zlib.zstdCompressSync(block, { pledgedSrcSize: block.length,
+      params: { [C.ZSTD_c_compressionLevel]: zlevel, [C.ZSTD_c_checksumFlag]: 1, [C.ZSTD_c_contentSizeFlag]: 1 } });
+    assert.ok(z.out.equals(want), `zstd frame ${i}`);
+  }
+  // incompressible input larger than the first output guess still comes out whole
+  const noise = randomBytes(3 << 20);
+  const r = await pool.run({ op: 'zstd', data: Buffer.from(noise), level: 3 });
+  assert.ok(zlib.zstdDecompressSync(r.out).equals(noise));
+  const g = await pool.run({ op: 'deflate', data: Buffer.from(noise), level: 9 });
+  assert.ok(zlib.inflateRawSync(g.out).equals(noise));
+});
