@@ -76,7 +76,9 @@ export class DiskReader extends Readable {
 
   constructor(src: ReadTarget, opts: { blockSize?: number; onBytes?: (n: number) => void } = {}) {
     const blockSize = opts.blockSize ?? READ_BLOCK;
-    super({ highWaterMark: 2 * blockSize });
+    // one block read ahead: the compressor's frames in flight are the rest of the pipeline's
+    // buffer (two blocks ahead measured ~10 MiB more peak RSS and no more speed)
+    super({ highWaterMark: blockSize });
     this.src = src;
     this.blockSize = blockSize;
     this.onBytes = opts.onBytes;
