@@ -71,6 +71,9 @@ export class ImageWriter extends Writable {
   private blockOffset = 0;
   private failure: Error | undefined;
   private prepared = false;
+  /** the zeroing of the head and tail: once started it always completes (abort waits for it), so
+   *  a failure report never finds the first MiB zeroed but an old backup GPT still in place */
+  private preparing: Promise<void> | undefined;
   /** bytes that went to zero runs rather than data writes */
   zeroBytes = 0;
   private readonly pace = createGcPacer();
@@ -105,7 +108,11 @@ export class ImageWriter extends Writable {
       if (this.failure) throw this.failure;
       if (giveBack === undefined) this.pace(chunk.length);
       if (this.limit !== undefined && this.bytes + chunk.length > this.limit) throw new SizeLimitExceeded(this.limit);
-      if (!this.prepared) await this.prepare();
+      if (!this.prepared) {
+        this.prepared = true;
+        this.preparing = this.prepare();
+        await this.preparing;
+      }
     } catch (e) {
       giveBack?.();
       throw e;
@@ -137,7 +144,6 @@ export class ImageWriter extends Writable {
 
   /** Invalidates the disk's boot structures before the first data write (see the file comment). */
   private async prepare(): Promise<void> {
-    this.prepared = true;
     this.touched = true;
     if (this.holdBack === 0) return;
     await this.target.zeroRange(0, this.holdBack);
@@ -237,6 +243,7 @@ export class ImageWriter extends Writable {
   /** Waits for every write in flight (none may land after we report), then closes. */
   async abort(): Promise<void> {
     this.failure ??= new Error('aborted');
+    await this.preparing?.catch(() => {});
     await this.drain();
     await this.target.close();
   }
