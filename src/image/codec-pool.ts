@@ -37,7 +37,7 @@ const send = (reply) => {
 // functions drive it; reset() keeps the level and the pledged size, so every frame is
 // byte-identical to the one-shot call's. Where this Node lacks those internals, the one-shot
 // calls are used.
-let enc = null;   // { key, stream, handle, state, out }
+let enc = null;   // { key, stream, handle, state, finish, error }: the compressor in use
 let scratch = Buffer.alloc(0);
 const reusable = (s) => s._handle && typeof s._handle.writeSync === 'function' && s._writeState instanceof Uint32Array;
 const compressor = (op, level, size) => {
@@ -62,7 +62,7 @@ const compressWhole = (e, data) => {
     const room = scratch.length - filled;
     e.handle.writeSync(e.finish, data, inOff, avail, scratch, filled, room);
     const err = e.error();
-    if (err !== null) { enc = null; const x = new Error(err.message); x.code = err.code; throw x; }
+    if (err !== null) { e.stream.close(); enc = null; const x = new Error(err.message); x.code = err.code; throw x; }
     const outAfter = e.state[0], inAfter = e.state[1];
     inOff += avail - inAfter; avail = inAfter;
     filled += room - outAfter;
