@@ -17,15 +17,15 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import { alignedBuffer } from './target.ts';
-import { ZLIB_CHUNK } from './decompress.ts';
 import { lendBlock } from './block-loan.ts';
 import { createGcPacer } from './gc-pacer.ts';
 
 const WORKER_SOURCE = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
-const { format, chunkSize } = workerData;
-const dec = format === 'gzip' ? zlib.createGunzip({ chunkSize }) : zlib.createZstdDecompress({ chunkSize });
+// (only its native handle is used: the stream's chunkSize and output buffers never come into play)
+const { format } = workerData;
+const dec = format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress();
 // The decoder's native handle, driven synchronously on this thread the way node:zlib's own
 // *Sync functions drive it (processChunkSync), but into our blocks instead of fresh buffers.
 const handle = dec._handle;
@@ -155,7 +155,7 @@ export class DecodeWorker extends Transform {
     this.lend = opts.lend ?? false;
     this.staging = Buffer.allocUnsafeSlow(STAGING);
     this.worker = new Worker(WORKER_SOURCE, {
-      eval: true, name: 'booty-decode', workerData: { format: opts.format, chunkSize: ZLIB_CHUNK },
+      eval: true, name: 'booty-decode', workerData: { format: opts.format },
       // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
       // process's RSS) small; V8's default would let it grow by tens of MiB
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
