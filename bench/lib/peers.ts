@@ -82,6 +82,18 @@ export const rows: Row[] = [
     bytes: img, dirty: true, warm: gz, verify: 'device',
   },
   {
+    // The same image inflated as one stream (on one worker thread), without the server's gzip
+    // index: shows what the index gains (the row above uses it when booty server serves images).
+    id: 'deploy-booty-gzip-noindex', section: 'deploy', label: 'booty deploy (gzip, --no-gzip-index)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'deploy');
+      if (b === null) return { na: 'src/cli/deploy.ts missing' };
+      if (!readFileSync(join(c.root, 'src/cli/deploy.ts'), 'utf8').includes("'no-gzip-index'")) return { na: 'booty deploy has no --no-gzip-index' };
+      return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-gzip-index${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
     // The same without writing zero runs as write-zeroes: shows what zero skipping gains.
     id: 'deploy-booty-gzip-noskip', section: 'deploy', label: 'booty deploy (gzip, --no-skip-zeros)', booty: true,
     command: (c) => {

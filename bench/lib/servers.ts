@@ -94,3 +94,26 @@ export async function lastUpload(sink: string): Promise<UploadRecord | null> {
   const res = await fetch(`${sink}/_bench/last`);
   return (await res.json()) as UploadRecord | null;
 }
+
+/**
+ * Waits until `booty server` has built (or refused) the gzip access-point index of `name`, which it
+ * does in the background after starting; the deploy rows then run with it, as agents would.
+ * Returns what the catalog says ('ready', 'refused: ...', or why it gave up).
+ */
+export async function waitForGzipIndex(base: string, name: string, timeoutMs = 600_000): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  let last = 'not listed';
+  while (Date.now() < until) {
+    try {
+      const res = await fetch(`${base}/api/images`);
+      const body = (await res.json()) as { images?: Array<{ name: string; gzipIndex?: string }> };
+      const entry = body.images?.find((i) => i.name === name);
+      last = entry?.gzipIndex ?? 'not looked at yet';
+      if (last === 'ready' || last.startsWith('refused')) return last;
+    } catch (e) {
+      last = e instanceof Error ? e.message : String(e);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return `gave up waiting (${last})`;
+}

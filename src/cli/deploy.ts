@@ -29,7 +29,11 @@ options:
                        length (images booty captured; zstd frames with a content size); other
                        images decode as one stream on one worker thread; default: cores - 1 on
                        4+ cores, else one stream on a worker thread (2+ cores); 0: one stream on
-                       the main thread
+                       the main thread. A gzip image with an index: threads inflating its
+                       segments (default: one per core; below 2 the index is not used)
+  --gzip-index URL     access-point index of a gzip image (booty index writes one; booty server
+                       builds and announces one for every pigz image it hosts: the default)
+  --no-gzip-index      ignore any index: inflate the gzip image as one stream
   --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
                        (default: fail, naming the change)
   --header 'K: V'      extra request header (repeatable)
@@ -58,6 +62,7 @@ export async function run(argv: string[]): Promise<number> {
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
+      'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' },
       header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
       token: { type: 'string' }, ca: { type: 'string', multiple: true }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
@@ -100,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       image: values.image, disk: values.disk, sha256: values.sha256, format, imageSize, headers, log,
       allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
       stallTimeoutMs, retryForMs, workers, restartOnChange: values['restart-on-change'] === true,
+      gzipIndex: values['no-gzip-index'] === true ? false : values['gzip-index'],
       onProgress: (p) => {
         if (!writing) { writing = true; reporter?.phase('writing'); }
         last = p;

@@ -34,6 +34,8 @@ See README "booty server" and "Server API".
   --console ARGS      console arguments for the agent's kernel (default "console=tty0 console=ttyS0,115200")
   --kernel-args ARGS  more kernel arguments (e.g. "booty.debug booty.countdown=10")
   --log-format F      auto (default: human on a terminal, JSON lines otherwise), json or human
+  --no-gzip-index     build no gzip access-point indexes (default: every gzip image written by pigz
+                      gets one, in the background, so agents inflate it on every core)
 
 SIGHUP (or POST /api/reload) re-reads DIR/machines/*.json and DIR/default.json.
 `;
@@ -49,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
-        'log-format': { type: 'string', default: 'auto' },
+        'log-format': { type: 'string', default: 'auto' }, 'no-gzip-index': { type: 'boolean' },
       },
     }));
   } catch (e) {
@@ -93,7 +95,7 @@ export async function run(argv: string[]): Promise<number> {
     running = await startServer({
       dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token,
       maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log, tls,
-      uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000,
+      uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       boot: {
         dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', initrd: 'booty.cpio.zst',
         url: values['boot-url'], publicUrl: values['public-url'], console: values.console, extraArgs: values['kernel-args'],

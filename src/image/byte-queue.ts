@@ -38,6 +38,13 @@ export class ByteQueue {
     return out;
   }
 
+  /** Takes the first n bytes (n <= length) into `out` at `at`. */
+  takeInto(n: number, out: Uint8Array, at: number): void {
+    if (n > this.length) throw new RangeError(`ByteQueue: take ${n} of ${this.length}`);
+    this.copyOut(n, Buffer.from(out.buffer, out.byteOffset + at, n));
+    this.skip(n);
+  }
+
   /** Drops the first n bytes (n <= length). */
   skip(n: number): void {
     if (n > this.length) throw new RangeError(`ByteQueue: skip ${n} of ${this.length}`);

@@ -8,15 +8,18 @@
 // the image offset reached and what the disk holds now.
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
+import { keepMallocThresholdFixed } from '../sys/process.ts';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
 import { HEAD_BYTES, detectFormat, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
-import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers } from './codec-pool.ts';
+import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './codec-pool.ts';
 import { DecodeWorker, decodeWorkerSupported } from './decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel-decompress.ts';
+import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './gzip-index-source.ts';
+import { SegmentInflater } from './segment-inflate.ts';
 import type { ImageResponse } from './fetch.ts';
 import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
@@ -56,8 +59,12 @@ export interface DeployOptions {
   restartOnChange?: boolean;
   /** worker threads decoding frames in parallel, for images whose frames can be split (booty
    *  captures; zstd frames with a content size); default: cores - 1 from 4 cores up, else 0
-   *  (defaultDeployWorkers); 0: decode on the main thread as a single stream */
+   *  (defaultDeployWorkers); 0: decode on the main thread as a single stream. With a gzip index:
+   *  threads inflating segments (default one per core from 2 cores; fewer than 2: no index) */
   workers?: number;
+  /** a gzip access-point index of the image (URL or path; gzip-index.ts), for inflating it on
+   *  every core; default: the one the server announces (X-Booty-Gzip-Index); false: none */
+  gzipIndex?: string | false;
 }
 
 export interface DeployResult {
@@ -81,7 +88,9 @@ export interface DeployResult {
   workers: number;
   /** where decompression ran: the main thread, one decode worker (single stream, decode-worker.ts)
    *  or the frame pool (parallel-decompress.ts) */
-  decodedOn: 'main' | 'worker' | 'frames';
+  decodedOn: 'main' | 'worker' | 'frames' | 'segments';
+  /** gzip segments inflated in parallel with the image's access-point index */
+  segments?: number;
   /** frames decoded in parallel, and whether the image's frame index was checked */
   parallelFrames?: number;
   indexChecked?: boolean;
@@ -93,6 +102,8 @@ export const MAX_RESTARTS = 3;
 const HEX64 = /^[0-9a-f]{64}$/;
 
 export async function deploy(opts: DeployOptions): Promise<DeployResult> {
+  // (freed stream buffers go back to the system instead of staying in the process's heap)
+  keepMallocThresholdFixed();
   const log = opts.log ?? silentLogger;
   const started = performance.now();
   const expectedSha = opts.sha256?.trim().toLowerCase();
@@ -153,6 +164,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   let writer: ImageWriter | undefined;
   let pool: CodecPool | undefined;
   let decodeWorker: DecodeWorker | undefined;
+  let gzIndex: GzipIndexReader | undefined;
   try {
     const peeked = await peekHead(source, HEAD_BYTES).catch((e: Error) => {
       if (e instanceof ImageChangedError) throw new ImageChangedBootyError(e.message, 0, 'untouched', e);
@@ -161,7 +173,15 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     });
     body = peeked.rest;
     const format = resolveFormat(opts.format ?? 'auto', peeked.head, res, log);
-    const imageSize = knownImageSize(opts.imageSize, res, format, peeked.head, disk);
+    const segmentWorkers = opts.workers ?? defaultSegmentWorkers();
+    const indexUrl = opts.gzipIndex === false ? undefined : opts.gzipIndex ?? res.gzipIndex;
+    if (format === 'gzip' && indexUrl !== undefined && segmentWorkers >= 2 && decodeWorkerSupported() && !framesSplittable(format, peeked.head)) {
+      gzIndex = await openGzipIndex(indexUrl, {
+        headers: opts.headers, signal: opts.signal, log, image: res, head: peeked.head,
+        retryForMs: opts.retryForMs, stallTimeoutMs: opts.stallTimeoutMs,
+      });
+    }
+    const imageSize = knownImageSize(opts.imageSize, res, format, peeked.head, disk, gzIndex?.header.totalSize);
     log.info(`deploy: format ${format}${imageSize ? `, ${formatBytes(imageSize.bytes)} uncompressed (${imageSize.source})` : ''}${res.servedSize ? `, ${formatBytes(res.servedSize)} served` : ''}`);
 
     let target: WriteTarget;
@@ -175,8 +195,12 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const hash = new HashTap({ onChunk: (n) => { tracker.wireBytes += n; } });
     const workers = opts.workers ?? defaultDeployWorkers();
     let decoder: (Transform & { bytesWritten: number }) | undefined;
-    let decodeThread: 'main' | 'worker' | 'frames' = 'main';
-    if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
+    let decodeThread: DeployResult['decodedOn'] = 'main';
+    if (gzIndex !== undefined) {
+      decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
+      decodeThread = 'segments';
+      log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index)`);
+    } else if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
       pool = new CodecPool(workers);
       decoder = new ParallelDecompressor({ format, pool });
       decodeThread = 'frames';
@@ -236,6 +260,11 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         'the image on the server is truncated or not the expected one: check it, then deploy again');
     }
     const sha256 = hash.digest();
+    if (gzIndex !== undefined && sha256 !== gzIndex.header.sha256) {
+      throw stageError('verify', 'CHECKSUM_MISMATCH',
+        `the image's sha256 (${sha256.slice(0, 12)}…) is not the one its gzip index recorded (${gzIndex.header.sha256.slice(0, 12)}…): the image changed after it was indexed`,
+        w.bytes, diskStateNow, 'the boot sector was never written, so the disk will not boot; deploy again (the server re-indexes a changed image), or with --no-gzip-index');
+    }
     // the operator's checksum, else the one the server recorded when the image was uploaded
     const wanted = expectedSha ?? res.sha256;
     if (wanted !== undefined && sha256 !== wanted) {
@@ -257,14 +286,17 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const seconds = (performance.now() - started) / 1000;
     const faults = counters.resumes > 0 || counters.restarts > 0 ? `; ${counters.resumes} resume${counters.resumes === 1 ? '' : 's'} after network faults${counters.restarts > 0 ? `, ${counters.restarts} restart${counters.restarts === 1 ? '' : 's'} from byte 0 (image changed)` : ''}` : '';
     const parallel = decoder instanceof ParallelDecompressor ? decoder : undefined;
-    const decodedOn = decodeThread === 'worker' ? '; decoded on a worker thread' : '';
+    const segmented = decoder instanceof SegmentInflater ? decoder : undefined;
+    const decodedOn = decodeThread === 'worker' ? '; decoded on a worker thread'
+      : segmented !== undefined ? `; ${segmented.segments} gzip segments inflated on ${segmented.workerCount} workers (gzip index)` : '';
     const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
       `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
     log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
-      workers: parallel !== undefined ? pool!.size : 0,
+      workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : 0,
       decodedOn: decodeThread,
+      ...(segmented !== undefined ? { segments: segmented.segments } : {}),
       ...(parallel !== undefined ? { parallelFrames: parallel.frames.count, indexChecked: parallel.index !== undefined && parallel.streamedFrom === undefined } : {}),
     };
   } finally {
@@ -273,6 +305,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     if (!source.destroyed) source.destroy();
     // (its thread ends with the stream; a failure before the stream ran must end it too)
     if (decodeWorker !== undefined && !decodeWorker.destroyed) decodeWorker.destroy();
+    gzIndex?.close();
     await pool?.close();
   }
 }
@@ -332,8 +365,9 @@ function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse
 interface KnownSize { bytes: number; source: string; exact: boolean }
 
 /** The uncompressed size from every source that can tell it; checks it fits the disk. */
-function knownImageSize(configured: number | undefined, res: ImageResponse, format: Format, head: Buffer, disk: DiskInfo): KnownSize | undefined {
+function knownImageSize(configured: number | undefined, res: ImageResponse, format: Format, head: Buffer, disk: DiskInfo, indexed?: number): KnownSize | undefined {
   const sizes: KnownSize[] = [];
+  if (indexed !== undefined) sizes.push({ bytes: indexed, source: "the image's gzip index", exact: true });
   if (configured !== undefined) sizes.push({ bytes: configured, source: 'the configured image size', exact: true });
   if (res.imageSize !== undefined) sizes.push({ bytes: res.imageSize, source: "the server's X-Image-Size", exact: true });
   if (format === 'raw' && res.servedSize !== undefined) sizes.push({ bytes: res.servedSize, source: 'Content-Length', exact: true });
@@ -356,6 +390,10 @@ function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: I
       w.bytes, state, 'check the server and the network; deploy again (it starts from byte 0: a failed deploy is never continued across runs)', err);
   }
   if (err instanceof BootyError) return err;
+  if (err instanceof GzipIndexError) {
+    return stageError('decompress', 'GZIP_INDEX_FAILED', `${err.message}; ${w.bytes} image bytes were written`, w.bytes, state,
+      'deploy again with --no-gzip-index (or "gzipIndex": false) to decode the image as one stream, and rebuild the index on the server (booty index)', err);
+  }
   const wire = `after ${hash.bytes} bytes received`;
   if (err instanceof SizeLimitExceeded) {
     return stageError('write', 'IMAGE_LARGER_THAN_DISK',

@@ -42,6 +42,9 @@ export interface ImageResponse {
   imageSize?: number;
   /** sha256 of the whole file as the server recorded it at upload (X-Image-Sha256) */
   sha256?: string;
+  /** where the server offers a gzip access-point index of this image (X-Booty-Gzip-Index,
+   *  resolved against the image URL; gzip-index.ts) */
+  gzipIndex?: string;
 }
 
 function httpDispatcher(): Dispatcher {
@@ -132,7 +135,18 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
     acceptRanges: (header(h, 'accept-ranges') ?? '').toLowerCase() === 'bytes',
     imageSize: nonNegativeInt(header(h, 'x-image-size')),
     sha256: /^[0-9a-f]{64}$/i.test(header(h, 'x-image-sha256') ?? '') ? header(h, 'x-image-sha256')!.toLowerCase() : undefined,
+    gzipIndex: resolveIndexUrl(header(h, 'x-booty-gzip-index'), url),
   };
+}
+
+/** The index URL a server announced, resolved against the image's URL; only http(s) on the same
+ *  origin is followed (an index elsewhere would be a second server to trust). */
+function resolveIndexUrl(v: string | undefined, base: URL): string | undefined {
+  if (v === undefined || v.trim() === '') return undefined;
+  try {
+    const u = new URL(v.trim(), base);
+    return u.origin === base.origin ? u.href : undefined;
+  } catch { return undefined; }
 }
 
 async function readSnippet(body: Readable): Promise<string> {

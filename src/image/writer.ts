@@ -12,7 +12,7 @@
 import { Writable } from 'node:stream';
 import { SizeLimitExceeded, ChunkAligner } from './transforms.ts';
 import { alignedBuffer, type WriteTarget } from './target.ts';
-import { ZeroRunPlanner, type WriteOp, type ZeroRunOptions } from './zeroruns.ts';
+import { ZeroRunPlanner, takeZeroGrains, type WriteOp, type ZeroRunOptions } from './zeroruns.ts';
 import { createGcPacer } from './gc-pacer.ts';
 import { takeLoan } from './block-loan.ts';
 
@@ -121,7 +121,7 @@ export class ImageWriter extends Writable {
       // written as it is: the decoder filled it aligned, exactly one block long
       this.bytes += chunk.length;
       this.onBytes?.(chunk.length);
-      await this.submitBlock(chunk, chunk.length, giveBack);
+      await this.submitBlock(chunk, chunk.length, giveBack, takeZeroGrains(chunk));
       return;
     }
     try {
@@ -161,12 +161,12 @@ export class ImageWriter extends Writable {
   }
 
   /** Plans and starts the writes of one block; `release` runs once none of them reads it any more. */
-  private async submitBlock(buf: Buffer, length: number, release: () => void): Promise<void> {
+  private async submitBlock(buf: Buffer, length: number, release: () => void, zeroMap?: Uint8Array): Promise<void> {
     const offset = this.blockOffset;
     this.blockOffset += length;
     const data: Promise<void>[] = [];
     try {
-      const ops = this.planner.plan(offset, buf.subarray(0, length));
+      const ops = this.planner.plan(offset, buf.subarray(0, length), zeroMap);
       for (const op of ops) {
         const started = await this.start(op);
         if (op.kind === 'data') data.push(started.done);

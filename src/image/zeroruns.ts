@@ -23,6 +23,22 @@ export interface ZeroRunOptions {
 export const DEFAULT_GRANULARITY = 64 * 1024;
 export const DEFAULT_MIN_RUN = 1024 * 1024;
 
+/** Zero maps a decoder made while it had the bytes at hand (segment-inflate.ts): one byte per
+ *  granule of the block, 1 = all zeros. The planner uses them instead of scanning the block. */
+const zeroGrains = new WeakMap<Uint8Array, Uint8Array>();
+
+/** Records which `DEFAULT_GRANULARITY` granules of `block` are all zeros. */
+export function markZeroGrains(block: Uint8Array, map: Uint8Array): void {
+  zeroGrains.set(block, map);
+}
+
+/** The zero map of `block`, if its producer made one (removing it). */
+export function takeZeroGrains(block: Uint8Array): Uint8Array | undefined {
+  const m = zeroGrains.get(block);
+  if (m !== undefined) zeroGrains.delete(block);
+  return m;
+}
+
 let zeroSegment = Buffer.alloc(DEFAULT_GRANULARITY);
 function isZero(seg: Buffer): boolean {
   if (seg.length > zeroSegment.length) zeroSegment = Buffer.alloc(seg.length);
@@ -45,7 +61,7 @@ export class ZeroRunPlanner {
 
   /** Plans `block` (its full length counts) placed at absolute `offset`. Blocks must be given in
    *  order and back to back. Data ops reference `block`: keep it alive until they are done. */
-  plan(offset: number, block: Buffer): WriteOp[] {
+  plan(offset: number, block: Buffer, zeroMap?: Uint8Array): WriteOp[] {
     if (offset !== this.next) throw new Error(`ZeroRunPlanner: block at ${offset}, expected ${this.next}`);
     this.next = offset + block.length;
     if (block.length === 0) return [];
@@ -53,9 +69,11 @@ export class ZeroRunPlanner {
 
     // 1. runs of whole segments: [start, end) within the block, zero or not
     const runs: Array<{ zero: boolean; start: number; end: number }> = [];
-    for (let pos = 0; pos < block.length; pos += this.granularity) {
+    // a producer's map (for DEFAULT_GRANULARITY granules) stands in for the scan
+    const map = zeroMap !== undefined && this.granularity === DEFAULT_GRANULARITY && zeroMap.length * this.granularity >= block.length ? zeroMap : undefined;
+    for (let pos = 0, g = 0; pos < block.length; pos += this.granularity, g++) {
       const end = Math.min(pos + this.granularity, block.length);
-      const zero = isZero(block.subarray(pos, end));
+      const zero = map !== undefined ? map[g] === 1 : isZero(block.subarray(pos, end));
       const last = runs[runs.length - 1];
       if (last !== undefined && last.zero === zero) last.end = end;
       else runs.push({ zero, start: pos, end });

@@ -2,6 +2,7 @@
 //
 //   GET  /<mac>, /<mac>.bty, /booty/<mac>.bty    action for a machine (BOOTy + booty fields)
 //   GET|HEAD /images/<name>                      image download: Range, If-Range, ETag
+//   GET|HEAD /image-index/<name>                 a gzip image's access-point index (X-Booty-Gzip-Index)
 //   PUT  /images/<name>[?upload=<id>][&overwrite=1]  streaming upload
 //   POST /images/<name>?commit=<id>              commit a `?upload=<id>` after comparing {size, sha256}
 //   POST /image, /images                         BOOTy's multipart capture upload (field BootyImage)
@@ -35,6 +36,7 @@ import { isBootyError } from '../util/errors.ts';
 import type { Dashboard } from './dashboard-assets.ts';
 import type { EventStreamHub } from './event-stream.ts';
 import { ImageStore, UploadError } from './image-store.ts';
+import type { GzipIndexer } from './gzip-indexer.ts';
 import { isSessionId } from './upload-sessions.ts';
 import type { UploadSessions } from './upload-sessions.ts';
 import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from './ipxe.ts';
@@ -49,6 +51,8 @@ import { etagFor, ifRangeAllows, noneMatch, parseRange } from './range.ts';
 
 export interface AppOptions {
   images: ImageStore;
+  /** builds and serves gzip access-point indexes; none: images are served without */
+  indexer?: GzipIndexer;
   machines: MachineStore;
   /** resumable uploads in parts (POST /api/uploads ...) */
   uploads: UploadSessions;
@@ -261,7 +265,27 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const extra: Record<string, string | number> = { 'X-Image-Format': img.format };
     if (img.uncompressedSize !== undefined) extra['X-Image-Size'] = img.uncompressedSize;
     if (img.meta?.sha256 !== undefined) extra['X-Image-Sha256'] = img.meta.sha256;
+    if (img.format === 'gzip' && opts.indexer !== undefined) {
+      // the agent fetches it beside the image and inflates on every core (gzip-index.ts)
+      const idx = await opts.indexer.ready(name, img.etag).catch(() => undefined);
+      if (idx !== undefined) {
+        extra['X-Booty-Gzip-Index'] = `/image-index/${encodeURIComponent(name)}`;
+        if (img.uncompressedSize === undefined) extra['X-Image-Size'] = idx.header.totalSize;
+      }
+    }
     await serveFile(req, res, img.fh, img.st, img.etag, extra);
+  }
+
+  async function serveIndex(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
+    const img = await images.openForRead(name);
+    if (img === undefined) throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
+    await img.fh.close();
+    const idx = opts.indexer === undefined ? undefined : await opts.indexer.ready(name, img.etag);
+    if (idx === undefined) throw new HttpError(404, `no gzip index for image ${JSON.stringify(name)} (${opts.indexer?.describe(name) ?? 'not indexed'})`);
+    let fh: FileHandle;
+    try { fh = await open(idx.path, 'r'); } catch { throw new HttpError(404, `the gzip index of ${JSON.stringify(name)} is gone`); }
+    const st = await fh.stat();
+    await serveFile(req, res, fh, st, etagFor(st), {});
   }
 
   /** Stream an open file (closed here) with Range, If-Range, If-None-Match, ETag. */
@@ -336,6 +360,12 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     if (!overwrite && await images.exists(name)) throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
   }
 
+  /** A new image is in place: index it if it is gzip, tell the dashboards. */
+  function imageStored(m: { name: string; format: string }): void {
+    if (m.format === 'gzip') opts.indexer?.want(m.name);
+    opts.hub?.imagesChanged();
+  }
+
   async function putImage(req: IncomingMessage, res: ServerResponse, url: URL, name: string): Promise<void> {
     needAuth(req);
     const overwrite = flag(url, 'overwrite');
@@ -357,7 +387,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const meta = await images.commit(name, received, {
       expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: captureMachine(req, name),
     });
-    opts.hub?.imagesChanged();
+    imageStored(meta);
     note(res, 'stored', name);
     sendJson(res, 201, publicMeta(meta));
   }
@@ -378,7 +408,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       expectSha256: sha, expectSize: body.size, overwrite: flag(url, 'overwrite'), uncompressedSize, via: 'commit', remote: remoteOf(req),
       machine: captureMachine(req, name),
     });
-    opts.hub?.imagesChanged();
+    imageStored(meta);
     note(res, 'stored', name);
     sendJson(res, 200, publicMeta(meta));
   }
@@ -404,7 +434,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
       note(res, 'received', received.size);
       const fromName = normalizeMac(part.filename.replace(/\.(img|zmg)$/i, ''));
       stored = publicMeta(await images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? captureMachine(req, name) }));
-      opts.hub?.imagesChanged();
+      imageStored(stored);
       note(res, 'stored', name);
       break;
     }
@@ -469,7 +499,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
         size: body.size as number, sha256: sha, parts: body.parts as number, uncompressedSize, via: 'parts', remote: remoteOf(req),
         machine: typeof req.headers['x-booty-mac'] === 'string' ? normalizeMac(req.headers['x-booty-mac'].trim()) : undefined,
       });
-      opts.hub?.imagesChanged();
+      imageStored(meta);
       note(res, 'stored', meta.name);
       return sendJson(res, 200, publicMeta(meta));
     }
@@ -593,7 +623,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
   }
 
   async function imageCatalog(): Promise<unknown[]> {
-    return (await images.list()).map((i) => ({ ...i, usedBy: machines.referencesTo(i.name) }));
+    return (await images.list()).map((i) => ({ ...i, gzipIndex: opts.indexer?.describe(i.name), usedBy: machines.referencesTo(i.name) }));
   }
 
   async function deleteImage(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
@@ -601,6 +631,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const users = machines.referencesTo(name);
     if (users.length > 0) throw new HttpError(409, `image "${name}" is used by the action of ${users.join(', ')}; change or remove those actions first`);
     if (!await images.remove(name)) throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
+    await opts.indexer?.forget(name);
     note(res, 'deleted', name);
     opts.hub?.imagesChanged();
     sendJson(res, 200, { ok: true });
@@ -694,6 +725,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const method = req.method ?? 'GET';
     const get = method === 'GET' || method === 'HEAD';
 
+    if (seg[0] === 'image-index' && seg.length === 2 && seg[1] !== '' && get) return serveIndex(req, res, checkedImageName(seg[1]));
     if (seg[0] === 'images' && seg.length === 2 && seg[1] !== '') {
       const name = checkedImageName(seg[1]);
       if (get) return serveImage(req, res, name);

@@ -21,6 +21,7 @@ import { loadDashboard } from './dashboard-assets.ts';
 import { openDatabase } from './db.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
+import { GzipIndexer } from './gzip-indexer.ts';
 import { UploadSessions } from './upload-sessions.ts';
 import { MachineStore } from './machine-store.ts';
 import { ServerCounters } from './metrics.ts';
@@ -39,6 +40,8 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   log?: ServerLog;
   boot?: BootFiles;
+  /** false: build no gzip access-point indexes (default: one per pigz image, in the background) */
+  gzipIndex?: boolean;
 }
 
 export interface RunningServer {
@@ -47,6 +50,7 @@ export interface RunningServer {
   images: ImageStore;
   uploads: UploadSessions;
   machines: MachineStore;
+  indexer: GzipIndexer;
   /** re-read declarative files (machines/*.json, default.json) and hash hand-placed images */
   reload(): Promise<{ changed: string[]; errors: string[] }>;
   close(): Promise<void>;
@@ -83,9 +87,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const dashboard = await loadDashboard();
   if (dashboard === undefined) log.warn('dashboard files not found; / answers JSON only');
 
+  const indexer = new GzipIndexer(images, (msg, fields) => log.info(msg, fields));
+  indexer.onChange = () => hub.imagesChanged();
   const hashImages = () => {
     void images.importUnhashed().then((done) => {
       if (done.length > 0) { log.info('images hashed', { images: done.join(',') }); hub.imagesChanged(); }
+      // gzip images get their access-point index (gzip-indexer.ts), one at a time, in the background
+      if (opts.gzipIndex !== false) return indexer.scan();
     }).catch(() => {});
   };
   const reload = async () => {
@@ -96,7 +104,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const app = createApp({ images, uploads, machines, token: opts.token, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, token: opts.token, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
@@ -125,9 +133,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   return {
     url: `${opts.tls === undefined ? 'http' : 'https'}://${host}:${addr.port}`,
-    server, images, uploads, machines, reload,
+    server, images, uploads, machines, reload, indexer,
     async close() {
       clearInterval(sweeper);
+      indexer.stop();
       hub.close();
       await new Promise<void>((ok) => { server.close(() => ok()); server.closeIdleConnections(); });
       await machines.flush();

@@ -1,0 +1,468 @@
+// Deploy's gzip decoder on every core, for images that come with an access-point index
+// (gzip-index.ts): a Transform from the image as served (in order) to the disk's bytes (in order).
+// The image's deflate data is cut at the index's points into segments (4 MiB of output each);
+// each segment goes to a free worker thread: first the window before it (as its prefix), then its
+// compressed bytes as they arrive, in 1 MiB staging buffers. The worker inflates them straight
+// into O_DIRECT-aligned write blocks, as decode-worker.ts does, and hands the blocks back when the
+// segment is done; they are emitted in order, lent to the writer. Buffers travel between the
+// threads (moved, never copied) and come back: no allocation per segment, no garbage.
+//
+// Every check gunzip makes is made: each segment must consume exactly its bytes and produce
+// exactly its length, its CRC-32 must be the index's, the CRC-32s combined must be the trailer's
+// and the length its ISIZE; the last segment must end the deflate stream. Deploy then compares
+// the sha256 of everything served with the one the index recorded.
+//
+// The workers also note which 64 KiB stretches of their output are all zeros (OS images are
+// mostly free space): those are not run through crc32() (the CRC of a zero stretch is a fixed
+// linear map, crc32_combine's) and the writer plans zero runs from the map instead of scanning
+// the block again (zeroruns.ts).
+//
+// Memory: the blocks (workers + 2 segments' worth), a few staging buffers.
+import { Transform, type TransformCallback } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import { alignedBuffer } from './target.ts';
+import { lendBlock } from './block-loan.ts';
+import { ByteQueue } from './byte-queue.ts';
+import { crc32Combine } from './crc32-combine.ts';
+import { createGcPacer } from './gc-pacer.ts';
+import { gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from './gzip-index.ts';
+import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
+import { DEFAULT_GRANULARITY, markZeroGrains } from './zeroruns.ts';
+
+const WORKER_SOURCE = String.raw`
+const { parentPort, workerData } = require('node:worker_threads');
+const zlib = require('node:zlib');
+const C = zlib.constants;
+const inf = zlib.createInflateRaw();
+const handle = inf._handle;
+const state = inf._writeState;
+let zerr = null;
+handle.onerror = (message, errno, code) => { zerr = { message, code }; };
+const GRAIN = workerData.grain;
+const ZERO = Buffer.alloc(GRAIN);
+// The CRC-32 of a message followed by GRAIN zero bytes, from the message's CRC: crc32_combine's
+// linear operator for GRAIN zero bytes (squared up from one zero bit), applied to the register.
+const gf2Times = (mat, vec) => { let sum = 0; for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i]; return sum >>> 0; };
+const gf2Square = (sq, mat) => { for (let n = 0; n < 32; n++) sq[n] = gf2Times(mat, mat[n]); };
+const zeroOp = (() => {
+  let op = new Uint32Array(32);
+  op[0] = 0xedb88320;
+  for (let n = 1, row = 1; n < 32; n++, row <<= 1) op[n] = row;
+  for (let bits = 1; bits < GRAIN * 8; bits *= 2) { const sq = new Uint32Array(32); gf2Square(sq, op); op = sq; }
+  return op;
+})();
+const zeroCrc = zlib.crc32(ZERO);
+const appendZeros = (crc) => (gf2Times(zeroOp, crc) ^ zeroCrc) >>> 0;
+const scratch = Buffer.allocUnsafe(64 << 10);
+const empty = Buffer.alloc(0);
+let cur = null;
+const start = (t) => {
+  inf.reset();
+  zerr = null;
+  cur = { id: t.id, blocks: t.blocks, views: t.blocks.map((b) => Buffer.from(b.ab, b.off, b.len)), bi: 0, filled: 0, produced: 0, last: t.last, err: null };
+  if (t.prefix.byteLength > 0) {
+    const p = Buffer.from(t.prefix);
+    const out = t.window <= scratch.length - 1 ? scratch : Buffer.allocUnsafe(t.window + 1);
+    handle.writeSync(C.Z_NO_FLUSH, p, 0, p.length, out, 0, t.window + 1);
+    if (zerr !== null || state[1] !== 0 || t.window + 1 - state[0] !== t.window) {
+      cur.err = { message: 'the window before this segment does not decode to its ' + t.window + ' bytes (damaged index)', code: 'INDEX_DAMAGED' };
+    }
+  }
+};
+const feed = (buf) => {
+  let off = 0, avail = buf.length;
+  while (avail > 0 && cur.err === null) {
+    if (cur.bi >= cur.views.length) { cur.err = { message: 'decodes to more bytes than the index says', code: 'SEGMENT_TOO_LONG' }; return; }
+    const blk = cur.views[cur.bi];
+    const room = blk.length - cur.filled;
+    handle.writeSync(C.Z_NO_FLUSH, buf, off, avail, blk, cur.filled, room);
+    if (zerr !== null) { cur.err = zerr; return; }
+    const outAfter = state[0], inAfter = state[1];
+    cur.filled += room - outAfter;
+    cur.produced += room - outAfter;
+    off += avail - inAfter;
+    avail = inAfter;
+    if (outAfter === 0) { cur.bi++; cur.filled = 0; continue; }
+    if (avail > 0) { cur.err = { message: 'the deflate stream ends ' + avail + ' bytes before this segment does', code: 'SEGMENT_ENDS_EARLY' }; return; }
+  }
+};
+const finish = () => {
+  if (cur.err === null && cur.last) {
+    // the final block must have been decoded: Z_FINISH on no input says "unexpected end" otherwise
+    handle.writeSync(C.Z_FINISH, empty, 0, 0, scratch, 0, scratch.length);
+    if (zerr !== null) cur.err = zerr;
+  }
+  let crc = 0;
+  const zeros = [];
+  if (cur.err === null) {
+    let left = cur.produced;
+    for (const v of cur.views) {
+      const n = Math.min(left, v.length);
+      left -= n;
+      const map = new Uint8Array(Math.ceil(v.length / GRAIN));
+      for (let at = 0, g = 0; at < n; at += GRAIN, g++) {
+        const end = Math.min(at + GRAIN, n);
+        const piece = v.subarray(at, end);
+        if (end - at === GRAIN && piece.equals(ZERO)) { map[g] = 1; crc = appendZeros(crc); }
+        else crc = zlib.crc32(piece, crc);
+      }
+      zeros.push(map);
+    }
+  }
+  const reply = { op: 'done', id: cur.id, produced: cur.produced, crc, zeros, blocks: cur.blocks,
+    error: cur.err === null ? undefined : { message: String(cur.err.message), code: cur.err.code } };
+  cur = null;
+  parentPort.postMessage(reply, reply.blocks.map((b) => b.ab));
+};
+parentPort.on('message', (m) => {
+  if (m.op === 'start') { start(m); return; }
+  // 'in': a piece of the current segment's bytes; the staging buffer goes straight back
+  if (cur !== null && cur.id === m.id && cur.err === null) feed(Buffer.from(m.ab, 0, m.len));
+  parentPort.postMessage({ op: 'ack', ab: m.ab, len: m.len }, [m.ab]);
+  if (m.end && cur !== null && cur.id === m.id) finish();
+});
+`;
+
+function corrupt(message: string, code?: string): Error {
+  const e = new Error(message) as Error & { code?: string };
+  e.name = 'SegmentCorrupt';
+  if (code !== undefined) e.code = code;
+  return e;
+}
+
+interface Block { ab: ArrayBuffer; off: number; len: number }
+interface Slot {
+  rec: GzipIndexRecord;
+  index: number;
+  worker: Worker;
+  done: boolean;
+  err?: Error;
+  blocks: Block[];
+  zeros?: Uint8Array[];
+  produced?: number;
+  crc?: number;
+}
+
+interface WorkerReply {
+  op: 'ack' | 'done';
+  ab?: ArrayBuffer;
+  len?: number;
+  id?: number;
+  produced?: number;
+  crc?: number;
+  zeros?: Uint8Array[];
+  blocks?: Block[];
+  error?: { message: string; code?: string };
+}
+
+export interface SegmentInflaterOptions {
+  index: GzipIndexReader;
+  workers: number;
+  /** bytes per write block (the writer's; 4 MiB) */
+  blockSize?: number;
+}
+
+const YOUNG_MB = 4;
+const STAGING = 1 << 20;
+/** compressed bytes posted to the workers and not yet decoded, at most */
+const MAX_UNACKED = 4 << 20;
+
+export class SegmentInflater extends Transform {
+  /** input bytes consumed (header, segments, trailer), as node:zlib's bytesWritten */
+  bytesWritten = 0;
+  /** segments decoded */
+  segments = 0;
+  readonly workerCount: number;
+  private readonly index: GzipIndexReader;
+  private readonly header: GzipIndexHeader;
+  private readonly blockSize: number;
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly freeBlocks: Block[] = [];
+  private readonly spare: ArrayBuffer[] = [];
+  private readonly slots: Slot[] = [];
+  private readonly byId = new Map<number, Slot>();
+  /** the gzip header, then the trailer: small pieces gathered across chunks */
+  private readonly small = new ByteQueue();
+  private phase: 'header' | 'segments' | 'trailer' | 'done' = 'header';
+  /** the segment whose bytes are arriving: its slot and the bytes still to come */
+  private feeding: { slot: Slot; left: number } | undefined;
+  private staging: Buffer;
+  private staged = 0;
+  private unacked = 0;
+  private dispatched = 0;
+  /** uncompressed bytes of the segments dispatched */
+  private uDispatched = 0;
+  private crc = 0;
+  private total = 0;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+  /** a _transform or _flush is running: it sees a failure itself */
+  private busy = false;
+  private shut = false;
+  /** the network's chunks are copied into staging buffers and die young: collect them early */
+  private readonly pace = createGcPacer();
+
+  constructor(o: SegmentInflaterOptions) {
+    super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
+    this.index = o.index;
+    this.header = o.index.header;
+    this.blockSize = o.blockSize ?? 4 << 20;
+    if (this.header.spacing % this.blockSize !== 0) throw new RangeError(`index spacing ${this.header.spacing} is not a multiple of the block size ${this.blockSize}`);
+    this.workerCount = Math.max(1, o.workers);
+    const perSegment = Math.ceil(this.header.maxSegment / this.blockSize);
+    // every worker busy with a segment, and two blocks for the writer to hold while it writes them
+    const blocks = this.workerCount * perSegment + 2;
+    for (let i = 0; i < blocks; i++) {
+      const b = alignedBuffer(this.blockSize);
+      this.freeBlocks.push({ ab: b.buffer as ArrayBuffer, off: b.byteOffset, len: b.length });
+    }
+    this.staging = Buffer.allocUnsafeSlow(STAGING);
+    for (let i = 0; i < this.workerCount; i++) {
+      const w = new Worker(WORKER_SOURCE, {
+        eval: true, name: `booty-inflate-${i}`, workerData: { grain: DEFAULT_GRANULARITY },
+        // the worker keeps almost nothing alive: a small young generation keeps its heap small
+        resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
+      });
+      w.on('message', (m: WorkerReply) => this.onReply(w, m));
+      w.on('error', (e: Error) => this.fail(e));
+      w.on('exit', (code) => { if (!this.shut) this.fail(new Error(`inflate worker exited (${code})`)); });
+      this.workers.push(w);
+      this.idle.push(w);
+    }
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pace(chunk.length);
+    this.run(() => this.takeChunk(chunk)).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.run(() => this.finishInput()).then(() => { this.shutdown(); cb(); }, (e: Error) => cb(e));
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.shutdown();
+    cb(err);
+  }
+
+  private async run(f: () => Promise<void>): Promise<void> {
+    this.busy = true;
+    try { await f(); } finally { this.busy = false; }
+  }
+
+  private shutdown(): void {
+    if (this.shut) return;
+    this.shut = true;
+    for (const w of this.workers) void w.terminate();
+    this.index.close();
+  }
+
+  private fail(e: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = e;
+    if (this.wake !== undefined) this.poke();
+    // nobody waiting: fail the stream now rather than at its next chunk
+    else if (!this.busy && !this.destroyed) this.destroy(e);
+  }
+
+  private poke(): void {
+    const f = this.wake;
+    this.wake = undefined;
+    f?.();
+  }
+
+  /** Waits for a worker's reply or a block coming back, whichever comes first. */
+  private async changed(): Promise<void> {
+    await new Promise<void>((resolve) => { this.wake = resolve; });
+    if (this.failure) throw this.failure;
+  }
+
+  /** Takes one chunk of the image: header bytes, segment bytes (to their worker), trailer bytes. */
+  private async takeChunk(chunk: Buffer): Promise<void> {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.failure) throw this.failure;
+      switch (this.phase) {
+        case 'header': {
+          const n = Math.min(this.header.deflateStart - this.small.length, chunk.length - pos);
+          this.small.push(chunk.subarray(pos, pos + n));
+          pos += n;
+          if (this.small.length === this.header.deflateStart) {
+            const head = this.small.take(this.small.length);
+            const len = gzipHeaderLength(head);
+            if (len !== this.header.deflateStart) throw new GzipIndexError(`the index says the gzip header is ${this.header.deflateStart} bytes, the image's is ${typeof len === 'number' ? len : 'not'} (the index is not this image's)`);
+            this.bytesWritten += head.length;
+            this.phase = 'segments';
+          }
+          break;
+        }
+        case 'segments': {
+          if (this.feeding === undefined) await this.startSegment();
+          const f = this.feeding!;
+          const n = Math.min(f.left, chunk.length - pos, STAGING - this.staged);
+          chunk.copy(this.staging, this.staged, pos, pos + n);
+          this.staged += n;
+          pos += n;
+          f.left -= n;
+          this.bytesWritten += n;
+          if (f.left === 0 || this.staged === STAGING) this.post(f.slot, f.left === 0);
+          if (f.left === 0) {
+            this.feeding = undefined;
+            if (this.dispatched === this.header.count) this.phase = 'trailer';
+          }
+          while (this.unacked >= MAX_UNACKED) await this.changed();
+          break;
+        }
+        case 'trailer': {
+          const n = Math.min(8 - this.small.length, chunk.length - pos);
+          this.small.push(chunk.subarray(pos, pos + n));
+          pos += n;
+          if (this.small.length === 8) await this.checkTrailer();
+          break;
+        }
+        case 'done':
+          // bytes after the member: not consumed; deploy counts and refuses them (trailingBytes)
+          return;
+      }
+    }
+  }
+
+  /** Input ended: everything must have arrived; waits for the last segments. */
+  private async finishInput(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.phase === 'done') return;
+    // a segment cut short never finishes: the image is truncated; else the segments sent may
+    // hold an earlier, truer error than the missing trailer
+    if (this.feeding === undefined) {
+      while (this.slots.length > 0) {
+        this.emitReady();
+        if (this.failure) throw this.failure;
+        if (this.slots.length > 0) await this.changed();
+      }
+    }
+    throw truncated();
+  }
+
+  /** Reads the next record and gives its segment to a free worker (waiting for one, and for blocks). */
+  private async startSegment(): Promise<void> {
+    let next;
+    try { next = await this.index.next(); } catch (e) {
+      throw new GzipIndexError(`reading the gzip index failed: ${(e as Error).message}`);
+    }
+    const { rec, prefix } = next;
+    if (rec.cOff !== this.bytesWritten || rec.uOff !== this.uDispatched || rec.uLen > this.header.maxSegment || rec.uLen === 0 || (rec.uOff > 0) !== (prefix.length > 0)) {
+      throw new GzipIndexError(`gzip index record ${this.dispatched} is out of sequence (damaged index)`);
+    }
+    const need = Math.ceil(rec.uLen / this.blockSize);
+    for (;;) {
+      this.emitReady();
+      if (this.failure) throw this.failure;
+      if (this.idle.length > 0 && this.freeBlocks.length >= need) break;
+      await this.changed();
+    }
+    const worker = this.idle.pop()!;
+    const blocks = this.freeBlocks.splice(this.freeBlocks.length - need, need);
+    const id = this.dispatched++;
+    this.uDispatched += rec.uLen;
+    const slot: Slot = { rec, index: id, worker, done: false, blocks };
+    this.slots.push(slot);
+    this.byId.set(id, slot);
+    const p = new Uint8Array(prefix);
+    worker.postMessage({
+      op: 'start', id, prefix: p.buffer, window: Math.min(this.header.window, rec.uOff), blocks, last: id === this.header.count - 1,
+    }, [p.buffer, ...blocks.map((b) => b.ab)]);
+    this.feeding = { slot, left: rec.cLen };
+  }
+
+  /** Sends the staged bytes to the segment's worker (the staging buffer moves; a spare replaces it). */
+  private post(slot: Slot, end: boolean): void {
+    const ab = this.staging.buffer as ArrayBuffer;
+    slot.worker.postMessage({ op: 'in', id: slot.index, ab, len: this.staged, end }, [ab]);
+    this.unacked += this.staged;
+    this.staging = this.spare.length > 0 ? Buffer.from(this.spare.pop()!) : Buffer.allocUnsafeSlow(STAGING);
+    this.staged = 0;
+  }
+
+  private async checkTrailer(): Promise<void> {
+    while (this.slots.length > 0) {
+      this.emitReady();
+      if (this.failure) throw this.failure;
+      if (this.slots.length > 0) await this.changed();
+    }
+    const t = this.small.take(8);
+    const crc = t.readUInt32LE(0);
+    const isize = t.readUInt32LE(4);
+    if (crc !== this.crc) throw corrupt(`incorrect data check (CRC-32 of the segments ${this.crc.toString(16)}, trailer says ${crc.toString(16)})`);
+    if (isize !== this.total % 2 ** 32) throw corrupt(`incorrect length check (${this.total} bytes decoded, trailer says ${isize} mod 2^32)`);
+    this.bytesWritten += 8;
+    this.phase = 'done';
+  }
+
+  private onReply(w: Worker, m: WorkerReply): void {
+    if (m.op === 'ack') {
+      this.unacked -= m.len!;
+      if (m.ab!.byteLength === STAGING) this.spare.push(m.ab!);
+      this.poke();
+      return;
+    }
+    const slot = this.byId.get(m.id!);
+    if (slot === undefined) return;
+    this.byId.delete(m.id!);
+    this.idle.push(w);
+    slot.blocks = m.blocks!;
+    slot.done = true;
+    if (m.error !== undefined) {
+      const where = `gzip segment ${slot.index} (image bytes ${slot.rec.cOff}-${slot.rec.cOff + slot.rec.cLen}, disk offset ${slot.rec.uOff})`;
+      if (m.error.code === 'INDEX_DAMAGED') slot.err = new GzipIndexError(`${where}: ${m.error.message}`);
+      else slot.err = corrupt(`${where}: ${m.error.message}`, m.error.code);
+    } else {
+      slot.produced = m.produced;
+      slot.crc = m.crc;
+      slot.zeros = m.zeros;
+    }
+    this.emitReady();
+    this.poke();
+  }
+
+  /** Emits finished segments at the head, in order. */
+  private emitReady(): void {
+    while (this.slots.length > 0 && this.slots[0].done && this.failure === undefined) {
+      const slot = this.slots.shift()!;
+      const rec = slot.rec;
+      const where = `gzip segment ${slot.index} (image bytes ${rec.cOff}-${rec.cOff + rec.cLen}, disk offset ${rec.uOff})`;
+      if (slot.err === undefined && slot.produced !== rec.uLen) slot.err = corrupt(`${where} decodes to ${slot.produced} bytes, the index says ${rec.uLen}`);
+      if (slot.err === undefined && slot.crc !== rec.crc) slot.err = corrupt(`${where}: incorrect data check (CRC-32 ${(slot.crc! >>> 0).toString(16)}, the index says ${rec.crc.toString(16)})`);
+      if (slot.err !== undefined) {
+        for (const b of slot.blocks) this.freeBlocks.push({ ab: b.ab, off: b.off, len: b.len });
+        this.fail(slot.err);
+        return;
+      }
+      this.crc = crc32Combine(this.crc, slot.crc!, rec.uLen);
+      this.total += rec.uLen;
+      this.segments++;
+      let left = rec.uLen;
+      slot.blocks.forEach((b, i) => {
+        const block: Block = { ab: b.ab, off: b.off, len: b.len };
+        const n = Math.min(left, b.len);
+        left -= n;
+        if (n === 0) { this.giveBack(block); return; }
+        const view = Buffer.from(b.ab, b.off, n);
+        if (slot.zeros?.[i] !== undefined) markZeroGrains(view, slot.zeros[i]);
+        this.push(lendBlock(view, () => this.giveBack(block)));
+      });
+    }
+  }
+
+  private giveBack(b: Block): void {
+    if (this.shut) return;
+    this.freeBlocks.push(b);
+    this.poke();
+  }
+}
+
+function truncated(): Error {
+  const e = new Error('unexpected end of file') as Error & { code?: string };
+  e.code = 'Z_BUF_ERROR';
+  return e;
+}
