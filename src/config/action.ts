@@ -84,6 +84,9 @@ export interface DeployAction extends Common {
   /** if the image changes on the server mid-deploy (ETag differs), start over from byte 0;
    *  default: fail, naming the change */
   restartOnChange?: boolean;
+  /** false: ignore the gzip access-point index the server announces (inflate as one stream);
+   *  a string: the index's URL, for images hosted elsewhere (booty index writes one) */
+  gzipIndex?: false | string;
   /** seconds without a byte before a connection is dropped and resumed (default 30) */
   stallTimeout?: number;
   /** seconds to keep reconnecting without progress before failing (default 600) */

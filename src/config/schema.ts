@@ -151,6 +151,7 @@ const deploy = {
     format: { enum: ['auto', 'gzip', 'zstd', 'raw'], description: 'one of "auto", "gzip", "zstd", "raw"' },
     imageSize: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a size in bytes (a non-negative integer)' },
     restartOnChange: bool,
+    gzipIndex: { anyOf: [{ const: false }, url], description: 'false, or the URL of the image\'s gzip index' },
     stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
     retryFor: { type: 'number', minimum: 0, maximum: 604800, description: 'seconds (a number from 0 to 604800)' },
     grow,

@@ -406,8 +406,11 @@ function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: I
   switch (first.stage) {
     case 'decompress': {
       const d = describeDecodeError(format, err as Error & { code?: string });
-      return stageError('decompress', d.code, `${d.what} (${wire})`, w.bytes, state,
-        'the image file on the server is damaged: recreate or re-upload it (gzip -t / zstd -t check it there)', err);
+      // decoded in segments with the server's index: the image or the index may be the damaged one
+      const hint = err.name === 'SegmentCorrupt'
+        ? 'the image or its gzip index on the server is damaged: deploy again with --no-gzip-index ("gzipIndex": false) to tell which (gzip -t checks the image there; booty index rebuilds the index)'
+        : 'the image file on the server is damaged: recreate or re-upload it (gzip -t / zstd -t check it there)';
+      return stageError('decompress', d.code, `${d.what} (${wire})`, w.bytes, state, hint, err);
     }
     case 'write':
       return stageError('write', 'WRITE_FAILED', `writing ${w.target.info.path} failed: ${err.message}`, w.bytes, state, writeHint, err);
