@@ -89,8 +89,10 @@ export interface DeployResult {
   /** where decompression ran: the main thread, one decode worker (single stream, decode-worker.ts)
    *  or the frame pool (parallel-decompress.ts) */
   decodedOn: 'main' | 'worker' | 'frames' | 'segments';
-  /** gzip segments inflated in parallel with the image's access-point index */
+  /** gzip segments decoded with the image's access-point index, and how many of them the index
+   *  said were all zeros (written as zero runs without inflating) */
   segments?: number;
+  zeroSegments?: number;
   /** frames decoded in parallel, and whether the image's frame index was checked */
   parallelFrames?: number;
   indexChecked?: boolean;
@@ -288,7 +290,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const parallel = decoder instanceof ParallelDecompressor ? decoder : undefined;
     const segmented = decoder instanceof SegmentInflater ? decoder : undefined;
     const decodedOn = decodeThread === 'worker' ? '; decoded on a worker thread'
-      : segmented !== undefined ? `; ${segmented.segments} gzip segments inflated on ${segmented.workerCount} workers (gzip index)` : '';
+      : segmented !== undefined ? `; ${segmented.segments} gzip segments (${segmented.zeroSegments} all zeros, written as zero runs without inflating) on ${segmented.workerCount} workers (gzip index)` : '';
     const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
       `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
     log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
@@ -296,7 +298,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
       workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : 0,
       decodedOn: decodeThread,
-      ...(segmented !== undefined ? { segments: segmented.segments } : {}),
+      ...(segmented !== undefined ? { segments: segmented.segments, zeroSegments: segmented.zeroSegments } : {}),
       ...(parallel !== undefined ? { parallelFrames: parallel.frames.count, indexChecked: parallel.index !== undefined && parallel.streamedFrom === undefined } : {}),
     };
   } finally {

@@ -21,7 +21,7 @@
 //
 // File layout (little endian), streamable (deploy reads it front to back beside the image):
 //   header, HEADER_BYTES:
-//     0 "BOOTYGZI"   8 version u8 (1)   9..11 reserved   12 segment count u32   16 spacing u32
+//     0 "BOOTYGZI"   8 version u8 (2)   9..11 reserved   12 segment count u32   16 spacing u32
 //     20 window bytes u32 (32768)   24 image file size u64   32 uncompressed size u64
 //     40 deflate start (gzip header length) u32   44 trailer CRC-32 u32   48 trailer ISIZE u32
 //     52 largest segment (uncompressed) u32   56 sha256 of the image file (32 bytes)
@@ -29,15 +29,21 @@
 //   then per segment, in order: RECORD_BYTES of
 //     0 compressed offset u64   8 compressed length u32   12 uncompressed offset u64
 //     20 uncompressed length u32   24 CRC-32 of its output u32   28 prefix length u32
+//     32 flags u32 (bit 0: the segment's output is all zeros)
 //   followed by the prefix (raw deflate of the window, ending in a sync flush; empty for the
 //   first segment).
+// An all-zero segment (free space of an OS image) need not be inflated at all: deploy writes it
+// as a zero run. That trusts the flag only together with the segment's CRC-32 being that of
+// zeros, and the CRC-32s combined still have to match the image's own trailer.
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
 
 export const GZIP_INDEX_MAGIC = Buffer.from('BOOTYGZI', 'latin1');
-export const GZIP_INDEX_VERSION = 1;
+export const GZIP_INDEX_VERSION = 2;
 export const HEADER_BYTES = 128;
-export const RECORD_BYTES = 32;
+export const RECORD_BYTES = 36;
+/** record flag: the segment decodes to zeros only */
+export const FLAG_ZEROS = 1;
 export const WINDOW_BYTES = 32 << 10;
 /** deploy's write block: points sit at multiples of it so segments fill whole blocks */
 export const INDEX_BLOCK = 4 << 20;
@@ -68,6 +74,7 @@ export interface GzipIndexRecord {
   uLen: number;
   crc: number;
   prefixLength: number;
+  flags: number;
 }
 
 /** Why no index can be built for an image (not an error of the image: it deploys as one stream). */
@@ -125,13 +132,14 @@ export function encodeRecord(r: GzipIndexRecord): Buffer {
   b.writeUInt32LE(r.uLen, 20);
   b.writeUInt32LE(r.crc >>> 0, 24);
   b.writeUInt32LE(r.prefixLength, 28);
+  b.writeUInt32LE(r.flags, 32);
   return b;
 }
 
 export function decodeRecord(b: Buffer): GzipIndexRecord {
   return {
     cOff: Number(b.readBigUInt64LE(0)), cLen: b.readUInt32LE(8), uOff: Number(b.readBigUInt64LE(12)),
-    uLen: b.readUInt32LE(20), crc: b.readUInt32LE(24), prefixLength: b.readUInt32LE(28),
+    uLen: b.readUInt32LE(20), crc: b.readUInt32LE(24), prefixLength: b.readUInt32LE(28), flags: b.readUInt32LE(32),
   };
 }
 
@@ -232,9 +240,12 @@ interface Candidate {
   /** the open segment's CRC-32 up to the point */
   crcBefore: number;
   prefix: Buffer;
+  /** the open segment's output up to the point was all zeros */
+  zerosBefore: boolean;
   /** the sequential decoder's output since the point */
   bytesAfter: number;
   crcAfter: number;
+  zerosAfter: boolean;
   /** the verifier's output since the point */
   vBytes: number;
   vCrc: number;
@@ -272,7 +283,8 @@ export class GzipIndexBuilder {
   private total = 0;
   private totalCrc = 0;
   /** the open segment (its start is proven) */
-  private seg: { cOff: number; uOff: number; crc: number; prefix: Buffer } = { cOff: 0, uOff: 0, crc: 0, prefix: Buffer.alloc(0) };
+  private seg: { cOff: number; uOff: number; crc: number; prefix: Buffer; zeros: boolean } = { cOff: 0, uOff: 0, crc: 0, prefix: Buffer.alloc(0), zeros: true };
+  private readonly zeroPiece = Buffer.alloc(1 << 20);
   private cand: Candidate | undefined;
   private count = 0;
   private maxSegment = 0;
@@ -346,9 +358,12 @@ export class GzipIndexBuilder {
     this.total += piece.length;
     this.totalCrc = zlib.crc32(piece, this.totalCrc);
     this.seg.crc = zlib.crc32(piece, this.seg.crc);
+    const zeros = piece.equals(this.zeroPiece.subarray(0, piece.length));
+    if (!zeros) this.seg.zeros = false;
     if (this.cand !== undefined) {
       this.cand.bytesAfter += piece.length;
       this.cand.crcAfter = zlib.crc32(piece, this.cand.crcAfter);
+      if (!zeros) this.cand.zerosAfter = false;
     }
     this.slide(piece);
     const upTo = this.cand?.uOff ?? this.total;
@@ -382,16 +397,16 @@ export class GzipIndexBuilder {
   private blockEnd(): void {
     const cand = this.cand;
     // a later block end with no output in between (padding blocks): the same point, better aligned
-    if (cand !== undefined && cand.bytesAfter === 0) { this.startCandidate(cand.crcBefore); return; }
+    if (cand !== undefined && cand.bytesAfter === 0) { this.startCandidate(cand.crcBefore, cand.zerosBefore); return; }
     const from = cand?.uOff ?? this.seg.uOff;
     if (this.total % INDEX_BLOCK !== 0 || this.total - from < this.spacing) return;
     this.resolve();
-    this.startCandidate(this.seg.crc);
+    this.startCandidate(this.seg.crc, this.seg.zeros);
   }
 
-  private startCandidate(crcBefore: number): void {
+  private startCandidate(crcBefore: number, zerosBefore: boolean): void {
     const prefix = windowPrefix(this.window.subarray(0, this.windowLength));
-    this.cand = { cOff: this.pos, uOff: this.total, crcBefore, prefix, bytesAfter: 0, crcAfter: 0, vBytes: 0, vCrc: 0, failed: false };
+    this.cand = { cOff: this.pos, uOff: this.total, crcBefore, zerosBefore, prefix, bytesAfter: 0, crcAfter: 0, zerosAfter: true, vBytes: 0, vCrc: 0, failed: false };
     this.verifier.stream.reset();
     this.verifier.error = null;
     let windowOut = 0;
@@ -404,16 +419,16 @@ export class GzipIndexBuilder {
     const cand = this.cand;
     this.cand = undefined;
     if (cand === undefined || cand.failed || cand.vBytes !== cand.bytesAfter || cand.vCrc !== cand.crcAfter) return;
-    this.closeSegment(cand.cOff, cand.uOff, cand.crcBefore);
-    this.seg = { cOff: cand.cOff, uOff: cand.uOff, crc: cand.crcAfter, prefix: cand.prefix };
+    this.closeSegment(cand.cOff, cand.uOff, cand.crcBefore, cand.zerosBefore);
+    this.seg = { cOff: cand.cOff, uOff: cand.uOff, crc: cand.crcAfter, prefix: cand.prefix, zeros: cand.zerosAfter };
   }
 
-  private closeSegment(cEnd: number, uEnd: number, crc: number): void {
+  private closeSegment(cEnd: number, uEnd: number, crc: number, zeros: boolean): void {
     const seg = this.seg;
     const uLen = uEnd - seg.uOff;
     if (uLen > MAX_SEGMENT) this.tooSparse();
     this.maxSegment = Math.max(this.maxSegment, uLen);
-    const rec = encodeRecord({ cOff: seg.cOff, cLen: cEnd - seg.cOff, uOff: seg.uOff, uLen, crc, prefixLength: seg.prefix.length });
+    const rec = encodeRecord({ cOff: seg.cOff, cLen: cEnd - seg.cOff, uOff: seg.uOff, uLen, crc, prefixLength: seg.prefix.length, flags: zeros && uLen > 0 ? FLAG_ZEROS : 0 });
     this.emit(Buffer.concat([rec, seg.prefix]));
     this.count++;
   }
@@ -428,7 +443,7 @@ export class GzipIndexBuilder {
     if (cand !== undefined && !cand.failed && cand.bytesAfter > 0 && !streamEnded(this.verifier, this.vOut)) cand.failed = true;
     if (cand !== undefined && cand.bytesAfter > 0) this.resolve();
     this.cand = undefined;
-    this.closeSegment(this.pos, this.total, this.seg.crc);
+    this.closeSegment(this.pos, this.total, this.seg.crc, this.seg.zeros);
     this.phase = 'trailer';
   }
 

@@ -27,9 +27,11 @@ export const DIRECT_ALIGN = 4096;
 /** Largest single zeroing request: keeps progress and cancellation responsive. */
 const ZERO_CHUNK = 1 << 30;
 
-/** A buffer of `size` bytes whose address is DIRECT_ALIGN aligned (Node's are page + 16). */
-export function alignedBuffer(size: number): Buffer {
-  const raw = Buffer.allocUnsafeSlow(size + DIRECT_ALIGN);
+/** A buffer of `size` bytes whose address is DIRECT_ALIGN aligned (Node's are page + 16).
+ *  `zeroed`: filled with zeros by calloc (large ones are fresh pages that take no memory until
+ *  written, so a zero block that is only ever read costs nothing). */
+export function alignedBuffer(size: number, zeroed = false): Buffer {
+  const raw = zeroed ? Buffer.alloc(size + DIRECT_ALIGN) : Buffer.allocUnsafeSlow(size + DIRECT_ALIGN);
   const misalign = Number(bufferAddress(raw) % BigInt(DIRECT_ALIGN));
   const start = misalign === 0 ? 0 : DIRECT_ALIGN - misalign;
   return raw.subarray(start, start + size);

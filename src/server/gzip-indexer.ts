@@ -84,6 +84,8 @@ export class GzipIndexer {
   /** Queues a build of `name`'s index (done only if the image is gzip and has none for its version). */
   want(name: string): void {
     if (this.stopped || this.queue.includes(name)) return;
+    // what is known may be of the image's previous version: looked at again by the build
+    this.known.delete(name);
     this.queue.push(name);
     if (!this.running) {
       this.running = true;

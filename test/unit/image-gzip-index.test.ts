@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { crc32Combine } from '../../src/image/crc32-combine.ts';
 import {
-  GzipIndexBuilder, HEADER_BYTES, IndexRefused, RECORD_BYTES, decodeHeader, decodeRecord, encodeHeader, gzipHeaderLength,
+  FLAG_ZEROS, GzipIndexBuilder, HEADER_BYTES, IndexRefused, RECORD_BYTES, decodeHeader, decodeRecord, encodeHeader, gzipHeaderLength,
 } from '../../src/image/gzip-index.ts';
 import { GzipIndexReader, indexMismatch } from '../../src/image/gzip-index-source.ts';
 import { SegmentInflater } from '../../src/image/segment-inflate.ts';
@@ -48,7 +48,7 @@ function buildIndex(gz: Buffer, chunk = MiB, etag = ''): Buffer {
   return Buffer.concat([b.finish(), ...records]);
 }
 
-interface Inflated { out: Buffer; consumed: number; segments: number; zeroMaps: number }
+interface Inflated { out: Buffer; consumed: number; segments: number; zeroMaps: number; zeroSegments: number }
 
 async function inflate(gz: Buffer, index: Buffer, o: { workers?: number; chunk?: number; extra?: Buffer } = {}): Promise<Inflated> {
   const reader = new GzipIndexReader(Readable.from(chunked(index, 5000)));
@@ -68,7 +68,7 @@ async function inflate(gz: Buffer, index: Buffer, o: { workers?: number; chunk?:
   });
   const input = o.extra ? Buffer.concat([gz, o.extra]) : gz;
   await pipeline(Readable.from(chunked(input, o.chunk ?? 65536)), s, sink);
-  return { out: Buffer.concat(parts), consumed: s.bytesWritten, segments: s.segments, zeroMaps };
+  return { out: Buffer.concat(parts), consumed: s.bytesWritten, segments: s.segments, zeroMaps, zeroSegments: s.zeroSegments };
 }
 
 test('crc32Combine gives the CRC-32 of the concatenation', () => {
@@ -108,6 +108,8 @@ test('the index of a pigz image: one segment per 4 MiB, header and records consi
     assert.equal(r.uLen, Math.min(4 * MiB, image.length - r.uOff));
     assert.equal(r.crc, zlib.crc32(image.subarray(r.uOff, r.uOff + r.uLen)), `record ${i} CRC-32`);
     assert.equal(r.prefixLength > 0, i > 0, 'every segment but the first carries its window');
+    const zeros = image.subarray(r.uOff, r.uOff + r.uLen).every((b) => b === 0);
+    assert.equal(r.flags === FLAG_ZEROS, zeros, `record ${i} is flagged all-zero exactly when it is`);
     at += RECORD_BYTES + r.prefixLength;
     cOff += r.cLen;
   }
@@ -126,6 +128,8 @@ for (const args of [['-6', '-p', '2'], ['-1'], ['-9', '-p', '1'], ['-6', '-b', '
     assert.equal(r.consumed, gz.length);
     assert.equal(r.segments, Math.ceil(image.length / (4 * MiB)));
     assert.ok(r.zeroMaps > 0, 'the workers pass their zero maps on');
+    // the image's 9 MiB of zeros hold one whole 4 MiB segment (4-8 MiB... 8-12 MiB): not inflated
+    assert.ok(r.zeroSegments >= 1, `all-zero segments are written as zero runs (${r.zeroSegments})`);
   });
 }
 
@@ -197,6 +201,19 @@ test('a damaged or foreign index is caught, never trusted', async () => {
   const wrongCrc = Buffer.from(idx);
   wrongCrc.writeUInt32LE((wrongCrc.readUInt32LE(at4 + 24) ^ 1) >>> 0, at4 + 24);
   await assert.rejects(inflate(gz6, wrongCrc), /gzip segment 4 .*incorrect data check \(CRC-32 [0-9a-f]+, the index says/);
+  // a data segment flagged all-zero: refused (its CRC-32 is not that of zeros), never written as zeros
+  const at1 = recordAt(1);
+  const falseZero = Buffer.from(idx);
+  falseZero.writeUInt32LE(FLAG_ZEROS, at1 + 32);
+  await assert.rejects(inflate(gz6, falseZero), (e: Error) => e.name === 'GzipIndexError' && /says all zeros but its CRC-32/.test(e.message));
+  // the zero segment (8-12 MiB) without its flag is simply inflated
+  const at2 = recordAt(2);
+  assert.equal(idx.readUInt32LE(at2 + 32), FLAG_ZEROS);
+  const unflagged = Buffer.from(idx);
+  unflagged.writeUInt32LE(0, at2 + 32);
+  const r = await inflate(gz6, unflagged);
+  assert.ok(r.out.equals(image));
+  assert.equal(r.zeroSegments, 0);
   // a record whose offsets do not follow on
   const shifted = Buffer.from(idx);
   shifted.writeUInt32LE(r1.cLen + 1, HEADER_BYTES + 8);
@@ -216,7 +233,7 @@ test('a damaged or foreign index is caught, never trusted', async () => {
   // header fields out of range
   assert.throws(() => decodeHeader(Buffer.concat([Buffer.from('NOTANIDX'), idx.subarray(8, HEADER_BYTES)])), /bad magic/);
   const v2 = Buffer.from(idx.subarray(0, HEADER_BYTES));
-  v2[8] = 2;
-  assert.throws(() => decodeHeader(v2), /version 2 is not supported/);
+  v2[8] = 3;
+  assert.throws(() => decodeHeader(v2), /version 3 is not supported/);
   assert.throws(() => decodeHeader(encodeHeader({ ...h, maxSegment: 64 * MiB })), /out of range/);
 });
