@@ -8,7 +8,6 @@
 import os from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { keepMallocThresholdFixed } from '../sys/process.ts';
 import { BootyError, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { preflightDisk } from '../disk/preflight.ts';
@@ -117,8 +116,6 @@ function fail(stage: Stage, code: string, message: string, offset: number | unde
 }
 
 export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
-  // (freed stream buffers go back to the system instead of staying in the process's heap)
-  keepMallocThresholdFixed();
   const log = opts.log ?? silentLogger;
   const started = performance.now();
   const format = opts.format ?? 'gzip';

@@ -8,7 +8,6 @@
 // the image offset reached and what the disk holds now.
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
-import { keepMallocThresholdFixed } from '../sys/process.ts';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
@@ -104,8 +103,6 @@ export const MAX_RESTARTS = 3;
 const HEX64 = /^[0-9a-f]{64}$/;
 
 export async function deploy(opts: DeployOptions): Promise<DeployResult> {
-  // (freed stream buffers go back to the system instead of staying in the process's heap)
-  keepMallocThresholdFixed();
   const log = opts.log ?? silentLogger;
   const started = performance.now();
   const expectedSha = opts.sha256?.trim().toLowerCase();

@@ -24,29 +24,3 @@ export function becomeChildSubreaper(): void {
   const prctl = fn<PrctlFn>('int prctl(int option, ...)');
   check(prctl(PR_SET_CHILD_SUBREAPER, 'unsigned long', 1, 'unsigned long', 0, 'unsigned long', 0, 'unsigned long', 0), 'prctl(PR_SET_CHILD_SUBREAPER)');
 }
-
-const M_MMAP_THRESHOLD = -3;
-/** allocations from 64 KiB up (a socket's read buffers, stream chunks) get their own mapping,
- *  unmapped when freed */
-const MMAP_THRESHOLD = 64 << 10;
-
-/**
- * Keeps glibc from holding on to freed buffer memory. By default glibc raises its mmap threshold
- * (128 KiB) up to 32 MiB once a large block is freed, after which the buffers a deploy or capture
- * streams through come from the heap, and their memory stays with the process once freed (12-20
- * MiB of RSS measured on a 4 GiB deploy). Setting the threshold (mallopt M_MMAP_THRESHOLD) turns
- * that adjustment off, and at 64 KiB the network's 64 KiB read buffers are mapped and unmapped
- * too (another 3-5 MiB; ~9000 mmap/munmap per GB, a few tens of ms). Returns false where mallopt
- * is unavailable (not glibc); nothing else changes then.
- */
-export function keepMallocThresholdFixed(): boolean {
-  if (mallocFixed !== undefined) return mallocFixed;
-  try {
-    const mallopt = fn<(param: number, value: number) => number>('int mallopt(int param, int value)');
-    mallocFixed = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) === 1;
-  } catch {
-    mallocFixed = false;
-  }
-  return mallocFixed;
-}
-let mallocFixed: boolean | undefined;
