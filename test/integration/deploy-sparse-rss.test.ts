@@ -101,3 +101,49 @@ test('8 GiB mostly-zero gzip image deploys with peak RSS < 150 MiB, bit-exact wh
   const usedBytes = fs.statSync(target).blocks * 512;
   assert.ok(usedBytes < 512 * MiB, `target uses ${usedBytes} bytes on disk`);
 });
+
+test('2 GiB mostly-zero pigz image with the server\'s gzip index: segments in parallel, peak RSS < 150 MiB', { skip }, async () => {
+  const size = 2 * GiB;
+  const raw = path.join(dir, 'pigz-source.img');
+  const rfd0 = fs.openSync(raw, 'w');
+  fs.writeSync(rfd0, ext4, 0, ext4.length, 0);
+  fs.writeSync(rfd0, random, 0, random.length, GiB);
+  fs.ftruncateSync(rfd0, size);
+  fs.closeSync(rfd0);
+  const gzFile = path.join(server.dataDir, 'images', 'sparse2g.img.gz');
+  execFileSync('sh', ['-c', `pigz -1 -p 2 -c '${raw}' > '${gzFile}'`]);
+  await (await fetch(`${server.url}/api/reload`, { method: 'POST' })).body?.cancel();
+  // the server indexes it in the background
+  let state: string | undefined;
+  for (let i = 0; i < 600 && state !== 'ready'; i++) {
+    const body = await (await fetch(`${server.url}/api/images`)).json() as { images: Array<{ name: string; gzipIndex?: string }> };
+    state = body.images.find((x) => x.name === 'sparse2g.img.gz')?.gzipIndex;
+    if (state?.startsWith('refused')) assert.fail(state);
+    if (state !== 'ready') await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(state, 'ready');
+
+  const target = path.join(dir, 'target2.img');
+  execFileSync('truncate', ['-s', String(size), target]);
+  const bundle = path.join(root, 'dist', `test-rss-index-${process.pid}.mjs`);
+  execFileSync(process.execPath, [path.join(root, 'scripts/bundle.mjs'), bundle]);
+  let r;
+  try {
+    r = spawnSync('/usr/bin/time', ['-f', 'MAXRSS_KB %M', process.execPath, bundle, 'deploy', '-q', '--workers', '2',
+      '--image', `${server.url}/images/sparse2g.img.gz`, '--disk', target], { encoding: 'utf8', timeout: 600_000 });
+  } finally { fs.rmSync(bundle, { force: true }); }
+  assert.equal(r.status, 0, r.stderr);
+  const rssKiB = Number(/MAXRSS_KB (\d+)/.exec(r.stderr)![1]);
+  const line = r.stderr.split('\n').find((l) => l.includes('gzip segments')) ?? '';
+  process.stderr.write(`# 2 GiB sparse pigz deploy with the gzip index (bundle): peak RSS ${(rssKiB / 1024).toFixed(1)} MiB; ${line}\n`);
+  assert.match(line, /512 gzip segments \(\d+ all zeros/);
+  assert.ok(rssKiB < 150 * 1024, `peak RSS ${rssKiB} KiB`);
+  const head = Buffer.alloc(ext4.length);
+  const mid = Buffer.alloc(MiB);
+  const tfd = fs.openSync(target, 'r');
+  fs.readSync(tfd, head, 0, head.length, 0);
+  fs.readSync(tfd, mid, 0, MiB, GiB);
+  fs.closeSync(tfd);
+  assert.ok(head.equals(ext4), 'ext4 image at the front');
+  assert.ok(mid.equals(random), 'random MiB at 1 GiB');
+});
