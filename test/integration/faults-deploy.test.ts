@@ -25,7 +25,7 @@ const CONCURRENCY = 4;
 const LOOP_EVERY = 40;
 const isRoot = process.getuid?.() === 0;
 
-interface TestImage { name: string; format: 'gzip' | 'zstd' | 'raw'; raw: Buffer; served: Buffer; sha256: string }
+interface TestImage { name: string; format: 'gzip' | 'zstd' | 'raw' | 'pigz'; raw: Buffer; served: Buffer; sha256: string }
 
 /** An OS-like image: random blocks (incompressible), text (compressible) and zero runs of
  *  1-2 MiB (skipped as holes by the writer), so neither compression nor zero skipping hides the
@@ -67,10 +67,25 @@ before(async () => {
     fs.writeFileSync(path.join(server.dataDir, 'images', name), served);
     images.push({ name, format, raw, served, sha256: createHash('sha256').update(served).digest('hex') });
   }
+  // two pigz images the server indexes: their deploys fetch the gzip index through the same
+  // faulty proxy and inflate segments on workers (gzip-index.ts), resumed like the image
+  for (let i = 0; i < 2; i++) {
+    const raw = makeImage(9100 + i, (9 + 4 * i) * MiB + 4096 * i);
+    const served = execFileSync('pigz', ['-6', '-c'], { input: raw, maxBuffer: 1 << 30 });
+    const name = `fault-pigz-${i}.img.gz`;
+    fs.writeFileSync(path.join(server.dataDir, 'images', name), served);
+    images.push({ name, format: 'pigz', raw, served, sha256: createHash('sha256').update(served).digest('hex') });
+  }
+  await (await fetch(`${server.url}/api/reload`, { method: 'POST' })).body?.cancel();
+  for (let i = 0; i < 300; i++) {
+    const body = await (await fetch(`${server.url}/api/images`)).json() as { images: Array<{ name: string; gzipIndex?: string }> };
+    if (body.images.filter((x) => x.name.startsWith('fault-pigz-') && x.gzipIndex === 'ready').length === 2) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   if (isRoot) {
     for (let i = 0; i < CONCURRENCY; i++) {
       const f = path.join(dir, `loop-${i}.img`);
-      execFileSync('truncate', ['-s', '8M', f]);
+      execFileSync('truncate', ['-s', '16M', f]);
       loops.push(attachLoop(f));
     }
   }
@@ -90,7 +105,7 @@ function readRange(file: string, length: number): Buffer {
 test(`${DEPLOYS} deploys through cuts, resets, stalls and throttling: all bit-exact, 0 restarts from zero`, { timeout: 600_000 }, async () => {
   const target = new URL(server.url);
   const totals = { faults: 0, resumes: 0, restarts: 0, byKind: { cut: 0, reset: 0, stall: 0, throttle: 0 } as Record<FaultKind, number>, loop: 0 };
-  const byFormat = { gzip: 0, zstd: 0, raw: 0 };
+  const byFormat = { gzip: 0, zstd: 0, raw: 0, pigz: 0 };
   const started = performance.now();
   const freeLoops = [...loops];
 
@@ -133,6 +148,7 @@ test(`${DEPLOYS} deploys through cuts, resets, stalls and throttling: all bit-ex
     assert.equal(r.wireBytes, img.served.length, `${what}: hashed ${r.wireBytes} bytes of a ${img.served.length}-byte file (received something twice?)`);
     assert.equal(r.sha256, img.sha256, what);
     assert.equal(r.bytesWritten, img.raw.length, what);
+    if (img.format === 'pigz') assert.equal(r.decodedOn, 'segments', `${what}: inflated in segments with the gzip index\n${lines.join('\n')}`);
     const got = readRange(disk, img.raw.length);
     assert.ok(got.equals(img.raw), `${what}: the target differs from the image\n${lines.join('\n')}`);
     if (loop === undefined) {
@@ -154,7 +170,7 @@ test(`${DEPLOYS} deploys through cuts, resets, stalls and throttling: all bit-ex
 
   const seconds = (performance.now() - started) / 1000;
   const k = totals.byKind;
-  process.stdout.write(`faults-deploy: ${DEPLOYS} deploys (${byFormat.gzip} gzip, ${byFormat.zstd} zstd, ${byFormat.raw} raw; ${totals.loop} onto loop devices), all bit-exact; restarts from zero: ${totals.restarts}; faults injected: ${totals.faults} (cut ${k.cut}, reset ${k.reset}, stall ${k.stall}, throttle ${k.throttle}); resumes: ${totals.resumes}; ${seconds.toFixed(1)} s\n`);
+  process.stdout.write(`faults-deploy: ${DEPLOYS} deploys (${byFormat.gzip} gzip, ${byFormat.pigz} pigz with the gzip index, ${byFormat.zstd} zstd, ${byFormat.raw} raw; ${totals.loop} onto loop devices), all bit-exact; restarts from zero: ${totals.restarts}; faults injected: ${totals.faults} (cut ${k.cut}, reset ${k.reset}, stall ${k.stall}, throttle ${k.throttle}); resumes: ${totals.resumes}; ${seconds.toFixed(1)} s\n`);
   assert.equal(totals.restarts, 0);
   assert.ok(totals.faults >= DEPLOYS / 2, `too few faults fired (${totals.faults}) for the test to mean anything`);
   assert.ok(totals.resumes >= DEPLOYS / 4, `too few resumes (${totals.resumes})`);
