@@ -52,8 +52,9 @@ export class GzipIndexReader {
     return { rec, prefix };
   }
 
+  /** Stops reading (ends the index download); never throws. */
   close(): void {
-    void this.it.return?.();
+    Promise.resolve().then(() => this.it.return?.()).catch(() => {});
   }
 }
 
