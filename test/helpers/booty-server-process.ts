@@ -63,3 +63,24 @@ export async function startBootyServer(opts: { dataDir?: string; args?: string[]
     },
   };
 }
+
+/** The catalog's gzip index state of each image (`GET /api/images`). */
+export async function gzipIndexStates(url: string): Promise<Map<string, string | undefined>> {
+  const res = await fetch(`${url}/api/images`);
+  const body = await res.json() as { images: Array<{ name: string; gzipIndex?: string }> };
+  return new Map(body.images.map((i) => [i.name, i.gzipIndex]));
+}
+
+/** Waits (up to `timeoutMs`) until the server's background indexer has settled on `name`:
+ *  'ready', or 'refused: <why>'. Asks for a reload first (images put in place by hand). */
+export async function waitForGzipIndex(url: string, name: string, timeoutMs = 60_000): Promise<string> {
+  await (await fetch(`${url}/api/reload`, { method: 'POST' })).body?.cancel();
+  const until = Date.now() + timeoutMs;
+  let state: string | undefined;
+  while (Date.now() < until) {
+    state = (await gzipIndexStates(url)).get(name);
+    if (state === 'ready' || state?.startsWith('refused') === true) return state;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the gzip index of ${name} did not settle within ${timeoutMs} ms (last: ${state})`);
+}

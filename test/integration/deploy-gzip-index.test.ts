@@ -16,7 +16,7 @@ import { request } from 'undici';
 import { deploy } from '../../src/image/deploy.ts';
 import { HEADER_BYTES, decodeHeader } from '../../src/image/gzip-index.ts';
 import { isBootyError } from '../../src/util/errors.ts';
-import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { gzipIndexStates, startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 
 const MiB = 1 << 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -26,19 +26,15 @@ function osLikeImage(seed: string): Buffer {
   return Buffer.concat([text.subarray(0, 2 * MiB), randomBytes(3 * MiB), Buffer.alloc(8 * MiB), text.subarray(0, 3 * MiB), randomBytes(54321)]);
 }
 
-async function catalog(url: string): Promise<Map<string, string | undefined>> {
-  const res = await request(`${url}/api/images`);
-  const body = await res.body.json() as { images: Array<{ name: string; gzipIndex?: string }> };
-  return new Map(body.images.map((i) => [i.name, i.gzipIndex]));
-}
-
+/** Polls the catalog until the index state of `name` passes `settled` (a replaced image goes
+ *  through 'queued'/'building' before 'ready' again). */
 async function indexState(url: string, name: string, settled: (s: string | undefined) => boolean): Promise<string | undefined> {
   for (let i = 0; i < 300; i++) {
-    const s = (await catalog(url)).get(name);
+    const s = (await gzipIndexStates(url)).get(name);
     if (settled(s)) return s;
     await sleep(100);
   }
-  assert.fail(`the index of ${name} never settled (last: ${(await catalog(url)).get(name)})`);
+  assert.fail(`the index of ${name} never settled (last: ${(await gzipIndexStates(url)).get(name)})`);
 }
 
 describe('gzip access-point index: server and deploy', () => {

@@ -17,7 +17,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { makeExt4DiskImage, isZeroRange } from '../helpers/ext4-disk-image.ts';
 import { detachAllLoops } from '../helpers/loop-device.ts';
-import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { startBootyServer, waitForGzipIndex, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const MiB = 1 << 20;
@@ -112,16 +112,8 @@ test('2 GiB mostly-zero pigz image with the server\'s gzip index: segments in pa
   fs.closeSync(rfd0);
   const gzFile = path.join(server.dataDir, 'images', 'sparse2g.img.gz');
   execFileSync('sh', ['-c', `pigz -1 -p 2 -c '${raw}' > '${gzFile}'`]);
-  await (await fetch(`${server.url}/api/reload`, { method: 'POST' })).body?.cancel();
   // the server indexes it in the background
-  let state: string | undefined;
-  for (let i = 0; i < 600 && state !== 'ready'; i++) {
-    const body = await (await fetch(`${server.url}/api/images`)).json() as { images: Array<{ name: string; gzipIndex?: string }> };
-    state = body.images.find((x) => x.name === 'sparse2g.img.gz')?.gzipIndex;
-    if (state?.startsWith('refused')) assert.fail(state);
-    if (state !== 'ready') await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.equal(state, 'ready');
+  assert.equal(await waitForGzipIndex(server.url, 'sparse2g.img.gz'), 'ready');
 
   const target = path.join(dir, 'target2.img');
   execFileSync('truncate', ['-s', String(size), target]);

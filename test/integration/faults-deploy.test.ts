@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { startBootyServer, waitForGzipIndex, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { startFaultProxy, type FaultKind } from '../helpers/fault-proxy.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop-device.ts';
 import { seededRandom, randomInt } from '../helpers/seeded-random.ts';
@@ -76,12 +76,7 @@ before(async () => {
     fs.writeFileSync(path.join(server.dataDir, 'images', name), served);
     images.push({ name, format: 'pigz', raw, served, sha256: createHash('sha256').update(served).digest('hex') });
   }
-  await (await fetch(`${server.url}/api/reload`, { method: 'POST' })).body?.cancel();
-  for (let i = 0; i < 300; i++) {
-    const body = await (await fetch(`${server.url}/api/images`)).json() as { images: Array<{ name: string; gzipIndex?: string }> };
-    if (body.images.filter((x) => x.name.startsWith('fault-pigz-') && x.gzipIndex === 'ready').length === 2) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  for (let i = 0; i < 2; i++) assert.equal(await waitForGzipIndex(server.url, `fault-pigz-${i}.img.gz`), 'ready');
   if (isRoot) {
     for (let i = 0; i < CONCURRENCY; i++) {
       const f = path.join(dir, `loop-${i}.img`);
