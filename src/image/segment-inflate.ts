@@ -29,7 +29,7 @@ import zlib from 'node:zlib';
 import { alignedBuffer } from './target.ts';
 import { lendBlock } from './block-loan.ts';
 import { ByteQueue } from './byte-queue.ts';
-import { crc32Combine } from './crc32-combine.ts';
+import { crc32Combine, zerosOperator } from './crc32-combine.ts';
 import { createGcPacer } from './gc-pacer.ts';
 import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from './gzip-index.ts';
 import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
@@ -46,17 +46,10 @@ let zerr = null;
 handle.onerror = (message, errno, code) => { zerr = { message, code }; };
 const GRAIN = workerData.grain;
 const ZERO = Buffer.alloc(GRAIN);
-// The CRC-32 of a message followed by GRAIN zero bytes, from the message's CRC: crc32_combine's
-// linear operator for GRAIN zero bytes (squared up from one zero bit), applied to the register.
+// The CRC-32 of a message followed by GRAIN zero bytes, from the message's CRC: the operator for
+// GRAIN zero bytes (crc32-combine.ts, passed in) applied to the register, xor the CRC of the zeros.
+const zeroOp = workerData.zeroOp;
 const gf2Times = (mat, vec) => { let sum = 0; for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i]; return sum >>> 0; };
-const gf2Square = (sq, mat) => { for (let n = 0; n < 32; n++) sq[n] = gf2Times(mat, mat[n]); };
-const zeroOp = (() => {
-  let op = new Uint32Array(32);
-  op[0] = 0xedb88320;
-  for (let n = 1, row = 1; n < 32; n++, row <<= 1) op[n] = row;
-  for (let bits = 1; bits < GRAIN * 8; bits *= 2) { const sq = new Uint32Array(32); gf2Square(sq, op); op = sq; }
-  return op;
-})();
 const zeroCrc = zlib.crc32(ZERO);
 const appendZeros = (crc) => (gf2Times(zeroOp, crc) ^ zeroCrc) >>> 0;
 const scratch = Buffer.allocUnsafe(64 << 10);
@@ -231,7 +224,7 @@ export class SegmentInflater extends Transform {
     this.staging = Buffer.allocUnsafeSlow(STAGING);
     for (let i = 0; i < this.workerCount; i++) {
       const w = new Worker(WORKER_SOURCE, {
-        eval: true, name: `booty-inflate-${i}`, workerData: { grain: DEFAULT_GRANULARITY },
+        eval: true, name: `booty-inflate-${i}`, workerData: { grain: DEFAULT_GRANULARITY, zeroOp: zerosOperator(DEFAULT_GRANULARITY) },
         // the worker keeps almost nothing alive: a small young generation keeps its heap small
         resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
       });

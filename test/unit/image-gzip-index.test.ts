@@ -237,3 +237,12 @@ test('a damaged or foreign index is caught, never trusted', async () => {
   assert.throws(() => decodeHeader(v2), /version 3 is not supported/);
   assert.throws(() => decodeHeader(encodeHeader({ ...h, maxSegment: 64 * MiB })), /out of range/);
 });
+
+test('zerosOperator: appending zeros to a CRC-32 register, for any length', () => {
+  for (const n of [0, 1, 2, 3, 7, 64, 65536, 65537, 4 * MiB, 4 * MiB + 12345]) {
+    const a = randomBytes(1000);
+    const z = Buffer.alloc(n);
+    assert.equal(crc32Combine(zlib.crc32(a), zlib.crc32(z), n), zlib.crc32(Buffer.concat([a, z])), `length ${n}`);
+    assert.equal(crc32Combine(zlib.crc32(a), zlib.crc32(z), n), crc32Combine(zlib.crc32(a), zlib.crc32(z), n), 'cached operator');
+  }
+});
