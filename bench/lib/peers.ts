@@ -105,6 +105,18 @@ export const rows: Row[] = [
     bytes: img, dirty: true, warm: gz, verify: 'device',
   },
   {
+    // The first row without libdeflate (node:zlib's inflate in the same segment workers): shows
+    // what libdeflate gains (src/sys/libdeflate.ts)
+    id: 'deploy-booty-gzip-zlib', section: 'deploy', label: 'booty deploy (gzip, --no-libdeflate)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'deploy');
+      if (b === null) return { na: 'src/cli/deploy.ts missing' };
+      if (!readFileSync(join(c.root, 'src/cli/deploy.ts'), 'utf8').includes("'no-libdeflate'")) return { na: 'booty deploy has no --no-libdeflate' };
+      return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-libdeflate${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
     id: 'deploy-booty-zstd', section: 'deploy', label: 'booty deploy (zstd)', booty: true,
     command: (c) => {
       const b = bootyCli(c, 'deploy');
@@ -178,6 +190,27 @@ export const rows: Row[] = [
     command: (c) => {
       const b = bootyCli(c, 'capture');
       return b === null ? { na: 'src/cli/capture.ts missing' } : `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1.img.gz`)} --format gzip --level 1${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+    },
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    // the two gzip rows above with node:zlib's deflate instead of libdeflate's
+    id: 'capture-booty-gzip-zlib', section: 'capture', label: 'booty capture (gzip, --no-libdeflate)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'capture');
+      if (b === null) return { na: 'src/cli/capture.ts missing' };
+      if (!readFileSync(join(c.root, 'src/cli/capture.ts'), 'utf8').includes("'no-libdeflate'")) return { na: 'booty capture has no --no-libdeflate' };
+      return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty-zlib.img.gz`)} --format gzip --no-libdeflate${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+    },
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
+    id: 'capture-booty-gzip1-zlib', section: 'capture', label: 'booty capture (gzip --level 1, --no-libdeflate)', booty: true,
+    command: (c) => {
+      const b = bootyCli(c, 'capture');
+      if (b === null) return { na: 'src/cli/capture.ts missing' };
+      if (!readFileSync(join(c.root, 'src/cli/capture.ts'), 'utf8').includes("'no-libdeflate'")) return { na: 'booty capture has no --no-libdeflate' };
+      return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1-zlib.img.gz`)} --format gzip --level 1 --no-libdeflate${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
     },
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
   },

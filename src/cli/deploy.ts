@@ -1,6 +1,7 @@
 // `booty deploy`: write an image from a URL to a disk, from any Linux shell (the agent runs the
 // same library function as PID 1). Flags in, deploy() called, progress drawn, one result line out;
 // failures are thrown as BootyError and printed by main.ts with the stage's exit code.
+import { disableLibdeflate } from '../sys/libdeflate.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
@@ -34,6 +35,8 @@ options:
   --gzip-index URL     access-point index of a gzip image (booty index writes one; booty server
                        builds and announces one for every pigz image it hosts: the default)
   --no-gzip-index      ignore any index: inflate the gzip image as one stream
+  --no-libdeflate      inflate with node:zlib alone (default: libdeflate, about twice as fast,
+                       where libdeflate.so.0 loads; also BOOTY_LIBDEFLATE=0)
   --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
                        (default: fail, naming the change)
   --header 'K: V'      extra request header (repeatable)
@@ -62,13 +65,14 @@ export async function run(argv: string[]): Promise<number> {
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
-      'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' },
+      'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' }, 'no-libdeflate': { type: 'boolean' },
       header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
       token: { type: 'string' }, ca: { type: 'string', multiple: true }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   }, 'deploy');
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
+  if (values['no-libdeflate'] === true) disableLibdeflate();
   const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'untouched', hint: 'see booty deploy --help' });
   if (values.image === undefined) throw config('--image is required');
   if (values.disk === undefined) throw config('--disk is required');

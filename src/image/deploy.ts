@@ -6,6 +6,7 @@
 // then: nothing left undecoded, size as announced, sha256 as expected -> fdatasync -> write the
 // held-back first MiB -> fdatasync -> BLKRRPART. Every failure is a BootyError naming the stage,
 // the image offset reached and what the disk holds now.
+import { libdeflateStatus } from '../sys/libdeflate.ts';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
@@ -92,6 +93,8 @@ export interface DeployResult {
    *  said were all zeros (written as zero runs without inflating) */
   segments?: number;
   zeroSegments?: number;
+  /** of those, inflated by libdeflate (the rest by node:zlib) */
+  libdeflateSegments?: number;
   /** frames decoded in parallel, and whether the image's frame index was checked */
   parallelFrames?: number;
   indexChecked?: boolean;
@@ -198,12 +201,12 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
-      log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index)`);
+      log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index; ${(decoder as SegmentInflater).inflate === 'libdeflate' ? 'libdeflate' : libdeflateStatus()})`);
     } else if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
       pool = new CodecPool(workers);
       decoder = new ParallelDecompressor({ format, pool });
       decodeThread = 'frames';
-      log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}`);
+      log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${libdeflateStatus()})` : ''}`);
     } else if (format !== 'raw' && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
@@ -287,7 +290,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const parallel = decoder instanceof ParallelDecompressor ? decoder : undefined;
     const segmented = decoder instanceof SegmentInflater ? decoder : undefined;
     const decodedOn = decodeThread === 'worker' ? '; decoded on a worker thread'
-      : segmented !== undefined ? `; ${segmented.segments} gzip segments (${segmented.zeroSegments} all zeros, written as zero runs without inflating) on ${segmented.workerCount} workers (gzip index)` : '';
+      : segmented !== undefined ? `; ${segmented.segments} gzip segments (${segmented.zeroSegments} all zeros, written as zero runs without inflating; ${segmented.libdeflateSegments} by libdeflate) on ${segmented.workerCount} workers (gzip index)` : '';
     const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
       `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
     log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
@@ -295,7 +298,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
       workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : 0,
       decodedOn: decodeThread,
-      ...(segmented !== undefined ? { segments: segmented.segments, zeroSegments: segmented.zeroSegments } : {}),
+      ...(segmented !== undefined ? { segments: segmented.segments, zeroSegments: segmented.zeroSegments, libdeflateSegments: segmented.libdeflateSegments } : {}),
       ...(parallel !== undefined ? { parallelFrames: parallel.frames.count, indexChecked: parallel.index !== undefined && parallel.streamedFrom === undefined } : {}),
     };
   } finally {

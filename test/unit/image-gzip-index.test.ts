@@ -13,6 +13,7 @@ import zlib from 'node:zlib';
 import { crc32Combine } from '../../src/image/crc32-combine.ts';
 import {
   FLAG_ZEROS, GzipIndexBuilder, HEADER_BYTES, IndexRefused, RECORD_BYTES, decodeHeader, decodeRecord, encodeHeader, gzipHeaderLength,
+  type GzipIndexRecord,
 } from '../../src/image/gzip-index.ts';
 import { GzipIndexReader, indexMismatch } from '../../src/image/gzip-index-source.ts';
 import { SegmentInflater } from '../../src/image/segment-inflate.ts';
@@ -48,12 +49,16 @@ function buildIndex(gz: Buffer, chunk = MiB, etag = ''): Buffer {
   return Buffer.concat([b.finish(), ...records]);
 }
 
-interface Inflated { out: Buffer; consumed: number; segments: number; zeroMaps: number; zeroSegments: number }
+interface Inflated { out: Buffer; consumed: number; segments: number; zeroMaps: number; zeroSegments: number; libdeflateSegments: number }
 
-async function inflate(gz: Buffer, index: Buffer, o: { workers?: number; chunk?: number; extra?: Buffer } = {}): Promise<Inflated> {
+/** The workers' inflate: libdeflate where it loads (default), or node:zlib alone. */
+const INFLATERS = [{ name: 'libdeflate', libdeflate: undefined }, { name: 'node:zlib', libdeflate: null }] as const;
+
+async function inflate(gz: Buffer, index: Buffer, o: { workers?: number; chunk?: number; extra?: Buffer; libdeflate?: null } = {}): Promise<Inflated> {
   const reader = new GzipIndexReader(Readable.from(chunked(index, 5000)));
   await reader.readHeader();
-  const s = new SegmentInflater({ index: reader, workers: o.workers ?? 2 });
+  const s = new SegmentInflater({ index: reader, workers: o.workers ?? 2, libdeflate: o.libdeflate });
+  if (o.libdeflate === undefined) assert.equal(s.inflate, 'libdeflate', 'libdeflate0 is installed by scripts/host-deps.sh');
   const parts: Buffer[] = [];
   let zeroMaps = 0;
   const sink = new Writable({
@@ -68,7 +73,7 @@ async function inflate(gz: Buffer, index: Buffer, o: { workers?: number; chunk?:
   });
   const input = o.extra ? Buffer.concat([gz, o.extra]) : gz;
   await pipeline(Readable.from(chunked(input, o.chunk ?? 65536)), s, sink);
-  return { out: Buffer.concat(parts), consumed: s.bytesWritten, segments: s.segments, zeroMaps, zeroSegments: s.zeroSegments };
+  return { out: Buffer.concat(parts), consumed: s.bytesWritten, segments: s.segments, zeroMaps, zeroSegments: s.zeroSegments, libdeflateSegments: s.libdeflateSegments };
 }
 
 test('crc32Combine gives the CRC-32 of the concatenation', () => {
@@ -119,18 +124,41 @@ test('the index of a pigz image: one segment per 4 MiB, header and records consi
   assert.ok(buildIndex(gz6, 4093).equals(idx));
 });
 
-for (const args of [['-6', '-p', '2'], ['-1'], ['-9', '-p', '1'], ['-6', '-b', '1024']]) {
-  test(`pigz ${args.join(' ')}: inflated in segments, the bytes are the image's`, async () => {
+for (const args of [['-6', '-p', '2'], ['-1'], ['-9', '-p', '1'], ['-6', '-b', '1024'], ['-6', '-b', '96']]) for (const inflater of INFLATERS) {
+  test(`pigz ${args.join(' ')}: inflated in segments by ${inflater.name}, the bytes are the image's`, async () => {
     const gz = pigz(image, ...args);
-    const r = await inflate(gz, buildIndex(gz));
-    assert.equal(r.out.length, image.length);
+    const idx = buildIndex(gz);
+    const r = await inflate(gz, idx, { libdeflate: inflater.libdeflate });
+    // libdeflate takes every inflated segment that fits its 4 MiB block (all of them with pigz's
+    // default 128 KiB chunks: points on every 4 MiB multiple); longer ones (96 KiB chunks meet a
+    // 4 MiB multiple only every 12 MiB) go through node:zlib, streaming across blocks
+    const recs = records(idx);
+    const inflated = recs.filter((rec, i) => rec.flags !== FLAG_ZEROS || i === recs.length - 1);
+    const fit = inflated.filter((rec) => rec.uLen <= 4 * MiB).length;
+    assert.equal(r.libdeflateSegments, inflater.libdeflate === null ? 0 : fit);
+    if (args.includes('96')) assert.ok(inflated.length > fit, 'some segments are longer than a block');
+    else assert.equal(fit, inflated.length);
     assert.ok(r.out.equals(image), 'output differs from the image');
     assert.equal(r.consumed, gz.length);
-    assert.equal(r.segments, Math.ceil(image.length / (4 * MiB)));
+    assert.equal(r.segments, recs.length);
+    if (!args.includes('96')) assert.equal(r.segments, Math.ceil(image.length / (4 * MiB)));
     assert.ok(r.zeroMaps > 0, 'the workers pass their zero maps on');
     // the image's 9 MiB of zeros hold one whole 4 MiB segment (4-8 MiB... 8-12 MiB): not inflated
-    assert.ok(r.zeroSegments >= 1, `all-zero segments are written as zero runs (${r.zeroSegments})`);
+    if (!args.includes('96')) assert.ok(r.zeroSegments >= 1, `all-zero segments are written as zero runs (${r.zeroSegments})`);
   });
+}
+
+const inflateWith = inflate;
+
+function records(idx: Buffer): GzipIndexRecord[] {
+  const h = decodeHeader(idx.subarray(0, HEADER_BYTES));
+  const out: GzipIndexRecord[] = [];
+  for (let i = 0, at = HEADER_BYTES; i < h.count; i++) {
+    const r = decodeRecord(idx.subarray(at, at + RECORD_BYTES));
+    out.push(r);
+    at += RECORD_BYTES + r.prefixLength;
+  }
+  return out;
 }
 
 test('any chunking and worker count give the same bytes', async () => {
@@ -170,7 +198,8 @@ test('images without usable points get no index, with the reason', () => {
   assert.match(refused(flipped), /corrupt|CRC-32|not a sync point/);
 });
 
-test('a damaged image is caught: segment CRC, inflate error, truncation', async () => {
+for (const { name, libdeflate } of INFLATERS) test(`${name}: a damaged image is caught: segment CRC, inflate error, truncation`, async () => {
+  const inflate = (gz: Buffer, index: Buffer) => inflateWith(gz, index, { libdeflate });
   const idx = buildIndex(gz6);
   const flipped = Buffer.from(gz6);
   flipped[Math.floor(flipped.length * 0.3)] ^= 0x10;
@@ -182,7 +211,8 @@ test('a damaged image is caught: segment CRC, inflate error, truncation', async 
   await assert.rejects(inflate(gz6.subarray(0, gz6.length - 3), idx), /unexpected end/);
 });
 
-test('a damaged or foreign index is caught, never trusted', async () => {
+for (const { name, libdeflate } of INFLATERS) test(`${name}: a damaged or foreign index is caught, never trusted`, async () => {
+  const inflate = (gz: Buffer, index: Buffer) => inflateWith(gz, index, { libdeflate });
   const idx = buildIndex(gz6);
   const h = decodeHeader(idx.subarray(0, HEADER_BYTES));
   const recordAt = (n: number) => {

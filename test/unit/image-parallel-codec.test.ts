@@ -19,8 +19,11 @@ import { seededRandom } from '../helpers/seeded-random.ts';
 
 const KiB = 1024;
 const MiB = 1 << 20;
+// libdeflate where it loads (the default: every test below runs on it here, host-deps installs
+// libdeflate0); zlibPool: node:zlib's own DEFLATE, as on a host without the library
 const pool = new CodecPool(2);
-after(() => pool.close());
+const zlibPool = new CodecPool(2, { libdeflate: null });
+after(() => Promise.all([pool.close(), zlibPool.close()]));
 
 /** An OS-like input: random (incompressible), text, and whole zero blocks, with an odd tail. */
 function makeInput(seed: number, blocks: number, block: number): Buffer {
@@ -238,6 +241,7 @@ test('single-stream images decode on a worker thread by default from 2 cores up,
 });
 
 test('the pool reuses one compressor per worker: every frame is byte-identical to the one-shot call', async () => {
+  const pool = zlibPool;
   const rand = seededRandom(11);
   const text = Buffer.from('pool frames '.repeat(40_000));
   // same size twice (reset path), another size, another level, then back (rebuild path)
@@ -264,4 +268,34 @@ test('the pool reuses one compressor per worker: every frame is byte-identical t
   assert.ok(zlib.zstdDecompressSync(r.out).equals(noise));
   const g = await pool.run({ op: 'deflate', data: Buffer.from(noise), level: 9 });
   assert.ok(zlib.inflateRawSync(g.out).equals(noise));
+});
+
+test('the workers use libdeflate here; its frames are plain DEFLATE and it reads zlib\'s, with zlib\'s error codes', async () => {
+  assert.equal(pool.deflate, 'libdeflate', 'libdeflate0 is installed by scripts/host-deps.sh');
+  assert.equal(zlibPool.deflate, 'node:zlib');
+  const input = makeInput(21, 12, 256 * KiB);
+  for (const level of [1, 6, 9]) {
+    const d = await pool.run({ op: 'deflate', data: Buffer.from(input), level });
+    assert.ok(zlib.inflateRawSync(d.out).equals(input), `level ${level}: zlib inflates libdeflate's DEFLATE`);
+    assert.equal(d.crc, zlib.crc32(input));
+    const z = await zlibPool.run({ op: 'deflate', data: Buffer.from(input), level });
+    // libdeflate's output is its own (and here smaller), not zlib's bytes
+    assert.ok(d.out.length <= z.out.length * 1.01, `level ${level}: ${d.out.length} vs zlib ${z.out.length}`);
+    const back = await pool.run({ op: 'inflate', data: Buffer.from(z.out), size: input.length });
+    assert.ok(back.out.equals(input));
+    assert.equal(back.crc, zlib.crc32(input));
+    assert.equal(back.consumed, z.out.length);
+  }
+  const z = zlib.deflateRawSync(input, { level: 6 });
+  // data after the final block: not consumed, as zlib reports
+  const r = await pool.run({ op: 'inflate', data: Buffer.concat([z, Buffer.from('tail')]), size: input.length });
+  assert.equal(r.consumed, z.length);
+  // more output than announced: ERR_BUFFER_TOO_LARGE (no more memory taken); less: a short buffer
+  await assert.rejects(pool.run({ op: 'inflate', data: Buffer.from(z), size: input.length - 1 }), { code: 'ERR_BUFFER_TOO_LARGE' });
+  assert.equal((await pool.run({ op: 'inflate', data: Buffer.from(z), size: input.length + 10 })).out.length, input.length);
+  // cut short or damaged: an error, never output taken as good
+  await assert.rejects(pool.run({ op: 'inflate', data: z.subarray(0, z.length >> 1), size: input.length }), { code: 'Z_DATA_ERROR' });
+  const bad = Buffer.from(z);
+  bad[0] ^= 0x06; // block type 3: invalid
+  await assert.rejects(pool.run({ op: 'inflate', data: bad, size: input.length }), { code: 'Z_DATA_ERROR' });
 });

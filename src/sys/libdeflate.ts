@@ -1,0 +1,109 @@
+// libdeflate (Eric Biggers' DEFLATE library, Debian's libdeflate0) for the codec workers, through
+// koffi. On this project's 2-core machines node:zlib's deflate and inflate were the ceiling of
+// capture and of deploy with a gzip index; libdeflate does the same DEFLATE about twice as fast
+// and its output is plain DEFLATE (any inflater reads it). It only works on whole buffers, which
+// is what booty's frames and indexed segments are. Measured side by side: `npm run bench` rows
+// "libdeflate off" (BOOTY_LIBDEFLATE=0).
+//
+// The workers are evaluated sources (the agent is one bundle), so they cannot import this module:
+// the main thread checks here, once, that koffi and the library load, and hands the workers the
+// paths (`libdeflateForWorkers`) together with LIBDEFLATE_WORKER_SOURCE, which each worker
+// evaluates. Where the library is missing (a host without libdeflate0) or BOOTY_LIBDEFLATE=0, the
+// workers keep using node:zlib: same bytes in, same checks, slower.
+import { createRequire } from 'node:module';
+import { koffi } from './libc.ts';
+
+/** What a worker needs to load libdeflate itself. */
+export interface LibdeflateForWorkers {
+  /** koffi's resolved module path (workers require it by path) */
+  koffi: string;
+  /** the library's file name, as dlopen finds it */
+  lib: string;
+}
+
+const SONAME = 'libdeflate.so.0';
+let checked: { ok: LibdeflateForWorkers | undefined; why: string } | undefined;
+let disabledByCaller = false;
+
+/** Turns libdeflate off for this process (`--no-libdeflate`). */
+export function disableLibdeflate(): void {
+  disabledByCaller = true;
+}
+
+/** The library for the workers, or undefined (then `libdeflateStatus()` says why). */
+export function libdeflateForWorkers(): LibdeflateForWorkers | undefined {
+  if (disabledByCaller || process.env.BOOTY_LIBDEFLATE === '0') return undefined;
+  checked ??= probe();
+  return checked.ok;
+}
+
+/** One line for logs: which DEFLATE the workers use, and why not libdeflate. */
+export function libdeflateStatus(): string {
+  if (disabledByCaller) return 'node:zlib (libdeflate turned off by --no-libdeflate)';
+  if (process.env.BOOTY_LIBDEFLATE === '0') return 'node:zlib (libdeflate turned off by BOOTY_LIBDEFLATE=0)';
+  checked ??= probe();
+  return checked.ok !== undefined ? `libdeflate (${SONAME})` : `node:zlib (${checked.why})`;
+}
+
+function probe(): { ok: LibdeflateForWorkers | undefined; why: string } {
+  try {
+    const k = koffi();
+    const lib = k.load(SONAME);
+    // the functions the workers declare must exist in this build of the library
+    for (const f of WORKER_FUNCTIONS) lib.func(f);
+    const koffiPath = createRequire(import.meta.url).resolve('koffi');
+    return { ok: { koffi: koffiPath, lib: SONAME }, why: '' };
+  } catch (e) {
+    return { ok: undefined, why: `${SONAME} not loadable: ${(e as Error).message.split('\n')[0]}` };
+  }
+}
+
+const WORKER_FUNCTIONS = [
+  'void *libdeflate_alloc_compressor(int level)',
+  'size_t libdeflate_deflate_compress_bound(void *c, size_t n)',
+  'size_t libdeflate_deflate_compress(void *c, const void *in, size_t in_n, void *out, size_t out_avail)',
+  'void *libdeflate_alloc_decompressor()',
+  'int libdeflate_deflate_decompress_ex(void *d, const void *in, size_t in_n, void *out, size_t out_avail, void *actual_in, void *actual_out)',
+];
+
+/**
+ * Evaluated inside a worker, after `workerData` is in scope: defines `libdeflate`, null when
+ * workerData.libdeflate is absent or fails to load there, else
+ *   compress(level, input, out) -> bytes of raw DEFLATE written into out (0: out too small)
+ *   compressBound(level, n) -> the most raw DEFLATE n bytes can take
+ *   decompress(input, out) -> { result, inUsed, outUsed }: raw DEFLATE up to its final block;
+ *     result 0 = success, 1 = bad data, 3 = output too small (libdeflate_result)
+ * Buffers may be views (koffi passes a view's own start).
+ */
+export const LIBDEFLATE_WORKER_SOURCE = String.raw`
+const libdeflate = (() => {
+  const cfg = workerData && workerData.libdeflate;
+  if (!cfg) return null;
+  try {
+    const k = require(cfg.koffi);
+    const lib = k.load(cfg.lib);
+    const F = ${JSON.stringify(WORKER_FUNCTIONS)}.map((p) => lib.func(p));
+    const [allocC, boundC, compressC, allocD, decompressD] = F;
+    const compressors = new Map();
+    const compressorFor = (level) => {
+      let c = compressors.get(level);
+      if (c === undefined) { c = allocC(level); if (!c) throw new Error('libdeflate_alloc_compressor(' + level + ') failed'); compressors.set(level, c); }
+      return c;
+    };
+    let d = null;
+    const sizes = new BigUint64Array(2);
+    const inUsed = new BigUint64Array(sizes.buffer, 0, 1), outUsed = new BigUint64Array(sizes.buffer, 8, 1);
+    return {
+      compressBound: (level, n) => Number(boundC(compressorFor(level), n)),
+      compress: (level, input, out) => Number(compressC(compressorFor(level), input, input.length, out, out.length)),
+      decompress: (input, out) => {
+        if (d === null) { d = allocD(); if (!d) throw new Error('libdeflate_alloc_decompressor failed'); }
+        const result = decompressD(d, input, input.length, out, out.length, inUsed, outUsed);
+        return { result, inUsed: Number(sizes[0]), outUsed: Number(sizes[1]) };
+      },
+    };
+  } catch (e) {
+    return null;
+  }
+})();
+`;
