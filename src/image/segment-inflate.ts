@@ -57,44 +57,44 @@ const scratch = Buffer.allocUnsafe(64 << 10);
 const empty = Buffer.alloc(0);
 let cur = null;
 // libdeflate (src/sys/libdeflate.ts), where it loaded: a segment whose output fits in its first
-// block is gathered whole and inflated in one call, about twice zlib's speed. libdeflate has no
-// preset window, so the window goes before the segment's bytes as a stored block, and an empty
-// final stored block after them (the segment ends on a block boundary); the output lands in the
-// block with the window in the block's headroom just before it (SegmentInflater leaves room).
+// block is inflated in one call, about twice zlib's speed. Its compressed bytes do not come in
+// staging pieces: the main thread copies them straight from the network's chunks into this
+// worker's gather buffer (shared memory; the 'end' message orders the writes before the read).
+// libdeflate has no preset window, so the window goes before them as a stored block, and an
+// empty final stored block after them (the segment ends on a block boundary); the output lands
+// in the block with the window in the block's headroom just before it (SegmentInflater leaves
+// room there).
 ${LIBDEFLATE_WORKER_SOURCE}
 const FINAL_EMPTY = Buffer.from([1, 0, 0, 0xff, 0xff]);
-let gather = Buffer.alloc(0);
+const gather = workerData.gather ? Buffer.from(workerData.gather) : null;
 const startWhole = (t) => {
-  const need = 5 + t.window + t.clen + 5;
-  if (gather.length < need) gather = Buffer.allocUnsafeSlow(need);
-  let at = 0;
-  if (t.window > 0) {
-    // the window: the prefix's DEFLATE (ends on a sync flush) decoded straight into a stored block
-    gather[0] = 0; gather.writeUInt16LE(t.window, 1); gather.writeUInt16LE(t.window ^ 0xffff, 3);
-    const p = Buffer.concat([Buffer.from(t.prefix), FINAL_EMPTY]);
-    const r = libdeflate.decompress(p, gather.subarray(5, 5 + t.window));
-    if (r.result !== 0 || r.outUsed !== t.window || r.inUsed !== p.length) {
-      cur.err = { message: 'the window before this segment does not decode to its ' + t.window + ' bytes (damaged index)', code: 'INDEX_DAMAGED' };
-    }
-    at = 5 + t.window;
+  cur.whole = { window: t.window, clen: t.clen, ulen: t.ulen, at: t.window > 0 ? 5 + t.window : 0 };
+  if (libdeflate === null) { cur.err = { message: 'libdeflate did not load in the inflate worker', code: 'LIBDEFLATE_FAILED' }; return; }
+  if (t.window === 0) return;
+  // the window: the prefix's DEFLATE (it ends on a sync flush) decoded into a stored block
+  gather[0] = 0; gather.writeUInt16LE(t.window, 1); gather.writeUInt16LE(t.window ^ 0xffff, 3);
+  const p = Buffer.concat([Buffer.from(t.prefix), FINAL_EMPTY]);
+  const r = libdeflate.decompress(p, gather.subarray(5, 5 + t.window));
+  if (r.result !== 0 || r.outUsed !== t.window || r.inUsed !== p.length) {
+    cur.err = { message: 'the window before this segment does not decode to its ' + t.window + ' bytes (damaged index)', code: 'INDEX_DAMAGED' };
   }
-  cur.whole = { at, window: t.window, ulen: t.ulen };
 };
 const finishWhole = () => {
   const w = cur.whole;
-  let input = gather.subarray(0, w.at);
-  if (!cur.last) { FINAL_EMPTY.copy(gather, w.at); input = gather.subarray(0, w.at + 5); }
+  let end = w.at + w.clen;
+  if (!cur.last) { FINAL_EMPTY.copy(gather, end); end += 5; }
+  const input = gather.subarray(0, end);
   const b = cur.blocks[0];
   const out = Buffer.from(b.ab, b.off - w.window, w.window + w.ulen);
   const r = libdeflate.decompress(input, out);
   if (r.result === 3) { cur.err = { message: 'decodes to more bytes than the index says', code: 'SEGMENT_TOO_LONG' }; return; }
   if (r.result !== 0) { cur.err = { message: 'invalid deflate data (or it stops before the segment does)', code: 'Z_DATA_ERROR' }; return; }
-  if (r.inUsed !== input.length) { cur.err = { message: 'the deflate stream ends ' + (input.length - r.inUsed - (cur.last ? 0 : 5)) + ' bytes before this segment does', code: 'SEGMENT_ENDS_EARLY' }; return; }
+  if (r.inUsed !== end) { cur.err = { message: 'the deflate stream ends ' + (end - r.inUsed - (cur.last ? 0 : 5)) + ' bytes before this segment does', code: 'SEGMENT_ENDS_EARLY' }; return; }
   cur.produced = r.outUsed - w.window;
 };
 const start = (t) => {
   cur = { id: t.id, blocks: t.blocks, views: t.blocks.map((b) => Buffer.from(b.ab, b.off, b.len)), bi: 0, filled: 0, produced: 0, last: t.last, err: null, whole: null };
-  if (libdeflate !== null && t.headroom >= t.window && t.ulen <= t.blocks[0].len) { startWhole(t); return; }
+  if (t.whole) { startWhole(t); return; }
   inf.reset();
   zerr = null;
   if (t.prefix.byteLength > 0) {
@@ -154,13 +154,10 @@ const finish = () => {
 };
 parentPort.on('message', (m) => {
   if (m.op === 'start') { start(m); return; }
+  // 'end' of a segment whose bytes the main thread put in the gather buffer
+  if (m.op === 'end') { if (cur !== null && cur.id === m.id) finish(); return; }
   // 'in': a piece of the current segment's bytes; the staging buffer goes straight back
-  if (cur !== null && cur.id === m.id && cur.err === null) {
-    if (cur.whole !== null) {
-      if (cur.whole.at + m.len > gather.length - 5) cur.err = { message: 'more bytes than the index says', code: 'INDEX_DAMAGED' };
-      else { Buffer.from(m.ab, 0, m.len).copy(gather, cur.whole.at); cur.whole.at += m.len; }
-    } else feed(Buffer.from(m.ab, 0, m.len));
-  }
+  if (cur !== null && cur.id === m.id && cur.err === null) feed(Buffer.from(m.ab, 0, m.len));
   parentPort.postMessage({ op: 'ack', ab: m.ab, len: m.len }, [m.ab]);
   if (m.end && cur !== null && cur.id === m.id) finish();
 });
@@ -237,7 +234,10 @@ export class SegmentInflater extends Transform {
   private readonly small = new ByteQueue();
   private phase: 'header' | 'segments' | 'trailer' | 'done' = 'header';
   /** the segment whose bytes are arriving: its slot and the bytes still to come (skip: only hashed) */
-  private feeding: { slot: Slot; left: number; skip: boolean } | undefined;
+  private feeding: { slot: Slot; left: number; skip: boolean; gather?: Buffer; at?: number } | undefined;
+  /** per worker, with libdeflate: the memory (shared with it) its next whole segment is copied into */
+  private readonly gathers = new Map<Worker, Buffer>();
+  private readonly gatherBytes: number;
   /** segments written as zero runs without inflating them */
   zeroSegments = 0;
   /** segments libdeflate inflated (in one call each); the others went through node:zlib */
@@ -280,9 +280,14 @@ export class SegmentInflater extends Transform {
       this.freeBlocks.push({ ab: b.buffer as ArrayBuffer, off: b.byteOffset + this.headroom, len: this.blockSize });
     }
     this.staging = Buffer.allocUnsafeSlow(STAGING);
+    // a whole segment's input: the window as a stored block, the bytes (at most a block's worth
+    // plus DEFLATE's worst-case growth), the empty final block; its pages are touched only as
+    // bytes arrive
+    this.gatherBytes = libdeflate !== undefined ? 5 + this.header.window + this.blockSize + (this.blockSize >> 10) + 64 : 0;
     for (let i = 0; i < this.workerCount; i++) {
+      const gather = libdeflate !== undefined ? new SharedArrayBuffer(this.gatherBytes) : undefined;
       const w = new Worker(WORKER_SOURCE, {
-        eval: true, name: `booty-inflate-${i}`, workerData: { grain: DEFAULT_GRANULARITY, zeroOp: zerosOperator(DEFAULT_GRANULARITY), libdeflate },
+        eval: true, name: `booty-inflate-${i}`, workerData: { grain: DEFAULT_GRANULARITY, zeroOp: zerosOperator(DEFAULT_GRANULARITY), libdeflate, gather },
         // the worker keeps almost nothing alive: a small young generation keeps its heap small
         resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
       });
@@ -291,6 +296,7 @@ export class SegmentInflater extends Transform {
       w.on('exit', (code) => { if (!this.shut) this.fail(new Error(`inflate worker exited (${code})`)); });
       this.workers.push(w);
       this.idle.push(w);
+      if (gather !== undefined) this.gathers.set(w, Buffer.from(gather));
     }
   }
 
@@ -367,6 +373,14 @@ export class SegmentInflater extends Transform {
             pos += n;
             f.left -= n;
             this.bytesWritten += n;
+          } else if (f.gather !== undefined) {
+            const n = Math.min(f.left, chunk.length - pos);
+            chunk.copy(f.gather, f.at, pos, pos + n);
+            f.at! += n;
+            pos += n;
+            f.left -= n;
+            this.bytesWritten += n;
+            if (f.left === 0) f.slot.worker!.postMessage({ op: 'end', id: f.slot.index });
           } else {
             const n = Math.min(f.left, chunk.length - pos, STAGING - this.staged);
             chunk.copy(this.staging, this.staged, pos, pos + n);
@@ -451,11 +465,14 @@ export class SegmentInflater extends Transform {
     this.slots.push(slot);
     this.byId.set(id, slot);
     const p = new Uint8Array(prefix);
+    const window = Math.min(this.header.window, rec.uOff);
+    // libdeflate takes the segment whole when its output fits its block (pigz's segments all do)
+    const at = window > 0 ? 5 + window : 0;
+    const gather = rec.uLen <= this.blockSize && window <= this.headroom && at + rec.cLen + 5 <= this.gatherBytes ? this.gathers.get(worker) : undefined;
     worker.postMessage({
-      op: 'start', id, prefix: p.buffer, window: Math.min(this.header.window, rec.uOff), blocks, last,
-      clen: rec.cLen, ulen: rec.uLen, headroom: this.headroom,
+      op: 'start', id, prefix: p.buffer, window, blocks, last, whole: gather !== undefined, clen: rec.cLen, ulen: rec.uLen,
     }, [p.buffer, ...blocks.map((b) => b.ab)]);
-    this.feeding = { slot, left: rec.cLen, skip: false };
+    this.feeding = { slot, left: rec.cLen, skip: false, gather, at };
   }
 
   /** Sends the staged bytes to the segment's worker (the staging buffer moves; a spare replaces it). */
