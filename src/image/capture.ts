@@ -5,6 +5,7 @@
 //   HTTP upload (booty PUT + commit, or BOOTy multipart)
 // The disk is only read. workers = 0 keeps the single-stream compressor on the main thread
 // (createCompressor), which writes one gzip member / zstd frame without an index.
+import { trimMallocWhileRunning } from '../sys/malloc.ts';
 import { libdeflateStatus } from '../sys/libdeflate.ts';
 import os from 'node:os';
 import { Readable } from 'node:stream';
@@ -181,6 +182,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
   watch(reader, 'read');
   if (compressor) watch(compressor, 'compress');
 
+  const stopTrim = trimMallocWhileRunning();
   const stopTicker = startProgressTicker(tracker, opts.progressIntervalMs ?? 500, (p) => opts.onProgress?.(p));
   let outcome: UploadOutcome;
   try {
@@ -206,6 +208,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
       rejected ? 'see the server log; nothing was stored under the final name' : 'check the server and the network, then capture again', first.err);
   } finally {
     stopTicker();
+    stopTrim();
     await src.close();
     await pool?.close();
   }

@@ -79,6 +79,7 @@ const compressWhole = (e, data) => {
 // libdeflate, where the main thread found it (src/sys/libdeflate.ts): DEFLATE at about twice
 // node:zlib's speed, same format; null keeps node:zlib.
 ${LIBDEFLATE_WORKER_SOURCE}
+const crc32 = libdeflate !== null ? libdeflate.crc32 : (buf) => zlib.crc32(buf);
 const deflateWith = (level, data) => {
   const bound = libdeflate.compressBound(level, data.length);
   if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
@@ -107,7 +108,7 @@ parentPort.on('message', (msg) => {
       case 'deflate': {
         const e = libdeflate !== null ? null : compressor('deflate', t.level, data.length);
         const out = libdeflate !== null ? deflateWith(t.level, data) : e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
-        reply = { id: t.id, out, crc: zlib.crc32(data) };
+        reply = { id: t.id, out, crc: crc32(data) };
         break;
       }
       case 'zstd': {
@@ -122,7 +123,7 @@ parentPort.on('message', (msg) => {
       case 'inflate': {
         if (libdeflate !== null) {
           const r = inflateWith(data, t.size);
-          reply = { id: t.id, out: r.out, crc: zlib.crc32(r.out), consumed: r.consumed };
+          reply = { id: t.id, out: r.out, crc: crc32(r.out), consumed: r.consumed };
           break;
         }
         // one output chunk of the announced size; more than that is an error, not more memory

@@ -6,6 +6,7 @@
 // then: nothing left undecoded, size as announced, sha256 as expected -> fdatasync -> write the
 // held-back first MiB -> fdatasync -> BLKRRPART. Every failure is a BootyError naming the stage,
 // the image offset reached and what the disk holds now.
+import { trimMallocWhileRunning } from '../sys/malloc.ts';
 import { libdeflateStatus } from '../sys/libdeflate.ts';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
@@ -121,15 +122,20 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   log.info(`deploy: ${opts.image} -> ${opts.disk} (${disk.kind}, ${disk.size > 0 ? formatBytes(disk.size) : 'grows'})`);
 
   const counters = { resumes: 0, restarts: 0 };
-  for (;;) {
-    try {
-      return await deployOnce(opts, disk, expectedSha, counters, log, started);
-    } catch (e) {
-      if (!(e instanceof ImageChangedBootyError)) throw e;
-      if (opts.restartOnChange !== true || counters.restarts >= MAX_RESTARTS) throw e.withoutRestart(opts.restartOnChange === true);
-      counters.restarts++;
-      log.warn(`deploy: ${e.message}; starting over from byte 0 (restart ${counters.restarts} of at most ${MAX_RESTARTS}, allowed by restartOnChange)`);
+  const stopTrim = trimMallocWhileRunning();
+  try {
+    for (;;) {
+      try {
+        return await deployOnce(opts, disk, expectedSha, counters, log, started);
+      } catch (e) {
+        if (!(e instanceof ImageChangedBootyError)) throw e;
+        if (opts.restartOnChange !== true || counters.restarts >= MAX_RESTARTS) throw e.withoutRestart(opts.restartOnChange === true);
+        counters.restarts++;
+        log.warn(`deploy: ${e.message}; starting over from byte 0 (restart ${counters.restarts} of at most ${MAX_RESTARTS}, allowed by restartOnChange)`);
+      }
     }
+  } finally {
+    stopTrim();
   }
 }
 

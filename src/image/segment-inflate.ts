@@ -66,6 +66,7 @@ let cur = null;
 // room there).
 ${LIBDEFLATE_WORKER_SOURCE}
 const FINAL_EMPTY = Buffer.from([1, 0, 0, 0xff, 0xff]);
+const crc32 = libdeflate !== null ? libdeflate.crc32 : zlib.crc32;
 const gather = workerData.gather ? Buffer.from(workerData.gather) : null;
 const startWhole = (t) => {
   cur.whole = { window: t.window, clen: t.clen, ulen: t.ulen, at: t.window > 0 ? 5 + t.window : 0 };
@@ -142,7 +143,7 @@ const finish = () => {
         const end = Math.min(at + GRAIN, n);
         const piece = v.subarray(at, end);
         if (end - at === GRAIN && piece.equals(ZERO)) { map[g] = 1; crc = appendZeros(crc); }
-        else crc = zlib.crc32(piece, crc);
+        else crc = crc32(piece, crc);
       }
       zeros.push(map);
     }

@@ -64,6 +64,7 @@ const WORKER_FUNCTIONS = [
   'size_t libdeflate_deflate_compress(void *c, const void *in, size_t in_n, void *out, size_t out_avail)',
   'void *libdeflate_alloc_decompressor()',
   'int libdeflate_deflate_decompress_ex(void *d, const void *in, size_t in_n, void *out, size_t out_avail, void *actual_in, void *actual_out)',
+  'uint32_t libdeflate_crc32(uint32_t crc, const void *buf, size_t len)',
 ];
 
 /**
@@ -73,6 +74,7 @@ const WORKER_FUNCTIONS = [
  *   compressBound(level, n) -> the most raw DEFLATE n bytes can take
  *   decompress(input, out) -> { result, inUsed, outUsed }: raw DEFLATE up to its final block;
  *     result 0 = success, 1 = bad data, 3 = output too small (libdeflate_result)
+ *   crc32(buf, crc = 0) -> CRC-32 as zlib.crc32 computes it, about 5x as fast (PCLMULQDQ)
  * Buffers may be views (koffi passes a view's own start).
  */
 export const LIBDEFLATE_WORKER_SOURCE = String.raw`
@@ -83,7 +85,7 @@ const libdeflate = (() => {
     const k = require(cfg.koffi);
     const lib = k.load(cfg.lib);
     const F = ${JSON.stringify(WORKER_FUNCTIONS)}.map((p) => lib.func(p));
-    const [allocC, boundC, compressC, allocD, decompressD] = F;
+    const [allocC, boundC, compressC, allocD, decompressD, crc32C] = F;
     const compressors = new Map();
     const compressorFor = (level) => {
       let c = compressors.get(level);
@@ -94,6 +96,7 @@ const libdeflate = (() => {
     const sizes = new BigUint64Array(2);
     const inUsed = new BigUint64Array(sizes.buffer, 0, 1), outUsed = new BigUint64Array(sizes.buffer, 8, 1);
     return {
+      crc32: (buf, crc = 0) => crc32C(crc, buf, buf.length),
       compressBound: (level, n) => Number(boundC(compressorFor(level), n)),
       compress: (level, input, out) => Number(compressC(compressorFor(level), input, input.length, out, out.length)),
       decompress: (input, out) => {

@@ -1,0 +1,21 @@
+// glibc's malloc gives threads arenas of their own (node's libuv pool and V8's helper threads
+// get theirs at startup, before any JavaScript runs, so mallopt(M_ARENA_MAX) comes too late)
+// and keeps the pages of what was freed in them. During a deploy or capture those freed pages
+// were 4-7 MiB of peak RSS. malloc_trim(0) gives the free pages of every arena back to the kernel;
+// a few times a second costs nothing measurable (measured on 2 cores: deploy 153-155 ->
+// 148-150 MiB, same speed).
+import { fn } from './libc.ts';
+
+/** Calls malloc_trim(0) every `intervalMs` until the returned stop() (best effort: without
+ *  glibc or koffi it does nothing). The timer never keeps the process alive. */
+export function trimMallocWhileRunning(intervalMs = 200): () => void {
+  let trim: (pad: number) => number;
+  try {
+    trim = fn<(pad: number) => number>('int malloc_trim(size_t pad)');
+  } catch {
+    return () => {};
+  }
+  const timer = setInterval(() => { trim(0); }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
