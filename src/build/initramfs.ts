@@ -10,7 +10,7 @@ import { writeCpio } from './cpio.ts';
 import { type Compression, compressModule, MODULE_ZSTD_LEVEL, writeCompressed } from './compress.ts';
 import { PackageRoot, fetchPackage, type UnpackedPackage } from './debs.ts';
 import { parseBuiltin, parseExactAliases, parseList, parseModulesDep, parseSoftdeps, selectModules, moduleName } from './kmods.ts';
-import { libraryClosure } from './libs.ts';
+import { SYSTEM_LIB_DIRS, libraryClosure } from './libs.ts';
 import { kernelRelease, readPins, type Pins } from './pins.ts';
 import { runTool, runToolOk } from './run.ts';
 import { InitramfsTree, USRMERGE_LINKS, mergedUsrPath, type Part } from './tree.ts';
@@ -77,7 +77,8 @@ export async function buildInitramfs(o: BuildOptions): Promise<BuildResult> {
   const koffiNative = await addKoffi(tree, o.root);
   const applets = await addBusybox(tree, pkgRoot);
   const programs = await addTools(tree, pkgRoot, await readFile(path.join(o.root, 'initramfs', 'tools.txt'), 'utf8'), applets);
-  await addLibraries(tree, pkgRoot, [{ path: node.path, label: 'node' }, { path: koffiNative, label: 'koffi.node' }, ...programs]);
+  const dlopened = await addDlopenedLibraries(tree, pkgRoot);
+  await addLibraries(tree, pkgRoot, [{ path: node.path, label: 'node' }, { path: koffiNative, label: 'koffi.node' }, ...dlopened, ...programs]);
   const modules = await addKernelModules(tree, kernelPkg.dir, release, o.cacheDir,
     parseList(await readFile(path.join(o.root, 'initramfs', 'modules.txt'), 'utf8')).map((w) => w[0]));
   o.log(`kernel ${pins.kernel.package} ${pins.kernel.version}: ${modules.count} modules packed` +
@@ -242,6 +243,30 @@ async function addTools(tree: InitramfsTree, pkgRoot: PackageRoot, list: string,
     tree.addSymlink(dest, path.posix.relative(path.posix.dirname(dest), 'usr/bin/busybox'), 'busybox');
   }
   return programs;
+}
+
+/** Libraries booty loads itself through koffi (no program names them in DT_NEEDED). */
+const DLOPENED = [
+  // DEFLATE for the codec workers, about twice node:zlib's speed (src/sys/libdeflate.ts)
+  { soname: 'libdeflate.so.0', by: 'src/sys/libdeflate.ts' },
+];
+
+/** Each DLOPENED library under its soname; returned so the closure adds what they need. */
+async function addDlopenedLibraries(tree: InitramfsTree, pkgRoot: PackageRoot): Promise<{ path: string; label: string }[]> {
+  const out: { path: string; label: string }[] = [];
+  for (const { soname, by } of DLOPENED) {
+    let found;
+    for (const dir of SYSTEM_LIB_DIRS) {
+      found = await pkgRoot.findFile(`${dir}/${soname}`);
+      if (found !== undefined) break;
+    }
+    if (found === undefined) {
+      throw new BootyError({ stage: 'build', code: 'tool-missing', message: `${soname} (loaded by ${by}) is in no pinned package`, hint: 'add its package to initramfs/inputs.json' });
+    }
+    tree.addFile(`usr/lib/x86_64-linux-gnu/${soname}`, { source: found.path, size: (await stat(found.path)).size, perm: 0o755, part: 'libs', origin: `${found.pkg.name} ${found.pkg.version} (loaded by ${by})` });
+    out.push({ path: found.path, label: soname });
+  }
+  return out;
 }
 
 /** The DT_NEEDED closure, each library under its soname, and the loader. */

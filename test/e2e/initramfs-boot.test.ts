@@ -5,9 +5,10 @@
 // for its action.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import os from 'node:os';
 import http from 'node:http';
 import path from 'node:path';
@@ -49,7 +50,8 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
     assert.equal(entries.get('bin')!.data.toString(), 'usr/bin');
     for (const f of ['usr/bin/node', 'usr/bin/busybox', 'usr/lib/booty/booty.cjs', 'usr/lib/booty/booty.cjs.cache', 'usr/sbin/lvm', 'usr/sbin/resize2fs', 'usr/sbin/e2fsck',
       'usr/sbin/xfs_growfs', 'usr/sbin/sfdisk', 'usr/sbin/blkid', 'usr/lib/x86_64-linux-gnu/libc.so.6', 'usr/lib/x86_64-linux-gnu/libatomic.so.1',
-      'usr/lib/booty/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node', 'usr/lib/booty/node_modules/koffi/package.json', 'etc/lvm/lvm.conf']) {
+      'usr/lib/booty/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node', 'usr/lib/booty/node_modules/koffi/package.json', 'etc/lvm/lvm.conf',
+      'usr/lib/x86_64-linux-gnu/libdeflate.so.0']) {
       assert.ok(entries.has(f), `${f} is packed`);
     }
     assert.equal(entries.get('usr/sbin/pvresize')!.data.toString(), 'lvm');
@@ -67,6 +69,39 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
     assert.deepEqual(dep.trim().split('\n').map((l) => l.split(':')[0]).sort(), kos);
     assert.match(alias, /^alias virtio:d00000002v\* virtio_blk$/m);
     process.stdout.write(`initramfs: ${(readFileSync(b.initrd).length / 1e6).toFixed(1)} MB zstd, ${(first.length / 1e6).toFixed(1)} MB unpacked, ${kos.length} modules\n`);
+
+    // the initramfs's own node, bundle, koffi and libdeflate (dlopen'd: no program links it), in
+    // a chroot of the unpacked archive: a gzip capture compresses with libdeflate
+    const rootDir = path.join(raw[0], 'root');
+    mkdirSync(rootDir);
+    execFileSync('cpio', ['-idm', '--quiet'], { cwd: rootDir, input: first, maxBuffer: 1 << 30 });
+    writeFileSync(path.join(rootDir, 'tmp/disk.img'), Buffer.concat([Buffer.alloc(1 << 20), Buffer.from('booty initramfs libdeflate check\n'.repeat(40_000))]));
+    const received: Buffer[] = [];
+    // a plain PUT sink: no resumable uploads (404 to the upload start), then the commit
+    const sink = http.createServer((req, res) => {
+      const status = req.method === 'PUT' ? 201 : (req.url ?? '').includes('commit=') ? 200 : 404;
+      req.on('data', (c: Buffer) => { if (req.method === 'PUT') received.push(c); });
+      req.on('end', () => { res.writeHead(status, { 'content-type': 'application/json' }); res.end('{"ok":true}'); });
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (sink.address() as { port: number }).port;
+      const run = (env: NodeJS.ProcessEnv) => new Promise<string>((resolve, reject) => {
+        execFile('chroot', [rootDir, '/usr/bin/node', '/usr/lib/booty/booty.cjs', 'capture', '--disk', '/tmp/disk.img',
+          '--upload', `http://127.0.0.1:${port}/images/x.img.gz`, '--format', 'gzip', '--workers', '2', '-q'],
+        { env }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stderr + stdout)));
+      });
+      const out = await run({ PATH: '/usr/bin:/usr/sbin' });
+      assert.match(out, /as independent gzip members on 2 worker threads, level 6 \(libdeflate\)/, out);
+      assert.ok(gunzipSync(Buffer.concat(received)).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'the upload gunzips to the disk');
+      // without the library: node:zlib, and it says why
+      rmSync(path.join(rootDir, 'usr/lib/x86_64-linux-gnu/libdeflate.so.0'));
+      received.length = 0;
+      assert.match(await run({ PATH: '/usr/bin:/usr/sbin' }), /\(node:zlib \(libdeflate\.so\.0 not loadable: /);
+      assert.ok(gunzipSync(Buffer.concat(received)).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))));
+    } finally {
+      sink.close();
+    }
   } finally {
     for (const d of raw) rmSync(d, { recursive: true, force: true });
   }
