@@ -5,7 +5,7 @@
 // is touched: retrying cannot fix it, the operator must. With `booty.ca=` the connection goes only
 // to a server whose certificate is pinned (src/net/tls-pin.ts); a server that fails the pin is
 // refused at once, naming the certificate it showed.
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, request, type Dispatcher } from '../net/undici.ts';
 import { loadTrustedCa, pooledDispatcher, serverTrust, trustErrorOf, trustedConnect } from '../net/tls-pin.ts';
 import type { Action } from '../config/action.ts';
 import { parseAction } from '../config/parse.ts';

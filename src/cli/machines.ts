@@ -4,7 +4,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
+import { request } from '../net/undici.ts';
 
 const HELP = `usage: booty machines <command> [options]
 

@@ -15,7 +15,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
-import { Agent, buildConnector, request, type Dispatcher } from 'undici';
+import type { buildConnector as BuildConnector } from 'undici';
+import { Agent, buildConnector, request, type Dispatcher } from './undici.ts';
 
 export interface ServerTrust {
   /** sha256 of certificate DERs, lowercase hex */
@@ -134,9 +135,9 @@ function refusal(socket: TLSSocket, where: string, t: ServerTrust): string | und
  * undici `connect` option: the plain connector while no trust is set, else one that accepts only
  * https servers passing the pins or the fetched CA (and says which certificate it saw).
  */
-export function trustedConnect(base: { timeout?: number } = {}): buildConnector.connector {
+export function trustedConnect(base: { timeout?: number } = {}): BuildConnector.connector {
   const plain = buildConnector({ timeout: base.timeout });
-  let strict: buildConnector.connector | undefined;
+  let strict: BuildConnector.connector | undefined;
   let strictFor: ServerTrust | undefined;
   return (opts, cb) => {
     const t = current;

@@ -7,7 +7,7 @@
 // progress events are coalesced (only the newest is kept) and then the oldest log lines dropped,
 // while phase and result events are kept; the number dropped is reported once the server answers.
 
-import { Agent, request } from 'undici';
+import { Agent, request } from '../net/undici.ts';
 import type { AgentEvent } from '../config/report.ts';
 import type { Sink } from '../util/log.ts';
 import { trustedConnect } from '../net/tls-pin.ts';
