@@ -8,6 +8,7 @@
 // pool that was not closed never keeps the process alive; close() ends them.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
 import { LIBDEFLATE_WORKER_SOURCE, libdeflateForWorkers, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
 
 const WORKER_SOURCE = String.raw`
@@ -98,9 +99,10 @@ const inflateWith = (data, size) => {
   if (r.result !== 0) { const e = new Error('invalid deflate data, or it stops before its final block'); e.code = 'Z_DATA_ERROR'; throw e; }
   return { out: r.outUsed === size ? out : out.subarray(0, r.outUsed), consumed: r.inUsed };
 };
-parentPort.on('message', (msg) => {
-  let t = msg;
-  msg = null;
+parentPort.on('message', (m) => {
+  ${EXIT_ON_MESSAGE}
+  let t = m;
+  m = null;
   try {
     const data = asBuffer(t.data);
     let reply;
@@ -263,7 +265,8 @@ export class CodecPool {
     for (const q of this.queue.splice(0)) q.pending.reject(err);
     for (const r of this.running.values()) r.pending.reject(err);
     this.running.clear();
-    await Promise.all(this.all.map((w) => w.terminate().catch(() => 0)));
+    // (never terminate(): a thread stopped inside koffi aborts the process; worker-exit.ts)
+    await Promise.all(this.all.map((w) => endWorker(w)));
   }
 }
 

@@ -34,6 +34,7 @@ import { createGcPacer } from './gc-pacer.ts';
 import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from './gzip-index.ts';
 import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
 import { DEFAULT_GRANULARITY, markZeroGrains } from './zeroruns.ts';
+import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
 import { LIBDEFLATE_WORKER_SOURCE, libdeflateForWorkers, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
 
 const WORKER_SOURCE = String.raw`
@@ -154,6 +155,7 @@ const finish = () => {
   parentPort.postMessage(reply, reply.blocks.map((b) => b.ab));
 };
 parentPort.on('message', (m) => {
+  ${EXIT_ON_MESSAGE}
   if (m.op === 'start') { start(m); return; }
   // 'end' of a segment whose bytes the main thread put in the gather buffer
   if (m.op === 'end') { if (cur !== null && cur.id === m.id) finish(); return; }
@@ -323,7 +325,8 @@ export class SegmentInflater extends Transform {
   private shutdown(): void {
     if (this.shut) return;
     this.shut = true;
-    for (const w of this.workers) void w.terminate();
+    // (never terminate(): a thread stopped inside koffi aborts the process; worker-exit.ts)
+    for (const w of this.workers) void endWorker(w);
     this.index.close();
   }
 

@@ -6,6 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -298,4 +299,22 @@ test('the workers use libdeflate here; its frames are plain DEFLATE and it reads
   const bad = Buffer.from(z);
   bad[0] ^= 0x06; // block type 3: invalid
   await assert.rejects(pool.run({ op: 'inflate', data: bad, size: input.length }), { code: 'Z_DATA_ERROR' });
+});
+
+test('a pool closed at any moment (workers still loading libdeflate, or mid-task) ends cleanly, never aborting the process', () => {
+  // terminate() on a thread inside koffi's loader or a native call aborted the whole process
+  // ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw"); the workers now exit between
+  // tasks when asked (worker-exit.ts). Run in a child: an abort must fail this test, not the runner.
+  const script = `
+    import { CodecPool } from ${JSON.stringify(new URL('../../src/image/codec-pool.ts', import.meta.url).pathname)};
+    for (let i = 0; i < 80; i++) {
+      const p = new CodecPool(2);
+      if (i % 2 === 1) void p.run({ op: 'deflate', data: Buffer.alloc(1 << 20, i), level: 1 }).catch(() => {});
+      await new Promise((r) => setTimeout(r, i % 40));
+      await p.close();
+    }
+    console.log('closed cleanly');`;
+  const r = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `${r.stderr.slice(0, 2000)}`);
+  assert.match(r.stdout, /closed cleanly/);
 });
