@@ -51,6 +51,14 @@ function bootyCli(c: Context, sub: string): string | null {
   return existsSync(join(c.root, `src/cli/${sub}.ts`)) ? `${q(c.node)} ${q(c.bundle)}` : null;
 }
 
+/** booty's CLI when its subcommand has `flag` (older checkouts lack some), else why not. */
+function bootyWithFlag(c: Context, sub: 'deploy' | 'capture', flag: string): string | { na: string } {
+  const b = bootyCli(c, sub);
+  if (b === null) return { na: `src/cli/${sub}.ts missing` };
+  if (!readFileSync(join(c.root, `src/cli/${sub}.ts`), 'utf8').includes(`'${flag}'`)) return { na: `booty ${sub} has no --${flag}` };
+  return b;
+}
+
 /** Extra arguments for booty's own rows (e.g. a worker count), from the environment. */
 function extra(name: string): string {
   return process.env[name] ? ` ${process.env[name]}` : '';
@@ -86,9 +94,8 @@ export const rows: Row[] = [
     // index: shows what the index gains (the row above uses it when booty server serves images).
     id: 'deploy-booty-gzip-noindex', section: 'deploy', label: 'booty deploy (gzip, --no-gzip-index)', booty: true,
     command: (c) => {
-      const b = bootyCli(c, 'deploy');
-      if (b === null) return { na: 'src/cli/deploy.ts missing' };
-      if (!readFileSync(join(c.root, 'src/cli/deploy.ts'), 'utf8').includes("'no-gzip-index'")) return { na: 'booty deploy has no --no-gzip-index' };
+      const b = bootyWithFlag(c, 'deploy', 'no-gzip-index');
+      if (typeof b !== 'string') return b;
       return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-gzip-index${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
     },
     bytes: img, dirty: true, warm: gz, verify: 'device',
@@ -97,9 +104,8 @@ export const rows: Row[] = [
     // The same without writing zero runs as write-zeroes: shows what zero skipping gains.
     id: 'deploy-booty-gzip-noskip', section: 'deploy', label: 'booty deploy (gzip, --no-skip-zeros)', booty: true,
     command: (c) => {
-      const b = bootyCli(c, 'deploy');
-      if (b === null) return { na: 'src/cli/deploy.ts missing' };
-      if (!readFileSync(join(c.root, 'src/cli/deploy.ts'), 'utf8').includes("'no-skip-zeros'")) return { na: 'booty deploy has no --no-skip-zeros' };
+      const b = bootyWithFlag(c, 'deploy', 'no-skip-zeros');
+      if (typeof b !== 'string') return b;
       return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-skip-zeros${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
     },
     bytes: img, dirty: true, warm: gz, verify: 'device',
@@ -109,9 +115,8 @@ export const rows: Row[] = [
     // what libdeflate gains (src/sys/libdeflate.ts)
     id: 'deploy-booty-gzip-zlib', section: 'deploy', label: 'booty deploy (gzip, --no-libdeflate)', booty: true,
     command: (c) => {
-      const b = bootyCli(c, 'deploy');
-      if (b === null) return { na: 'src/cli/deploy.ts missing' };
-      if (!readFileSync(join(c.root, 'src/cli/deploy.ts'), 'utf8').includes("'no-libdeflate'")) return { na: 'booty deploy has no --no-libdeflate' };
+      const b = bootyWithFlag(c, 'deploy', 'no-libdeflate');
+      if (typeof b !== 'string') return b;
       return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-libdeflate${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
     },
     bytes: img, dirty: true, warm: gz, verify: 'device',
@@ -197,9 +202,8 @@ export const rows: Row[] = [
     // the two gzip rows above with node:zlib's deflate instead of libdeflate's
     id: 'capture-booty-gzip-zlib', section: 'capture', label: 'booty capture (gzip, --no-libdeflate)', booty: true,
     command: (c) => {
-      const b = bootyCli(c, 'capture');
-      if (b === null) return { na: 'src/cli/capture.ts missing' };
-      if (!readFileSync(join(c.root, 'src/cli/capture.ts'), 'utf8').includes("'no-libdeflate'")) return { na: 'booty capture has no --no-libdeflate' };
+      const b = bootyWithFlag(c, 'capture', 'no-libdeflate');
+      if (typeof b !== 'string') return b;
       return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty-zlib.img.gz`)} --format gzip --no-libdeflate${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
     },
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
@@ -207,9 +211,8 @@ export const rows: Row[] = [
   {
     id: 'capture-booty-gzip1-zlib', section: 'capture', label: 'booty capture (gzip --level 1, --no-libdeflate)', booty: true,
     command: (c) => {
-      const b = bootyCli(c, 'capture');
-      if (b === null) return { na: 'src/cli/capture.ts missing' };
-      if (!readFileSync(join(c.root, 'src/cli/capture.ts'), 'utf8').includes("'no-libdeflate'")) return { na: 'booty capture has no --no-libdeflate' };
+      const b = bootyWithFlag(c, 'capture', 'no-libdeflate');
+      if (typeof b !== 'string') return b;
       return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1-zlib.img.gz`)} --format gzip --level 1 --no-libdeflate${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
     },
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
