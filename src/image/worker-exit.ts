@@ -8,7 +8,8 @@
 /** The message a worker answers with process.exit(0). */
 export const EXIT_MESSAGE = { op: 'exit' } as const;
 
-/** Worker source line: exits on EXIT_MESSAGE (put it first in the worker's 'message' handler). */
+/** Worker source line: exits on EXIT_MESSAGE (first in the worker's 'message' handler, whose
+ *  parameter is named `m`). */
 export const EXIT_ON_MESSAGE = `if (m && m.op === 'exit') { process.exit(0); }`;
 
 interface ExitableWorker {
