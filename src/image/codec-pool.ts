@@ -80,8 +80,8 @@ const compressWhole = (e, data) => {
 // libdeflate, where the main thread found it (src/sys/libdeflate.ts): DEFLATE at about twice
 // node:zlib's speed, same format; null keeps node:zlib.
 ${LIBDEFLATE_WORKER_SOURCE}
-const crc32 = libdeflate !== null ? libdeflate.crc32 : (buf) => zlib.crc32(buf);
-const deflateWith = (level, data) => {
+const crc32 = (buf) => { const l = loadLibdeflate(); return l !== null ? l.crc32(buf) : zlib.crc32(buf); };
+const deflateWith = (libdeflate, level, data) => {
   const bound = libdeflate.compressBound(level, data.length);
   if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
   const n = libdeflate.compress(level, data, scratch);
@@ -92,7 +92,7 @@ const deflateWith = (level, data) => {
 };
 // One frame's raw DEFLATE into exactly its announced size: more output is an error (no more
 // memory), as with zlib's maxOutputLength below; zlib's error codes, so callers word them alike.
-const inflateWith = (data, size) => {
+const inflateWith = (libdeflate, data, size) => {
   const out = Buffer.allocUnsafeSlow(size);
   const r = libdeflate.decompress(data, out);
   if (r.result === 3) { const e = new Error('decodes to more than ' + size + ' bytes'); e.code = 'ERR_BUFFER_TOO_LARGE'; throw e; }
@@ -108,8 +108,9 @@ parentPort.on('message', (m) => {
     let reply;
     switch (t.op) {
       case 'deflate': {
+        const libdeflate = loadLibdeflate();
         const e = libdeflate !== null ? null : compressor('deflate', t.level, data.length);
-        const out = libdeflate !== null ? deflateWith(t.level, data) : e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
+        const out = libdeflate !== null ? deflateWith(libdeflate, t.level, data) : e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
         reply = { id: t.id, out, crc: crc32(data) };
         break;
       }
@@ -123,8 +124,9 @@ parentPort.on('message', (m) => {
         break;
       }
       case 'inflate': {
+        const libdeflate = loadLibdeflate();
         if (libdeflate !== null) {
-          const r = inflateWith(data, t.size);
+          const r = inflateWith(libdeflate, data, t.size);
           reply = { id: t.id, out: r.out, crc: crc32(r.out), consumed: r.consumed };
           break;
         }

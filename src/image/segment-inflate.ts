@@ -66,6 +66,7 @@ let cur = null;
 // in the block with the window in the block's headroom just before it (SegmentInflater leaves
 // room there).
 ${LIBDEFLATE_WORKER_SOURCE}
+const libdeflate = loadLibdeflate();
 const FINAL_EMPTY = Buffer.from([1, 0, 0, 0xff, 0xff]);
 const crc32 = libdeflate !== null ? libdeflate.crc32 : zlib.crc32;
 const gather = workerData.gather ? Buffer.from(workerData.gather) : null;

@@ -68,8 +68,9 @@ const WORKER_FUNCTIONS = [
 ];
 
 /**
- * Evaluated inside a worker, after `workerData` is in scope: defines `libdeflate`, null when
- * workerData.libdeflate is absent or fails to load there, else
+ * Evaluated inside a worker, after `workerData` is in scope: defines `loadLibdeflate()`, which
+ * loads the library on its first call (koffi costs a worker ~1.6 MiB: a zstd-only worker never
+ * pays it) and returns null when workerData.libdeflate is absent or fails to load there, else
  *   compress(level, input, out) -> bytes of raw DEFLATE written into out (0: out too small)
  *   compressBound(level, n) -> the most raw DEFLATE n bytes can take
  *   decompress(input, out) -> { result, inUsed, outUsed }: raw DEFLATE up to its final block;
@@ -78,7 +79,8 @@ const WORKER_FUNCTIONS = [
  * Buffers may be views (koffi passes a view's own start).
  */
 export const LIBDEFLATE_WORKER_SOURCE = String.raw`
-const libdeflate = (() => {
+let libdeflateLoaded; // undefined until the first call; null: not available (never retried)
+const loadLibdeflate = () => libdeflateLoaded !== undefined ? libdeflateLoaded : (libdeflateLoaded = (() => {
   const cfg = workerData && workerData.libdeflate;
   if (!cfg) return null;
   try {
@@ -108,5 +110,5 @@ const libdeflate = (() => {
   } catch (e) {
     return null;
   }
-})();
+})());
 `;
