@@ -30,19 +30,23 @@ export function disableLibdeflate(): void {
   disabledByCaller = true;
 }
 
+/** Whether the workers get libdeflate, and if not, why: the one place that decides. */
+function current(): { ok: LibdeflateForWorkers | undefined; why: string } {
+  if (disabledByCaller) return { ok: undefined, why: 'libdeflate turned off by --no-libdeflate' };
+  if (process.env.BOOTY_LIBDEFLATE === '0') return { ok: undefined, why: 'libdeflate turned off by BOOTY_LIBDEFLATE=0' };
+  checked ??= probe();
+  return checked;
+}
+
 /** The library for the workers, or undefined (then `libdeflateStatus()` says why). */
 export function libdeflateForWorkers(): LibdeflateForWorkers | undefined {
-  if (disabledByCaller || process.env.BOOTY_LIBDEFLATE === '0') return undefined;
-  checked ??= probe();
-  return checked.ok;
+  return current().ok;
 }
 
 /** One line for logs: which DEFLATE the workers use, and why not libdeflate. */
 export function libdeflateStatus(): string {
-  if (disabledByCaller) return 'node:zlib (libdeflate turned off by --no-libdeflate)';
-  if (process.env.BOOTY_LIBDEFLATE === '0') return 'node:zlib (libdeflate turned off by BOOTY_LIBDEFLATE=0)';
-  checked ??= probe();
-  return checked.ok !== undefined ? `libdeflate (${SONAME})` : `node:zlib (${checked.why})`;
+  const c = current();
+  return c.ok !== undefined ? `libdeflate (${SONAME})` : `node:zlib (${c.why})`;
 }
 
 function probe(): { ok: LibdeflateForWorkers | undefined; why: string } {
