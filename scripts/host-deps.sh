@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
   ca-certificates curl git xz-utils zstd pigz cpio kmod file
-  libdeflate0
+  libdeflate0 libisal2
   qemu-system-x86 qemu-utils ovmf
   dnsmasq-base iproute2 iptables iputils-ping
   fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools lvm2 parted

@@ -199,6 +199,16 @@ export const rows: Row[] = [
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
   },
   {
+    // gzip level 1 without ISA-L's igzip: libdeflate's level 1 (src/sys/isal.ts)
+    id: 'capture-booty-gzip1-noisal', section: 'capture', label: 'booty capture (gzip --level 1, --no-isal)', booty: true,
+    command: (c) => {
+      const b = bootyWithFlag(c, 'capture', 'no-isal');
+      if (typeof b !== 'string') return b;
+      return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1-noisal.img.gz`)} --format gzip --level 1 --no-isal${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+    },
+    bytes: disk, dirty: false, warm: nothing, verify: 'upload',
+  },
+  {
     // the two gzip rows above with node:zlib's deflate instead of libdeflate's
     id: 'capture-booty-gzip-zlib', section: 'capture', label: 'booty capture (gzip, --no-libdeflate)', booty: true,
     command: (c) => {
@@ -209,11 +219,11 @@ export const rows: Row[] = [
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
   },
   {
-    id: 'capture-booty-gzip1-zlib', section: 'capture', label: 'booty capture (gzip --level 1, --no-libdeflate)', booty: true,
+    id: 'capture-booty-gzip1-zlib', section: 'capture', label: 'booty capture (gzip --level 1, --no-libdeflate --no-isal)', booty: true,
     command: (c) => {
       const b = bootyWithFlag(c, 'capture', 'no-libdeflate');
       if (typeof b !== 'string') return b;
-      return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1-zlib.img.gz`)} --format gzip --level 1 --no-libdeflate${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
+      return `${b} capture --disk ${q(c.target.dev)} --upload ${q(`${c.sink}/images/bench-booty1-zlib.img.gz`)} --format gzip --level 1 --no-libdeflate --no-isal${extra('BENCH_BOOTY_CAPTURE_ARGS')}`;
     },
     bytes: disk, dirty: false, warm: nothing, verify: 'upload',
   },

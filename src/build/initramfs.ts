@@ -249,6 +249,8 @@ async function addTools(tree: InitramfsTree, pkgRoot: PackageRoot, list: string,
 const DLOPENED = [
   // DEFLATE for the codec workers, about twice node:zlib's speed (src/sys/libdeflate.ts)
   { soname: 'libdeflate.so.0', by: 'src/sys/libdeflate.ts' },
+  // ISA-L's igzip for capture's gzip level 1, about twice libdeflate's speed (src/sys/isal.ts)
+  { soname: 'libisal.so.2', by: 'src/sys/isal.ts' },
 ];
 
 /** Each DLOPENED library under its soname; returned so the closure adds what they need. */

@@ -6,7 +6,6 @@
 // The disk is only read. workers = 0 keeps the single-stream compressor on the main thread
 // (createCompressor), which writes one gzip member / zstd frame without an index.
 import { trimMallocWhileRunning } from '../sys/malloc.ts';
-import { libdeflateStatus } from '../sys/libdeflate.ts';
 import os from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -171,7 +170,7 @@ export async function capture(opts: CaptureOptions): Promise<CaptureResult> {
     ? new ParallelCompressor({ format, level: opts.level ?? DEFAULT_LEVEL[format], pool, blockSize: frameBlock, ownsInput: true })
     : undefined;
   const compressor = format === 'raw' ? undefined : parallel ?? createCompressor(format, { level: opts.level, pledgedSize: size });
-  if (parallel !== undefined) log.info(`capture: compressing ${formatBytes(frameBlock)} blocks as independent ${format === 'gzip' ? 'gzip members' : 'zstd frames'} on ${workers} worker thread${workers === 1 ? '' : 's'}, level ${parallel.level}${format === 'gzip' ? ` (${pool!.deflate === 'libdeflate' ? 'libdeflate' : libdeflateStatus()})` : ''}`);
+  if (parallel !== undefined) log.info(`capture: compressing ${formatBytes(frameBlock)} blocks as independent ${format === 'gzip' ? 'gzip members' : 'zstd frames'} on ${workers} worker thread${workers === 1 ? '' : 's'}, level ${parallel.level}${format === 'gzip' ? ` (${pool!.deflateAt(parallel.level)})` : ''}`);
   const hash = new HashTap({ onChunk: (n) => { tracker.wireBytes += n; } });
 
   let failedAt: { stage: Stage; err: Error } | undefined;

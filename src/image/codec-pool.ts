@@ -9,7 +9,9 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE_WORKER_SOURCE, libdeflateForWorkers, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
+import { LIBDEFLATE_WORKER_SOURCE, libdeflateForWorkers, libdeflateStatus, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
+import { ISAL_GZIP_LEVEL, ISAL_WORKER_SOURCE, isalForWorkers, isalWhyNot } from '../sys/isal.ts';
+import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
 const WORKER_SOURCE = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
@@ -81,6 +83,29 @@ const compressWhole = (e, data) => {
 // node:zlib's speed, same format; null keeps node:zlib.
 ${LIBDEFLATE_WORKER_SOURCE}
 const crc32 = (buf) => { const l = loadLibdeflate(); return l !== null ? l.crc32(buf) : zlib.crc32(buf); };
+// ISA-L's igzip for gzip level ${ISAL_GZIP_LEVEL} (src/sys/isal.ts), where the main thread found it.
+${ISAL_WORKER_SOURCE}
+let isalChecked = false;
+// One frame by igzip, or null (not loaded, refused, or did not fit): the caller then compresses
+// with libdeflate / node:zlib. The worker's first igzip frame is inflated back and compared, so
+// a library whose struct layout disagreed with ours is dropped before its output is used.
+const deflateIsal = (data) => {
+  const isal = loadIsal();
+  if (isal === null) return null;
+  const bound = isal.bound(data.length);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
+  const n = isal.deflate(data, scratch);
+  if (n === 0) return null;
+  const out = Buffer.allocUnsafeSlow(n);
+  scratch.copy(out, 0, 0, n);
+  if (!isalChecked) {
+    let same = false;
+    try { same = zlib.inflateRawSync(out, { maxOutputLength: data.length + 1 }).equals(data); } catch { same = false; }
+    if (!same) { isalLoaded = null; return null; }
+    isalChecked = true;
+  }
+  return out;
+};
 const deflateWith = (libdeflate, level, data) => {
   const bound = libdeflate.compressBound(level, data.length);
   if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
@@ -108,9 +133,12 @@ parentPort.on('message', (m) => {
     let reply;
     switch (t.op) {
       case 'deflate': {
-        const libdeflate = loadLibdeflate();
-        const e = libdeflate !== null ? null : compressor('deflate', t.level, data.length);
-        const out = libdeflate !== null ? deflateWith(libdeflate, t.level, data) : e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
+        let out = t.level === ${ISAL_GZIP_LEVEL} ? deflateIsal(data) : null;
+        if (out === null) {
+          const libdeflate = loadLibdeflate();
+          const e = libdeflate !== null ? null : compressor('deflate', t.level, data.length);
+          out = libdeflate !== null ? deflateWith(libdeflate, t.level, data) : e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
+        }
         reply = { id: t.id, out, crc: crc32(data) };
         break;
       }
@@ -188,16 +216,27 @@ export class CodecPool {
 
   /** the workers' DEFLATE: 'libdeflate' or 'node:zlib' */
   readonly deflate: 'libdeflate' | 'node:zlib';
+  /** whether the workers were given ISA-L for gzip level ISAL_GZIP_LEVEL */
+  readonly isal: boolean;
+  private readonly isalWhyNot: string;
+  private readonly deflateNote: string;
 
-  /** `libdeflate`: null keeps node:zlib (default: libdeflate where it loads, src/sys/libdeflate.ts) */
-  constructor(size: number, o: { libdeflate?: LibdeflateForWorkers | null } = {}) {
+  /**
+   * `libdeflate`: null keeps node:zlib (default: libdeflate where it loads, src/sys/libdeflate.ts);
+   * `isal`: null keeps gzip level 1 off ISA-L (default: ISA-L where it loads, src/sys/isal.ts)
+   */
+  constructor(size: number, o: { libdeflate?: LibdeflateForWorkers | null; isal?: NativeLibForWorkers | null } = {}) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`worker count must be a positive integer, not ${size}`);
     this.size = size;
     const libdeflate = o.libdeflate === undefined ? libdeflateForWorkers() : o.libdeflate ?? undefined;
+    const isal = o.isal === undefined ? isalForWorkers() : o.isal ?? undefined;
     this.deflate = libdeflate !== undefined ? 'libdeflate' : 'node:zlib';
+    this.isal = isal !== undefined;
+    this.isalWhyNot = this.isal ? '' : o.isal === null ? 'ISA-L not used' : isalWhyNot();
+    this.deflateNote = libdeflate !== undefined ? 'libdeflate' : o.libdeflate === null ? 'node:zlib' : libdeflateStatus();
     for (let i = 0; i < size; i++) {
       // (a worker keeps almost nothing alive: a small young generation keeps its heap small)
-      const w = new Worker(WORKER_SOURCE, { eval: true, name: `booty-codec-${i}`, workerData: { libdeflate }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, name: `booty-codec-${i}`, workerData: { libdeflate, isal }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       w.unref();
       w.on('message', (m: { id: number; out?: Uint8Array; crc?: number; consumed?: number; error?: { message: string; code?: string } }) => this.done(w, m));
       w.on('error', (e: Error) => this.fail(w, e));
@@ -205,6 +244,12 @@ export class CodecPool {
       this.all.push(w);
       this.idle.push(w);
     }
+  }
+
+  /** For logs: what compresses gzip frames at `level` (and why not the faster libraries). */
+  deflateAt(level: number): string {
+    if (level !== ISAL_GZIP_LEVEL) return this.deflateNote;
+    return this.isal ? 'ISA-L igzip' : `${this.deflateNote}; ${this.isalWhyNot}`;
   }
 
   /**

@@ -5,62 +5,14 @@
 // is what booty's frames and indexed segments are. Measured side by side: `npm run bench` rows
 // "libdeflate off" (BOOTY_LIBDEFLATE=0).
 //
-// The workers are evaluated sources (the agent is one bundle), so they cannot import this module:
-// the main thread checks here, once, that koffi and the library load, and hands the workers the
+// The main thread decides whether the workers get it (native-codec-lib.ts: off by
+// --no-libdeflate or BOOTY_LIBDEFLATE=0, or where libdeflate0 is missing) and hands them the
 // paths (`libdeflateForWorkers`) together with LIBDEFLATE_WORKER_SOURCE, which each worker
-// evaluates. Where the library is missing (a host without libdeflate0) or BOOTY_LIBDEFLATE=0, the
-// workers keep using node:zlib: same bytes in, same checks, slower.
-import { createRequire } from 'node:module';
-import { koffi } from './libc.ts';
+// evaluates. Without it the workers use node:zlib: same bytes in, same checks, slower.
+import { NativeCodecLib, type NativeLibForWorkers } from './native-codec-lib.ts';
 
 /** What a worker needs to load libdeflate itself. */
-export interface LibdeflateForWorkers {
-  /** koffi's resolved module path (workers require it by path) */
-  koffi: string;
-  /** the library's file name, as dlopen finds it */
-  lib: string;
-}
-
-const SONAME = 'libdeflate.so.0';
-let checked: { ok: LibdeflateForWorkers | undefined; why: string } | undefined;
-let disabledByCaller = false;
-
-/** Turns libdeflate off for this process (`--no-libdeflate`). */
-export function disableLibdeflate(): void {
-  disabledByCaller = true;
-}
-
-/** Whether the workers get libdeflate, and if not, why: the one place that decides. */
-function current(): { ok: LibdeflateForWorkers | undefined; why: string } {
-  if (disabledByCaller) return { ok: undefined, why: 'libdeflate turned off by --no-libdeflate' };
-  if (process.env.BOOTY_LIBDEFLATE === '0') return { ok: undefined, why: 'libdeflate turned off by BOOTY_LIBDEFLATE=0' };
-  checked ??= probe();
-  return checked;
-}
-
-/** The library for the workers, or undefined (then `libdeflateStatus()` says why). */
-export function libdeflateForWorkers(): LibdeflateForWorkers | undefined {
-  return current().ok;
-}
-
-/** One line for logs: which DEFLATE the workers use, and why not libdeflate. */
-export function libdeflateStatus(): string {
-  const c = current();
-  return c.ok !== undefined ? `libdeflate (${SONAME})` : `node:zlib (${c.why})`;
-}
-
-function probe(): { ok: LibdeflateForWorkers | undefined; why: string } {
-  try {
-    const k = koffi();
-    const lib = k.load(SONAME);
-    // the functions the workers declare must exist in this build of the library
-    for (const f of WORKER_FUNCTIONS) lib.func(f);
-    const koffiPath = createRequire(import.meta.url).resolve('koffi');
-    return { ok: { koffi: koffiPath, lib: SONAME }, why: '' };
-  } catch (e) {
-    return { ok: undefined, why: `${SONAME} not loadable: ${(e as Error).message.split('\n')[0]}` };
-  }
-}
+export type LibdeflateForWorkers = NativeLibForWorkers;
 
 const WORKER_FUNCTIONS = [
   'void *libdeflate_alloc_compressor(int level)',
@@ -70,6 +22,23 @@ const WORKER_FUNCTIONS = [
   'int libdeflate_deflate_decompress_ex(void *d, const void *in, size_t in_n, void *out, size_t out_avail, void *actual_in, void *actual_out)',
   'uint32_t libdeflate_crc32(uint32_t crc, const void *buf, size_t len)',
 ];
+
+const LIBDEFLATE = new NativeCodecLib({ name: 'libdeflate', soname: 'libdeflate.so.0', flag: '--no-libdeflate', env: 'BOOTY_LIBDEFLATE', functions: WORKER_FUNCTIONS });
+
+/** Turns libdeflate off for this process (`--no-libdeflate`). */
+export function disableLibdeflate(): void {
+  LIBDEFLATE.disable();
+}
+
+/** The library for the workers, or undefined (then `libdeflateStatus()` says why). */
+export function libdeflateForWorkers(): LibdeflateForWorkers | undefined {
+  return LIBDEFLATE.forWorkers();
+}
+
+/** One line for logs: which DEFLATE the workers use, and why not libdeflate. */
+export function libdeflateStatus(): string {
+  return LIBDEFLATE.status();
+}
 
 /**
  * Evaluated inside a worker, after `workerData` is in scope: defines `loadLibdeflate()`, which

@@ -51,7 +51,7 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
     for (const f of ['usr/bin/node', 'usr/bin/busybox', 'usr/lib/booty/booty.cjs', 'usr/lib/booty/booty.cjs.cache', 'usr/sbin/lvm', 'usr/sbin/resize2fs', 'usr/sbin/e2fsck',
       'usr/sbin/xfs_growfs', 'usr/sbin/sfdisk', 'usr/sbin/blkid', 'usr/lib/x86_64-linux-gnu/libc.so.6', 'usr/lib/x86_64-linux-gnu/libatomic.so.1',
       'usr/lib/booty/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node', 'usr/lib/booty/node_modules/koffi/package.json', 'etc/lvm/lvm.conf',
-      'usr/lib/x86_64-linux-gnu/libdeflate.so.0']) {
+      'usr/lib/x86_64-linux-gnu/libdeflate.so.0', 'usr/lib/x86_64-linux-gnu/libisal.so.2']) {
       assert.ok(entries.has(f), `${f} is packed`);
     }
     assert.equal(entries.get('usr/sbin/pvresize')!.data.toString(), 'lvm');
@@ -70,8 +70,9 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
     assert.match(alias, /^alias virtio:d00000002v\* virtio_blk$/m);
     process.stdout.write(`initramfs: ${(readFileSync(b.initrd).length / 1e6).toFixed(1)} MB zstd, ${(first.length / 1e6).toFixed(1)} MB unpacked, ${kos.length} modules\n`);
 
-    // the initramfs's own node, bundle, koffi and libdeflate (dlopen'd: no program links it), in
-    // a chroot of the unpacked archive: a gzip capture compresses with libdeflate
+    // the initramfs's own node, bundle, koffi, libdeflate and ISA-L (dlopen'd: no program links
+    // them), in a chroot of the unpacked archive: a gzip capture compresses with libdeflate, and
+    // with ISA-L at level 1
     const rootDir = path.join(raw[0], 'root');
     mkdirSync(rootDir);
     execFileSync('cpio', ['-idm', '--quiet'], { cwd: rootDir, input: first, maxBuffer: 1 << 30 });
@@ -86,14 +87,17 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
     await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
     try {
       const port = (sink.address() as { port: number }).port;
-      const run = (env: NodeJS.ProcessEnv) => new Promise<string>((resolve, reject) => {
+      const run = (env: NodeJS.ProcessEnv, ...args: string[]) => new Promise<string>((resolve, reject) => {
         execFile('chroot', [rootDir, '/usr/bin/node', '/usr/lib/booty/booty.cjs', 'capture', '--disk', '/tmp/disk.img',
-          '--upload', `http://127.0.0.1:${port}/images/x.img.gz`, '--format', 'gzip', '--workers', '2', '-q'],
+          '--upload', `http://127.0.0.1:${port}/images/x.img.gz`, '--format', 'gzip', '--workers', '2', '-q', ...args],
         { env }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stderr + stdout)));
       });
       const out = await run({ PATH: '/usr/bin:/usr/sbin' });
       assert.match(out, /as independent gzip members on 2 worker threads, level 6 \(libdeflate\)/, out);
       assert.ok(gunzipSync(Buffer.concat(received)).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'the upload gunzips to the disk');
+      received.length = 0;
+      assert.match(await run({ PATH: '/usr/bin:/usr/sbin' }, '--level', '1'), /level 1 \(ISA-L igzip\)/);
+      assert.ok(gunzipSync(Buffer.concat(received)).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'the level 1 upload gunzips to the disk');
       // without the library: node:zlib, and it says why
       rmSync(path.join(rootDir, 'usr/lib/x86_64-linux-gnu/libdeflate.so.0'));
       received.length = 0;

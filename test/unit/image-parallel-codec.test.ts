@@ -20,11 +20,13 @@ import { seededRandom } from '../helpers/seeded-random.ts';
 
 const KiB = 1024;
 const MiB = 1 << 20;
-// libdeflate where it loads (the default: every test below runs on it here, host-deps installs
-// libdeflate0); zlibPool: node:zlib's own DEFLATE, as on a host without the library
+// libdeflate and, for gzip level 1, ISA-L where they load (the default: every test below runs on
+// them here, host-deps installs libdeflate0 and libisal2); libdeflatePool: gzip level 1 by
+// libdeflate too; zlibPool: node:zlib's own DEFLATE, as on a host without either library
 const pool = new CodecPool(2);
-const zlibPool = new CodecPool(2, { libdeflate: null });
-after(() => Promise.all([pool.close(), zlibPool.close()]));
+const libdeflatePool = new CodecPool(2, { isal: null });
+const zlibPool = new CodecPool(2, { libdeflate: null, isal: null });
+after(() => Promise.all([pool.close(), libdeflatePool.close(), zlibPool.close()]));
 
 /** An OS-like input: random (incompressible), text, and whole zero blocks, with an odd tail. */
 function makeInput(seed: number, blocks: number, block: number): Buffer {
@@ -276,7 +278,7 @@ test('the workers use libdeflate here; its frames are plain DEFLATE and it reads
   assert.equal(zlibPool.deflate, 'node:zlib');
   const input = makeInput(21, 12, 256 * KiB);
   for (const level of [1, 6, 9]) {
-    const d = await pool.run({ op: 'deflate', data: Buffer.from(input), level });
+    const d = await libdeflatePool.run({ op: 'deflate', data: Buffer.from(input), level });
     assert.ok(zlib.inflateRawSync(d.out).equals(input), `level ${level}: zlib inflates libdeflate's DEFLATE`);
     assert.equal(d.crc, zlib.crc32(input));
     const z = await zlibPool.run({ op: 'deflate', data: Buffer.from(input), level });
@@ -299,6 +301,43 @@ test('the workers use libdeflate here; its frames are plain DEFLATE and it reads
   const bad = Buffer.from(z);
   bad[0] ^= 0x06; // block type 3: invalid
   await assert.rejects(pool.run({ op: 'inflate', data: bad, size: input.length }), { code: 'Z_DATA_ERROR' });
+});
+
+test('gzip level 1 is ISA-L\'s igzip here: plain DEFLATE that zlib inflates, whatever the input; other levels stay with libdeflate', async () => {
+  assert.equal(pool.isal, true, 'libisal2 is installed by scripts/host-deps.sh');
+  assert.equal(pool.deflateAt(1), 'ISA-L igzip');
+  assert.equal(pool.deflateAt(6), 'libdeflate');
+  assert.equal(libdeflatePool.deflateAt(1), 'libdeflate; ISA-L not used');
+  assert.equal(zlibPool.deflateAt(1), 'node:zlib; ISA-L not used');
+  const rand = seededRandom(33);
+  const text = Buffer.from(Array.from({ length: 3 * MiB + 777 }, (_, j) => 97 + ((j * 13 + (j >> 9)) % 26)));
+  const inputs: Array<[string, Buffer]> = [
+    ['empty', Buffer.alloc(0)],
+    ['one byte', Buffer.from([7])],
+    ['4 MiB of zeros', Buffer.alloc(4 * MiB)],
+    // incompressible: igzip falls back to stored blocks, within the output it was given
+    ['4 MiB of noise', randomBytes(4 * MiB)],
+    ['text', text],
+    ['OS-like mix', makeInput(44, 16, 256 * KiB)],
+    ['odd size', Buffer.from(Array.from({ length: 100_003 }, () => Math.floor(rand() * 4)))],
+  ];
+  for (const [what, input] of inputs) {
+    const d = await pool.run({ op: 'deflate', data: Buffer.from(input), level: 1 });
+    assert.ok(zlib.inflateRawSync(d.out).equals(input), `${what}: zlib inflates igzip's DEFLATE`);
+    assert.equal(d.crc, zlib.crc32(input), what);
+    const back = await pool.run({ op: 'inflate', data: Buffer.from(d.out), size: input.length });
+    assert.ok(back.out.equals(input), `${what}: libdeflate inflates it too`);
+    if (input.length > 4 * KiB) {
+      const l = await libdeflatePool.run({ op: 'deflate', data: Buffer.from(input), level: 1 });
+      assert.ok(!l.out.equals(d.out), `${what}: igzip's output, not libdeflate's`);
+    }
+  }
+  // the frames of a whole capture at level 1 read back through the streaming decoder
+  const input = makeInput(45, 40, 128 * KiB);
+  const c = new ParallelCompressor({ format: 'gzip', level: 1, pool, blockSize: MiB });
+  const chunks: Buffer[] = [];
+  await pipeline(Readable.from([input]), c, new Writable({ write(ch: Buffer, _e, cb) { chunks.push(ch); cb(); } }));
+  assert.ok(zlib.gunzipSync(Buffer.concat(chunks)).equals(input));
 });
 
 test('a pool closed at any moment (workers still loading libdeflate, or mid-task) ends cleanly, never aborting the process', () => {
