@@ -1,7 +1,7 @@
 // `booty capture`: read a disk, compress, stream it to a booty server (PUT + commit) or a BOOTy
 // receiver (multipart POST). Flags in, capture() called, progress drawn, one result line out.
-import { disableLibdeflate } from '../sys/libdeflate.ts';
-import { disableIsal } from '../sys/isal.ts';
+import { LIBDEFLATE } from '../sys/libdeflate.ts';
+import { ISAL } from '../sys/isal.ts';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
 import { capture } from '../image/capture.ts';
@@ -62,8 +62,8 @@ export async function run(argv: string[]): Promise<number> {
     strict: true,
   }, 'capture');
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
-  if (values['no-libdeflate'] === true) disableLibdeflate();
-  if (values['no-isal'] === true) disableIsal();
+  if (values['no-libdeflate'] === true) LIBDEFLATE.disable();
+  if (values['no-isal'] === true) ISAL.disable();
   const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'intact', hint: 'see booty capture --help' });
   if (values.disk === undefined) throw config('--disk is required');
   if (values.upload === undefined) throw config('--upload is required');

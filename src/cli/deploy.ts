@@ -1,7 +1,7 @@
 // `booty deploy`: write an image from a URL to a disk, from any Linux shell (the agent runs the
 // same library function as PID 1). Flags in, deploy() called, progress drawn, one result line out;
 // failures are thrown as BootyError and printed by main.ts with the stage's exit code.
-import { disableLibdeflate } from '../sys/libdeflate.ts';
+import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
@@ -72,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
     strict: true,
   }, 'deploy');
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
-  if (values['no-libdeflate'] === true) disableLibdeflate();
+  if (values['no-libdeflate'] === true) LIBDEFLATE.disable();
   const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'untouched', hint: 'see booty deploy --help' });
   if (values.image === undefined) throw config('--image is required');
   if (values.disk === undefined) throw config('--disk is required');

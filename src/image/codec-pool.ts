@@ -9,8 +9,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE_WORKER_SOURCE, libdeflateForWorkers, libdeflateStatus, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
-import { ISAL_GZIP_LEVEL, ISAL_WORKER_SOURCE, isalForWorkers, isalWhyNot } from '../sys/isal.ts';
+import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
+import { ISAL, ISAL_GZIP_LEVEL, ISAL_WORKER_SOURCE } from '../sys/isal.ts';
 import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
 const WORKER_SOURCE = String.raw`
@@ -228,12 +228,12 @@ export class CodecPool {
   constructor(size: number, o: { libdeflate?: LibdeflateForWorkers | null; isal?: NativeLibForWorkers | null } = {}) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`worker count must be a positive integer, not ${size}`);
     this.size = size;
-    const libdeflate = o.libdeflate === undefined ? libdeflateForWorkers() : o.libdeflate ?? undefined;
-    const isal = o.isal === undefined ? isalForWorkers() : o.isal ?? undefined;
+    const libdeflate = o.libdeflate === undefined ? LIBDEFLATE.forWorkers() : o.libdeflate ?? undefined;
+    const isal = o.isal === undefined ? ISAL.forWorkers() : o.isal ?? undefined;
     this.deflate = libdeflate !== undefined ? 'libdeflate' : 'node:zlib';
     this.isal = isal !== undefined;
-    this.isalWhyNot = this.isal ? '' : o.isal === null ? 'ISA-L not used' : isalWhyNot();
-    this.deflateNote = libdeflate !== undefined ? 'libdeflate' : o.libdeflate === null ? 'node:zlib' : libdeflateStatus();
+    this.isalWhyNot = this.isal ? '' : o.isal === null ? 'ISA-L not used' : ISAL.whyNot();
+    this.deflateNote = libdeflate !== undefined ? 'libdeflate' : o.libdeflate === null ? 'node:zlib' : LIBDEFLATE.status();
     for (let i = 0; i < size; i++) {
       // (a worker keeps almost nothing alive: a small young generation keeps its heap small)
       const w = new Worker(WORKER_SOURCE, { eval: true, name: `booty-codec-${i}`, workerData: { libdeflate, isal }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });

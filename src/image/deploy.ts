@@ -7,7 +7,7 @@
 // held-back first MiB -> fdatasync -> BLKRRPART. Every failure is a BootyError naming the stage,
 // the image offset reached and what the disk holds now.
 import { trimMallocWhileRunning } from '../sys/malloc.ts';
-import { libdeflateStatus } from '../sys/libdeflate.ts';
+import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
@@ -207,12 +207,12 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
-      log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index; ${(decoder as SegmentInflater).inflate === 'libdeflate' ? 'libdeflate' : libdeflateStatus()})`);
+      log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index; ${(decoder as SegmentInflater).inflate === 'libdeflate' ? 'libdeflate' : LIBDEFLATE.status()})`);
     } else if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
       pool = new CodecPool(workers);
       decoder = new ParallelDecompressor({ format, pool });
       decodeThread = 'frames';
-      log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${libdeflateStatus()})` : ''}`);
+      log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${LIBDEFLATE.status()})` : ''}`);
     } else if (format !== 'raw' && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';

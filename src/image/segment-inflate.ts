@@ -35,7 +35,7 @@ import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecor
 import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
 import { DEFAULT_GRANULARITY, markZeroGrains } from './zeroruns.ts';
 import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE_WORKER_SOURCE, libdeflateForWorkers, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
+import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
 
 const WORKER_SOURCE = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
@@ -274,7 +274,7 @@ export class SegmentInflater extends Transform {
     // every worker busy with a segment, and one block more for the writer to hold while it writes
     // it (measured: more blocks gain nothing on 2 cores, and each costs 4 MiB of RSS)
     const blocks = this.workerCount * perSegment + 1;
-    const libdeflate = o.libdeflate === undefined ? libdeflateForWorkers() : o.libdeflate ?? undefined;
+    const libdeflate = o.libdeflate === undefined ? LIBDEFLATE.forWorkers() : o.libdeflate ?? undefined;
     this.inflate = libdeflate !== undefined ? 'libdeflate' : 'node:zlib';
     // libdeflate writes the window just before the segment's output: each block has room for it
     // in front (a whole number of pages, so the block itself stays aligned for O_DIRECT)

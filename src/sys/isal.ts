@@ -13,32 +13,19 @@
 // within a soname); they were read from ISA-L 2.30's header with offsetof(). A worker also checks
 // its first frame by inflating it, so a library that disagreed would be found before any data
 // went out through it (and the frame compressed again by libdeflate).
-import { NativeCodecLib, type NativeLibForWorkers } from './native-codec-lib.ts';
+import { NativeCodecLib, workerLoaderSource } from './native-codec-lib.ts';
 
 const WORKER_FUNCTIONS = [
   'void isal_deflate_stateless_init(void *stream)',
   'int isal_deflate_stateless(void *stream)',
 ];
 
-const ISAL = new NativeCodecLib({ name: 'ISA-L', soname: 'libisal.so.2', flag: '--no-isal', env: 'BOOTY_ISAL', functions: WORKER_FUNCTIONS });
+/** ISA-L for the codec workers: `.forWorkers()`, `.whyNot()`, `.disable()` (`--no-isal`; also
+ *  BOOTY_ISAL=0). */
+export const ISAL = new NativeCodecLib({ name: 'ISA-L', soname: 'libisal.so.2', flag: '--no-isal', env: 'BOOTY_ISAL', functions: WORKER_FUNCTIONS });
 
 /** The gzip level that igzip compresses (the other levels stay with libdeflate / node:zlib). */
 export const ISAL_GZIP_LEVEL = 1;
-
-/** Turns ISA-L off for this process (`--no-isal`). */
-export function disableIsal(): void {
-  ISAL.disable();
-}
-
-/** The library for the workers, or undefined (then `isalStatus()` says why). */
-export function isalForWorkers(): NativeLibForWorkers | undefined {
-  return ISAL.forWorkers();
-}
-
-/** Why the workers do not get ISA-L ('' when they do). */
-export function isalWhyNot(): string {
-  return ISAL.whyNot();
-}
 
 /**
  * Evaluated inside a worker, after `workerData` is in scope: defines `loadIsal()`, which loads the
@@ -49,44 +36,33 @@ export function isalWhyNot(): string {
  *     stored blocks) or igzip refused (the caller then compresses with another library)
  *   bound(n) -> an output size that always fits
  */
-export const ISAL_WORKER_SOURCE = String.raw`
-let isalLoaded; // undefined until the first call; null: not available (never retried)
-const loadIsal = () => isalLoaded !== undefined ? isalLoaded : (isalLoaded = (() => {
-  const cfg = workerData && workerData.isal;
-  if (!cfg) return null;
-  try {
-    const k = require(cfg.koffi);
-    const lib = k.load(cfg.lib);
-    const [init, stateless] = ${JSON.stringify(WORKER_FUNCTIONS)}.map((p) => lib.func(p));
-    // struct isal_zstream (igzip_lib.h, ISA-L 2.30, x86-64): 82384 bytes; more is harmless
-    const stream = Buffer.alloc(96 * 1024);
-    const NEXT_IN = 0, AVAIL_IN = 8, NEXT_OUT = 16, AVAIL_OUT = 24, TOTAL_OUT = 28;
-    const LEVEL = 40, LEVEL_BUF_SIZE = 44, LEVEL_BUF = 48, END_OF_STREAM = 56, FLUSH = 58, GZIP_FLAG = 60, HIST_BITS = 62;
-    // igzip's level 3 with its default work area (ISAL_DEF_LVL3_DEFAULT)
-    const IGZIP_LEVEL = 3;
-    const levelBuf = Buffer.alloc(348160);
-    const levelBufAt = k.address(levelBuf);
-    return {
-      bound: (n) => n + Math.ceil(n / 4096) + 1024,
-      deflate: (input, out) => {
-        init(stream);
-        stream.writeBigUInt64LE(k.address(input), NEXT_IN);
-        stream.writeUInt32LE(input.length, AVAIL_IN);
-        stream.writeBigUInt64LE(k.address(out), NEXT_OUT);
-        stream.writeUInt32LE(out.length, AVAIL_OUT);
-        stream.writeUInt32LE(IGZIP_LEVEL, LEVEL);
-        stream.writeUInt32LE(levelBuf.length, LEVEL_BUF_SIZE);
-        stream.writeBigUInt64LE(levelBufAt, LEVEL_BUF);
-        stream.writeUInt16LE(1, END_OF_STREAM);
-        stream.writeUInt16LE(0, FLUSH);     // NO_FLUSH: one final block sequence
-        stream.writeUInt16LE(0, GZIP_FLAG); // IGZIP_DEFLATE: raw DEFLATE (booty writes the member)
-        stream.writeUInt16LE(0, HIST_BITS); // the default 32 KiB window
-        const r = stateless(stream);
-        return r === 0 ? stream.readUInt32LE(TOTAL_OUT) : 0;
-      },
-    };
-  } catch (e) {
-    return null;
-  }
-})());
-`;
+export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_FUNCTIONS, String.raw`
+  const [init, stateless] = F;
+  // struct isal_zstream (igzip_lib.h, ISA-L 2.30, x86-64): 82384 bytes; more is harmless
+  const stream = Buffer.alloc(96 * 1024);
+  const NEXT_IN = 0, AVAIL_IN = 8, NEXT_OUT = 16, AVAIL_OUT = 24, TOTAL_OUT = 28;
+  const LEVEL = 40, LEVEL_BUF_SIZE = 44, LEVEL_BUF = 48, END_OF_STREAM = 56, FLUSH = 58, GZIP_FLAG = 60, HIST_BITS = 62;
+  // igzip's level 3 with its default work area (ISAL_DEF_LVL3_DEFAULT)
+  const IGZIP_LEVEL = 3;
+  const levelBuf = Buffer.alloc(348160);
+  const levelBufAt = k.address(levelBuf);
+  return {
+    bound: (n) => n + Math.ceil(n / 4096) + 1024,
+    deflate: (input, out) => {
+      init(stream);
+      stream.writeBigUInt64LE(k.address(input), NEXT_IN);
+      stream.writeUInt32LE(input.length, AVAIL_IN);
+      stream.writeBigUInt64LE(k.address(out), NEXT_OUT);
+      stream.writeUInt32LE(out.length, AVAIL_OUT);
+      stream.writeUInt32LE(IGZIP_LEVEL, LEVEL);
+      stream.writeUInt32LE(levelBuf.length, LEVEL_BUF_SIZE);
+      stream.writeBigUInt64LE(levelBufAt, LEVEL_BUF);
+      stream.writeUInt16LE(1, END_OF_STREAM);
+      stream.writeUInt16LE(0, FLUSH);     // NO_FLUSH: one final block sequence
+      stream.writeUInt16LE(0, GZIP_FLAG); // IGZIP_DEFLATE: raw DEFLATE (booty writes the member)
+      stream.writeUInt16LE(0, HIST_BITS); // the default 32 KiB window
+      const r = stateless(stream);
+      return r === 0 ? stream.readUInt32LE(TOTAL_OUT) : 0;
+    },
+  };
+`);

@@ -7,9 +7,9 @@
 //
 // The main thread decides whether the workers get it (native-codec-lib.ts: off by
 // --no-libdeflate or BOOTY_LIBDEFLATE=0, or where libdeflate0 is missing) and hands them the
-// paths (`libdeflateForWorkers`) together with LIBDEFLATE_WORKER_SOURCE, which each worker
+// paths (`LIBDEFLATE.forWorkers()`) together with LIBDEFLATE_WORKER_SOURCE, which each worker
 // evaluates. Without it the workers use node:zlib: same bytes in, same checks, slower.
-import { NativeCodecLib, type NativeLibForWorkers } from './native-codec-lib.ts';
+import { NativeCodecLib, workerLoaderSource, type NativeLibForWorkers } from './native-codec-lib.ts';
 
 /** What a worker needs to load libdeflate itself. */
 export type LibdeflateForWorkers = NativeLibForWorkers;
@@ -23,27 +23,14 @@ const WORKER_FUNCTIONS = [
   'uint32_t libdeflate_crc32(uint32_t crc, const void *buf, size_t len)',
 ];
 
-const LIBDEFLATE = new NativeCodecLib({ name: 'libdeflate', soname: 'libdeflate.so.0', flag: '--no-libdeflate', env: 'BOOTY_LIBDEFLATE', functions: WORKER_FUNCTIONS });
-
-/** Turns libdeflate off for this process (`--no-libdeflate`). */
-export function disableLibdeflate(): void {
-  LIBDEFLATE.disable();
-}
-
-/** The library for the workers, or undefined (then `libdeflateStatus()` says why). */
-export function libdeflateForWorkers(): LibdeflateForWorkers | undefined {
-  return LIBDEFLATE.forWorkers();
-}
-
-/** One line for logs: which DEFLATE the workers use, and why not libdeflate. */
-export function libdeflateStatus(): string {
-  return LIBDEFLATE.status();
-}
+/** libdeflate for the codec and segment workers: `.forWorkers()`, `.status()`, `.disable()`
+ *  (`--no-libdeflate`; also BOOTY_LIBDEFLATE=0). */
+export const LIBDEFLATE = new NativeCodecLib({ name: 'libdeflate', soname: 'libdeflate.so.0', flag: '--no-libdeflate', env: 'BOOTY_LIBDEFLATE', functions: WORKER_FUNCTIONS });
 
 /**
  * Evaluated inside a worker, after `workerData` is in scope: defines `loadLibdeflate()`, which
- * loads the library on its first call (koffi costs a worker ~1.6 MiB: a zstd-only worker never
- * pays it) and returns null when workerData.libdeflate is absent or fails to load there, else
+ * loads the library on its first call (a zstd-only worker never does) and returns null when
+ * workerData.libdeflate is absent or fails to load there (native-codec-lib.ts), else
  *   compress(level, input, out) -> bytes of raw DEFLATE written into out (0: out too small)
  *   compressBound(level, n) -> the most raw DEFLATE n bytes can take
  *   decompress(input, out) -> { result, inUsed, outUsed }: raw DEFLATE up to its final block;
@@ -51,37 +38,25 @@ export function libdeflateStatus(): string {
  *   crc32(buf, crc = 0) -> CRC-32 as zlib.crc32 computes it, about 5x as fast (PCLMULQDQ)
  * Buffers may be views (koffi passes a view's own start).
  */
-export const LIBDEFLATE_WORKER_SOURCE = String.raw`
-let libdeflateLoaded; // undefined until the first call; null: not available (never retried)
-const loadLibdeflate = () => libdeflateLoaded !== undefined ? libdeflateLoaded : (libdeflateLoaded = (() => {
-  const cfg = workerData && workerData.libdeflate;
-  if (!cfg) return null;
-  try {
-    const k = require(cfg.koffi);
-    const lib = k.load(cfg.lib);
-    const F = ${JSON.stringify(WORKER_FUNCTIONS)}.map((p) => lib.func(p));
-    const [allocC, boundC, compressC, allocD, decompressD, crc32C] = F;
-    const compressors = new Map();
-    const compressorFor = (level) => {
-      let c = compressors.get(level);
-      if (c === undefined) { c = allocC(level); if (!c) throw new Error('libdeflate_alloc_compressor(' + level + ') failed'); compressors.set(level, c); }
-      return c;
-    };
-    let d = null;
-    const sizes = new BigUint64Array(2);
-    const inUsed = new BigUint64Array(sizes.buffer, 0, 1), outUsed = new BigUint64Array(sizes.buffer, 8, 1);
-    return {
-      crc32: (buf, crc = 0) => crc32C(crc, buf, buf.length),
-      compressBound: (level, n) => Number(boundC(compressorFor(level), n)),
-      compress: (level, input, out) => Number(compressC(compressorFor(level), input, input.length, out, out.length)),
-      decompress: (input, out) => {
-        if (d === null) { d = allocD(); if (!d) throw new Error('libdeflate_alloc_decompressor failed'); }
-        const result = decompressD(d, input, input.length, out, out.length, inUsed, outUsed);
-        return { result, inUsed: Number(sizes[0]), outUsed: Number(sizes[1]) };
-      },
-    };
-  } catch (e) {
-    return null;
-  }
-})());
-`;
+export const LIBDEFLATE_WORKER_SOURCE = workerLoaderSource('loadLibdeflate', 'libdeflate', WORKER_FUNCTIONS, String.raw`
+  const [allocC, boundC, compressC, allocD, decompressD, crc32C] = F;
+  const compressors = new Map();
+  const compressorFor = (level) => {
+    let c = compressors.get(level);
+    if (c === undefined) { c = allocC(level); if (!c) throw new Error('libdeflate_alloc_compressor(' + level + ') failed'); compressors.set(level, c); }
+    return c;
+  };
+  let d = null;
+  const sizes = new BigUint64Array(2);
+  const inUsed = new BigUint64Array(sizes.buffer, 0, 1), outUsed = new BigUint64Array(sizes.buffer, 8, 1);
+  return {
+    crc32: (buf, crc = 0) => crc32C(crc, buf, buf.length),
+    compressBound: (level, n) => Number(boundC(compressorFor(level), n)),
+    compress: (level, input, out) => Number(compressC(compressorFor(level), input, input.length, out, out.length)),
+    decompress: (input, out) => {
+      if (d === null) { d = allocD(); if (!d) throw new Error('libdeflate_alloc_decompressor failed'); }
+      const result = decompressD(d, input, input.length, out, out.length, inUsed, outUsed);
+      return { result, inUsed: Number(sizes[0]), outUsed: Number(sizes[1]) };
+    },
+  };
+`);

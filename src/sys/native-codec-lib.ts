@@ -79,3 +79,29 @@ export class NativeCodecLib {
     }
   }
 }
+
+/**
+ * Worker source that defines `const <fn> = () => api | null`: on its first call it loads the
+ * library that workerData[<key>] names (a NativeLibForWorkers) and evaluates `body`, JavaScript
+ * with `k` (koffi) and `lib` (the loaded library) in scope that declares `F`, the library's
+ * functions in the order of `functions`, and returns the worker's API. Null when the main thread
+ * gave no library, or when loading or `body` throws; never retried. Loading on first use matters:
+ * koffi costs a worker ~1.6 MiB, which a worker that never needs the library never pays.
+ */
+export function workerLoaderSource(fn: string, key: string, functions: readonly string[], body: string): string {
+  return `
+let ${fn}Loaded;
+const ${fn} = () => ${fn}Loaded !== undefined ? ${fn}Loaded : (${fn}Loaded = (() => {
+  const cfg = workerData && workerData[${JSON.stringify(key)}];
+  if (!cfg) return null;
+  try {
+    const k = require(cfg.koffi);
+    const lib = k.load(cfg.lib);
+    const F = ${JSON.stringify(functions)}.map((p) => lib.func(p));
+    ${body}
+  } catch (e) {
+    return null;
+  }
+})());
+`;
+}
