@@ -170,7 +170,7 @@ const capture = {
     diskHints,
     upload: url,
     format: { enum: ['gzip', 'zstd', 'raw'], description: 'one of "gzip", "zstd", "raw"' },
-    level: { type: 'integer', minimum: 0, maximum: 22, description: 'a compression level (gzip 0-9, zstd 1-22)' },
+    level: { type: 'integer', minimum: 1, maximum: 19, description: 'a compression level (gzip 1-9, zstd 1-19)' },
     protocol: { enum: ['put', 'multipart'], description: 'one of "put", "multipart"' },
   },
   required: ['action', 'upload'],

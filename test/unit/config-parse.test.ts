@@ -96,6 +96,9 @@ const invalid: [string, unknown, string, string][] = [
   ['wipeOnError as number', { action: 'wipe', wipeOnError: 1 }, 'wipeOnError', 'true or false'],
   ['zstd level on raw', { action: 'capture', upload: 'http://h/a', format: 'raw', level: 3 }, 'level', 'absent'],
   ['gzip level 12', { action: 'capture', upload: 'http://h/a', level: 12 }, 'level', 'gzip level'],
+  // the levels capture() takes: gzip 1-9, zstd 1-19 (refused before the agent reads a byte)
+  ['gzip level 0', { action: 'capture', upload: 'http://h/a', level: 0 }, 'level', 'gzip 1-9'],
+  ['zstd level 20', { action: 'capture', upload: 'http://h/a', format: 'zstd', level: 20 }, 'level', 'zstd 1-19'],
   ['protocol unknown', { action: 'capture', upload: 'http://h/a', protocol: 'ftp' }, 'protocol', 'one of'],
   ['shell with a disk', { action: 'shell', disk: '/dev/sda' }, 'disk', 'not a known field'],
   ['combined form with broken booty part', { action: 'writeImage', booty: { action: 'deploy', image: 'ftp://x' } }, 'booty.image', 'http'],
