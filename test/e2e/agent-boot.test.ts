@@ -95,18 +95,8 @@ test('(a) the agent gets a lease from dnsmasq, fetches its action, deploys bit-e
   // the lease came from our dnsmasq, to this VM
   assert.match(lab.dnsmasqLog, new RegExp(`DHCPACK\\(${lab.bridge}\\) 10\\.231\\.7\\.\\d+ ${mac}`));
 
-  // the disk holds the image, byte for byte, and nothing after it was written
-  const written = Buffer.alloc(32 << 20);
-  const fd = fs.openSync(disk, 'r');
-  try { fs.readSync(fd, written, 0, written.length, 0); } finally { fs.closeSync(fd); }
-  assert.ok(written.equals(fs.readFileSync(image.raw)), 'disk starts with the image, bit-exact');
-
-  const m = await lab.waitForMachine(mac, (x) => x.result !== undefined);
-  const result = m.result as Record<string, unknown>;
-  assert.equal(result.ok, true);
-  assert.equal(result.action, 'deploy');
-  assert.equal(result.sha256, image.sha256);
-  assert.equal(result.bytes, 32 << 20);
+  // the disk holds the image, byte for byte, and the server the agent's result
+  const m = await lab.expectDeployed(mac, disk, image, 32 << 20);
   assert.match(JSON.stringify(m.log), /step 4\/7: bring up the network/, 'log lines from before the network came up were sent too');
 });
 

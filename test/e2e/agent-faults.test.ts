@@ -177,19 +177,10 @@ test('deploy through cuts, resets and stalls, with dnsmasq gone and back mid-dep
   assert.equal(Number(wrote[1]), imageBytes);
   assert.equal(Number(wrote[2]), image.wireBytes, 'every byte of the file went through the sha256 exactly once');
 
-  // the disk holds the image, bit-exact
-  const written = Buffer.alloc(imageBytes);
-  const fd = fs.openSync(disk, 'r');
-  try { fs.readSync(fd, written, 0, written.length, 0); } finally { fs.closeSync(fd); }
-  assert.ok(written.equals(fs.readFileSync(image.raw)), 'disk starts with the image, bit-exact');
-
-  // the server's word: ok, with the checksum and size; resumes where the agent reports them
-  const m = await lab.waitForMachine(mac, (x) => x.result !== undefined);
+  // the disk holds the image, bit-exact; the server's word: ok, with the checksum and size;
+  // resumes where the agent reports them
+  const m = await lab.expectDeployed(mac, disk, image, imageBytes);
   const result = m.result as Record<string, unknown>;
-  assert.equal(result.ok, true);
-  assert.equal(result.action, 'deploy');
-  assert.equal(result.sha256, image.sha256);
-  assert.equal(result.bytes, imageBytes);
   if (result.resumes !== undefined) assert.equal(result.resumes, forcedResumes, 'the result event counts the resumes');
   assert.match(JSON.stringify(m.log), /deploy: resumed at byte/, 'the resume log lines reached the server');
 

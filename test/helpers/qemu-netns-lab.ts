@@ -7,6 +7,7 @@
 // restarted mid-run (its lease file survives, so it comes back knowing the leases it gave), and
 // a seeded fault proxy (fault-proxy.ts) can be put between the VM and the server: it runs in a
 // node process inside the namespace, listening on <prefix>.1:<port>.
+import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -271,6 +272,25 @@ export class QemuNetLab {
       if (Date.now() > deadline) throw new Error(`the server's view of ${mac} never matched; last: ${JSON.stringify(m)?.slice(0, 4000)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
+  }
+
+  /**
+   * A finished deploy, checked on both sides: `disk` starts with the raw image `raw`, bit-exact,
+   * and the server holds the machine's result (ok, the image's sha256, `bytes`). Returns the
+   * machine's record (log lines included) for further checks.
+   */
+  async expectDeployed(mac: string, disk: string, image: { raw: string; sha256: string }, bytes: number): Promise<Record<string, unknown>> {
+    const written = Buffer.alloc(bytes);
+    const fd = fs.openSync(disk, 'r');
+    try { fs.readSync(fd, written, 0, written.length, 0); } finally { fs.closeSync(fd); }
+    assert.ok(written.equals(fs.readFileSync(image.raw)), 'disk starts with the image, bit-exact');
+    const m = await this.waitForMachine(mac, (x) => x.result !== undefined);
+    const result = m.result as Record<string, unknown>;
+    assert.equal(result.ok, true);
+    assert.equal(result.action, 'deploy');
+    assert.equal(result.sha256, image.sha256);
+    assert.equal(result.bytes, bytes);
+    return m;
   }
 
   #remove(): void {

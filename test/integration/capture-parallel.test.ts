@@ -13,11 +13,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { makeExt4DiskImage, fillWithGarbage, sameBytes, isZeroRange } from '../helpers/ext4-disk-image.ts';
-import { attachLoop, detachAllLoops } from '../helpers/loop-device.ts';
+import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { startCaptureRig, type CaptureRig } from '../helpers/capture-rig.ts';
+import { fillWithGarbage, sameBytes, isZeroRange } from '../helpers/ext4-disk-image.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import { parseBootyGzipHeader } from '../../src/image/frame-format.ts';
 import { deploy } from '../../src/image/deploy.ts';
@@ -43,24 +42,15 @@ let sourceSha: string;
 let target: string;
 const stored: Record<'gzip' | 'zstd', string> = { gzip: '', zstd: '' };
 
+let rig: CaptureRig | undefined;
 before(async () => {
   if (skip) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-capture-par-'));
-  const img = path.join(dir, 'source.img');
-  makeExt4DiskImage(img, { sizeMiB: 64, randomMiB: 8 });
-  sourceSha = sha256File(img);
-  source = attachLoop(img);
-  const targetFile = path.join(dir, 'target.img');
-  execFileSync('truncate', ['-s', `${96}M`, targetFile]);
-  target = attachLoop(targetFile);
-  server = await startBootyServer();
+  rig = await startCaptureRig('capture-par', { sourceMiB: 64, randomMiB: 8, targetMiB: 96 });
+  ({ dir, source, target, server } = rig);
+  sourceSha = sha256File(rig.img);
 });
 
-after(async () => {
-  detachAllLoops();
-  await server?.close();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => rig?.close());
 
 for (const format of ['gzip', 'zstd'] as const) {
   test(`capture ${format} on 2 workers: stock ${format === 'gzip' ? 'gzip -d and pigz -d' : 'zstd -d'} give exactly the disk's bytes`, { skip }, () => {

@@ -6,11 +6,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { makeExt4DiskImage, fillWithGarbage, sameBytes, isZeroRange } from '../helpers/ext4-disk-image.ts';
-import { attachLoop, addPartitions, detachAllLoops } from '../helpers/loop-device.ts';
+import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { startCaptureRig, type CaptureRig } from '../helpers/capture-rig.ts';
+import { fillWithGarbage, sameBytes, isZeroRange } from '../helpers/ext4-disk-image.ts';
+import { addPartitions } from '../helpers/loop-device.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const MiB = 1 << 20;
@@ -28,23 +28,14 @@ let source: string;
 let target: string;
 let targetFile: string;
 
+let rig: CaptureRig | undefined;
 before(async () => {
   if (skip) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-capture-rt-'));
-  const img = path.join(dir, 'source.img');
-  makeExt4DiskImage(img, { sizeMiB: 128 });
-  source = attachLoop(img);
-  targetFile = path.join(dir, 'target.img');
-  execFileSync('truncate', ['-s', `${192}M`, targetFile]);
-  target = attachLoop(targetFile);
-  server = await startBootyServer();
+  rig = await startCaptureRig('capture-rt', { sourceMiB: 128, targetMiB: 192 });
+  ({ dir, source, target, targetFile, server } = rig);
 });
 
-after(async () => {
-  detachAllLoops();
-  await server?.close();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => rig?.close());
 
 for (const format of ['gzip', 'zstd', 'raw'] as const) {
   test(`capture (${format}, PUT + commit) then deploy onto a larger, dirty disk: bit-exact`, { skip }, () => {
