@@ -9,7 +9,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
+import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE } from '../sys/libdeflate.ts';
 import { ISAL, ISAL_GZIP_LEVEL, ISAL_WORKER_SOURCE } from '../sys/isal.ts';
 import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
@@ -225,7 +225,7 @@ export class CodecPool {
    * `libdeflate`: null keeps node:zlib (default: libdeflate where it loads, src/sys/libdeflate.ts);
    * `isal`: null keeps gzip level 1 off ISA-L (default: ISA-L where it loads, src/sys/isal.ts)
    */
-  constructor(size: number, o: { libdeflate?: LibdeflateForWorkers | null; isal?: NativeLibForWorkers | null } = {}) {
+  constructor(size: number, o: { libdeflate?: NativeLibForWorkers | null; isal?: NativeLibForWorkers | null } = {}) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`worker count must be a positive integer, not ${size}`);
     this.size = size;
     const libdeflate = o.libdeflate === undefined ? LIBDEFLATE.forWorkers() : o.libdeflate ?? undefined;

@@ -35,7 +35,8 @@ import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecor
 import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
 import { DEFAULT_GRANULARITY, markZeroGrains } from './zeroruns.ts';
 import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE, type LibdeflateForWorkers } from '../sys/libdeflate.ts';
+import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE } from '../sys/libdeflate.ts';
+import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
 const WORKER_SOURCE = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
@@ -208,7 +209,7 @@ export interface SegmentInflaterOptions {
   /** bytes per write block (the writer's; 4 MiB) */
   blockSize?: number;
   /** null: node:zlib only (default: libdeflate where it loads) */
-  libdeflate?: LibdeflateForWorkers | null;
+  libdeflate?: NativeLibForWorkers | null;
 }
 
 const YOUNG_MB = 4;

@@ -9,10 +9,7 @@
 // --no-libdeflate or BOOTY_LIBDEFLATE=0, or where libdeflate0 is missing) and hands them the
 // paths (`LIBDEFLATE.forWorkers()`) together with LIBDEFLATE_WORKER_SOURCE, which each worker
 // evaluates. Without it the workers use node:zlib: same bytes in, same checks, slower.
-import { NativeCodecLib, workerLoaderSource, type NativeLibForWorkers } from './native-codec-lib.ts';
-
-/** What a worker needs to load libdeflate itself. */
-export type LibdeflateForWorkers = NativeLibForWorkers;
+import { NativeCodecLib, workerLoaderSource } from './native-codec-lib.ts';
 
 const WORKER_FUNCTIONS = [
   'void *libdeflate_alloc_compressor(int level)',
