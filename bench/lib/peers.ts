@@ -101,6 +101,16 @@ export const rows: Row[] = [
     bytes: img, dirty: true, warm: gz, verify: 'device',
   },
   {
+    // The row above with node:zlib instead of ISA-L's igzip on the decode worker (src/sys/isal.ts)
+    id: 'deploy-booty-gzip-noindex-noisal', section: 'deploy', label: 'booty deploy (gzip, --no-gzip-index --no-isal)', booty: true,
+    command: (c) => {
+      const b = bootyWithFlag(c, 'deploy', 'no-isal');
+      if (typeof b !== 'string') return b;
+      return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --no-gzip-index --no-isal${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
     // The same without writing zero runs as write-zeroes: shows what zero skipping gains.
     id: 'deploy-booty-gzip-noskip', section: 'deploy', label: 'booty deploy (gzip, --no-skip-zeros)', booty: true,
     command: (c) => {

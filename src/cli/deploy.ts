@@ -2,6 +2,7 @@
 // same library function as PID 1). Flags in, deploy() called, progress drawn, one result line out;
 // failures are thrown as BootyError and printed by main.ts with the stage's exit code.
 import { LIBDEFLATE } from '../sys/libdeflate.ts';
+import { ISAL } from '../sys/isal.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
@@ -37,6 +38,9 @@ options:
   --no-gzip-index      ignore any index: inflate the gzip image as one stream
   --no-libdeflate      inflate with node:zlib alone (default: libdeflate, about twice as fast,
                        where libdeflate.so.0 loads; also BOOTY_LIBDEFLATE=0)
+  --no-isal            inflate a gzip image read as one stream with node:zlib (default: ISA-L's
+                       igzip on the decode worker, about 1.2x, where libisal.so.2 loads; also
+                       BOOTY_ISAL=0)
   --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
                        (default: fail, naming the change)
   --header 'K: V'      extra request header (repeatable)
@@ -65,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
-      'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' }, 'no-libdeflate': { type: 'boolean' },
+      'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' }, 'no-libdeflate': { type: 'boolean' }, 'no-isal': { type: 'boolean' },
       header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
       token: { type: 'string' }, ca: { type: 'string', multiple: true }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
@@ -73,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
   }, 'deploy');
   if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
   if (values['no-libdeflate'] === true) LIBDEFLATE.disable();
+  if (values['no-isal'] === true) ISAL.disable();
   const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'untouched', hint: 'see booty deploy --help' });
   if (values.image === undefined) throw config('--image is required');
   if (values.disk === undefined) throw config('--disk is required');

@@ -19,12 +19,19 @@ import zlib from 'node:zlib';
 import { alignedBuffer } from './target.ts';
 import { lendBlock } from './block-loan.ts';
 import { createGcPacer } from './gc-pacer.ts';
+import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
+import { ISAL, ISAL_WORKER_SOURCE } from '../sys/isal.ts';
+import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
 const WORKER_SOURCE = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
 const zlib = require('node:zlib');
-// (only its native handle is used: the stream's chunkSize and output buffers never come into play)
 const { format } = workerData;
+// gzip: ISA-L's igzip where the main thread found it (src/sys/isal.ts), else node:zlib
+${ISAL_WORKER_SOURCE}
+const igzip = format === 'gzip' ? loadIsal() : null;
+const isalGunzip = igzip !== null ? igzip.gunzip() : null;
+// (only its native handle is used: the stream's chunkSize and output buffers never come into play)
 const dec = format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress();
 // The decoder's native handle, driven synchronously on this thread the way node:zlib's own
 // *Sync functions drive it (processChunkSync), but into our blocks instead of fresh buffers.
@@ -34,6 +41,17 @@ const flushFlag = dec._defaultFlushFlag;
 const finishFlag = dec._finishFlushFlag;
 let zerr = null;
 handle.onerror = (message, errno, code) => { zerr = { message, errno, code }; };
+// One decoding step: as much of the input as fits into out; { inLeft, outLeft } or null after an
+// error (zerr says which).
+const step = (flush, buf, off, avail, out, outOff, outLen) => {
+  if (isalGunzip !== null) {
+    const r = isalGunzip.write(flush === finishFlag, buf, off, avail, out, outOff, outLen);
+    if (r.error !== null) { zerr = r.error; return null; }
+    return r;
+  }
+  handle.writeSync(flush, buf, off, avail, out, outOff, outLen);
+  return zerr !== null ? null : { outLeft: state[0], inLeft: state[1] };
+};
 let consumed = 0;
 const free = [];           // blocks to fill: { ab, off, len }
 let cur = null;            // the block being filled, as a Buffer view
@@ -68,10 +86,10 @@ const run = () => {
     for (;;) {
       if (!take()) return;
       const before = cur.length - filled;
-      handle.writeSync(x.flush, x.buf, x.off, x.avail, cur, filled, before);
-      if (zerr !== null) { fail(zerr); return; }
-      const outAfter = state[0];
-      const inAfter = state[1];
+      const r = step(x.flush, x.buf, x.off, x.avail, cur, filled, before);
+      if (r === null) { fail(zerr); return; }
+      const outAfter = r.outLeft;
+      const inAfter = r.inLeft;
       consumed += x.avail - inAfter;
       x.off += x.avail - inAfter;
       x.avail = inAfter;
@@ -91,6 +109,7 @@ const run = () => {
   }
 };
 parentPort.on('message', (m) => {
+  ${EXIT_ON_MESSAGE}
   switch (m.op) {
     case 'block': free.push({ ab: m.ab, off: m.off, len: m.len }); break;
     case 'in': inputs.push({ buf: Buffer.from(m.ab, 0, m.len), off: 0, avail: m.len, flush: flushFlag, ack: m.len, last: false }); break;
@@ -111,6 +130,8 @@ export interface DecodeWorkerOptions {
   /** true: emit the blocks themselves, lent to the consumer (an ImageWriter gives each back
    *  once written); false (default): emit copies, for consumers that keep what they get */
   lend?: boolean;
+  /** gzip: null decodes with node:zlib (default: ISA-L's igzip where it loads, src/sys/isal.ts) */
+  isal?: NativeLibForWorkers | null;
 }
 
 interface WorkerMessage {
@@ -127,6 +148,8 @@ export class DecodeWorker extends Transform {
   /** compressed bytes the decoder consumed (as node:zlib's bytesWritten), once it finished */
   bytesWritten = 0;
   readonly format: 'gzip' | 'zstd';
+  /** what decodes: 'ISA-L igzip' (gzip, where the library loads) or 'node:zlib' */
+  readonly engine: 'ISA-L igzip' | 'node:zlib';
   private readonly blockSize: number;
   private readonly worker: Worker;
   private readonly maxInput: number;
@@ -154,8 +177,10 @@ export class DecodeWorker extends Transform {
     this.maxInput = opts.maxInput ?? 4 << 20;
     this.lend = opts.lend ?? false;
     this.staging = Buffer.allocUnsafeSlow(STAGING);
+    const isal = opts.format !== 'gzip' ? undefined : opts.isal === undefined ? ISAL.forWorkers() : opts.isal ?? undefined;
+    this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
     this.worker = new Worker(WORKER_SOURCE, {
-      eval: true, name: 'booty-decode', workerData: { format: opts.format },
+      eval: true, name: 'booty-decode', workerData: { format: opts.format, isal },
       // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
       // process's RSS) small; V8's default would let it grow by tens of MiB
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
@@ -193,7 +218,7 @@ export class DecodeWorker extends Transform {
       case 'done':
         this.bytesWritten = m.bytesWritten!;
         this.finished = true;
-        void this.worker.terminate();
+        void endWorker(this.worker);
         { const f = this.onDone; this.onDone = undefined; f?.(); }
         break;
       case 'error': {
@@ -216,7 +241,7 @@ export class DecodeWorker extends Transform {
     this.failure = e;
     const ack = this.onAck; this.onAck = undefined;
     const done = this.onDone; this.onDone = undefined;
-    void this.worker.terminate();
+    void endWorker(this.worker);
     if (done) done(e);
     else if (ack) ack();
     else this.destroy(e);
@@ -261,7 +286,7 @@ export class DecodeWorker extends Transform {
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
     this.finished = true;
-    void this.worker.terminate();
+    void endWorker(this.worker);
     cb(err);
   }
 }

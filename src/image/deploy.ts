@@ -8,6 +8,7 @@
 // the image offset reached and what the disk holds now.
 import { trimMallocWhileRunning } from '../sys/malloc.ts';
 import { LIBDEFLATE } from '../sys/libdeflate.ts';
+import { ISAL } from '../sys/isal.ts';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
@@ -216,6 +217,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     } else if (format !== 'raw' && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
+      if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread (${decodeWorker.engine === 'ISA-L igzip' ? 'ISA-L igzip' : `node:zlib${ISAL.whyNot() === '' ? '' : `; ${ISAL.whyNot()}`}`})`);
     } else {
       decoder = createDecompressor(format);
     }

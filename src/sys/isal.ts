@@ -1,4 +1,5 @@
-// Intel ISA-L's igzip (Debian's libisal2) for capture's fastest gzip level, through koffi. At
+// Intel ISA-L's igzip (Debian's libisal2) for capture's fastest gzip level and deploy's single
+// gzip streams, through koffi. At
 // `--level 1` capture was CPU-bound on libdeflate's level 1 on 2 cores; igzip's one-shot
 // ("stateless") DEFLATE at its level 3 (its best) is about 2.2x as fast and its output is still
 // smaller than zlib's gzip -1 (measured on the bench image's non-zero 4 MiB blocks, one core:
@@ -18,6 +19,9 @@ import { NativeCodecLib, workerLoaderSource } from './native-codec-lib.ts';
 const WORKER_FUNCTIONS = [
   'void isal_deflate_stateless_init(void *stream)',
   'int isal_deflate_stateless(void *stream)',
+  'void isal_inflate_init(void *state)',
+  'void isal_inflate_reset(void *state)',
+  'int isal_inflate(void *state)',
 ];
 
 /** ISA-L for the codec workers: `.forWorkers()`, `.whyNot()`, `.disable()` (`--no-isal`; also
@@ -35,20 +39,101 @@ export const ISAL_GZIP_LEVEL = 1;
  *     (out of input.length + input.length / 4096 + 1024 bytes always fits: igzip falls back to
  *     stored blocks) or igzip refused (the caller then compresses with another library)
  *   bound(n) -> an output size that always fits
+ *   gunzip() -> a streaming gzip decoder (below)
  */
 export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_FUNCTIONS, String.raw`
-  const [init, stateless] = F;
+  const [init, stateless, inflateInit, inflateReset, inflate] = F;
   // struct isal_zstream (igzip_lib.h, ISA-L 2.30, x86-64): 82384 bytes; more is harmless
-  const stream = Buffer.alloc(96 * 1024);
   const NEXT_IN = 0, AVAIL_IN = 8, NEXT_OUT = 16, AVAIL_OUT = 24, TOTAL_OUT = 28;
   const LEVEL = 40, LEVEL_BUF_SIZE = 44, LEVEL_BUF = 48, END_OF_STREAM = 56, FLUSH = 58, GZIP_FLAG = 60, HIST_BITS = 62;
-  // igzip's level 3 with its default work area (ISAL_DEF_LVL3_DEFAULT)
+  // igzip's level 3 with its default work area (ISAL_DEF_LVL3_DEFAULT); allocated on the first
+  // frame (a decode worker never compresses)
   const IGZIP_LEVEL = 3;
-  const levelBuf = Buffer.alloc(348160);
-  const levelBufAt = k.address(levelBuf);
+  let stream = null, levelBuf = null, levelBufAt = 0n;
+  // A streaming gzip decoder that behaves as node:zlib's gunzip does (deploy's decode worker
+  // drives either): igzip parses each member's header, checks its CRC-32 and ISIZE, and stops at
+  // the member's end; another member follows when the next byte is not 0 (trailing zeros are left
+  // unconsumed, as zlib leaves them: deploy then reports them as trailing bytes); garbage after a
+  // member is a header error. Errors carry zlib's codes and its wording where they mean the same.
+  //   write(finish, inp, inOff, inLen, out, outOff, outLen) -> { inLeft, outLeft, error }
+  // decodes what fits; outLeft > 0 means the input was taken (or a stream ended before it).
+  // igzip keeps its own copy of the window, so each call may write to a different buffer.
+  const newGunzip = () => {
+    // struct inflate_state (igzip_lib.h, ISA-L 2.30, x86-64): 87368 bytes; more is harmless
+    const st = Buffer.alloc(96 * 1024);
+    const OUT_AT = 0, OUT_LEFT = 8, IN_AT = 16, IN_LEFT = 32, BLOCK_STATE = 21160, CRC_FLAG = 21172;
+    const ISAL_GZIP = 1, ISAL_BLOCK_FINISH = 5;
+    // igzip's errors in zlib's words; -4 is a header igzip refused after its magic was checked,
+    // -6 a CRC-32 or length mismatch (told apart below)
+    const ZLIB_WORDS = { '-1': 'invalid block type', '-2': 'invalid code', '-3': 'invalid distance too far back',
+      '-4': 'unknown header flags set', '-5': 'unknown compression method', '-6': 'incorrect data check' };
+    const CRC = 21176;
+    inflateInit(st);
+    st.writeUInt32LE(ISAL_GZIP, CRC_FLAG);
+    let ended = false;
+    let memberIn = 0; // bytes of the current member igzip has taken
+    // igzip skips what zlib refuses in a member's header (RFC 1952: a decoder must refuse
+    // reserved flags): its method (byte 2) and flags (byte 3) are checked here
+    const badHeader = (inp, at, left) => {
+      for (let i = memberIn; i < 4 && i - memberIn < left; i++) {
+        const v = inp[at + i - memberIn];
+        if (i === 2 && v !== 8) return 'unknown compression method';
+        if (i === 3 && (v & 0xe0) !== 0) return 'unknown header flags set';
+      }
+      return null;
+    };
+    return {
+      write(finish, inp, inOff, inLen, out, outOff, outLen) {
+        let inLeft = inLen, outLeft = outLen;
+        const inAt = k.address(inp) + BigInt(inOff), outAt = k.address(out) + BigInt(outOff);
+        for (;;) {
+          const inPos = inLen - inLeft;
+          if (ended) {
+            if (inLeft === 0 || inp[inOff + inPos] === 0) break;
+            // not another member: refused at once, as zlib does (igzip would wait for a whole
+            // header first, and call a short tail of garbage a truncated member)
+            if (inp[inOff + inPos] !== 0x1f || (inLeft > 1 && inp[inOff + inPos + 1] !== 0x8b)) {
+              return { inLeft, outLeft, error: { message: 'incorrect header check', code: 'Z_DATA_ERROR', errno: -3 } };
+            }
+            inflateReset(st);
+            st.writeUInt32LE(ISAL_GZIP, CRC_FLAG);
+            ended = false;
+            memberIn = 0;
+          }
+          const bad = memberIn < 4 ? badHeader(inp, inOff + inPos, inLeft) : null;
+          if (bad !== null) return { inLeft, outLeft, error: { message: bad, code: 'Z_DATA_ERROR', errno: -3 } };
+          st.writeBigUInt64LE(inAt + BigInt(inPos), IN_AT);
+          st.writeUInt32LE(inLeft, IN_LEFT);
+          st.writeBigUInt64LE(outAt + BigInt(outLen - outLeft), OUT_AT);
+          st.writeUInt32LE(outLeft, OUT_LEFT);
+          const r = inflate(st);
+          memberIn += inLeft - st.readUInt32LE(IN_LEFT);
+          inLeft = st.readUInt32LE(IN_LEFT);
+          outLeft = st.readUInt32LE(OUT_LEFT);
+          if (r < 0) {
+            let message = ZLIB_WORDS[r] || 'isal_inflate error ' + r;
+            // the member's trailer ends where igzip stopped: a stored CRC-32 equal to the one
+            // computed means the length (ISIZE) was wrong, as zlib words it
+            const end = inOff + inLen - inLeft;
+            if (r === -6 && end - inOff >= 8 && inp.readUInt32LE(end - 8) === st.readUInt32LE(CRC)) message = 'incorrect length check';
+            return { inLeft, outLeft, error: { message, code: 'Z_DATA_ERROR', errno: -3 } };
+          }
+          if (st.readUInt32LE(BLOCK_STATE) !== ISAL_BLOCK_FINISH) break;
+          ended = true;
+        }
+        if (finish && !ended && outLeft > 0) return { inLeft, outLeft, error: { message: 'unexpected end of file', code: 'Z_BUF_ERROR', errno: -5 } };
+        return { inLeft, outLeft, error: null };
+      },
+    };
+  };
   return {
     bound: (n) => n + Math.ceil(n / 4096) + 1024,
     deflate: (input, out) => {
+      if (stream === null) {
+        stream = Buffer.alloc(96 * 1024);
+        levelBuf = Buffer.alloc(348160);
+        levelBufAt = k.address(levelBuf);
+      }
       init(stream);
       stream.writeBigUInt64LE(k.address(input), NEXT_IN);
       stream.writeUInt32LE(input.length, AVAIL_IN);
@@ -64,5 +149,6 @@ export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_
       const r = stateless(stream);
       return r === 0 ? stream.readUInt32LE(TOTAL_OUT) : 0;
     },
+    gunzip: () => newGunzip(),
   };
 `);

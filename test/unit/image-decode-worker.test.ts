@@ -1,7 +1,9 @@
 // The off-main-thread decoder (decode-worker.ts) against node:zlib's own streaming decoder
 // (decompress.ts) on the same inputs: the same bytes out, the same input consumed (trailing bytes),
 // the same errors, in both of its modes (copies, and blocks lent to a consumer that gives them
-// back), however the input is chunked, and with memory bounded by its blocks.
+// back), however the input is chunked, and with memory bounded by its blocks. gzip runs on both of
+// its engines: ISA-L's igzip (the default where libisal2 loads: host-deps installs it) and
+// node:zlib's own handle.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +14,9 @@ import { createDecompressor, describeDecodeError, trailingBytes } from '../../sr
 import { DecodeWorker, decodeWorkerSupported } from '../../src/image/decode-worker.ts';
 import { takeLoan } from '../../src/image/block-loan.ts';
 import { bufferAddress } from '../../src/sys/blockdev.ts';
+import { CodecPool } from '../../src/image/codec-pool.ts';
+import { ParallelCompressor } from '../../src/image/parallel-compress.ts';
+import { execFileSync } from 'node:child_process';
 
 type Format = 'gzip' | 'zstd';
 
@@ -25,8 +30,12 @@ interface Decoded { out: Buffer; consumed: number; blocks: number; aligned: bool
 
 /** Runs the worker decoder; with `lend`, the sink gives each block back asynchronously (as the
  *  writer does once the disk has it) and checks what it was lent. */
-async function viaWorker(format: Format, input: Buffer, opts: { chunk?: number; lend?: boolean; blockSize?: number; blocks?: number } = {}): Promise<Decoded> {
-  const d = new DecodeWorker({ format, lend: opts.lend, blockSize: opts.blockSize ?? 64 << 10, blocks: opts.blocks ?? 3, maxInput: 256 << 10 });
+type Engine = 'ISA-L igzip' | 'node:zlib';
+const ENGINES: Engine[] = ['ISA-L igzip', 'node:zlib'];
+
+async function viaWorker(format: Format, input: Buffer, opts: { chunk?: number; lend?: boolean; blockSize?: number; blocks?: number; engine?: Engine } = {}): Promise<Decoded> {
+  const d = new DecodeWorker({ format, lend: opts.lend, blockSize: opts.blockSize ?? 64 << 10, blocks: opts.blocks ?? 3, maxInput: 256 << 10, ...(opts.engine === 'node:zlib' ? { isal: null } : {}) });
+  if (format === 'gzip') assert.equal(d.engine, opts.engine ?? 'ISA-L igzip', 'libisal2 is installed by scripts/host-deps.sh');
   const parts: Buffer[] = [];
   let blocks = 0;
   let aligned = true;
@@ -61,8 +70,8 @@ test('this Node has what the decode worker drives', () => {
   assert.equal(decodeWorkerSupported(), true);
 });
 
-for (const lend of [false, true]) {
-  test(`bit-exact like the streaming decoder, any chunking (${lend ? 'lent blocks' : 'copies'})`, async () => {
+for (const [lend, engine] of [[false, 'ISA-L igzip'], [true, 'ISA-L igzip'], [false, 'node:zlib'], [true, 'node:zlib']] as const) {
+  test(`bit-exact like the streaming decoder, any chunking (${lend ? 'lent blocks' : 'copies'}; gzip by ${engine})`, async () => {
     const gz = Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b), zlib.gzipSync(a, { level: 1 })]);
     const zs = Buffer.concat([zlib.zstdCompressSync(a), zlib.zstdCompressSync(b)]);
     for (const [format, input, want] of [['gzip', gz, Buffer.concat([a, b, a])], ['zstd', zs, Buffer.concat([a, b])]] as const) {
@@ -70,7 +79,7 @@ for (const lend of [false, true]) {
         // one-byte chunks are slow: only a prefix's worth
         const data = chunk === 1 ? (format === 'gzip' ? zlib.gzipSync(b) : zlib.zstdCompressSync(b)) : input;
         const expected = chunk === 1 ? b : want;
-        const r = await viaWorker(format, data, { chunk, lend });
+        const r = await viaWorker(format, data, { chunk, lend, engine });
         assert.ok(r.out.equals(expected), `${format} chunk ${chunk}: ${r.out.length} bytes vs ${expected.length}`);
         assert.equal(r.consumed, data.length, `${format} chunk ${chunk}: all input consumed`);
         if (lend) {
@@ -90,12 +99,16 @@ test('a long stream through few blocks: nothing lost while blocks wait to be giv
 });
 
 test('bytes after the end of the data are not consumed (trailingBytes sees them), as with the stream', async () => {
-  for (const [format, input] of [
-    ['gzip', Buffer.concat([zlib.gzipSync(a), Buffer.alloc(4096)])],
-    ['zstd', Buffer.concat([zlib.zstdCompressSync(a), randomBytes(3 << 20)])],
+  for (const [format, input, engine] of [
+    ['gzip', Buffer.concat([zlib.gzipSync(a), Buffer.alloc(4096)]), 'ISA-L igzip'],
+    ['gzip', Buffer.concat([zlib.gzipSync(a), Buffer.alloc(4096)]), 'node:zlib'],
+    // a member, then zeros, then another member: the zeros end the stream in both
+    ['gzip', Buffer.concat([zlib.gzipSync(a), Buffer.alloc(3), zlib.gzipSync(b)]), 'ISA-L igzip'],
+    ['gzip', Buffer.concat([zlib.gzipSync(a), Buffer.alloc(3), zlib.gzipSync(b)]), 'node:zlib'],
+    ['zstd', Buffer.concat([zlib.zstdCompressSync(a), randomBytes(3 << 20)]), undefined],
   ] as const) {
     const want = await viaStream(format, input);
-    const got = await viaWorker(format, input);
+    const got = await viaWorker(format, input, { engine });
     assert.ok(got.out.equals(want.out), format);
     assert.equal(input.length - got.consumed, want.trailing, `${format}: trailing ${want.trailing}`);
     assert.ok(want.trailing > 0);
@@ -118,11 +131,65 @@ test('corrupt and truncated input: the same error, code and operator wording as 
   ];
   for (const [format, input, code] of cases) {
     const streamErr = await viaStream(format, input).then(() => undefined, (e: Error & { code?: string }) => e);
-    const workerErr = await viaWorker(format, input).then(() => undefined, (e: Error & { code?: string }) => e);
+    const workerErr = await viaWorker(format, input, { engine: 'node:zlib' }).then(() => undefined, (e: Error & { code?: string }) => e);
     assert.ok(streamErr && workerErr, `${format} ${code}: both fail`);
     assert.equal(workerErr.message, streamErr.message, `${format} ${code}`);
     assert.equal(workerErr.code, streamErr.code, `${format} ${code}`);
     assert.equal(describeDecodeError(format, workerErr).code, code, `${format}: ${workerErr.message}`);
+  }
+});
+
+test('ISA-L igzip on corrupt, truncated and padded gzip: the stream\'s error classes and zlib\'s codes, never output taken as good', async () => {
+  const gz = zlib.gzipSync(a);
+  const two = Buffer.concat([gz, zlib.gzipSync(b)]);
+  const flip = (x: Buffer, at: number, bit = 0x10) => { const c = Buffer.from(x); c[at] ^= bit; return c; };
+  const cases: Array<[string, Buffer, string[]]> = [
+    // a header that now claims a comment: the comment swallows the stream (zlib stops at a header
+    // check, igzip runs out of input): either way the deploy fails
+    ['header flag', flip(gz, 3), ['IMAGE_CORRUPT', 'IMAGE_TRUNCATED']],
+    ['reserved header flag', flip(gz, 3, 0x20), ['IMAGE_CORRUPT']],
+    ['deflate data', flip(gz, gz.length >> 1), ['IMAGE_CORRUPT']],
+    ['CRC-32', flip(gz, gz.length - 6), ['IMAGE_CORRUPT']],
+    ['ISIZE', flip(gz, gz.length - 2, 0x01), ['IMAGE_CORRUPT']],
+    ['second member\'s CRC-32', flip(two, two.length - 6), ['IMAGE_CORRUPT']],
+    ['truncated in the data', gz.subarray(0, gz.length >> 1), ['IMAGE_TRUNCATED']],
+    ['truncated in the trailer', gz.subarray(0, gz.length - 3), ['IMAGE_TRUNCATED']],
+    ['truncated in the second header', two.subarray(0, gz.length + 5), ['IMAGE_TRUNCATED']],
+    ['garbage after a member', Buffer.concat([gz, Buffer.from('garbage!')]), ['IMAGE_TRAILING_GARBAGE']],
+    ['empty', Buffer.alloc(0), ['IMAGE_TRUNCATED']],
+  ];
+  for (const [what, input, codes] of cases) {
+    const streamErr = await viaStream('gzip', input).then(() => undefined, (e: Error & { code?: string }) => e);
+    const err = await viaWorker('gzip', input, { engine: 'ISA-L igzip' }).then(() => undefined, (e: Error & { code?: string }) => e);
+    assert.ok(err, `${what}: igzip fails`);
+    assert.ok(codes.includes(describeDecodeError('gzip', err).code), `${what}: ${err.message} (${describeDecodeError('gzip', err).code})`);
+    assert.ok(streamErr && codes.includes(describeDecodeError('gzip', streamErr).code), `${what}: the stream agrees`);
+    if (codes.length === 1) {
+      assert.equal(err.code, streamErr.code, `${what}: zlib's code`);
+      if (err.code === 'Z_BUF_ERROR' || /header check|header flags|data check|length check/.test(streamErr.message)) assert.equal(err.message, streamErr.message, `${what}: zlib's words`);
+    }
+  }
+});
+
+test('ISA-L igzip reads what booty captures (members with extra fields, the frame index in empty members) and gzip(1) output with a file name, bit-exact', async () => {
+  const pool = new CodecPool(1);
+  try {
+    const input = Buffer.concat([a, b]);
+    const c = new ParallelCompressor({ format: 'gzip', level: 6, pool, blockSize: 1 << 20 });
+    const parts: Buffer[] = [];
+    await pipeline(Readable.from([input]), c, new Writable({ write(ch: Buffer, _e, cb) { parts.push(ch); cb(); } }));
+    const booty = Buffer.concat(parts);
+    const named = execFileSync('gzip', ['-c', '-9'], { input: b }); // FNAME-less from stdin: add one
+    const withName = Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 3]), Buffer.from('disk.img\0'), named.subarray(10)]);
+    for (const [what, data, want] of [['booty capture', booty, input], ['gzip -9 with FNAME', withName, b]] as const) {
+      for (const engine of ENGINES) {
+        const r = await viaWorker('gzip', data, { engine, chunk: 100_000 });
+        assert.ok(r.out.equals(want), `${what} by ${engine}`);
+        assert.equal(r.consumed, data.length, `${what} by ${engine}: all consumed`);
+      }
+    }
+  } finally {
+    await pool.close();
   }
 });
 
