@@ -217,7 +217,8 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     } else if (format !== 'raw' && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
-      if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread (${decodeWorker.engine === 'ISA-L igzip' ? 'ISA-L igzip' : `node:zlib${ISAL.whyNot() === '' ? '' : `; ${ISAL.whyNot()}`}`})`);
+      const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();
+      if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread (${decodeWorker.engine}${whyNot === '' ? '' : `; ${whyNot}`})`);
     } else {
       decoder = createDecompressor(format);
     }

@@ -61,13 +61,13 @@ export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_
   const newGunzip = () => {
     // struct inflate_state (igzip_lib.h, ISA-L 2.30, x86-64): 87368 bytes; more is harmless
     const st = Buffer.alloc(96 * 1024);
-    const OUT_AT = 0, OUT_LEFT = 8, IN_AT = 16, IN_LEFT = 32, BLOCK_STATE = 21160, CRC_FLAG = 21172;
+    const OUT_AT = 0, OUT_LEFT = 8, IN_AT = 16, IN_LEFT = 32, BLOCK_STATE = 21160, CRC_FLAG = 21172, CRC = 21176;
     const ISAL_GZIP = 1, ISAL_BLOCK_FINISH = 5;
     // igzip's errors in zlib's words; -4 is a header igzip refused after its magic was checked,
     // -6 a CRC-32 or length mismatch (told apart below)
     const ZLIB_WORDS = { '-1': 'invalid block type', '-2': 'invalid code', '-3': 'invalid distance too far back',
       '-4': 'unknown header flags set', '-5': 'unknown compression method', '-6': 'incorrect data check' };
-    const CRC = 21176;
+    const dataError = (inLeft, outLeft, message) => ({ inLeft, outLeft, error: { message, code: 'Z_DATA_ERROR', errno: -3 } });
     inflateInit(st);
     st.writeUInt32LE(ISAL_GZIP, CRC_FLAG);
     let ended = false;
@@ -93,7 +93,7 @@ export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_
             // not another member: refused at once, as zlib does (igzip would wait for a whole
             // header first, and call a short tail of garbage a truncated member)
             if (inp[inOff + inPos] !== 0x1f || (inLeft > 1 && inp[inOff + inPos + 1] !== 0x8b)) {
-              return { inLeft, outLeft, error: { message: 'incorrect header check', code: 'Z_DATA_ERROR', errno: -3 } };
+              return dataError(inLeft, outLeft, 'incorrect header check');
             }
             inflateReset(st);
             st.writeUInt32LE(ISAL_GZIP, CRC_FLAG);
@@ -101,7 +101,7 @@ export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_
             memberIn = 0;
           }
           const bad = memberIn < 4 ? badHeader(inp, inOff + inPos, inLeft) : null;
-          if (bad !== null) return { inLeft, outLeft, error: { message: bad, code: 'Z_DATA_ERROR', errno: -3 } };
+          if (bad !== null) return dataError(inLeft, outLeft, bad);
           st.writeBigUInt64LE(inAt + BigInt(inPos), IN_AT);
           st.writeUInt32LE(inLeft, IN_LEFT);
           st.writeBigUInt64LE(outAt + BigInt(outLen - outLeft), OUT_AT);
@@ -116,7 +116,7 @@ export const ISAL_WORKER_SOURCE = workerLoaderSource('loadIsal', 'isal', WORKER_
             // computed means the length (ISIZE) was wrong, as zlib words it
             const end = inOff + inLen - inLeft;
             if (r === -6 && end - inOff >= 8 && inp.readUInt32LE(end - 8) === st.readUInt32LE(CRC)) message = 'incorrect length check';
-            return { inLeft, outLeft, error: { message, code: 'Z_DATA_ERROR', errno: -3 } };
+            return dataError(inLeft, outLeft, message);
           }
           if (st.readUInt32LE(BLOCK_STATE) !== ISAL_BLOCK_FINISH) break;
           ended = true;
