@@ -178,6 +178,7 @@ class Agent {
       seconds: summary.seconds ?? (performance.now() - started) / 1000,
       ...(summary.bytes === undefined ? {} : { bytes: summary.bytes }), ...(summary.sha256 === undefined ? {} : { sha256: summary.sha256 }),
       ...(summary.resumes === undefined ? {} : { resumes: summary.resumes }), ...(summary.restarts === undefined ? {} : { restarts: summary.restarts }),
+      ...(summary.warning === undefined ? {} : { warning: summary.warning }),
     });
     this.log.info(`action ${this.action.action} done`);
     this.phase('done');

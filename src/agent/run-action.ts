@@ -41,7 +41,7 @@ export interface RunContext {
   state: RunState;
 }
 
-export interface RunSummary { bytes?: number; seconds?: number; sha256?: string; resumes?: number; restarts?: number }
+export interface RunSummary { bytes?: number; seconds?: number; sha256?: string; resumes?: number; restarts?: number; warning?: string }
 
 // Filesystems and device-mapper are not tied to a modalias: load them before growing, where
 // LVM activation and mounting the deployed root need them (not at boot: they would only delay
@@ -88,6 +88,7 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
     onProgress: progressReporter(ctx, 'writing'),
     // the action's resume settings (seconds) reach the data path
     restartOnChange: a.restartOnChange,
+    requireChecksum: a.requireChecksum,
     ...(a.gzipIndex === undefined ? {} : { gzipIndex: a.gzipIndex }),
     ...(a.stallTimeout === undefined ? {} : { stallTimeoutMs: a.stallTimeout * 1000 }),
     ...(a.retryFor === undefined ? {} : { retryForMs: a.retryFor * 1000 }),
@@ -113,7 +114,7 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
     if (grown?.lvm?.active === true) await releaseVg(grown.lvm.vg, ctx);
   }
   ctx.state.diskNote = undefined;
-  return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256, resumes: r.resumes, restarts: r.restarts };
+  return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256, resumes: r.resumes, restarts: r.restarts, ...(r.unverified === undefined ? {} : { warning: r.unverified }) };
 }
 
 async function runCapture(a: CaptureAction, ctx: RunContext): Promise<RunSummary> {

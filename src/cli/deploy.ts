@@ -21,7 +21,10 @@ options:
   --image URL          http(s) URL, file:// URL or absolute path of the image
   --disk DEV           target block device (e.g. /dev/sda) or regular file
   --sha256 HEX         expected sha256 of the image as served (what sha256sum prints on the server)
-  --format F           auto (default), gzip, zstd or raw
+  --require-checksum   refuse an image whose sha256 is unknown (no --sha256, no X-Image-Sha256)
+  --format F           auto (default), gzip, zstd or raw. Images in formats booty recognizes but
+                       does not decode (xz, bzip2, qcow2, vmdk, zip, tar, iso...) are refused
+                       before the first write; raw writes any bytes as they are served
   --image-size N       uncompressed size in bytes (checked against the disk before writing)
   --allow-partition    accept a partition as DEV
   --no-skip-zeros      write zero runs as data instead of BLKZEROOUT / hole punching
@@ -65,7 +68,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgsOrExplain({
     args: argv,
     options: {
-      image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' },
+      image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' }, 'require-checksum': { type: 'boolean' },
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
@@ -111,7 +114,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     let writing = false;
     const result = await deploy({
-      image: values.image, disk: values.disk, sha256: values.sha256, format, imageSize, headers, log,
+      image: values.image, disk: values.disk, sha256: values.sha256, requireChecksum: values['require-checksum'], format, imageSize, headers, log,
       allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
       stallTimeoutMs, retryForMs, workers, restartOnChange: values['restart-on-change'] === true,
       gzipIndex: values['no-gzip-index'] === true ? false : values['gzip-index'],
@@ -124,8 +127,9 @@ export async function run(argv: string[]): Promise<number> {
     });
     printer?.done({ bytes: result.bytesWritten, wireBytes: result.wireBytes, rate: result.bytesWritten / result.seconds, elapsed: result.seconds });
     const faults = result.resumes > 0 || result.restarts > 0 ? `; ${result.resumes} resumes after network faults${result.restarts > 0 ? `, ${result.restarts} restarts from byte 0 (the image changed)` : ''}` : '';
-    process.stdout.write(`booty deploy: OK: ${result.bytesWritten} bytes (${formatBytes(result.bytesWritten)}, ${result.format}) written to ${values.disk} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesWritten / result.seconds)}), fdatasynced; sha256 ${result.sha256}${faults}\n`);
-    reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256, resumes: result.resumes, restarts: result.restarts });
+    process.stdout.write(`booty deploy: OK: ${result.bytesWritten} bytes (${formatBytes(result.bytesWritten)}, ${result.format}) written to ${values.disk} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesWritten / result.seconds)}), fdatasynced; sha256 ${result.sha256}${faults}${result.unverified !== undefined ? `; ${result.unverified}` : ''}\n`);
+    reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256, resumes: result.resumes, restarts: result.restarts,
+      ...(result.unverified !== undefined ? { warning: result.unverified } : {}) });
     return 0;
   } catch (e) {
     if (last !== undefined && last.bytes > 0) printer?.done(last);

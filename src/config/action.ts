@@ -84,6 +84,9 @@ export interface DeployAction extends Common {
   /** if the image changes on the server mid-deploy (ETag differs), start over from byte 0;
    *  default: fail, naming the change */
   restartOnChange?: boolean;
+  /** refuse (before the first write) an image whose sha256 is unknown: no "sha256" here and no
+   *  X-Image-Sha256 from the server */
+  requireChecksum?: boolean;
   /** false: ignore the gzip access-point index the server announces (inflate as one stream);
    *  a string: the index's URL, for images hosted elsewhere (booty index writes one) */
   gzipIndex?: false | string;

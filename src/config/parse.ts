@@ -202,6 +202,7 @@ function parseBootyForm(j: Json, prefix: string): Action {
         format: (j.format as ImageFormat | undefined) ?? DEFAULTS.deployFormat,
         imageSize: j.imageSize as number | undefined,
         restartOnChange: j.restartOnChange as boolean | undefined,
+        requireChecksum: j.requireChecksum as boolean | undefined,
         gzipIndex: j.gzipIndex as false | string | undefined,
         stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
         grow: growOf(j.grow), post: postOf(j.post, prefix), ...common,

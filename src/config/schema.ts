@@ -151,6 +151,7 @@ const deploy = {
     format: { enum: ['auto', 'gzip', 'zstd', 'raw'], description: 'one of "auto", "gzip", "zstd", "raw"' },
     imageSize: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a size in bytes (a non-negative integer)' },
     restartOnChange: bool,
+    requireChecksum: bool,
     gzipIndex: { anyOf: [{ const: false }, url], description: 'false, or the URL of the image\'s gzip index' },
     stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
     retryFor: { type: 'number', minimum: 0, maximum: 604800, description: 'seconds (a number from 0 to 604800)' },
@@ -280,7 +281,7 @@ const agentEvent = {
       then: {
         properties: {
           type: {}, time, ok: bool, action: text(64), code: text(128), message: text(16384), diskState: text(64),
-          bytes: count, seconds: count, sha256: text(64), resumes: count, restarts: count,
+          bytes: count, seconds: count, sha256: text(64), resumes: count, restarts: count, warning: text(1024),
         },
         required: ['time', 'ok', 'action'], additionalProperties: false,
       },

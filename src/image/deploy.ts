@@ -14,7 +14,8 @@ import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
-import { HEAD_BYTES, detectFormat, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
+import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
+import { refusalReason, type UnsupportedFormat } from './unsupported-formats.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
 import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './codec-pool.ts';
 import { DecodeWorker, decodeWorkerSupported } from './decode-worker.ts';
@@ -36,6 +37,10 @@ export interface DeployOptions {
   disk: string;
   /** expected sha256 (hex) of the image as served */
   sha256?: string;
+  /** refuse, before the first write, an image whose sha256 nobody gave (neither `sha256` nor the
+   *  server's X-Image-Sha256): only a checksum catches a compressed image with a damaged magic,
+   *  which reads as raw */
+  requireChecksum?: boolean;
   format?: 'auto' | 'gzip' | 'zstd' | 'raw';
   /** uncompressed size, when known: checked against the disk before the first write and
    *  against the stream at the end */
@@ -97,6 +102,11 @@ export interface DeployResult {
   zeroSegments?: number;
   /** of those, inflated by libdeflate (the rest by node:zlib) */
   libdeflateSegments?: number;
+  /** whose sha256 the image matched: the operator's (`sha256`), the server's X-Image-Sha256, or
+   *  none (then only the gzip CRC-32 / zstd checksum, if any, checked the bytes) */
+  checksum: 'expected' | 'server' | 'none';
+  /** said when nothing verified the bytes written (a raw image without a checksum) */
+  unverified?: string;
   /** frames decoded in parallel, and whether the image's frame index was checked */
   parallelFrames?: number;
   indexChecked?: boolean;
@@ -182,6 +192,11 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     });
     body = peeked.rest;
     const format = resolveFormat(opts.format ?? 'auto', peeked.head, res, log);
+    if (opts.requireChecksum === true && expectedSha === undefined && res.sha256 === undefined) {
+      throw stageError('verify', 'CHECKSUM_REQUIRED',
+        'a checksum is required but none is known for this image (no --sha256 or action "sha256", and the server sent no X-Image-Sha256)',
+        0, 'untouched', 'give the image\'s sha256 (sha256sum IMAGE where it is stored) with --sha256 or the action\'s "sha256", or serve it from booty server, which records it at upload');
+    }
     const segmentWorkers = opts.workers ?? defaultSegmentWorkers();
     const indexUrl = opts.gzipIndex === false ? undefined : opts.gzipIndex ?? res.gzipIndex;
     if (format === 'gzip' && indexUrl !== undefined && segmentWorkers >= 2 && decodeWorkerSupported() && !framesSplittable(format, peeked.head)) {
@@ -226,6 +241,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),
       zeroRuns: { enabled: opts.skipZeros ?? true },
+      ...(format === 'raw' ? {} : { checkHead: { bytes: HEAD_BYTES, check: (h: Buffer) => decodedHeadProblem(format, h) } }),
       onBytes: (n) => { tracker.bytes += n; },
     });
     const w = writer;
@@ -302,9 +318,14 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       : segmented !== undefined ? `; ${segmented.segments} gzip segments (${segmented.zeroSegments} all zeros, written as zero runs without inflating; ${segmented.libdeflateSegments} by libdeflate) on ${segmented.workerCount} workers (gzip index)` : '';
     const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
       `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
+    const unverified = format === 'raw' && wanted === undefined
+      ? 'raw image, no checksum: nothing verified these bytes (give --sha256, or serve the image from booty server, which sends its X-Image-Sha256)' : undefined;
+    if (unverified !== undefined) log.warn(`deploy: ${unverified}`);
     log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
+      checksum: expectedSha !== undefined ? 'expected' : res.sha256 !== undefined ? 'server' : 'none',
+      ...(unverified !== undefined ? { unverified } : {}),
       workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : 0,
       decodedOn: decodeThread,
       ...(segmented !== undefined ? { segments: segmented.segments, zeroSegments: segmented.zeroSegments, libdeflateSegments: segmented.libdeflateSegments } : {}),
@@ -344,7 +365,8 @@ function stageError(stage: Stage, code: string, message: string, offset: number,
 const MIN_RAW_IMAGE = 512;
 
 function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse, log: Logger): Format {
-  const detected = detectFormat(head);
+  const cls = classifyHead(head);
+  const detected = cls.format ?? 'raw';
   const tooSmall = () => {
     // peekHead returns fewer than HEAD_BYTES only when the stream ended: this is the whole image
     if (detected === 'raw' && head.length > 0 && head.length < MIN_RAW_IMAGE) {
@@ -353,24 +375,55 @@ function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse
         0, 'untouched', 'check the image file on the server');
     }
   };
+  if (wanted === 'raw') {
+    // the operator insists: the bytes as served go onto the disk, whatever they are
+    const is = cls.unsupported?.what ?? (detected === 'raw' ? undefined : `${detected}-compressed`);
+    if (is !== undefined) log.warn(`deploy: the image is ${is} but --format raw was given: writing its bytes as they are`);
+    const why = refuseRawReason(head, res.contentType, true);
+    if (why !== undefined) throw stageError('fetch', head.length === 0 ? 'IMAGE_EMPTY' : 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
+    tooSmall();
+    return 'raw';
+  }
+  if (cls.unsupported !== undefined) {
+    if (wanted === 'auto') throw unsupportedFormatError(cls.unsupported, `the image is ${cls.unsupported.what}`);
+    throw stageError('decompress', 'FORMAT_MISMATCH', `--format ${wanted} was given but the image is ${cls.unsupported.what}`,
+      0, 'untouched', cls.unsupported.advice);
+  }
   if (wanted === 'auto' || wanted === detected) {
     if (detected === 'raw') {
-      const why = refuseRawReason(head, res.contentType, wanted === 'raw');
+      const why = refuseRawReason(head, res.contentType, false);
       if (why !== undefined) throw stageError('fetch', head.length === 0 ? 'IMAGE_EMPTY' : 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
       tooSmall();
     }
     return detected;
   }
-  if (wanted === 'raw') {
-    log.warn(`deploy: the image starts with ${detected} magic but --format raw was given: writing it as it is`);
-    const why = refuseRawReason(head, res.contentType, true);
-    if (why !== undefined) throw stageError('fetch', 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
-    tooSmall();
-    return 'raw';
-  }
   throw stageError('decompress', 'FORMAT_MISMATCH',
     `--format ${wanted} was given but the image ${detected === 'raw' ? `has no ${wanted} magic` : `is ${detected}`}`,
     0, 'untouched', `use --format auto (booty reads the format from the first bytes)`);
+}
+
+/** Refusing a format booty recognizes but does not decode (unsupported-formats.ts): before the
+ *  first write, so the disk is untouched. */
+function unsupportedFormatError(u: UnsupportedFormat, subject: string): BootyError {
+  return stageError('decompress', 'IMAGE_FORMAT_UNSUPPORTED', `${subject}, ${refusalReason(u)}`, 0, 'untouched', u.advice);
+}
+
+/**
+ * What the decompressed stream must not start with: the first bytes of a gzip or zstd image are
+ * classified like the image itself (a `.qcow2.gz`, a `.tar.zst` or a page compressed by a proxy
+ * would otherwise be written raw). Checked by the writer before it touches the disk.
+ */
+function decodedHeadProblem(format: Format, head: Buffer): BootyError | undefined {
+  const cls = classifyHead(head);
+  if (cls.unsupported !== undefined) return unsupportedFormatError(cls.unsupported, `the ${format} image decompresses to ${cls.unsupported.what}`);
+  if (cls.format !== 'raw') {
+    return stageError('decompress', 'IMAGE_FORMAT_UNSUPPORTED', `the ${format} image decompresses to ${cls.format}-compressed data (compressed twice)`,
+      0, 'untouched', `decompress it once on the server (${cls.format === 'gzip' ? 'gzip' : 'zstd'} -d) and serve the result`);
+  }
+  if (looksLikeMarkup(head)) {
+    return stageError('fetch', 'IMAGE_NOT_AN_IMAGE', `the ${format} image decompresses to a web page, not a disk image`, 0, 'untouched', 'check the image URL on the server');
+  }
+  return undefined;
 }
 
 interface KnownSize { bytes: number; source: string; exact: boolean }

@@ -3,10 +3,17 @@
 // a stream's head can tell about its size (zstd's Frame_Content_Size), and whether the "image"
 // is in fact an error page a proxy served with status 200.
 
+import { UNSUPPORTED_HEAD_BYTES, unsupportedFormat, type UnsupportedFormat } from './unsupported-formats.ts';
+
 export type Format = 'gzip' | 'zstd' | 'raw';
 
-/** Bytes of the head that detection looks at (enough for a zstd frame header and HTML sniffing). */
-export const HEAD_BYTES = 512;
+/** Bytes of the head that detection looks at: a zstd frame header, HTML sniffing, and the magic
+ *  of every format booty refuses (ISO 9660's sits at 32 KiB). */
+export const HEAD_BYTES = UNSUPPORTED_HEAD_BYTES;
+
+/** What the head says the image is: a format booty decodes (raw: nothing known matched), or one
+ *  it recognizes and refuses. */
+export type HeadClass = { format: Format; unsupported?: undefined } | { format?: undefined; unsupported: UnsupportedFormat };
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
@@ -16,11 +23,29 @@ function startsWith(head: Uint8Array, magic: number[]): boolean {
   return magic.every((b, i) => head[i] === b);
 }
 
-/** gzip (1f 8b), zstd (28 b5 2f fd), anything else is raw. */
+/** gzip (1f 8b), zstd (28 b5 2f fd, or a skippable frame before one, as pzstd writes), anything
+ *  else is raw as far as decoding goes (classifyHead() also knows what must not be written raw). */
 export function detectFormat(head: Uint8Array): Format {
   if (startsWith(head, GZIP_MAGIC)) return 'gzip';
-  if (startsWith(head, ZSTD_MAGIC)) return 'zstd';
+  if (startsWith(head, ZSTD_MAGIC) || zstdAfterSkippable(head)) return 'zstd';
   return 'raw';
+}
+
+/** The decoded format, or the refused one that the head's magic names. */
+export function classifyHead(head: Uint8Array): HeadClass {
+  const format = detectFormat(head);
+  if (format !== 'raw') return { format };
+  const unsupported = unsupportedFormat(head);
+  return unsupported === undefined ? { format } : { unsupported };
+}
+
+/** A zstd/lz4 skippable frame (magic 0x184D2A5?) whose next frame is a zstd frame. */
+function zstdAfterSkippable(head: Uint8Array): boolean {
+  if (head.length < 12) return false;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if ((view.getUint32(0, true) & 0xfffffff0) >>> 0 !== 0x184d2a50) return false;
+  const next = 8 + view.getUint32(4, true);
+  return head.length >= next + 4 && view.getUint32(next, true) === 0xfd2fb528;
 }
 
 /**
@@ -50,7 +75,7 @@ export function zstdFrameContentSize(head: Uint8Array): number | undefined {
 
 /** True when the head reads as an HTML/XML document (an error page, a login portal). */
 export function looksLikeMarkup(head: Uint8Array): boolean {
-  let text = Buffer.from(head.subarray(0, HEAD_BYTES)).toString('latin1');
+  let text = Buffer.from(head.subarray(0, 512)).toString('latin1');
   if (text.charCodeAt(0) === 0xef && text.charCodeAt(1) === 0xbb && text.charCodeAt(2) === 0xbf) text = text.slice(3);
   text = text.trimStart().slice(0, 64).toLowerCase();
   return ['<!doctype html', '<html', '<head', '<body', '<?xml', '<!--', '<title', '<h1'].some((p) => text.startsWith(p));

@@ -32,6 +32,9 @@ export interface ImageWriterOptions {
   holdBack?: number;
   /** called with each chunk's length as it is accepted */
   onBytes?: (n: number) => void;
+  /** a look at the image's first `bytes` bytes before anything touches the disk: an error it
+   *  returns fails the stream with the disk untouched */
+  checkHead?: { bytes: number; check(head: Buffer): Error | undefined };
 }
 
 class BufferPool {
@@ -77,6 +80,10 @@ export class ImageWriter extends Writable {
   /** bytes that went to zero runs rather than data writes */
   zeroBytes = 0;
   private readonly pace = createGcPacer();
+  private readonly checkHead: ImageWriterOptions['checkHead'];
+  /** the first bytes kept for checkHead until it ran (undefined once it did, or without one) */
+  private headSeen: Buffer[] | undefined;
+  private headSeenBytes = 0;
 
   constructor(opts: ImageWriterOptions) {
     super({ highWaterMark: 1 << 20 });
@@ -91,6 +98,8 @@ export class ImageWriter extends Writable {
     this.aligner = new ChunkAligner(this.blockSize);
     this.planner = new ZeroRunPlanner(opts.zeroRuns);
     this.onBytes = opts.onBytes;
+    this.checkHead = opts.checkHead;
+    if (opts.checkHead !== undefined) this.headSeen = [];
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -108,11 +117,7 @@ export class ImageWriter extends Writable {
       if (this.failure) throw this.failure;
       if (giveBack === undefined) this.pace(chunk.length);
       if (this.limit !== undefined && this.bytes + chunk.length > this.limit) throw new SizeLimitExceeded(this.limit);
-      if (!this.prepared) {
-        this.prepared = true;
-        this.preparing = this.prepare();
-        await this.preparing;
-      }
+      if (!this.prepared && !this.collectHead(chunk)) await this.ensurePrepared();
     } catch (e) {
       giveBack?.();
       throw e;
@@ -142,6 +147,32 @@ export class ImageWriter extends Writable {
     this.onBytes?.(chunk.length);
   }
 
+  /** Keeps a copy of the first bytes for checkHead; true while more are needed. Nothing reaches
+   *  the disk meanwhile: blocks fill in memory (a block is far larger than the head checked). */
+  private collectHead(chunk: Buffer): boolean {
+    if (this.headSeen === undefined || this.checkHead === undefined) return false;
+    const want = this.checkHead.bytes - this.headSeenBytes;
+    if (want > 0) {
+      this.headSeen.push(Buffer.from(chunk.subarray(0, want)));
+      this.headSeenBytes += Math.min(want, chunk.length);
+    }
+    return this.headSeenBytes < this.checkHead.bytes;
+  }
+
+  /** Runs checkHead on what was seen (all of a short image), then prepare(), once. */
+  private async ensurePrepared(): Promise<void> {
+    if (!this.prepared) {
+      if (this.headSeen !== undefined && this.checkHead !== undefined) {
+        const problem = this.checkHead.check(Buffer.concat(this.headSeen));
+        if (problem !== undefined) throw problem;
+        this.headSeen = undefined;
+      }
+      this.prepared = true;
+      this.preparing = this.prepare();
+    }
+    await this.preparing;
+  }
+
   /** Invalidates the disk's boot structures before the first data write (see the file comment). */
   private async prepare(): Promise<void> {
     this.touched = true;
@@ -162,6 +193,12 @@ export class ImageWriter extends Writable {
 
   /** Plans and starts the writes of one block; `release` runs once none of them reads it any more. */
   private async submitBlock(buf: Buffer, length: number, release: () => void, zeroMap?: Uint8Array): Promise<void> {
+    try {
+      await this.ensurePrepared();
+    } catch (e) {
+      release();
+      throw e;
+    }
     const offset = this.blockOffset;
     this.blockOffset += length;
     const data: Promise<void>[] = [];
@@ -218,6 +255,7 @@ export class ImageWriter extends Writable {
 
   private async flushAll(): Promise<void> {
     if (this.failure) throw this.failure;
+    if (this.bytes > 0) await this.ensurePrepared();
     if (!this.aligner.needsBlock()) await this.submit();
     for (const op of this.planner.finish()) await this.start(op);
     await this.drain();

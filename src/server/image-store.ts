@@ -18,8 +18,14 @@ import { basename, join } from 'node:path';
 import { etagFor } from './range.ts';
 import { isTempName, tempNameFor } from './names.ts';
 import { zstdFileContentSize, zstdPathContentSize } from './zstd-frames.ts';
+import { HEAD_BYTES, classifyHead, type Format } from '../image/detect.ts';
 
-export type StoredFormat = 'gzip' | 'zstd' | 'raw';
+/** What the agent's own detection makes of the image: a format it decodes, or `unsupported: xz`
+ *  (unsupported-formats.ts) for one it refuses: the catalog shows that before anyone deploys it. */
+export type StoredFormat = Format | `unsupported: ${string}`;
+
+/** Sidecars written before the server knew the formats booty refuses called them all 'raw'. */
+const FORMAT_TABLE_VERSION = 2;
 
 export interface ImageMeta {
   name: string;
@@ -35,6 +41,8 @@ export interface ImageMeta {
   remote?: string;
   /** the machine a capture came from (BOOTy's file name, or the uploader's X-Booty-Mac) */
   machine?: string;
+  /** which detection table wrote `format` (absent: before unsupported formats were told apart) */
+  formats?: number;
 }
 
 export interface CatalogEntry {
@@ -55,12 +63,14 @@ export class UploadError extends Error {
   constructor(status: number, message: string) { super(message); this.name = 'UploadError'; this.status = status; }
 }
 
-/** gzip 1f8b, zstd 28b52ffd, anything else raw: the same rule the agent uses. */
+/** The agent's own rule (image/detect.ts): gzip, zstd, a refused format, or raw. */
 export function detectFormat(head: Buffer): StoredFormat {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-  return 'raw';
+  const c = classifyHead(head);
+  return c.unsupported !== undefined ? `unsupported: ${c.unsupported.id}` : c.format;
 }
+
+/** Head bytes the server reads for detectFormat. */
+export const FORMAT_HEAD_BYTES = HEAD_BYTES;
 
 /** Frame_Content_Size from the FIRST zstd frame header, when the compressor wrote one (a hint
  *  only: a file may hold more frames; the server uses zstdTotalContentSize() for X-Image-Size). */
@@ -85,7 +95,6 @@ export function zstdContentSize(head: Buffer): number | undefined {
   }
 }
 
-const HEAD_BYTES = 32;
 const WRITE_BATCH = 1 << 20;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
@@ -143,8 +152,23 @@ export class ImageStore {
   async metaFor(name: string, st: Stats): Promise<ImageMeta | undefined> {
     try {
       const m = JSON.parse(await readFile(join(this.metaDir, `${name}.json`), 'utf8')) as ImageMeta;
-      return m.ino === st.ino && m.size === st.size ? m : undefined;
+      if (m.ino !== st.ino || m.size !== st.size) return undefined;
+      return m.format === 'raw' && m.formats === undefined ? await this.#redetect(m) : m;
     } catch { return undefined; }
+  }
+
+  /** A sidecar from before refused formats were told apart: its "raw" may be an xz or a qcow2. */
+  async #redetect(m: ImageMeta): Promise<ImageMeta> {
+    const fh = await open(this.pathOf(m.name), 'r');
+    let format: StoredFormat;
+    try {
+      const head = Buffer.alloc(HEAD_BYTES);
+      const { bytesRead } = await fh.read(head, 0, HEAD_BYTES, 0);
+      format = detectFormat(head.subarray(0, bytesRead));
+    } finally { await fh.close(); }
+    const updated: ImageMeta = { ...m, format, formats: FORMAT_TABLE_VERSION, ...(format === 'raw' ? {} : { uncompressedSize: undefined }) };
+    await this.#writeMeta(updated).catch(() => {});
+    return updated;
   }
 
   /** What a download needs: an open handle plus validators and size hints. */
@@ -281,7 +305,7 @@ export class ImageStore {
       const st = await stat(r.tempPath);
       const format = detectFormat(r.head);
       const meta: ImageMeta = {
-        name, size: r.size, sha256: r.sha256, format,
+        name, size: r.size, sha256: r.sha256, format, formats: FORMAT_TABLE_VERSION,
         uncompressedSize: opts.uncompressedSize ?? (format === 'raw' ? r.size : format === 'zstd' ? await zstdPathContentSize(r.tempPath) : undefined),
         ino: st.ino, storedAt: new Date().toISOString(), via: opts.via, remote: opts.remote, machine: opts.machine,
       };
@@ -332,7 +356,7 @@ export class ImageStore {
         const h = head.subarray(0, Math.min(size, HEAD_BYTES));
         const format = detectFormat(h);
         await this.#writeMeta({
-          name: f, size, sha256: hash.digest('hex'), format, ino: st.ino, storedAt: st.mtime.toISOString(), via: 'import',
+          name: f, size, sha256: hash.digest('hex'), format, formats: FORMAT_TABLE_VERSION, ino: st.ino, storedAt: st.mtime.toISOString(), via: 'import',
           uncompressedSize: format === 'raw' ? size : format === 'zstd' ? await zstdFileContentSize(fh, size).catch(() => undefined) : undefined,
         });
         done.push(f);

@@ -17,7 +17,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UploadError } from './image-store.ts';
+import { FORMAT_HEAD_BYTES, UploadError } from './image-store.ts';
 import type { ImageMeta, ImageStore } from './image-store.ts';
 
 export const MIN_PART_SIZE = 64 * 1024;
@@ -25,7 +25,6 @@ export const MAX_PART_SIZE = 64 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
 const MAX_PARTS = 1_000_000;
 const WRITE_BATCH = 1 << 20;
-const HEAD_BYTES = 32;
 
 export interface UploadSession {
   id: string;
@@ -228,7 +227,7 @@ export class UploadSessions {
       const dataPath = join(st.dir, 'data');
       const fh = await open(dataPath, 'r+');
       let sha256: string;
-      const head = Buffer.alloc(HEAD_BYTES);
+      const head = Buffer.alloc(FORMAT_HEAD_BYTES);
       try {
         await fh.truncate(total);
         const hash = st.hashedParts <= o.parts ? st.hash : createHash('sha256');
@@ -237,7 +236,7 @@ export class UploadSessions {
           for await (const chunk of fh.createReadStream({ start: from, end: total - 1, highWaterMark: WRITE_BATCH, autoClose: false }) as AsyncIterable<Buffer>) hash.update(chunk);
         }
         sha256 = hash.digest('hex');
-        const { bytesRead } = await fh.read(head, 0, HEAD_BYTES, 0);
+        const { bytesRead } = await fh.read(head, 0, FORMAT_HEAD_BYTES, 0);
         await fh.sync();
         if (sha256 !== o.sha256) throw new UploadError(409, `upload of "${name}": sha256 mismatch (client sent ${o.sha256}, server holds ${sha256}); nothing was stored`);
         return await this.#images.commit(name, { tempPath: dataPath, size: total, sha256, head: head.subarray(0, bytesRead) }, {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
-import { detectFormat, looksLikeMarkup, refuseRawReason, zstdFrameContentSize } from '../../src/image/detect.ts';
+import { classifyHead, detectFormat, looksLikeMarkup, refuseRawReason, zstdFrameContentSize } from '../../src/image/detect.ts';
+import { UNSUPPORTED_HEAD_BYTES, UNSUPPORTED_IDS } from '../../src/image/unsupported-formats.ts';
 
 test('format comes from magic bytes only', () => {
   assert.equal(detectFormat(zlib.gzipSync(Buffer.from('x'))), 'gzip');
@@ -49,4 +50,50 @@ test('raw refusal: pages, page content types, empty streams', () => {
   assert.equal(refuseRawReason(mbr, 'text/html', true), undefined, 'explicit raw accepts a bad label');
   assert.match(refuseRawReason(Buffer.from('<html>'), 'application/octet-stream', true) ?? '', /web page/);
   assert.match(refuseRawReason(Buffer.alloc(0), undefined, false) ?? '', /empty/);
+});
+
+test('classifyHead: gzip and zstd decode, pzstd\'s skippable frame before a zstd frame too', () => {
+  assert.deepEqual(classifyHead(zlib.gzipSync(Buffer.from('x'))), { format: 'gzip' });
+  const skippable = Buffer.alloc(12);
+  skippable.writeUInt32LE(0x184d2a50, 0);
+  skippable.writeUInt32LE(4, 4);
+  assert.deepEqual(classifyHead(Buffer.concat([skippable, zlib.zstdCompressSync(Buffer.from('x'))])), { format: 'zstd' });
+  // a skippable frame followed by nothing booty knows is refused, not written raw
+  assert.equal(classifyHead(Buffer.concat([skippable, Buffer.alloc(600)])).unsupported?.id, 'skippable-frame');
+});
+
+test('classifyHead: raw disks are never taken for a refused format', () => {
+  const heads: Buffer[] = [];
+  const grub = Buffer.alloc(UNSUPPORTED_HEAD_BYTES);
+  grub.set([0xeb, 0x63, 0x90], 0); grub[510] = 0x55; grub[511] = 0xaa;
+  heads.push(grub);
+  heads.push(Buffer.alloc(UNSUPPORTED_HEAD_BYTES)); // a zeroed first sector (GPT disks made by sgdisk)
+  const gpt = Buffer.alloc(UNSUPPORTED_HEAD_BYTES);
+  gpt[510] = 0x55; gpt[511] = 0xaa; gpt.write('EFI PART', 512, 'latin1');
+  heads.push(gpt);
+  const win = Buffer.alloc(UNSUPPORTED_HEAD_BYTES);
+  win.set([0x33, 0xc0, 0x8e, 0xd0, 0xbc, 0x00, 0x7c], 0); win[510] = 0x55; win[511] = 0xaa;
+  heads.push(win);
+  // and 20,000 heads of noise (seeded): short magics (zlib, cpio, lzma-alone) must hold against them
+  let x = 0x12345678;
+  const next = () => { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; return x >>> 0; };
+  for (let i = 0; i < 20_000; i++) {
+    const h = Buffer.alloc(600);
+    for (let j = 0; j < h.length; j += 4) h.writeUInt32LE(next(), j);
+    heads.push(h);
+  }
+  const refused = heads.map((h) => classifyHead(h)).filter((c) => c.unsupported !== undefined);
+  assert.deepEqual(refused.map((c) => c.unsupported?.id), []);
+});
+
+test('classifyHead: header details of refused formats (hand-built headers)', () => {
+  const q = Buffer.alloc(1024);
+  q.write('QFI\xfb', 0, 'latin1'); q.writeUInt32BE(3, 4);
+  q.writeBigUInt64BE(512n, 8); q.writeUInt32BE(9, 16); q.write('base.img!', 512);
+  q.writeUInt32BE(2, 32); q.writeUInt32BE(2, 60); q.writeBigUInt64BE(4n, 72);
+  const u = classifyHead(q).unsupported;
+  assert.equal(u?.id, 'qcow2');
+  assert.match(u?.what ?? '', /version 3.*backing file "base\.img!".*encrypted \(LUKS\).*2 internal snapshots.*external data file/);
+  assert.match(u?.advice ?? '', /backing chain/);
+  for (const id of ['xz', 'bzip2', 'qcow2', 'tar', 'iso9660', 'zip', 'vmdk', 'vhdx']) assert.ok(UNSUPPORTED_IDS.includes(id), id);
 });

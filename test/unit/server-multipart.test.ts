@@ -116,10 +116,14 @@ describe('MultipartReader', () => {
 });
 
 describe('image format sniffing for X-Image-Size', () => {
-  it('gzip, zstd, raw by their first bytes', () => {
+  it('gzip, zstd, raw, or a format the agent refuses, by their first bytes', () => {
     assert.equal(detectFormat(gzipSync(Buffer.from('x'))), 'gzip');
     assert.equal(detectFormat(zstdCompressSync(Buffer.from('x'))), 'zstd');
-    assert.equal(detectFormat(Buffer.from('hsqs....')), 'raw');
+    assert.equal(detectFormat(Buffer.from('hsqs....')), 'unsupported: squashfs');
+    assert.equal(detectFormat(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4])), 'unsupported: xz');
+    const mbr = Buffer.alloc(512);
+    mbr.set([0xeb, 0x63, 0x90]); mbr[510] = 0x55; mbr[511] = 0xaa;
+    assert.equal(detectFormat(mbr), 'raw');
     assert.equal(detectFormat(Buffer.alloc(0)), 'raw');
   });
   it('zstd frame content size, when the compressor wrote it', () => {
