@@ -5,6 +5,7 @@
 import type { AfterAction } from '../config/action.ts';
 import { allValues, lastValue, splitCmdline, type Cmdline } from './cmdline.ts';
 import { parseTrustSpec } from '../net/tls-pin.ts';
+import { parseDuration } from '../util/duration.ts';
 
 /** Where the action comes from: booty's `MYURL` (`${base}/<mac>`) or BOOTy's `BOOTYURL` (`${base}/<mac>.bty`). */
 export interface ServerRef {
@@ -55,16 +56,6 @@ export const defaults = {
   settleTimeoutMs: 30_000,
   countdownS: 30,
 } as const;
-
-/** `30`, `30s`, `500ms`, `2m` -> milliseconds; undefined when unreadable. */
-export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (m === null) return undefined;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const mult = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
-  return Math.round(n * mult);
-}
 
 export function normalizeModuleName(name: string): string {
   return name.replaceAll('-', '_');

@@ -11,7 +11,7 @@ import type { Action } from '../config/action.ts';
 import { parseAction } from '../config/parse.ts';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
-import { backoffDelay, defaultBackoff, withinBudget, type BackoffOptions } from './backoff.ts';
+import { backoffDelay, defaultBackoff, sleep, withinBudget, type BackoffOptions } from '../util/backoff.ts';
 import type { ServerRef } from './boot-params.ts';
 
 /** `52:54:00:AB:cd:01` -> `52-54-00-ab-cd-01` (the form URLs and the server use). */
@@ -149,7 +149,7 @@ async function loadCa(opts: FetchActionOptions): Promise<void> {
         throw new BootyError({ stage: 'server', code: 'ca-fetch-failed', diskState: 'untouched', message: `cannot fetch the CA certificates of booty.ca= (${(e as Error).message})`, hint: 'check the URL in booty.ca= and the server' });
       }
       opts.log.warn(`cannot fetch the CA certificates of booty.ca= (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay);
     }
   }
 }
@@ -173,6 +173,6 @@ export async function fetchAction(opts: FetchActionOptions): Promise<FetchedActi
       });
     }
     opts.log.warn(`${r.reason}; retrying in ${(delay / 1000).toFixed(1)} s`);
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await sleep(delay);
   }
 }

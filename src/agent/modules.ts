@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from '../util/log.ts';
 import { loadModuleFile } from '../sys/kmod.ts';
 import { buildIndex, modulesForModalias, parseProcModules, planLoad, type ModuleIndex } from './modalias.ts';
+import { sleep } from '../util/backoff.ts';
 
 // Load first: virtio devices (disk, NIC) only appear on the virtio bus once virtio_pci drives
 // the PCI functions under them.
@@ -179,8 +180,6 @@ export function presentNics(sysClassNet = '/sys/class/net'): string[] {
 }
 
 export interface HardwareResult { loaded: string[]; disks: string[]; nics: string[]; missing: string[]; seconds: number }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Rounds of scan + load until a round loads nothing, at least one disk and one NIC are present,

@@ -8,7 +8,7 @@ import { capture } from '../image/capture.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
 import { applyTrustOption } from '../net/tls-pin.ts';
-import { parseArgsOrExplain, parseHeaders, parseWorkers } from './deploy.ts';
+import { parseArgsOrExplain, parseHeaders, parseWorkers } from './args.ts';
 
 const HELP = `usage: booty capture --disk DEV --upload URL [options]
 

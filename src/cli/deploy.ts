@@ -3,13 +3,14 @@
 // failures are thrown as BootyError and printed by main.ts with the stage's exit code.
 import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import { ISAL } from '../sys/isal.ts';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
 import { deploy } from '../image/deploy.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
 import { applyTrustOption } from '../net/tls-pin.ts';
+import { parseArgsOrExplain, parseHeaders, parseWorkers } from './args.ts';
+import { parseDuration } from '../util/duration.ts';
 
 const HELP = `usage: booty deploy --image URL --disk DEV [options]
 
@@ -138,38 +139,4 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await reporter?.close();
   }
-}
-
-/** parseArgs, with its errors (unknown flag, missing value) as config errors: exit 2, not 70. */
-export function parseArgsOrExplain<const T extends ParseArgsConfig>(config: T, command: string): ReturnType<typeof parseArgs<T>> {
-  try { return parseArgs(config); } catch (e) {
-    throw new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message: (e as Error).message.split('\n')[0], hint: `see booty ${command} --help` });
-  }
-}
-
-/** "30s", "500ms", "10m", "1h" or a bare number of seconds -> milliseconds; undefined if unreadable. */
-export function parseDuration(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (m === null) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  const ms = Math.round(Number(m[1]) * unit);
-  return Number.isSafeInteger(ms) ? ms : undefined;
-}
-
-/** --workers N: a whole number 0-1024, or undefined (the library's default: one per core). */
-export function parseWorkers(v: string | undefined, bad: (m: string) => Error): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n > 1024) throw bad(`--workers must be a whole number from 0 to 1024, not ${JSON.stringify(v)}`);
-  return n;
-}
-
-export function parseHeaders(list: string[], bad: (m: string) => Error): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const h of list) {
-    const i = h.indexOf(':');
-    if (i <= 0) throw bad(`--header must look like 'Name: value', not ${JSON.stringify(h)}`);
-    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
-  }
-  return headers;
 }

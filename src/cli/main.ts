@@ -14,7 +14,7 @@ const commands: Record<string, Command> = {
   server: { summary: 'provisioning server: actions per MAC, images, uploads, agent reports', load: () => import('./server.ts') },
   machines: { summary: 'add, change, list or remove machines on a booty server (its REST API)', load: () => import('./machines.ts') },
   index: { summary: 'write the gzip access-point index of a pigz image (deploy inflates it on every core)', load: () => import('./index-image.ts') },
-  grow: { summary: 'grow a partition, its LVM and filesystem to fill the disk (as after a deploy)', load: () => import('../disk/grow-cli.ts') },
+  grow: { summary: 'grow a partition, its LVM and filesystem to fill the disk (as after a deploy)', load: () => import('./grow.ts') },
   'build-initramfs': { summary: 'build the initramfs (node + agent) and kernel from pinned inputs', load: () => import('./build-initramfs.ts') },
 };
 

@@ -16,6 +16,7 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../util/log.ts';
 import { silentLogger } from '../util/log.ts';
+import { backoffDelay, sleep, type BackoffOptions } from '../util/backoff.ts';
 import { FetchError, openImage, type ImageResponse } from './fetch.ts';
 
 export interface ResumeOptions {
@@ -143,7 +144,6 @@ export class ResumableSource extends Readable {
     };
     const log = o.log ?? silentLogger;
     const started = performance.now();
-    let delay = o.backoffInitialMs;
     for (let tries = 1; ; tries++) {
       const attempt = new AbortController();
       const timer = setTimeout(() => attempt.abort(new StallError(o.stallTimeoutMs)), o.stallTimeoutMs);
@@ -159,9 +159,9 @@ export class ResumableSource extends Readable {
           throw new FetchError(source, `${e.message.replace(/ \([^()]*\)$/, '')}; gave up after ${tries} tries in ${Math.round((performance.now() - started) / 1000)} s`,
             'check that the server is up and reachable from this machine, then deploy again', { transient: false, status: e.status, cause: e });
         }
+        const delay = Math.min(backoffDelay(tries - 1, backoffOf(o), o.random), left);
         log.warn(`deploy: ${e.message}; trying again in ${(delay / 1000).toFixed(1)} s`);
-        await sleep(Math.min(jitter(delay, o.random), left), o.signal);
-        delay = Math.min(delay * 2, o.backoffMaxMs);
+        await sleep(delay, o.signal);
       }
     }
   }
@@ -262,7 +262,6 @@ export class ResumableSource extends Readable {
 
   /** Tries until a connection continues the stream, the image turns out changed, or time runs out. */
   private async reconnect(reason: string): Promise<void> {
-    let delay = this.o.backoffInitialMs;
     let lastError = reason;
     for (let tries = 1; ; tries++) {
       // the last try lands at the deadline rather than giving up early
@@ -270,9 +269,8 @@ export class ResumableSource extends Readable {
       if (left <= 0) {
         throw new ResumeGaveUpError({ received: this.received, total: this.total, tries: tries - 1, lastError, retryForMs: this.o.retryForMs });
       }
-      await this.backoff(Math.min(jitter(delay, this.o.random), left));
+      await this.backoff(Math.min(backoffDelay(tries - 1, backoffOf(this.o), this.o.random), left));
       if (this.destroyed) return;
-      delay = Math.min(delay * 2, this.o.backoffMaxMs);
       const attempt = new AbortController();
       this.attempt = attempt;
       const timer = setTimeout(() => attempt.abort(new StallError(this.o.stallTimeoutMs)), this.o.stallTimeoutMs);
@@ -355,14 +353,8 @@ function attemptOptions(o: ResumeOptions & { stallTimeoutMs: number }, attempt: 
   return { headers: o.headers, signal, start, ifRange, headersTimeoutMs: o.stallTimeoutMs, stallTimeoutMs: 0 };
 }
 
-function jitter(ms: number, random: (() => number) | undefined): number {
-  return Math.round(ms * (0.8 + 0.4 * (random ?? Math.random)()));
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(t); reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted')); };
-    if (signal?.aborted) onAbort(); else signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** Reconnect delays: from backoffInitialMs, doubling to backoffMaxMs, up to 20 % shorter at random
+ *  (a rack of machines that lost the server together does not come back in step). */
+function backoffOf(o: { backoffInitialMs: number; backoffMaxMs: number }): BackoffOptions {
+  return { initialMs: o.backoffInitialMs, factor: 2, maxMs: o.backoffMaxMs, jitter: 0.2 };
 }

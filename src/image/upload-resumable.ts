@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from '../net/undici.ts';
 import { pooledDispatcher, trustedConnect, trustErrorOf } from '../net/tls-pin.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
+import { backoffDelay, sleep } from '../util/backoff.ts';
 import { UploadRejected, uploadPut, type UploadOutcome } from './upload.ts';
 
 export interface ResumableTuning {
@@ -171,10 +172,9 @@ async function uploadResumable(o: ResumableUploadOptions): Promise<ResumableOutc
         if (waited > retryForMs) {
           throw new Error(`${what} failed for ${Math.round(waited / 1000)} s (last: ${e.message}); giving up (retry time ${Math.round(retryForMs / 1000)} s)`);
         }
-        const delay = Math.min(backoffMax, backoff0 * 2 ** Math.min(tries, 10));
+        const delay = backoffDelay(tries, { initialMs: backoff0, factor: 2, maxMs: backoffMax, jitter: 0 });
         log.debug(`upload: ${what}: ${e.message}; again in ${delay} ms`);
-        await new Promise((ok) => setTimeout(ok, delay));
-        if (o.signal?.aborted === true) throw o.signal.reason;
+        await sleep(delay, o.signal);
       }
     }
   }

@@ -11,6 +11,7 @@ import { Agent, request } from '../net/undici.ts';
 import type { AgentEvent } from '../config/report.ts';
 import type { Sink } from '../util/log.ts';
 import { trustedConnect } from '../net/tls-pin.ts';
+import { backoffDelay } from '../util/backoff.ts';
 
 export interface ReporterOptions {
   /** booty server's base URL, e.g. http://10.0.0.1:3000 */
@@ -167,8 +168,7 @@ export function createReporter(opts: ReporterOptions): Reporter {
       failures++;
       queue.unshift(...batch);
       trim();
-      const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures - 1, 10));
-      if (!closed) schedule(backoff);
+      if (!closed) schedule(backoffDelay(failures - 1, { initialMs: 500, factor: 2, maxMs: MAX_BACKOFF_MS, jitter: 0 }));
     } else if (queue.length > 0) {
       schedule(0);
     }

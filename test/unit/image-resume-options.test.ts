@@ -3,7 +3,7 @@
 // progress lines. Pure: no network, no disk.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDuration } from '../../src/cli/deploy.ts';
+import { parseDuration } from '../../src/util/duration.ts';
 import { parseAction } from '../../src/config/parse.ts';
 import { formatProgressLine, ProgressTracker } from '../../src/image/progress.ts';
 import { BootyError } from '../../src/util/errors.ts';

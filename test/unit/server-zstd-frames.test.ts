@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { zstdPathContentSize, zstdTotalContentSize } from '../../src/server/zstd-frames.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 function hasZstdTool(): boolean {
   try { execFileSync('zstd', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; }
@@ -34,7 +35,7 @@ test('one frame: its Frame_Content_Size', async () => {
   }
 });
 
-test('two concatenated zstd outputs (multi-frame): the sum of both, not the first frame', { skip: !hasZstdTool() && 'zstd tool missing' }, async () => {
+test('two concatenated zstd outputs (multi-frame): the sum of both, not the first frame', { skip: skipUnlessPresent(hasZstdTool(), 'zstd tool missing') }, async () => {
   const a = content(1_500_000, 1);
   const b = content(2_700_001, 2);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-zstd-frames-'));
@@ -61,7 +62,7 @@ test('many frames with skippable frames between them', async () => {
   assert.equal(await fromBuffer(file), parts.reduce((n, p) => n + p.length, 0));
 });
 
-test('a frame without Frame_Content_Size (streamed): no size at all', { skip: !hasZstdTool() && 'zstd tool missing' }, async () => {
+test('a frame without Frame_Content_Size (streamed): no size at all', { skip: skipUnlessPresent(hasZstdTool(), 'zstd tool missing') }, async () => {
   const a = content(200_000, 7);
   // zstd writes no content size when reading a pipe with --no-content-size
   const unsized = zstdCli(a, ['--no-content-size']);

@@ -3,8 +3,8 @@
 import { parseArgs } from 'node:util';
 import { BootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
-import { formatBytes } from './fs-detect.ts';
-import { growDisk } from './grow.ts';
+import { formatBytes } from '../disk/fs-detect.ts';
+import { growDisk } from '../disk/grow.ts';
 
 const help = `usage: booty grow --disk DEVICE [options]
 

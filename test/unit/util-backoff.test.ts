@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, defaultBackoff, withinBudget } from '../../src/agent/backoff.ts';
+import { backoffDelay, defaultBackoff, withinBudget } from '../../src/util/backoff.ts';
 
 test('delays grow exponentially up to the cap (no jitter)', () => {
   const opts = { ...defaultBackoff, jitter: 0 };

@@ -25,3 +25,12 @@ export function backoffDelay(attempt: number, opts: BackoffOptions = defaultBack
 export function withinBudget(elapsedMs: number, delayMs: number, budgetMs: number): boolean {
   return budgetMs === 0 || elapsedMs + delayMs <= budgetMs;
 }
+
+/** Waits `ms`; rejects with the signal's reason when it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    const onAbort = () => { clearTimeout(t); reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted')); };
+    if (signal?.aborted) onAbort(); else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
