@@ -3,6 +3,7 @@
 // a stream's head can tell about its size (zstd's Frame_Content_Size), and whether the "image"
 // is in fact an error page a proxy served with status 200.
 
+import { parseZstdFrameStart } from './frame-format.ts';
 import { UNSUPPORTED_HEAD_BYTES, unsupportedFormat, type UnsupportedFormat } from './unsupported-formats.ts';
 
 export type Format = 'gzip' | 'zstd' | 'raw';
@@ -50,27 +51,14 @@ function zstdAfterSkippable(head: Uint8Array): boolean {
 
 /**
  * Frame_Content_Size of the first zstd frame (RFC 8878 3.1.1.1), or undefined when the frame does
- * not declare it (streamed compression) or the head is too short. For a multi-frame image this is
- * a lower bound of the uncompressed size, which is all a disk-size check needs.
+ * not declare it (streamed compression), declares more than 2^53 bytes, or the head is too short.
+ * For a multi-frame image this is a lower bound of the uncompressed size, which is all a
+ * disk-size check needs.
  */
 export function zstdFrameContentSize(head: Uint8Array): number | undefined {
-  if (!startsWith(head, ZSTD_MAGIC) || head.length < 5) return undefined;
-  const fhd = head[4];
-  const fcsFlag = fhd >> 6;
-  const singleSegment = (fhd >> 5) & 1;
-  const dictIdFlag = fhd & 3;
-  const fcsSize = fcsFlag === 0 ? singleSegment : [1, 2, 4, 8][fcsFlag];
-  if (fcsSize === 0) return undefined;
-  const dictIdSize = [0, 1, 2, 4][dictIdFlag];
-  const pos = 5 + (singleSegment ? 0 : 1) + dictIdSize;
-  if (head.length < pos + fcsSize) return undefined;
-  const view = new DataView(head.buffer, head.byteOffset + pos, fcsSize);
-  switch (fcsSize) {
-    case 1: return view.getUint8(0);
-    case 2: return view.getUint16(0, true) + 256;
-    case 4: return view.getUint32(0, true);
-    default: return Number(view.getBigUint64(0, true));
-  }
+  const start = parseZstdFrameStart(head);
+  if (start.kind !== 'frame' || start.header.contentSize === undefined || !Number.isFinite(start.header.contentSize)) return undefined;
+  return start.header.contentSize;
 }
 
 /** True when the head reads as an HTML/XML document (an error page, a login portal). */

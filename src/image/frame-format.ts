@@ -130,7 +130,8 @@ export const ZSTD_INDEX_MAGIC = 0x184d2a5b;
 
 export interface ZstdFrameHeader {
   headerLength: number;
-  /** Frame_Content_Size, when the header declares it */
+  /** Frame_Content_Size, when the header declares it; Infinity for a declared size beyond 2^53
+   *  (no disk holds it: every size check fails, and no sum or hint is ever made of it) */
   contentSize: number | undefined;
   hasChecksum: boolean;
   hasDictionary: boolean;
@@ -144,7 +145,8 @@ export type ZstdFrameStart =
   | { kind: 'more' };
 
 /** What starts at `head`: a zstd frame (with its parsed header), a skippable frame, a damaged
- *  frame header ('invalid'), or no zstd magic at all ('unknown'). */
+ *  frame header ('invalid'), or no zstd magic at all ('unknown'). The one zstd header parser:
+ *  detection, deploy, the frame pool and the server's size sum all read frames through it. */
 export function parseZstdFrameStart(head: Uint8Array): ZstdFrameStart {
   if (head.length < 4) return { kind: 'more' };
   const view = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
@@ -172,7 +174,7 @@ export function parseZstdFrameStart(head: Uint8Array): ZstdFrameStart {
     case 4: contentSize = view.readUInt32LE(at); break;
     default: {
       const big = view.readBigUInt64LE(at);
-      contentSize = big > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(big);
+      contentSize = big > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(big);
     }
   }
   return { kind: 'frame', header: { headerLength, contentSize, hasChecksum: (fhd & 0x04) !== 0, hasDictionary: dictIdSize > 0 } };

@@ -72,29 +72,6 @@ export function detectFormat(head: Buffer): StoredFormat {
 /** Head bytes the server reads for detectFormat. */
 export const FORMAT_HEAD_BYTES = HEAD_BYTES;
 
-/** Frame_Content_Size from the FIRST zstd frame header, when the compressor wrote one (a hint
- *  only: a file may hold more frames; the server uses zstdTotalContentSize() for X-Image-Size). */
-export function zstdContentSize(head: Buffer): number | undefined {
-  if (head.length < 5 || head.readUInt32LE(0) !== 0xfd2fb528) return undefined;
-  const fhd = head[4];
-  const fcsFlag = fhd >> 6;
-  const single = (fhd >> 5) & 1;
-  const didSize = [0, 1, 2, 4][fhd & 3];
-  const fcsSize = fcsFlag === 0 ? (single === 1 ? 1 : 0) : [0, 2, 4, 8][fcsFlag];
-  if (fcsSize === 0) return undefined;
-  const at = 5 + (single === 1 ? 0 : 1) + didSize;
-  if (head.length < at + fcsSize) return undefined;
-  switch (fcsSize) {
-    case 1: return head[at];
-    case 2: return head.readUInt16LE(at) + 256;
-    case 4: return head.readUInt32LE(at);
-    default: {
-      const v = head.readBigUInt64LE(at);
-      return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
-    }
-  }
-}
-
 const WRITE_BATCH = 1 << 20;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 

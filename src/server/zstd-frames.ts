@@ -10,6 +10,7 @@
 
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { parseZstdFrameStart } from '../image/frame-format.ts';
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;
@@ -32,33 +33,6 @@ function windowedReader(fh: FileHandle): ReadAt {
   };
 }
 
-/** Frame_Content_Size of the frame header starting at `h[0]` (the magic), plus the header's length. */
-function frameHeader(h: Buffer): { contentSize: number | undefined; headerLen: number; checksum: boolean } | undefined {
-  if (h.length < 5) return undefined;
-  const fhd = h[4];
-  if ((fhd & 0x08) !== 0) return undefined; // reserved bit must be zero
-  const fcsFlag = fhd >> 6;
-  const single = (fhd >> 5) & 1;
-  const checksum = ((fhd >> 2) & 1) === 1;
-  const didSize = [0, 1, 2, 4][fhd & 3];
-  const fcsSize = fcsFlag === 0 ? (single === 1 ? 1 : 0) : [0, 2, 4, 8][fcsFlag];
-  const at = 5 + (single === 1 ? 0 : 1) + didSize;
-  const headerLen = at + fcsSize;
-  if (h.length < headerLen) return undefined;
-  let contentSize: number | undefined;
-  switch (fcsSize) {
-    case 0: contentSize = undefined; break;
-    case 1: contentSize = h[at]; break;
-    case 2: contentSize = h.readUInt16LE(at) + 256; break;
-    case 4: contentSize = h.readUInt32LE(at); break;
-    default: {
-      const v = h.readBigUInt64LE(at);
-      contentSize = v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
-    }
-  }
-  return { contentSize, headerLen, checksum };
-}
-
 /**
  * Sum of Frame_Content_Size over every frame of a `fileSize`-byte zstd file, or undefined when a
  * frame lacks it, the file is not zstd, or its structure is broken or truncated (the agent's own
@@ -79,9 +53,11 @@ export async function zstdTotalContentSize(readAt: ReadAt, fileSize: number): Pr
       continue;
     }
     if (magic !== ZSTD_MAGIC) return undefined;
-    const hdr = frameHeader(await readAt(pos, 18));
-    if (hdr === undefined || hdr.contentSize === undefined) return undefined;
-    pos += hdr.headerLen;
+    const start = parseZstdFrameStart(await readAt(pos, 18));
+    if (start.kind !== 'frame') return undefined;
+    const hdr = start.header;
+    if (hdr.contentSize === undefined || !Number.isFinite(hdr.contentSize)) return undefined;
+    pos += hdr.headerLength;
     for (;;) {
       const b = await readAt(pos, 3);
       if (b.length < 3) return undefined;
@@ -93,7 +69,7 @@ export async function zstdTotalContentSize(readAt: ReadAt, fileSize: number): Pr
       pos += 3 + (type === 1 ? 1 : size);
       if (last) break;
     }
-    if (hdr.checksum) pos += 4;
+    if (hdr.hasChecksum) pos += 4;
     total += hdr.contentSize;
     frames++;
   }

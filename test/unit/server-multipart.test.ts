@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { zstdCompressSync, gzipSync } from 'node:zlib';
 import { MultipartError, MultipartReader, boundaryOf, parseHeaderParams } from '../../src/server/multipart.ts';
-import { detectFormat, zstdContentSize } from '../../src/server/image-store.ts';
+import { detectFormat } from '../../src/server/image-store.ts';
+import { zstdFrameContentSize as zstdContentSize } from '../../src/image/detect.ts';
+import { parseZstdFrameStart } from '../../src/image/frame-format.ts';
 
 /** Encode with the platform's own FormData encoder (what fetch/undici send). */
 async function encode(fd: FormData): Promise<{ body: Buffer; boundary: string }> {
@@ -138,5 +140,11 @@ describe('image format sniffing for X-Image-Size', () => {
     const h8 = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x00, 0, 0, 0, 0, 2, 0, 0, 0]); // window byte, 8-byte FCS
     assert.equal(zstdContentSize(h8), 2 * 2 ** 32);
     assert.equal(zstdContentSize(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00])), undefined);
+    // beyond 2^53: the one parser says Infinity (no disk holds it), never a rounded number; the
+    // first-frame hint is then no hint at all (the four parsers of old disagreed here)
+    const huge = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x00, 1, 0, 0, 0, 0, 0, 0x20, 0]);
+    const start = parseZstdFrameStart(huge);
+    assert.equal(start.kind === 'frame' ? start.header.contentSize : 'not a frame', Infinity);
+    assert.equal(zstdContentSize(huge), undefined);
   });
 });

@@ -78,3 +78,14 @@ test('truncated, garbage-tailed or non-zstd files: no size', async () => {
   assert.equal(await fromBuffer(zlib.gzipSync(Buffer.from('x'))), undefined);
   assert.equal(await fromBuffer(Buffer.alloc(0)), undefined);
 });
+
+test('a frame declaring more than 2^53 bytes: no size (never a rounded one)', async () => {
+  // window byte, 8-byte Frame_Content_Size 2^53 + 1, then one empty raw last block
+  const frame = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x00, 1, 0, 0, 0, 0, 0, 0x20, 0, 0x01, 0x00, 0x00]);
+  const readAt = async (pos: number, len: number) => frame.subarray(pos, pos + len);
+  assert.equal(await zstdTotalContentSize(readAt, frame.length), undefined);
+  // the same frame declaring 1 byte is summed: only the size made the difference
+  const small = Buffer.from(frame);
+  small[12] = 0;
+  assert.equal(await zstdTotalContentSize(async (pos, len) => small.subarray(pos, pos + len), small.length), 1);
+});
