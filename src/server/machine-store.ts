@@ -23,6 +23,7 @@ import type { AgentEvent, Phase } from '../config/report.ts';
 import { parseAction, summarizeAction } from '../config/parse.ts';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { inTransaction } from './db.ts';
+import { HttpError } from './http/http-error.ts';
 import { normalizeMac } from './names.ts';
 
 export interface MachineState {
@@ -87,11 +88,6 @@ interface MachineRecord {
   runOpen: boolean;
   runPhases: { phase: string; time: string }[];
   recent?: string[];
-}
-
-export class MachineConflict extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) { super(message); this.status = status; }
 }
 
 const RECENT_LINES = 200;
@@ -376,7 +372,7 @@ export class MachineStore {
     await this.#syncFile(mac);
     const existing = this.#machines.get(mac);
     if (opts.create === true && existing !== undefined && (existing.action !== undefined || existing.managedBy !== undefined || existing.name !== undefined)) {
-      throw new MachineConflict(409, `machine ${mac} already exists; use "booty machines set" (PUT /api/machines/${mac}) to change it`);
+      throw new HttpError(409, `machine ${mac} already exists; use "booty machines set" (PUT /api/machines/${mac}) to change it`);
     }
     // validate before touching anything
     const action = s.action === undefined || s.action === null ? undefined : parseAction(s.action);
