@@ -14,12 +14,12 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   const mac = normalizeMac(macText);
   if (mac === undefined) throw new HttpError(404, `no such path (not a MAC address: ${JSON.stringify(macText.slice(0, 40))})`);
   let found;
-  try { found = await app.machines.servedActionFor(mac); } catch (e) {
+  try { found = await app.machines.actions.servedActionFor(mac); } catch (e) {
     if (isBootyError(e)) throw new HttpError(500, `action for ${mac} is invalid: ${e.message}`);
     throw e;
   }
   if (found === undefined) {
-    throw new HttpError(404, `no action for ${mac}: create ${app.machines.actionFile(mac)} or ${app.machines.defaultFile}, or PUT /api/machines/${mac}/action`);
+    throw new HttpError(404, `no action for ${mac}: create ${app.machines.actions.actionFile(mac)} or ${app.machines.actions.defaultFile}, or PUT /api/machines/${mac}/action`);
   }
   note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
   if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);

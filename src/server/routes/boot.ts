@@ -28,7 +28,7 @@ async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<
   const base = baseUrlOf(app, req);
   note(res, 'mac', mac);
   let served;
-  try { served = await app.machines.servedActionFor(mac); } catch (e) {
+  try { served = await app.machines.actions.servedActionFor(mac); } catch (e) {
     // a broken action must not re-image the machine: boot from disk and say why
     note(res, 'ipxe', 'exit');
     return sendText(res, ipxeExitScript(mac, `its action is invalid (${(e as Error).message})`), IPXE_TYPE);

@@ -5,7 +5,7 @@ import type { Dashboard } from '../dashboard-assets.ts';
 import type { EventStreamHub } from '../event-stream.ts';
 import type { GzipIndexer } from '../gzip-indexer.ts';
 import type { ImageStore } from '../image-store.ts';
-import type { MachineStore } from '../machine-store.ts';
+import type { MachineStore } from '../machines/machine-store.ts';
 import type { ServerCounters } from '../metrics.ts';
 import type { ServerLog } from '../server-log.ts';
 import type { UploadSessions } from '../upload-sessions.ts';

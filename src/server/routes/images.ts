@@ -39,11 +39,11 @@ async function serveIndex({ app, req, res, params: { name } }: AppRequest): Prom
 }
 
 async function imageCatalog(app: AppContext): Promise<unknown[]> {
-  return (await app.images.list()).map((i) => ({ ...i, gzipIndex: app.indexer?.describe(i.name), usedBy: app.machines.referencesTo(i.name) }));
+  return (await app.images.list()).map((i) => ({ ...i, gzipIndex: app.indexer?.describe(i.name), usedBy: app.machines.actions.referencesTo(i.name) }));
 }
 
 async function deleteImage({ app, res, params: { name } }: AppRequest): Promise<void> {
-  const users = app.machines.referencesTo(name);
+  const users = app.machines.actions.referencesTo(name);
   if (users.length > 0) throw new HttpError(409, `image "${name}" is used by the action of ${users.join(', ')}; change or remove those actions first`);
   if (!await app.images.remove(name)) throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
   await app.indexer?.forget(name);

@@ -7,13 +7,12 @@ import { isBootyError } from '../../util/errors.ts';
 import { HttpError } from '../http/http-error.ts';
 import { flag, macOrThrow, optionalSize, readJson } from '../http/request.ts';
 import { note, sendJson, writeHead } from '../http/respond.ts';
+import type { MachineSettings } from '../machines/action-source.ts';
 import { serveAction } from './actions.ts';
 import type { AppRequest, AppRoute } from './context.ts';
 import { notFound } from './fallbacks.ts';
 
-interface Settings { action?: unknown; persistent?: boolean; name?: string | null; rearm?: boolean }
-
-function settingsOf(body: unknown): Settings {
+function settingsOf(body: unknown): MachineSettings {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"action": {...}, "persistent": false, "name": "..."}');
   const b = body as Record<string, unknown>;
   const known = new Set(['mac', 'action', 'persistent', 'name', 'rearm']);
@@ -34,7 +33,7 @@ async function asClientError<T>(fn: () => Promise<T>): Promise<T> {
 
 async function changeMachine({ app, res }: AppRequest, mac: string, body: unknown, create: boolean): Promise<void> {
   const settings = settingsOf(body);
-  await asClientError(() => app.machines.update(mac, settings, { create }));
+  await asClientError(() => app.machines.actions.update(mac, settings, { create }));
   note(res, 'mac', mac);
   sendJson(res, create ? 201 : 200, await app.machines.summary(mac));
 }
@@ -60,13 +59,13 @@ async function removeMachine({ app, res, url, params: { mac } }: AppRequest): Pr
 
 async function setAction({ app, req, res, params: { mac } }: AppRequest): Promise<void> {
   const body = await readJson(req);
-  const action = await asClientError(() => app.machines.setAction(mac, body));
+  const action = await asClientError(() => app.machines.actions.setAction(mac, body));
   note(res, 'mac', mac); note(res, 'action', action.action);
   sendJson(res, 200, JSON.parse(toBootyJson(action)));
 }
 
 async function deleteAction({ app, res, params: { mac } }: AppRequest): Promise<void> {
-  const removed = await app.machines.deleteAction(mac);
+  const removed = await app.machines.actions.deleteAction(mac);
   if (!removed) throw new HttpError(404, `${mac} has no action of its own`);
   sendJson(res, 200, { ok: true });
 }
@@ -74,13 +73,13 @@ async function deleteAction({ app, res, params: { mac } }: AppRequest): Promise<
 function machineLog({ app, req, res, url, params: { mac } }: AppRequest): void {
   const run = optionalSize(url.searchParams.get('run'), 'run');
   const limit = optionalSize(url.searchParams.get('limit'), 'limit');
-  const text = app.machines.log(mac, { run, limit }).map((l) => l + '\n').join('');
+  const text = app.machines.recorder.log(mac, { run, limit }).map((l) => l + '\n').join('');
   writeHead(res, 200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(req.method === 'HEAD' ? undefined : text);
 }
 
 async function reload({ app, res }: AppRequest): Promise<void> {
-  const r = app.reload === undefined ? await app.machines.reload() : await app.reload();
+  const r = app.reload === undefined ? await app.machines.actions.reload() : await app.reload();
   note(res, 'changed', r.changed.length);
   sendJson(res, 200, { ok: r.errors.length === 0, changed: r.changed, errors: r.errors });
 }
@@ -101,7 +100,7 @@ export const machineRoutes: AppRoute[] = [
   { method: '*', path: '/api/machines/:mac/action', access: 'operator', handle: refuse(405, 'use GET, PUT or DELETE') },
   {
     method: 'GET', path: '/api/machines/:mac/runs', access: 'public',
-    handle: ({ app, res, url, params: { mac } }) => sendJson(res, 200, { runs: app.machines.runs(mac, Math.min(optionalSize(url.searchParams.get('limit'), 'limit') ?? 50, 1000)) }),
+    handle: ({ app, res, url, params: { mac } }) => sendJson(res, 200, { runs: app.machines.recorder.runs(mac, Math.min(optionalSize(url.searchParams.get('limit'), 'limit') ?? 50, 1000)) }),
   },
   { method: 'GET', path: '/api/machines/:mac/log', access: 'public', handle: machineLog },
   // after every /api/machines/<mac>/... route (events.ts included): a bad MAC is still a 400

@@ -13,8 +13,8 @@ function mergeBy<T>(rows: T[], key: (r: T) => string, value: (r: T) => number): 
 }
 
 function metricsText({ machines, counters, hub }: AppContext): string {
-  const totals = machines.runTotals();
-  const durations = machines.runDurations();
+  const totals = machines.recorder.runTotals();
+  const durations = machines.recorder.runDurations();
   const phases = machines.phaseCounts();
   const active = ['writing', 'capturing', 'uploading', 'verifying'].reduce((n, p) => n + (phases.get(p) ?? 0), 0);
   const families: MetricFamily[] = [

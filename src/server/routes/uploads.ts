@@ -35,7 +35,7 @@ function macHeader(req: IncomingMessage): string | undefined {
 function captureMachine(app: AppContext, req: IncomingMessage, name: string): string | undefined {
   const fromHeader = macHeader(req);
   if (fromHeader !== undefined) return fromHeader;
-  const refs = app.machines.referencesTo(name, ['capture']).filter((m) => m !== 'default.json');
+  const refs = app.machines.actions.referencesTo(name, ['capture']).filter((m) => m !== 'default.json');
   return refs.length === 1 ? refs[0] : undefined;
 }
 
