@@ -1,7 +1,7 @@
 // The router: a request's method and path segments are matched against an ordered table of
-// routes (routes/index.ts); the first match wins. Each route declares who may call it, and the
-// router enforces that ONCE, after the path parameters were checked and before the handler runs:
-// handlers never look at credentials.
+// routes (routes/index.ts); the first match wins. Each route declares who may call it
+// (access.ts), and the router enforces that ONCE, after the path parameters were checked and
+// before the handler runs: handlers never look at credentials.
 //
 // Patterns: "/api/machines/:mac/runs". A segment is a literal, a parameter ":x" (one segment,
 // percent-decoded, possibly empty) or a last "*" (zero or more remaining segments). Some
@@ -13,20 +13,9 @@
 // (the table's fallbacks that answer 405 or 404 with a route-specific message).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
+import type { Access, AccessPolicy } from './access.ts';
 import { HttpError } from './http-error.ts';
 import { checkedImageName, macOrThrow } from './request.ts';
-
-/**
- * Who may call a route.
- *   public:   anyone (firmware and agents fetch before they can authenticate: iPXE, boot files,
- *             images, an agent's own action; the dashboard and its read API)
- *   agent:    an agent reporting or uploading for a machine (events, capture uploads). Today the
- *             operator token (or nothing, when the server has none); `agentMac` names the machine
- *             so a per-machine credential can be checked here later
- *   operator: changes to the inventory, images and server state: the operator token
- */
-export type Access = 'public' | 'agent' | 'operator';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | '*';
 
@@ -113,39 +102,6 @@ function paramsOf<Ctx>(c: Compiled<Ctx>, seg: readonly string[]): Record<string,
 
 function methodMatches<Ctx>(r: Route<Ctx>, method: string): boolean {
   return r.method === '*' || r.method === method || (method === 'HEAD' && r.method === 'GET' && r.head !== false);
-}
-
-/** Decides whether a request may call a route of a given access level. */
-export interface AccessPolicy {
-  allows(access: Access, req: IncomingMessage, mac: string | undefined): boolean;
-  /** the refusal (401) when it does not */
-  readonly refusal: string;
-}
-
-/**
- * Today's trust model: one optional operator token. Without one, everyone may do everything;
- * with one, agent and operator routes need `Authorization: Bearer <token>`.
- */
-export function tokenPolicy(token: string | undefined): AccessPolicy {
-  const expected = token === undefined ? undefined : Buffer.from(token);
-  const hasToken = (req: IncomingMessage): boolean => {
-    if (expected === undefined) return true;
-    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    if (m === null) return false;
-    const given = Buffer.from(m[1].trim());
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  };
-  return {
-    refusal: 'this server needs "Authorization: Bearer <token>" for uploads, actions and events',
-    allows(access, req) {
-      switch (access) {
-        case 'public': return true;
-        // a per-machine agent credential (checked against `mac`) would be accepted here too
-        case 'agent': return hasToken(req);
-        case 'operator': return hasToken(req);
-      }
-    },
-  };
 }
 
 /** Run the matched route: the access check first, then its handler. */
