@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { request } from '../net/undici.ts';
+import type { MachineDetail, MachineSummary } from '../server/machines/machine-summary.ts';
 
 const HELP = `usage: booty machines <command> [options]
 
@@ -97,8 +98,8 @@ async function api(server: string, token: string | undefined, method: string, pa
 
 function mb(n: number): string { return `${(n / 1e6).toFixed(n >= 1e9 ? 0 : 1)} MB`; }
 
-export function progressText(m: Json): string {
-  const p = m.progress as { bytes: number; total?: number; rate: number; etaSeconds?: number } | undefined;
+export function progressText(m: Pick<MachineSummary, 'phase' | 'progress'>): string {
+  const p = m.progress;
   if (p === undefined || (m.phase !== 'writing' && m.phase !== 'capturing' && m.phase !== 'uploading')) return '';
   const pct = p.total ? `${Math.floor((p.bytes / p.total) * 100)}% ` : '';
   return `${pct}${mb(p.bytes)} ${(p.rate / 1e6).toFixed(1)} MB/s${p.etaSeconds === undefined ? '' : ` ETA ${Math.round(p.etaSeconds)}s`}`;
@@ -184,12 +185,12 @@ export async function run(argv: string[]): Promise<number> {
       case 'list': {
         if (macArg !== undefined) throw new CliError('"booty machines list" takes no MAC');
         const { json } = await api(server, token, 'GET', '/api/machines');
-        const ms = json.machines as Json[];
+        const ms = json.machines as MachineSummary[];
         if (v.json === true) { process.stdout.write(JSON.stringify(ms, null, 2) + '\n'); return 0; }
         const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN']];
         for (const m of ms) {
-          const next = m.actionError !== undefined ? 'INVALID ACTION' : String(m.next ?? '-') + (m.persistent === true ? ' (persistent)' : '');
-          rows.push([String(m.mac), String(m.name ?? ''), String(m.phase ?? '-'), progressText(m), next, String(m.lastSeen ?? 'never')]);
+          const next = m.actionError !== undefined ? 'INVALID ACTION' : (m.next ?? '-') + (m.persistent ? ' (persistent)' : '');
+          rows.push([m.mac, m.name ?? '', m.phase ?? '-', progressText(m), next, m.lastSeen ?? 'never']);
         }
         process.stdout.write(table(rows));
         return 0;
@@ -214,17 +215,19 @@ export async function run(argv: string[]): Promise<number> {
           if (action !== undefined && Object.keys(action).length > 0) body.action = action;
           body.mac = macArg;
           const { json } = await api(server, token, 'POST', '/api/machines', body);
-          process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `added ${String(json.mac)}: ${String(json.next ?? 'no action')}\n`);
+          const m = json as Partial<MachineSummary>;
+          process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `added ${String(m.mac)}: ${m.next ?? 'no action'}\n`);
           return 0;
         }
         if (change !== undefined) {
           let current: Json | undefined;
-          try { current = (await api(server, token, 'GET', `/api/machines/${mac}`)).json.configuredAction as Json | undefined; } catch { current = undefined; }
+          try { current = ((await api(server, token, 'GET', `/api/machines/${mac}`)).json as Partial<MachineDetail>).configuredAction as Json | undefined; } catch { current = undefined; }
           body.action = typeof v['action-file'] === 'string' ? change : merged(current, change);
         }
         if (Object.keys(body).length === 0) throw new CliError('nothing to change: give an action flag, --persistent, --one-shot, --rearm or --name');
         const { json } = await api(server, token, 'PUT', `/api/machines/${mac}`, body);
-        process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `${String(json.mac)}: next boot: ${String(json.next ?? 'no action')}${json.persistent === true ? ' (persistent)' : ''}\n`);
+        const m = json as Partial<MachineSummary>;
+        process.stdout.write(v.json === true ? JSON.stringify(json, null, 2) + '\n' : `${String(m.mac)}: next boot: ${m.next ?? 'no action'}${m.persistent === true ? ' (persistent)' : ''}\n`);
         return 0;
       }
       case 'rm': {

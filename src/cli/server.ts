@@ -11,6 +11,7 @@ const HELP = `usage: booty server --data DIR [--listen HOST:PORT] [--token TOKEN
                     [--tls-cert FILE --tls-key FILE] [--upload-ttl SECONDS]
                     [--boot-dir DIR] [--boot-url URL] [--public-url URL] [--console ARGS]
                     [--kernel-args ARGS] [--log-format auto|json|human]
+                    [--machine-log-days DAYS] [--machine-log-mib MIB]
 
 Serves actions per MAC, images (with Range/ETag), accepts uploads (booty PUT and BOOTy's
 multipart POST) and agent reports; keeps machines, runs and logs in DIR/booty.db; serves the
@@ -36,6 +37,9 @@ See README "booty server" and "Server API".
   --log-format F      auto (default: human on a terminal, JSON lines otherwise), json or human
   --no-gzip-index     build no gzip access-point indexes (default: every gzip image written by pigz
                       gets one, in the background, so agents inflate it on every core)
+  --machine-log-days DAYS  delete machines' log lines received more than DAYS ago (default 30; 0: keep)
+  --machine-log-mib MIB    keep at most MIB MiB of log text per machine, oldest lines go first
+                           (default 16; 0: no limit). Checked at start and every hour
 
 SIGHUP (or POST /api/reload) re-reads DIR/machines/*.json and DIR/default.json.
 `;
@@ -52,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' }, 'no-gzip-index': { type: 'boolean' },
+        'machine-log-days': { type: 'string' }, 'machine-log-mib': { type: 'string' },
       },
     }));
   } catch (e) {
@@ -72,6 +77,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   const ttl = values['upload-ttl'];
   if (ttl !== undefined && !/^\d+(\.\d+)?$/.test(ttl)) { process.stderr.write('booty server: --upload-ttl must be a number of seconds\n'); return 2; }
+  for (const k of ['machine-log-days', 'machine-log-mib'] as const) {
+    const v = values[k];
+    if (v !== undefined && !/^\d+(\.\d+)?$/.test(v)) { process.stderr.write(`booty server: --${k} must be a number (0: no limit), got ${JSON.stringify(v)}\n`); return 2; }
+  }
+  const logDays = values['machine-log-days'];
+  const logMib = values['machine-log-mib'];
   let tls: { cert: Buffer; key: Buffer } | undefined;
   let pin: string | undefined;
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
@@ -96,6 +107,10 @@ export async function run(argv: string[]): Promise<number> {
       dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token,
       maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
+      logRetention: {
+        ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),
+        ...(logMib === undefined ? {} : { maxBytesPerMachine: Math.round(Number(logMib) * (1 << 20)) }),
+      },
       boot: {
         dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', initrd: 'booty.cpio.zst',
         url: values['boot-url'], publicUrl: values['public-url'], console: values.console, extraArgs: values['kernel-args'],

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS logs (
   id      INTEGER PRIMARY KEY AUTOINCREMENT,
   mac     TEXT NOT NULL,
   run_id  INTEGER,
-  line    TEXT NOT NULL
+  line    TEXT NOT NULL,
+  at      INTEGER                   -- when the server received it (ms since 1970): log retention
 );
 CREATE INDEX IF NOT EXISTS logs_by_mac ON logs (mac, id);
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
@@ -60,6 +61,7 @@ export function openDatabase(file: string): DatabaseSync {
   // progress, never the file's consistency.
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;');
   db.exec(SCHEMA);
+  addLogTimes(db);
   const row = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value: string } | undefined;
   if (row === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
   else if (Number(row.value) > SCHEMA_VERSION) {
@@ -67,6 +69,20 @@ export function openDatabase(file: string): DatabaseSync {
     throw new Error(`${file} was written by a newer booty server (schema ${row.value}, this one knows ${SCHEMA_VERSION})`);
   }
   return db;
+}
+
+/**
+ * logs.at came after schema 1: a database without it gets the column (older servers leave it
+ * NULL, which age-based pruning never matches), and its lines count as received now, so they
+ * are kept for the retention period from the upgrade on.
+ */
+function addLogTimes(db: DatabaseSync): void {
+  const columns = db.prepare('PRAGMA table_info(logs)').all() as { name: string }[];
+  if (!columns.some((c) => c.name === 'at')) {
+    db.exec('ALTER TABLE logs ADD COLUMN at INTEGER');
+    db.prepare('UPDATE logs SET at = ?').run(Date.now());
+  }
+  db.exec('CREATE INDEX IF NOT EXISTS logs_by_time ON logs (at)');
 }
 
 /** Run `fn` in one transaction (one fsync instead of one per statement). */

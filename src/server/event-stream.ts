@@ -7,7 +7,8 @@
 // `log` ({mac, lines}), `images` (the catalog changed: refetch), and `: ping` comments.
 
 import type { ServerResponse } from 'node:http';
-import type { MachineChange, MachineStore } from './machine-store.ts';
+import type { MachineChange } from './machines/changes.ts';
+import type { MachineStore } from './machines/machine-store.ts';
 
 const TICK_MS = 250;
 const PING_MS = 15_000;

@@ -15,6 +15,7 @@ import type { Stats } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { HttpError } from './http/http-error.ts';
 import { etagFor } from './range.ts';
 import { isTempName, tempNameFor } from './names.ts';
 import { zstdFileContentSize, zstdPathContentSize } from './zstd-frames.ts';
@@ -56,11 +57,6 @@ export interface ReceivedUpload {
   sha256: string;
   /** first bytes, for format detection */
   head: Buffer;
-}
-
-export class UploadError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) { super(message); this.name = 'UploadError'; this.status = status; }
 }
 
 /** The agent's own rule (image/detect.ts): gzip, zstd, a refused format, or raw. */
@@ -194,7 +190,7 @@ export class ImageStore {
    */
   async receive(name: string, id: string, source: AsyncIterable<Buffer | string>): Promise<ReceivedUpload> {
     const temp = tempNameFor(name, id);
-    if (this.#active.has(temp)) throw new UploadError(409, `upload "${id}" of "${name}" is already in progress`);
+    if (this.#active.has(temp)) throw new HttpError(409, `upload "${id}" of "${name}" is already in progress`);
     this.#active.add(temp);
     this.#received.delete(temp);
     const tempPath = join(this.dir, temp);
@@ -210,7 +206,7 @@ export class ImageStore {
       for await (const c of source) {
         const chunk = typeof c === 'string' ? Buffer.from(c) : c;
         size += chunk.length;
-        if (size > this.maxUploadBytes) throw new UploadError(413, `upload of "${name}" is larger than the server's limit of ${this.maxUploadBytes} bytes`);
+        if (size > this.maxUploadBytes) throw new HttpError(413, `upload of "${name}" is larger than the server's limit of ${this.maxUploadBytes} bytes`);
         hash.update(chunk);
         if (headLen < HEAD_BYTES) { head.push(chunk.subarray(0, HEAD_BYTES - headLen)); headLen += Math.min(chunk.length, HEAD_BYTES - headLen); }
         // Chunks from the socket are small; write them in ~1 MiB batches (fewer syscalls).
@@ -237,7 +233,7 @@ export class ImageStore {
   /** A received `?upload=<id>` awaiting commit (hash from memory, or recomputed after a restart). */
   async pending(name: string, id: string): Promise<ReceivedUpload | undefined> {
     const temp = tempNameFor(name, id);
-    if (this.#active.has(temp)) throw new UploadError(409, `upload "${id}" of "${name}" is still being received`);
+    if (this.#active.has(temp)) throw new HttpError(409, `upload "${id}" of "${name}" is still being received`);
     const known = this.#received.get(temp);
     if (known !== undefined) return known;
     const tempPath = join(this.dir, temp);
@@ -271,13 +267,13 @@ export class ImageStore {
   }): Promise<ImageMeta> {
     try {
       if (opts.expectSize !== undefined && opts.expectSize !== r.size) {
-        throw new UploadError(409, `upload of "${name}": size mismatch (client sent ${opts.expectSize} bytes, server received ${r.size}); nothing was stored`);
+        throw new HttpError(409, `upload of "${name}": size mismatch (client sent ${opts.expectSize} bytes, server received ${r.size}); nothing was stored`);
       }
       if (opts.expectSha256 !== undefined && opts.expectSha256.toLowerCase() !== r.sha256) {
-        throw new UploadError(409, `upload of "${name}": sha256 mismatch (client sent ${opts.expectSha256.toLowerCase()}, server received ${r.sha256}); nothing was stored`);
+        throw new HttpError(409, `upload of "${name}": sha256 mismatch (client sent ${opts.expectSha256.toLowerCase()}, server received ${r.sha256}); nothing was stored`);
       }
       if (!opts.overwrite && await this.exists(name)) {
-        throw new UploadError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
+        throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
       }
       const st = await stat(r.tempPath);
       const format = detectFormat(r.head);
@@ -292,7 +288,7 @@ export class ImageStore {
         await rename(r.tempPath, final);
       } else {
         try { await link(r.tempPath, final); } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new UploadError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
           throw e;
         }
         await unlink(r.tempPath);

@@ -23,7 +23,9 @@ import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
 import { UploadSessions } from './upload-sessions.ts';
-import { MachineStore } from './machine-store.ts';
+import { MachineStore } from './machines/machine-store.ts';
+import { DEFAULT_LOG_RETENTION } from './machines/run-recorder.ts';
+import type { LogRetention } from './machines/run-recorder.ts';
 import { ServerCounters } from './metrics.ts';
 import { createServerLog } from './server-log.ts';
 import type { ServerLog } from './server-log.ts';
@@ -42,6 +44,8 @@ export interface ServerOptions {
   boot?: BootFiles;
   /** false: build no gzip access-point indexes (default: one per pigz image, in the background) */
   gzipIndex?: boolean;
+  /** how long and how much of each machine's log is kept (default: 30 days, 16 MiB per machine) */
+  logRetention?: LogRetention;
 }
 
 export interface RunningServer {
@@ -59,6 +63,7 @@ export interface RunningServer {
 const SWEEP_EVERY_MS = 10 * 60 * 1000;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 const IDLE_SOCKET_MS = 10 * 60 * 1000;
+const LOG_PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 /** Where `booty build-initramfs` puts the kernel and initramfs: dist/initramfs/ of this checkout. */
 export const DEFAULT_BOOT_DIR = resolve(import.meta.dirname, '..', '..', 'dist', 'initramfs');
@@ -82,6 +87,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const db = openDatabase(join(dataDir, 'booty.db'));
   const machines = new MachineStore(dataDir, db);
   await machines.init();
+  const retention = { ...DEFAULT_LOG_RETENTION, ...opts.logRetention };
+  const pruneLogs = () => {
+    try {
+      const gone = machines.recorder.pruneLogs(retention);
+      if (gone.byAge + gone.bySize > 0) log.info('machine logs pruned', { 'older-lines': gone.byAge, 'over-size-lines': gone.bySize });
+    } catch (e) { log.warn('could not prune machine logs', { error: (e as Error).message }); }
+  };
+  pruneLogs();
   const hub = new EventStreamHub(machines);
   const counters = new ServerCounters();
   const dashboard = await loadDashboard();
@@ -97,7 +110,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }).catch(() => {});
   };
   const reload = async () => {
-    const r = await machines.reload();
+    const r = await machines.actions.reload();
     for (const e of r.errors) log.warn('invalid action file', { error: e });
     log.info('reloaded', { changed: r.changed.length, errors: r.errors.length });
     hashImages();
@@ -129,6 +142,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     void uploads.expire().then((gone) => { if (gone.length > 0) log.info('expired uploads', { uploads: gone.join(',') }); }).catch(() => {});
   }, Math.max(1000, Math.min(SWEEP_EVERY_MS, uploads.ttlMs / 2)));
   sweeper.unref();
+  const pruner = setInterval(pruneLogs, LOG_PRUNE_EVERY_MS);
+  pruner.unref();
   hashImages();
 
   return {
@@ -136,10 +151,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     server, images, uploads, machines, reload, indexer,
     async close() {
       clearInterval(sweeper);
+      clearInterval(pruner);
       indexer.stop();
       hub.close();
       await new Promise<void>((ok) => { server.close(() => ok()); server.closeIdleConnections(); });
-      await machines.flush();
+      await machines.recorder.flush();
       db.close();
     },
   };

@@ -17,7 +17,8 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FORMAT_HEAD_BYTES, UploadError } from './image-store.ts';
+import { FORMAT_HEAD_BYTES } from './image-store.ts';
+import { HttpError } from './http/http-error.ts';
 import type { ImageMeta, ImageStore } from './image-store.ts';
 
 export const MIN_PART_SIZE = 64 * 1024;
@@ -86,8 +87,8 @@ export class UploadSessions {
 
   async create(o: { name: string; overwrite: boolean; partSize?: number; size?: number; machine?: string; remote?: string }): Promise<{ session: UploadSession; parts: StoredPart[] }> {
     const max = this.#images.maxUploadBytes;
-    if (o.size !== undefined && o.size > max) throw new UploadError(413, `upload of ${o.size} bytes is larger than the server's limit of ${max} bytes`);
-    if (!o.overwrite && await this.#images.exists(o.name)) throw new UploadError(409, `image "${o.name}" already exists; add "overwrite": true to replace it`);
+    if (o.size !== undefined && o.size > max) throw new HttpError(413, `upload of ${o.size} bytes is larger than the server's limit of ${max} bytes`);
+    if (!o.overwrite && await this.#images.exists(o.name)) throw new HttpError(409, `image "${o.name}" already exists; add "overwrite": true to replace it`);
     const partSize = Math.min(MAX_PART_SIZE, Math.max(MIN_PART_SIZE, o.partSize ?? DEFAULT_PART_SIZE));
     const id = randomBytes(12).toString('hex');
     const session: UploadSession = {
@@ -102,7 +103,7 @@ export class UploadSessions {
       await fsyncDir(dir);
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
-      if (diskFull(e)) throw new UploadError(507, 'the server\'s data disk is full; nothing was stored');
+      if (diskFull(e)) throw new HttpError(507, 'the server\'s data disk is full; nothing was stored');
       throw e;
     }
     this.#live.set(id, { session, dir, hash: createHash('sha256'), hashedParts: 0, active: new Map(), committing: false, lastActivity: Date.now() });
@@ -123,13 +124,13 @@ export class UploadSessions {
    */
   async putPart(id: string, n: number, expectSha256: string, source: AsyncIterable<Buffer | string>, stopSource: () => void): Promise<StoredPart> {
     const st = await this.#state(id);
-    if (st === undefined) throw new UploadError(404, `no upload "${id}" (never created, committed, aborted or expired)`);
-    if (st.committing) throw new UploadError(409, `upload "${id}" is being committed`);
-    if (!Number.isSafeInteger(n) || n < 0 || n >= MAX_PARTS) throw new UploadError(400, `part number must be 0-${MAX_PARTS - 1}`);
+    if (st === undefined) throw new HttpError(404, `no upload "${id}" (never created, committed, aborted or expired)`);
+    if (st.committing) throw new HttpError(409, `upload "${id}" is being committed`);
+    if (!Number.isSafeInteger(n) || n < 0 || n >= MAX_PARTS) throw new HttpError(400, `part number must be 0-${MAX_PARTS - 1}`);
     const { partSize } = st.session;
     const offset = n * partSize;
     const max = this.#images.maxUploadBytes;
-    if (offset >= max && max !== Number.MAX_SAFE_INTEGER) throw new UploadError(413, `part ${n} starts at byte ${offset}, beyond the server's limit of ${max} bytes`);
+    if (offset >= max && max !== Number.MAX_SAFE_INTEGER) throw new HttpError(413, `part ${n} starts at byte ${offset}, beyond the server's limit of ${max} bytes`);
 
     // The same part again (the client timed out and retried): stop the older request first, so
     // two writers never share a region.
@@ -158,8 +159,8 @@ export class UploadSessions {
       for await (const c of source) {
         const chunk = typeof c === 'string' ? Buffer.from(c) : c;
         size += chunk.length;
-        if (size > partSize) throw new UploadError(413, `part ${n} is larger than the part size of ${partSize} bytes`);
-        if (offset + size > max) throw new UploadError(413, `upload "${st.session.name}" is larger than the server's limit of ${max} bytes`);
+        if (size > partSize) throw new HttpError(413, `part ${n} is larger than the part size of ${partSize} bytes`);
+        if (offset + size > max) throw new HttpError(413, `upload "${st.session.name}" is larger than the server's limit of ${max} bytes`);
         partHash.update(chunk);
         whole?.update(chunk);
         batch.push(chunk);
@@ -169,7 +170,7 @@ export class UploadSessions {
       if (batchLen > 0) await fh.writev(batch, at);
       const sha256 = partHash.digest('hex');
       if (sha256 !== expectSha256) {
-        throw new UploadError(422, `part ${n} of upload "${id}": sha256 mismatch (client sent ${expectSha256.slice(0, 12)}…, server received ${size} bytes with ${sha256.slice(0, 12)}…); send the part again`);
+        throw new HttpError(422, `part ${n} of upload "${id}": sha256 mismatch (client sent ${expectSha256.slice(0, 12)}…, server received ${size} bytes with ${sha256.slice(0, 12)}…); send the part again`);
       }
       await fh.datasync();
       await fh.close();
@@ -185,9 +186,9 @@ export class UploadSessions {
       return { n, size, sha256 };
     } catch (e) {
       await fh?.close().catch(() => {});
-      if (diskFull(e) || (e instanceof UploadError && e.status === 507)) {
+      if (diskFull(e) || (e instanceof HttpError && e.status === 507)) {
         await this.#drop(st);
-        throw new UploadError(507, `the server's data disk is full (part ${n} of "${st.session.name}"); the upload was deleted, nothing was stored`);
+        throw new HttpError(507, `the server's data disk is full (part ${n} of "${st.session.name}"); the upload was deleted, nothing was stored`);
       }
       if (n < st.hashedParts) { st.hash = createHash('sha256'); st.hashedParts = 0; }
       throw e;
@@ -204,9 +205,9 @@ export class UploadSessions {
    */
   async commit(id: string, o: { size: number; sha256: string; parts: number; uncompressedSize?: number; via: string; remote?: string; machine?: string }): Promise<ImageMeta> {
     const st = await this.#state(id);
-    if (st === undefined) throw new UploadError(404, `no upload "${id}" to commit (never created, already committed, aborted or expired)`);
-    if (st.committing) throw new UploadError(409, `upload "${id}" is already being committed`);
-    if (st.active.size > 0) throw new UploadError(409, `upload "${id}" is still receiving part(s) ${[...st.active.keys()].join(', ')}`);
+    if (st === undefined) throw new HttpError(404, `no upload "${id}" to commit (never created, already committed, aborted or expired)`);
+    if (st.committing) throw new HttpError(409, `upload "${id}" is already being committed`);
+    if (st.active.size > 0) throw new HttpError(409, `upload "${id}" is still receiving part(s) ${[...st.active.keys()].join(', ')}`);
     st.committing = true;
     const { name, partSize } = st.session;
     try {
@@ -215,15 +216,15 @@ export class UploadSessions {
       for (let n = 0; n < o.parts; n++) if (!have.has(n)) missing.push(n);
       if (missing.length > 0) {
         st.committing = false;
-        throw new UploadError(409, `upload "${id}" lacks part(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}; send them, then commit again`);
+        throw new HttpError(409, `upload "${id}" lacks part(s) ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}; send them, then commit again`);
       }
       let total = 0;
       for (let n = 0; n < o.parts; n++) {
         const p = have.get(n)!;
-        if (n < o.parts - 1 && p.size !== partSize) throw new UploadError(409, `part ${n} of "${name}" has ${p.size} bytes; every part but the last must have ${partSize}`);
+        if (n < o.parts - 1 && p.size !== partSize) throw new HttpError(409, `part ${n} of "${name}" has ${p.size} bytes; every part but the last must have ${partSize}`);
         total += p.size;
       }
-      if (total !== o.size) throw new UploadError(409, `upload of "${name}": size mismatch (client sent ${o.size} bytes, server holds ${total} in ${o.parts} parts); nothing was stored`);
+      if (total !== o.size) throw new HttpError(409, `upload of "${name}": size mismatch (client sent ${o.size} bytes, server holds ${total} in ${o.parts} parts); nothing was stored`);
       const dataPath = join(st.dir, 'data');
       const fh = await open(dataPath, 'r+');
       let sha256: string;
@@ -238,7 +239,7 @@ export class UploadSessions {
         sha256 = hash.digest('hex');
         const { bytesRead } = await fh.read(head, 0, FORMAT_HEAD_BYTES, 0);
         await fh.sync();
-        if (sha256 !== o.sha256) throw new UploadError(409, `upload of "${name}": sha256 mismatch (client sent ${o.sha256}, server holds ${sha256}); nothing was stored`);
+        if (sha256 !== o.sha256) throw new HttpError(409, `upload of "${name}": sha256 mismatch (client sent ${o.sha256}, server holds ${sha256}); nothing was stored`);
         return await this.#images.commit(name, { tempPath: dataPath, size: total, sha256, head: head.subarray(0, bytesRead) }, {
           expectSize: o.size, expectSha256: o.sha256, overwrite: st.session.overwrite, uncompressedSize: o.uncompressedSize,
           via: o.via, remote: o.remote, machine: o.machine ?? st.session.machine,
@@ -246,7 +247,7 @@ export class UploadSessions {
       } finally { await fh.close().catch(() => {}); }
     } catch (e) {
       if (st.committing) { await this.#drop(st); }
-      if (diskFull(e)) throw new UploadError(507, 'the server\'s data disk is full; nothing was stored');
+      if (diskFull(e)) throw new HttpError(507, 'the server\'s data disk is full; nothing was stored');
       throw e;
     } finally {
       if (st.committing) await this.#drop(st);

@@ -1,0 +1,345 @@
+// The action source: what each machine should do. A machine's own action (from the API/CLI or
+// a file an operator edits), default.json for the others, and the one-shot rule.
+//
+//   DIR/machines/<aa-bb-cc-dd-ee-ff>.json   the machine's action (booty's, BOOTy's or combined form)
+//   DIR/default.json                        optional action for MACs without one of their own
+//
+// Which wins: a MAC that has a file is managed by the file. The file is imported when the server
+// starts, on reload (SIGHUP, POST /api/reload), and whenever an agent's fetch finds the file
+// changed (a stat per fetch), so an edit applies at the next boot. API/CLI changes to such a
+// machine are written into its file, so file and database never disagree. MACs without a file
+// are managed through the API/CLI only (the database holds their action).
+//
+// One-shot: after a successful deploy, capture or wipe, the machine's next fetch gets `none`
+// (boot from disk) instead of running the action again, unless the machine is persistent.
+// Changing the action (API, CLI or an edited file) or `rearm` makes it run again.
+//
+// Persisted in the inventory columns of the `machines` table (the run recorder owns `state`).
+
+import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import type { Action } from '../../config/action.ts';
+import type { AgentEvent } from '../../config/report.ts';
+import { parseAction, summarizeAction } from '../../config/parse.ts';
+import { BootyError, isBootyError } from '../../util/errors.ts';
+import { HttpError } from '../http/http-error.ts';
+import { normalizeMac } from '../names.ts';
+import type { MachineChanges } from './changes.ts';
+
+export interface ActionLookup {
+  source: 'machine' | 'default';
+  file: string;
+  action: Action;
+}
+
+/** What an agent gets now: the action, or `none` because a one-shot action already ran. */
+export interface ServedAction extends ActionLookup {
+  /** set when the configured action was replaced by `none` (one-shot consumed at this time) */
+  oneShotDone?: string;
+  configured: Action;
+}
+
+export interface MachineSettings {
+  /** the action (any accepted form); null removes the machine's own action */
+  action?: unknown;
+  persistent?: boolean;
+  name?: string | null;
+  /** run the (one-shot) action again */
+  rearm?: boolean;
+}
+
+/** A machine's entry in the inventory (one row of `machines`, without its reported state). */
+export interface InventoryRecord {
+  mac: string;
+  name?: string;
+  action?: Action;
+  managedBy?: 'file' | 'api';
+  actionError?: string;
+  fileSig?: string;
+  persistent: boolean;
+  oneShotDone?: string;
+  created: string;
+  updated: string;
+}
+
+/** results that consume a one-shot action */
+const ONE_SHOT_ACTIONS = new Set(['deploy', 'capture', 'wipe']);
+
+function fileSigOf(st: { size: bigint; mtimeNs: bigint; ino: bigint }): string {
+  return `${st.size}:${st.mtimeNs}:${st.ino}`;
+}
+
+async function sigOf(file: string): Promise<string | undefined> {
+  try { return fileSigOf(await stat(file, { bigint: true })); } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
+
+function noneInsteadOf(a: Action): Action {
+  return { action: 'none', after: a.after, onError: a.onError, wipeOnError: false, dryRun: false };
+}
+
+export class ActionSource {
+  readonly machinesDir: string;
+  readonly defaultFile: string;
+  readonly #db: DatabaseSync;
+  readonly #changes: MachineChanges;
+  readonly #machines = new Map<string, InventoryRecord>();
+  #default: { sig?: string; action?: Action; error?: string } = {};
+  #st!: Record<string, StatementSync>;
+
+  constructor(dataDir: string, db: DatabaseSync, changes: MachineChanges) {
+    this.machinesDir = join(dataDir, 'machines');
+    this.defaultFile = join(dataDir, 'default.json');
+    this.#db = db;
+    this.#changes = changes;
+  }
+
+  /** Load the inventory from the database (files are read by reload(), after). */
+  async init(): Promise<void> {
+    await mkdir(this.machinesDir, { recursive: true });
+    const db = this.#db;
+    this.#st = {
+      upsert: db.prepare(`INSERT INTO machines (mac, name, action, managed_by, action_error, file_sig, persistent, one_shot_done, created, updated)
+        VALUES (:mac, :name, :action, :managed_by, :action_error, :file_sig, :persistent, :one_shot_done, :created, :updated)
+        ON CONFLICT (mac) DO UPDATE SET name = :name, action = :action, managed_by = :managed_by, action_error = :action_error, file_sig = :file_sig,
+          persistent = :persistent, one_shot_done = :one_shot_done, updated = :updated`),
+      delete: db.prepare('DELETE FROM machines WHERE mac = ?'),
+    };
+    for (const r of db.prepare('SELECT mac, name, action, managed_by, action_error, file_sig, persistent, one_shot_done, created, updated FROM machines').all() as Record<string, string | number | null>[]) {
+      const mac = String(r.mac);
+      let action: Action | undefined;
+      try { action = r.action === null ? undefined : parseAction(String(r.action)); } catch { action = undefined; }
+      this.#machines.set(mac, {
+        mac, name: r.name === null ? undefined : String(r.name), action,
+        managedBy: r.managed_by === null ? undefined : r.managed_by as 'file' | 'api',
+        actionError: r.action_error === null ? undefined : String(r.action_error),
+        fileSig: r.file_sig === null ? undefined : String(r.file_sig),
+        persistent: r.persistent === 1, oneShotDone: r.one_shot_done === null ? undefined : String(r.one_shot_done),
+        created: String(r.created), updated: String(r.updated),
+      });
+    }
+  }
+
+  actionFile(mac: string): string { return join(this.machinesDir, `${mac}.json`); }
+
+  macs(): Iterable<string> { return this.#machines.keys(); }
+
+  record(mac: string): Readonly<InventoryRecord> | undefined { return this.#machines.get(mac); }
+
+  #ensure(mac: string): InventoryRecord {
+    let rec = this.#machines.get(mac);
+    if (rec === undefined) {
+      const now = new Date().toISOString();
+      rec = { mac, persistent: false, created: now, updated: now };
+      this.#machines.set(mac, rec);
+    }
+    return rec;
+  }
+
+  #save(rec: InventoryRecord): void {
+    this.#st.upsert.run({
+      mac: rec.mac, name: rec.name ?? null, action: rec.action === undefined ? null : JSON.stringify(rec.action),
+      managed_by: rec.managedBy ?? null, action_error: rec.actionError ?? null, file_sig: rec.fileSig ?? null,
+      persistent: rec.persistent ? 1 : 0, one_shot_done: rec.oneShotDone ?? null, created: rec.created, updated: rec.updated,
+    });
+  }
+
+  // ---- declarative files ----------------------------------------------------------------------
+
+  /** Import DIR/machines/<mac>.json when it changed since the last import (or vanished). */
+  async syncFile(mac: string): Promise<boolean> {
+    const file = this.actionFile(mac);
+    const sig = await sigOf(file);
+    const rec = this.#machines.get(mac);
+    if (sig === undefined) {
+      if (rec === undefined || rec.managedBy !== 'file') return false;
+      // the file was removed: so is the machine's own action (its history stays)
+      Object.assign(rec, { action: undefined, actionError: undefined, managedBy: undefined, fileSig: undefined, updated: new Date().toISOString() });
+      this.#save(rec);
+      return true;
+    }
+    if (rec?.fileSig === sig) return false;
+    let text: string;
+    try { text = await readFile(file, 'utf8'); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+    const r = this.#ensure(mac);
+    try {
+      r.action = parseAction(text);
+      r.actionError = undefined;
+    } catch (e) {
+      if (!isBootyError(e)) throw e;
+      r.action = undefined;
+      r.actionError = `${file}: ${e.message}`;
+    }
+    r.managedBy = 'file';
+    r.fileSig = sig;
+    r.oneShotDone = undefined; // an edited file means: run it
+    r.updated = new Date().toISOString();
+    this.#save(r);
+    return true;
+  }
+
+  async #syncDefault(): Promise<void> {
+    const sig = await sigOf(this.defaultFile);
+    if (sig === this.#default.sig) return;
+    if (sig === undefined) { this.#default = {}; return; }
+    const text = await readFile(this.defaultFile, 'utf8').catch(() => undefined);
+    if (text === undefined) { this.#default = {}; return; }
+    try { this.#default = { sig, action: parseAction(text) }; } catch (e) {
+      if (!isBootyError(e)) throw e;
+      this.#default = { sig, error: `${this.defaultFile}: ${e.message}` };
+    }
+  }
+
+  /** Re-read every action file and default.json; returns what changed. */
+  async reload(): Promise<{ changed: string[]; errors: string[] }> {
+    const macs = new Set<string>();
+    for (const f of await readdir(this.machinesDir)) {
+      const mac = f.endsWith('.json') ? normalizeMac(f.slice(0, -5)) : undefined;
+      if (mac !== undefined && f === `${mac}.json`) macs.add(mac);
+    }
+    for (const r of this.#machines.values()) if (r.managedBy === 'file') macs.add(r.mac);
+    const changed: string[] = [];
+    for (const mac of [...macs].sort()) {
+      if (await this.syncFile(mac)) { changed.push(mac); this.#changes.emit({ type: 'machine', mac }); }
+    }
+    this.#default.sig = undefined;
+    await this.#syncDefault();
+    const errors = [...this.#machines.values()].filter((r) => r.actionError !== undefined).map((r) => r.actionError as string);
+    if (this.#default.error !== undefined) errors.push(this.#default.error);
+    return { changed, errors };
+  }
+
+  // ---- actions ----------------------------------------------------------------------------------
+
+  /**
+   * The configured action for `mac`: its own, else default.json, else undefined. An action file
+   * that does not validate throws BootyError (stage 'config') naming the file and the field, so
+   * a broken action is never served.
+   */
+  async actionFor(mac: string): Promise<ActionLookup | undefined> {
+    await this.syncFile(mac);
+    const rec = this.#machines.get(mac);
+    const broken = (message: string) => new BootyError({ stage: 'config', code: 'CONFIG_FIELD', message, hint: 'fix the file; the server will not serve a broken action' });
+    if (rec?.actionError !== undefined) throw broken(rec.actionError);
+    if (rec?.action !== undefined) return { source: 'machine', file: this.actionFile(mac), action: rec.action };
+    await this.#syncDefault();
+    if (this.#default.error !== undefined) throw broken(this.#default.error);
+    if (this.#default.action !== undefined) return { source: 'default', file: this.defaultFile, action: this.#default.action };
+    return undefined;
+  }
+
+  /** What an agent fetching its action gets now (one-shot rule applied). */
+  async servedActionFor(mac: string): Promise<ServedAction | undefined> {
+    const found = await this.actionFor(mac);
+    if (found === undefined) return undefined;
+    const rec = this.#machines.get(mac);
+    if (rec?.oneShotDone !== undefined && !rec.persistent && ONE_SHOT_ACTIONS.has(found.action.action)) {
+      return { ...found, action: noneInsteadOf(found.action), configured: found.action, oneShotDone: rec.oneShotDone };
+    }
+    return { ...found, configured: found.action };
+  }
+
+  /** What a run starting now does, in words, as the run history shows it. */
+  runLabel(mac: string, configured: Action | undefined): string | undefined {
+    const rec = this.#machines.get(mac);
+    if (rec?.oneShotDone !== undefined && !rec.persistent && configured !== undefined && ONE_SHOT_ACTIONS.has(configured.action)) return 'none (one-shot action done)';
+    return configured === undefined ? undefined : summarizeAction(configured);
+  }
+
+  /**
+   * An agent reported a result: a successful deploy/capture/wipe of the configured action
+   * consumes a one-shot action. Synchronous, so it is saved in the recorder's transaction.
+   */
+  resultReported(mac: string, e: Extract<AgentEvent, { type: 'result' }>, configured: Action | undefined, now: string): void {
+    const rec = this.#machines.get(mac);
+    if (!e.ok || !ONE_SHOT_ACTIONS.has(e.action) || rec?.persistent === true || configured === undefined || configured.action !== e.action) return;
+    const r = this.#ensure(mac);
+    r.oneShotDone = e.time;
+    r.updated = now;
+    this.#save(r);
+  }
+
+  /** Validate and store an action (normalized booty form). Throws BootyError naming the field. */
+  async setAction(mac: string, input: unknown): Promise<Action> {
+    await this.update(mac, { action: input });
+    return this.#machines.get(mac)!.action!;
+  }
+
+  async deleteAction(mac: string): Promise<boolean> {
+    await this.syncFile(mac);
+    const rec = this.#machines.get(mac);
+    if (rec === undefined || (rec.action === undefined && rec.actionError === undefined)) return false;
+    await this.update(mac, { action: null });
+    return true;
+  }
+
+  /** Create or change a machine. `create: true` refuses an existing one (409). */
+  async update(mac: string, s: MachineSettings, opts: { create?: boolean } = {}): Promise<void> {
+    await this.syncFile(mac);
+    const existing = this.#machines.get(mac);
+    if (opts.create === true && existing !== undefined && (existing.action !== undefined || existing.managedBy !== undefined || existing.name !== undefined)) {
+      throw new HttpError(409, `machine ${mac} already exists; use "booty machines set" (PUT /api/machines/${mac}) to change it`);
+    }
+    // validate before touching anything
+    const action = s.action === undefined || s.action === null ? undefined : parseAction(s.action);
+    const rec = this.#ensure(mac);
+    const file = this.actionFile(mac);
+    if (s.action !== undefined) {
+      if (rec.managedBy === 'file') {
+        if (action === undefined) await unlink(file).catch(() => {});
+        else await writeAtomically(file, JSON.stringify(action, null, 2) + '\n');
+        rec.fileSig = action === undefined ? undefined : await sigOf(file);
+        rec.managedBy = action === undefined ? undefined : 'file';
+      } else {
+        rec.managedBy = action === undefined ? undefined : 'api';
+      }
+      rec.action = action;
+      rec.actionError = undefined;
+      rec.oneShotDone = undefined;
+    }
+    if (s.persistent !== undefined) rec.persistent = s.persistent;
+    if (s.name !== undefined) rec.name = s.name === null || s.name === '' ? undefined : s.name;
+    if (s.rearm === true) rec.oneShotDone = undefined;
+    rec.updated = new Date().toISOString();
+    this.#save(rec);
+    this.#changes.emit({ type: 'machine', mac });
+  }
+
+  /** Forget a machine's action and its file; its row goes (call inside the store's transaction). */
+  async removeFile(mac: string): Promise<void> {
+    if (this.#machines.get(mac)?.managedBy === 'file') await unlink(this.actionFile(mac)).catch(() => {});
+  }
+
+  forget(mac: string): void {
+    this.#st.delete.run(mac);
+    this.#machines.delete(mac);
+  }
+
+  /** Machines whose own action (or default.json) names `imageName` (deploy source or capture target, by URL path /images/<name>). */
+  referencesTo(imageName: string, kinds: ('deploy' | 'capture')[] = ['deploy', 'capture']): string[] {
+    const uses = (a: Action | undefined) => {
+      if (a === undefined) return false;
+      const url = a.action === 'deploy' && kinds.includes('deploy') ? a.image : a.action === 'capture' && kinds.includes('capture') ? a.upload : undefined;
+      if (url === undefined) return false;
+      try {
+        const segs = new URL(url).pathname.split('/');
+        return decodeURIComponent(segs[segs.length - 1]) === imageName && segs[segs.length - 2] === 'images';
+      } catch { return false; }
+    };
+    const out = [...this.#machines.values()].filter((r) => uses(r.action)).map((r) => r.mac);
+    if (uses(this.#default.action)) out.push('default.json');
+    return out;
+  }
+}

@@ -1,0 +1,38 @@
+// An agent fetching its action: GET /<mac>, /<mac>.bty, /booty/<mac>.bty (BOOTy's paths) and
+// GET /api/machines/<mac>/action. Public: an agent asks before it can authenticate.
+
+import type { ServerResponse } from 'node:http';
+import { toBootyJson } from '../../config/parse.ts';
+import { isBootyError } from '../../util/errors.ts';
+import { HttpError } from '../http/http-error.ts';
+import { note, writeHead } from '../http/respond.ts';
+import { normalizeMac } from '../names.ts';
+import type { AppContext, AppRequest, AppRoute } from './context.ts';
+
+/** The action an agent gets now (one-shot rule applied); 404 saying what to create when none. */
+export async function serveAction(app: AppContext, res: ServerResponse, macText: string): Promise<void> {
+  const mac = normalizeMac(macText);
+  if (mac === undefined) throw new HttpError(404, `no such path (not a MAC address: ${JSON.stringify(macText.slice(0, 40))})`);
+  let found;
+  try { found = await app.machines.actions.servedActionFor(mac); } catch (e) {
+    if (isBootyError(e)) throw new HttpError(500, `action for ${mac} is invalid: ${e.message}`);
+    throw e;
+  }
+  if (found === undefined) {
+    throw new HttpError(404, `no action for ${mac}: create ${app.machines.actions.actionFile(mac)} or ${app.machines.actions.defaultFile}, or PUT /api/machines/${mac}/action`);
+  }
+  note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
+  if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);
+  const text = toBootyJson(found.action) + '\n';
+  writeHead(res, 200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/** BOOTy's file names: "<mac>" or "<mac>.bty". */
+const servedByFileName = (r: AppRequest) => serveAction(r.app, r.res, r.params.machine.replace(/\.bty$/i, ''));
+
+/** Last in the table: GET /<anything> is a MAC unless an earlier route took it. */
+export const actionRoutes: AppRoute[] = [
+  { method: 'GET', path: '/booty/:machine', access: 'public', handle: servedByFileName },
+  { method: 'GET', path: '/:machine', access: 'public', handle: servedByFileName },
+];

@@ -1,0 +1,71 @@
+// Network boot: iPXE scripts (GET /ipxe chains to /ipxe/<mac>), the kernel and initramfs they
+// load (/boot/<file>, Range/ETag) and the TLS certificate agents pin (/tls/cert.pem). Public:
+// firmware cannot authenticate.
+
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { summarizeAction } from '../../config/parse.ts';
+import { HttpError } from '../http/http-error.ts';
+import { note, sendText } from '../http/respond.ts';
+import { serveFile } from '../http/serve-file.ts';
+import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from '../ipxe.ts';
+import { etagFor } from '../range.ts';
+import type { AppContext, AppRequest, AppRoute } from './context.ts';
+import { notFound } from './fallbacks.ts';
+
+const IPXE_TYPE = 'text/plain; charset=utf-8';
+
+function baseUrlOf(app: AppContext, req: IncomingMessage): string {
+  if (app.boot?.publicUrl !== undefined) return app.boot.publicUrl.replace(/\/+$/, '');
+  const host = req.headers.host;
+  if (host === undefined || !/^[A-Za-z0-9.:[\]-]+$/.test(host)) throw new HttpError(400, 'a Host header is needed to write URLs into the iPXE script (or start the server with --public-url)');
+  return `http://${host}`;
+}
+
+async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<void> {
+  const base = baseUrlOf(app, req);
+  note(res, 'mac', mac);
+  let served;
+  try { served = await app.machines.actions.servedActionFor(mac); } catch (e) {
+    // a broken action must not re-image the machine: boot from disk and say why
+    note(res, 'ipxe', 'exit');
+    return sendText(res, ipxeExitScript(mac, `its action is invalid (${(e as Error).message})`), IPXE_TYPE);
+  }
+  if (served === undefined || served.action.action === 'none') {
+    const why = served === undefined ? 'no action for this machine' : served.oneShotDone !== undefined ? `one-shot ${served.configured.action} done at ${served.oneShotDone}` : 'action is none';
+    note(res, 'ipxe', 'exit');
+    return sendText(res, ipxeExitScript(mac, why), IPXE_TYPE);
+  }
+  const boot = app.boot ?? { dir: '', kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' };
+  note(res, 'ipxe', 'boot');
+  sendText(res, ipxeBootScript(mac, summarizeAction(served.action), {
+    serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: boot.initrd,
+    console: boot.console, token: app.token, extraArgs: boot.extraArgs,
+  }), IPXE_TYPE);
+}
+
+async function serveBootFile({ app, req, res, params: { bootfile: name } }: AppRequest): Promise<void> {
+  const boot = app.boot;
+  if (boot === undefined || (name !== boot.kernel && name !== boot.initrd)) throw new HttpError(404, `no boot file ${JSON.stringify(name)} (served: the kernel and initramfs of --boot-dir)`);
+  let fh: FileHandle;
+  try { fh = await open(join(boot.dir, name), 'r'); } catch {
+    throw new HttpError(404, `${join(boot.dir, name)} does not exist; build it with "booty build-initramfs" or point --boot-dir at it`);
+  }
+  const st = await fh.stat();
+  await serveFile(req, res, app.counters, { fh, st, etag: etagFor(st) }, {});
+}
+
+export const bootRoutes: AppRoute[] = [
+  { method: 'GET', path: '/ipxe', access: 'public', handle: ({ app, req, res }) => sendText(res, ipxeChainScript(baseUrlOf(app, req)), IPXE_TYPE) },
+  { method: 'GET', path: '/ipxe/:mac', access: 'public', handle: ipxeFor },
+  { method: 'GET', path: '/boot/:bootfile', access: 'public', handle: serveBootFile },
+  {
+    method: 'GET', path: '/tls/cert.pem', access: 'public',
+    handle: (r) => {
+      if (r.app.tlsCert === undefined) throw notFound(r);
+      sendText(r.res, r.app.tlsCert.toString('utf8'), 'application/x-pem-file');
+    },
+  },
+];

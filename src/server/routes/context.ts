@@ -1,0 +1,51 @@
+// What every route handler gets: the server's stores and services (AppContext), and the route
+// type bound to it. createApp (app.ts) builds one AppContext per server.
+
+import type { Dashboard } from '../dashboard-assets.ts';
+import type { EventStreamHub } from '../event-stream.ts';
+import type { GzipIndexer } from '../gzip-indexer.ts';
+import type { ImageStore } from '../image-store.ts';
+import type { MachineStore } from '../machines/machine-store.ts';
+import type { ServerCounters } from '../metrics.ts';
+import type { ServerLog } from '../server-log.ts';
+import type { UploadSessions } from '../upload-sessions.ts';
+import type { Route, RouteRequest } from '../http/router.ts';
+
+export interface AppOptions {
+  images: ImageStore;
+  /** builds and serves gzip access-point indexes; none: images are served without */
+  indexer?: GzipIndexer;
+  machines: MachineStore;
+  /** resumable uploads in parts (POST /api/uploads ...) */
+  uploads: UploadSessions;
+  /** when set, agent and operator routes need `Authorization: Bearer <token>` */
+  token?: string;
+  /** one record per request; default: JSON lines on stderr (human on a TTY) */
+  log?: ServerLog;
+  hub?: EventStreamHub;
+  counters?: ServerCounters;
+  dashboard?: Dashboard;
+  boot?: BootFiles;
+  /** the TLS certificate (PEM, may hold the chain), served at /tls/cert.pem for agents that pin */
+  tlsCert?: Buffer;
+  /** re-read the declarative files (also on SIGHUP) */
+  reload?: () => Promise<{ changed: string[]; errors: string[] }>;
+}
+
+export interface BootFiles {
+  /** directory holding the kernel and initramfs served under /boot/ */
+  dir: string;
+  kernel: string;
+  initrd: string;
+  /** where iPXE fetches kernel and initramfs; default <server>/boot */
+  url?: string;
+  /** base URL put into MYURL; default: the URL the request came to */
+  publicUrl?: string;
+  console: string;
+  extraArgs?: string;
+}
+
+export type AppContext = AppOptions & { log: ServerLog; counters: ServerCounters };
+
+export type AppRoute = Route<AppContext>;
+export type AppRequest = RouteRequest<AppContext>;
