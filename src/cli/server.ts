@@ -23,6 +23,8 @@ See README "booty server" and "Server API".
   --token TOKEN       require "Authorization: Bearer TOKEN" for uploads, changes and event posts
                       (also read from the environment variable BOOTY_TOKEN)
   --max-upload BYTES  refuse uploads larger than this (default: no limit)
+  --require-checksum  every deploy action served tells the agent to refuse an image whose sha256
+                      is unknown (images stored here always have one; others need "sha256")
   --tls-cert FILE     serve HTTPS with this certificate (PEM; may hold the chain, served at /tls/cert.pem);
                       prints the booty.ca=sha256:... pin agents use to trust this server
   --tls-key FILE      the certificate's private key (PEM)
@@ -51,7 +53,7 @@ export async function run(argv: string[]): Promise<number> {
       args: argv, strict: true, allowPositionals: false,
       options: {
         data: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
-        token: { type: 'string' }, 'max-upload': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        token: { type: 'string' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
@@ -104,7 +106,7 @@ export async function run(argv: string[]): Promise<number> {
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer({
-      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token,
+      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, requireChecksum: values['require-checksum'] === true,
       maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       logRetention: {

@@ -35,6 +35,8 @@ export interface ServerOptions {
   host: string;
   port: number;
   token?: string;
+  /** deploy actions served carry requireChecksum (see AppOptions) */
+  requireChecksum?: boolean;
   maxUploadBytes?: number;
   /** resumable uploads idle this long are deleted (default 24 h) */
   uploadTtlMs?: number;
@@ -117,7 +119,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, token: opts.token, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, token: opts.token, requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)

@@ -238,3 +238,24 @@ test("the server's catalog names each refused format", { skip }, async () => {
   assert.equal(head.headers.get('x-image-format'), 'unsupported: xz');
   assert.equal(head.headers.get('x-image-size'), null, 'no uncompressed size is claimed for a format booty does not decode');
 });
+
+test('booty server --require-checksum: every deploy action it serves carries requireChecksum', { skip }, async () => {
+  const strict = await startBootyServer({ args: ['--require-checksum'] });
+  try {
+    const mac = '52-54-00-00-14-01';
+    const set = await fetch(`${strict.url}/api/machines/${mac}/action`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ action: 'deploy', image: `${originUrl}/disk.raw`, disk: '/dev/vda' }),
+    });
+    assert.ok(set.ok, await set.text());
+    const served = await (await fetch(`${strict.url}/${mac}`)).json() as { booty: { requireChecksum?: boolean } };
+    assert.equal(served.booty.requireChecksum, true);
+    const plain = await (await fetch(`${server.url}/api/machines/${mac}/action`, { method: 'PUT', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ action: 'deploy', image: `${originUrl}/disk.raw`, disk: '/dev/vda' }) })).text();
+    assert.ok(plain.length > 0);
+    const open = await (await fetch(`${server.url}/${mac}`)).json() as { booty: { requireChecksum?: boolean } };
+    assert.equal(open.booty.requireChecksum, undefined, 'without the flag the action is served as stored');
+  } finally {
+    await strict.close();
+  }
+});

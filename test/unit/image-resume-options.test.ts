@@ -54,3 +54,9 @@ test('progress: resumes and restarts show in snapshots and lines only once they 
   assert.equal(after.restarts, 1);
   assert.match(formatProgressLine(after), /, 2 resumes, 1 restart$/);
 });
+
+test('deploy action: requireChecksum is a boolean, passed through; anything else names the field', () => {
+  const a = parseAction({ action: 'deploy', image: 'http://10.0.0.1/i.raw', requireChecksum: true });
+  assert.ok(a.action === 'deploy' && a.requireChecksum === true);
+  assert.throws(() => parseAction({ action: 'deploy', image: 'http://10.0.0.1/i.raw', requireChecksum: 'yes' }), /requireChecksum/);
+});

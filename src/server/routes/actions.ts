@@ -23,7 +23,8 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   }
   note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
   if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);
-  const text = toBootyJson(found.action) + '\n';
+  const action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
+  const text = toBootyJson(action) + '\n';
   writeHead(res, 200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(res.req.method === 'HEAD' ? undefined : text);
 }

@@ -20,6 +20,9 @@ export interface AppOptions {
   uploads: UploadSessions;
   /** when set, agent and operator routes need `Authorization: Bearer <token>` */
   token?: string;
+  /** every deploy action served carries requireChecksum: the agent refuses an image whose sha256
+   *  nobody gave (neither the action nor X-Image-Sha256) */
+  requireChecksum?: boolean;
   /** one record per request; default: JSON lines on stderr (human on a TTY) */
   log?: ServerLog;
   hub?: EventStreamHub;
