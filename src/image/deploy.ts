@@ -16,6 +16,7 @@ import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
 import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
 import { refusalReason, type UnsupportedFormat } from './unsupported-formats.ts';
+import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './oci.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
 import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './codec-pool.ts';
 import { DecodeWorker, decodeWorkerSupported } from './decode-worker.ts';
@@ -31,8 +32,10 @@ import { WriteTarget } from './target.ts';
 import { ImageWriter } from './writer.ts';
 
 export interface DeployOptions {
-  /** http(s) URL, file:// URL or absolute path of the image */
+  /** http(s) URL, file:// URL, absolute path, or `oci://registry/repository:tag` (oci.ts) */
   image: string;
+  /** credentials for an `oci://` registry that needs them (basic, or to get a bearer token) */
+  registryAuth?: OciCredentials;
   /** block device or regular file to write */
   disk: string;
   /** expected sha256 (hex) of the image as served */
@@ -128,6 +131,11 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
     throw new BootyError({ stage: 'config', code: 'BAD_WORKERS', message: `workers must be a whole number from 0 to 1024, got ${JSON.stringify(opts.workers)}`, diskState: 'untouched' });
   }
 
+  if (isOciUrl(opts.image)) {
+    const resolved = await fromRegistry(opts, expectedSha, log);
+    return deploy({ ...opts, ...resolved });
+  }
+
   const disk = preflightDisk(opts.disk, { mode: 'write', allowPartition: opts.allowPartition });
   checkImageFits(disk, opts.imageSize, 'as configured');
   log.info(`deploy: ${opts.image} -> ${opts.disk} (${disk.kind}, ${disk.size > 0 ? formatBytes(disk.size) : 'grows'})`);
@@ -148,6 +156,22 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   } finally {
     stopTrim();
   }
+}
+
+/** An `oci://` image: the blob that holds it, with the registry's auth and its digest as sha256. */
+async function fromRegistry(opts: DeployOptions, expectedSha: string | undefined, log: Logger): Promise<Pick<DeployOptions, 'image' | 'headers' | 'sha256'>> {
+  const ref = parseOciUrl(opts.image);
+  if (ref === undefined) {
+    throw new BootyError({ stage: 'config', code: 'BAD_OCI_REFERENCE', diskState: 'untouched',
+      message: `${JSON.stringify(opts.image)} is not an OCI reference`, hint: 'write it as oci://registry[:port]/repository[:tag|@sha256:digest][#layer=title] (oci+http:// for a registry without TLS)' });
+  }
+  const blob = await resolveOciImage(ref, { credentials: opts.registryAuth, signal: opts.signal, log });
+  if (expectedSha !== undefined && expectedSha !== blob.sha256) {
+    throw new BootyError({ stage: 'verify', code: 'CHECKSUM_MISMATCH', diskState: 'untouched',
+      message: `the registry's layer is sha256:${blob.sha256.slice(0, 12)}…, not the expected ${expectedSha.slice(0, 12)}…`, hint: 'the tag points to another image now: deploy it by digest (@sha256:...), or update "sha256"' });
+  }
+  log.info(`deploy: ${opts.image} is ${blob.url} (${blob.chosen}, ${blob.mediaType}, ${blob.size} bytes, sha256 ${blob.sha256.slice(0, 12)}…: verified against its digest)`);
+  return { image: blob.url, headers: { ...opts.headers, ...blob.headers }, sha256: blob.sha256 };
 }
 
 /** Thrown by deployOnce when the image changed on the server: deploy() restarts or reports it. */

@@ -1,0 +1,118 @@
+// A real OCI registry for tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1 with its
+// own storage, optionally behind htpasswd (Basic) or token (Bearer) auth, and a push that speaks
+// the distribution API (blob upload, manifest PUT) the way `oras push` does.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export interface Registry {
+  /** host:port */
+  host: string;
+  /** Authorization header for pushing (undefined: anonymous) */
+  pushAuth?: string;
+  close(): Promise<void>;
+}
+
+export interface RegistryOptions {
+  dir: string;
+  /** htpasswd Basic auth with this user and password */
+  basic?: { username: string; password: string };
+  /** token auth: the registry's `auth: token` section (realm, service, issuer, rootcertbundle) */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((ok) => s.close(ok));
+  return port;
+}
+
+export async function startRegistry(o: RegistryOptions): Promise<Registry> {
+  fs.mkdirSync(o.dir, { recursive: true });
+  const port = await freePort();
+  let auth = '';
+  if (o.basic !== undefined) {
+    execFileSync('htpasswd', ['-Bbc', path.join(o.dir, 'htpasswd'), o.basic.username, o.basic.password], { stdio: 'ignore' });
+    auth = `auth:\n  htpasswd:\n    realm: booty-test\n    path: ${path.join(o.dir, 'htpasswd')}\n`;
+  } else if (o.token !== undefined) {
+    auth = `auth:\n  token:\n    realm: ${o.token.realm}\n    service: ${o.token.service}\n    issuer: ${o.token.issuer}\n    rootcertbundle: ${o.token.rootCertBundle}\n`;
+  }
+  const config = path.join(o.dir, 'config.yml');
+  fs.writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(o.dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${err}`);
+    try {
+      const r = await fetch(`http://${host}/v2/`);
+      if (r.status === 200 || r.status === 401) break;
+    } catch { /* not yet */ }
+    if (i > 100) throw new Error(`docker-registry did not start on ${host}: ${err}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host,
+    pushAuth: o.basic === undefined ? undefined : `Basic ${Buffer.from(`${o.basic.username}:${o.basic.password}`).toString('base64')}`,
+    close: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+    },
+  };
+}
+
+export interface Layer { data: Buffer; mediaType: string; title?: string }
+
+export const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function pushBlob(host: string, repo: string, data: Buffer, auth: string | undefined): Promise<string> {
+  const headers: Record<string, string> = auth === undefined ? {} : { authorization: auth };
+  const start = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers });
+  if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
+  const location = new URL(start.headers.get('location')!, `http://${host}`);
+  location.searchParams.set('digest', digestOf(data));
+  const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: data });
+  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
+  return digestOf(data);
+}
+
+/** Pushes an OCI image manifest with these layers under `tag`; returns the manifest's digest. */
+export async function pushArtifact(r: Registry, repo: string, tag: string, layers: Layer[], platform?: { os: string; architecture: string }): Promise<{ digest: string; size: number }> {
+  const config = Buffer.from(JSON.stringify(platform ?? { os: 'linux', architecture: 'amd64' }));
+  await pushBlob(r.host, repo, config, r.pushAuth);
+  const descriptors = [];
+  for (const l of layers) {
+    const digest = await pushBlob(r.host, repo, l.data, r.pushAuth);
+    descriptors.push({ mediaType: l.mediaType, digest, size: l.data.length, ...(l.title === undefined ? {} : { annotations: { 'org.opencontainers.image.title': l.title } }) });
+  }
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+    layers: descriptors,
+  }));
+  await putManifest(r, repo, tag, manifest, 'application/vnd.oci.image.manifest.v1+json');
+  return { digest: digestOf(manifest), size: manifest.length };
+}
+
+/** Pushes an OCI index of already pushed manifests under `tag`. */
+export async function pushIndex(r: Registry, repo: string, tag: string, entries: Array<{ digest: string; size: number; os: string; architecture: string }>): Promise<void> {
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: entries.map((e) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: e.digest, size: e.size, platform: { os: e.os, architecture: e.architecture } })),
+  }));
+  await putManifest(r, repo, tag, index, 'application/vnd.oci.image.index.v1+json');
+}
+
+async function putManifest(r: Registry, repo: string, tag: string, body: Buffer, mediaType: string): Promise<void> {
+  const put = await fetch(`http://${r.host}/v2/${repo}/manifests/${tag}`, {
+    method: 'PUT', headers: { 'content-type': mediaType, ...(r.pushAuth === undefined ? {} : { authorization: r.pushAuth }) }, body,
+  });
+  if (put.status !== 201) throw new Error(`manifest put: ${put.status} ${await put.text()}`);
+}
