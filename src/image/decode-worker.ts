@@ -18,7 +18,6 @@
 // the two engines on the same inputs).
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import zlib from 'node:zlib';
 import { alignedBuffer } from './target.ts';
 import { lendBlock } from './block-loan.ts';
 import { createGcPacer } from './gc-pacer.ts';
@@ -294,21 +293,6 @@ export class DecodeWorker extends Transform {
   }
 }
 
-/** Whether this Node's zlib exposes what the worker drives (the decoder's native handle with
- *  writeSync and its write-state array, as node:zlib's own *Sync functions use them). The pinned
- *  runtime has them; elsewhere deploy decodes on the main thread instead. */
-export function decodeWorkerSupported(): boolean {
-  supported ??= probe();
-  return supported;
-}
-let supported: boolean | undefined;
-function probe(): boolean {
-  for (const d of [zlib.createGunzip(), zlib.createZstdDecompress()]) {
-    const internals = d as unknown as { _handle?: { writeSync?: unknown }; _writeState?: unknown; _finishFlushFlag?: unknown; _defaultFlushFlag?: unknown };
-    const ok = typeof internals._handle?.writeSync === 'function' && internals._writeState instanceof Uint32Array
-      && typeof internals._finishFlushFlag === 'number' && typeof internals._defaultFlushFlag === 'number';
-    d.close();
-    if (!ok) return false;
-  }
-  return true;
-}
+/** Whether this Node's zlib exposes what the worker drives (src/sys/zlib-handle.ts). The pinned
+ *  runtime does; elsewhere deploy decodes on the main thread instead. */
+export { syncZlibSupported as decodeWorkerSupported } from '../sys/zlib-handle.ts';
