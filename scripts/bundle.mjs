@@ -53,7 +53,7 @@ async function buildWorker(entry) {
 }
 
 /** Replaces src/image/worker-bundled.ts with the built worker entries, keyed by file name. */
-const embedWorkers = {
+export const embedWorkers = {
   name: 'booty-embed-workers',
   setup(b) {
     const placeholder = path.join(root, 'src', 'image', 'worker-bundled.ts');
