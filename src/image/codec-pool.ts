@@ -194,8 +194,8 @@ export function decodeOnWorkerByDefault(cores = availableParallelism()): boolean
 
 /** Deploy's segment workers for a gzip image with an access-point index (segment-inflate.ts) when
  *  the operator did not say: one per core from 2 cores up. The main thread's share (network,
- *  sha256, zero runs, writes) is small next to inflate: measured on 2 vCPUs, 2 workers inflate a
- *  4 GiB image 1.6x as fast as one decode worker; with fewer than 2 the index gains nothing. */
+ *  sha256, zero runs, writes) is small next to inflate: measured on 2 vCPUs, 2 workers beat one
+ *  decode worker (README, Performance); with fewer than 2 the index gains nothing. */
 export function defaultSegmentWorkers(cores = availableParallelism()): number {
   return cores >= 2 ? Math.min(cores, 32) : 0;
 }

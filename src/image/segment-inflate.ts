@@ -169,7 +169,7 @@ export class SegmentInflater extends Transform {
   private busy = false;
   private shut = false;
   /** the network's chunks are copied into staging buffers and die young: collect them every 2 MiB
-   *  (about 5 MiB less peak RSS than every 8 MiB, for ~0.1 s of CPU per GB) */
+   *  (less peak RSS than every 8 MiB for little CPU; README, Performance) */
   private readonly pace = createGcPacer(2 << 20);
 
   constructor(o: SegmentInflaterOptions) {
