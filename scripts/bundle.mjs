@@ -6,11 +6,65 @@
 //                              module, for running booty without the sources.
 // koffi stays external: esbuild cannot bundle its native loader (see src/sys/libc.ts); the
 // initramfs builder ships node_modules/koffi beside the bundle.
+//
+// Worker threads: each src/**/NAME-worker-entry.ts is built here into one CommonJS text and
+// embedded in the bundle (it replaces src/image/worker-bundled.ts), so the bundle stays a single
+// self-contained file; src/image/worker-start.ts starts a worker from that text (eval) in a bundle
+// and from its .ts file in the sources, and says why this way.
 import { build } from 'esbuild';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ENTRY_SUFFIX = '-worker-entry.ts';
+
+/** Every worker entry under src/, sorted (the bundle's bytes must not depend on directory order). */
+export async function workerEntries() {
+  const src = path.join(root, 'src');
+  const found = (await readdir(src, { recursive: true })).filter((f) => f.endsWith(ENTRY_SUFFIX)).map((f) => path.join(src, f)).sort();
+  const names = found.map((f) => path.basename(f));
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new Error(`bundle: two worker entries are named ${twice} (worker-start.ts finds them by file name)`);
+  return found;
+}
+
+/** One worker entry and what it imports, as the text a worker evaluates (CommonJS: an evaluated
+ *  worker has require(), not import). koffi stays external: the worker requires it by the path
+ *  the main thread resolved (src/sys/native-codec-worker.ts). */
+async function buildWorker(entry) {
+  const r = await build({
+    absWorkingDir: root,
+    entryPoints: [entry],
+    write: false,
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node26',
+    external: ['koffi'],
+    minify: false,
+    keepNames: true,
+    legalComments: 'none',
+    logLevel: 'silent',
+  });
+  // a warning here is a bug in the worker (e.g. import.meta, which an evaluated worker lacks)
+  if (r.warnings.length > 0) throw new Error(`bundle: worker ${path.relative(root, entry)}: ${r.warnings.map((w) => w.text).join('; ')}`);
+  return r.outputFiles[0].text;
+}
+
+/** Replaces src/image/worker-bundled.ts with the built worker entries, keyed by file name. */
+export const embedWorkers = {
+  name: 'booty-embed-workers',
+  setup(b) {
+    const placeholder = path.join(root, 'src', 'image', 'worker-bundled.ts');
+    b.onLoad({ filter: /[\\/]worker-bundled\.ts$/ }, async (args) => {
+      if (args.path !== placeholder) return undefined;
+      const code = {};
+      for (const entry of await workerEntries()) code[path.basename(entry)] = await buildWorker(entry);
+      return { contents: `export const bundledWorkers = ${JSON.stringify(code)};\n`, loader: 'js' };
+    });
+  },
+};
 
 /** 'cjs' for a .cjs output file, else 'esm'. */
 export function formatFor(outfile) {
@@ -28,6 +82,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
     platform: 'node',
     target: 'node26',
     external: ['koffi'],
+    plugins: [embedWorkers],
     ...(format === 'esm'
       ? {
         // CommonJS dependencies (undici, ajv, tar-stream) call require() for Node built-ins; an

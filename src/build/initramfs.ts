@@ -247,9 +247,9 @@ async function addTools(tree: InitramfsTree, pkgRoot: PackageRoot, list: string,
 
 /** Libraries booty loads itself through koffi (no program names them in DT_NEEDED). */
 const DLOPENED = [
-  // DEFLATE for the codec workers, about twice node:zlib's speed (src/sys/libdeflate.ts)
+  // DEFLATE for the codec workers, faster than node:zlib's (src/sys/libdeflate.ts)
   { soname: 'libdeflate.so.0', by: 'src/sys/libdeflate.ts' },
-  // ISA-L's igzip for capture's gzip level 1, about twice libdeflate's speed (src/sys/isal.ts)
+  // ISA-L's igzip for capture's gzip level 1 and deploy's gzip streams (src/sys/isal.ts)
   { soname: 'libisal.so.2', by: 'src/sys/isal.ts' },
 ];
 

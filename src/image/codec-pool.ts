@@ -1,183 +1,38 @@
 // A pool of worker threads that compress and decompress whole frames (one frame per task, a few
-// MiB each) with node:zlib's one-shot calls, so capture and deploy use every core. Buffers move
-// between threads by transfer, never by copy. The worker's code is a string evaluated in the
-// worker (not a file next to this one): the agent ships as one esbuild bundle, where a worker
-// file would not exist.
+// MiB each), so capture and deploy use every core. Buffers move between threads by transfer,
+// never by copy. The workers run codec-worker-entry.ts (started by worker-start.ts, which says how
+// in the sources and in the bundle).
 //
 // Each worker runs one task at a time; tasks wait in a FIFO. Workers are unref'd while idle, so a
 // pool that was not closed never keeps the process alive; close() ends them.
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE } from '../sys/libdeflate.ts';
-import { ISAL, ISAL_GZIP_LEVEL, ISAL_WORKER_SOURCE } from '../sys/isal.ts';
+import type { Worker } from 'node:worker_threads';
+import { endWorker } from './worker-exit.ts';
+import { startWorker } from './worker-start.ts';
+import { LIBDEFLATE } from '../sys/libdeflate.ts';
+import { ISAL, ISAL_GZIP_LEVEL } from '../sys/isal.ts';
 import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
-const WORKER_SOURCE = String.raw`
-const { parentPort, workerData } = require('node:worker_threads');
-const zlib = require('node:zlib');
-const C = zlib.constants;
-const MiB = 1 << 20;
-const asBuffer = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-// What a task leaves behind is its input (moved here from the main thread) and small result
-// buffers (moved back); V8 would let ~64 MiB of such external memory pile up per thread before
-// collecting. A scavenge after each task (about a millisecond, against tens of milliseconds of
-// work) keeps every worker flat. (A full collection per task cost 3-5 ms each: a third of a
-// worker's time on gzip -1 frames.)
-let collect = null;
-try {
-  require('node:v8').setFlagsFromString('--expose-gc');
-  collect = require('node:vm').runInNewContext('gc');
-} catch { collect = null; }
-// Move the result's memory when it can move; some of zlib's output buffers are marked
-// untransferable (pooled): those are copied.
-const send = (reply) => {
-  try { parentPort.postMessage(reply, [reply.out.buffer]); } catch { parentPort.postMessage(reply); }
-};
-// One compressor per worker, reset between frames, instead of a new one per frame: a zstd
-// context with its window and tables is megabytes of native memory that a per-frame context only
-// gives back when V8 collects its wrapper (hundreds of MiB of RSS at GB/s). The compressor's
-// native handle is driven synchronously into one reusable output buffer, as node:zlib's own *Sync
-// functions drive it; reset() keeps the level and the pledged size, so every frame is
-// byte-identical to the one-shot call's. Where this Node lacks those internals, the one-shot
-// calls are used.
-let enc = null;   // { key, stream, handle, state, finish, error }: the compressor in use
-let scratch = Buffer.alloc(0);
-const reusable = (s) => s._handle && typeof s._handle.writeSync === 'function' && s._writeState instanceof Uint32Array;
-const compressor = (op, level, size) => {
-  const key = op + ':' + level + ':' + size;
-  if (enc !== null && enc.key === key) { enc.stream.reset(); return enc; }
-  if (enc !== null) enc.stream.close();
-  enc = null;
-  const stream = op === 'deflate' ? zlib.createDeflateRaw({ level })
-    : zlib.createZstdCompress({ pledgedSrcSize: size, params: { [C.ZSTD_c_compressionLevel]: level, [C.ZSTD_c_checksumFlag]: 1, [C.ZSTD_c_contentSizeFlag]: 1 } });
-  if (!reusable(stream)) { stream.close(); return null; }
-  let error = null;
-  stream._handle.onerror = (message, errno, code) => { error = { message, errno, code }; };
-  enc = { key, stream, handle: stream._handle, state: stream._writeState, finish: op === 'deflate' ? C.Z_FINISH : C.ZSTD_e_end, error: () => error };
-  return enc;
-};
-// Compresses data as one whole frame/stream; returns a right-sized copy of the result.
-const compressWhole = (e, data) => {
-  const bound = data.length + (data.length >> 6) + 65536;
-  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
-  let inOff = 0, avail = data.length, filled = 0;
-  for (;;) {
-    const room = scratch.length - filled;
-    e.handle.writeSync(e.finish, data, inOff, avail, scratch, filled, room);
-    const err = e.error();
-    if (err !== null) { e.stream.close(); enc = null; const x = new Error(err.message); x.code = err.code; throw x; }
-    const outAfter = e.state[0], inAfter = e.state[1];
-    inOff += avail - inAfter; avail = inAfter;
-    filled += room - outAfter;
-    if (outAfter !== 0) break;
-    const bigger = Buffer.allocUnsafeSlow(scratch.length * 2);
-    scratch.copy(bigger, 0, 0, filled);
-    scratch = bigger;
-  }
-  const out = Buffer.allocUnsafeSlow(filled);
-  scratch.copy(out, 0, 0, filled);
-  return out;
-};
-// libdeflate, where the main thread found it (src/sys/libdeflate.ts): DEFLATE at about twice
-// node:zlib's speed, same format; null keeps node:zlib.
-${LIBDEFLATE_WORKER_SOURCE}
-const crc32 = (buf) => { const l = loadLibdeflate(); return l !== null ? l.crc32(buf) : zlib.crc32(buf); };
-// ISA-L's igzip for gzip level ${ISAL_GZIP_LEVEL} (src/sys/isal.ts), where the main thread found it.
-${ISAL_WORKER_SOURCE}
-let isalChecked = false;
-// One frame by igzip, or null (not loaded, refused, or did not fit): the caller then compresses
-// with libdeflate / node:zlib. The worker's first igzip frame is inflated back and compared, so
-// a library whose struct layout disagreed with ours is dropped before its output is used.
-const deflateIsal = (data) => {
-  const isal = loadIsal();
-  if (isal === null) return null;
-  const bound = isal.bound(data.length);
-  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
-  const n = isal.deflate(data, scratch);
-  if (n === 0) return null;
-  const out = Buffer.allocUnsafeSlow(n);
-  scratch.copy(out, 0, 0, n);
-  if (!isalChecked) {
-    let same = false;
-    try { same = zlib.inflateRawSync(out, { maxOutputLength: data.length + 1 }).equals(data); } catch { same = false; }
-    if (!same) { isalLoaded = null; return null; }
-    isalChecked = true;
-  }
-  return out;
-};
-const deflateWith = (libdeflate, level, data) => {
-  const bound = libdeflate.compressBound(level, data.length);
-  if (scratch.length < bound) scratch = Buffer.allocUnsafeSlow(bound);
-  const n = libdeflate.compress(level, data, scratch);
-  if (n === 0) throw new Error('libdeflate_deflate_compress: output larger than its bound');
-  const out = Buffer.allocUnsafeSlow(n);
-  scratch.copy(out, 0, 0, n);
-  return out;
-};
-// One frame's raw DEFLATE into exactly its announced size: more output is an error (no more
-// memory), as with zlib's maxOutputLength below; zlib's error codes, so callers word them alike.
-const inflateWith = (libdeflate, data, size) => {
-  const out = Buffer.allocUnsafeSlow(size);
-  const r = libdeflate.decompress(data, out);
-  if (r.result === 3) { const e = new Error('decodes to more than ' + size + ' bytes'); e.code = 'ERR_BUFFER_TOO_LARGE'; throw e; }
-  if (r.result !== 0) { const e = new Error('invalid deflate data, or it stops before its final block'); e.code = 'Z_DATA_ERROR'; throw e; }
-  return { out: r.outUsed === size ? out : out.subarray(0, r.outUsed), consumed: r.inUsed };
-};
-parentPort.on('message', (m) => {
-  ${EXIT_ON_MESSAGE}
-  let t = m;
-  m = null;
-  try {
-    const data = asBuffer(t.data);
-    let reply;
-    switch (t.op) {
-      case 'deflate': {
-        let out = t.level === ${ISAL_GZIP_LEVEL} ? deflateIsal(data) : null;
-        if (out === null) {
-          const libdeflate = loadLibdeflate();
-          const e = libdeflate !== null ? null : compressor('deflate', t.level, data.length);
-          out = libdeflate !== null ? deflateWith(libdeflate, t.level, data) : e !== null ? compressWhole(e, data) : zlib.deflateRawSync(data, { level: t.level, chunkSize: MiB });
-        }
-        reply = { id: t.id, out, crc: crc32(data) };
-        break;
-      }
-      case 'zstd': {
-        const e = compressor('zstd', t.level, data.length);
-        const out = e !== null ? compressWhole(e, data) : zlib.zstdCompressSync(data, {
-          chunkSize: MiB, pledgedSrcSize: data.length,
-          params: { [C.ZSTD_c_compressionLevel]: t.level, [C.ZSTD_c_checksumFlag]: 1, [C.ZSTD_c_contentSizeFlag]: 1 },
-        });
-        reply = { id: t.id, out };
-        break;
-      }
-      case 'inflate': {
-        const libdeflate = loadLibdeflate();
-        if (libdeflate !== null) {
-          const r = inflateWith(libdeflate, data, t.size);
-          reply = { id: t.id, out: r.out, crc: crc32(r.out), consumed: r.consumed };
-          break;
-        }
-        // one output chunk of the announced size; more than that is an error, not more memory
-        const r = zlib.inflateRawSync(data, { info: true, chunkSize: t.size + 64, maxOutputLength: t.size + 1 });
-        reply = { id: t.id, out: r.buffer, crc: crc32(r.buffer), consumed: r.engine.bytesWritten };
-        break;
-      }
-      case 'unzstd': {
-        const out = zlib.zstdDecompressSync(data, { chunkSize: t.size + 64, maxOutputLength: t.size + 1 });
-        reply = { id: t.id, out };
-        break;
-      }
-      default: throw new Error('unknown codec op ' + t.op);
-    }
-    send(reply);
-  } catch (e) {
-    parentPort.postMessage({ id: t.id, error: { message: String(e && e.message || e), code: e && e.code } });
-  }
-  t = null;
-  if (collect !== null) collect({ type: 'minor' });
-});
-`;
+/** What each worker (codec-worker-entry.ts) is started with: the libraries it may load. */
+export interface CodecWorkerData {
+  libdeflate: NativeLibForWorkers | undefined;
+  isal: NativeLibForWorkers | undefined;
+}
+
+/** Main thread -> worker: one task, its input moved when the caller allowed it (a Buffer arrives
+ *  as a Uint8Array). */
+export type CodecRequest = { id: number } & (
+  | { op: 'deflate' | 'zstd'; data: Uint8Array; level: number }
+  | { op: 'inflate' | 'unzstd'; data: Uint8Array; size: number });
+
+/** Worker -> main thread: a task's result, or its error (with zlib's code when it had one). */
+export interface CodecReply {
+  id: number;
+  out?: Uint8Array;
+  crc?: number;
+  consumed?: number;
+  error?: { message: string; code?: string };
+}
 
 export type CodecTask =
   | { op: 'deflate' | 'zstd'; data: Buffer; level: number }
@@ -202,7 +57,7 @@ export class CodecError extends Error {
 }
 
 interface Pending { resolve: (r: CodecResult) => void; reject: (e: Error) => void }
-interface Queued { msg: Record<string, unknown>; transfer: ArrayBuffer[]; pending: Pending }
+interface Queued { msg: CodecRequest; transfer: ArrayBuffer[]; pending: Pending }
 
 export class CodecPool {
   readonly size: number;
@@ -236,9 +91,10 @@ export class CodecPool {
     this.deflateNote = libdeflate !== undefined ? 'libdeflate' : o.libdeflate === null ? 'node:zlib' : LIBDEFLATE.status();
     for (let i = 0; i < size; i++) {
       // (a worker keeps almost nothing alive: a small young generation keeps its heap small)
-      const w = new Worker(WORKER_SOURCE, { eval: true, name: `booty-codec-${i}`, workerData: { libdeflate, isal }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+      const workerData: CodecWorkerData = { libdeflate, isal };
+      const w = startWorker(new URL('./codec-worker-entry.ts', import.meta.url), { name: `booty-codec-${i}`, workerData, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       w.unref();
-      w.on('message', (m: { id: number; out?: Uint8Array; crc?: number; consumed?: number; error?: { message: string; code?: string } }) => this.done(w, m));
+      w.on('message', (m: CodecReply) => this.done(w, m));
       w.on('error', (e: Error) => this.fail(w, e));
       w.on('exit', (code) => { if (!this.closed) this.fail(w, new Error(`codec worker exited (${code})`)); });
       this.all.push(w);
@@ -261,8 +117,8 @@ export class CodecPool {
     if (this.closed) return Promise.reject(new Error('codec pool is closed'));
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      const { data, ...rest } = task;
-      const msg = { ...rest, id, data };
+      const msg: CodecRequest = { ...task, id };
+      const data = task.data;
       const transferList = transfer && data.buffer.byteLength > Buffer.poolSize ? [data.buffer as ArrayBuffer] : [];
       this.queue.push({ msg, transfer: transferList, pending: { resolve, reject } });
       this.pump();
@@ -273,7 +129,7 @@ export class CodecPool {
     while (this.idle.length > 0 && this.queue.length > 0) {
       const w = this.idle.pop()!;
       const q = this.queue.shift()!;
-      this.running.set(w, { id: q.msg.id as number, pending: q.pending });
+      this.running.set(w, { id: q.msg.id, pending: q.pending });
       w.ref();
       try { w.postMessage(q.msg, q.transfer); } catch {
         // memory that cannot move (pooled, untransferable) is copied instead
@@ -282,7 +138,7 @@ export class CodecPool {
     }
   }
 
-  private done(w: Worker, m: { id: number; out?: Uint8Array; crc?: number; consumed?: number; error?: { message: string; code?: string } }): void {
+  private done(w: Worker, m: CodecReply): void {
     const r = this.running.get(w);
     if (r === undefined || r.id !== m.id) return;
     this.running.delete(w);
@@ -338,8 +194,8 @@ export function decodeOnWorkerByDefault(cores = availableParallelism()): boolean
 
 /** Deploy's segment workers for a gzip image with an access-point index (segment-inflate.ts) when
  *  the operator did not say: one per core from 2 cores up. The main thread's share (network,
- *  sha256, zero runs, writes) is small next to inflate: measured on 2 vCPUs, 2 workers inflate a
- *  4 GiB image 1.6x as fast as one decode worker; with fewer than 2 the index gains nothing. */
+ *  sha256, zero runs, writes) is small next to inflate: measured on 2 vCPUs, 2 workers beat one
+ *  decode worker (README, Performance); with fewer than 2 the index gains nothing. */
 export function defaultSegmentWorkers(cores = availableParallelism()): number {
   return cores >= 2 ? Math.min(cores, 32) : 0;
 }

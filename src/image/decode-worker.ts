@@ -2,8 +2,9 @@
 // the main thread, decompression and everything else (undici, sha256, copying into aligned write
 // blocks, zlib's JS glue, the garbage of a fresh 1 MiB buffer per output chunk) take turns: the
 // next inflate/zstd step is only queued once the main thread has handled the last output chunk,
-// so a deploy ran at 1 / (decode time + main-thread time) per byte. Here a worker thread drives the
-// decoder's native handle synchronously (as node:zlib's own *Sync functions do) with its output
+// so a deploy ran at 1 / (decode time + main-thread time) per byte. Here a worker thread
+// (decode-worker-entry.ts, started by worker-start.ts) drives the decoder's native handle
+// synchronously (as node:zlib's own *Sync functions do; src/sys/zlib-handle.ts) with its output
 // pointed straight into O_DIRECT-aligned write blocks: no copy, no allocation, no thread-pool hop.
 // The main thread receives whole blocks (moved, not copied) and plans zero runs and issues writes
 // while the worker goes on decoding: on 2 cores the two halves overlap instead of adding up.
@@ -13,114 +14,39 @@
 // it back once the disk has its bytes), and so do the 1 MiB staging buffers of compressed input
 // (at most `maxInput` bytes posted and not yet decoded). Same decoder, same native checks, same
 // error codes and messages as decompress.ts's streams (errors come from the same handle); except
-// that gzip is inflated by ISA-L's igzip where it loads (src/sys/isal.ts: about 1.2x zlib's
-// inflate), whose decoder is made to check and answer as zlib's gunzip does (the tests compare
-// the two engines on the same inputs).
+// that gzip is inflated by ISA-L's igzip where it loads (src/sys/isal.ts: faster than zlib's
+// inflate, README has the figures), whose decoder is made to check and answer as zlib's gunzip
+// does (the tests compare the two engines on the same inputs).
 import { Transform, type TransformCallback } from 'node:stream';
-import { Worker } from 'node:worker_threads';
-import zlib from 'node:zlib';
+import type { Worker } from 'node:worker_threads';
 import { alignedBuffer } from './target.ts';
 import { lendBlock } from './block-loan.ts';
 import { createGcPacer } from './gc-pacer.ts';
-import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { ISAL, ISAL_WORKER_SOURCE } from '../sys/isal.ts';
+import { endWorker } from './worker-exit.ts';
+import { startWorker } from './worker-start.ts';
+import { ISAL } from '../sys/isal.ts';
 import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
-const WORKER_SOURCE = String.raw`
-const { parentPort, workerData } = require('node:worker_threads');
-const zlib = require('node:zlib');
-const { format } = workerData;
-// gzip: ISA-L's igzip where the main thread found it (src/sys/isal.ts), else node:zlib
-${ISAL_WORKER_SOURCE}
-const igzip = format === 'gzip' ? loadIsal() : null;
-const isalGunzip = igzip !== null ? igzip.gunzip() : null;
-// (only its native handle is used: the stream's chunkSize and output buffers never come into play)
-const dec = format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress();
-// The decoder's native handle, driven synchronously on this thread the way node:zlib's own
-// *Sync functions drive it (processChunkSync), but into our blocks instead of fresh buffers.
-const handle = dec._handle;
-const state = dec._writeState;
-const flushFlag = dec._defaultFlushFlag;
-const finishFlag = dec._finishFlushFlag;
-let zerr = null;
-handle.onerror = (message, errno, code) => { zerr = { message, errno, code }; };
-// One decoding step: as much of the input as fits into out; { inLeft, outLeft } or null after an
-// error (zerr says which).
-const step = (flush, buf, off, avail, out, outOff, outLen) => {
-  if (isalGunzip !== null) {
-    const r = isalGunzip.write(flush === finishFlag, buf, off, avail, out, outOff, outLen);
-    if (r.error !== null) { zerr = r.error; return null; }
-    return r;
-  }
-  handle.writeSync(flush, buf, off, avail, out, outOff, outLen);
-  return zerr !== null ? null : { outLeft: state[0], inLeft: state[1] };
-};
-let consumed = 0;
-const free = [];           // blocks to fill: { ab, off, len }
-let cur = null;            // the block being filled, as a Buffer view
-let curBlock = null;
-let filled = 0;
-const inputs = [];         // { buf, off, avail, flush, ack, last }
-let stopped = false;
-const take = () => {
-  if (cur !== null) return true;
-  const b = free.pop();
-  if (b === undefined) return false;
-  curBlock = b;
-  cur = Buffer.from(b.ab, b.off, b.len);
-  filled = 0;
-  return true;
-};
-const ship = () => {
-  const b = curBlock;
-  cur = null; curBlock = null;
-  const n = filled;
-  filled = 0;
-  parentPort.postMessage({ op: 'block', ab: b.ab, off: b.off, len: n }, [b.ab]);
-};
-const fail = (e) => {
-  stopped = true;
-  parentPort.postMessage({ op: 'error', message: e.message, code: e.code, errno: e.errno });
-};
-// Decodes queued input into blocks until the input runs out or no block is free.
-const run = () => {
-  while (!stopped && inputs.length > 0) {
-    const x = inputs[0];
-    for (;;) {
-      if (!take()) return;
-      const before = cur.length - filled;
-      const r = step(x.flush, x.buf, x.off, x.avail, cur, filled, before);
-      if (r === null) { fail(zerr); return; }
-      const outAfter = r.outLeft;
-      const inAfter = r.inLeft;
-      consumed += x.avail - inAfter;
-      x.off += x.avail - inAfter;
-      x.avail = inAfter;
-      filled += before - outAfter;
-      if (filled === cur.length) ship();
-      // output space left over: the decoder took all it could of this input
-      if (outAfter !== 0) break;
-    }
-    inputs.shift();
-    // the input buffer goes back to the main thread for its next chunk (no allocation churn)
-    if (x.ack > 0) parentPort.postMessage({ op: 'ack', n: x.ack, ab: x.buf.buffer }, [x.buf.buffer]);
-    if (x.last) {
-      if (cur !== null && filled > 0) ship();
-      stopped = true;
-      parentPort.postMessage({ op: 'done', bytesWritten: consumed });
-    }
-  }
-};
-parentPort.on('message', (m) => {
-  ${EXIT_ON_MESSAGE}
-  switch (m.op) {
-    case 'block': free.push({ ab: m.ab, off: m.off, len: m.len }); break;
-    case 'in': inputs.push({ buf: Buffer.from(m.ab, 0, m.len), off: 0, avail: m.len, flush: flushFlag, ack: m.len, last: false }); break;
-    case 'end': inputs.push({ buf: Buffer.alloc(0), off: 0, avail: 0, flush: finishFlag, ack: 0, last: true }); break;
-  }
-  run();
-});
-`;
+/** What the worker (decode-worker-entry.ts) is started with. */
+export interface DecodeWorkerData {
+  format: 'gzip' | 'zstd';
+  /** gzip: ISA-L for the worker to load, or undefined (node:zlib) */
+  isal: NativeLibForWorkers | undefined;
+}
+
+/** Main thread -> worker: a free block to fill (moved), 1 MiB of input (moved), the end of input. */
+export type DecodeRequest =
+  | { op: 'block'; ab: ArrayBuffer; off: number; len: number }
+  | { op: 'in'; ab: ArrayBuffer; len: number }
+  | { op: 'end' };
+
+/** Worker -> main thread: a filled block (len bytes at off), an input buffer given back, the
+ *  end of the stream (compressed bytes consumed), or the decoder's error. */
+export type DecodeReply =
+  | { op: 'block'; ab: ArrayBuffer; off: number; len: number }
+  | { op: 'ack'; n: number; ab: ArrayBuffer }
+  | { op: 'done'; bytesWritten: number }
+  | { op: 'error'; message: string; code?: string; errno?: number };
 
 export interface DecodeWorkerOptions {
   format: 'gzip' | 'zstd';
@@ -135,12 +61,6 @@ export interface DecodeWorkerOptions {
   lend?: boolean;
   /** gzip: null decodes with node:zlib (default: ISA-L's igzip where it loads, src/sys/isal.ts) */
   isal?: NativeLibForWorkers | null;
-}
-
-interface WorkerMessage {
-  op: 'block' | 'ack' | 'done' | 'error';
-  ab?: ArrayBuffer; off?: number; len?: number; n?: number; bytesWritten?: number;
-  message?: string; code?: string; errno?: number;
 }
 
 const STAGING = 1 << 20;
@@ -182,44 +102,48 @@ export class DecodeWorker extends Transform {
     this.staging = Buffer.allocUnsafeSlow(STAGING);
     const isal = opts.format !== 'gzip' ? undefined : opts.isal === undefined ? ISAL.forWorkers() : opts.isal ?? undefined;
     this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true, name: 'booty-decode', workerData: { format: opts.format, isal },
+    const workerData: DecodeWorkerData = { format: opts.format, isal };
+    this.worker = startWorker(new URL('./decode-worker-entry.ts', import.meta.url), {
+      name: 'booty-decode', workerData,
       // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
       // process's RSS) small; V8's default would let it grow by tens of MiB
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
     });
-    this.worker.on('message', (m: WorkerMessage) => this.onMessage(m));
+    this.worker.on('message', (m: DecodeReply) => this.onMessage(m));
     this.worker.on('error', (e: Error) => this.fail(e));
     this.worker.on('exit', (code) => { if (!this.finished) this.fail(new Error(`decode worker exited (${code}) before the stream ended`)); });
     const blocks = opts.blocks ?? 4;
     for (let i = 0; i < blocks; i++) {
       const b = alignedBuffer(blockSize);
       // the block's whole ArrayBuffer moves; its aligned window is (off, len) within it
-      this.worker.postMessage({ op: 'block', ab: b.buffer, off: b.byteOffset, len: b.length }, [b.buffer as ArrayBuffer]);
+      this.send({ op: 'block', ab: b.buffer as ArrayBuffer, off: b.byteOffset, len: b.length }, [b.buffer as ArrayBuffer]);
     }
   }
 
-  private onMessage(m: WorkerMessage): void {
+  private send(m: DecodeRequest, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(m, transfer);
+  }
+
+  private onMessage(m: DecodeReply): void {
     switch (m.op) {
       case 'block': {
-        const view = Buffer.from(m.ab!, m.off!, m.len!);
+        const view = Buffer.from(m.ab, m.off, m.len);
+        const block = { ab: m.ab, off: m.off, len: this.blockSize };
         if (this.lend) {
-          const block = { ab: m.ab!, off: m.off!, len: this.blockSize };
           this.push(lendBlock(view, () => this.giveBack(block)));
         } else {
           const more = this.push(Buffer.from(view));
-          const block = { ab: m.ab!, off: m.off!, len: this.blockSize };
           if (more) this.giveBack(block); else this.held.push(block);
         }
         break;
       }
       case 'ack':
-        this.inflight -= m.n!;
-        if (m.ab !== undefined && m.ab.byteLength === STAGING) this.spare.push(Buffer.from(m.ab));
+        this.inflight -= m.n;
+        if (m.ab.byteLength === STAGING) this.spare.push(Buffer.from(m.ab));
         if (this.inflight < this.maxInput) { const f = this.onAck; this.onAck = undefined; f?.(); }
         break;
       case 'done':
-        this.bytesWritten = m.bytesWritten!;
+        this.bytesWritten = m.bytesWritten;
         this.finished = true;
         void endWorker(this.worker);
         { const f = this.onDone; this.onDone = undefined; f?.(); }
@@ -236,7 +160,7 @@ export class DecodeWorker extends Transform {
 
   private giveBack(b: { ab: ArrayBuffer; off: number; len: number }): void {
     if (this.finished || this.failure !== undefined) return;
-    this.worker.postMessage({ op: 'block', ab: b.ab, off: b.off, len: b.len }, [b.ab]);
+    this.send({ op: 'block', ab: b.ab, off: b.off, len: b.len }, [b.ab]);
   }
 
   private fail(e: Error): void {
@@ -274,7 +198,7 @@ export class DecodeWorker extends Transform {
   private post(): void {
     if (this.staged === 0) return;
     const ab = this.staging.buffer as ArrayBuffer;
-    this.worker.postMessage({ op: 'in', ab, len: this.staged }, [ab]);
+    this.send({ op: 'in', ab, len: this.staged }, [ab]);
     this.inflight += this.staged;
     this.staging = this.spare.pop() ?? Buffer.allocUnsafeSlow(STAGING);
     this.staged = 0;
@@ -284,7 +208,7 @@ export class DecodeWorker extends Transform {
     if (this.failure) { cb(this.failure); return; }
     this.post();
     this.onDone = (err) => cb(err);
-    this.worker.postMessage({ op: 'end' });
+    this.send({ op: 'end' });
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
@@ -294,21 +218,6 @@ export class DecodeWorker extends Transform {
   }
 }
 
-/** Whether this Node's zlib exposes what the worker drives (the decoder's native handle with
- *  writeSync and its write-state array, as node:zlib's own *Sync functions use them). The pinned
- *  runtime has them; elsewhere deploy decodes on the main thread instead. */
-export function decodeWorkerSupported(): boolean {
-  supported ??= probe();
-  return supported;
-}
-let supported: boolean | undefined;
-function probe(): boolean {
-  for (const d of [zlib.createGunzip(), zlib.createZstdDecompress()]) {
-    const internals = d as unknown as { _handle?: { writeSync?: unknown }; _writeState?: unknown; _finishFlushFlag?: unknown; _defaultFlushFlag?: unknown };
-    const ok = typeof internals._handle?.writeSync === 'function' && internals._writeState instanceof Uint32Array
-      && typeof internals._finishFlushFlag === 'number' && typeof internals._defaultFlushFlag === 'number';
-    d.close();
-    if (!ok) return false;
-  }
-  return true;
-}
+/** Whether this Node's zlib exposes what the worker drives (src/sys/zlib-handle.ts). The pinned
+ *  runtime does; elsewhere deploy decodes on the main thread instead. */
+export { syncZlibSupported as decodeWorkerSupported } from '../sys/zlib-handle.ts';

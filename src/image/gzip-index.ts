@@ -37,6 +37,7 @@
 // zeros, and the CRC-32s combined still have to match the image's own trailer.
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
+import { type SyncZlib, syncZlib } from '../sys/zlib-handle.ts';
 
 export const GZIP_INDEX_MAGIC = Buffer.from('BOOTYGZI', 'latin1');
 export const GZIP_INDEX_VERSION = 2;
@@ -171,25 +172,12 @@ export function gzipHeaderLength(b: Uint8Array): number | 'more' | undefined {
 
 // ---- the builder ------------------------------------------------------------------------------
 
-type WriteSync = (flush: number, inp: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number) => void;
+type SyncInflater = SyncZlib<zlib.InflateRaw>;
 
-interface SyncInflater {
-  stream: zlib.InflateRaw;
-  handle: { writeSync: WriteSync; onerror: unknown };
-  state: Uint32Array;
-  error: { message: string; code?: string } | null;
-}
-
-/** A raw inflater whose native handle is driven synchronously (as node:zlib's *Sync functions do). */
+/** A raw inflater whose native handle is driven synchronously (src/sys/zlib-handle.ts). */
 function syncInflater(): SyncInflater {
-  const stream = zlib.createInflateRaw();
-  const internals = stream as unknown as { _handle?: SyncInflater['handle']; _writeState?: unknown };
-  if (typeof internals._handle?.writeSync !== 'function' || !(internals._writeState instanceof Uint32Array)) {
-    stream.close();
-    throw new IndexRefused("this Node's zlib does not expose what the index builder drives (_handle.writeSync)");
-  }
-  const s: SyncInflater = { stream, handle: internals._handle, state: internals._writeState, error: null };
-  s.handle.onerror = (message: string, _errno: number, code: string) => { s.error = { message, code }; };
+  const s = syncZlib(zlib.createInflateRaw());
+  if (s === undefined) throw new IndexRefused("this Node's zlib does not expose what the index builder drives (src/sys/zlib-handle.ts)");
   return s;
 }
 
@@ -205,10 +193,9 @@ function decodeAll(inf: SyncInflater, input: Uint8Array, out: Buffer, onOut: (pi
   let off = 0;
   let avail = input.length;
   while (avail > 0) {
-    inf.handle.writeSync(zlib.constants.Z_NO_FLUSH, input, off, avail, out, 0, out.length);
-    if (inf.error !== null) return false;
-    const outAfter = inf.state[0];
-    const inAfter = inf.state[1];
+    if (!inf.write(zlib.constants.Z_NO_FLUSH, input, off, avail, out, 0, out.length)) return false;
+    const outAfter = inf.outLeft;
+    const inAfter = inf.inLeft;
     if (outAfter < out.length) onOut(out.subarray(0, out.length - outAfter));
     off += avail - inAfter;
     avail = inAfter;
@@ -219,8 +206,7 @@ function decodeAll(inf: SyncInflater, input: Uint8Array, out: Buffer, onOut: (pi
 
 /** Whether `inf`'s deflate stream has ended (a final block was decoded). */
 function streamEnded(inf: SyncInflater, out: Buffer): boolean {
-  inf.handle.writeSync(zlib.constants.Z_FINISH, Buffer.alloc(0), 0, 0, out, 0, out.length);
-  return inf.error === null && inf.state[0] === out.length;
+  return inf.write(zlib.constants.Z_FINISH, Buffer.alloc(0), 0, 0, out, 0, out.length) && inf.outLeft === out.length;
 }
 
 export interface GzipIndexBuilderOptions {
@@ -330,14 +316,13 @@ export class GzipIndexBuilder {
 
   /** Decodes deflate bytes, stopping at every block end; returns what follows the deflate stream. */
   private deflate(c: Buffer): Buffer {
-    const { handle, state } = this.main;
+    const main = this.main;
     let off = 0;
     let avail = c.length;
     while (avail > 0) {
-      handle.writeSync(zlib.constants.Z_BLOCK, c, off, avail, this.out, 0, this.out.length);
-      if (this.main.error !== null) throw new IndexRefused(`the gzip data is corrupt (${this.main.error.message}) near byte ${this.pos}`);
-      const outAfter = state[0];
-      const used = avail - state[1];
+      if (!main.write(zlib.constants.Z_BLOCK, c, off, avail, this.out, 0, this.out.length)) throw new IndexRefused(`the gzip data is corrupt (${main.error!.message}) near byte ${this.pos}`);
+      const outAfter = main.outLeft;
+      const used = avail - main.inLeft;
       const produced = this.out.length - outAfter;
       if (produced > 0) this.output(this.out.subarray(0, produced));
       if (used > 0) this.verify(c.subarray(off, off + used));
@@ -407,8 +392,7 @@ export class GzipIndexBuilder {
   private startCandidate(crcBefore: number, zerosBefore: boolean): void {
     const prefix = windowPrefix(this.window.subarray(0, this.windowLength));
     this.cand = { cOff: this.pos, uOff: this.total, crcBefore, zerosBefore, prefix, bytesAfter: 0, crcAfter: 0, zerosAfter: true, vBytes: 0, vCrc: 0, failed: false };
-    this.verifier.stream.reset();
-    this.verifier.error = null;
+    this.verifier.reset();
     let windowOut = 0;
     const ok = decodeAll(this.verifier, prefix, this.vOut, (piece) => { windowOut += piece.length; });
     if (!ok || windowOut !== this.windowLength) throw new IndexRefused('internal: a window prefix did not decode to its window');
@@ -470,7 +454,7 @@ export class GzipIndexBuilder {
 
   /** Frees the inflaters (finish() does; call it when a build is abandoned). */
   close(): void {
-    this.main.stream.close();
-    this.verifier.stream.close();
+    this.main.close();
+    this.verifier.close();
   }
 }

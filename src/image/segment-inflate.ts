@@ -24,7 +24,7 @@
 //
 // Memory: the blocks (one segment's worth per worker, plus one), a few staging buffers.
 import { Transform, type TransformCallback } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import { alignedBuffer } from './target.ts';
 import { lendBlock } from './block-loan.ts';
@@ -34,139 +34,45 @@ import { createGcPacer } from './gc-pacer.ts';
 import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from './gzip-index.ts';
 import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
 import { DEFAULT_GRANULARITY, markZeroGrains } from './zeroruns.ts';
-import { EXIT_ON_MESSAGE, endWorker } from './worker-exit.ts';
-import { LIBDEFLATE, LIBDEFLATE_WORKER_SOURCE } from '../sys/libdeflate.ts';
+import { endWorker } from './worker-exit.ts';
+import { startWorker } from './worker-start.ts';
+import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
 
-const WORKER_SOURCE = String.raw`
-const { parentPort, workerData } = require('node:worker_threads');
-const zlib = require('node:zlib');
-const C = zlib.constants;
-const inf = zlib.createInflateRaw();
-const handle = inf._handle;
-const state = inf._writeState;
-let zerr = null;
-handle.onerror = (message, errno, code) => { zerr = { message, code }; };
-const GRAIN = workerData.grain;
-const ZERO = Buffer.alloc(GRAIN);
-// The CRC-32 of a message followed by GRAIN zero bytes, from the message's CRC: the operator for
-// GRAIN zero bytes (crc32-combine.ts, passed in) applied to the register, xor the CRC of the zeros.
-const zeroOp = workerData.zeroOp;
-const gf2Times = (mat, vec) => { let sum = 0; for (let i = 0; vec !== 0; i++, vec >>>= 1) if (vec & 1) sum ^= mat[i]; return sum >>> 0; };
-const zeroCrc = zlib.crc32(ZERO);
-const appendZeros = (crc) => (gf2Times(zeroOp, crc) ^ zeroCrc) >>> 0;
-const scratch = Buffer.allocUnsafe(64 << 10);
-const empty = Buffer.alloc(0);
-let cur = null;
-// libdeflate (src/sys/libdeflate.ts), where it loaded: a segment whose output fits in its first
-// block is inflated in one call, about twice zlib's speed. Its compressed bytes do not come in
-// staging pieces: the main thread copies them straight from the network's chunks into this
-// worker's gather buffer (shared memory; the 'end' message orders the writes before the read).
-// libdeflate has no preset window, so the window goes before them as a stored block, and an
-// empty final stored block after them (the segment ends on a block boundary); the output lands
-// in the block with the window in the block's headroom just before it (SegmentInflater leaves
-// room there).
-${LIBDEFLATE_WORKER_SOURCE}
-const libdeflate = loadLibdeflate();
-const FINAL_EMPTY = Buffer.from([1, 0, 0, 0xff, 0xff]);
-const crc32 = libdeflate !== null ? libdeflate.crc32 : zlib.crc32;
-const gather = workerData.gather ? Buffer.from(workerData.gather) : null;
-const startWhole = (t) => {
-  cur.whole = { window: t.window, clen: t.clen, ulen: t.ulen, at: t.window > 0 ? 5 + t.window : 0 };
-  if (libdeflate === null) { cur.err = { message: 'libdeflate did not load in the inflate worker', code: 'LIBDEFLATE_FAILED' }; return; }
-  if (t.window === 0) return;
-  // the window: the prefix's DEFLATE (it ends on a sync flush) decoded into a stored block
-  gather[0] = 0; gather.writeUInt16LE(t.window, 1); gather.writeUInt16LE(t.window ^ 0xffff, 3);
-  const p = Buffer.concat([Buffer.from(t.prefix), FINAL_EMPTY]);
-  const r = libdeflate.decompress(p, gather.subarray(5, 5 + t.window));
-  if (r.result !== 0 || r.outUsed !== t.window || r.inUsed !== p.length) {
-    cur.err = { message: 'the window before this segment does not decode to its ' + t.window + ' bytes (damaged index)', code: 'INDEX_DAMAGED' };
-  }
-};
-const finishWhole = () => {
-  const w = cur.whole;
-  let end = w.at + w.clen;
-  if (!cur.last) { FINAL_EMPTY.copy(gather, end); end += 5; }
-  const input = gather.subarray(0, end);
-  const b = cur.blocks[0];
-  const out = Buffer.from(b.ab, b.off - w.window, w.window + w.ulen);
-  const r = libdeflate.decompress(input, out);
-  if (r.result === 3) { cur.err = { message: 'decodes to more bytes than the index says', code: 'SEGMENT_TOO_LONG' }; return; }
-  if (r.result !== 0) { cur.err = { message: 'invalid deflate data (or it stops before the segment does)', code: 'Z_DATA_ERROR' }; return; }
-  if (r.inUsed !== end) { cur.err = { message: 'the deflate stream ends ' + (end - r.inUsed - (cur.last ? 0 : 5)) + ' bytes before this segment does', code: 'SEGMENT_ENDS_EARLY' }; return; }
-  cur.produced = r.outUsed - w.window;
-};
-const start = (t) => {
-  cur = { id: t.id, blocks: t.blocks, views: t.blocks.map((b) => Buffer.from(b.ab, b.off, b.len)), bi: 0, filled: 0, produced: 0, last: t.last, err: null, whole: null };
-  if (t.whole) { startWhole(t); return; }
-  inf.reset();
-  zerr = null;
-  if (t.prefix.byteLength > 0) {
-    const p = Buffer.from(t.prefix);
-    const out = t.window <= scratch.length - 1 ? scratch : Buffer.allocUnsafe(t.window + 1);
-    handle.writeSync(C.Z_NO_FLUSH, p, 0, p.length, out, 0, t.window + 1);
-    if (zerr !== null || state[1] !== 0 || t.window + 1 - state[0] !== t.window) {
-      cur.err = { message: 'the window before this segment does not decode to its ' + t.window + ' bytes (damaged index)', code: 'INDEX_DAMAGED' };
-    }
-  }
-};
-const feed = (buf) => {
-  let off = 0, avail = buf.length;
-  while (avail > 0 && cur.err === null) {
-    if (cur.bi >= cur.views.length) { cur.err = { message: 'decodes to more bytes than the index says', code: 'SEGMENT_TOO_LONG' }; return; }
-    const blk = cur.views[cur.bi];
-    const room = blk.length - cur.filled;
-    handle.writeSync(C.Z_NO_FLUSH, buf, off, avail, blk, cur.filled, room);
-    if (zerr !== null) { cur.err = zerr; return; }
-    const outAfter = state[0], inAfter = state[1];
-    cur.filled += room - outAfter;
-    cur.produced += room - outAfter;
-    off += avail - inAfter;
-    avail = inAfter;
-    if (outAfter === 0) { cur.bi++; cur.filled = 0; continue; }
-    if (avail > 0) { cur.err = { message: 'the deflate stream ends ' + avail + ' bytes before this segment does', code: 'SEGMENT_ENDS_EARLY' }; return; }
-  }
-};
-const finish = () => {
-  if (cur.whole !== null) { if (cur.err === null) finishWhole(); }
-  else if (cur.err === null && cur.last) {
-    // the final block must have been decoded: Z_FINISH on no input says "unexpected end" otherwise
-    handle.writeSync(C.Z_FINISH, empty, 0, 0, scratch, 0, scratch.length);
-    if (zerr !== null) cur.err = zerr;
-  }
-  let crc = 0;
-  const zeros = [];
-  if (cur.err === null) {
-    let left = cur.produced;
-    for (const v of cur.views) {
-      const n = Math.min(left, v.length);
-      left -= n;
-      const map = new Uint8Array(Math.ceil(v.length / GRAIN));
-      for (let at = 0, g = 0; at < n; at += GRAIN, g++) {
-        const end = Math.min(at + GRAIN, n);
-        const piece = v.subarray(at, end);
-        if (end - at === GRAIN && piece.equals(ZERO)) { map[g] = 1; crc = appendZeros(crc); }
-        else crc = crc32(piece, crc);
-      }
-      zeros.push(map);
-    }
-  }
-  const reply = { op: 'done', id: cur.id, produced: cur.produced, crc, zeros, blocks: cur.blocks, whole: cur.whole !== null,
-    error: cur.err === null ? undefined : { message: String(cur.err.message), code: cur.err.code } };
-  cur = null;
-  parentPort.postMessage(reply, reply.blocks.map((b) => b.ab));
-};
-parentPort.on('message', (m) => {
-  ${EXIT_ON_MESSAGE}
-  if (m.op === 'start') { start(m); return; }
-  // 'end' of a segment whose bytes the main thread put in the gather buffer
-  if (m.op === 'end') { if (cur !== null && cur.id === m.id) finish(); return; }
-  // 'in': a piece of the current segment's bytes; the staging buffer goes straight back
-  if (cur !== null && cur.id === m.id && cur.err === null) feed(Buffer.from(m.ab, 0, m.len));
-  parentPort.postMessage({ op: 'ack', ab: m.ab, len: m.len }, [m.ab]);
-  if (m.end && cur !== null && cur.id === m.id) finish();
-});
-`;
+/** What each segment worker (segment-worker-entry.ts) is started with. */
+export interface SegmentWorkerData {
+  /** bytes per zero-map grain */
+  grain: number;
+  /** crc32-combine.ts's operator for `grain` zero bytes */
+  zeroOp: Uint32Array | number[];
+  libdeflate: NativeLibForWorkers | undefined;
+  /** with libdeflate: memory shared with the main thread, where a whole segment's bytes are put */
+  gather: SharedArrayBuffer | undefined;
+}
+
+/** A segment for a worker: its blocks (moved), the window's deflated prefix (moved), and whether
+ *  its bytes come whole in the gather buffer (then 'end') or in staging pieces ('in'). */
+export interface SegmentStart {
+  op: 'start';
+  id: number;
+  prefix: ArrayBuffer;
+  window: number;
+  blocks: Block[];
+  last: boolean;
+  whole: boolean;
+  clen: number;
+  ulen: number;
+}
+
+/** Main thread -> segment worker. */
+export type SegmentRequest =
+  | SegmentStart
+  | { op: 'in'; id: number; ab: ArrayBuffer; len: number; end: boolean }
+  | { op: 'end'; id: number };
+
+function send(w: Worker, m: SegmentRequest, transfer: ArrayBuffer[] = []): void {
+  w.postMessage(m, transfer);
+}
 
 function corrupt(message: string, code?: string): Error {
   const e = new Error(message) as Error & { code?: string };
@@ -175,7 +81,7 @@ function corrupt(message: string, code?: string): Error {
   return e;
 }
 
-interface Block { ab: ArrayBuffer; off: number; len: number }
+export interface Block { ab: ArrayBuffer; off: number; len: number }
 interface Slot {
   rec: GzipIndexRecord;
   index: number;
@@ -189,19 +95,21 @@ interface Slot {
   crc?: number;
 }
 
-interface WorkerReply {
-  op: 'ack' | 'done';
-  ab?: ArrayBuffer;
-  len?: number;
-  id?: number;
-  produced?: number;
-  crc?: number;
-  zeros?: Uint8Array[];
-  blocks?: Block[];
-  /** inflated in one libdeflate call */
-  whole?: boolean;
-  error?: { message: string; code?: string };
-}
+/** Segment worker -> main thread: a staging buffer given back, or a segment done (its blocks
+ *  back, with what it produced, its CRC-32 and zero maps, or its error). */
+export type SegmentReply =
+  | { op: 'ack'; ab: ArrayBuffer; len: number }
+  | {
+    op: 'done';
+    id: number;
+    produced: number;
+    crc: number;
+    zeros: Uint8Array[];
+    blocks: Block[];
+    /** inflated in one libdeflate call */
+    whole: boolean;
+    error?: { message: string; code?: string };
+  };
 
 export interface SegmentInflaterOptions {
   index: GzipIndexReader;
@@ -261,7 +169,7 @@ export class SegmentInflater extends Transform {
   private busy = false;
   private shut = false;
   /** the network's chunks are copied into staging buffers and die young: collect them every 2 MiB
-   *  (about 5 MiB less peak RSS than every 8 MiB, for ~0.1 s of CPU per GB) */
+   *  (less peak RSS than every 8 MiB for little CPU; README, Performance) */
   private readonly pace = createGcPacer(2 << 20);
 
   constructor(o: SegmentInflaterOptions) {
@@ -291,12 +199,13 @@ export class SegmentInflater extends Transform {
     this.gatherBytes = libdeflate !== undefined ? 5 + this.header.window + this.blockSize + (this.blockSize >> 10) + 64 : 0;
     for (let i = 0; i < this.workerCount; i++) {
       const gather = libdeflate !== undefined ? new SharedArrayBuffer(this.gatherBytes) : undefined;
-      const w = new Worker(WORKER_SOURCE, {
-        eval: true, name: `booty-inflate-${i}`, workerData: { grain: DEFAULT_GRANULARITY, zeroOp: zerosOperator(DEFAULT_GRANULARITY), libdeflate, gather },
+      const workerData: SegmentWorkerData = { grain: DEFAULT_GRANULARITY, zeroOp: zerosOperator(DEFAULT_GRANULARITY), libdeflate, gather };
+      const w = startWorker(new URL('./segment-worker-entry.ts', import.meta.url), {
+        name: `booty-inflate-${i}`, workerData,
         // the worker keeps almost nothing alive: a small young generation keeps its heap small
         resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
       });
-      w.on('message', (m: WorkerReply) => this.onReply(w, m));
+      w.on('message', (m: SegmentReply) => this.onReply(w, m));
       w.on('error', (e: Error) => this.fail(e));
       w.on('exit', (code) => { if (!this.shut) this.fail(new Error(`inflate worker exited (${code})`)); });
       this.workers.push(w);
@@ -386,7 +295,7 @@ export class SegmentInflater extends Transform {
             pos += n;
             f.left -= n;
             this.bytesWritten += n;
-            if (f.left === 0) f.slot.worker!.postMessage({ op: 'end', id: f.slot.index });
+            if (f.left === 0) send(f.slot.worker!, { op: 'end', id: f.slot.index });
           } else {
             const n = Math.min(f.left, chunk.length - pos, STAGING - this.staged);
             chunk.copy(this.staging, this.staged, pos, pos + n);
@@ -475,7 +384,7 @@ export class SegmentInflater extends Transform {
     // libdeflate takes the segment whole when its output fits its block (pigz's segments all do)
     const at = window > 0 ? 5 + window : 0;
     const gather = rec.uLen <= this.blockSize && window <= this.headroom && at + rec.cLen + 5 <= this.gatherBytes ? this.gathers.get(worker) : undefined;
-    worker.postMessage({
+    send(worker, {
       op: 'start', id, prefix: p.buffer, window, blocks, last, whole: gather !== undefined, clen: rec.cLen, ulen: rec.uLen,
     }, [p.buffer, ...blocks.map((b) => b.ab)]);
     this.feeding = { slot, left: rec.cLen, skip: false, gather, at };
@@ -484,7 +393,7 @@ export class SegmentInflater extends Transform {
   /** Sends the staged bytes to the segment's worker (the staging buffer moves; a spare replaces it). */
   private post(slot: Slot, end: boolean): void {
     const ab = this.staging.buffer as ArrayBuffer;
-    slot.worker!.postMessage({ op: 'in', id: slot.index, ab, len: this.staged, end }, [ab]);
+    send(slot.worker!, { op: 'in', id: slot.index, ab, len: this.staged, end }, [ab]);
     this.unacked += this.staged;
     this.staging = this.spare.length > 0 ? Buffer.from(this.spare.pop()!) : Buffer.allocUnsafeSlow(STAGING);
     this.staged = 0;
@@ -505,20 +414,20 @@ export class SegmentInflater extends Transform {
     this.phase = 'done';
   }
 
-  private onReply(w: Worker, m: WorkerReply): void {
+  private onReply(w: Worker, m: SegmentReply): void {
     if (m.op === 'ack') {
-      this.unacked -= m.len!;
-      if (m.ab!.byteLength === STAGING) this.spare.push(m.ab!);
+      this.unacked -= m.len;
+      if (m.ab.byteLength === STAGING) this.spare.push(m.ab);
       this.poke();
       return;
     }
-    const slot = this.byId.get(m.id!);
+    const slot = this.byId.get(m.id);
     if (slot === undefined) return;
-    this.byId.delete(m.id!);
+    this.byId.delete(m.id);
     this.idle.push(w);
-    slot.blocks = m.blocks!;
+    slot.blocks = m.blocks;
     slot.done = true;
-    if (m.whole === true) this.libdeflateSegments++;
+    if (m.whole) this.libdeflateSegments++;
     if (m.error !== undefined) {
       const where = `gzip segment ${slot.index} (image bytes ${slot.rec.cOff}-${slot.rec.cOff + slot.rec.cLen}, disk offset ${slot.rec.uOff})`;
       if (m.error.code === 'INDEX_DAMAGED') slot.err = new GzipIndexError(`${where}: ${m.error.message}`);

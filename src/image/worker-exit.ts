@@ -8,9 +8,10 @@
 /** The message a worker answers with process.exit(0). */
 export const EXIT_MESSAGE = { op: 'exit' } as const;
 
-/** Worker source line: exits on EXIT_MESSAGE (first in the worker's 'message' handler, whose
- *  parameter is named `m`). */
-export const EXIT_ON_MESSAGE = `if (m && m.op === 'exit') { process.exit(0); }`;
+/** In a worker, first thing in its 'message' handler: exits on EXIT_MESSAGE. */
+export function exitIfAsked(m: unknown): void {
+  if (typeof m === 'object' && m !== null && (m as { op?: unknown }).op === EXIT_MESSAGE.op) process.exit(0);
+}
 
 interface ExitableWorker {
   postMessage(m: unknown): void;

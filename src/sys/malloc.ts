@@ -1,9 +1,8 @@
 // glibc's malloc gives threads arenas of their own (node's libuv pool and V8's helper threads
 // get theirs at startup, before any JavaScript runs, so mallopt(M_ARENA_MAX) comes too late)
 // and keeps the pages of what was freed in them. During a deploy or capture those freed pages
-// were 4-7 MiB of peak RSS. malloc_trim(0) gives the free pages of every arena back to the kernel;
-// a few times a second costs nothing measurable (measured on 2 cores: deploy 153-155 ->
-// 148-150 MiB, same speed).
+// were megabytes of peak RSS (README, Performance, Memory). malloc_trim(0) gives the free pages
+// of every arena back to the kernel; a few times a second costs nothing measurable.
 import { fn } from './libc.ts';
 
 /** Calls malloc_trim(0) every `intervalMs` until the returned stop() (best effort: without

@@ -1,20 +1,16 @@
 // A compression library the codec workers load through koffi (libdeflate, ISA-L), with the one
-// decision of whether they get it and why not. The workers are evaluated sources (the agent is
-// one bundle) and cannot import this module: the main thread checks here, once, that koffi and
-// the library load and have the functions the workers declare, then hands the workers a path to
-// koffi and the library's soname. Where the library is missing, or the operator turned it off
-// (a CLI flag or an environment variable set to 0), the workers use node:zlib: same bytes in,
-// same checks, slower.
+// decision of whether they get it and why not. The main thread checks here, once, that koffi and
+// the library load, have the functions the workers declare and pass the library's own check
+// (ISA-L decodes a known gzip member through its declared struct layout), then hands the workers
+// a path to koffi and the library's soname; each worker loads it again itself
+// (native-codec-worker.ts). Where the library is missing, fails its check, or the operator turned
+// it off (a CLI flag or an environment variable set to 0), the workers use node:zlib: same bytes
+// in, same checks, slower; status() / whyNot() say why, for the logs.
 import { createRequire } from 'node:module';
 import { koffi } from './libc.ts';
+import type { Koffi, KoffiFn, NativeLibForWorkers } from './native-codec-worker.ts';
 
-/** What a worker needs to load the library itself. */
-export interface NativeLibForWorkers {
-  /** koffi's resolved module path (workers require it by path) */
-  koffi: string;
-  /** the library's file name, as dlopen finds it */
-  lib: string;
-}
+export type { NativeLibForWorkers } from './native-codec-worker.ts';
 
 export interface NativeCodecLibSpec {
   /** what logs call it, e.g. 'libdeflate' */
@@ -27,6 +23,9 @@ export interface NativeCodecLibSpec {
   env: string;
   /** C prototypes the workers declare: all must resolve in this build of the library */
   functions: readonly string[];
+  /** run once on the main thread after the library loaded, with its functions (declared in the
+   *  order of `functions`): '' when it works as booty expects, else why not */
+  check?: (k: Koffi, fns: KoffiFn[]) => string;
 }
 
 export class NativeCodecLib {
@@ -68,40 +67,21 @@ export class NativeCodecLib {
   }
 
   private probe(): { ok: NativeLibForWorkers | undefined; why: string } {
-    const { soname, functions } = this.spec;
+    const { soname, functions, check } = this.spec;
+    let fns: KoffiFn[];
     try {
       const lib = koffi().load(soname);
-      for (const f of functions) lib.func(f);
-      const koffiPath = createRequire(import.meta.url).resolve('koffi');
-      return { ok: { koffi: koffiPath, lib: soname }, why: '' };
+      fns = functions.map((f) => lib.func(f));
     } catch (e) {
-      return { ok: undefined, why: `${soname} not loadable: ${(e as Error).message.split('\n')[0]}` };
+      return { ok: undefined, why: `${soname} not loadable: ${firstLine(e)}` };
     }
+    let failed: string;
+    try { failed = check?.(koffi(), fns) ?? ''; } catch (e) { failed = firstLine(e); }
+    if (failed !== '') return { ok: undefined, why: `${soname} failed booty's load-time check (${failed})` };
+    return { ok: { koffi: createRequire(import.meta.url).resolve('koffi'), lib: soname }, why: '' };
   }
 }
 
-/**
- * Worker source that defines `const <fn> = () => api | null`: on its first call it loads the
- * library that workerData[<key>] names (a NativeLibForWorkers) and evaluates `body`, JavaScript
- * with `k` (koffi) and `lib` (the loaded library) in scope that declares `F`, the library's
- * functions in the order of `functions`, and returns the worker's API. Null when the main thread
- * gave no library, or when loading or `body` throws; never retried. Loading on first use matters:
- * koffi costs a worker ~1.6 MiB, which a worker that never needs the library never pays.
- */
-export function workerLoaderSource(fn: string, key: string, functions: readonly string[], body: string): string {
-  return `
-let ${fn}Loaded;
-const ${fn} = () => ${fn}Loaded !== undefined ? ${fn}Loaded : (${fn}Loaded = (() => {
-  const cfg = workerData && workerData[${JSON.stringify(key)}];
-  if (!cfg) return null;
-  try {
-    const k = require(cfg.koffi);
-    const lib = k.load(cfg.lib);
-    const F = ${JSON.stringify(functions)}.map((p) => lib.func(p));
-    ${body}
-  } catch (e) {
-    return null;
-  }
-})());
-`;
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }

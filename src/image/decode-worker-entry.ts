@@ -1,0 +1,110 @@
+// The decode worker thread (decode-worker.ts starts it, worker-start.ts says how): decodes one
+// gzip or zstd stream into the blocks the main thread lends it, synchronously, with igzip (gzip,
+// where the main thread found ISA-L) or node:zlib's native handle (zlib-handle.ts).
+import { parentPort, workerData } from 'node:worker_threads';
+import zlib from 'node:zlib';
+import { exitIfAsked } from './worker-exit.ts';
+import { syncZlib, type ZlibError } from '../sys/zlib-handle.ts';
+import { workerIsal } from '../sys/isal-worker.ts';
+import type { DecodeReply, DecodeRequest, DecodeWorkerData } from './decode-worker.ts';
+
+if (parentPort === null) throw new Error('decode-worker-entry.ts runs as a worker thread (decode-worker.ts)');
+const port = parentPort;
+const { format, isal: isalCfg } = workerData as DecodeWorkerData;
+
+// gzip: ISA-L's igzip where the main thread found it (src/sys/isal.ts), else node:zlib
+const isalGunzip = format === 'gzip' ? workerIsal(isalCfg).get()?.gunzip() ?? null : null;
+// (only its native handle is used: the stream's chunkSize and output buffers never come into play)
+const dec = syncZlib(format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress());
+// the main thread asked decodeWorkerSupported() before starting this worker
+if (dec === undefined) throw new Error("this Node's zlib lacks what the decode worker drives (src/sys/zlib-handle.ts)");
+
+let zerr: ZlibError | null = null;
+/** One decoding step: as much of the input as fits into out; { inLeft, outLeft } or null after an
+ *  error (zerr says which). */
+function step(last: boolean, buf: Buffer, off: number, avail: number, out: Buffer, outOff: number, outLen: number): { inLeft: number; outLeft: number } | null {
+  if (isalGunzip !== null) {
+    const r = isalGunzip.write(last, buf, off, avail, out, outOff, outLen);
+    if (r.error !== null) { zerr = r.error; return null; }
+    return r;
+  }
+  if (!dec!.write(last ? dec!.finishFlag : dec!.flushFlag, buf, off, avail, out, outOff, outLen)) { zerr = dec!.error; return null; }
+  return { outLeft: dec!.outLeft, inLeft: dec!.inLeft };
+}
+
+interface Block { ab: ArrayBuffer; off: number; len: number }
+interface Input { buf: Buffer; off: number; avail: number; ack: number; last: boolean }
+
+let consumed = 0;
+const free: Block[] = [];   // blocks to fill
+let cur: Buffer | null = null; // the block being filled, as a Buffer view
+let curBlock: Block | null = null;
+let filled = 0;
+const inputs: Input[] = [];
+let stopped = false;
+
+function post(m: DecodeReply, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(m, transfer);
+}
+
+function take(): boolean {
+  if (cur !== null) return true;
+  const b = free.pop();
+  if (b === undefined) return false;
+  curBlock = b;
+  cur = Buffer.from(b.ab, b.off, b.len);
+  filled = 0;
+  return true;
+}
+
+function ship(): void {
+  const b = curBlock!;
+  cur = null;
+  curBlock = null;
+  const n = filled;
+  filled = 0;
+  post({ op: 'block', ab: b.ab, off: b.off, len: n }, [b.ab]);
+}
+
+function fail(e: ZlibError | null): void {
+  stopped = true;
+  post({ op: 'error', message: e?.message ?? 'decoder failed', code: e?.code, errno: e?.errno });
+}
+
+/** Decodes queued input into blocks until the input runs out or no block is free. */
+function run(): void {
+  while (!stopped && inputs.length > 0) {
+    const x = inputs[0];
+    for (;;) {
+      if (!take()) return;
+      const before = cur!.length - filled;
+      const r = step(x.last, x.buf, x.off, x.avail, cur!, filled, before);
+      if (r === null) { fail(zerr); return; }
+      consumed += x.avail - r.inLeft;
+      x.off += x.avail - r.inLeft;
+      x.avail = r.inLeft;
+      filled += before - r.outLeft;
+      if (filled === cur!.length) ship();
+      // output space left over: the decoder took all it could of this input
+      if (r.outLeft !== 0) break;
+    }
+    inputs.shift();
+    // the input buffer goes back to the main thread for its next chunk (no allocation churn)
+    if (x.ack > 0) post({ op: 'ack', n: x.ack, ab: x.buf.buffer as ArrayBuffer }, [x.buf.buffer as ArrayBuffer]);
+    if (x.last) {
+      if (cur !== null && filled > 0) ship();
+      stopped = true;
+      post({ op: 'done', bytesWritten: consumed });
+    }
+  }
+}
+
+port.on('message', (m: DecodeRequest) => {
+  exitIfAsked(m);
+  switch (m.op) {
+    case 'block': free.push({ ab: m.ab, off: m.off, len: m.len }); break;
+    case 'in': inputs.push({ buf: Buffer.from(m.ab, 0, m.len), off: 0, avail: m.len, ack: m.len, last: false }); break;
+    case 'end': inputs.push({ buf: Buffer.alloc(0), off: 0, avail: 0, ack: 0, last: true }); break;
+  }
+  run();
+});
