@@ -4,7 +4,7 @@
 // (the decode worker with ISA-L, which loads koffi by path from evaluated code).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
@@ -47,6 +47,7 @@ test('the bundle embeds every worker entry, and every worker started in src/ is 
 
 test('a decode worker started from the bundle\'s text inflates with ISA-L (koffi loaded by path)', async () => {
   // the owner module bundled as dist/ would hold it (koffi is found from beside it)
+  mkdirSync(path.join(root, 'dist'), { recursive: true }); // a fresh clone has none yet
   const dir = mkdtempSync(path.join(root, 'dist', '.test-workers-'));
   try {
     const out = path.join(dir, 'decode.mjs');
