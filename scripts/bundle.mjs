@@ -8,8 +8,8 @@
 // initramfs builder ships node_modules/koffi beside the bundle.
 //
 // Worker threads: each src/**/NAME-worker-entry.ts is built here into one CommonJS text and
-// embedded in the bundle (it replaces src/image/worker-bundled.ts), so the bundle stays a single
-// self-contained file; src/image/worker-start.ts starts a worker from that text (eval) in a bundle
+// embedded in the bundle (it replaces src/image/parallel/worker-bundled.ts), so the bundle stays a single
+// self-contained file; src/image/parallel/worker-start.ts starts a worker from that text (eval) in a bundle
 // and from its .ts file in the sources, and says why this way.
 import { build } from 'esbuild';
 import { readdir } from 'node:fs/promises';
@@ -52,11 +52,11 @@ async function buildWorker(entry) {
   return r.outputFiles[0].text;
 }
 
-/** Replaces src/image/worker-bundled.ts with the built worker entries, keyed by file name. */
+/** Replaces src/image/parallel/worker-bundled.ts with the built worker entries, keyed by file name. */
 export const embedWorkers = {
   name: 'booty-embed-workers',
   setup(b) {
-    const placeholder = path.join(root, 'src', 'image', 'worker-bundled.ts');
+    const placeholder = path.join(root, 'src', 'image', 'parallel', 'worker-bundled.ts');
     b.onLoad({ filter: /[\\/]worker-bundled\.ts$/ }, async (args) => {
       if (args.path !== placeholder) return undefined;
       const code = {};

@@ -2,8 +2,8 @@
 // hosted by another web server: put IMAGE.gzidx next to IMAGE and deploy with
 // --gzip-index URL (booty server builds and announces its own; this is not needed there).
 import { parseArgs } from 'node:util';
-import { IndexRefused } from '../image/gzip-index.ts';
-import { buildGzipIndexFile } from '../image/gzip-index-file.ts';
+import { IndexRefused } from '../image/format/gzip-index.ts';
+import { buildGzipIndexFile } from '../image/format/gzip-index-file.ts';
 import { formatBytes } from '../image/progress.ts';
 
 const HELP = `usage: booty index IMAGE [--out FILE]

@@ -1,5 +1,5 @@
 // `oci://registry[:port]/repository[:tag|@sha256:digest][#layer=title]`: how an action names a
-// disk image kept in an OCI registry (resolved by image/oci.ts). Here only the syntax, so the
+// disk image kept in an OCI registry (resolved by image/source/oci.ts). Here only the syntax, so the
 // action schema can validate it without the network.
 
 export interface OciReference {

@@ -12,15 +12,15 @@ import { pipeline } from 'node:stream/promises';
 import { BootyError, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { preflightDisk } from '../disk/preflight.ts';
-import { createCompressor } from './decompress.ts';
-import { CodecPool, defaultWorkers } from './codec-pool.ts';
-import { ParallelCompressor } from './parallel-compress.ts';
+import { createCompressor } from './format/decompress.ts';
+import { CodecPool, defaultWorkers } from './parallel/codec-pool.ts';
+import { ParallelCompressor } from './parallel/parallel-compress.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap } from './transforms.ts';
-import { createGcPacer } from './gc-pacer.ts';
-import { ReadTarget, alignedBuffer } from './target.ts';
-import { UploadRejected, uploadMultipart, type UploadOutcome } from './upload.ts';
-import { uploadToBootyServer, type ResumableTuning } from './upload-resumable.ts';
+import { createGcPacer } from './sink/gc-pacer.ts';
+import { ReadTarget, alignedBuffer } from './sink/target.ts';
+import { UploadRejected, uploadMultipart, type UploadOutcome } from './upload/upload.ts';
+import { uploadToBootyServer, type ResumableTuning } from './upload/upload-resumable.ts';
 
 export interface CaptureOptions {
   disk: string;

@@ -14,22 +14,22 @@ import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
-import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameContentSize, type Format } from './detect.ts';
-import { refusalReason, type UnsupportedFormat } from './unsupported-formats.ts';
-import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './oci.ts';
-import { createDecompressor, describeDecodeError, trailingBytes } from './decompress.ts';
-import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './codec-pool.ts';
-import { DecodeWorker, decodeWorkerSupported } from './decode-worker.ts';
-import { parseBootyGzipHeader, parseZstdFrameStart } from './frame-format.ts';
-import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel-decompress.ts';
-import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './gzip-index-source.ts';
-import { SegmentInflater } from './segment-inflate.ts';
-import type { ImageResponse } from './fetch.ts';
-import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './resumable-source.ts';
+import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameContentSize, type Format } from './format/detect.ts';
+import { refusalReason, type UnsupportedFormat } from './format/unsupported-formats.ts';
+import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './source/oci.ts';
+import { createDecompressor, describeDecodeError, trailingBytes } from './format/decompress.ts';
+import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './parallel/codec-pool.ts';
+import { DecodeWorker, decodeWorkerSupported } from './parallel/decode-worker.ts';
+import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
+import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
+import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
+import { SegmentInflater } from './parallel/segment-inflate.ts';
+import type { ImageResponse } from './source/fetch.ts';
+import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './source/resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
-import { WriteTarget } from './target.ts';
-import { ImageWriter } from './writer.ts';
+import { WriteTarget } from './sink/target.ts';
+import { ImageWriter } from './sink/writer.ts';
 
 export interface DeployOptions {
   /** http(s) URL, file:// URL, absolute path, or `oci://registry/repository:tag` (oci.ts) */

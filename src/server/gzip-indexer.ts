@@ -1,4 +1,4 @@
-// The server's gzip access-point indexes (src/image/gzip-index.ts): built once per gzip image, in
+// The server's gzip access-point indexes (src/image/format/gzip-index.ts): built once per gzip image, in
 // the background, one image at a time, and announced on its downloads (X-Booty-Gzip-Index) so
 // agents inflate it on every core. An index belongs to one version of its image: it records the
 // image's ETag (size, mtime, inode), and one whose ETag is not the image's current one is neither
@@ -16,8 +16,8 @@
 import type { Stats } from 'node:fs';
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HEADER_BYTES, IndexRefused, decodeHeader, type GzipIndexHeader } from '../image/gzip-index.ts';
-import { buildGzipIndexFile } from '../image/gzip-index-file.ts';
+import { HEADER_BYTES, IndexRefused, decodeHeader, type GzipIndexHeader } from '../image/format/gzip-index.ts';
+import { buildGzipIndexFile } from '../image/format/gzip-index-file.ts';
 import type { ImageStore } from './image-store.ts';
 import { etagFor } from './range.ts';
 

@@ -19,7 +19,7 @@ import { HttpError } from './http/http-error.ts';
 import { etagFor } from './range.ts';
 import { isTempName, tempNameFor } from './names.ts';
 import { zstdFileContentSize, zstdPathContentSize } from './zstd-frames.ts';
-import { HEAD_BYTES, classifyHead, type Format } from '../image/detect.ts';
+import { HEAD_BYTES, classifyHead, type Format } from '../image/format/detect.ts';
 
 /** What the agent's own detection makes of the image: a format it decodes, or `unsupported: xz`
  *  (unsupported-formats.ts) for one it refuses: the catalog shows that before anyone deploys it. */
@@ -59,7 +59,7 @@ export interface ReceivedUpload {
   head: Buffer;
 }
 
-/** The agent's own rule (image/detect.ts): gzip, zstd, a refused format, or raw. */
+/** The agent's own rule (image/format/detect.ts): gzip, zstd, a refused format, or raw. */
 export function detectFormat(head: Buffer): StoredFormat {
   const c = classifyHead(head);
   return c.unsupported !== undefined ? `unsupported: ${c.unsupported.id}` : c.format;

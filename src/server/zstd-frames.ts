@@ -10,7 +10,7 @@
 
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { parseZstdFrameStart } from '../image/frame-format.ts';
+import { parseZstdFrameStart } from '../image/format/frame-format.ts';
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;

@@ -18,7 +18,7 @@ import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { startCaptureRig, type CaptureRig } from '../helpers/capture-rig.ts';
 import { fillWithGarbage, sameBytes, isZeroRange } from '../helpers/ext4-disk-image.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
-import { parseBootyGzipHeader } from '../../src/image/frame-format.ts';
+import { parseBootyGzipHeader } from '../../src/image/format/frame-format.ts';
 import { deploy } from '../../src/image/deploy.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');

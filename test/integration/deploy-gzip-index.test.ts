@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { deploy } from '../../src/image/deploy.ts';
-import { HEADER_BYTES, decodeHeader } from '../../src/image/gzip-index.ts';
+import { HEADER_BYTES, decodeHeader } from '../../src/image/format/gzip-index.ts';
 import { isBootyError } from '../../src/util/errors.ts';
 import { gzipIndexStates, startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { uploadToBootyServer } from '../../src/image/upload-resumable.ts';
+import { uploadToBootyServer } from '../../src/image/upload/upload-resumable.ts';
 
 const MiB = 1 << 20;
 const DOWNLOADS = 50;

@@ -16,8 +16,8 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { uploadToBootyServer } from '../../src/image/upload-resumable.ts';
-import { UploadRejected } from '../../src/image/upload.ts';
+import { uploadToBootyServer } from '../../src/image/upload/upload-resumable.ts';
+import { UploadRejected } from '../../src/image/upload/upload.ts';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 const MiB = 1 << 20;

@@ -19,7 +19,7 @@ import { Agent, request } from 'undici';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { fetchAction } from '../../src/agent/fetch-action.ts';
 import { parseBootParams } from '../../src/agent/boot-params.ts';
-import { openImage } from '../../src/image/fetch.ts';
+import { openImage } from '../../src/image/source/fetch.ts';
 import { applyTrustOption, pemSha256, setServerTrust, trustedConnect } from '../../src/net/tls-pin.ts';
 import { isBootyError } from '../../src/util/errors.ts';
 import { createLogger } from '../../src/util/log.ts';

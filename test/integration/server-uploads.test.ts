@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import zlib from 'node:zlib';
 import { request } from 'undici';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { uploadToBootyServer } from '../../src/image/upload-resumable.ts';
+import { uploadToBootyServer } from '../../src/image/upload/upload-resumable.ts';
 import { deploy } from '../../src/image/deploy.ts';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');

@@ -1,4 +1,4 @@
-// The worker threads in a bundle (scripts/bundle.mjs, src/image/worker-start.ts): every
+// The worker threads in a bundle (scripts/bundle.mjs, src/image/parallel/worker-start.ts): every
 // `*-worker-entry.ts` under src/ is embedded as text, every worker an owner starts is among them,
 // the texts are CommonJS a worker can evaluate, and a worker started from the bundle's text runs
 // (the decode worker with ISA-L, which loads koffi by path from evaluated code).
@@ -17,10 +17,10 @@ const bundler = await import(pathToFileURL(path.join(root, 'scripts', 'bundle.mj
   workerEntries(): Promise<string[]>;
 };
 
-/** src/image/worker-bundled.ts as the bundle has it. */
+/** src/image/parallel/worker-bundled.ts as the bundle has it. */
 async function bundledWorkers(): Promise<Record<string, string>> {
   const r = await build({
-    absWorkingDir: root, entryPoints: [path.join(root, 'src', 'image', 'worker-bundled.ts')], write: false, bundle: true,
+    absWorkingDir: root, entryPoints: [path.join(root, 'src', 'image', 'parallel', 'worker-bundled.ts')], write: false, bundle: true,
     format: 'esm', platform: 'node', plugins: [bundler.embedWorkers as never], logLevel: 'silent',
   });
   const mod = await import(`data:text/javascript;base64,${Buffer.from(r.outputFiles[0].text).toString('base64')}`) as { bundledWorkers: Record<string, string> };
@@ -52,10 +52,10 @@ test('a decode worker started from the bundle\'s text inflates with ISA-L (koffi
   try {
     const out = path.join(dir, 'decode.mjs');
     await build({
-      absWorkingDir: root, entryPoints: [path.join(root, 'src', 'image', 'decode-worker.ts')], outfile: out, bundle: true,
+      absWorkingDir: root, entryPoints: [path.join(root, 'src', 'image', 'parallel', 'decode-worker.ts')], outfile: out, bundle: true,
       format: 'esm', platform: 'node', target: 'node26', external: ['koffi'], plugins: [bundler.embedWorkers as never], logLevel: 'silent',
     });
-    const { DecodeWorker } = await import(pathToFileURL(out).href) as typeof import('../../src/image/decode-worker.ts');
+    const { DecodeWorker } = await import(pathToFileURL(out).href) as typeof import('../../src/image/parallel/decode-worker.ts');
     const data = Buffer.concat([Buffer.alloc(300_000, 1), Buffer.from('the end')]);
     const d = new DecodeWorker({ format: 'gzip', blockSize: 64 << 10, blocks: 2 });
     assert.equal(d.engine, 'ISA-L igzip', 'libisal2 is installed by scripts/host-deps.sh');

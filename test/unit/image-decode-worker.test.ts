@@ -10,12 +10,12 @@ import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/decompress.ts';
-import { DecodeWorker, decodeWorkerSupported } from '../../src/image/decode-worker.ts';
-import { takeLoan } from '../../src/image/block-loan.ts';
+import { createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/format/decompress.ts';
+import { DecodeWorker, decodeWorkerSupported } from '../../src/image/parallel/decode-worker.ts';
+import { takeLoan } from '../../src/image/sink/block-loan.ts';
 import { bufferAddress } from '../../src/sys/blockdev.ts';
-import { CodecPool } from '../../src/image/codec-pool.ts';
-import { ParallelCompressor } from '../../src/image/parallel-compress.ts';
+import { CodecPool } from '../../src/image/parallel/codec-pool.ts';
+import { ParallelCompressor } from '../../src/image/parallel/parallel-compress.ts';
 import { execFileSync } from 'node:child_process';
 
 type Format = 'gzip' | 'zstd';

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createCompressor, createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/decompress.ts';
+import { createCompressor, createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/format/decompress.ts';
 
 async function decode(format: 'gzip' | 'zstd', input: Buffer, chunk = 65536): Promise<{ out: Buffer; trailing: number }> {
   const d = createDecompressor(format)!;

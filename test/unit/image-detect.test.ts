@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
-import { classifyHead, detectFormat, looksLikeMarkup, refuseRawReason, zstdFrameContentSize } from '../../src/image/detect.ts';
-import { UNSUPPORTED_HEAD_BYTES, UNSUPPORTED_IDS } from '../../src/image/unsupported-formats.ts';
+import { classifyHead, detectFormat, looksLikeMarkup, refuseRawReason, zstdFrameContentSize } from '../../src/image/format/detect.ts';
+import { UNSUPPORTED_HEAD_BYTES, UNSUPPORTED_IDS } from '../../src/image/format/unsupported-formats.ts';
 
 test('format comes from magic bytes only', () => {
   assert.equal(detectFormat(zlib.gzipSync(Buffer.from('x'))), 'gzip');

@@ -10,16 +10,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { crc32Combine } from '../../src/image/crc32-combine.ts';
+import { crc32Combine } from '../../src/image/format/crc32-combine.ts';
 import {
   FLAG_ZEROS, GzipIndexBuilder, HEADER_BYTES, IndexRefused, RECORD_BYTES, decodeHeader, decodeRecord, encodeHeader, gzipHeaderLength,
   type GzipIndexRecord,
-} from '../../src/image/gzip-index.ts';
-import { GzipIndexReader, indexMismatch } from '../../src/image/gzip-index-source.ts';
-import { SegmentInflater } from '../../src/image/segment-inflate.ts';
-import { takeLoan } from '../../src/image/block-loan.ts';
-import { takeZeroGrains } from '../../src/image/zeroruns.ts';
-import type { ImageResponse } from '../../src/image/fetch.ts';
+} from '../../src/image/format/gzip-index.ts';
+import { GzipIndexReader, indexMismatch } from '../../src/image/source/gzip-index-source.ts';
+import { SegmentInflater } from '../../src/image/parallel/segment-inflate.ts';
+import { takeLoan } from '../../src/image/sink/block-loan.ts';
+import { takeZeroGrains } from '../../src/image/sink/zeroruns.ts';
+import type { ImageResponse } from '../../src/image/source/fetch.ts';
 
 const MiB = 1 << 20;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

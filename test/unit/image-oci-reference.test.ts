@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseOciUrl } from '../../src/config/oci-reference.ts';
-import { parseChallenge } from '../../src/image/oci.ts';
+import { parseChallenge } from '../../src/image/source/oci.ts';
 import { parseAction } from '../../src/config/parse.ts';
 
 test('oci:// references: registry, repository, tag or digest, layer selector, scheme', () => {

@@ -10,12 +10,12 @@ import { spawnSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CodecPool } from '../../src/image/codec-pool.ts';
-import { ParallelCompressor, isAllZero } from '../../src/image/parallel-compress.ts';
-import { ParallelDecompressor } from '../../src/image/parallel-decompress.ts';
-import { describeDecodeError, trailingBytes } from '../../src/image/decompress.ts';
-import { parseBootyGzipHeader, parseZstdFrameStart, ZSTD_INDEX_MAGIC } from '../../src/image/frame-format.ts';
-import { FrameList, GZIP_INDEX_PIECE, decodeIndexPayload, encodeIndexPayload, wrapIndex } from '../../src/image/frame-index.ts';
+import { CodecPool } from '../../src/image/parallel/codec-pool.ts';
+import { ParallelCompressor, isAllZero } from '../../src/image/parallel/parallel-compress.ts';
+import { ParallelDecompressor } from '../../src/image/parallel/parallel-decompress.ts';
+import { describeDecodeError, trailingBytes } from '../../src/image/format/decompress.ts';
+import { parseBootyGzipHeader, parseZstdFrameStart, ZSTD_INDEX_MAGIC } from '../../src/image/format/frame-format.ts';
+import { FrameList, GZIP_INDEX_PIECE, decodeIndexPayload, encodeIndexPayload, wrapIndex } from '../../src/image/format/frame-index.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
 
 const KiB = 1024;
@@ -229,7 +229,7 @@ test('an empty input compresses to just the index and decodes to nothing', async
 });
 
 test('deploy decodes in parallel by default only from 4 cores up, leaving one core to the main thread', async () => {
-  const { defaultDeployWorkers } = await import('../../src/image/codec-pool.ts');
+  const { defaultDeployWorkers } = await import('../../src/image/parallel/codec-pool.ts');
   assert.equal(defaultDeployWorkers(1), 0);
   assert.equal(defaultDeployWorkers(2), 0);
   assert.equal(defaultDeployWorkers(4), 3);
@@ -237,7 +237,7 @@ test('deploy decodes in parallel by default only from 4 cores up, leaving one co
 });
 
 test('single-stream images decode on a worker thread by default from 2 cores up, never on 1', async () => {
-  const { decodeOnWorkerByDefault } = await import('../../src/image/codec-pool.ts');
+  const { decodeOnWorkerByDefault } = await import('../../src/image/parallel/codec-pool.ts');
   assert.equal(decodeOnWorkerByDefault(1), false);
   assert.equal(decodeOnWorkerByDefault(2), true);
   assert.equal(decodeOnWorkerByDefault(16), true);
@@ -345,7 +345,7 @@ test('a pool closed at any moment (workers still loading libdeflate, or mid-task
   // ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw"); the workers now exit between
   // tasks when asked (worker-exit.ts). Run in a child: an abort must fail this test, not the runner.
   const script = `
-    import { CodecPool } from ${JSON.stringify(new URL('../../src/image/codec-pool.ts', import.meta.url).pathname)};
+    import { CodecPool } from ${JSON.stringify(new URL('../../src/image/parallel/codec-pool.ts', import.meta.url).pathname)};
     for (let i = 0; i < 80; i++) {
       const p = new CodecPool(2);
       if (i % 2 === 1) void p.run({ op: 'deflate', data: Buffer.alloc(1 << 20, i), level: 1 }).catch(() => {});

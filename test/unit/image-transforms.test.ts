@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ChunkAligner, HashTap, SizeLimit, SizeLimitExceeded, peekHead } from '../../src/image/transforms.ts';
-import { ZeroRunPlanner, type WriteOp } from '../../src/image/zeroruns.ts';
+import { ZeroRunPlanner, type WriteOp } from '../../src/image/sink/zeroruns.ts';
 
 function collector(): { w: Writable; data: () => Buffer } {
   const parts: Buffer[] = [];

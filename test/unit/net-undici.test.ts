@@ -52,7 +52,7 @@ test('src/ never imports undici\'s index (only types from it)', () => {
   assert.deepEqual(offenders, [], 'import HTTP from src/net/undici.ts');
   // and loading the HTTP side of booty leaves the index unloaded
   const loaded = execFileSync(process.execPath, ['--disable-warning=ExperimentalWarning', '--input-type=module', '-e',
-    `import { createRequire } from 'node:module'; await import(${JSON.stringify(path.join(root, 'src/image/fetch.ts'))}); await import(${JSON.stringify(path.join(root, 'src/image/upload.ts'))});
+    `import { createRequire } from 'node:module'; await import(${JSON.stringify(path.join(root, 'src/image/source/fetch.ts'))}); await import(${JSON.stringify(path.join(root, 'src/image/upload/upload.ts'))});
      const r = createRequire(import.meta.url); console.log(Object.keys(r.cache).filter((k) => k.includes('/undici/')).map((k) => k.split('/undici/')[1]).join('\\n'))`], { encoding: 'utf8' });
   assert.ok(loaded.includes('lib/dispatcher/agent.js'), loaded);
   assert.ok(!loaded.split('\n').includes('index.js'), 'undici/index.js was loaded');

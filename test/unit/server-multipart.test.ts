@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { zstdCompressSync, gzipSync } from 'node:zlib';
 import { MultipartError, MultipartReader, boundaryOf, parseHeaderParams } from '../../src/server/multipart.ts';
 import { detectFormat } from '../../src/server/image-store.ts';
-import { zstdFrameContentSize as zstdContentSize } from '../../src/image/detect.ts';
-import { parseZstdFrameStart } from '../../src/image/frame-format.ts';
+import { zstdFrameContentSize as zstdContentSize } from '../../src/image/format/detect.ts';
+import { parseZstdFrameStart } from '../../src/image/format/frame-format.ts';
 
 /** Encode with the platform's own FormData encoder (what fetch/undici send). */
 async function encode(fd: FormData): Promise<{ body: Buffer; boundary: string }> {

@@ -9,9 +9,9 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { endWorker } from './worker-exit.ts';
 import { startWorker } from './worker-start.ts';
-import { LIBDEFLATE } from '../sys/libdeflate.ts';
-import { ISAL, ISAL_GZIP_LEVEL } from '../sys/isal.ts';
-import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
+import { LIBDEFLATE } from '../../sys/libdeflate.ts';
+import { ISAL, ISAL_GZIP_LEVEL } from '../../sys/isal.ts';
+import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 
 /** What each worker (codec-worker-entry.ts) is started with: the libraries it may load. */
 export interface CodecWorkerData {

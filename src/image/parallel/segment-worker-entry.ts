@@ -5,8 +5,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import { exitIfAsked } from './worker-exit.ts';
-import { syncZlib } from '../sys/zlib-handle.ts';
-import { workerLibdeflate } from '../sys/libdeflate-worker.ts';
+import { syncZlib } from '../../sys/zlib-handle.ts';
+import { workerLibdeflate } from '../../sys/libdeflate-worker.ts';
 import type { SegmentReply, SegmentRequest, SegmentStart, SegmentWorkerData } from './segment-inflate.ts';
 
 if (parentPort === null) throw new Error('segment-worker-entry.ts runs as a worker thread (segment-inflate.ts)');

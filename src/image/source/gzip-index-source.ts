@@ -4,13 +4,13 @@
 // one stream, exactly as without it. Only what cannot be known before the data arrives (a segment
 // that does not decode as the index says) fails the deploy, and the image's own checks (CRC-32,
 // sha256) stay in force either way.
-import type { Logger } from '../util/log.ts';
+import type { Logger } from '../../util/log.ts';
 import type { ImageResponse } from './fetch.ts';
 import type { Readable } from 'node:stream';
-import { ByteQueue } from './byte-queue.ts';
-import { HEADER_BYTES, RECORD_BYTES, decodeHeader, decodeRecord, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from './gzip-index.ts';
+import { ByteQueue } from '../byte-queue.ts';
+import { HEADER_BYTES, RECORD_BYTES, decodeHeader, decodeRecord, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from '../format/gzip-index.ts';
 import { ResumableSource } from './resumable-source.ts';
-import { formatBytes } from './progress.ts';
+import { formatBytes } from '../progress.ts';
 
 /** Reads an index front to back: the header first, then one record (and its prefix) at a time. */
 export class GzipIndexReader {

@@ -9,8 +9,8 @@
 // All-zero blocks (free space: most of a typical disk) skip the pool: a memcmp finds them, and
 // the frame for a zero block of that size is compressed once and reused.
 import { Transform, type TransformCallback } from 'node:stream';
-import { buildGzipMember } from './frame-format.ts';
-import { FrameList, encodeIndexPayload, wrapIndex, type FramedFormat } from './frame-index.ts';
+import { buildGzipMember } from '../format/frame-format.ts';
+import { FrameList, encodeIndexPayload, wrapIndex, type FramedFormat } from '../format/frame-index.ts';
 import type { CodecPool } from './codec-pool.ts';
 
 export const DEFAULT_FRAME_BLOCK = 4 << 20;

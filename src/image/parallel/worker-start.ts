@@ -1,7 +1,7 @@
 // Starting booty's worker threads the same way however booty runs. Each worker is an ordinary
 // TypeScript module, `src/**/NAME-worker-entry.ts`, beside the module that owns it, type-checked
 // with the rest; its owner starts it with
-//   startWorker(new URL('./NAME-worker-entry.ts', import.meta.url), options)
+//   startWorker(new URL('../NAME-worker-entry.ts', import.meta.url), options)
 // - from the sources (tests, `node src/cli/main.ts`): Node runs the .ts entry file itself (type
 //   stripping), importing what it imports;
 // - from a bundle (dist/booty.mjs, and the CommonJS bundle the initramfs runs): scripts/bundle.mjs

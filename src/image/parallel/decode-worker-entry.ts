@@ -4,8 +4,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import { exitIfAsked } from './worker-exit.ts';
-import { syncZlib, type ZlibError } from '../sys/zlib-handle.ts';
-import { workerIsal } from '../sys/isal-worker.ts';
+import { syncZlib, type ZlibError } from '../../sys/zlib-handle.ts';
+import { workerIsal } from '../../sys/isal-worker.ts';
 import type { DecodeReply, DecodeRequest, DecodeWorkerData } from './decode-worker.ts';
 
 if (parentPort === null) throw new Error('decode-worker-entry.ts runs as a worker thread (decode-worker.ts)');

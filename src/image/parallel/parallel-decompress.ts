@@ -13,12 +13,12 @@
 //
 // Memory: the frame being received, plus at most `maxInflight` frames decoding or waiting.
 import { Transform, type TransformCallback } from 'node:stream';
-import { ByteQueue } from './byte-queue.ts';
+import { ByteQueue } from '../byte-queue.ts';
 import { CodecError, type CodecPool } from './codec-pool.ts';
-import { createGcPacer } from './gc-pacer.ts';
-import { createDecompressor } from './decompress.ts';
-import { EMPTY_DEFLATE, GZIP_TRAILER, ZSTD_INDEX_MAGIC, ZstdFrameWalker, parseBootyGzipHeader, parseZstdFrameStart } from './frame-format.ts';
-import { FrameList, decodeIndexPayload, indexMismatch, type FrameIndex, type FramedFormat } from './frame-index.ts';
+import { createGcPacer } from '../sink/gc-pacer.ts';
+import { createDecompressor } from '../format/decompress.ts';
+import { EMPTY_DEFLATE, GZIP_TRAILER, ZSTD_INDEX_MAGIC, ZstdFrameWalker, parseBootyGzipHeader, parseZstdFrameStart } from '../format/frame-format.ts';
+import { FrameList, decodeIndexPayload, indexMismatch, type FrameIndex, type FramedFormat } from '../format/frame-index.ts';
 
 /** Largest frame (uncompressed) decoded in parallel; larger ones stream: a frame is only decoded
  *  once it is all in, so one big frame gains nothing from a worker and would cost its size in memory. */

@@ -37,7 +37,7 @@
 // zeros, and the CRC-32s combined still have to match the image's own trailer.
 import { createHash, type Hash } from 'node:crypto';
 import zlib from 'node:zlib';
-import { type SyncZlib, syncZlib } from '../sys/zlib-handle.ts';
+import { type SyncZlib, syncZlib } from '../../sys/zlib-handle.ts';
 
 export const GZIP_INDEX_MAGIC = Buffer.from('BOOTYGZI', 'latin1');
 export const GZIP_INDEX_VERSION = 2;

@@ -14,9 +14,9 @@
 // Range but still serves the same ETag gets its first `received` bytes skipped (fetched again,
 // never written again). Without progress for `retryForMs` the stream fails with ResumeGaveUpError.
 import { Readable } from 'node:stream';
-import type { Logger } from '../util/log.ts';
-import { silentLogger } from '../util/log.ts';
-import { backoffDelay, sleep, type BackoffOptions } from '../util/backoff.ts';
+import type { Logger } from '../../util/log.ts';
+import { silentLogger } from '../../util/log.ts';
+import { backoffDelay, sleep, type BackoffOptions } from '../../util/backoff.ts';
 import { FetchError, openImage, type ImageResponse } from './fetch.ts';
 
 export interface ResumeOptions {

@@ -9,10 +9,10 @@
 // an older booty server or a BOOTy receiver) gets the two-step PUT + commit of upload.ts instead.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from '../net/undici.ts';
-import { pooledDispatcher, trustedConnect, trustErrorOf } from '../net/tls-pin.ts';
-import { silentLogger, type Logger } from '../util/log.ts';
-import { backoffDelay, sleep } from '../util/backoff.ts';
+import { Agent, request, type Dispatcher } from '../../net/undici.ts';
+import { pooledDispatcher, trustedConnect, trustErrorOf } from '../../net/tls-pin.ts';
+import { silentLogger, type Logger } from '../../util/log.ts';
+import { backoffDelay, sleep } from '../../util/backoff.ts';
 import { UploadRejected, uploadPut, type UploadOutcome } from './upload.ts';
 
 export interface ResumableTuning {

@@ -10,7 +10,7 @@
 // partition table, which firmware skips (falling back to network boot) instead of booting half an
 // image. The last MiB of the disk (where an old backup GPT lives) is zeroed at the start too.
 import { Writable } from 'node:stream';
-import { SizeLimitExceeded, ChunkAligner } from './transforms.ts';
+import { SizeLimitExceeded, ChunkAligner } from '../transforms.ts';
 import { alignedBuffer, type WriteTarget } from './target.ts';
 import { ZeroRunPlanner, takeZeroGrains, type WriteOp, type ZeroRunOptions } from './zeroruns.ts';
 import { createGcPacer } from './gc-pacer.ts';

@@ -13,13 +13,13 @@
 //
 // `oci://` talks https; `oci+http://` plain http (a registry on a lab network or loopback).
 import { createHash } from 'node:crypto';
-import { Agent, interceptors, request, type Dispatcher } from '../net/undici.ts';
-import { pooledDispatcher, trustedConnect } from '../net/tls-pin.ts';
-import { BootyError } from '../util/errors.ts';
-import { silentLogger, type Logger } from '../util/log.ts';
-import { SHA256_DIGEST, type OciReference } from '../config/oci-reference.ts';
+import { Agent, interceptors, request, type Dispatcher } from '../../net/undici.ts';
+import { pooledDispatcher, trustedConnect } from '../../net/tls-pin.ts';
+import { BootyError } from '../../util/errors.ts';
+import { silentLogger, type Logger } from '../../util/log.ts';
+import { SHA256_DIGEST, type OciReference } from '../../config/oci-reference.ts';
 
-export { isOciUrl, parseOciUrl, type OciReference } from '../config/oci-reference.ts';
+export { isOciUrl, parseOciUrl, type OciReference } from '../../config/oci-reference.ts';
 
 export interface OciCredentials { username: string; password: string }
 

@@ -6,9 +6,9 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import zlib from 'node:zlib';
 import { exitIfAsked } from './worker-exit.ts';
-import { syncZlib, type SyncZlib } from '../sys/zlib-handle.ts';
-import { workerLibdeflate, type Libdeflate } from '../sys/libdeflate-worker.ts';
-import { ISAL_GZIP_LEVEL, workerIsal } from '../sys/isal-worker.ts';
+import { syncZlib, type SyncZlib } from '../../sys/zlib-handle.ts';
+import { workerLibdeflate, type Libdeflate } from '../../sys/libdeflate-worker.ts';
+import { ISAL_GZIP_LEVEL, workerIsal } from '../../sys/isal-worker.ts';
 import type { CodecReply, CodecRequest, CodecWorkerData } from './codec-pool.ts';
 
 if (parentPort === null) throw new Error('codec-worker-entry.ts runs as a worker thread (codec-pool.ts)');

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import {
   blockDeviceSize, bufferAddress, fallocate, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
   logicalSectorSize, rereadPartitions, zeroOut,
-} from '../sys/blockdev.ts';
+} from '../../sys/blockdev.ts';
 
 function write(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))));

@@ -19,13 +19,13 @@
 // does (the tests compare the two engines on the same inputs).
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
-import { alignedBuffer } from './target.ts';
-import { lendBlock } from './block-loan.ts';
-import { createGcPacer } from './gc-pacer.ts';
+import { alignedBuffer } from '../sink/target.ts';
+import { lendBlock } from '../sink/block-loan.ts';
+import { createGcPacer } from '../sink/gc-pacer.ts';
 import { endWorker } from './worker-exit.ts';
 import { startWorker } from './worker-start.ts';
-import { ISAL } from '../sys/isal.ts';
-import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
+import { ISAL } from '../../sys/isal.ts';
+import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 
 /** What the worker (decode-worker-entry.ts) is started with. */
 export interface DecodeWorkerData {
@@ -220,4 +220,4 @@ export class DecodeWorker extends Transform {
 
 /** Whether this Node's zlib exposes what the worker drives (src/sys/zlib-handle.ts). The pinned
  *  runtime does; elsewhere deploy decodes on the main thread instead. */
-export { syncZlibSupported as decodeWorkerSupported } from '../sys/zlib-handle.ts';
+export { syncZlibSupported as decodeWorkerSupported } from '../../sys/zlib-handle.ts';

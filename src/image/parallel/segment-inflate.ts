@@ -26,18 +26,18 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
-import { alignedBuffer } from './target.ts';
-import { lendBlock } from './block-loan.ts';
-import { ByteQueue } from './byte-queue.ts';
-import { crc32Combine, zerosOperator } from './crc32-combine.ts';
-import { createGcPacer } from './gc-pacer.ts';
-import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from './gzip-index.ts';
-import { GzipIndexError, type GzipIndexReader } from './gzip-index-source.ts';
-import { DEFAULT_GRANULARITY, markZeroGrains } from './zeroruns.ts';
+import { alignedBuffer } from '../sink/target.ts';
+import { lendBlock } from '../sink/block-loan.ts';
+import { ByteQueue } from '../byte-queue.ts';
+import { crc32Combine, zerosOperator } from '../format/crc32-combine.ts';
+import { createGcPacer } from '../sink/gc-pacer.ts';
+import { FLAG_ZEROS, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from '../format/gzip-index.ts';
+import { GzipIndexError, type GzipIndexReader } from '../source/gzip-index-source.ts';
+import { DEFAULT_GRANULARITY, markZeroGrains } from '../sink/zeroruns.ts';
 import { endWorker } from './worker-exit.ts';
 import { startWorker } from './worker-start.ts';
-import { LIBDEFLATE } from '../sys/libdeflate.ts';
-import type { NativeLibForWorkers } from '../sys/native-codec-lib.ts';
+import { LIBDEFLATE } from '../../sys/libdeflate.ts';
+import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 
 /** What each segment worker (segment-worker-entry.ts) is started with. */
 export interface SegmentWorkerData {

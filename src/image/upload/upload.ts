@@ -7,8 +7,8 @@
 //    `BootyImage` named `<aa:bb:cc:dd:ee:ff>.img` (raw) or `.zmg` (gzip).
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from '../net/undici.ts';
-import { pooledDispatcher, trustedConnect } from '../net/tls-pin.ts';
+import { Agent, request, type Dispatcher } from '../../net/undici.ts';
+import { pooledDispatcher, trustedConnect } from '../../net/tls-pin.ts';
 
 export interface UploadOutcome {
   /** what the server said it stored (its JSON answer), when it answered JSON */

@@ -7,9 +7,9 @@
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { Agent, interceptors, request, type Dispatcher } from '../net/undici.ts';
-import { BootyError } from '../util/errors.ts';
-import { pooledDispatcher, trustErrorOf, trustedConnect } from '../net/tls-pin.ts';
+import { Agent, interceptors, request, type Dispatcher } from '../../net/undici.ts';
+import { BootyError } from '../../util/errors.ts';
+import { pooledDispatcher, trustErrorOf, trustedConnect } from '../../net/tls-pin.ts';
 
 export interface OpenImageOptions {
   headers?: Record<string, string>;
