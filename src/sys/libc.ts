@@ -39,6 +39,18 @@ export function fn<T extends (...args: never[]) => unknown>(prototype: string): 
   return f as unknown as T;
 }
 
+/** A C string of exactly these bytes (a JS string is taken as UTF-8, as koffi would take it). Paths
+ *  given as a Buffer (bytes from a tarball, not necessarily UTF-8) reach the kernel unchanged. */
+export function cString(s: string | Buffer): Buffer {
+  const bytes = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
+  return Buffer.concat([bytes, Buffer.alloc(1)]);
+}
+
+/** A path or name for a message: bytes shown as UTF-8. */
+export function shown(s: string | Buffer): string {
+  return typeof s === 'string' ? s : s.toString('utf8');
+}
+
 /** errno after the last failing call on this thread. */
 export function errno(): number {
   return koffi().errno();
