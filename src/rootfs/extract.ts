@@ -1,0 +1,389 @@
+// Extracts a rootfs tarball (the decompressed tar bytes, as a Node Readable) into a directory,
+// entry by entry as the bytes arrive: memory does not grow with the tarball (only with its number
+// of directories, whose metadata waits for the end).
+//
+// Safety: nothing is ever written outside ROOT. An entry whose name (or hard link target) is
+// absolute or has a ".." component is refused before any file-system call; every parent directory
+// of an entry is checked with lstat (a symlink or a non-directory there is refused, whether the
+// tarball made it or it was there before), and the final component is never followed either:
+// an existing file there is unlinked first and the new one created with O_EXCL|O_NOFOLLOW.
+// The first refusal ends the whole extraction with a BootyError naming the entry.
+//
+// Metadata order (each step undoes part of an earlier one): content, then chown (numeric ids,
+// never names; it clears setuid/setgid and security.capability), then chmod, then xattrs (a write
+// or a chown clears security.capability), then times. Directories are created 0700 and get their
+// owner, mode, xattrs and times at the end, deepest first: a read-only directory must not block
+// the entries inside it, and writing those entries changes its mtime.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import tarStream from 'tar-stream';
+import type { ExtractEvents, Header } from 'tar-stream';
+import { BootyError } from '../util/errors.ts';
+import { makedev, mkfifo, mknod, S_IFBLK, S_IFCHR } from '../sys/devnodes.ts';
+import { fsetxattr, lsetxattr } from '../sys/xattr.ts';
+import { RawHeaderTap, type RawEntryHeader } from './raw-header-tap.ts';
+import { displayName, joinComponents, normalizeEntryPath, toFsPath } from './entry-path.ts';
+
+export interface ExtractResult {
+  files: number;
+  directories: number;
+  symlinks: number;
+  hardLinks: number;
+  /** Character and block devices. */
+  devices: number;
+  fifos: number;
+  /** Bytes of regular file content written. */
+  bytesWritten: number;
+}
+
+/** What is applied to an entry after its content exists. */
+interface EntryMetadata {
+  mode: number;
+  uid: number;
+  gid: number;
+  atime: number;
+  mtime: number;
+  /** xattr name (bytes) and value (bytes). */
+  xattrs: Array<[Buffer, Buffer]>;
+}
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = fs.constants;
+const XATTR_PREFIX = 'SCHILY.xattr.';
+const TYPE_SPARSE = 0x53; // 'S': GNU's old sparse format
+
+/** An entry's data as tar-stream hands it out (with .offset: where its header starts). */
+type Source = ExtractEvents['entry'][1];
+
+/**
+ * Extract the tar byte stream TAR into ROOT (an existing directory: the mounted root filesystem).
+ * Resolves with the counts once every entry and every directory's metadata is in place; rejects
+ * with a BootyError (stage 'write') naming the entry that was refused or failed.
+ */
+export async function extractRootfs(tar: Readable, root: string): Promise<ExtractResult> {
+  const rootStat = await fsp.lstat(root).catch(() => undefined);
+  if (rootStat === undefined || !rootStat.isDirectory()) {
+    throw new BootyError({ stage: 'write', code: 'TAR_TARGET_INVALID', diskState: 'untouched',
+      message: `rootfs: the target ${root} is not a directory` });
+  }
+  return new RootfsExtraction(root).run(tar);
+}
+
+class RootfsExtraction {
+  private readonly counts: ExtractResult = { files: 0, directories: 0, symlinks: 0, hardLinks: 0, devices: 0, fifos: 0, bytesWritten: 0 };
+  /** Relative paths (byte strings) known to be real directories, not symlinks, in this extraction. */
+  private readonly directories = new Set<string>(['']);
+  /** Directory entries' metadata, applied at the end. */
+  private readonly pendingDirectories = new Map<string, { name: string; meta: EntryMetadata }>();
+  private readonly tap = new RawHeaderTap();
+  private touched = false;
+  private lastEntry: string | undefined;
+
+  private readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  async run(tar: Readable): Promise<ExtractResult> {
+    // Names as byte strings (latin1): see entry-path.ts. tar-stream's types omit this option.
+    const extract = tarStream.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tarStream.extract>[0]);
+    extract.on('entry', (header: Header, stream: Source, next: (err?: Error | null) => void) => {
+      this.onEntry(header, stream).then(() => next(), (err: Error) => next(err));
+    });
+    const finished = new Promise<void>((resolve, reject) => {
+      extract.on('finish', resolve);
+      extract.on('error', reject);
+    });
+    finished.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+    try {
+      for await (const chunk of tar) {
+        // The tap sees each byte before tar-stream does, so an entry's raw header is always ready.
+        this.tap.observe(chunk as Buffer);
+        if (!extract.write(chunk)) await Promise.race([once(extract, 'drain'), finished]);
+      }
+      extract.end(null); // streamx: end(data) writes data first unless it is null
+      await finished;
+      await this.applyDirectoryMetadata();
+    } catch (err) {
+      extract.destroy();
+      tar.destroy();
+      throw this.asBootyError(err);
+    }
+    return { ...this.counts };
+  }
+
+  private async onEntry(header: Header, stream: Source): Promise<void> {
+    const raw = this.tap.take(stream.offset);
+    if (raw === undefined) {
+      throw this.corrupt(this.tap.lostReason ?? `booty's header walk and tar-stream's disagree at byte ${stream.offset}`);
+    }
+    const pax = raw.pax;
+    // A PAX path or link path is taken as its raw bytes (tar-stream's copy went through UTF-8).
+    const name = pax?.get('path')?.toString('latin1') ?? header.name;
+    const linkname = pax?.get('linkpath')?.toString('latin1') ?? header.linkname ?? '';
+    this.lastEntry = name;
+    this.refuseUnsupported(name, header, raw);
+    const where = normalizeEntryPath(name);
+    if (!where.ok) throw this.unsafe(name, where.why);
+    const components = where.components;
+    const meta = metadataOf(header, pax);
+    this.touched = true;
+    try {
+      switch (header.type) {
+        case 'directory': await this.directory(name, components, meta); break;
+        case 'file':
+        case 'contiguous-file': await this.file(name, components, meta, stream); break;
+        case 'symlink': await this.symlink(name, components, linkname, meta); break;
+        case 'link': await this.hardLink(name, components, linkname); break;
+        case 'character-device':
+        case 'block-device':
+        case 'fifo': await this.special(name, components, header, meta); break;
+      }
+    } catch (err) {
+      throw this.asBootyError(err, name);
+    }
+    await drain(stream); // data a non-file entry carries (none, in archives tar writes)
+  }
+
+  /** Entries booty cannot write faithfully are refused by name rather than written wrong. */
+  private refuseUnsupported(name: string, header: Header, raw: RawEntryHeader): void {
+    const keys = raw.pax === undefined ? [] : [...raw.pax.keys()];
+    if (raw.typeflag === TYPE_SPARSE || keys.some((k) => k.startsWith('GNU.sparse.'))) {
+      const realName = raw.pax?.get('GNU.sparse.name')?.toString('latin1') ?? name;
+      throw this.unsupported(realName, 'is a sparse file (GNU tar --sparse), which booty does not extract yet',
+        'repack the rootfs without --sparse (-S)');
+    }
+    if (keys.some((k) => k.startsWith('LIBARCHIVE.xattr.'))) {
+      throw this.unsupported(name, 'carries xattrs in libarchive\'s form (LIBARCHIVE.xattr.*), which booty does not read yet',
+        'repack the rootfs with GNU tar --xattrs --xattrs-include=\'*\' (SCHILY.xattr.* records)');
+    }
+    if (header.type === null || header.type === undefined) {
+      const flag = String.fromCharCode(raw.typeflag);
+      throw this.unsupported(name, `has tar type '${flag}', which booty does not extract`,
+        'repack the rootfs with GNU tar (--format=posix or gnu)');
+    }
+  }
+
+  private async directory(name: string, components: string[], meta: EntryMetadata): Promise<void> {
+    await this.ensureParents(name, components);
+    const rel = joinComponents(components);
+    if (!this.directories.has(rel)) {
+      const existing = await lstatOrUndefined(this.fsPath(rel));
+      if (existing === undefined || !existing.isDirectory()) {
+        if (existing !== undefined) await fsp.unlink(this.fsPath(rel));
+        await fsp.mkdir(this.fsPath(rel), 0o700); // its own mode comes at the end
+      }
+      this.directories.add(rel);
+    }
+    this.pendingDirectories.set(rel, { name, meta });
+    this.counts.directories++;
+  }
+
+  private async file(name: string, components: string[], meta: EntryMetadata, stream: Source): Promise<void> {
+    const rel = await this.prepareFinal(name, components);
+    const fh = await fsp.open(this.fsPath(rel), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    try {
+      for await (const chunk of stream) {
+        const buf = chunk as Buffer;
+        let off = 0;
+        while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+        this.counts.bytesWritten += buf.length;
+      }
+      await fh.chown(meta.uid, meta.gid);
+      await fh.chmod(meta.mode);
+      for (const [xname, value] of meta.xattrs) fsetxattr(fh.fd, xname, value, displayName(rel));
+      await fh.utimes(meta.atime, meta.mtime);
+    } finally {
+      await fh.close();
+    }
+    this.counts.files++;
+  }
+
+  private async symlink(name: string, components: string[], target: string, meta: EntryMetadata): Promise<void> {
+    const rel = await this.prepareFinal(name, components);
+    const path = this.fsPath(rel);
+    // The target is stored as it is: it is never followed during the extraction.
+    await fsp.symlink(Buffer.from(target, 'latin1'), path);
+    await fsp.lchown(path, meta.uid, meta.gid);
+    for (const [xname, value] of meta.xattrs) lsetxattr(path, xname, value);
+    await fsp.lutimes(path, meta.atime, meta.mtime);
+    this.counts.symlinks++;
+  }
+
+  private async hardLink(name: string, components: string[], target: string): Promise<void> {
+    const to = normalizeEntryPath(target);
+    if (!to.ok) throw this.unsafe(name, `is a hard link to "${displayName(target)}", which ${to.why}`);
+    const targetRel = joinComponents(to.components);
+    await this.checkParents(name, to.components, `is a hard link to "${displayName(target)}"`);
+    const existing = await lstatOrUndefined(this.fsPath(targetRel));
+    if (existing === undefined) throw this.unsafe(name, `is a hard link to "${displayName(target)}", which is not in the target (a link must follow its file in the tarball)`);
+    if (existing.isDirectory()) throw this.unsafe(name, `is a hard link to "${displayName(target)}", which is a directory`);
+    const rel = joinComponents(components);
+    if (rel === targetRel) return; // a link to itself: already there
+    await this.prepareFinal(name, components);
+    // link(2) does not follow a symlink at the target: the link is to the symlink itself.
+    await fsp.link(this.fsPath(targetRel), this.fsPath(rel));
+    this.counts.hardLinks++;
+  }
+
+  private async special(name: string, components: string[], header: Header, meta: EntryMetadata): Promise<void> {
+    const rel = await this.prepareFinal(name, components);
+    const path = this.fsPath(rel);
+    if (header.type === 'fifo') {
+      mkfifo(path, 0o600);
+      this.counts.fifos++;
+    } else {
+      mknod(path, (header.type === 'block-device' ? S_IFBLK : S_IFCHR) | 0o600, makedev(header.devmajor ?? 0, header.devminor ?? 0));
+      this.counts.devices++;
+    }
+    await fsp.lchown(path, meta.uid, meta.gid);
+    // chmod follows a symlink, but PATH is the node just made (O_EXCL-like: mknod fails on an
+    // existing name) below parents checked to be real directories.
+    await fsp.chmod(path, meta.mode);
+    for (const [xname, value] of meta.xattrs) lsetxattr(path, xname, value);
+    await fsp.lutimes(path, meta.atime, meta.mtime);
+  }
+
+  /** Parents made or checked, and whatever was at the entry's own path removed (never followed). */
+  private async prepareFinal(name: string, components: string[]): Promise<string> {
+    if (components.length === 0) throw this.unsafe(name, 'names the target directory itself but is not a directory');
+    await this.ensureParents(name, components);
+    const rel = joinComponents(components);
+    const existing = await lstatOrUndefined(this.fsPath(rel));
+    if (existing?.isDirectory()) {
+      try {
+        await fsp.rmdir(this.fsPath(rel));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw err;
+        throw new BootyError({ stage: 'write', code: 'TAR_ENTRY_CONFLICT', diskState: 'partially-written',
+          message: `rootfs: entry "${displayName(name)}" is not a directory, but a directory that is not empty is already there in ${this.root}; the tarball is refused` });
+      }
+      this.directories.delete(rel);
+      this.pendingDirectories.delete(rel);
+    } else if (existing !== undefined) {
+      await fsp.unlink(this.fsPath(rel));
+    }
+    return rel;
+  }
+
+  /** Every parent of COMPONENTS is a real directory (made 0755 when missing, as tar does). */
+  private async ensureParents(name: string, components: string[]): Promise<void> {
+    await this.walkParents(name, components, 'would be written', true);
+  }
+
+  /** Every parent of COMPONENTS exists and is a real directory; nothing is made. */
+  private async checkParents(name: string, components: string[], what: string): Promise<void> {
+    await this.walkParents(name, components, what, false);
+  }
+
+  private async walkParents(name: string, components: string[], what: string, create: boolean): Promise<void> {
+    for (let i = 1; i < components.length; i++) {
+      const rel = joinComponents(components.slice(0, i));
+      if (this.directories.has(rel)) continue;
+      const path = this.fsPath(rel);
+      const st = await lstatOrUndefined(path);
+      if (st === undefined) {
+        if (!create) throw this.unsafe(name, `${what}, whose directory "${displayName(rel)}" is not in the target`);
+        await fsp.mkdir(path, 0o755);
+      } else if (st.isSymbolicLink()) {
+        const target = (await fsp.readlink(path, { encoding: 'buffer' })).toString('utf8');
+        throw this.unsafe(name, `${what} through the symlink "${displayName(rel)}" (-> ${target})`);
+      } else if (!st.isDirectory()) {
+        throw this.unsafe(name, `${what} below "${displayName(rel)}", which is not a directory`);
+      }
+      this.directories.add(rel);
+    }
+  }
+
+  /** Directories' owner, mode, xattrs and times, deepest first (the root, "./", last). */
+  private async applyDirectoryMetadata(): Promise<void> {
+    const depth = (rel: string): number => (rel === '' ? 0 : rel.split('/').length);
+    const rels = [...this.pendingDirectories.keys()].sort((a, b) => depth(b) - depth(a));
+    for (const rel of rels) {
+      const { name, meta } = this.pendingDirectories.get(rel)!;
+      try {
+        const fh = await fsp.open(this.fsPath(rel), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        try {
+          await fh.chown(meta.uid, meta.gid);
+          await fh.chmod(meta.mode);
+          for (const [xname, value] of meta.xattrs) fsetxattr(fh.fd, xname, value, displayName(rel));
+          await fh.utimes(meta.atime, meta.mtime);
+        } finally {
+          await fh.close();
+        }
+      } catch (err) {
+        throw this.asBootyError(err, name);
+      }
+    }
+  }
+
+  private fsPath(rel: string): Buffer {
+    return toFsPath(this.root, rel);
+  }
+
+  private diskState(): 'untouched' | 'partially-written' {
+    return this.touched ? 'partially-written' : 'untouched';
+  }
+
+  private unsafe(name: string, why: string): BootyError {
+    return new BootyError({ stage: 'write', code: 'TAR_UNSAFE_ENTRY', diskState: this.diskState(),
+      message: `rootfs: entry "${displayName(name)}" ${why}; nothing outside ${this.root} was written; the tarball is refused`,
+      hint: 'a rootfs tarball holds relative names only (tar -C ROOTFS -cpf FILE .); this one is damaged or hostile' });
+  }
+
+  private unsupported(name: string, why: string, hint: string): BootyError {
+    return new BootyError({ stage: 'write', code: 'TAR_UNSUPPORTED_ENTRY', diskState: this.diskState(),
+      message: `rootfs: entry "${displayName(name)}" ${why}; the tarball is refused`, hint });
+  }
+
+  private corrupt(why: string): BootyError {
+    const after = this.lastEntry === undefined ? 'before the first entry' : `after entry "${displayName(this.lastEntry)}"`;
+    return new BootyError({ stage: 'write', code: 'TAR_CORRUPT', diskState: this.diskState(),
+      message: `rootfs: the tar stream is corrupt or truncated (${why}) ${after}` });
+  }
+
+  private asBootyError(err: unknown, name?: string): BootyError {
+    if (err instanceof BootyError) return err;
+    const e = err as NodeJS.ErrnoException;
+    if (name === undefined || e.code === undefined) return this.corrupt(e.message ?? String(err));
+    return new BootyError({ stage: 'write', code: 'TAR_WRITE_FAILED', diskState: this.diskState(), cause: err,
+      message: `rootfs: entry "${displayName(name)}" could not be written: ${e.message}` });
+  }
+}
+
+/** Mode, numeric owner, times and xattrs of an entry; PAX records win over the header's fields. */
+function metadataOf(header: Header, pax: Map<string, Buffer> | undefined): EntryMetadata {
+  const paxNumber = (key: string): number | undefined => {
+    const v = pax?.get(key)?.toString('latin1');
+    if (v === undefined || !/^-?\d+(\.\d+)?$/.test(v)) return undefined;
+    return Number(v);
+  };
+  const mtime = paxNumber('mtime') ?? header.mtime.getTime() / 1000;
+  const xattrs: Array<[Buffer, Buffer]> = [];
+  for (const [key, value] of pax ?? []) {
+    if (key.startsWith(XATTR_PREFIX)) xattrs.push([Buffer.from(key.slice(XATTR_PREFIX.length), 'latin1'), value]);
+  }
+  return {
+    mode: header.mode & 0o7777,
+    uid: paxNumber('uid') ?? header.uid,
+    gid: paxNumber('gid') ?? header.gid,
+    atime: paxNumber('atime') ?? mtime,
+    mtime,
+    xattrs,
+  };
+}
+
+async function lstatOrUndefined(path: Buffer): Promise<fs.Stats | undefined> {
+  try {
+    return await fsp.lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function drain(stream: Source): Promise<void> {
+  for await (const _ of stream) { /* discarded */ }
+}

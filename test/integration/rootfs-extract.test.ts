@@ -1,0 +1,313 @@
+// Rootfs tarballs made by real tools, extracted by src/rootfs/extract.ts.
+//
+// Faithful: a tree with every kind of entry a root filesystem holds (long names, odd and
+// read-only directory modes, setuid/setgid/sticky, foreign numeric owners, relative and absolute
+// symlinks, hard links, a FIFO, char and block devices, a binary security.capability set by
+// setcap and binary user.* xattrs, an empty and a 5 MiB random file, a name that is not UTF-8) is
+// packed by GNU tar (--format=posix and --format=gnu), extracted, and compared entry by entry with
+// the source, and judged a second time by GNU tar's own --compare.
+// Safe: hostile tarballs made with python3's tarfile (names with "..", absolute names, writes
+// through symlinks the tarball made, hard links out of the tree, an entry below a file) are each
+// refused with the entry named, and the world outside the target is unchanged.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { extractRootfs } from '../../src/rootfs/extract.ts';
+import { lgetxattr, llistxattr } from '../../src/sys/xattr.ts';
+import { BootyError } from '../../src/util/errors.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+
+const hasTools = ['tar', 'setcap', 'getcap', 'python3', 'mknod'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
+const skip = process.getuid?.() !== 0
+  ? (process.env.CI === 'true' ? false : 'needs root')
+  : skipUnlessPresent(hasTools, 'needs GNU tar, setcap/getcap (libcap2-bin), python3 (scripts/host-deps.sh)');
+
+let dir: string;
+const sh = (cmd: string): string => execFileSync('bash', ['-euo', 'pipefail', '-c', cmd], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const py = (code: string): string => execFileSync('python3', ['-c', code], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const sha = (p: fs.PathLike): string => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+
+/** cap_setuid (bit 7) + cap_net_raw (bit 13): the permitted mask's first byte is 0x80. */
+const CAPS = 'cap_setuid,cap_net_raw=ep';
+const LONG_DIR = `deep/${'d'.repeat(60)}`;
+const LONG_FILE = `${LONG_DIR}/${'f'.repeat(60)}.conf`;
+const LONG_TARGET = `${'../'.repeat(3)}${'t'.repeat(110)}`;
+/** "café" in ISO-8859-1: a name that is not UTF-8, as bytes */
+const LATIN1_NAME = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+
+before(() => {
+  if (skip) return;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-rootfs-'));
+  fs.mkdirSync(path.join(dir, 'tree'));
+  sh(`cd tree
+    mkdir -p ${LONG_DIR} private readonly/sub sgid-dir sticky owned-dir etc
+    printf 'hello\\n' > plain.txt
+    : > empty
+    head -c ${5 * 1024 * 1024} /dev/urandom > random.bin
+    printf 'long name\\n' > ${LONG_FILE}
+    ln -s ${LONG_TARGET} longlink
+    ln -s plain.txt rel-link
+    ln -s /etc/hostname abs-link
+    printf 'secret\\n' > private/key; chmod 0600 private/key; chmod 0700 private
+    printf 'a\\n' > readonly/a; printf 'b\\n' > readonly/sub/b; chmod 0555 readonly/sub readonly
+    printf '#!/bin/sh\\n' > suid; chmod 04755 suid
+    chmod 02775 sgid-dir; printf 'g\\n' > sgid-dir/file
+    chmod 01777 sticky
+    printf 'o\\n' > owned; chown 1234:5678 owned owned-dir; chmod 0640 owned
+    printf 'linked\\n' > hl-a; ln hl-a hl-b
+    mkfifo fifo
+    mknod null-dev c 1 3
+    mknod blk-dev b 7 200
+    printf '\\177ELF' > ping; chmod 0755 ping; setcap ${CAPS} ping
+    printf 'utf8\\n' > café`);
+  fs.writeFileSync(Buffer.concat([Buffer.from(path.join(dir, 'tree') + '/'), LATIN1_NAME]), 'latin1\n');
+  // Binary user.* xattrs (every byte value) on a file and a directory; then distinct old mtimes on
+  // everything, directories last, so that a directory's mtime is one extraction must restore.
+  py(`
+import os
+os.setxattr('tree/plain.txt', 'user.blob', bytes(range(256)))
+os.setxattr('tree/owned-dir', 'user.dir', b'\\x00\\xff\\x80dir')
+t = 1500000000
+entries = []
+for root, dirs, files in os.walk(b'tree', topdown=False):
+    entries += [os.path.join(root, f) for f in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]]
+    entries += [root]
+for i, p in enumerate(entries):
+    os.utime(p, (t + i * 1000, t + i * 1000), follow_symlinks=False)
+`);
+  sh('tar --xattrs --xattrs-include="*" --numeric-owner --format=posix -cpf posix.tar -C tree .');
+  // The GNU format has no place for xattrs (GNU tar refuses --xattrs with it): names, modes,
+  // owners, links and devices only, its long names as 'L'/'K' entries instead of PAX records.
+  sh('tar --numeric-owner --format=gnu -cpf gnu.tar -C tree .');
+});
+
+after(() => {
+  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Every path below ROOT (byte strings, latin1), sorted. */
+function walk(root: string, rel = ''): string[] {
+  const out: string[] = [];
+  const abs = Buffer.concat([Buffer.from(root), Buffer.from(rel === '' ? '' : '/' + rel, 'latin1')]);
+  for (const name of fs.readdirSync(abs, { encoding: 'buffer' })) {
+    const child = (rel === '' ? '' : rel + '/') + name.toString('latin1');
+    out.push(child);
+    const st = fs.lstatSync(Buffer.concat([Buffer.from(root + '/'), Buffer.from(child, 'latin1')]));
+    if (st.isDirectory()) out.push(...walk(root, child));
+  }
+  return out.sort();
+}
+
+/** What extraction must reproduce of one path: type, mode, owner, times, content, links, xattrs. */
+function describe(root: string, rel: string, withXattrs = true): Record<string, unknown> {
+  const p = rel === '' ? Buffer.from(root) : Buffer.concat([Buffer.from(root + '/'), Buffer.from(rel, 'latin1')]);
+  const st = fs.lstatSync(p);
+  const xattrs: Record<string, string> = {};
+  if (withXattrs) for (const name of llistxattr(p)) xattrs[name.toString('latin1')] = lgetxattr(p, name)!.toString('hex');
+  return {
+    type: st.mode & 0o170000,
+    mode: (st.mode & 0o7777).toString(8),
+    uid: st.uid,
+    gid: st.gid,
+    mtime: Math.floor(st.mtimeMs / 1000),
+    ...(st.isFile() ? { size: st.size, sha256: sha(p), nlink: st.nlink } : {}),
+    ...(st.isSymbolicLink() ? { target: fs.readlinkSync(p, { encoding: 'buffer' }).toString('latin1') } : {}),
+    ...(st.isCharacterDevice() || st.isBlockDevice() ? { rdev: st.rdev } : {}),
+    xattrs,
+  };
+}
+
+for (const format of ['posix', 'gnu'] as const) {
+  test(`a tree packed by GNU tar --format=${format} extracts identical, entry by entry`, { skip }, async () => {
+    const into = fs.mkdtempSync(path.join(dir, `into-${format}-`));
+    const result = await extractRootfs(fs.createReadStream(path.join(dir, `${format}.tar`)), into);
+
+    const src = path.join(dir, 'tree');
+    const names = walk(src);
+    assert.deepEqual(walk(into), names);
+    const xattrsPacked = format === 'posix';
+    for (const rel of ['', ...names]) {
+      assert.deepEqual(describe(into, rel), describe(src, rel, xattrsPacked), `entry "${Buffer.from(rel, 'latin1').toString('utf8')}"`);
+    }
+    // What the comparison covered, so a tree that silently lost its odd entries fails here.
+    assert.ok(names.includes(LONG_FILE) && LONG_FILE.length > 100);
+    assert.equal(fs.readlinkSync(path.join(into, 'longlink')), LONG_TARGET);
+    assert.ok(names.includes(LATIN1_NAME.toString('latin1')));
+    assert.equal(fs.statSync(path.join(into, 'hl-a')).ino, fs.statSync(path.join(into, 'hl-b')).ino);
+    assert.equal((fs.statSync(path.join(into, 'readonly')).mode & 0o7777), 0o555);
+    assert.equal(fs.statSync(path.join(into, 'owned')).uid, 1234);
+
+    const files = names.filter((n) => fs.lstatSync(Buffer.from(`${src}/${n}`, 'latin1')).isFile());
+    assert.deepEqual(result, {
+      files: files.length - 1, // hl-b is a hard link entry
+      directories: 1 + names.filter((n) => fs.lstatSync(Buffer.from(`${src}/${n}`, 'latin1')).isDirectory()).length,
+      symlinks: 3,
+      hardLinks: 1,
+      devices: 2,
+      fifos: 1,
+      bytesWritten: files.filter((n) => n !== 'hl-b').reduce((s, n) => s + fs.statSync(Buffer.from(`${src}/${n}`, 'latin1')).size, 0),
+    });
+
+    // GNU tar as the second judge (contents, modes, owners, mtimes, link targets, devices).
+    sh(`tar --xattrs --xattrs-include="*" --numeric-owner -d -f ${format}.tar -C ${into}`);
+    if (!xattrsPacked) return;
+
+    // The capability: the exact bytes (a U+FFFD-mangled value would differ), and getcap agrees.
+    const cap = lgetxattr(path.join(src, 'ping'), 'security.capability')!;
+    assert.ok(cap.some((b) => b >= 0x80), 'the capability value has a byte >= 0x80 (the case UTF-8 decoding breaks)');
+    const got = py(`import os; print(os.getxattr('${into}/ping', 'security.capability', follow_symlinks=False).hex())`).trim();
+    assert.equal(got, cap.toString('hex'));
+    assert.equal(sh(`getcap ${into}/ping`).replace(into, ''), sh(`getcap ${src}/ping`).replace(src, ''));
+    assert.match(sh(`getcap ${into}/ping`), /cap_setuid,cap_net_raw=ep/);
+  });
+}
+
+// --- hostile tarballs ------------------------------------------------------------------------
+
+/** A snapshot of what must never change: the sentinel directory outside the target, /etc/passwd. */
+function outsideWorld(outside: string): string {
+  const lines = walk(outside).map((rel) => JSON.stringify([rel, describe(outside, rel)]));
+  return [...lines, `passwd ${sha('/etc/passwd')}`].join('\n');
+}
+
+/** A tar made by python3's tarfile from ENTRIES (name, type, and link target or content). */
+function craft(file: string, entries: Array<{ name: string; type: 'file' | 'dir' | 'symlink' | 'link'; target?: string; data?: string }>): string {
+  const out = path.join(dir, file);
+  py(`
+import io, json, tarfile
+with tarfile.open(${JSON.stringify(out)}, 'w', format=tarfile.GNU_FORMAT) as t:
+    for e in json.loads(${JSON.stringify(JSON.stringify(entries))}):
+        i = tarfile.TarInfo(e['name'])
+        i.mtime = 1600000000
+        i.type = {'file': tarfile.REGTYPE, 'dir': tarfile.DIRTYPE, 'symlink': tarfile.SYMTYPE, 'link': tarfile.LNKTYPE}[e['type']]
+        data = e.get('data', '').encode()
+        if e['type'] in ('symlink', 'link'): i.linkname = e['target']
+        if e['type'] == 'file': i.size = len(data)
+        t.addfile(i, io.BytesIO(data) if e['type'] == 'file' else None)
+`);
+  return out;
+}
+
+interface Hostile {
+  what: string;
+  entries: (outside: string) => Parameters<typeof craft>[1];
+  /** the entry the refusal must name, and how it must describe it */
+  message: (outside: string) => RegExp;
+}
+
+const hostile: Hostile[] = [
+  { what: 'a ".." name', entries: () => [{ name: '../etc/passwd', type: 'file', data: 'pwned\n' }],
+    message: () => /entry "\.\.\/etc\/passwd" leaves the target \(a "\.\." component\); nothing outside .* was written/ },
+  { what: 'an absolute name', entries: () => [{ name: '/etc/passwd', type: 'file', data: 'pwned\n' }],
+    message: () => /entry "\/etc\/passwd" leaves the target \(an absolute path\)/ },
+  { what: 'a ".." that climbs out after a directory', entries: () => [{ name: 'a/', type: 'dir' }, { name: 'a/../../x', type: 'file', data: 'x' }],
+    message: () => /entry "a\/\.\.\/\.\.\/x" leaves the target \(a "\.\." component\)/ },
+  { what: 'a write through a symlink to an outside directory',
+    entries: (outside) => [{ name: 'link', type: 'symlink', target: outside }, { name: 'link/file', type: 'file', data: 'pwned\n' }],
+    message: (outside) => new RegExp(`entry "link/file" would be written through the symlink "link" \\(-> ${outside}\\)`) },
+  { what: 'a write through a symlink to ".."',
+    entries: () => [{ name: 'link', type: 'symlink', target: '..' }, { name: 'link/x', type: 'file', data: 'pwned\n' }],
+    message: () => /entry "link\/x" would be written through the symlink "link" \(-> \.\.\)/ },
+  { what: 'a hard link climbing out with ".."',
+    entries: () => [{ name: 'hl', type: 'link', target: '../../outside/victim' }],
+    message: () => /entry "hl" is a hard link to "\.\.\/\.\.\/outside\/victim", which leaves the target \(a "\.\." component\)/ },
+  { what: 'a hard link to an absolute path',
+    entries: () => [{ name: 'hl', type: 'link', target: '/etc/passwd' }],
+    message: () => /entry "hl" is a hard link to "\/etc\/passwd", which leaves the target \(an absolute path\)/ },
+  { what: 'a hard link through a symlink the tarball made',
+    entries: (outside) => [{ name: 'link', type: 'symlink', target: outside }, { name: 'hl', type: 'link', target: 'link/victim' }],
+    message: () => /entry "hl" is a hard link to "link\/victim" through the symlink "link"/ },
+  { what: 'an entry below a regular file',
+    entries: () => [{ name: 'f', type: 'file', data: 'f' }, { name: 'f/x', type: 'file', data: 'x' }],
+    message: () => /entry "f\/x" would be written below "f", which is not a directory/ },
+];
+
+for (const h of hostile) {
+  test(`hostile tarball refused by name: ${h.what}`, { skip }, async () => {
+    const outside = fs.mkdtempSync(path.join(dir, 'outside-'));
+    fs.writeFileSync(path.join(outside, 'victim'), 'untouched\n');
+    const tarball = craft(`hostile-${hostile.indexOf(h)}.tar`, h.entries(outside));
+    const into = fs.mkdtempSync(path.join(dir, 'target-'));
+    const before = outsideWorld(outside);
+    await assert.rejects(extractRootfs(fs.createReadStream(tarball), into), (err: unknown) => {
+      assert.ok(err instanceof BootyError, String(err));
+      assert.equal(err.code, 'TAR_UNSAFE_ENTRY');
+      assert.equal(err.stage, 'write');
+      assert.match(err.message, h.message(outside));
+      assert.match(err.message, /the tarball is refused$/);
+      return true;
+    });
+    assert.equal(outsideWorld(outside), before);
+    // The symlink cases: the refused entry left nothing behind through the link either.
+    assert.deepEqual(fs.readdirSync(outside), ['victim']);
+  });
+}
+
+test('a file entry after a symlink of the same name replaces the symlink, never writes through it', { skip }, async () => {
+  const outside = fs.mkdtempSync(path.join(dir, 'outside-'));
+  fs.writeFileSync(path.join(outside, 'victim'), 'untouched\n');
+  const before = outsideWorld(outside);
+  const tarball = craft('replace.tar', [
+    { name: 'name', type: 'symlink', target: path.join(outside, 'victim') },
+    { name: 'name', type: 'file', data: 'new content\n' },
+    { name: 'dir-link', type: 'symlink', target: outside },
+    { name: 'dir-link/', type: 'dir' },
+  ]);
+  const into = fs.mkdtempSync(path.join(dir, 'target-'));
+  const result = await extractRootfs(fs.createReadStream(tarball), into);
+  assert.ok(fs.lstatSync(path.join(into, 'name')).isFile());
+  assert.equal(fs.readFileSync(path.join(into, 'name'), 'utf8'), 'new content\n');
+  assert.ok(fs.lstatSync(path.join(into, 'dir-link')).isDirectory());
+  assert.equal(outsideWorld(outside), before);
+  assert.deepEqual([result.files, result.symlinks, result.directories], [1, 2, 1]);
+});
+
+test('an existing file in the target is replaced, an existing directory kept', { skip }, async () => {
+  const into = fs.mkdtempSync(path.join(dir, 'target-'));
+  fs.mkdirSync(path.join(into, 'keep'));
+  fs.writeFileSync(path.join(into, 'keep', 'old'), 'old\n');
+  fs.writeFileSync(path.join(into, 'file'), 'old\n');
+  const hardLinked = path.join(dir, 'outside-hardlink');
+  fs.writeFileSync(hardLinked, 'outside\n');
+  fs.linkSync(hardLinked, path.join(into, 'shared')); // a write into it would change the outside file
+  const tarball = craft('existing.tar', [
+    { name: 'keep/', type: 'dir' }, { name: 'file', type: 'file', data: 'new\n' }, { name: 'shared', type: 'file', data: 'new\n' },
+  ]);
+  await extractRootfs(fs.createReadStream(tarball), into);
+  assert.equal(fs.readFileSync(path.join(into, 'keep', 'old'), 'utf8'), 'old\n');
+  assert.equal(fs.readFileSync(path.join(into, 'file'), 'utf8'), 'new\n');
+  assert.equal(fs.readFileSync(path.join(into, 'shared'), 'utf8'), 'new\n');
+  assert.equal(fs.readFileSync(hardLinked, 'utf8'), 'outside\n');
+});
+
+for (const format of ['posix', 'gnu'] as const) {
+  test(`a sparse entry (GNU tar --sparse, --format=${format}) is refused by its name`, { skip }, async () => {
+    const tarball = path.join(dir, `sparse-${format}.tar`);
+    sh(`rm -rf sparse && mkdir sparse && truncate -s 4M sparse/holes.img && printf data | dd of=sparse/holes.img bs=1 seek=2M conv=notrunc status=none
+        tar --sparse --format=${format} -cf ${tarball} -C sparse .`);
+    const into = fs.mkdtempSync(path.join(dir, 'target-'));
+    await assert.rejects(extractRootfs(fs.createReadStream(tarball), into), (err: unknown) => {
+      assert.ok(err instanceof BootyError);
+      assert.equal(err.code, 'TAR_UNSUPPORTED_ENTRY');
+      assert.match(err.message, /entry "(\.\/)?holes\.img" is a sparse file \(GNU tar --sparse\)/);
+      assert.match(err.hint ?? '', /without --sparse/);
+      return true;
+    });
+  });
+}
+
+test('a truncated tarball fails as corrupt, naming the last entry', { skip }, async () => {
+  const whole = fs.readFileSync(path.join(dir, 'gnu.tar'));
+  const into = fs.mkdtempSync(path.join(dir, 'target-'));
+  await assert.rejects(extractRootfs(Readable.from([whole.subarray(0, 3 * 1024 * 1024)]), into), (err: unknown) => {
+    assert.ok(err instanceof BootyError);
+    assert.equal(err.code, 'TAR_CORRUPT');
+    assert.match(err.message, /corrupt or truncated \(.*\) after entry/);
+    return true;
+  });
+});
