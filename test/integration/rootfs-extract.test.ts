@@ -17,10 +17,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import tarStream from 'tar-stream';
 import { extractRootfs } from '../../src/rootfs/extract.ts';
 import { lgetxattr, llistxattr } from '../../src/sys/xattr.ts';
 import { BootyError } from '../../src/util/errors.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+import { randomInt, seededRandom } from '../helpers/seeded-random.ts';
 
 const hasTools = ['tar', 'setcap', 'getcap', 'python3', 'mknod'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
 const skip = process.getuid?.() !== 0
@@ -122,10 +124,30 @@ function describe(root: string, rel: string, withXattrs = true): Record<string, 
   };
 }
 
-for (const format of ['posix', 'gnu'] as const) {
-  test(`a tree packed by GNU tar --format=${format} extracts identical, entry by entry`, { skip }, async () => {
+/**
+ * FILE in chunks of 1 to 1500 bytes (seeded) up to its last 4 MiB, so that headers and PAX
+ * records are split at every kind of place on their way through the raw header tap and tar-stream.
+ */
+async function* oddChunks(file: string): AsyncGenerator<Buffer> {
+  const whole = fs.readFileSync(file);
+  const rand = seededRandom(18);
+  const cut = Math.max(0, whole.length - 4 * 1024 * 1024);
+  for (let off = 0; off < whole.length;) {
+    const n = off < cut ? randomInt(rand, 1, 1500) : 64 * 1024;
+    yield whole.subarray(off, off + n);
+    off += n;
+  }
+}
+
+const variants = [
+  { format: 'posix', chunks: 'file' }, { format: 'gnu', chunks: 'file' }, { format: 'posix', chunks: 'odd' },
+] as const;
+for (const { format, chunks } of variants) {
+  const how = chunks === 'odd' ? ', fed in odd-sized chunks' : '';
+  test(`a tree packed by GNU tar --format=${format} extracts identical, entry by entry${how}`, { skip }, async () => {
     const into = fs.mkdtempSync(path.join(dir, `into-${format}-`));
-    const result = await extractRootfs(fs.createReadStream(path.join(dir, `${format}.tar`)), into);
+    const tarball = path.join(dir, `${format}.tar`);
+    const result = await extractRootfs(chunks === 'odd' ? Readable.from(oddChunks(tarball)) : fs.createReadStream(tarball), into);
 
     const src = path.join(dir, 'tree');
     const names = walk(src);
@@ -310,4 +332,34 @@ test('a truncated tarball fails as corrupt, naming the last entry', { skip }, as
     assert.match(err.message, /corrupt or truncated \(.*\) after entry/);
     return true;
   });
+});
+
+test('memory stays flat: a 384 MiB file streams through with peak RSS growth under 64 MiB', { skip }, async () => {
+  const size = 384 * 1024 * 1024;
+  const zeros = Buffer.alloc(1024 * 1024);
+  const pack = tarStream.pack();
+  const feed = (async () => {
+    const sink = pack.entry({ name: 'big.img', size, mode: 0o644, mtime: new Date(1600000000000) });
+    for (let left = size; left > 0; left -= zeros.length) {
+      if (!sink.write(zeros)) await new Promise<void>((resolve) => sink.once('drain', () => resolve()));
+    }
+    sink.end(null);
+    pack.finalize();
+  })();
+  const into = fs.mkdtempSync(path.join(dir, 'target-'));
+  global.gc?.();
+  const baseline = process.memoryUsage().rss;
+  let peak = baseline;
+  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 10);
+  try {
+    const result = await extractRootfs(Readable.from(pack), into);
+    await feed;
+    assert.equal(result.bytesWritten, size);
+  } finally {
+    clearInterval(sampler);
+  }
+  assert.equal(fs.statSync(path.join(into, 'big.img')).size, size);
+  process.stderr.write(`# rootfs extract of ${size >> 20} MiB: RSS growth ${((peak - baseline) / 1048576).toFixed(1)} MiB\n`);
+  assert.ok(peak - baseline < 64 * 1024 * 1024, `RSS grew by ${peak - baseline} bytes`);
+  fs.rmSync(into, { recursive: true });
 });
