@@ -191,10 +191,7 @@ class RootfsExtraction {
         while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
         this.counts.bytesWritten += buf.length;
       }
-      await fh.chown(meta.uid, meta.gid);
-      await fh.chmod(meta.mode);
-      for (const [xname, value] of meta.xattrs) fsetxattr(fh.fd, xname, value, displayName(rel));
-      await fh.utimes(meta.atime, meta.mtime);
+      await applyMetadata(fh, meta, rel);
     } finally {
       await fh.close();
     }
@@ -206,9 +203,7 @@ class RootfsExtraction {
     const path = this.fsPath(rel);
     // The target is stored as it is: it is never followed during the extraction.
     await fsp.symlink(Buffer.from(target, 'latin1'), path);
-    await fsp.lchown(path, meta.uid, meta.gid);
-    for (const [xname, value] of meta.xattrs) lsetxattr(path, xname, value);
-    await fsp.lutimes(path, meta.atime, meta.mtime);
+    await applyMetadataByPath(path, meta, false); // a symlink has no mode of its own on Linux
     this.counts.symlinks++;
   }
 
@@ -238,12 +233,7 @@ class RootfsExtraction {
       mknod(path, (header.type === 'block-device' ? S_IFBLK : S_IFCHR) | 0o600, makedev(header.devmajor ?? 0, header.devminor ?? 0));
       this.counts.devices++;
     }
-    await fsp.lchown(path, meta.uid, meta.gid);
-    // chmod follows a symlink, but PATH is the node just made (O_EXCL-like: mknod fails on an
-    // existing name) below parents checked to be real directories.
-    await fsp.chmod(path, meta.mode);
-    for (const [xname, value] of meta.xattrs) lsetxattr(path, xname, value);
-    await fsp.lutimes(path, meta.atime, meta.mtime);
+    await applyMetadataByPath(path, meta, true);
   }
 
   /** Parents made or checked, and whatever was at the entry's own path removed (never followed). */
@@ -306,10 +296,7 @@ class RootfsExtraction {
       try {
         const fh = await fsp.open(this.fsPath(rel), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         try {
-          await fh.chown(meta.uid, meta.gid);
-          await fh.chmod(meta.mode);
-          for (const [xname, value] of meta.xattrs) fsetxattr(fh.fd, xname, value, displayName(rel));
-          await fh.utimes(meta.atime, meta.mtime);
+          await applyMetadata(fh, meta, rel);
         } finally {
           await fh.close();
         }
@@ -373,6 +360,24 @@ function metadataOf(header: Header, pax: Map<string, Buffer> | undefined): Entry
     mtime,
     xattrs,
   };
+}
+
+/** Owner, mode, xattrs, times, in that order (see the top of this file), on an open file or directory. */
+async function applyMetadata(fh: fsp.FileHandle, meta: EntryMetadata, rel: string): Promise<void> {
+  await fh.chown(meta.uid, meta.gid);
+  await fh.chmod(meta.mode);
+  for (const [xname, value] of meta.xattrs) fsetxattr(fh.fd, xname, value, displayName(rel));
+  await fh.utimes(meta.atime, meta.mtime);
+}
+
+/** The same by path, for what cannot be opened (a symlink, a device, a FIFO); never follows PATH. */
+async function applyMetadataByPath(path: Buffer, meta: EntryMetadata, withMode: boolean): Promise<void> {
+  await fsp.lchown(path, meta.uid, meta.gid);
+  // chmod(2) would follow a symlink, so it is used only for a device or FIFO node just made
+  // (mknod fails on an existing name) below parents checked to be real directories.
+  if (withMode) await fsp.chmod(path, meta.mode);
+  for (const [xname, value] of meta.xattrs) lsetxattr(path, xname, value);
+  await fsp.lutimes(path, meta.atime, meta.mtime);
 }
 
 async function lstatOrUndefined(path: Buffer): Promise<fs.Stats | undefined> {
