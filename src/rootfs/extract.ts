@@ -97,6 +97,9 @@ class RootfsExtraction {
       extract.on('error', reject);
     });
     finished.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+    // An error of the input (the caller's HTTP body or decompressor) is the caller's to describe.
+    let inputError: unknown;
+    tar.once('error', (err) => { inputError = err; });
     try {
       for await (const chunk of tar) {
         // The tap sees each byte before tar-stream does, so an entry's raw header is always ready.
@@ -109,6 +112,7 @@ class RootfsExtraction {
     } catch (err) {
       extract.destroy();
       tar.destroy();
+      if (inputError !== undefined) throw inputError;
       throw this.asBootyError(err);
     }
     return { ...this.counts };

@@ -363,3 +363,14 @@ test('memory stays flat: a 384 MiB file streams through with peak RSS growth und
   assert.ok(peak - baseline < 64 * 1024 * 1024, `RSS grew by ${peak - baseline} bytes`);
   fs.rmSync(into, { recursive: true });
 });
+
+test('an error of the input stream (the caller\'s decompressor) reaches the caller unchanged', { skip }, async () => {
+  const whole = fs.readFileSync(path.join(dir, 'gnu.tar'));
+  const failure = new Error('unexpected end of file');
+  async function* failing(): AsyncGenerator<Buffer> {
+    yield whole.subarray(0, 100_000);
+    throw failure;
+  }
+  const into = fs.mkdtempSync(path.join(dir, 'target-'));
+  await assert.rejects(extractRootfs(Readable.from(failing()), into), (err: unknown) => err === failure);
+});
