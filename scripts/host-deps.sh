@@ -15,7 +15,7 @@ pkgs=(
   openssl
   chromium
   # images in the formats deploy recognizes and refuses, made by their real tools in the tests
-  bzip2 lz4 lzip lzop ncompress p7zip-full zip genisoimage squashfs-tools
+  bzip2 lbzip2 lz4 lzip lzop ncompress p7zip-full zip genisoimage squashfs-tools
   android-sdk-libsparse-utils wimtools
   # rootfs tarballs in the tests: capabilities set by setcap, hostile archives crafted by tarfile
   libcap2-bin python3

@@ -251,6 +251,9 @@ const DLOPENED = [
   { soname: 'libdeflate.so.0', by: 'src/sys/libdeflate.ts' },
   // ISA-L's igzip for capture's gzip level 1 and deploy's gzip streams (src/sys/isal.ts)
   { soname: 'libisal.so.2', by: 'src/sys/isal.ts' },
+  // xz and bzip2 images (src/sys/liblzma.ts, src/sys/libbz2.ts)
+  { soname: 'liblzma.so.5', by: 'src/sys/liblzma.ts' },
+  { soname: 'libbz2.so.1.0', by: 'src/sys/libbz2.ts' },
 ];
 
 /** Each DLOPENED library under its soname; returned so the closure adds what they need. */

@@ -12,9 +12,11 @@ import { applyTrustOption } from '../net/tls-pin.ts';
 import { parseArgsOrExplain, parseHeaders, parseWorkers } from './args.ts';
 import { parseDuration } from '../util/duration.ts';
 
+const FORMATS = ['auto', 'gzip', 'zstd', 'xz', 'bzip2', 'raw'] as const;
+
 const HELP = `usage: booty deploy --image URL --disk DEV [options]
 
-Streams an image (gzip, zstd or raw, told apart by its first bytes) from URL onto DEV (a whole
+Streams an image (gzip, zstd, xz, bzip2 or raw, told apart by its first bytes) from URL onto DEV (a whole
 disk or a regular file), checks it, fdatasyncs, and re-reads the partition table. The disk's
 first MiB is written last, only after the image verified: a failed deploy never boots.
 
@@ -24,8 +26,8 @@ options:
   --sha256 HEX         expected sha256 of the image as served (what sha256sum prints on the server)
   --require-checksum   refuse an image whose sha256 is unknown (no --sha256, no X-Image-Sha256)
   --registry-auth U:P  credentials for an oci:// image's registry (also BOOTY_REGISTRY_AUTH)
-  --format F           auto (default), gzip, zstd or raw. Images in formats booty recognizes but
-                       does not decode (xz, bzip2, qcow2, vmdk, zip, tar, iso...) are refused
+  --format F           auto (default), gzip, zstd, xz, bzip2 or raw. Images in formats booty
+                       recognizes but does not decode (qcow2, vmdk, lz4, zip, tar, iso...) are refused
                        before the first write; raw writes any bytes as they are served
   --image-size N       uncompressed size in bytes (checked against the disk before writing)
   --allow-partition    accept a partition as DEV
@@ -86,8 +88,8 @@ export async function run(argv: string[]): Promise<number> {
   const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'untouched', hint: 'see booty deploy --help' });
   if (values.image === undefined) throw config('--image is required');
   if (values.disk === undefined) throw config('--disk is required');
-  const format = values.format;
-  if (format !== 'auto' && format !== 'gzip' && format !== 'zstd' && format !== 'raw') throw config(`--format must be auto, gzip, zstd or raw, not ${format}`);
+  const format = FORMATS.find((f) => f === values.format);
+  if (format === undefined) throw config(`--format must be ${FORMATS.join(', ')}, not ${values.format}`);
   let imageSize: number | undefined;
   if (values['image-size'] !== undefined) {
     imageSize = Number(values['image-size']);

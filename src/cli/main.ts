@@ -49,7 +49,17 @@ export async function main(argv: string[]): Promise<number> {
   return mod.run(rest);
 }
 
-main(process.argv.slice(2)).then(
+// A command whose promise never settles (a stream that stalled with nothing left to wake it) would
+// otherwise end with exit status 0 when the event loop runs dry: a deploy that never finished
+// must never look like one that succeeded.
+let settled = false;
+process.on('beforeExit', () => {
+  if (settled) return;
+  process.stderr.write('booty: internal error: the command stopped before it finished (nothing left to wait for); treat its work as NOT done\n');
+  process.exit(70);
+});
+
+main(process.argv.slice(2)).finally(() => { settled = true; }).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (isBootyError(err)) {

@@ -5,7 +5,7 @@
 // parseAction() validates with a JSON schema (ajv) and returns either a normalized Action or a
 // BootyError (stage 'config') whose message names the offending field. It never touches a disk.
 
-export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'raw';
+export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
 export type CaptureFormat = 'gzip' | 'zstd' | 'raw';
 export type AfterAction = 'reboot' | 'poweroff' | 'shell';
 

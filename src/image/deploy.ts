@@ -9,6 +9,9 @@
 import { trimMallocWhileRunning } from '../sys/malloc.ts';
 import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import { ISAL } from '../sys/isal.ts';
+import { LIBLZMA } from '../sys/liblzma.ts';
+import { LIBBZ2 } from '../sys/libbz2.ts';
+import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
@@ -44,7 +47,7 @@ export interface DeployOptions {
    *  server's X-Image-Sha256): only a checksum catches a compressed image with a damaged magic,
    *  which reads as raw */
   requireChecksum?: boolean;
-  format?: 'auto' | 'gzip' | 'zstd' | 'raw';
+  format?: 'auto' | Format;
   /** uncompressed size, when known: checked against the disk before the first write and
    *  against the stream at the end */
   imageSize?: number;
@@ -84,7 +87,7 @@ export interface DeployResult {
   wireBytes: number;
   /** sha256 of the bytes as served */
   sha256: string;
-  format: 'gzip' | 'zstd' | 'raw';
+  format: Format;
   seconds: number;
   /** bytes written as zero runs (BLKZEROOUT / holes) rather than data */
   zeroBytes?: number;
@@ -248,18 +251,20 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
       log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index; ${(decoder as SegmentInflater).inflate === 'libdeflate' ? 'libdeflate' : LIBDEFLATE.status()})`);
-    } else if (format !== 'raw' && workers > 0 && framesSplittable(format, peeked.head)) {
+    } else if ((format === 'gzip' || format === 'zstd') && workers > 0 && framesSplittable(format, peeked.head)) {
       pool = new CodecPool(workers);
       decoder = new ParallelDecompressor({ format, pool });
       decodeThread = 'frames';
       log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${LIBDEFLATE.status()})` : ''}`);
-    } else if (format !== 'raw' && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
+    } else if ((format === 'gzip' || format === 'zstd') && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
       const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();
       if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread (${decodeWorker.engine}${whyNot === '' ? '' : `; ${whyNot}`})`);
     } else {
       decoder = createDecompressor(format);
+      if (format === 'xz') log.info(`deploy: decoding xz with ${LIBLZMA.status()} on up to ${os.availableParallelism()} of its threads (blocks in parallel where the file has several)`);
+      if (format === 'bzip2') log.info(`deploy: decoding bzip2 with ${LIBBZ2.status()}`);
     }
     writer = new ImageWriter({
       target,
@@ -299,7 +304,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       if (extra > 0) {
         throw stageError('decompress', 'IMAGE_TRAILING_GARBAGE',
           `${extra} bytes after the end of the ${format} data (garbage or padding appended to the image)`,
-          w.bytes, diskStateNow, 'recreate the image file on the server (gzip -t / zstd -t report the same)');
+          w.bytes, diskStateNow, `recreate the image file on the server (${format} -t reports the same)`);
       }
     }
     if (w.bytes === 0) {
@@ -408,6 +413,11 @@ function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse
     tooSmall();
     return 'raw';
   }
+  const needs = detected === 'xz' ? LIBLZMA : detected === 'bzip2' ? LIBBZ2 : undefined;
+  if (needs !== undefined && (wanted === 'auto' || wanted === detected) && needs.forWorkers() === undefined) {
+    throw stageError('decompress', 'DECODER_UNAVAILABLE', `the image is ${detected}-compressed and booty decodes it with ${needs.spec.soname}, but ${needs.whyNot()}`,
+      0, 'untouched', `install Debian's ${detected === 'xz' ? 'liblzma5' : 'libbz2-1.0'} (the initramfs ships it), or decompress the image on the server (${detected === 'xz' ? 'xz -d' : 'bzip2 -d'}) and serve a gzip, zstd or raw image`);
+  }
   if (cls.unsupported !== undefined) {
     if (wanted === 'auto') throw unsupportedFormatError(cls.unsupported, `the image is ${cls.unsupported.what}`);
     throw stageError('decompress', 'FORMAT_MISMATCH', `--format ${wanted} was given but the image is ${cls.unsupported.what}`,
@@ -497,7 +507,7 @@ function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: I
       // decoded in segments with the server's index: the image or the index may be the damaged one
       const hint = err.name === 'SegmentCorrupt'
         ? 'the image or its gzip index on the server is damaged: deploy again with --no-gzip-index ("gzipIndex": false) to tell which (gzip -t checks the image there; booty index rebuilds the index)'
-        : 'the image file on the server is damaged: recreate or re-upload it (gzip -t / zstd -t check it there)';
+        : `the image file on the server is damaged: recreate or re-upload it (${format} -t checks it there)`;
       return stageError('decompress', d.code, `${d.what} (${wire})`, w.bytes, state, hint, err);
     }
     case 'write':

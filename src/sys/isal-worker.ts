@@ -11,7 +11,7 @@
 // (isalSelfCheck, called from isal.ts); any mismatch keeps node:zlib and the log says why.
 // test/unit/sys-isal-layout.test.ts pins the declared offsets to the ones offsetof() gave in C.
 import zlib from 'node:zlib';
-import { WorkerNativeLib, type Koffi, type KoffiFn, type NativeLibForWorkers } from './native-codec-worker.ts';
+import { WorkerNativeLib, structOffset, type Koffi, type KoffiFn, type NativeLibForWorkers } from './native-codec-worker.ts';
 
 /** The C functions the workers declare (native-codec-lib.ts checks they resolve). */
 export const ISAL_FUNCTIONS = [
@@ -65,9 +65,7 @@ export function isalStructs(k: Koffi): { zstream: ReturnType<Koffi['struct']>; i
 
 /** A member's offset in a declared struct, checked to be `bytes` wide (the accessor used on it). */
 function at(k: Koffi, t: ReturnType<Koffi['struct']>, name: string, bytes: number): number {
-  const m = t.members?.[name];
-  if (m === undefined || k.sizeof(m.type) !== bytes) throw new Error(`isal-worker: ${name} is not a ${bytes}-byte member of its struct`);
-  return k.offsetof(t, name);
+  return structOffset(k, t, name, bytes, 'isal-worker');
 }
 
 /** zlib's error report, as the decode worker passes it on. */

@@ -61,3 +61,11 @@ export class WorkerNativeLib<T> {
     this.loaded = null;
   }
 }
+
+/** A member's offset in a struct declared with koffi.struct, checked to be `bytes` wide (the
+ *  accessor the caller uses on it): a layout typed by hand never drifts from the declaration. */
+export function structOffset(k: Koffi, t: ReturnType<Koffi['struct']>, name: string, bytes: number, owner: string): number {
+  const m = t.members?.[name];
+  if (m === undefined || k.sizeof(m.type) !== bytes) throw new Error(`${owner}: ${name} is not a ${bytes}-byte member of its struct`);
+  return k.offsetof(t, name);
+}

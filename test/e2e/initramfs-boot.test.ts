@@ -51,7 +51,8 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
     for (const f of ['usr/bin/node', 'usr/bin/busybox', 'usr/lib/booty/booty.cjs', 'usr/lib/booty/booty.cjs.cache', 'usr/sbin/lvm', 'usr/sbin/resize2fs', 'usr/sbin/e2fsck',
       'usr/sbin/xfs_growfs', 'usr/sbin/sfdisk', 'usr/sbin/blkid', 'usr/lib/x86_64-linux-gnu/libc.so.6', 'usr/lib/x86_64-linux-gnu/libatomic.so.1',
       'usr/lib/booty/node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node', 'usr/lib/booty/node_modules/koffi/package.json', 'etc/lvm/lvm.conf',
-      'usr/lib/x86_64-linux-gnu/libdeflate.so.0', 'usr/lib/x86_64-linux-gnu/libisal.so.2']) {
+      'usr/lib/x86_64-linux-gnu/libdeflate.so.0', 'usr/lib/x86_64-linux-gnu/libisal.so.2', 'usr/lib/x86_64-linux-gnu/liblzma.so.5',
+      'usr/lib/x86_64-linux-gnu/libbz2.so.1.0']) {
       assert.ok(entries.has(f), `${f} is packed`);
     }
     assert.equal(entries.get('usr/sbin/pvresize')!.data.toString(), 'lvm');
@@ -107,6 +108,17 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
       });
       assert.match(deployed, /inflating one gzip stream on a worker thread \(ISA-L igzip\)/, deployed);
       assert.ok(readFileSync(path.join(rootDir, 'tmp/out.img')).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'deployed bit-exact');
+      // xz (xz -T2, blocks in parallel) and bzip2 images through the packed liblzma and libbz2
+      for (const [ext, tool] of [['xz', ['xz', '-T2', '--block-size=1MiB', '-c']], ['bz2', ['bzip2', '-c']]] as const) {
+        writeFileSync(path.join(rootDir, `tmp/x.img.${ext}`), execFileSync(tool[0], [...tool.slice(1), path.join(rootDir, 'tmp/disk.img')], { maxBuffer: 1 << 28 }));
+        writeFileSync(path.join(rootDir, 'tmp/out.img'), '');
+        const log = await new Promise<string>((resolve, reject) => {
+          execFile('chroot', [rootDir, '/usr/bin/node', '/usr/lib/booty/booty.cjs', 'deploy', '--image', `/tmp/x.img.${ext}`, '--disk', '/tmp/out.img', '-q'],
+            { env: { PATH: '/usr/bin:/usr/sbin' } }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stderr + stdout)));
+        });
+        assert.match(log, ext === 'xz' ? /decoding xz with liblzma \(liblzma\.so\.5\)/ : /decoding bzip2 with libbz2 \(libbz2\.so\.1\.0\)/, log);
+        assert.ok(readFileSync(path.join(rootDir, 'tmp/out.img')).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), `${ext} deployed bit-exact`);
+      }
       // without the library: node:zlib, and it says why
       rmSync(path.join(rootDir, 'usr/lib/x86_64-linux-gnu/libdeflate.so.0'));
       received.length = 0;

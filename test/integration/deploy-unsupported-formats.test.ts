@@ -1,5 +1,4 @@
-// Images in formats booty recognizes but does not decode, each made by its real tool (xz, bzip2,
-// lz4, lzip, lzop, compress, pigz -z, qemu-img for qcow/qcow2/QED/VMDK/VHD/VHDX/VDI/Parallels,
+// Images in formats booty recognizes but does not decode, each made by its real tool (lz4, lzip, lzop, compress, pigz -z, qemu-img for qcow/qcow2/QED/VMDK/VHD/VHDX/VDI/Parallels,
 // img2simg, zip, 7z, GNU tar, cpio, genisoimage, mksquashfs, wimcapture): deploy must refuse every
 // one before the first write (exit 5, a sentence naming the format and the next step, the disk's
 // bytes unchanged), from a file and over HTTP from booty server and from a plain static origin;
@@ -46,9 +45,6 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { file: 'd.xz', make: 'xz -T2 -c disk.raw > d.xz', id: 'xz', message: /the image is xz-compressed, which booty does not decode yet.*xz -d/ },
-  { file: 'd.1.xz', make: 'xz -0 --block-size=1MiB -T1 -c disk.raw > d.1.xz && head -c 100000 d.1.xz > d.trunc.xz && mv d.trunc.xz d.1.xz', id: 'xz', message: /xz-compressed/ },
-  { file: 'd.bz2', make: 'bzip2 -c disk.raw > d.bz2', id: 'bzip2', message: /the image is bzip2-compressed, which booty does not decode yet.*bzip2 -d/ },
   { file: 'd.lz4', make: 'lz4 -q -c disk.raw > d.lz4', id: 'lz4', message: /lz4-compressed \(lz4 frame format\).*lz4 -d/ },
   { file: 'd.legacy.lz4', make: 'lz4 -q -l -c disk.raw > d.legacy.lz4', id: 'lz4', message: /lz4-compressed \(legacy lz4 format\)/ },
   { file: 'd.lz', make: 'lzip -c disk.raw > d.lz', id: 'lzip', message: /lzip-compressed.*lzip -d/ },
@@ -93,7 +89,7 @@ const wrapped: Case[] = [
   { file: 'd.tar.gz', make: 'tar --format=gnu -czf d.tar.gz disk.raw', id: 'gzip', message: /the gzip image decompresses to a tar archive \(GNU\), which booty does not deploy onto a disk/ },
   { file: 'd.tar.zst', make: 'tar --format=pax -cf - disk.raw | zstd -q -c > d.tar.zst', id: 'zstd', message: /the zstd image decompresses to a tar archive/ },
   { file: 'd.qcow2.gz', make: 'pigz -c d.qcow2 > d.qcow2.gz', id: 'gzip', message: /the gzip image decompresses to a qcow2 \(version 3\) disk image, which booty does not decode yet/ },
-  { file: 'd.xz.zst', make: 'zstd -q -c d.xz > d.xz.zst', id: 'zstd', message: /the zstd image decompresses to xz-compressed/ },
+  { file: 'd.xz.zst', make: 'xz -c disk.raw | zstd -q -c > d.xz.zst', id: 'zstd', message: /the zstd image decompresses to xz-compressed data \(compressed twice\)/ },
   { file: 'd.gz.gz', make: 'pigz -c disk.raw | gzip -c > d.gz.gz', id: 'gzip', message: /the gzip image decompresses to gzip-compressed data \(compressed twice\)/ },
 ];
 
@@ -230,12 +226,12 @@ test("the server's catalog names each refused format", { skip }, async () => {
     await new Promise((r) => setTimeout(r, 100));
   }
   for (const [file, format] of want) assert.equal(catalog.find((e) => e.name === file)?.format, format, file);
-  const put = await fetch(`${server.url}/images/uploaded.bz2`, { method: 'PUT', body: fs.readFileSync(path.join(dir, 'd.bz2')) });
+  const put = await fetch(`${server.url}/images/uploaded.lz`, { method: 'PUT', body: fs.readFileSync(path.join(dir, 'd.lz')) });
   assert.equal(put.status, 201, await put.text());
   catalog = (await (await fetch(`${server.url}/api/images`)).json() as { images: typeof catalog }).images;
-  assert.equal(catalog.find((e) => e.name === 'uploaded.bz2')?.format, 'unsupported: bzip2');
-  const head = await fetch(`${server.url}/images/d.xz`, { method: 'HEAD' });
-  assert.equal(head.headers.get('x-image-format'), 'unsupported: xz');
+  assert.equal(catalog.find((e) => e.name === 'uploaded.lz')?.format, 'unsupported: lzip');
+  const head = await fetch(`${server.url}/images/d.lz4`, { method: 'HEAD' });
+  assert.equal(head.headers.get('x-image-format'), 'unsupported: lz4');
   assert.equal(head.headers.get('x-image-size'), null, 'no uncompressed size is claimed for a format booty does not decode');
 });
 

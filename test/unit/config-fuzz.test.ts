@@ -105,7 +105,7 @@ function mutate(r: () => number, o: Obj, s: Seed): string[] {
       const enums = fields.filter((x) => s.fields[x] === 'enum');
       if (enums.length === 0) { o[f] = wrongTypeFor(r, kind); return [f]; }
       const e = pick(r, enums);
-      o[e] = pick(r, ['', 'REBOOT', 'bzip2', 'halt', 'xz', 'Put', 'auto ', 'none']); return [e];
+      o[e] = pick(r, ['', 'REBOOT', 'lz4', 'halt', 'lzo', 'Put', 'auto ', 'none']); return [e];
     }
     case 6: {
       const ints = fields.filter((x) => s.fields[x] === 'int');

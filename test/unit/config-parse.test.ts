@@ -84,7 +84,7 @@ const invalid: [string, unknown, string, string][] = [
   ['bad gateway', { action: 'writeImage', sourceImage: 'http://h/a', gateway: '10.0.0.256' }, 'gateway', 'IP'],
   ['contradicting spellings', { action: 'readImage', desintationAddress: 'http://a/x', destinationAddress: 'http://b/x' }, 'destinationAddress', 'contradicts'],
   ['sha256 too short', { action: 'deploy', image: 'http://h/a', sha256: 'abc' }, 'sha256', 'sha256'],
-  ['format unknown', { action: 'deploy', image: 'http://h/a', format: 'bzip2' }, 'format', 'one of'],
+  ['format unknown', { action: 'deploy', image: 'http://h/a', format: 'lz4' }, 'format', 'one of'],
   ['imageSize negative', { action: 'deploy', image: 'http://h/a', imageSize: -5 }, 'imageSize', 'non-negative'],
   ['grow partition 0', { action: 'deploy', image: 'http://h/a', grow: { partition: 0 } }, 'grow.partition', 'partition number'],
   ['grow as string', { action: 'deploy', image: 'http://h/a', grow: 'yes' }, 'grow', 'false, true'],

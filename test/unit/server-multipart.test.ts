@@ -122,7 +122,8 @@ describe('image format sniffing for X-Image-Size', () => {
     assert.equal(detectFormat(gzipSync(Buffer.from('x'))), 'gzip');
     assert.equal(detectFormat(zstdCompressSync(Buffer.from('x'))), 'zstd');
     assert.equal(detectFormat(Buffer.from('hsqs....')), 'unsupported: squashfs');
-    assert.equal(detectFormat(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4])), 'unsupported: xz');
+    assert.equal(detectFormat(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 4])), 'xz');
+    assert.equal(detectFormat(Buffer.from('LZIP\x01\x14')), 'unsupported: lzip');
     const mbr = Buffer.alloc(512);
     mbr.set([0xeb, 0x63, 0x90]); mbr[510] = 0x55; mbr[511] = 0xaa;
     assert.equal(detectFormat(mbr), 'raw');

@@ -6,16 +6,22 @@
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
 import type { Format } from './detect.ts';
+import { NativeDecompress } from './native-decompress.ts';
+import { xzDecoder } from '../../sys/liblzma.ts';
+import { bzip2Decoder } from '../../sys/libbz2.ts';
 
 export const ZLIB_CHUNK = 1 << 20;
 
 type ZlibStream = Transform & { bytesWritten: number };
 
-/** A decoder for `format`, or undefined for raw (bytes pass as they are). */
+/** A decoder for `format`, or undefined for raw (bytes pass as they are). xz and bzip2 decode
+ *  through liblzma / libbz2 (src/sys/), the rest through node:zlib. */
 export function createDecompressor(format: Format): ZlibStream | undefined {
   switch (format) {
     case 'gzip': return zlib.createGunzip({ chunkSize: ZLIB_CHUNK }) as ZlibStream;
     case 'zstd': return zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK }) as ZlibStream;
+    case 'xz': return new NativeDecompress(xzDecoder());
+    case 'bzip2': return new NativeDecompress(bzip2Decoder());
     case 'raw': return undefined;
   }
 }
@@ -54,6 +60,9 @@ export function createCompressor(format: 'gzip' | 'zstd', opts: CompressorOption
 /** Operator wording for a decoder failure. */
 export function describeDecodeError(format: Format, e: Error & { code?: string }): { code: string; what: string } {
   const msg = e.message;
+  if (e.code === 'DECODER_LIMIT') {
+    return { code: 'IMAGE_DECODER_LIMIT', what: `the ${format} stream needs what booty does not allow or support (${msg})` };
+  }
   if (e.code === 'Z_BUF_ERROR' || /unexpected end/i.test(msg)) {
     return { code: 'IMAGE_TRUNCATED', what: `the ${format} stream ends early: the image is truncated` };
   }
@@ -62,6 +71,9 @@ export function describeDecodeError(format: Format, e: Error & { code?: string }
   }
   if (/checksum|data check/i.test(msg)) {
     return { code: 'IMAGE_CORRUPT', what: `the ${format} data is corrupt (its ${format === 'gzip' ? 'CRC-32' : 'checksum'} does not match: ${msg})` };
+  }
+  if (format === 'xz' || format === 'bzip2') {
+    return { code: 'IMAGE_CORRUPT', what: `the ${format} data is corrupt (${msg})` };
   }
   return { code: 'IMAGE_CORRUPT', what: `the ${format} data is corrupt (${msg})` };
 }

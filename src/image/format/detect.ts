@@ -6,7 +6,7 @@
 import { parseZstdFrameStart } from './frame-format.ts';
 import { UNSUPPORTED_HEAD_BYTES, unsupportedFormat, type UnsupportedFormat } from './unsupported-formats.ts';
 
-export type Format = 'gzip' | 'zstd' | 'raw';
+export type Format = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
 
 /** Bytes of the head that detection looks at: a zstd frame header, HTML sniffing, and the magic
  *  of every format booty refuses (ISO 9660's sits at 32 KiB). */
@@ -18,18 +18,31 @@ export type HeadClass = { format: Format; unsupported?: undefined } | { format?:
 
 const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
+const BZIP2_MAGIC = [0x42, 0x5a, 0x68];
 
 function startsWith(head: Uint8Array, magic: number[]): boolean {
   if (head.length < magic.length) return false;
   return magic.every((b, i) => head[i] === b);
 }
 
-/** gzip (1f 8b), zstd (28 b5 2f fd, or a skippable frame before one, as pzstd writes), anything
- *  else is raw as far as decoding goes (classifyHead() also knows what must not be written raw). */
+/** gzip (1f 8b), zstd (28 b5 2f fd, or a skippable frame before one, as pzstd writes), xz
+ *  (fd 37 7a 58 5a 00), bzip2 (BZh); anything else is raw as far as decoding goes (classifyHead()
+ *  also knows what must not be written raw). */
 export function detectFormat(head: Uint8Array): Format {
   if (startsWith(head, GZIP_MAGIC)) return 'gzip';
   if (startsWith(head, ZSTD_MAGIC) || zstdAfterSkippable(head)) return 'zstd';
+  if (startsWith(head, XZ_MAGIC)) return 'xz';
+  if (isBzip2(head)) return 'bzip2';
   return 'raw';
+}
+
+/** "BZh" and a block size digit, then a block ("pi") or the end of the stream ("sqrt(pi)"). */
+function isBzip2(head: Uint8Array): boolean {
+  if (!startsWith(head, BZIP2_MAGIC) || head.length < 4 || head[3] < 0x31 || head[3] > 0x39) return false;
+  if (head.length < 10) return true;
+  const next = Buffer.from(head.buffer, head.byteOffset + 4, 6).toString('hex');
+  return next === '314159265359' || next === '177245385090';
 }
 
 /** The decoded format, or the refused one that the head's magic names. */

@@ -46,10 +46,6 @@ const qemuImg = (what: string) => `convert it on the server: qemu-img convert -O
 
 const ENTRIES: Entry[] = [
   // ---- compressors
-  { id: 'xz', kind: 'compressed', match: (h) => at(h, 0, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) ? 'xz-compressed' : undefined,
-    advice: () => `decompress it on the server (xz -d), or recompress it (xz -dc IMAGE.xz | zstd -T0 -o IMAGE.zst), ${SERVE}` },
-  { id: 'bzip2', kind: 'compressed', match: matchBzip2,
-    advice: () => `decompress it on the server (bzip2 -d, or lbzip2 -d on every core), ${SERVE}` },
   { id: 'lz4', kind: 'compressed', match: (h) => at(h, 0, [0x04, 0x22, 0x4d, 0x18]) ? 'lz4-compressed (lz4 frame format)'
     : at(h, 0, [0x02, 0x21, 0x4c, 0x18]) ? 'lz4-compressed (legacy lz4 format)' : undefined,
     advice: () => `decompress it on the server (lz4 -d), ${SERVE}` },
@@ -112,13 +108,6 @@ export function unsupportedFormat(head: Uint8Array): UnsupportedFormat | undefin
 export const UNSUPPORTED_IDS: readonly string[] = ENTRIES.map((e) => e.id);
 
 // ---- the tests that need more than a fixed magic
-
-function matchBzip2(h: Buffer): string | undefined {
-  if (!at(h, 0, 'BZh') || h.length < 4 || h[3] < 0x31 || h[3] > 0x39) return undefined;
-  // a block ("pi") or the end of stream ("sqrt(pi)") follows the 4-byte header
-  if (h.length >= 10 && !at(h, 4, [0x31, 0x41, 0x59, 0x26, 0x53, 0x59]) && !at(h, 4, [0x17, 0x72, 0x45, 0x38, 0x50, 0x90])) return undefined;
-  return 'bzip2-compressed';
-}
 
 /** zstd and lz4 share skippable frames (magic 0x184D2A5?); what follows decides. Frames booty
  *  decodes (pzstd's leading skippable frame before a zstd frame) are not refused here. */
