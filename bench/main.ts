@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureImage, parseSize, sizeLabel } from './lib/image.ts';
+import { ensureCompressed, ensureImage, parseSize, sizeLabel } from './lib/image.ts';
 import { attachTarget, deviceQueueInfo, dirty, hashDevice, TAIL_BYTES } from './lib/device.ts';
 import type { Target } from './lib/device.ts';
 import { measure } from './lib/measure.ts';
@@ -82,7 +82,10 @@ async function main(): Promise<number> {
   // the TypeScript sources through Node's type stripping, which costs ~20-25 MiB of RSS more)
   const bundle = join(cacheDir, 'booty.mjs');
   await must(`${q(process.execPath)} ${q(join(root, 'scripts/bundle.mjs'))} ${q(bundle)}`);
-  const image = await ensureImage(cacheDir, sizeBytes, log);
+  let image = await ensureImage(cacheDir, sizeBytes, log);
+  const wants = (suffix: string) => rows.some((r) => r.id.endsWith(suffix));
+  if (wants('xz')) image = await ensureCompressed(cacheDir, image, 'xz', log);
+  if (wants('bz2') || wants('lbzip2')) image = await ensureCompressed(cacheDir, image, 'bzip2', log);
 
   // Images served under DATA/images/ (hard links to the cached files), as `booty server` expects.
   const sizeDir = join(cacheDir, sizeLabel(sizeBytes));
@@ -90,7 +93,10 @@ async function main(): Promise<number> {
   mkdirSync(join(dataDir, 'images'), { recursive: true });
   const gzName = 'bench.img.gz';
   const zstName = 'bench.img.zst';
-  for (const [name, file] of [[gzName, image.gzip.file], [zstName, image.zstd.file]] as const) {
+  const extraImages: Array<[string, string]> = [];
+  if (image.xz) extraImages.push(['bench.img.xz', image.xz.file]);
+  if (image.bzip2) extraImages.push(['bench.img.bz2', image.bzip2.file]);
+  for (const [name, file] of [[gzName, image.gzip.file], [zstName, image.zstd.file], ...extraImages] as const) {
     const link = join(dataDir, 'images', name);
     rmSync(link, { force: true });
     linkSync(file, link);
@@ -121,6 +127,8 @@ async function main(): Promise<number> {
     target,
     gzUrl: `${imageServer.base}/images/${gzName}`,
     zstUrl: `${imageServer.base}/images/${zstName}`,
+    ...(image.xz ? { xzUrl: `${imageServer.base}/images/bench.img.xz` } : {}),
+    ...(image.bzip2 ? { bz2Url: `${imageServer.base}/images/bench.img.bz2` } : {}),
     sink: benchServer.base,
   };
   const queue = deviceQueueInfo(target);

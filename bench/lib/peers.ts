@@ -19,6 +19,9 @@ export type Context = {
   target: Target;
   gzUrl: string; // the gzip image on the image server
   zstUrl: string;
+  /** the xz / bzip2 image, when a selected row needs it */
+  xzUrl?: string;
+  bz2Url?: string;
   sink: string; // base URL of the upload sink
 };
 
@@ -139,6 +142,37 @@ export const rows: Row[] = [
     },
     bytes: img, dirty: true, warm: zst, verify: 'device',
   },
+  // ---- xz and bzip2 (the image made once by xz -T2 -6 and lbzip2 -9)
+  {
+    id: 'deploy-xz', section: 'deploy', label: 'curl | xz -dc -T2 | dd oflag=direct', booty: false,
+    command: (c) => c.xzUrl === undefined ? { na: 'no xz image' } : `curl -sSf ${q(c.xzUrl)} | xz -dc -T2 | dd of=${q(c.target.dev)} ${DD_OUT}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'device',
+  },
+  {
+    id: 'deploy-booty-xz', section: 'deploy', label: 'booty deploy (xz)', booty: true,
+    command: (c) => c.xzUrl === undefined ? { na: 'no xz image' } : `${q(c.node)} ${q(c.bundle)} deploy --image ${q(c.xzUrl)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'device',
+  },
+  {
+    id: 'deploy-lbzip2', section: 'deploy', label: 'curl | lbzip2 -dc -n 2 | dd oflag=direct', booty: false,
+    command: (c) => c.bz2Url === undefined ? { na: 'no bzip2 image' } : `curl -sSf ${q(c.bz2Url)} | lbzip2 -dc -n 2 | dd of=${q(c.target.dev)} ${DD_OUT}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.bzip2 ? [c.image.bzip2.file] : []), verify: 'device',
+  },
+  {
+    id: 'deploy-booty-bz2', section: 'deploy', label: 'booty deploy (bzip2)', booty: true,
+    command: (c) => c.bz2Url === undefined ? { na: 'no bzip2 image' } : `${q(c.node)} ${q(c.bundle)} deploy --image ${q(c.bz2Url)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.bzip2 ? [c.image.bzip2.file] : []), verify: 'device',
+  },
+  {
+    id: 'limit-xz', section: 'limit', label: 'xz -dc -T2 > /dev/null', booty: false,
+    command: (c) => c.image.xz === undefined ? { na: 'no xz image' } : `xz -dc -T2 ${q(c.image.xz.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'none',
+  },
+  {
+    id: 'limit-lbzip2', section: 'limit', label: 'lbzip2 -dc -n 2 > /dev/null', booty: false,
+    command: (c) => c.image.bzip2 === undefined ? { na: 'no bzip2 image' } : `lbzip2 -dc -n 2 ${q(c.image.bzip2.file)} > /dev/null`,
+    bytes: img, dirty: false, warm: (c) => (c.image.bzip2 ? [c.image.bzip2.file] : []), verify: 'none',
+  },
   // ---- the machine's limits, measured the same way
   {
     id: 'limit-dd', section: 'limit', label: 'dd raw image > device (O_DIRECT 4 MiB)', booty: false,
@@ -249,6 +283,11 @@ export const rows: Row[] = [
 
 /** Which booty row is compared with which others (median MB/s over median MB/s). */
 export function comparedWith(row: Row, all: Row[]): Row[] {
+  if (row.section === 'deploy' && (row.id.endsWith('-xz') || row.id.endsWith('-bz2'))) {
+    // xz and bzip2 against their own peers and limits
+    const own = row.id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
+    return all.filter((r) => !r.booty && (own.includes(r.id) || r.id === 'limit-dd'));
+  }
   if (row.section === 'deploy') {
     const format = row.id.endsWith('zstd') ? 'zstd' : 'gzip';
     // The deploy peers of every format, and the limits of the row's own format plus the device's.

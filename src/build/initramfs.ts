@@ -278,6 +278,8 @@ async function addDlopenedLibraries(tree: InitramfsTree, pkgRoot: PackageRoot): 
 async function addLibraries(tree: InitramfsTree, pkgRoot: PackageRoot, programs: { path: string; label: string }[]): Promise<void> {
   const closure = await libraryClosure(programs, pkgRoot);
   for (const lib of [...closure.libs.values()].sort((a, b) => (a.soname < b.soname ? -1 : 1))) {
+    // a library booty dlopens may also be a program's DT_NEEDED (liblzma: kmod): packed once
+    if (tree.files.has(`usr/lib/x86_64-linux-gnu/${lib.soname}`)) continue;
     const st = await stat(lib.path);
     tree.addFile(`usr/lib/x86_64-linux-gnu/${lib.soname}`, { source: lib.path, size: st.size, perm: 0o755, part: 'libs', origin: `${lib.pkg} (for ${lib.neededBy})` });
   }
