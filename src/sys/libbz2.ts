@@ -9,7 +9,7 @@
 import { NativeCodecLib } from './native-codec-lib.ts';
 import { structOffset, type Koffi, type KoffiFn } from './native-codec-worker.ts';
 import { koffi } from './libc.ts';
-import type { NativeStreamDecoder, StepResult, StreamDecodeError } from './stream-decoder.ts';
+import { checkKnownStream, type NativeStreamDecoder, type StepResult, type StreamDecodeError } from './stream-decoder.ts';
 
 const FUNCTIONS = [
   'int BZ2_bzDecompressInit(void *strm, int verbosity, int small)',
@@ -109,25 +109,11 @@ function bz2Error(r: number): StreamDecodeError {
   return { message, kind: r === -3 ? 'limits' : 'corrupt' };
 }
 
-function decodeAll(api: ReturnType<typeof bz2Api>, input: Buffer): { out: Buffer; error: StreamDecodeError | null } {
-  const d = api.decoder();
-  try {
-    const out = Buffer.alloc(4096);
-    const r = d.step(input, 0, input.length, out, 0, out.length, true);
-    return { out: out.subarray(0, out.length - r.outLeft), error: r.error ?? (r.ended ? null : { message: 'did not end', kind: 'truncated' }) };
-  } finally { d.end(); }
-}
-
 export const LIBBZ2 = new NativeCodecLib({
   name: 'libbz2', soname: 'libbz2.so.1.0', flag: '--no-libbz2', env: 'BOOTY_LIBBZ2', functions: FUNCTIONS,
   check(k, fns) {
     const api = bz2Api(k, fns);
-    const good = decodeAll(api, KNOWN_BZ2);
-    if (good.error !== null || good.out.toString('latin1') !== KNOWN_TEXT) return `a known .bz2 stream decoded to ${JSON.stringify(good.out.toString('latin1').slice(0, 40))}${good.error ? ` (${good.error.message})` : ''}`;
-    const damaged = Buffer.from(KNOWN_BZ2);
-    damaged[30] ^= 0x01;
-    if (decodeAll(api, damaged).error === null) return 'a damaged .bz2 stream decoded without an error';
-    return '';
+    return checkKnownStream(() => api.decoder(), '.bz2', KNOWN_BZ2, KNOWN_TEXT, 30);
   },
 });
 

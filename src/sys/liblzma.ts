@@ -14,7 +14,7 @@ import os from 'node:os';
 import { NativeCodecLib } from './native-codec-lib.ts';
 import { structOffset, type Koffi, type KoffiFn } from './native-codec-worker.ts';
 import { koffi } from './libc.ts';
-import type { NativeStreamDecoder, StepResult, StreamDecodeError } from './stream-decoder.ts';
+import { checkKnownStream, type NativeStreamDecoder, type StepResult, type StreamDecodeError } from './stream-decoder.ts';
 
 const FUNCTIONS = [
   'int lzma_stream_decoder_mt(void *strm, const void *options)',
@@ -121,26 +121,11 @@ function lzmaError(ret: number): StreamDecodeError {
   return { message, kind: 'corrupt' };
 }
 
-/** Decodes `input` whole through `api` (the load-time check). */
-function decodeAll(api: ReturnType<typeof lzmaApi>, input: Buffer): { out: Buffer; error: StreamDecodeError | null } {
-  const d = api.decoder(1);
-  try {
-    const out = Buffer.alloc(4096);
-    const r = d.step(input, 0, input.length, out, 0, out.length, true);
-    return { out: out.subarray(0, out.length - r.outLeft), error: r.error ?? (r.ended ? null : { message: 'did not end', kind: 'truncated' }) };
-  } finally { d.end(); }
-}
-
 export const LIBLZMA = new NativeCodecLib({
   name: 'liblzma', soname: 'liblzma.so.5', flag: '--no-liblzma', env: 'BOOTY_LIBLZMA', functions: FUNCTIONS,
   check(k, fns) {
     const api = lzmaApi(k, fns);
-    const good = decodeAll(api, KNOWN_XZ);
-    if (good.error !== null || good.out.toString('latin1') !== KNOWN_TEXT) return `a known .xz stream decoded to ${JSON.stringify(good.out.toString('latin1').slice(0, 40))}${good.error ? ` (${good.error.message})` : ''}`;
-    const damaged = Buffer.from(KNOWN_XZ);
-    damaged[40] ^= 0x01;
-    if (decodeAll(api, damaged).error === null) return 'a damaged .xz stream decoded without an error';
-    return '';
+    return checkKnownStream(() => api.decoder(1), '.xz', KNOWN_XZ, KNOWN_TEXT, 40);
   },
 });
 

@@ -20,3 +20,24 @@ export interface NativeStreamDecoder {
   /** Frees the library's state (idempotent). */
   end(): void;
 }
+
+/**
+ * A native decoder's load-time check: `known` must decode to `text`, and the same stream with one
+ * bit flipped at `flipAt` must fail. '' when both hold, else what went wrong (for the log).
+ */
+export function checkKnownStream(newDecoder: () => NativeStreamDecoder, what: string, known: Buffer, text: string, flipAt: number): string {
+  const decodeAll = (input: Buffer): { out: string; error: StreamDecodeError | null } => {
+    const d = newDecoder();
+    try {
+      const out = Buffer.alloc(4096);
+      const r = d.step(input, 0, input.length, out, 0, out.length, true);
+      return { out: out.subarray(0, out.length - r.outLeft).toString('latin1'), error: r.error ?? (r.ended ? null : { message: 'did not end', kind: 'truncated' }) };
+    } finally { d.end(); }
+  };
+  const good = decodeAll(known);
+  if (good.error !== null || good.out !== text) return `a known ${what} stream decoded to ${JSON.stringify(good.out.slice(0, 40))}${good.error ? ` (${good.error.message})` : ''}`;
+  const damaged = Buffer.from(known);
+  damaged[flipAt] ^= 0x01;
+  if (decodeAll(damaged).error === null) return `a damaged ${what} stream decoded without an error`;
+  return '';
+}

@@ -1,0 +1,80 @@
+// The native streaming decoders (liblzma, libbz2) behind a Node Transform: bit-exact against the
+// real tools, backpressure that neither piles output up nor stalls (a stall once ended a deploy
+// with nothing left to wait for), input after the end counted as trailing, and the load-time check.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createDecompressor, trailingBytes } from '../../src/image/format/decompress.ts';
+import { LIBLZMA } from '../../src/sys/liblzma.ts';
+import { LIBBZ2 } from '../../src/sys/libbz2.ts';
+import { checkKnownStream, type NativeStreamDecoder } from '../../src/sys/stream-decoder.ts';
+
+// 24 MiB: 6 MiB of noise, text, and zeros that compress a thousandfold (one small input chunk
+// expands a lot)
+const image = Buffer.alloc(24 << 20);
+let x = 0x9e3779b9;
+for (let i = 0; i < 6 << 20; i += 4) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; image.writeUInt32LE(x >>> 0, i); }
+image.write('booty native decoder test\n'.repeat(200_000), 8 << 20, 'latin1');
+
+const tool = (cmd: string, args: string[]) => execFileSync(cmd, args, { input: image, maxBuffer: 1 << 28 });
+
+async function decodeSlowly(format: 'xz' | 'bzip2', data: Buffer): Promise<{ out: Buffer; peakBuffered: number; trailing: number }> {
+  const d = createDecompressor(format)!;
+  const parts: Buffer[] = [];
+  let peakBuffered = 0;
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write(c: Buffer, _e, cb) { parts.push(Buffer.from(c)); peakBuffered = Math.max(peakBuffered, d.readableLength); setImmediate(cb); },
+  });
+  // fed in small pieces through a stream in between, as the network and the hash tap deliver
+  // them: the pattern that once left reader and writer waiting for each other
+  const piece = 60;
+  const pieces = Array.from({ length: Math.ceil(data.length / piece) }, (_, i) => data.subarray(i * piece, (i + 1) * piece));
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`stalled after ${parts.reduce((a, p) => a + p.length, 0)} bytes`)), 30_000); });
+  try {
+    await Promise.race([pipeline(Readable.from(pieces), new PassThrough(), d, sink), stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
+  return { out: Buffer.concat(parts), peakBuffered, trailing: trailingBytes(d, data.length) };
+}
+
+for (const [format, cmd, args] of [['xz', 'xz', ['-T2', '--block-size=4MiB', '-c']], ['bzip2', 'bzip2', ['-c']]] as const) {
+  test(`${format}: bit-exact with ${cmd}, bounded buffering under a slow reader, no stall`, async () => {
+    const data = tool(cmd, [...args]);
+    const r = await decodeSlowly(format, data);
+    assert.ok(r.out.equals(image), 'bit-exact');
+    assert.ok(r.peakBuffered <= 16 << 20, `a bounded amount waits for the reader (saw ${r.peakBuffered})`);
+    assert.equal(r.trailing, 0);
+  });
+}
+
+test('bzip2: bytes after the last stream are left unconsumed (deploy reports them as trailing)', async () => {
+  const data = Buffer.concat([tool('bzip2', ['-c']), Buffer.from('trailing junk')]);
+  const r = await decodeSlowly('bzip2', data);
+  assert.ok(r.out.equals(image));
+  assert.equal(r.trailing, 'trailing junk'.length);
+});
+
+test('both libraries pass their load-time check here', () => {
+  assert.equal(LIBLZMA.whyNot(), '');
+  assert.equal(LIBBZ2.whyNot(), '');
+});
+
+test('the load-time check refuses a decoder that gets the known stream wrong, or misses damage', () => {
+  const fake = (output: string, failOnDamage: boolean): (() => NativeStreamDecoder) => () => ({
+    step(inp, inOff, inLen, out, outOff) {
+      const damaged = inp[inOff + 3] !== 0x58;
+      out.write(output, outOff, 'latin1');
+      return { inLeft: 0, outLeft: out.length - outOff - output.length, ended: true, error: damaged && failOnDamage ? { message: 'bad', kind: 'corrupt' } : null };
+    },
+    end() {},
+  });
+  const known = Buffer.from('FFFXFFFF');
+  assert.equal(checkKnownStream(fake('text', true), '.t', known, 'text', 3), '');
+  assert.match(checkKnownStream(fake('txet', true), '.t', known, 'text', 3), /a known \.t stream decoded to "txet"/);
+  assert.match(checkKnownStream(fake('text', false), '.t', known, 'text', 3), /a damaged \.t stream decoded without an error/);
+});
