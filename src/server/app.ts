@@ -8,7 +8,6 @@ import { httpErrorOf, INTERNAL } from './http/http-error.ts';
 import { HttpError } from './http/http-error.ts';
 import { decodeSegments } from './http/request.ts';
 import { note, notesOf, rememberRemote, remoteOf, sendError } from './http/respond.ts';
-import { tokenPolicy } from './http/access.ts';
 import { dispatch, Router } from './http/router.ts';
 import { ServerCounters } from './metrics.ts';
 import { createServerLog } from './server-log.ts';
@@ -21,7 +20,6 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
   const app: AppContext = { ...opts, log: opts.log ?? createServerLog(), counters: opts.counters ?? new ServerCounters() };
   const { log, counters } = app;
   const router = new Router(routes);
-  const policy = tokenPolicy(opts.token);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://booty.invalid');
@@ -32,7 +30,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const m = router.match(req.method ?? 'GET', url, decodeSegments(rawPath));
     // the table ends with a route matching everything
     if (m === undefined) throw new Error(`no route matched ${req.method} ${rawPath}`);
-    await dispatch(m, { req, res, url, app }, policy);
+    await dispatch(m, { req, res, url, app }, app.trust);
   }
 
   return (req, res) => {

@@ -77,7 +77,7 @@ test('(a) the agent gets a lease from dnsmasq, fetches its action, deploys bit-e
 
   const vm = await startVm({
     name: 'agent-deploy', kernel, initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl} booty.onerror=poweroff booty.countdown=0`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(mac)} booty.onerror=poweroff booty.countdown=0`,
     disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
   }, t);
   const exit = await vm.waitExit(bootMs);
@@ -113,7 +113,7 @@ test('(b) a wrong checksum ends at the failure box and a shell on the console, w
 
   const vm = await startVm({
     name: 'agent-bad-checksum', kernel, initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl}`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(mac)}`,
     disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
   }, t);
 

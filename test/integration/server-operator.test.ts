@@ -156,7 +156,7 @@ describe('booty server: operator tool', () => {
     assert.equal((await machinesCli(srv.url, 'add', mac, '--action', 'wipe')).code, 0);
     const s = await call(`${srv.url}/ipxe/${mac.replace(/-/g, ':')}`, { headers: { host: '10.9.8.7:3000' } });
     assert.deepEqual(checkIpxeScript(s.text), []);
-    assert.match(s.text, /^kernel http:\/\/10\.9\.8\.7:3000\/boot\/vmlinuz initrd=booty\.cpio\.zst console=tty0 console=ttyS0,115200 panic=10 MYURL=http:\/\/10\.9\.8\.7:3000 BOOTIF=01-52-54-00-10-00-04 \|\| goto failed$/m);
+    assert.match(s.text, /^kernel http:\/\/10\.9\.8\.7:3000\/boot\/vmlinuz initrd=booty\.cpio\.zst console=tty0 console=ttyS0,115200 panic=10 MYURL=http:\/\/10\.9\.8\.7:3000 BOOTIF=01-52-54-00-10-00-04 booty\.token=52-54-00-10-00-04\.[0-9a-f]{64} \|\| goto failed$/m);
     assert.match(s.text, /^initrd http:\/\/10\.9\.8\.7:3000\/boot\/booty\.cpio\.zst \|\| goto failed$/m);
     const unknown = await call(`${srv.url}/ipxe/52-54-00-10-00-ff`);
     assert.deepEqual(checkIpxeScript(unknown.text), []);

@@ -1,6 +1,8 @@
 // Network boot: iPXE scripts (GET /ipxe chains to /ipxe/<mac>), the kernel and initramfs they
 // load (/boot/<file>, Range/ETag) and the TLS certificate agents pin (/tls/cert.pem). Public:
-// firmware cannot authenticate.
+// firmware cannot authenticate. A machine's script carries that machine's agent credential
+// (booty.token=, access.ts), never an operator token: whoever can read it can speak for that
+// machine and no other (README "Security model").
 
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -42,7 +44,7 @@ async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<
   note(res, 'ipxe', 'boot');
   sendText(res, ipxeBootScript(mac, summarizeAction(served.action), {
     serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: boot.initrd,
-    console: boot.console, token: app.token, extraArgs: boot.extraArgs,
+    console: boot.console, token: app.trust.credentialFor(mac), extraArgs: boot.extraArgs,
   }), IPXE_TYPE);
 }
 

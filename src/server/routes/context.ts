@@ -10,6 +10,7 @@ import type { ServerCounters } from '../metrics.ts';
 import type { ServerLog } from '../server-log.ts';
 import type { UploadSessions } from '../upload-sessions.ts';
 import type { Route, RouteRequest } from '../http/router.ts';
+import type { TrustPolicy } from '../http/access.ts';
 
 export interface AppOptions {
   images: ImageStore;
@@ -18,8 +19,8 @@ export interface AppOptions {
   machines: MachineStore;
   /** resumable uploads in parts (POST /api/uploads ...) */
   uploads: UploadSessions;
-  /** when set, agent and operator routes need `Authorization: Bearer <token>` */
-  token?: string;
+  /** who may call what (http/access.ts): operator tokens, agent credentials, loopback, --insecure-open */
+  trust: TrustPolicy;
   /** every deploy action served carries requireChecksum: the agent refuses an image whose sha256
    *  nobody gave (neither the action nor X-Image-Sha256) */
   requireChecksum?: boolean;
