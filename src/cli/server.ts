@@ -30,7 +30,8 @@ See README "booty server" and "Server API".
   --metrics WHO       who may read /metrics: public (default) or operator
   --insecure-open     anyone on the network is an operator (changes actions, overwrites images,
                       reads logs): the behaviour before the trust model, for isolated labs only
-  --max-upload BYTES  refuse uploads larger than this (default: no limit)
+  --max-upload BYTES  refuse uploads larger than this (default 1099511627776 = 1 TiB: a capture is at
+                      most its disk's size; raise it for bigger disks; "unlimited": no limit)
   --require-checksum  every deploy action served tells the agent to refuse an image whose sha256
                       is unknown (images stored here always have one; others need "sha256")
   --tls-cert FILE     serve HTTPS with this certificate (PEM; may hold the chain, served at /tls/cert.pem);
@@ -91,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
   let listen;
   try { listen = parseListen(values.listen); } catch (e) { process.stderr.write(`booty server: ${(e as Error).message}\n`); return 2; }
   const maxUpload = values['max-upload'];
-  if (maxUpload !== undefined && !/^\d+$/.test(maxUpload)) { process.stderr.write('booty server: --max-upload must be a number of bytes\n'); return 2; }
+  if (maxUpload !== undefined && maxUpload !== 'unlimited' && !/^\d+$/.test(maxUpload)) { process.stderr.write('booty server: --max-upload must be a number of bytes or "unlimited"\n'); return 2; }
   const metrics = values.metrics;
   if (metrics !== 'public' && metrics !== 'operator') { process.stderr.write('booty server: --metrics must be public or operator\n'); return 2; }
   const format = values['log-format'];
@@ -130,7 +131,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     running = await startServer({
       dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, insecureOpen: values['insecure-open'] === true, metrics, requireChecksum: values['require-checksum'] === true,
-      maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log, tls,
+      maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       logRetention: {
         ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),

@@ -9,6 +9,7 @@ import { HttpError } from './http/http-error.ts';
 import { decodeSegments } from './http/request.ts';
 import { note, notesOf, rememberRemote, remoteOf, sendError } from './http/respond.ts';
 import { dispatch, Router } from './http/router.ts';
+import { refuseCrossSite } from './http/cross-site.ts';
 import { ServerCounters } from './metrics.ts';
 import { createServerLog } from './server-log.ts';
 import type { AppContext, AppOptions } from './routes/context.ts';
@@ -30,6 +31,7 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const m = router.match(req.method ?? 'GET', url, decodeSegments(rawPath));
     // the table ends with a route matching everything
     if (m === undefined) throw new Error(`no route matched ${req.method} ${rawPath}`);
+    refuseCrossSite(req);
     await dispatch(m, { req, res, url, app }, app.trust);
   }
 

@@ -72,6 +72,13 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * Uploads larger than this are refused unless --max-upload says otherwise: a capture is at most
+ * its disk's size (compression only shrinks it), and 1 TiB holds the whole disk of most machines
+ * booty images; without a limit one bad client fills the data disk every image lives on.
+ */
+export const DEFAULT_MAX_UPLOAD_BYTES = 2 ** 40;
+
 const SWEEP_EVERY_MS = 10 * 60 * 1000;
 const STALE_TEMP_MS = 60 * 60 * 1000;
 const IDLE_SOCKET_MS = 10 * 60 * 1000;
@@ -91,7 +98,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir);
   await mkdir(dataDir, { recursive: true });
   const log = opts.log ?? createServerLog();
-  const images = new ImageStore(join(dataDir, 'images'), { maxUploadBytes: opts.maxUploadBytes });
+  const images = new ImageStore(join(dataDir, 'images'), { maxUploadBytes: opts.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES });
   await mkdir(images.dir, { recursive: true });
   await images.init();
   const uploads = new UploadSessions(images, { ttlMs: opts.uploadTtlMs });

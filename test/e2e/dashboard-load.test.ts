@@ -47,7 +47,7 @@ describe('dashboard under load: 50 simulated agents', { skip: chromiumMissing() 
     await page.locator('#live.on').waitFor();
     const dispatcher = new Agent({ connections: AGENTS });
     const post = async (mac: string, body: unknown) => {
-      const r = await request(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', body: JSON.stringify(body), dispatcher });
+      const r = await request(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), dispatcher });
       await r.body.dump();
       assert.equal(r.statusCode, 200);
     };

@@ -140,7 +140,7 @@ describe('bearer token', () => {
     const act = await request(`${plain.url}/${MAC}`);
     assert.equal(act.statusCode, 200, await act.body.text());
     const auth = { authorization: `Bearer ${TOKEN}` };
-    const ev = await request(`${plain.url}/api/machines/${MAC}/events`, { method: 'POST', headers: auth, body: JSON.stringify({ type: 'phase', time: new Date().toISOString(), phase: 'booting' }) });
+    const ev = await request(`${plain.url}/api/machines/${MAC}/events`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ type: 'phase', time: new Date().toISOString(), phase: 'booting' }) });
     assert.equal(ev.statusCode, 200, await ev.body.text());
     const up = await request(`${plain.url}/images/tok.img`, { method: 'PUT', headers: auth, body: 'stored with the token' });
     assert.equal(up.statusCode, 201, await up.body.text());

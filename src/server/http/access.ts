@@ -61,6 +61,18 @@ export function isLoopback(address: string): boolean {
   return /^(::ffff:)?127\./.test(address) || address === '::1';
 }
 
+/**
+ * Does the request's Host name this host (localhost, 127.x, [::1])? A page whose DNS name was
+ * rebound to 127.0.0.1 reaches loopback from the operator's browser, but with its own name in
+ * Host: it must not get loopback's authority.
+ */
+function namesThisHost(req: IncomingMessage): boolean {
+  const host = req.headers.host;
+  if (host === undefined) return true;
+  const name = host.replace(/:\d+$/, '').toLowerCase();
+  return name === 'localhost' || name === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(name);
+}
+
 export class TrustPolicy {
   readonly #o: TrustOptions;
   readonly #tokenHash: Buffer | undefined;
@@ -104,7 +116,7 @@ export class TrustPolicy {
     }
     const session = this.#o.sessions?.operatorOf(req);
     if (session !== undefined) return 'name' in session ? { kind: 'operator', name: session.name } : { kind: 'anonymous', rejected: session.rejected };
-    if (!this.hasOperatorToken() && isLoopback(remoteOf(req))) return { kind: 'operator', name: 'loopback' };
+    if (!this.hasOperatorToken() && isLoopback(remoteOf(req)) && namesThisHost(req)) return { kind: 'operator', name: 'loopback' };
     return { kind: 'anonymous' };
   }
 

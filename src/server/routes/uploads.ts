@@ -72,8 +72,25 @@ function refuseOversize(app: AppContext, req: IncomingMessage): void {
   if (len > app.images.maxUploadBytes) throw new HttpError(413, `upload of ${len} bytes is larger than the server's limit of ${app.images.maxUploadBytes} bytes`);
 }
 
-async function refuseExisting(app: AppContext, name: string, overwrite: boolean): Promise<void> {
+async function refuseExisting(app: AppContext, name: string, overwrite: boolean, force: boolean): Promise<void> {
   if (!overwrite && await app.images.exists(name)) throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
+  if (overwrite) refuseInUse(app, name, force);
+}
+
+/**
+ * An image a deploy action names is immutable: replacing it would change what those machines
+ * install halfway through a rollout (and their sha256 would no longer match). `force` (the
+ * operator's ?force=1) overrides; a machine capturing into its own target is not a use.
+ */
+function refuseInUse(app: AppContext, name: string, force: boolean): void {
+  if (force) return;
+  const users = app.machines.actions.referencesTo(name, ['deploy']);
+  if (users.length > 0) throw new HttpError(409, `image "${name}" is deployed by the action of ${users.join(', ')}; upload under a new name and change those actions, or add ?force=1 to replace it anyway`);
+}
+
+/** ?force=1 overrides the in-use check for operators only: an agent never replaces what others deploy. */
+function forced(r: AppRequest, bodyForce?: unknown): boolean {
+  return r.principal.kind === 'operator' && (flag(r.url, 'force') || bodyForce === true);
 }
 
 /** A new image is in place: index it if it is gzip, tell the dashboards. */
@@ -101,7 +118,7 @@ async function putImage(r: AppRequest): Promise<void> {
   const headerSha = sha256Param(req.headers['x-booty-sha256'], 'header X-Booty-Sha256');
   const uncompressedSize = optionalSize(req.headers['x-image-size'] as string | undefined, 'header X-Image-Size');
   refuseOversize(app, req);
-  await refuseExisting(app, name, overwrite);
+  await refuseExisting(app, name, overwrite, forced(r));
   const received = await counted(app, () => app.images.receive(name, uploadId ?? randomBytes(8).toString('hex'), req as AsyncIterable<Buffer>));
   note(res, 'received', received.size);
   if (uploadId !== null) {
@@ -126,6 +143,7 @@ async function commitImage(r: AppRequest): Promise<void> {
   const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
   if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
+  if (flag(url, 'overwrite')) refuseInUse(app, name, forced(r));
   const pending = await app.images.pending(name, id);
   if (pending === undefined) throw new HttpError(404, `no upload "${id}" of "${name}" to commit (never received, failed, or already committed)`);
   stored(r, 200, await app.images.commit(name, pending, {
@@ -148,7 +166,7 @@ async function multipartUpload(r: AppRequest): Promise<void> {
     const fromName = normalizeMac(part.filename.replace(/\.(img|zmg)$/i, ''));
     // BOOTy names the file after the machine: an agent uploads its own
     refuseOtherMachine(r.principal, fromName);
-    await refuseExisting(app, name, overwrite);
+    await refuseExisting(app, name, overwrite, forced(r));
     const received = await counted(app, () => app.images.receive(name, randomBytes(8).toString('hex'), part.body));
     try {
       // the closing boundary must arrive too: only a complete form is a complete upload
@@ -171,6 +189,7 @@ async function createSession(r: AppRequest): Promise<void> {
   const name = checkedImageName(body.name);
   uploadingMachine(r, name);
   if (body.overwrite !== undefined && typeof body.overwrite !== 'boolean') throw new HttpError(400, 'field "overwrite" must be true or false');
+  if (body.overwrite === true) refuseInUse(app, name, forced(r, body.force));
   const size = body.size === undefined ? undefined : optionalSize(String(body.size), 'field "size"');
   const partSize = body.partSize === undefined ? undefined : optionalSize(String(body.partSize), 'field "partSize"');
   const { session } = await app.uploads.create({ name, overwrite: body.overwrite === true, size, partSize, machine: captureMachine(r, name), remote: remoteOf(req) });
@@ -222,6 +241,9 @@ async function commitSession(r: AppRequest): Promise<void> {
   const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
   if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
+  // checked again at the end: an action may have started deploying the name since the upload began
+  const session = (await app.uploads.get(id))?.session;
+  if (session?.overwrite === true) refuseInUse(app, session.name, forced(r, body.force));
   stored(r, 200, await app.uploads.commit(id, {
     size: body.size as number, sha256: sha, parts: body.parts as number, uncompressedSize, via: 'parts', remote: remoteOf(req),
     machine: r.principal.kind === 'agent' ? r.principal.mac : macHeader(req),
