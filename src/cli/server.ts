@@ -28,6 +28,7 @@ See README "booty server" and "Server API".
                       this host (loopback) only. Agents always use their machine's credential,
                       which /ipxe/<mac> puts on its kernel command line (README "Security model")
   --metrics WHO       who may read /metrics: public (default) or operator
+  --login-ttl SECONDS how long a dashboard login lasts (default 43200: 12 hours)
   --insecure-open     anyone on the network is an operator (changes actions, overwrites images,
                       reads logs): the behaviour before the trust model, for isolated labs only
   --max-upload BYTES  refuse uploads larger than this (default 1099511627776 = 1 TiB: a capture is at
@@ -75,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
       args: argv, strict: true, allowPositionals: false,
       options: {
         data: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
-        token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, 'login-ttl': { type: 'string' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
@@ -101,6 +102,8 @@ export async function run(argv: string[]): Promise<number> {
     const v = values[k];
     if (v !== undefined && !/^https?:\/\/[^\s$]+$/.test(v)) { process.stderr.write(`booty server: --${k} must be an http(s) URL, got ${JSON.stringify(v)}\n`); return 2; }
   }
+  const loginTtl = values['login-ttl'];
+  if (loginTtl !== undefined && !/^\d+(\.\d+)?$/.test(loginTtl)) { process.stderr.write('booty server: --login-ttl must be a number of seconds\n'); return 2; }
   const ttl = values['upload-ttl'];
   if (ttl !== undefined && !/^\d+(\.\d+)?$/.test(ttl)) { process.stderr.write('booty server: --upload-ttl must be a number of seconds\n'); return 2; }
   for (const k of ['machine-log-days', 'machine-log-mib'] as const) {
@@ -130,7 +133,8 @@ export async function run(argv: string[]): Promise<number> {
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer({
-      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, insecureOpen: values['insecure-open'] === true, metrics, requireChecksum: values['require-checksum'] === true,
+      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, insecureOpen: values['insecure-open'] === true, metrics,
+      sessionTtlMs: loginTtl === undefined ? undefined : Number(loginTtl) * 1000, requireChecksum: values['require-checksum'] === true,
       maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       logRetention: {

@@ -31,6 +31,7 @@ import { ServerCounters } from './metrics.ts';
 import { TrustPolicy } from './http/access.ts';
 import { loadOrCreateSecret } from './trust/server-secret.ts';
 import { OperatorTokens } from './trust/operator-tokens.ts';
+import { AuditLog } from './trust/audit-log.ts';
 import { createServerLog } from './server-log.ts';
 import type { ServerLog } from './server-log.ts';
 
@@ -44,6 +45,8 @@ export interface ServerOptions {
   insecureOpen?: boolean;
   /** who may read /metrics (default public) */
   metrics?: 'public' | 'operator';
+  /** how long a dashboard login lasts (default 12 h) */
+  sessionTtlMs?: number;
   /** deploy actions served carry requireChecksum (see AppOptions) */
   requireChecksum?: boolean;
   maxUploadBytes?: number;
@@ -106,7 +109,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const db = openDatabase(join(dataDir, 'booty.db'));
   const trust = new TrustPolicy({
     secret: await loadOrCreateSecret(join(dataDir, 'secret')), tokens: new OperatorTokens(db), token: opts.token,
-    insecureOpen: opts.insecureOpen, metrics: opts.metrics,
+    insecureOpen: opts.insecureOpen, metrics: opts.metrics, sessionTtlMs: opts.sessionTtlMs,
   });
   const machines = new MachineStore(dataDir, db);
   await machines.init();
@@ -140,7 +143,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(db), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)

@@ -14,7 +14,9 @@ import { timingSafeEqual } from 'node:crypto';
 import { agentCredential, agentCredentialMac, looksLikeAgentCredential } from '../trust/agent-credential.ts';
 import type { OperatorTokens } from '../trust/operator-tokens.ts';
 import { tokenHash } from '../trust/operator-tokens.ts';
+import { cookieOf, SESSION_COOKIE, SessionCookies } from '../trust/session-cookie.ts';
 import { HttpError } from './http-error.ts';
+import { SAFE_METHODS, sameOrigin } from './cross-site.ts';
 import { remoteOf } from './respond.ts';
 
 /**
@@ -35,12 +37,6 @@ export type Principal =
   /** `rejected`: a credential was presented and is not valid (said in the 401) */
   | { kind: 'anonymous'; rejected?: string };
 
-/** How a request proved it is an operator, besides a bearer token (dashboard cookies). */
-export interface OperatorSessions {
-  /** the operator (token name) of a valid session cookie of `req`; a string refusal when one is presented but invalid */
-  operatorOf(req: IncomingMessage): { name: string } | { rejected: string } | undefined;
-}
-
 export interface TrustOptions {
   secret: Buffer;
   /** named operator tokens (booty.db) */
@@ -51,7 +47,8 @@ export interface TrustOptions {
   insecureOpen?: boolean;
   /** who may read /metrics (default public: scrapers rarely carry tokens, and it names no machine) */
   metrics?: 'public' | 'operator';
-  sessions?: OperatorSessions;
+  /** how long a dashboard login lasts (default 12 h) */
+  sessionTtlMs?: number;
 }
 
 const CREATE_TOKEN = 'booty tokens add NAME --data DIR';
@@ -76,11 +73,13 @@ function namesThisHost(req: IncomingMessage): boolean {
 export class TrustPolicy {
   readonly #o: TrustOptions;
   readonly #tokenHash: Buffer | undefined;
+  readonly sessions: SessionCookies;
 
   constructor(o: TrustOptions) {
     this.#o = o;
     // compared as hashes: equal lengths, so the comparison leaks nothing about the token's length
     this.#tokenHash = o.token === undefined ? undefined : Buffer.from(tokenHash(o.token), 'hex');
+    this.sessions = new SessionCookies(o.secret, (hash) => this.#operatorByHash(hash), o.sessionTtlMs);
   }
 
   get insecureOpen(): boolean { return this.#o.insecureOpen === true; }
@@ -92,9 +91,16 @@ export class TrustPolicy {
   credentialFor(mac: string): string { return agentCredential(this.#o.secret, mac); }
 
   /** The operator a bearer token belongs to (its name), or undefined. */
-  operatorTokenName(token: string): string | undefined {
-    if (this.#tokenHash !== undefined && timingSafeEqual(Buffer.from(tokenHash(token), 'hex'), this.#tokenHash)) return 'server --token';
-    return this.#o.tokens?.nameOf(token);
+  operatorTokenName(token: string): string | undefined { return this.#operatorByHash(tokenHash(token)); }
+
+  #operatorByHash(hash: string): string | undefined {
+    if (this.#tokenHash !== undefined && timingSafeEqual(Buffer.from(hash, 'hex'), this.#tokenHash)) return 'server --token';
+    return this.#o.tokens?.nameOfHash(hash);
+  }
+
+  /** A dashboard login with `token`: the session cookie's value, or undefined when it is no operator token. */
+  login(token: string): string | undefined {
+    return this.operatorTokenName(token) === undefined ? undefined : this.sessions.issue(tokenHash(token));
   }
 
   identify(req: IncomingMessage): Principal {
@@ -114,8 +120,17 @@ export class TrustPolicy {
           : 'this bearer token is not an operator token of this server (revoked, mistyped, or for another server)',
       };
     }
-    const session = this.#o.sessions?.operatorOf(req);
-    if (session !== undefined) return 'name' in session ? { kind: 'operator', name: session.name } : { kind: 'anonymous', rejected: session.rejected };
+    const cookie = cookieOf(req, SESSION_COOKIE);
+    if (cookie !== undefined) {
+      const session = this.sessions.check(cookie);
+      if ('rejected' in session) return { kind: 'anonymous', rejected: session.rejected };
+      // a cookie is sent by the browser on its own: a change needs proof the page is ours
+      const origin = req.headers.origin;
+      if (!SAFE_METHODS.has(req.method ?? 'GET') && (origin === undefined || !sameOrigin(origin, req))) {
+        return { kind: 'anonymous', rejected: 'a change made with a dashboard login must come from the dashboard (same Origin)' };
+      }
+      return { kind: 'operator', name: session.name };
+    }
     if (!this.hasOperatorToken() && isLoopback(remoteOf(req)) && namesThisHost(req)) return { kind: 'operator', name: 'loopback' };
     return { kind: 'anonymous' };
   }

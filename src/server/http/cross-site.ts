@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './http-error.ts';
 
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Is `origin` (an Origin header) this server, as the request's Host names it? */
 export function sameOrigin(origin: string, req: IncomingMessage): boolean {

@@ -111,8 +111,8 @@ function methodMatches<Ctx>(r: Route<Ctx>, method: string): boolean {
   return r.method === '*' || r.method === method || (method === 'HEAD' && r.method === 'GET' && r.head !== false);
 }
 
-/** Run the matched route: the access check first, then its handler. */
-export async function dispatch<Ctx>(m: Match<Ctx>, r: Omit<RouteRequest<Ctx>, 'params' | 'rest' | 'principal'>, policy: TrustPolicy): Promise<void> {
+/** Run the matched route: the access check first, then its handler. Returns who asked (for the audit log). */
+export async function dispatch<Ctx>(m: Match<Ctx>, r: Omit<RouteRequest<Ctx>, 'params' | 'rest' | 'principal'>, policy: TrustPolicy): Promise<Principal> {
   const principal = policy.identify(r.req);
   const request: RouteRequest<Ctx> = { ...r, params: m.params, rest: m.rest, principal };
   const agentMac = m.route.agentMac;
@@ -122,4 +122,5 @@ export async function dispatch<Ctx>(m: Match<Ctx>, r: Omit<RouteRequest<Ctx>, 'p
     : agentMac === 'body' ? 'deferred' as const : await agentMac!(request);
   policy.check(m.route.access, principal, speaksFor);
   await m.route.handle(request);
+  return principal;
 }

@@ -11,6 +11,7 @@ import type { ServerLog } from '../server-log.ts';
 import type { UploadSessions } from '../upload-sessions.ts';
 import type { Route, RouteRequest } from '../http/router.ts';
 import type { TrustPolicy } from '../http/access.ts';
+import type { AuditLog } from '../trust/audit-log.ts';
 
 export interface AppOptions {
   images: ImageStore;
@@ -21,6 +22,8 @@ export interface AppOptions {
   uploads: UploadSessions;
   /** who may call what (http/access.ts): operator tokens, agent credentials, loopback, --insecure-open */
   trust: TrustPolicy;
+  /** operator changes (trust/audit-log.ts); none: not recorded (tests of single routes) */
+  audit?: AuditLog;
   /** every deploy action served carries requireChecksum: the agent refuses an image whose sha256
    *  nobody gave (neither the action nor X-Image-Sha256) */
   requireChecksum?: boolean;

@@ -42,9 +42,9 @@ export class OperatorTokens {
     return Number(this.#db.prepare('DELETE FROM operator_tokens WHERE name = ?').run(name).changes) > 0;
   }
 
-  /** The name of the token `token` is, or undefined. */
-  nameOf(token: string): string | undefined {
-    const row = this.#db.prepare('SELECT name FROM operator_tokens WHERE hash = ?').get(tokenHash(token)) as { name: string } | undefined;
+  /** The name of the token whose sha256 (hex) is `hash`, or undefined. */
+  nameOfHash(hash: string): string | undefined {
+    const row = this.#db.prepare('SELECT name FROM operator_tokens WHERE hash = ?').get(hash) as { name: string } | undefined;
     return row?.name;
   }
 
