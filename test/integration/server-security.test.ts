@@ -183,6 +183,26 @@ describe('TLS and pinning', () => {
     } finally { setServerTrust(undefined); }
   });
 
+  it('the iPXE script of an https server pins its certificate and carries the machine\'s credential; with it the agent fetches its action', async () => {
+    const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+    try {
+      const r = await request(`${selfSigned.url}/ipxe/${MAC}`, { dispatcher: insecure });
+      const script = await r.body.text();
+      const kernel = /^kernel \S+ (.*) \|\| goto failed$/m.exec(script);
+      assert.ok(kernel !== null, script);
+      assert.match(kernel[1], new RegExp(` booty\\.ca=sha256:${pinSelf}( |$)`));
+      const params = parseBootParams(kernel[1]);
+      assert.deepEqual(params.trust.pins, [pinSelf]);
+      assert.match(params.token ?? '', new RegExp(`^${MAC}\\.[0-9a-f]{64}$`), 'the machine\'s credential, not an operator token');
+      setServerTrust({ pins: params.trust.pins });
+      try {
+        const { log } = quiet();
+        const fetched = await fetchAction({ server: params.server!, mac: MAC, token: params.token, budgetMs: 5000, log });
+        assert.equal(fetched.action.action, 'deploy');
+      } finally { setServerTrust(undefined); }
+    } finally { await insecure.close(); }
+  });
+
   it('agent: a wrong pin is refused at once, naming the certificate the server showed', async () => {
     const wrong = 'ab'.repeat(32);
     setServerTrust({ pins: [wrong] });
