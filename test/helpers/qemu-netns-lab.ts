@@ -258,6 +258,14 @@ export class QemuNetLab {
     return kernel[1];
   }
 
+  /** POST events for `mac` with `credential` as its bearer, from inside the namespace; the HTTP status and body. */
+  postEventsAs(credential: string, mac: string, events: unknown): { status: number; text: string } {
+    const out = execFileSync('ip', ['netns', 'exec', this.ns, 'curl', '-sS', '-w', '\n%{http_code}', '-X', 'POST', '-H', `authorization: Bearer ${credential}`,
+      '-H', 'content-type: application/json', '--data-binary', '@-', `${this.serverUrl}/api/machines/${macPath(mac)}/events`], { encoding: 'utf8', input: JSON.stringify(events) });
+    const i = out.lastIndexOf('\n');
+    return { status: Number(out.slice(i + 1)), text: out.slice(0, i) };
+  }
+
   /** Sets the action for `mac` through the server's API. */
   setAction(mac: string, action: object): void {
     this.api('PUT', `/api/machines/${macPath(mac)}/action`, JSON.stringify(action));
