@@ -162,6 +162,15 @@ describe('bearer token', () => {
   });
 });
 
+/** The action MAC's agent fetches with these boot parameters (their pins trusted, as the agent does). */
+async function actionAsAgent(params: ReturnType<typeof parseBootParams>): Promise<string> {
+  setServerTrust({ pins: params.trust.pins });
+  try {
+    const { log } = quiet();
+    return (await fetchAction({ server: params.server!, mac: MAC, token: params.token, budgetMs: 5000, log })).action.action;
+  } finally { setServerTrust(undefined); }
+}
+
 describe('TLS and pinning', () => {
   const server = () => ({ base: selfSigned.url, style: 'myurl' as const });
 
@@ -175,12 +184,7 @@ describe('TLS and pinning', () => {
     assert.deepEqual(params.trust.pins, [pinSelf]);
     assert.equal(params.token, TOKEN);
     assert.deepEqual(params.warnings, []);
-    setServerTrust({ pins: params.trust.pins });
-    try {
-      const { log } = quiet();
-      const r = await fetchAction({ server: params.server!, mac: MAC, token: params.token, budgetMs: 5000, log });
-      assert.equal(r.action.action, 'deploy');
-    } finally { setServerTrust(undefined); }
+    assert.equal(await actionAsAgent(params), 'deploy');
   });
 
   it('the iPXE script of an https server pins its certificate and carries the machine\'s credential; with it the agent fetches its action', async () => {
@@ -194,12 +198,7 @@ describe('TLS and pinning', () => {
       const params = parseBootParams(kernel[1]);
       assert.deepEqual(params.trust.pins, [pinSelf]);
       assert.match(params.token ?? '', new RegExp(`^${MAC}\\.[0-9a-f]{64}$`), 'the machine\'s credential, not an operator token');
-      setServerTrust({ pins: params.trust.pins });
-      try {
-        const { log } = quiet();
-        const fetched = await fetchAction({ server: params.server!, mac: MAC, token: params.token, budgetMs: 5000, log });
-        assert.equal(fetched.action.action, 'deploy');
-      } finally { setServerTrust(undefined); }
+      assert.equal(await actionAsAgent(params), 'deploy');
     } finally { await insecure.close(); }
   });
 
