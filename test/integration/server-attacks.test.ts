@@ -9,13 +9,14 @@
 //     rebound to 127.0.0.1;
 //   - an image that actions deploy cannot be overwritten (409 naming them) unless forced;
 //   - logs, runs, the machine list and the live stream are not readable without an operator;
+//   - a capture uploads with its machine's credential only to the name its action names;
 //   - post.files contents go only to that machine's credential;
 //   - named tokens are revocable; the operator token never appears in scripts or logs;
 //   - live streams are bounded per operator.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { agentCredentialOf, nonLoopbackAddress, startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
@@ -158,6 +159,29 @@ describe('attacks on booty server', () => {
     assert.match(byAgent.json().error, /does not capture into "base\.img"/);
     const forced = await call(`${srv.url}/images/base.img?overwrite=1&force=1`, { method: 'PUT', auth: OP, body: 'the image everyone deploys' });
     assert.equal(forced.status, 201, forced.text);
+  });
+
+  it('a capture uploads with its machine credential to the name its action names, and nowhere else', async () => {
+    const D = '52-54-00-22-00-0d';
+    const target = `${srv.url}/images/capture-of-d.img`;
+    assert.equal((await call(`${srv.url}/api/machines/${D}/action`, { method: 'PUT', headers: JSON_TYPE, auth: OP, body: JSON.stringify({ action: 'capture', upload: target, disk: '/dev/vda' }) })).status, 200);
+    const disk = join(srv.dataDir, 'disk-of-d.raw');
+    await writeFile(disk, randomBytes(300_000));
+    const credential = await scrapeIpxe(D);
+    // another machine's credential: refused before a byte is stored
+    const stranger = await runBooty(['capture', '--disk', disk, '--upload', target, '--format', 'raw', '--token', await scrapeIpxe(A), '-q']);
+    assert.notEqual(stranger.status, 0);
+    assert.match(stranger.err, /403.*does not capture into "capture-of-d\.img"/);
+    // its own credential, elsewhere: refused
+    const elsewhere = await runBooty(['capture', '--disk', disk, '--upload', `${srv.url}/images/other.img`, '--format', 'raw', '--token', credential, '-q']);
+    assert.notEqual(elsewhere.status, 0);
+    assert.match(elsewhere.err, /403/);
+    // its own credential, its own target: stored (resumable upload in parts), and the catalog says whose
+    const own = await runBooty(['capture', '--disk', disk, '--upload', target, '--format', 'raw', '--token', credential, '-q']);
+    assert.equal(own.status, 0, own.err);
+    assert.ok((await readFile(join(srv.dataDir, 'images', 'capture-of-d.img'))).equals(await readFile(disk)));
+    const meta = JSON.parse(await readFile(join(srv.dataDir, 'images', '.meta', 'capture-of-d.img.json'), 'utf8')) as { machine?: string; via?: string };
+    assert.deepEqual([meta.machine, meta.via], [D, 'parts']);
   });
 
   it('post.files contents go only to that machine\'s credential (and operators)', async () => {
