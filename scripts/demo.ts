@@ -86,7 +86,7 @@ async function main(): Promise<number> {
     const tBoot = Date.now();
     const vm = await startVm({
       name: 'demo-agent', kernel, initrd, memMiB: Number(opt.mem),
-      append: `console=ttyS0 rootfstype=ramfs MYURL=${lab.serverUrl} booty.onerror=poweroff booty.countdown=0`,
+      append: `console=ttyS0 rootfstype=ramfs ${lab.agentArgs(mac)} booty.onerror=poweroff booty.countdown=0`,
       disks: [{ path: disk, bus }], nic: { tap: lab.tap, netns: lab.ns, mac },
     });
     vms.push(vm);

@@ -12,6 +12,7 @@ const commands: Record<string, Command> = {
   capture: { summary: 'stream a disk, compressed, to a booty server or a BOOTy receiver', load: () => import('./capture.ts') },
   net: { summary: 'bring a NIC up as the agent does (DHCP or ip=) and print the lease', load: () => import('./net.ts') },
   server: { summary: 'provisioning server: actions per MAC, images, uploads, agent reports', load: () => import('./server.ts') },
+  tokens: { summary: 'add, list or revoke operator tokens of a booty server (on its data directory)', load: () => import('./tokens.ts') },
   machines: { summary: 'add, change, list or remove machines on a booty server (its REST API)', load: () => import('./machines.ts') },
   index: { summary: 'write the gzip access-point index of a pigz image (deploy inflates it on every core)', load: () => import('./index-image.ts') },
   grow: { summary: 'grow a partition, its LVM and filesystem to fill the disk (as after a deploy)', load: () => import('./grow.ts') },

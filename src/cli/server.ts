@@ -5,9 +5,11 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_BOOT_DIR, parseListen, startServer } from '../server/server.ts';
 import { createServerLog } from '../server/server-log.ts';
 import { pemSha256 } from '../net/tls-pin.ts';
-import type { LogFormat } from '../server/server-log.ts';
+import type { LogFormat, ServerLog } from '../server/server-log.ts';
+import type { TrustPolicy } from '../server/http/access.ts';
 
 const HELP = `usage: booty server --data DIR [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
+                    [--metrics public|operator] [--insecure-open]
                     [--tls-cert FILE --tls-key FILE] [--upload-ttl SECONDS]
                     [--boot-dir DIR] [--boot-url URL] [--public-url URL] [--console ARGS]
                     [--kernel-args ARGS] [--log-format auto|json|human]
@@ -20,9 +22,17 @@ See README "booty server" and "Server API".
 
   --data DIR          data directory (created if missing): booty.db, machines/, default.json, images/
   --listen HOST:PORT  address to listen on (default 0.0.0.0:3000; port 0 picks a free port)
-  --token TOKEN       require "Authorization: Bearer TOKEN" for uploads, changes and event posts
-                      (also read from the environment variable BOOTY_TOKEN)
-  --max-upload BYTES  refuse uploads larger than this (default: no limit)
+  --token TOKEN       an operator token (unnamed; also from the environment variable BOOTY_TOKEN).
+                      Named, revocable ones: "booty tokens add NAME --data DIR". Without any,
+                      operator requests (changes, uploads, logs, the dashboard) are accepted from
+                      this host (loopback) only. Agents always use their machine's credential,
+                      which /ipxe/<mac> puts on its kernel command line (README "Security model")
+  --metrics WHO       who may read /metrics: public (default) or operator
+  --login-ttl SECONDS how long a dashboard login lasts (default 43200: 12 hours)
+  --insecure-open     anyone on the network is an operator (changes actions, overwrites images,
+                      reads logs): the behaviour before the trust model, for isolated labs only
+  --max-upload BYTES  refuse uploads larger than this (default 1099511627776 = 1 TiB: a capture is at
+                      most its disk's size; raise it for bigger disks; "unlimited": no limit)
   --require-checksum  every deploy action served tells the agent to refuse an image whose sha256
                       is unknown (images stored here always have one; others need "sha256")
   --tls-cert FILE     serve HTTPS with this certificate (PEM; may hold the chain, served at /tls/cert.pem);
@@ -46,6 +56,19 @@ See README "booty server" and "Server API".
 SIGHUP (or POST /api/reload) re-reads DIR/machines/*.json and DIR/default.json.
 `;
 
+/** Say, at start, who may change things: an operator must not find out from a 401 at 3am. */
+function warnAboutTrust(trust: TrustPolicy, dataDir: string, log: ServerLog): void {
+  if (trust.insecureOpen) {
+    const msg = '--insecure-open: ANYONE who can reach this server can change actions, overwrite and delete images, and read logs; use it on an isolated lab network only';
+    process.stderr.write(`booty server: WARNING: ${msg}\n`);
+    log.warn('insecure open', { warning: msg });
+  } else if (!trust.hasOperatorToken()) {
+    const msg = `no operator token: operator requests (changes, uploads, logs, the dashboard) are accepted from this host (loopback) only; agents keep working with their machine credentials. Create a token: booty tokens add NAME --data ${dataDir}`;
+    process.stderr.write(`booty server: ${msg}\n`);
+    log.warn('no operator token', { hint: `booty tokens add NAME --data ${dataDir}` });
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   let values;
   try {
@@ -53,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
       args: argv, strict: true, allowPositionals: false,
       options: {
         data: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
-        token: { type: 'string' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, 'login-ttl': { type: 'string' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
@@ -70,13 +93,17 @@ export async function run(argv: string[]): Promise<number> {
   let listen;
   try { listen = parseListen(values.listen); } catch (e) { process.stderr.write(`booty server: ${(e as Error).message}\n`); return 2; }
   const maxUpload = values['max-upload'];
-  if (maxUpload !== undefined && !/^\d+$/.test(maxUpload)) { process.stderr.write('booty server: --max-upload must be a number of bytes\n'); return 2; }
+  if (maxUpload !== undefined && maxUpload !== 'unlimited' && !/^\d+$/.test(maxUpload)) { process.stderr.write('booty server: --max-upload must be a number of bytes or "unlimited"\n'); return 2; }
+  const metrics = values.metrics;
+  if (metrics !== 'public' && metrics !== 'operator') { process.stderr.write('booty server: --metrics must be public or operator\n'); return 2; }
   const format = values['log-format'];
   if (format !== 'auto' && format !== 'json' && format !== 'human') { process.stderr.write('booty server: --log-format must be auto, json or human\n'); return 2; }
   for (const k of ['boot-url', 'public-url'] as const) {
     const v = values[k];
     if (v !== undefined && !/^https?:\/\/[^\s$]+$/.test(v)) { process.stderr.write(`booty server: --${k} must be an http(s) URL, got ${JSON.stringify(v)}\n`); return 2; }
   }
+  const loginTtl = values['login-ttl'];
+  if (loginTtl !== undefined && !/^\d+(\.\d+)?$/.test(loginTtl)) { process.stderr.write('booty server: --login-ttl must be a number of seconds\n'); return 2; }
   const ttl = values['upload-ttl'];
   if (ttl !== undefined && !/^\d+(\.\d+)?$/.test(ttl)) { process.stderr.write('booty server: --upload-ttl must be a number of seconds\n'); return 2; }
   for (const k of ['machine-log-days', 'machine-log-mib'] as const) {
@@ -106,8 +133,9 @@ export async function run(argv: string[]): Promise<number> {
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer({
-      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, requireChecksum: values['require-checksum'] === true,
-      maxUploadBytes: maxUpload === undefined ? undefined : Number(maxUpload), log, tls,
+      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, insecureOpen: values['insecure-open'] === true, metrics,
+      sessionTtlMs: loginTtl === undefined ? undefined : Number(loginTtl) * 1000, requireChecksum: values['require-checksum'] === true,
+      maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       logRetention: {
         ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),
@@ -125,6 +153,7 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write(`booty server: listening on ${running.url}\n`);
   if (pin !== undefined) process.stdout.write(`booty server: TLS certificate sha256:${pin} (agents: booty.ca=sha256:${pin}; CLI: --ca sha256:${pin})\n`);
   log.info('started', { data: values.data, url: running.url, token: token ? 'required' : undefined });
+  warnAboutTrust(running.trust, values.data, log);
   const onHup = () => { void running.reload().catch((e: unknown) => log.error('reload failed', { error: (e as Error).message })); };
   process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {

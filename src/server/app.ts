@@ -8,8 +8,8 @@ import { httpErrorOf, INTERNAL } from './http/http-error.ts';
 import { HttpError } from './http/http-error.ts';
 import { decodeSegments } from './http/request.ts';
 import { note, notesOf, rememberRemote, remoteOf, sendError } from './http/respond.ts';
-import { tokenPolicy } from './http/access.ts';
 import { dispatch, Router } from './http/router.ts';
+import { refuseCrossSite } from './http/cross-site.ts';
 import { ServerCounters } from './metrics.ts';
 import { createServerLog } from './server-log.ts';
 import type { AppContext, AppOptions } from './routes/context.ts';
@@ -17,11 +17,27 @@ import { routes } from './routes/index.ts';
 
 export type { AppOptions, BootFiles } from './routes/context.ts';
 
+/** What an operator can change about a machine: the before and after of its audit entries. */
+function machineSettings(app: AppContext, mac: string): { action?: unknown; persistent: boolean; name?: string } | undefined {
+  const r = app.machines.actions.record(mac);
+  return r === undefined ? undefined : { action: r.action, persistent: r.persistent, name: r.name };
+}
+
+function auditChange(app: AppContext, req: IncomingMessage, res: ServerResponse, who: string, params: Readonly<Record<string, string>>, before: unknown): void {
+  const notes = notesOf(res);
+  const mac = params.mac ?? (typeof notes.mac === 'string' ? notes.mac : undefined);
+  const image = params.name ?? (typeof notes.stored === 'string' ? notes.stored : typeof notes.deleted === 'string' ? notes.deleted : undefined);
+  // a machine's settings before and after; for anything else, what the request log noted
+  const after = params.mac !== undefined || notes.mac !== undefined ? (mac === undefined ? undefined : machineSettings(app, mac)) : notes;
+  try {
+    app.audit?.record({ who, what: `${req.method ?? '?'} ${(req.url ?? '').slice(0, 500)}`, status: res.statusCode, mac, image, before, after });
+  } catch (e) { app.log.error('could not write the audit log', { error: (e as Error).message }); }
+}
+
 export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const app: AppContext = { ...opts, log: opts.log ?? createServerLog(), counters: opts.counters ?? new ServerCounters() };
   const { log, counters } = app;
   const router = new Router(routes);
-  const policy = tokenPolicy(opts.token);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://booty.invalid');
@@ -32,7 +48,12 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const m = router.match(req.method ?? 'GET', url, decodeSegments(rawPath));
     // the table ends with a route matching everything
     if (m === undefined) throw new Error(`no route matched ${req.method} ${rawPath}`);
-    await dispatch(m, { req, res, url, app }, policy);
+    refuseCrossSite(req);
+    const changes = req.method !== 'GET' && req.method !== 'HEAD';
+    const mac = m.params.mac;
+    const before = changes && mac !== undefined ? machineSettings(app, mac) : undefined;
+    const principal = await dispatch(m, { req, res, url, app }, app.trust);
+    if (changes && principal.kind === 'operator' && res.statusCode < 400) auditChange(app, req, res, principal.name, m.params, before);
   }
 
   return (req, res) => {

@@ -9,13 +9,17 @@
 import type { ServerResponse } from 'node:http';
 import type { MachineChange } from './machines/changes.ts';
 import type { MachineStore } from './machines/machine-store.ts';
+import { HttpError } from './http/http-error.ts';
 
 const TICK_MS = 250;
 const PING_MS = 15_000;
 const MAX_BUFFERED = 4 << 20;
+/** open streams per operator (a dashboard tab each) and in all: each costs a socket and buffered bytes */
+export const STREAM_LIMITS = { perOperator: 16, total: 128 };
 
 export class EventStreamHub {
   readonly #clients = new Set<ServerResponse>();
+  readonly #perOperator = new Map<string, number>();
   readonly #changed = new Set<string>();
   readonly #removed = new Set<string>();
   readonly #logs = new Map<string, string[]>();
@@ -35,7 +39,16 @@ export class EventStreamHub {
 
   get clients(): number { return this.#clients.size; }
 
-  attach(res: ServerResponse): void {
+  /** Open a stream for operator `who`; 429/503 (thrown) when they or everyone have too many open. */
+  attach(res: ServerResponse, who: string): void {
+    const mine = this.#perOperator.get(who) ?? 0;
+    if (mine >= STREAM_LIMITS.perOperator) {
+      throw new HttpError(429, `${who} has ${mine} live streams open (at most ${STREAM_LIMITS.perOperator}); close some dashboard tabs`, { headers: { 'Retry-After': '30' } });
+    }
+    if (this.#clients.size >= STREAM_LIMITS.total) {
+      throw new HttpError(503, `${this.#clients.size} live streams are open (at most ${STREAM_LIMITS.total}); try again later`, { headers: { 'Retry-After': '30' } });
+    }
+    this.#perOperator.set(who, mine + 1);
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive',
       // proxies (nginx) must not buffer the stream
@@ -43,7 +56,11 @@ export class EventStreamHub {
     });
     res.write('retry: 2000\n\n');
     this.#clients.add(res);
-    res.on('close', () => { this.#clients.delete(res); });
+    res.on('close', () => {
+      this.#clients.delete(res);
+      const n = (this.#perOperator.get(who) ?? 1) - 1;
+      if (n > 0) this.#perOperator.set(who, n); else this.#perOperator.delete(who);
+    });
   }
 
   imagesChanged(): void {

@@ -13,7 +13,10 @@ export interface IpxeBootOptions {
   initrd: string;
   /** e.g. "console=tty0 console=ttyS0,115200" */
   console: string;
+  /** the machine's agent credential (booty.token=) */
   token?: string;
+  /** sha256 of the server's TLS certificate: booty.ca=sha256:<hex>, so the agent talks to this server only */
+  caPin?: string;
   extraArgs?: string;
 }
 
@@ -46,6 +49,7 @@ export function ipxeChainScript(serverUrl: string): string {
 export function ipxeBootScript(mac: string, what: string, o: IpxeBootOptions): string {
   const args = [`initrd=${o.initrd}`, ...o.console.split(/\s+/).filter((w) => w !== ''), 'panic=10', `MYURL=${o.serverUrl}`, `BOOTIF=01-${mac}`];
   if (o.token !== undefined && ipxeSafeWord(o.token)) args.push(`booty.token=${o.token}`);
+  if (o.caPin !== undefined && /^[0-9a-f]{64}$/.test(o.caPin)) args.push(`booty.ca=sha256:${o.caPin}`);
   if (o.extraArgs !== undefined) args.push(...o.extraArgs.split(/\s+/).filter((w) => w !== '' && ipxeSafeWord(w)));
   return [
     '#!ipxe',

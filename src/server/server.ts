@@ -1,7 +1,8 @@
 // Start and stop booty server: data directory layout, the HTTP listener, periodic clean-up.
 //
 // DIR/
-//   booty.db                            machines, runs, logs (SQLite via node:sqlite)
+//   booty.db                            machines, runs, logs, operator tokens (hashed), audit (SQLite via node:sqlite)
+//   secret                              the server's secret (0600): agent credentials and dashboard sessions derive from it
 //   machines/<aa-bb-cc-dd-ee-ff>.json   declarative action per machine (booty, BOOTy or combined form)
 //   default.json                        optional action for machines without their own
 //   images/<name>                       images (downloads, uploads, captures)
@@ -27,6 +28,10 @@ import { MachineStore } from './machines/machine-store.ts';
 import { DEFAULT_LOG_RETENTION } from './machines/run-recorder.ts';
 import type { LogRetention } from './machines/run-recorder.ts';
 import { ServerCounters } from './metrics.ts';
+import { TrustPolicy } from './http/access.ts';
+import { loadOrCreateSecret } from './trust/server-secret.ts';
+import { OperatorTokens } from './trust/operator-tokens.ts';
+import { AuditLog } from './trust/audit-log.ts';
 import { createServerLog } from './server-log.ts';
 import type { ServerLog } from './server-log.ts';
 
@@ -34,7 +39,14 @@ export interface ServerOptions {
   dataDir: string;
   host: string;
   port: number;
+  /** the unnamed operator token (--token); named ones live in booty.db (booty tokens add) */
   token?: string;
+  /** everyone is an operator, as before the trust model (labs only) */
+  insecureOpen?: boolean;
+  /** who may read /metrics (default public) */
+  metrics?: 'public' | 'operator';
+  /** how long a dashboard login lasts (default 12 h) */
+  sessionTtlMs?: number;
   /** deploy actions served carry requireChecksum (see AppOptions) */
   requireChecksum?: boolean;
   maxUploadBytes?: number;
@@ -57,10 +69,18 @@ export interface RunningServer {
   uploads: UploadSessions;
   machines: MachineStore;
   indexer: GzipIndexer;
+  trust: TrustPolicy;
   /** re-read declarative files (machines/*.json, default.json) and hash hand-placed images */
   reload(): Promise<{ changed: string[]; errors: string[] }>;
   close(): Promise<void>;
 }
+
+/**
+ * Uploads larger than this are refused unless --max-upload says otherwise: a capture is at most
+ * its disk's size (compression only shrinks it), and 1 TiB holds the whole disk of most machines
+ * booty images; without a limit one bad client fills the data disk every image lives on.
+ */
+export const DEFAULT_MAX_UPLOAD_BYTES = 2 ** 40;
 
 const SWEEP_EVERY_MS = 10 * 60 * 1000;
 const STALE_TEMP_MS = 60 * 60 * 1000;
@@ -81,12 +101,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir);
   await mkdir(dataDir, { recursive: true });
   const log = opts.log ?? createServerLog();
-  const images = new ImageStore(join(dataDir, 'images'), { maxUploadBytes: opts.maxUploadBytes });
+  const images = new ImageStore(join(dataDir, 'images'), { maxUploadBytes: opts.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES });
   await mkdir(images.dir, { recursive: true });
   await images.init();
   const uploads = new UploadSessions(images, { ttlMs: opts.uploadTtlMs });
   await uploads.init();
   const db = openDatabase(join(dataDir, 'booty.db'));
+  const trust = new TrustPolicy({
+    secret: await loadOrCreateSecret(join(dataDir, 'secret')), tokens: new OperatorTokens(db), token: opts.token,
+    insecureOpen: opts.insecureOpen, metrics: opts.metrics, sessionTtlMs: opts.sessionTtlMs,
+  });
   const machines = new MachineStore(dataDir, db);
   await machines.init();
   const retention = { ...DEFAULT_LOG_RETENTION, ...opts.logRetention };
@@ -119,7 +143,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, token: opts.token, requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(db), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
@@ -150,7 +174,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   return {
     url: `${opts.tls === undefined ? 'http' : 'https'}://${host}:${addr.port}`,
-    server, images, uploads, machines, reload, indexer,
+    server, images, uploads, machines, reload, indexer, trust,
     async close() {
       clearInterval(sweeper);
       clearInterval(pruner);

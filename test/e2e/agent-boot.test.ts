@@ -6,6 +6,9 @@
 //   (b) failure: a wrong sha256 ends at the failure box and a job-control shell on the serial
 //       console, with the error at the server; `exit` shows the box again and respawns the
 //       shell; busybox `poweroff` signals PID 1, which powers off cleanly.
+//   (c) trust: the kernel command line comes from the server's /ipxe/<mac> script (the server has
+//       an operator token, which the script does not carry): the agent deploys and reports with
+//       its per-machine credential, and that credential is refused (403) for another MAC.
 // Sized for TCG on a shared 2-core machine: a 32 MiB image, about a minute per boot.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,7 +80,7 @@ test('(a) the agent gets a lease from dnsmasq, fetches its action, deploys bit-e
 
   const vm = await startVm({
     name: 'agent-deploy', kernel, initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl} booty.onerror=poweroff booty.countdown=0`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(mac)} booty.onerror=poweroff booty.countdown=0`,
     disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
   }, t);
   const exit = await vm.waitExit(bootMs);
@@ -113,7 +116,7 @@ test('(b) a wrong checksum ends at the failure box and a shell on the console, w
 
   const vm = await startVm({
     name: 'agent-bad-checksum', kernel, initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl}`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(mac)}`,
     disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
   }, t);
 
@@ -150,4 +153,46 @@ test('(b) a wrong checksum ends at the failure box and a shell on the console, w
   assert.equal(exit.code, 0);
   assert.match(vm.output, /powering off \(SIGUSR2 \(poweroff\)\)/);
   assert.match(vm.output, /reboot: Power down/);
+});
+
+test('(c) booted through the iPXE script of a token-protected server: the machine credential deploys and reports, and speaks for no other MAC', { skip, timeout: bootMs + 120_000 }, async (t) => {
+  const lab = new QemuNetLab('10.231.9');
+  t.after(() => lab.close());
+  await lab.startDnsmasq();
+  await lab.startServer();
+  const mac = '52:54:00:e1:00:0c';
+  const other = '52:54:00:e1:00:0d';
+  const url = lab.addImage(image.zst);
+  lab.setAction(mac, { action: 'deploy', image: url, sha256: image.sha256, grow: false, after: 'poweroff' });
+  lab.setAction(other, { action: 'deploy', image: url, sha256: image.sha256, grow: false, after: 'poweroff' });
+  const disk = emptyDisk('disk-c.img', 64 << 20);
+
+  // what firmware would get: the script names this machine's credential, never the operator token
+  const args = lab.ipxeKernelArgs(mac);
+  assert.ok(!args.includes(lab.operatorToken), 'the operator token is not in the iPXE script');
+  const credential = / booty\.token=(\S+)/.exec(args)?.[1];
+  assert.ok(credential !== undefined, args);
+  assert.match(args, /BOOTIF=01-52-54-00-e1-00-0c/);
+
+  const vm = await startVm({
+    name: 'agent-ipxe-credential', kernel, initrd, memMiB: 768,
+    append: `${args} quiet booty.onerror=poweroff booty.countdown=0`,
+    disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
+  }, t);
+  const exit = await vm.waitExit(bootMs);
+  assert.equal(exit.code, 0, vm.tail());
+  assert.doesNotMatch(vm.output, /BOOTY FAILED|Kernel panic|401|403/);
+
+  // deployed bit-exact, the result reported with the machine's credential
+  const m = await lab.expectDeployed(mac, disk, image, 32 << 20);
+  assert.match(JSON.stringify(m.log), /step 6\/7: run the action \(deploy\)/);
+  assert.match(lab.serverLog, /"status":200[^\n]*"mac":"52-54-00-e1-00-0c","events":/, 'events were accepted from the VM');
+
+  // the same credential speaks for no other machine: the forged result is refused, the other's deploy stands
+  const forged = lab.postEventsAs(credential, other, [{ type: 'result', time: new Date().toISOString(), ok: true, action: 'deploy', bytes: 1, seconds: 1 }]);
+  assert.equal(forged.status, 403, forged.text);
+  assert.match(forged.text, /this credential is for 52-54-00-e1-00-0c, not 52-54-00-e1-00-0d/);
+  const otherNow = lab.machine(other) as { next?: string; result?: unknown };
+  assert.equal(otherNow.result, undefined);
+  assert.match(String(otherNow.next), /^deploy /);
 });

@@ -103,7 +103,7 @@ test('deploy through cuts, resets and stalls, with dnsmasq gone and back mid-dep
 
   const vm = await startVm({
     name: 'agent-faults', kernel: initramfs.kernel, initrd: initramfs.initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl} booty.onerror=poweroff booty.countdown=0`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(mac)} booty.onerror=poweroff booty.countdown=0`,
     disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
   }, t);
 

@@ -88,7 +88,7 @@ test('capture: a disk holding the Debian image is read, zstd-compressed and stor
   const started = Date.now();
   const vm = await startVm({
     name: 'capture-debian', kernel: initramfs.kernel, initrd: initramfs.initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl} booty.countdown=0`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(mac)} booty.countdown=0`,
     disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
   }, t);
   const exit = await vm.waitExit(captureMs);

@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import type { Browser, Page } from 'playwright-core';
-import { startBootyServer } from '../helpers/booty-server-process.ts';
+import { agentCredentialOf, startBootyServer } from '../helpers/booty-server-process.ts';
 import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { chromiumMissing, launchChromium } from '../helpers/headless-chromium.ts';
+import { chromiumMissing, launchChromium, loginToDashboard } from '../helpers/headless-chromium.ts';
 import { startThrottledProxy } from '../helpers/throttled-proxy.ts';
 
 // evaluated in the page (the project's TypeScript has no DOM library)
@@ -30,6 +30,8 @@ const artifacts = join(root, '.cache', 'test-artifacts');
 const missing = chromiumMissing();
 const IMAGE_BYTES = 24 << 20;
 const RATE = 3_000_000;
+const TOKEN = `dashboard-${randomBytes(8).toString('hex')}`;
+const operator = { authorization: `Bearer ${TOKEN}` };
 
 describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
   let dataDir: string;
@@ -45,10 +47,11 @@ describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
     await mkdir(join(dataDir, 'images'), { recursive: true });
     await writeFile(join(dataDir, 'images', 'demo.img'), image);
     await mkdir(artifacts, { recursive: true });
-    srv = await startBootyServer({ dataDir });
+    srv = await startBootyServer({ dataDir, args: ['--token', TOKEN] });
     proxy = await startThrottledProxy(srv.url, RATE);
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    await loginToDashboard(page, srv.url, TOKEN);
   });
   after(async () => {
     await browser?.close();
@@ -58,7 +61,7 @@ describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
   });
 
   it('shows the progress bar moving and the final state of a real deploy', async () => {
-    const put = await request(`${srv.url}/api/machines/${mac}`, { method: 'PUT', body: JSON.stringify({ name: 'rack1-u7', action: { action: 'deploy', image: `${proxy.url}/images/demo.img`, disk: '/dev/vda' } }) });
+    const put = await request(`${srv.url}/api/machines/${mac}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...operator }, body: JSON.stringify({ name: 'rack1-u7', action: { action: 'deploy', image: `${proxy.url}/images/demo.img`, disk: '/dev/vda' } }) });
     assert.equal(put.statusCode, 200, await put.body.text());
     await page.goto(srv.url + '/');
     const card = page.locator(`[data-mac="${mac}"]`);
@@ -69,7 +72,9 @@ describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
     const disk = join(dataDir, 'disk.img');
     await writeFile(disk, '');
     await (await import('node:fs/promises')).truncate(disk, 32 << 20);
-    const child = spawn(join(root, 'bin', 'booty'), ['deploy', '--image', `${proxy.url}/images/demo.img`, '--disk', disk, '--report', srv.url, '--mac', mac, '-q'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // it reports as the machine's agent would: with that machine's credential
+    const credential = await agentCredentialOf(srv.url, mac, TOKEN);
+    const child = spawn(join(root, 'bin', 'booty'), ['deploy', '--image', `${proxy.url}/images/demo.img`, '--disk', disk, '--report', srv.url, '--mac', mac, '--token', credential, '-q'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (c) => { out += String(c); });
     child.stderr.on('data', (c) => { out += String(c); });
@@ -106,13 +111,17 @@ describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
     if (process.env.BOOTY_UPDATE_SCREENSHOT === '1') await copyFile(join(artifacts, 'dashboard.png'), join(root, 'test', 'screenshots', 'dashboard.png'));
   });
 
-  it('the machine page shows the run and the full log', async () => {
+  it('the machine page shows the run, the operator\'s change and the full log', async () => {
     await page.locator(`[data-mac="${mac}"] a.mac`).click();
     await page.locator('#runs').waitFor();
     const runs = await page.locator('#runs tbody tr').first().innerText();
     assert.match(runs, /deploy/);
     assert.match(runs, /\bok\b/);
     assert.match(runs, /25\.2 MB/);
+    const change = await page.locator('#audit tbody tr').first().innerText();
+    assert.match(change, /server --token/);
+    assert.match(change, new RegExp(`PUT /api/machines/${mac}`));
+    assert.match(change, /\(none\)[\s\S]*"action":"deploy"/, 'before: nothing; after: the deploy');
     assert.match(await page.locator('#fulllog').innerText(), /result deploy ok: 25165824 bytes; sha256 [0-9a-f]{64}/);
     await page.screenshot({ path: join(artifacts, 'dashboard-machine.png'), fullPage: true });
   });
@@ -129,6 +138,7 @@ describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
   it('works on a phone-sized screen (no horizontal scrolling)', async () => {
     const phone = await browser.newPage({ viewport: { width: 375, height: 740 }, deviceScaleFactor: 2, isMobile: true });
     try {
+      await loginToDashboard(phone, srv.url, TOKEN);
       for (const hash of ['#/', `#/m/${mac}`, '#/images']) {
         await phone.goto(`${srv.url}/${hash}`);
         await phone.locator('main > h1').waitFor();

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Agent, request } from 'undici';
 import type { Browser } from 'playwright-core';
-import { startBootyServer } from '../helpers/booty-server-process.ts';
+import { agentCredentialOf, startBootyServer } from '../helpers/booty-server-process.ts';
 import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
-import { chromiumMissing, launchChromium } from '../helpers/headless-chromium.ts';
+import { chromiumMissing, launchChromium, loginToDashboard } from '../helpers/headless-chromium.ts';
 
 // evaluated in the page (the project's TypeScript has no DOM library)
 declare const document: {
@@ -23,6 +23,7 @@ const AGENTS = 50;
 const STEPS = 40; // progress reports per agent
 const STEP_MS = 500;
 const TOTAL = 10_000_000_000;
+const TOKEN = 'dashboard-load-operator-token';
 
 async function procFigures(pid: number): Promise<{ cpuSeconds: number; rssMiB: number; hwmMiB: number }> {
   const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
@@ -36,18 +37,21 @@ describe('dashboard under load: 50 simulated agents', { skip: chromiumMissing() 
   let srv: BootyServerProcess;
   let browser: Browser;
   before(async () => {
-    srv = await startBootyServer();
+    srv = await startBootyServer({ args: ['--token', TOKEN] });
     browser = await launchChromium();
   });
   after(async () => { await browser?.close(); await srv?.close(); });
 
   it('the dashboard follows 50 agents to the end; server CPU and RSS are reported', async (t) => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(srv.url + '/');
+    await loginToDashboard(page, srv.url, TOKEN);
     await page.locator('#live.on').waitFor();
     const dispatcher = new Agent({ connections: AGENTS });
+    // each agent reports with its own machine's credential, as from /ipxe/<mac>
+    const credentials = new Map<string, string>();
     const post = async (mac: string, body: unknown) => {
-      const r = await request(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', body: JSON.stringify(body), dispatcher });
+      if (!credentials.has(mac)) credentials.set(mac, await agentCredentialOf(srv.url, mac, TOKEN));
+      const r = await request(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${credentials.get(mac)}` }, body: JSON.stringify(body), dispatcher });
       await r.body.dump();
       assert.equal(r.statusCode, 200);
     };

@@ -100,7 +100,7 @@ async function deployAndGrow(s: Scenario, t: { after(fn: () => unknown): void; d
   const started = Date.now();
   const vm = await startVm({
     name: `deploy-debian-${s.name}`, kernel: initramfs.kernel, initrd: initramfs.initrd, memMiB: 768,
-    append: `console=ttyS0 quiet MYURL=${lab.serverUrl} booty.countdown=0`,
+    append: `console=ttyS0 quiet ${lab.agentArgs(s.mac)} booty.countdown=0`,
     disks: [{ path: disk, bus: s.bus }], nic: { tap: lab.tap, netns: lab.ns, mac: s.mac },
   }, t);
   const exit = await vm.waitExit(deployMs);

@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { networkInterfaces } from 'node:os';
 
 const root = resolve(import.meta.dirname, '..', '..');
 
@@ -24,9 +25,10 @@ export interface BootyServerProcess {
   close(opts?: { keepData?: boolean }): Promise<void>;
 }
 
-export async function startBootyServer(opts: { dataDir?: string; args?: string[] } = {}): Promise<BootyServerProcess> {
+/** `listen`: default 127.0.0.1:0 (this host: an operator while the server has no operator token) */
+export async function startBootyServer(opts: { dataDir?: string; args?: string[]; listen?: string } = {}): Promise<BootyServerProcess> {
   const dataDir = opts.dataDir ?? await mkdtemp(join(tmpdir(), 'booty-server-test-'));
-  const child = spawn(join(root, 'bin', 'booty'), ['server', '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+  const child = spawn(join(root, 'bin', 'booty'), ['server', '--data', dataDir, '--listen', opts.listen ?? '127.0.0.1:0', ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -83,4 +85,20 @@ export async function waitForGzipIndex(url: string, name: string, timeoutMs = 60
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the gzip index of ${name} did not settle within ${timeoutMs} ms (last: ${state})`);
+}
+
+/** Machine `mac`'s agent credential (GET /api/machines/<mac>/credential, an operator route). */
+export async function agentCredentialOf(url: string, mac: string, operatorToken?: string): Promise<string> {
+  const res = await fetch(`${url}/api/machines/${mac}/credential`, { headers: operatorToken === undefined ? {} : { authorization: `Bearer ${operatorToken}` } });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET /api/machines/${mac}/credential: ${res.status} ${text}`);
+  return (JSON.parse(text) as { credential: string }).credential;
+}
+
+/** This host's first non-loopback IPv4 address (to call a server as a machine on the network would), if any. */
+export function nonLoopbackAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
 }

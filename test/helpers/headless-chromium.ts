@@ -2,7 +2,7 @@
 // downloads a browser: tests skip when /usr/bin/chromium is absent (and fail under CI=true).
 
 import { existsSync } from 'node:fs';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { skipUnlessPresent } from './prerequisite.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -20,4 +20,12 @@ export async function launchChromium(): Promise<Browser> {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync'],
   });
+}
+
+/** Log in to the dashboard at `url` with an operator token, through its form, as a person would. */
+export async function loginToDashboard(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(url + '/');
+  await page.locator('#login #token').fill(token);
+  await page.locator('#login button[type=submit]').click();
+  await page.locator('#logout').waitFor();
 }

@@ -9,6 +9,7 @@
 // node process inside the namespace, listening on <prefix>.1:<port>.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,6 +102,8 @@ export class QemuNetLab {
   readonly dir: string;
   readonly dataDir: string;
   readonly serverUrl: string;
+  /** the server's operator token: the lab calls the API from the network (the namespace's bridge address), not loopback */
+  readonly operatorToken = `lab-${crypto.randomBytes(16).toString('hex')}`;
   dnsmasqLog = '';
   serverLog = '';
   #children: ChildProcess[] = [];
@@ -223,7 +226,7 @@ export class QemuNetLab {
   /** `booty server` inside the namespace on <prefix>.1:3000, data in this.dataDir. */
   async startServer(): Promise<void> {
     fs.mkdirSync(this.dataDir, { recursive: true });
-    const child = spawn('ip', ['netns', 'exec', this.ns, path.join(root, 'bin', 'booty'), 'server', '--data', this.dataDir, '--listen', `${this.prefix}.1:3000`], {
+    const child = spawn('ip', ['netns', 'exec', this.ns, path.join(root, 'bin', 'booty'), 'server', '--data', this.dataDir, '--listen', `${this.prefix}.1:3000`, '--token', this.operatorToken], {
       stdio: ['ignore', 'pipe', 'pipe'], cwd: root,
     });
     this.#children.push(child);
@@ -236,9 +239,31 @@ export class QemuNetLab {
 
   /** An HTTP request to the server from inside the namespace (curl), returning the body. */
   api(method: string, urlPath: string, body?: string): string {
-    const args = ['netns', 'exec', this.ns, 'curl', '-sS', '--fail-with-body', '-X', method, `${this.serverUrl}${urlPath}`];
+    const args = ['netns', 'exec', this.ns, 'curl', '-sS', '--fail-with-body', '-X', method, '-H', `authorization: Bearer ${this.operatorToken}`, `${this.serverUrl}${urlPath}`];
     if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', '@-');
     return execFileSync('ip', args, { encoding: 'utf8', input: body ?? '' });
+  }
+
+  /** The agent's kernel arguments for machine `mac`: the server (MYURL) and the machine's credential (booty.token=). */
+  agentArgs(mac: string): string {
+    const { credential } = JSON.parse(this.api('GET', `/api/machines/${macPath(mac)}/credential`)) as { credential: string };
+    return `MYURL=${this.serverUrl} booty.token=${credential}`;
+  }
+
+  /** What the server's iPXE script for `mac` would give the kernel (GET /ipxe/<mac>, asked as firmware asks: no credential). */
+  ipxeKernelArgs(mac: string): string {
+    const script = execFileSync('ip', ['netns', 'exec', this.ns, 'curl', '-sS', '--fail-with-body', `${this.serverUrl}/ipxe/${macPath(mac)}`], { encoding: 'utf8' });
+    const kernel = /^kernel \S+ (.*?) \|\| goto failed$/m.exec(script);
+    if (kernel === null) throw new Error(`the iPXE script of ${mac} boots no kernel:\n${script}`);
+    return kernel[1];
+  }
+
+  /** POST events for `mac` with `credential` as its bearer, from inside the namespace; the HTTP status and body. */
+  postEventsAs(credential: string, mac: string, events: unknown): { status: number; text: string } {
+    const out = execFileSync('ip', ['netns', 'exec', this.ns, 'curl', '-sS', '-w', '\n%{http_code}', '-X', 'POST', '-H', `authorization: Bearer ${credential}`,
+      '-H', 'content-type: application/json', '--data-binary', '@-', `${this.serverUrl}/api/machines/${macPath(mac)}/events`], { encoding: 'utf8', input: JSON.stringify(events) });
+    const i = out.lastIndexOf('\n');
+    return { status: Number(out.slice(i + 1)), text: out.slice(0, i) };
   }
 
   /** Sets the action for `mac` through the server's API. */

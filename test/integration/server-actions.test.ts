@@ -88,14 +88,14 @@ describe('booty server: actions', () => {
   it('PUT /api/machines/<mac>/action validates, stores, and serves; invalid is 400 naming the field', async () => {
     const mac = 'aa-bb-cc-dd-ee-03';
     const bad = await get(`${srv.url}/api/machines/AA:BB:CC:DD:EE:03/action`, {
-      method: 'PUT', body: JSON.stringify({ action: 'capture', upload: 'ftp://x/y' }), headers: { 'content-type': 'application/json' },
+      method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'capture', upload: 'ftp://x/y' }),
     });
     assert.equal(bad.status, 400);
     assert.match(bad.text, /field \\"upload\\" must be an absolute http/);
     await assert.rejects(readFile(join(srv.dataDir, 'machines', `${mac}.json`)), /ENOENT/);
 
     const good = await get(`${srv.url}/api/machines/AA:BB:CC:DD:EE:03/action`, {
-      method: 'PUT', body: JSON.stringify({ action: 'readImage', sourceDevice: '/dev/vda', desintationAddress: 'http://h/image' }),
+      method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'readImage', sourceDevice: '/dev/vda', desintationAddress: 'http://h/image' }),
     });
     assert.equal(good.status, 200, good.text);
     const served = await get(`${srv.url}/${mac}.bty`);
@@ -120,7 +120,7 @@ describe('booty server: actions', () => {
       const body = JSON.stringify({ action: 'none' });
       assert.equal((await get(`${t.url}/api/machines/aa-bb-cc-dd-ee-04/action`, { method: 'PUT', body })).status, 401);
       assert.equal((await get(`${t.url}/api/machines/aa-bb-cc-dd-ee-04/action`, { method: 'PUT', body, headers: { authorization: 'Bearer wrong' } })).status, 401);
-      assert.equal((await get(`${t.url}/api/machines/aa-bb-cc-dd-ee-04/action`, { method: 'PUT', body, headers: { authorization: 'Bearer s3cret' } })).status, 200);
+      assert.equal((await get(`${t.url}/api/machines/aa-bb-cc-dd-ee-04/action`, { method: 'PUT', body, headers: { authorization: 'Bearer s3cret', 'content-type': 'application/json' } })).status, 200);
       assert.equal((await get(`${t.url}/images/x`, { method: 'PUT', body: 'abc' })).status, 401);
       assert.equal((await get(`${t.url}/api/machines/aa-bb-cc-dd-ee-04/events`, { method: 'POST', body: '[]' })).status, 401);
     } finally { await t.close(); }

@@ -32,7 +32,7 @@ describe('booty server: agent events', () => {
 
   it('events update the machine list and its log', async () => {
     const mac = '52-54-00-aa-00-01';
-    const post = (body: unknown) => call(`${srv.url}/api/machines/52:54:00:AA:00:01/events`, { method: 'POST', body: JSON.stringify(body) });
+    const post = (body: unknown) => call(`${srv.url}/api/machines/52:54:00:AA:00:01/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     assert.equal((await post({ type: 'phase', time: t(), phase: 'booting' })).status, 200);
     const batch: AgentEvent[] = [
       { type: 'phase', time: t(), phase: 'writing', detail: 'http://h/u.img.gz -> /dev/vda' },
@@ -66,11 +66,11 @@ describe('booty server: agent events', () => {
       [{ type: 'log', time: t(), level: 'info', message: 'x', extra: 1 }, /field "extra" is not a known field/],
     ];
     for (const [body, want] of cases) {
-      const r = await call(`${srv.url}/api/machines/52-54-00-aa-00-02/events`, { method: 'POST', body: JSON.stringify(body) });
+      const r = await call(`${srv.url}/api/machines/52-54-00-aa-00-02/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       assert.equal(r.status, 400, r.text);
       assert.match(JSON.parse(r.text).error, want);
     }
-    assert.equal((await call(`${srv.url}/api/machines/52-54-00-aa-00-02/events`, { method: 'POST', body: '{not json' })).status, 400);
+    assert.equal((await call(`${srv.url}/api/machines/52-54-00-aa-00-02/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' })).status, 400);
     assert.equal((await call(`${srv.url}/api/machines/not-a-mac/events`, { method: 'POST', body: '[]' })).status, 400);
     assert.equal((await call(`${srv.url}/api/machines/52-54-00-aa-00-02`)).status, 404, 'no state from refused events');
   });

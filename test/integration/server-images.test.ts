@@ -154,14 +154,14 @@ describe('booty server: images', () => {
     assert.ok((await names()).includes('.two.img.upload-abc123'));
     assert.equal((await call(`${srv.url}/images/two.img`)).status, 404, 'nothing under the final name before the commit');
 
-    const bad = await call(`${srv.url}/images/two.img?commit=abc123`, { method: 'POST', body: JSON.stringify({ size: body.length, sha256: '0'.repeat(64) }) });
+    const bad = await call(`${srv.url}/images/two.img?commit=abc123`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ size: body.length, sha256: '0'.repeat(64) }) });
     assert.equal(bad.status, 409);
     assert.ok(bad.text.includes('0'.repeat(64)) && bad.text.includes(sha(body)), bad.text);
     assert.deepStrictEqual(await names(), ['put.img.gz', 'raw.img'], 'temp deleted, nothing final');
-    assert.equal((await call(`${srv.url}/images/two.img?commit=abc123`, { method: 'POST', body: JSON.stringify({ size: body.length, sha256: sha(body) }) })).status, 404);
+    assert.equal((await call(`${srv.url}/images/two.img?commit=abc123`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ size: body.length, sha256: sha(body) }) })).status, 404);
 
     assert.equal((await call(`${srv.url}/images/two.img?upload=def`, { method: 'PUT', body })).status, 202);
-    const ok = await call(`${srv.url}/images/two.img?commit=def`, { method: 'POST', body: JSON.stringify({ size: body.length, sha256: sha(body) }) });
+    const ok = await call(`${srv.url}/images/two.img?commit=def`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ size: body.length, sha256: sha(body) }) });
     assert.equal(ok.status, 200, ok.text);
     assert.ok((await readFile(join(imagesDir, 'two.img'))).equals(body));
     assert.deepStrictEqual(await names(), ['put.img.gz', 'raw.img', 'two.img']);
@@ -195,7 +195,7 @@ describe('booty server: images', () => {
       const sock = connect(Number(port), '127.0.0.1');
       await new Promise<void>((ok) => sock.once('connect', () => ok()));
       const head = framing === 'chunked' ? 'Transfer-Encoding: chunked' : 'Content-Length: 10000000';
-      sock.write(`PUT /images/${name} HTTP/1.1\r\nHost: x\r\n${head}\r\n\r\n`);
+      sock.write(`PUT /images/${name} HTTP/1.1\r\nHost: 127.0.0.1\r\n${head}\r\n\r\n`);
       const piece = randomBytes(1 << 20);
       sock.write(framing === 'chunked' ? Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]) : piece);
       await eventually('the server starts writing the temp file', async () => (await names()).some((f) => f.startsWith(`.${name}.upload-`)));
@@ -246,7 +246,7 @@ describe('booty server: images', () => {
       Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="BootyImage"; filename="aa:bb:cc:dd:ee:ff.zmg"\r\n\r\n`),
       randomBytes(300_000),
     ]);
-    sock.write(`POST /image HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${part.length + 100000}\r\n\r\n`);
+    sock.write(`POST /image HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${part.length + 100000}\r\n\r\n`);
     sock.write(part);
     await eventually('the temp file appears', async () => (await names()).some((f) => f.startsWith('.aa-bb-cc-dd-ee-ff.zmg.upload-')));
     sock.destroy();

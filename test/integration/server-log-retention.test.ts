@@ -22,7 +22,7 @@ it('a machine log over --machine-log-mib keeps its newest lines after a restart'
   server = await startBootyServer({ dataDir });
   const time = new Date().toISOString();
   const events = Array.from({ length: 50 }, (_, i) => ({ type: 'log', time, level: 'info', message: `line ${i} ${'x'.repeat(100)}` }));
-  const posted = await fetch(`${server.url}/api/machines/${MAC}/events`, { method: 'POST', body: JSON.stringify(events) });
+  const posted = await fetch(`${server.url}/api/machines/${MAC}/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(events) });
   assert.equal(posted.status, 200, await posted.text());
   const logOf = async () => (await (await fetch(`${server!.url}/api/machines/${MAC}/log`)).text()).split('\n').filter((l) => l !== '');
   assert.equal((await logOf()).length, 50);

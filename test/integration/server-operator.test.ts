@@ -40,7 +40,12 @@ async function eventually(what: string, check: () => Promise<boolean> | boolean)
   assert.fail(`timed out waiting until ${what}`);
 }
 const t = () => new Date().toISOString();
-const postEvents = (srv: BootyServerProcess, mac: string, body: unknown) => call(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', body: JSON.stringify(body) });
+/** Post events as an agent would; a refusal fails the test here, not later as a stream that never sees them. */
+async function postEvents(srv: BootyServerProcess, mac: string, body: unknown) {
+  const r = await call(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(r.status, 200, `events for ${mac}: ${r.text}`);
+  return r;
+}
 const servedKind = async (srv: BootyServerProcess, mac: string) => parseAction((await call(`${srv.url}/${mac}.bty`)).json()).action;
 
 describe('booty server: operator tool', () => {
@@ -129,7 +134,7 @@ describe('booty server: operator tool', () => {
     await eventually('SIGHUP imports the file', async () => (await call(`${srv.url}/api/machines`)).json().machines.some((m: { mac: string; managedBy?: string }) => m.mac === mac && m.managedBy === 'file'));
     assert.equal(await servedKind(srv, mac), 'wipe');
     // the API writes into the file, so reload keeps it
-    assert.equal((await call(`${srv.url}/api/machines/${mac}`, { method: 'PUT', body: JSON.stringify({ action: { action: 'shell' } }) })).status, 200);
+    assert.equal((await call(`${srv.url}/api/machines/${mac}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: { action: 'shell' } }) })).status, 200);
     assert.equal(parseAction(await readFile(file, 'utf8')).action, 'shell');
     const rl = (await call(`${srv.url}/api/reload`, { method: 'POST' })).json();
     assert.deepEqual(rl.changed, []);
@@ -156,7 +161,7 @@ describe('booty server: operator tool', () => {
     assert.equal((await machinesCli(srv.url, 'add', mac, '--action', 'wipe')).code, 0);
     const s = await call(`${srv.url}/ipxe/${mac.replace(/-/g, ':')}`, { headers: { host: '10.9.8.7:3000' } });
     assert.deepEqual(checkIpxeScript(s.text), []);
-    assert.match(s.text, /^kernel http:\/\/10\.9\.8\.7:3000\/boot\/vmlinuz initrd=booty\.cpio\.zst console=tty0 console=ttyS0,115200 panic=10 MYURL=http:\/\/10\.9\.8\.7:3000 BOOTIF=01-52-54-00-10-00-04 \|\| goto failed$/m);
+    assert.match(s.text, /^kernel http:\/\/10\.9\.8\.7:3000\/boot\/vmlinuz initrd=booty\.cpio\.zst console=tty0 console=ttyS0,115200 panic=10 MYURL=http:\/\/10\.9\.8\.7:3000 BOOTIF=01-52-54-00-10-00-04 booty\.token=52-54-00-10-00-04\.[0-9a-f]{64} \|\| goto failed$/m);
     assert.match(s.text, /^initrd http:\/\/10\.9\.8\.7:3000\/boot\/booty\.cpio\.zst \|\| goto failed$/m);
     const unknown = await call(`${srv.url}/ipxe/52-54-00-10-00-ff`);
     assert.deepEqual(checkIpxeScript(unknown.text), []);

@@ -53,7 +53,7 @@ async function floodChunked(url: string, pathAndQuery: string, total: number, he
   sock.setEncoding('latin1').on('data', (s: string) => { answer += s; });
   sock.on('error', () => { /* the server closing on us is the point */ });
   const closed = new Promise<void>((ok) => sock.once('close', () => ok()));
-  sock.write(`PUT ${pathAndQuery} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n${headers}\r\n`);
+  sock.write(`PUT ${pathAndQuery} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n${headers}\r\n`);
   const piece = randomBytes(256 * 1024);
   const chunk = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]);
   let written = 0;
@@ -97,9 +97,9 @@ describe('--max-upload', () => {
   });
 
   it('resumable: a declared size or a part beyond the limit is refused with 413', async () => {
-    const big = await call(`${srv.url}/api/uploads`, { method: 'POST', body: JSON.stringify({ name: 'big.img', size: LIMIT + 1 }) });
+    const big = await call(`${srv.url}/api/uploads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'big.img', size: LIMIT + 1 }) });
     assert.equal(big.status, 413);
-    const id = (await call(`${srv.url}/api/uploads`, { method: 'POST', body: JSON.stringify({ name: 'parts.img', partSize: 512 * 1024 }) })).json.id as string;
+    const id = (await call(`${srv.url}/api/uploads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'parts.img', partSize: 512 * 1024 }) })).json.id as string;
     const p0 = randomBytes(512 * 1024);
     assert.equal((await call(`${srv.url}/api/uploads/${id}/parts/0`, { method: 'PUT', headers: { 'x-booty-sha256': sha(p0) }, body: p0 })).status, 200);
     const p1 = randomBytes(512 * 1024);

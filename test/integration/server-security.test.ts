@@ -140,7 +140,7 @@ describe('bearer token', () => {
     const act = await request(`${plain.url}/${MAC}`);
     assert.equal(act.statusCode, 200, await act.body.text());
     const auth = { authorization: `Bearer ${TOKEN}` };
-    const ev = await request(`${plain.url}/api/machines/${MAC}/events`, { method: 'POST', headers: auth, body: JSON.stringify({ type: 'phase', time: new Date().toISOString(), phase: 'booting' }) });
+    const ev = await request(`${plain.url}/api/machines/${MAC}/events`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ type: 'phase', time: new Date().toISOString(), phase: 'booting' }) });
     assert.equal(ev.statusCode, 200, await ev.body.text());
     const up = await request(`${plain.url}/images/tok.img`, { method: 'PUT', headers: auth, body: 'stored with the token' });
     assert.equal(up.statusCode, 201, await up.body.text());
@@ -162,6 +162,15 @@ describe('bearer token', () => {
   });
 });
 
+/** The action MAC's agent fetches with these boot parameters (their pins trusted, as the agent does). */
+async function actionAsAgent(params: ReturnType<typeof parseBootParams>): Promise<string> {
+  setServerTrust({ pins: params.trust.pins });
+  try {
+    const { log } = quiet();
+    return (await fetchAction({ server: params.server!, mac: MAC, token: params.token, budgetMs: 5000, log })).action.action;
+  } finally { setServerTrust(undefined); }
+}
+
 describe('TLS and pinning', () => {
   const server = () => ({ base: selfSigned.url, style: 'myurl' as const });
 
@@ -175,12 +184,22 @@ describe('TLS and pinning', () => {
     assert.deepEqual(params.trust.pins, [pinSelf]);
     assert.equal(params.token, TOKEN);
     assert.deepEqual(params.warnings, []);
-    setServerTrust({ pins: params.trust.pins });
+    assert.equal(await actionAsAgent(params), 'deploy');
+  });
+
+  it('the iPXE script of an https server pins its certificate and carries the machine\'s credential; with it the agent fetches its action', async () => {
+    const insecure = new Agent({ connect: { rejectUnauthorized: false } });
     try {
-      const { log } = quiet();
-      const r = await fetchAction({ server: params.server!, mac: MAC, token: params.token, budgetMs: 5000, log });
-      assert.equal(r.action.action, 'deploy');
-    } finally { setServerTrust(undefined); }
+      const r = await request(`${selfSigned.url}/ipxe/${MAC}`, { dispatcher: insecure });
+      const script = await r.body.text();
+      const kernel = /^kernel \S+ (.*) \|\| goto failed$/m.exec(script);
+      assert.ok(kernel !== null, script);
+      assert.match(kernel[1], new RegExp(` booty\\.ca=sha256:${pinSelf}( |$)`));
+      const params = parseBootParams(kernel[1]);
+      assert.deepEqual(params.trust.pins, [pinSelf]);
+      assert.match(params.token ?? '', new RegExp(`^${MAC}\\.[0-9a-f]{64}$`), 'the machine\'s credential, not an operator token');
+      assert.equal(await actionAsAgent(params), 'deploy');
+    } finally { await insecure.close(); }
   });
 
   it('agent: a wrong pin is refused at once, naming the certificate the server showed', async () => {

@@ -3,12 +3,17 @@
 //   #/m/<mac>     one machine: settings, run history, full log
 //   #/images      the image catalog
 // Live: Server-Sent Events from /api/events/stream update what is on screen.
+// Login: everything shown needs an operator. Without one (GET /api/session), a form takes an
+// operator token and POST /api/login turns it into an HttpOnly session cookie; a 401 later (the
+// login expired, the token was revoked) brings the form back. Logout deletes the cookie.
 'use strict';
 
 const machines = new Map();
 let currentLog = null; // {mac, lines} while a machine page is open
 const main = document.getElementById('main');
 const live = document.getElementById('live');
+const who = document.getElementById('who');
+let stream = null;
 
 const ACTIVE = new Set(['booting', 'modules', 'network', 'dhcp', 'fetching-action', 'preflight', 'writing', 'verifying', 'growing', 'configuring', 'capturing', 'uploading', 'rebooting', 'powering-off']);
 const WORDS = {
@@ -134,24 +139,75 @@ function updateCard(m) {
   if (s) s.textContent = `${list.length} machine${list.length === 1 ? '' : 's'}`;
 }
 
-async function getJson(url) {
+class LoginNeeded extends Error {}
+
+async function getOk(url) {
   const r = await fetch(url, { cache: 'no-store' });
+  if (r.status === 401) throw new LoginNeeded((await r.json().catch(() => ({}))).error || 'log in');
   if (!r.ok) throw new Error(`${url}: ${r.status} ${(await r.text()).slice(0, 200)}`);
-  return r.json();
+  return r;
+}
+async function getJson(url) { return (await getOk(url)).json(); }
+
+async function postJson(url, body) {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body ?? {}) });
+}
+
+// ---- login -------------------------------------------------------------------------------------
+
+function showLogin(problem) {
+  if (stream) { stream.close(); stream = null; }
+  live.textContent = ''; live.className = 'live';
+  who.replaceChildren();
+  const input = h('input', { id: 'token', type: 'password', autocomplete: 'current-password', placeholder: 'operator token', required: 'required' });
+  const error = h('p', { class: 'error', id: 'login-error', text: problem || '' });
+  const form = h('form', { id: 'login', class: 'login' },
+    h('h1', { text: 'Log in' }),
+    h('p', { text: 'The dashboard shows machines, logs and images to operators. Paste an operator token (make one on the server: booty tokens add NAME --data DIR).' }),
+    input, h('button', { type: 'submit', text: 'Log in' }), error);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const r = await postJson('/api/login', { token: input.value });
+    if (r.ok) { input.value = ''; start(); return; }
+    error.textContent = (await r.json().catch(() => ({}))).error || `login failed (${r.status})`;
+  });
+  main.replaceChildren(form);
+  input.focus();
+}
+
+function showOperator(name) {
+  who.replaceChildren(h('span', { text: name }), ' ');
+  // loopback needs no login, so there is nothing to log out of
+  if (name !== 'loopback' && name !== 'insecure-open') {
+    const out = h('button', { id: 'logout', class: 'link', type: 'button', text: 'log out' });
+    out.addEventListener('click', async () => { await postJson('/api/logout'); machines.clear(); showLogin('Logged out.'); });
+    who.append(out);
+  }
+}
+
+function failed(e) {
+  if (e instanceof LoginNeeded) showLogin(e.message);
+  else main.replaceChildren(h('p', { class: 'error', text: `Could not load this page: ${e.message}` }));
 }
 
 async function renderMachine(mac) {
   setNav('');
-  const [m, runs, logText] = await Promise.all([
+  const [m, runs, logText, audit] = await Promise.all([
     getJson(`/api/machines/${mac}`), getJson(`/api/machines/${mac}/runs?limit=50`),
-    fetch(`/api/machines/${mac}/log?limit=5000`, { cache: 'no-store' }).then((r) => r.text()),
+    getOk(`/api/machines/${mac}/log?limit=5000`).then((r) => r.text()), getJson(`/api/audit?mac=${mac}&limit=50`),
   ]);
   machines.set(mac, { ...machines.get(mac), ...m });
   currentLog = { mac, lines: logText.split('\n').filter((l) => l !== '') };
-  drawMachine(mac, runs.runs);
+  drawMachine(mac, runs.runs, audit.entries);
 }
 
-function drawMachine(mac, runs) {
+function settingsText(s) {
+  if (!s) return '(none)';
+  const a = s.action ? JSON.stringify(s.action) : 'no action';
+  return `${a}${s.persistent ? ' · persistent' : ''}${s.name ? ` · name ${s.name}` : ''}`;
+}
+
+function drawMachine(mac, runs, audit) {
   const m = machines.get(mac);
   if (!m) return;
   const settings = [
@@ -181,6 +237,15 @@ function drawMachine(mac, runs) {
         h('td', { class: 'num', text: duration(r.seconds) }),
         h('td', { class: 'num', text: r.seconds && r.bytes ? rate(r.bytes / r.seconds) : rate(r.rate) }),
         h('td', { text: r.phases.map((p) => p.phase).join(' → ') })))))),
+    h('h2', { text: 'Changes' }),
+    audit.length === 0 ? h('div', { class: 'empty', text: 'No changes by an operator recorded.' }) : h('div', { class: 'table-wrap' }, h('table', { id: 'audit' },
+      h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'Before', 'After'].map((t) => h('th', { text: t })))),
+      h('tbody', {}, audit.map((e) => h('tr', {},
+        h('td', { text: new Date(e.at).toLocaleString() }),
+        h('td', { text: e.who }),
+        h('td', { text: e.what }),
+        h('td', { class: 'json', text: settingsText(e.before) }),
+        h('td', { class: 'json', text: settingsText(e.after) })))))),
     h('h2', { text: 'Log' }),
     h('pre', { class: 'log full', id: 'fulllog', text: currentLog && currentLog.mac === mac ? currentLog.lines.join('\n') : '' }));
   const pre = document.getElementById('fulllog');
@@ -213,7 +278,7 @@ function route() {
   const m = /^#\/m\/([0-9a-f-]{17})$/.exec(hash);
   currentLog = null;
   const page = m ? renderMachine(m[1]) : hash === '#/images' ? renderImages() : Promise.resolve(renderList());
-  page.catch((e) => main.replaceChildren(h('p', { class: 'error', text: `Could not load this page: ${e.message}` })));
+  page.catch(failed);
 }
 
 async function loadMachines() {
@@ -223,13 +288,19 @@ async function loadMachines() {
 }
 
 function connect() {
+  if (stream) stream.close();
   const es = new EventSource('/api/events/stream');
+  stream = es;
   es.onopen = () => {
     live.textContent = 'live'; live.className = 'live on';
     // after a reconnect, what was missed is reloaded
     loadMachines().then(() => { if ((location.hash || '#/') === '#/') renderList(); }).catch(() => {});
   };
-  es.onerror = () => { live.textContent = 'reconnecting…'; live.className = 'live off'; };
+  es.onerror = () => {
+    live.textContent = 'reconnecting…'; live.className = 'live off';
+    // EventSource does not say why: a login that expired meanwhile shows the form
+    fetch('/api/session', { cache: 'no-store' }).then((r) => r.json()).then((s) => { if (!s.operator && stream === es) showLogin(s.problem); }).catch(() => {});
+  };
   es.addEventListener('machine', (ev) => {
     const m = JSON.parse(ev.data);
     machines.set(m.mac, m);
@@ -259,8 +330,16 @@ function connect() {
   es.addEventListener('images', () => { if (location.hash === '#/images') renderImages().catch(() => {}); });
 }
 
-window.addEventListener('hashchange', route);
-loadMachines().then(route, route);
-connect();
+async function start() {
+  const session = await (await fetch('/api/session', { cache: 'no-store' })).json();
+  if (!session.operator) { showLogin(session.problem); return; }
+  showOperator(session.operator);
+  try { await loadMachines(); } catch (e) { failed(e); return; }
+  route();
+  connect();
+}
+
+window.addEventListener('hashchange', () => { if (stream) route(); });
+start().catch(failed);
 // "seen 2 min ago" and stale warnings age without events
-setInterval(() => { if ((location.hash || '#/') === '#/') renderList(); }, 30_000);
+setInterval(() => { if (stream && (location.hash || '#/') === '#/') renderList(); }, 30_000);

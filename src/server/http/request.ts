@@ -7,7 +7,12 @@ import { HttpError } from './http-error.ts';
 
 const JSON_LIMIT = 4 << 20;
 
+/** The JSON body; only with Content-Type application/json (or +json): a web page cannot send that cross-site without a preflight (CSRF). */
 export async function readJson(req: IncomingMessage, limit = JSON_LIMIT): Promise<unknown> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/json' && !/^application\/[a-z0-9.+-]+\+json$/.test(type)) {
+    throw new HttpError(415, `send the body with "Content-Type: application/json" (got ${type === '' ? 'none' : JSON.stringify(type.slice(0, 60))}); other types are refused so a web page cannot post to booty from an operator's browser`);
+  }
   const chunks: Buffer[] = [];
   let len = 0;
   for await (const c of req as AsyncIterable<Buffer>) {

@@ -13,8 +13,7 @@
 // (the table's fallbacks that answer 405 or 404 with a route-specific message).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Access, AccessPolicy } from './access.ts';
-import { HttpError } from './http-error.ts';
+import type { Access, Principal, TrustPolicy } from './access.ts';
 import { checkedImageName, macOrThrow } from './request.ts';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | '*';
@@ -29,6 +28,9 @@ export interface RouteRequest<Ctx> {
   /** what a trailing "*" matched */
   rest: readonly string[];
   app: Ctx;
+  /** who is asking (access.ts): handlers use it only to narrow what they serve (post.files) or,
+   *  for agent routes whose machine the body names, to check it (refuseOtherMachine) */
+  principal: Principal;
 }
 
 export interface Route<Ctx> {
@@ -39,8 +41,13 @@ export interface Route<Ctx> {
   head?: false;
   /** the route matches only when the query string has this parameter (POST /images/<name>?commit=<id>) */
   query?: string;
-  /** agent routes: the machine the request speaks for, when the request names it */
-  agentMac?: (r: RouteRequest<Ctx>) => string | undefined;
+  /**
+   * agent routes: the machine the request speaks for (path, upload session, capture target);
+   * an agent credential of another machine is refused with 403 before the handler runs.
+   * 'body': only the body names it (BOOTy's multipart file name, a new upload session's image),
+   * and the handler checks it with refuseOtherMachine once read.
+   */
+  agentMac?: ((r: RouteRequest<Ctx>) => string | undefined | Promise<string | undefined>) | 'body';
   handle(r: RouteRequest<Ctx>): Promise<void> | void;
 }
 
@@ -104,10 +111,16 @@ function methodMatches<Ctx>(r: Route<Ctx>, method: string): boolean {
   return r.method === '*' || r.method === method || (method === 'HEAD' && r.method === 'GET' && r.head !== false);
 }
 
-/** Run the matched route: the access check first, then its handler. */
-export async function dispatch<Ctx>(m: Match<Ctx>, r: Omit<RouteRequest<Ctx>, 'params' | 'rest'>, policy: AccessPolicy): Promise<void> {
-  const request: RouteRequest<Ctx> = { ...r, params: m.params, rest: m.rest };
-  const mac = m.route.access === 'agent' ? m.route.agentMac?.(request) : undefined;
-  if (!policy.allows(m.route.access, r.req, mac)) throw new HttpError(401, policy.refusal);
+/** Run the matched route: the access check first, then its handler. Returns who asked (for the audit log). */
+export async function dispatch<Ctx>(m: Match<Ctx>, r: Omit<RouteRequest<Ctx>, 'params' | 'rest' | 'principal'>, policy: TrustPolicy): Promise<Principal> {
+  const principal = policy.identify(r.req);
+  const request: RouteRequest<Ctx> = { ...r, params: m.params, rest: m.rest, principal };
+  const agentMac = m.route.agentMac;
+  // an agent route without agentMac would let any machine speak for any other: refuse, loudly
+  if (m.route.access === 'agent' && agentMac === undefined) throw new Error(`agent route ${m.route.path} declares no agentMac`);
+  const speaksFor = principal.kind !== 'agent' || m.route.access !== 'agent' ? undefined
+    : agentMac === 'body' ? 'deferred' as const : await agentMac!(request);
+  policy.check(m.route.access, principal, speaksFor);
   await m.route.handle(request);
+  return principal;
 }

@@ -1,6 +1,9 @@
 // Network boot: iPXE scripts (GET /ipxe chains to /ipxe/<mac>), the kernel and initramfs they
 // load (/boot/<file>, Range/ETag) and the TLS certificate agents pin (/tls/cert.pem). Public:
-// firmware cannot authenticate.
+// firmware cannot authenticate. A machine's script carries that machine's agent credential
+// (booty.token=, access.ts), never an operator token: whoever can read it can speak for that
+// machine and no other (README "Security model"). Over HTTPS the script also pins the server's
+// certificate (booty.ca=sha256:...), so the agent talks to this server only.
 
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -12,6 +15,7 @@ import { note, sendText } from '../http/respond.ts';
 import { serveFile } from '../http/serve-file.ts';
 import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from '../ipxe.ts';
 import { etagFor } from '../range.ts';
+import { pemSha256 } from '../../net/tls-pin.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 import { notFound } from './fallbacks.ts';
 
@@ -21,7 +25,18 @@ function baseUrlOf(app: AppContext, req: IncomingMessage): string {
   if (app.boot?.publicUrl !== undefined) return app.boot.publicUrl.replace(/\/+$/, '');
   const host = req.headers.host;
   if (host === undefined || !/^[A-Za-z0-9.:[\]-]+$/.test(host)) throw new HttpError(400, 'a Host header is needed to write URLs into the iPXE script (or start the server with --public-url)');
-  return `http://${host}`;
+  // a server speaking HTTPS writes https URLs: the agent, pinned to it, refuses plain http
+  return `${app.tlsCert === undefined ? 'http' : 'https'}://${host}`;
+}
+
+/** The pin of the server's certificate, computed once per certificate. */
+const pins = new WeakMap<Buffer, string>();
+function tlsPinOf(app: AppContext): string | undefined {
+  const cert = app.tlsCert;
+  if (cert === undefined) return undefined;
+  let pin = pins.get(cert);
+  if (pin === undefined) { pin = pemSha256(cert); pins.set(cert, pin); }
+  return pin;
 }
 
 async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<void> {
@@ -42,7 +57,7 @@ async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<
   note(res, 'ipxe', 'boot');
   sendText(res, ipxeBootScript(mac, summarizeAction(served.action), {
     serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: boot.initrd,
-    console: boot.console, token: app.token, extraArgs: boot.extraArgs,
+    console: boot.console, token: app.trust.credentialFor(mac), caPin: tlsPinOf(app), extraArgs: boot.extraArgs,
   }), IPXE_TYPE);
 }
 

@@ -10,6 +10,8 @@ import type { ServerCounters } from '../metrics.ts';
 import type { ServerLog } from '../server-log.ts';
 import type { UploadSessions } from '../upload-sessions.ts';
 import type { Route, RouteRequest } from '../http/router.ts';
+import type { TrustPolicy } from '../http/access.ts';
+import type { AuditLog } from '../trust/audit-log.ts';
 
 export interface AppOptions {
   images: ImageStore;
@@ -18,8 +20,10 @@ export interface AppOptions {
   machines: MachineStore;
   /** resumable uploads in parts (POST /api/uploads ...) */
   uploads: UploadSessions;
-  /** when set, agent and operator routes need `Authorization: Bearer <token>` */
-  token?: string;
+  /** who may call what (http/access.ts): operator tokens, agent credentials, loopback, --insecure-open */
+  trust: TrustPolicy;
+  /** operator changes (trust/audit-log.ts); none: not recorded (tests of single routes) */
+  audit?: AuditLog;
   /** every deploy action served carries requireChecksum: the agent refuses an image whose sha256
    *  nobody gave (neither the action nor X-Image-Sha256) */
   requireChecksum?: boolean;

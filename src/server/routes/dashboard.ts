@@ -1,5 +1,6 @@
 // The dashboard: GET / (HTML for browsers, the JSON index for scripts) and its files under
-// /dashboard/. Public, like the read API it shows.
+// /dashboard/. The files are public (they hold no data); what the dashboard shows comes from
+// the operator API, after a login.
 
 import { HttpError } from '../http/http-error.ts';
 import { sendJson } from '../http/respond.ts';

@@ -31,10 +31,10 @@ async function postEvents({ app, req, res, params: { mac } }: AppRequest): Promi
 export const eventRoutes: AppRoute[] = [
   { method: 'POST', path: '/api/machines/:mac/events', access: 'agent', agentMac: (r) => r.params.mac, handle: postEvents },
   {
-    method: 'GET', path: '/api/events/stream', access: 'public', head: false,
-    handle: ({ app, res }) => {
+    method: 'GET', path: '/api/events/stream', access: 'operator', head: false,
+    handle: ({ app, res, principal }) => {
       if (app.hub === undefined) throw new HttpError(404, 'live updates are not enabled');
-      app.hub.attach(res);
+      app.hub.attach(res, principal.kind === 'operator' ? principal.name : principal.kind);
     },
   },
 ];

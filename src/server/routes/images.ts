@@ -1,5 +1,6 @@
 // Image downloads (GET|HEAD /images/<name>, Range/ETag), a gzip image's access-point index
-// (/image-index/<name>), the catalog (GET /api/images) and deleting an image.
+// (/image-index/<name>), the catalog (GET /api/images: operator, it names the machines using
+// each image) and deleting an image.
 
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -55,6 +56,6 @@ async function deleteImage({ app, res, params: { name } }: AppRequest): Promise<
 export const imageRoutes: AppRoute[] = [
   { method: 'GET', path: '/image-index/:name', access: 'public', handle: serveIndex },
   { method: 'GET', path: '/images/:name', access: 'public', handle: serveImage },
-  { method: 'GET', path: '/api/images', access: 'public', handle: async ({ app, res }) => sendJson(res, 200, { images: await imageCatalog(app) }) },
+  { method: 'GET', path: '/api/images', access: 'operator', handle: async ({ app, res }) => sendJson(res, 200, { images: await imageCatalog(app) }) },
   { method: 'DELETE', path: '/api/images/:name', access: 'operator', handle: deleteImage },
 ];

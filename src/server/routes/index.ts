@@ -1,13 +1,15 @@
 // booty server's route table: every route, its method, path pattern and access level, tried in
 // this order (the first match wins; see http/router.ts). To add a route, add it to the module of
 // its concern with its access level; test/integration/server-route-table.test.ts walks this
-// table and checks every entry's access with and without the operator token.
+// table and checks every entry's access with five kinds of credential.
 //
 // Order matters only where patterns overlap: fallbacks ("*" method, "*" path) come after the
 // routes they back up, `GET /:machine` (BOOTy's action path) is the last real route.
 
 import type { AppRoute } from './context.ts';
 import { actionRoutes } from './actions.ts';
+import { auditRoutes } from './audit.ts';
+import { sessionRoutes } from './session.ts';
 import { bootRoutes } from './boot.ts';
 import { dashboardRoutes } from './dashboard.ts';
 import { eventRoutes } from './events.ts';
@@ -22,6 +24,8 @@ export const routes: readonly AppRoute[] = [
   ...uploadRoutes,
   ...eventRoutes,
   ...machineRoutes,
+  ...auditRoutes,
+  ...sessionRoutes,
   apiNotFoundRoute,
   ...bootRoutes,
   ...metricsRoutes,

@@ -1,6 +1,7 @@
 // The machine inventory (booty machines): list, create, change, remove, a machine's action, its
-// runs and log; and POST /api/reload (re-read machines/*.json and default.json). Reads are
-// public (the dashboard); changes need the operator.
+// runs and log, its agent credential; and POST /api/reload (re-read machines/*.json and
+// default.json). All operator: the list names every machine, logs and runs carry hostnames,
+// files and errors. Only an agent's own action (actions.ts) is public.
 
 import { toBootyJson } from '../../config/parse.ts';
 import { isBootyError } from '../../util/errors.ts';
@@ -87,22 +88,27 @@ async function reload({ app, res }: AppRequest): Promise<void> {
 const refuse = (status: number, message: string) => (): never => { throw new HttpError(status, message); };
 
 export const machineRoutes: AppRoute[] = [
-  { method: 'GET', path: '/api/machines', access: 'public', handle: async ({ app, res }) => sendJson(res, 200, { machines: await app.machines.list() }) },
+  { method: 'GET', path: '/api/machines', access: 'operator', handle: async ({ app, res }) => sendJson(res, 200, { machines: await app.machines.list() }) },
   { method: 'POST', path: '/api/machines', access: 'operator', handle: createMachine },
   { method: '*', path: '/api/machines', access: 'public', handle: refuse(405, 'use GET or POST on /api/machines') },
-  { method: 'GET', path: '/api/machines/:mac', access: 'public', handle: machineDetail },
+  { method: 'GET', path: '/api/machines/:mac', access: 'operator', handle: machineDetail },
   { method: 'PUT', path: '/api/machines/:mac', access: 'operator', handle: async (r) => changeMachine(r, r.params.mac, await readJson(r.req), false) },
   { method: 'DELETE', path: '/api/machines/:mac', access: 'operator', handle: removeMachine },
   { method: '*', path: '/api/machines/:mac', access: 'operator', handle: refuse(405, 'use GET, PUT or DELETE on /api/machines/<mac>') },
-  { method: 'GET', path: '/api/machines/:mac/action', access: 'public', handle: ({ app, res, params }) => serveAction(app, res, params.mac) },
+  { method: 'GET', path: '/api/machines/:mac/action', access: 'public', handle: ({ app, res, params, principal }) => serveAction(app, res, params.mac, principal) },
   { method: 'PUT', path: '/api/machines/:mac/action', access: 'operator', handle: setAction },
   { method: 'DELETE', path: '/api/machines/:mac/action', access: 'operator', handle: deleteAction },
   { method: '*', path: '/api/machines/:mac/action', access: 'operator', handle: refuse(405, 'use GET, PUT or DELETE') },
   {
-    method: 'GET', path: '/api/machines/:mac/runs', access: 'public',
+    method: 'GET', path: '/api/machines/:mac/runs', access: 'operator',
     handle: ({ app, res, url, params: { mac } }) => sendJson(res, 200, { runs: app.machines.recorder.runs(mac, Math.min(optionalSize(url.searchParams.get('limit'), 'limit') ?? 50, 1000)) }),
   },
-  { method: 'GET', path: '/api/machines/:mac/log', access: 'public', handle: machineLog },
+  { method: 'GET', path: '/api/machines/:mac/log', access: 'operator', handle: machineLog },
+  {
+    // for machines booted without iPXE (booty.token= on a hand-written command line) and tests
+    method: 'GET', path: '/api/machines/:mac/credential', access: 'operator',
+    handle: ({ app, res, params: { mac } }) => sendJson(res, 200, { mac, credential: app.trust.credentialFor(mac), cmdline: `booty.token=${app.trust.credentialFor(mac)}` }),
+  },
   // after every /api/machines/<mac>/... route (events.ts included): a bad MAC is still a 400
   { method: '*', path: '/api/machines/:mac/*', access: 'public', handle: (r) => { throw notFound(r, 'API route'); } },
   { method: 'POST', path: '/api/reload', access: 'operator', handle: reload },

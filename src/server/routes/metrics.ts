@@ -1,5 +1,6 @@
 // GET /metrics: Prometheus text format. Run figures come from the database (they survive a
-// restart), transfer and request counters from this process. Public, as scrapers expect.
+// restart), transfer and request counters from this process. Public by default, as scrapers
+// expect (it names no machine); --metrics operator asks for an operator token.
 
 import { sendText } from '../http/respond.ts';
 import { histogramSamples, renderMetrics } from '../metrics.ts';
@@ -39,5 +40,5 @@ function metricsText({ machines, counters, hub }: AppContext): string {
 }
 
 export const metricsRoutes: AppRoute[] = [
-  { method: 'GET', path: '/metrics', access: 'public', handle: ({ app, res }) => sendText(res, metricsText(app), 'text/plain; version=0.0.4; charset=utf-8') },
+  { method: 'GET', path: '/metrics', access: 'metrics', handle: ({ app, res }) => sendText(res, metricsText(app), 'text/plain; version=0.0.4; charset=utf-8') },
 ];

@@ -4,7 +4,9 @@
 //   POST /image, /images                              BOOTy's multipart capture (field BootyImage)
 //   POST /api/uploads, GET|DELETE /api/uploads/<id>, PUT /api/uploads/<id>/parts/<n>,
 //   POST /api/uploads/<id>/commit                     resumable upload in parts (booty capture)
-// Agent level: a capturing agent uploads (and the operator, with the operator token).
+// Agent level: an operator, or the agent of a machine whose capture action names the image (its
+// credential uploads to that name and no other); an upload session belongs to the machine that
+// started it. The multipart form and a new session name their image in the body: checked there.
 
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -14,6 +16,7 @@ import { note, remoteOf, sendJson } from '../http/respond.ts';
 import { MultipartReader, boundaryOf } from '../multipart.ts';
 import { isUploadId, normalizeMac, storedNameForBootyUpload } from '../names.ts';
 import { isSessionId } from '../upload-sessions.ts';
+import { refuseOtherMachine } from '../http/access.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 
 async function counted<T extends { size: number }>(app: AppContext, fn: () => Promise<T>): Promise<T> {
@@ -31,8 +34,32 @@ function macHeader(req: IncomingMessage): string | undefined {
   return typeof h === 'string' ? normalizeMac(h.trim()) : undefined;
 }
 
-/** The machine an upload comes from: its X-Booty-Mac, else the one machine whose capture action targets this name. */
-function captureMachine(app: AppContext, req: IncomingMessage, name: string): string | undefined {
+/** Does `mac`'s action (its own, else default.json) capture into image `name`? */
+function capturesInto(app: AppContext, mac: string, name: string): boolean {
+  const refs = app.machines.actions.referencesTo(name, ['capture']);
+  return refs.includes(mac) || (refs.includes('default.json') && app.machines.actions.record(mac)?.action === undefined);
+}
+
+/**
+ * The machine an agent's upload of `name` speaks for: its own, when its capture action names
+ * `name`; otherwise a 403 naming the image (the router's agentMac, or the handler's check once
+ * the body named the image).
+ */
+function uploadingMachine(r: AppRequest, name: string): string | undefined {
+  const p = r.principal;
+  if (p.kind !== 'agent') return undefined;
+  if (!capturesInto(r.app, p.mac, name)) {
+    throw new HttpError(403, `this credential is for ${p.mac}, whose action does not capture into "${name}"; an agent uploads only the image its capture action names`);
+  }
+  const claimed = macHeader(r.req);
+  refuseOtherMachine(p, claimed ?? p.mac);
+  return p.mac;
+}
+
+/** The machine an upload comes from: the agent's, its X-Booty-Mac, else the one machine whose capture action targets this name. */
+function captureMachine(r: AppRequest, name: string): string | undefined {
+  const { app, req, principal } = r;
+  if (principal.kind === 'agent') return principal.mac;
   const fromHeader = macHeader(req);
   if (fromHeader !== undefined) return fromHeader;
   const refs = app.machines.actions.referencesTo(name, ['capture']).filter((m) => m !== 'default.json');
@@ -45,8 +72,25 @@ function refuseOversize(app: AppContext, req: IncomingMessage): void {
   if (len > app.images.maxUploadBytes) throw new HttpError(413, `upload of ${len} bytes is larger than the server's limit of ${app.images.maxUploadBytes} bytes`);
 }
 
-async function refuseExisting(app: AppContext, name: string, overwrite: boolean): Promise<void> {
+async function refuseExisting(app: AppContext, name: string, overwrite: boolean, force: boolean): Promise<void> {
   if (!overwrite && await app.images.exists(name)) throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
+  if (overwrite) refuseInUse(app, name, force);
+}
+
+/**
+ * An image a deploy action names is immutable: replacing it would change what those machines
+ * install halfway through a rollout (and their sha256 would no longer match). `force` (the
+ * operator's ?force=1) overrides; a machine capturing into its own target is not a use.
+ */
+function refuseInUse(app: AppContext, name: string, force: boolean): void {
+  if (force) return;
+  const users = app.machines.actions.referencesTo(name, ['deploy']);
+  if (users.length > 0) throw new HttpError(409, `image "${name}" is deployed by the action of ${users.join(', ')}; upload under a new name and change those actions, or add ?force=1 to replace it anyway`);
+}
+
+/** ?force=1 overrides the in-use check for operators only: an agent never replaces what others deploy. */
+function forced(r: AppRequest, bodyForce?: unknown): boolean {
+  return r.principal.kind === 'operator' && (flag(r.url, 'force') || bodyForce === true);
 }
 
 /** A new image is in place: index it if it is gzip, tell the dashboards. */
@@ -74,7 +118,7 @@ async function putImage(r: AppRequest): Promise<void> {
   const headerSha = sha256Param(req.headers['x-booty-sha256'], 'header X-Booty-Sha256');
   const uncompressedSize = optionalSize(req.headers['x-image-size'] as string | undefined, 'header X-Image-Size');
   refuseOversize(app, req);
-  await refuseExisting(app, name, overwrite);
+  await refuseExisting(app, name, overwrite, forced(r));
   const received = await counted(app, () => app.images.receive(name, uploadId ?? randomBytes(8).toString('hex'), req as AsyncIterable<Buffer>));
   note(res, 'received', received.size);
   if (uploadId !== null) {
@@ -85,7 +129,7 @@ async function putImage(r: AppRequest): Promise<void> {
   // the sha256 may come as a header or, for a chunked body, as a trailer
   const trailerSha = sha256Param(req.trailers['x-booty-sha256'], 'trailer X-Booty-Sha256');
   stored(r, 201, await app.images.commit(name, received, {
-    expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: captureMachine(app, req, name),
+    expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: captureMachine(r, name),
   }));
 }
 
@@ -99,11 +143,12 @@ async function commitImage(r: AppRequest): Promise<void> {
   const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
   if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
+  if (flag(url, 'overwrite')) refuseInUse(app, name, forced(r));
   const pending = await app.images.pending(name, id);
   if (pending === undefined) throw new HttpError(404, `no upload "${id}" of "${name}" to commit (never received, failed, or already committed)`);
   stored(r, 200, await app.images.commit(name, pending, {
     expectSha256: sha, expectSize: body.size, overwrite: flag(url, 'overwrite'), uncompressedSize, via: 'commit', remote: remoteOf(req),
-    machine: captureMachine(app, req, name),
+    machine: captureMachine(r, name),
   }));
 }
 
@@ -118,15 +163,17 @@ async function multipartUpload(r: AppRequest): Promise<void> {
   for (let part = await reader.nextPart(); part !== null; part = await reader.nextPart()) {
     if (part.name !== 'BootyImage' || part.filename === undefined) continue; // drained by nextPart()
     const name = checkedImageName(storedNameForBootyUpload(part.filename));
-    await refuseExisting(app, name, overwrite);
+    const fromName = normalizeMac(part.filename.replace(/\.(img|zmg)$/i, ''));
+    // BOOTy names the file after the machine: an agent uploads its own
+    refuseOtherMachine(r.principal, fromName);
+    await refuseExisting(app, name, overwrite, forced(r));
     const received = await counted(app, () => app.images.receive(name, randomBytes(8).toString('hex'), part.body));
     try {
       // the closing boundary must arrive too: only a complete form is a complete upload
       while (await reader.nextPart() !== null) { /* drain the rest */ }
     } catch (e) { await app.images.discard(received); throw e; }
     note(res, 'received', received.size);
-    const fromName = normalizeMac(part.filename.replace(/\.(img|zmg)$/i, ''));
-    stored(r, 200, await app.images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? captureMachine(app, req, name) }));
+    stored(r, 200, await app.images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? captureMachine(r, name) }));
     return;
   }
   throw new HttpError(400, 'no file in form field "BootyImage"');
@@ -134,15 +181,18 @@ async function multipartUpload(r: AppRequest): Promise<void> {
 
 // ---- resumable uploads (parts) --------------------------------------------------------------
 
-async function createSession({ app, req, res }: AppRequest): Promise<void> {
+async function createSession(r: AppRequest): Promise<void> {
+  const { app, req, res } = r;
   const body = await readJson(req, 4096) as Record<string, unknown>;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"name": "...", "overwrite": false}');
   if (typeof body.name !== 'string') throw new HttpError(400, 'field "name" (the image name) is required');
   const name = checkedImageName(body.name);
+  uploadingMachine(r, name);
   if (body.overwrite !== undefined && typeof body.overwrite !== 'boolean') throw new HttpError(400, 'field "overwrite" must be true or false');
+  if (body.overwrite === true) refuseInUse(app, name, forced(r, body.force));
   const size = body.size === undefined ? undefined : optionalSize(String(body.size), 'field "size"');
   const partSize = body.partSize === undefined ? undefined : optionalSize(String(body.partSize), 'field "partSize"');
-  const { session } = await app.uploads.create({ name, overwrite: body.overwrite === true, size, partSize, machine: captureMachine(app, req, name), remote: remoteOf(req) });
+  const { session } = await app.uploads.create({ name, overwrite: body.overwrite === true, size, partSize, machine: captureMachine(r, name), remote: remoteOf(req) });
   note(res, 'upload', session.id); note(res, 'name', name);
   sendJson(res, 201, { id: session.id, name, partSize: session.partSize, parts: [] });
 }
@@ -191,29 +241,43 @@ async function commitSession(r: AppRequest): Promise<void> {
   const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
   if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
+  // checked again at the end: an action may have started deploying the name since the upload began
+  const session = (await app.uploads.get(id))?.session;
+  if (session?.overwrite === true) refuseInUse(app, session.name, forced(r, body.force));
   stored(r, 200, await app.uploads.commit(id, {
     size: body.size as number, sha256: sha, parts: body.parts as number, uncompressedSize, via: 'parts', remote: remoteOf(req),
-    machine: macHeader(req),
+    machine: r.principal.kind === 'agent' ? r.principal.mac : macHeader(req),
   }));
 }
 
-const agent = { access: 'agent', agentMac: (r: AppRequest) => macHeader(r.req) } as const;
+/** The machine that started upload session `id`: only its agent goes on with it. */
+async function sessionMachine(r: AppRequest, id: string | undefined): Promise<string | undefined> {
+  const u = id === undefined || !isSessionId(id) ? undefined : await r.app.uploads.get(id);
+  if (u === undefined) throw new HttpError(404, `no upload ${JSON.stringify((id ?? '').slice(0, 40))}`);
+  return u.session.machine;
+}
+
+const byName = { access: 'agent', agentMac: (r: AppRequest) => uploadingMachine(r, r.params.name) } as const;
+const inBody = { access: 'agent', agentMac: 'body' } as const;
+const bySession = { access: 'agent', agentMac: (r: AppRequest) => sessionMachine(r, r.params.id) } as const;
+/** answers 404/405 and does nothing else */
+const refusal = { access: 'public' } as const;
 
 export const uploadRoutes: AppRoute[] = [
-  { method: 'PUT', path: '/images/:name', ...agent, handle: putImage },
-  { method: 'POST', path: '/images/:name', query: 'commit', ...agent, handle: commitImage },
+  { method: 'PUT', path: '/images/:name', ...byName, handle: putImage },
+  { method: 'POST', path: '/images/:name', query: 'commit', ...byName, handle: commitImage },
   { method: '*', path: '/images/:name', access: 'public', handle: () => { throw new HttpError(405, 'use GET, HEAD or PUT on /images/<name> (POST only with ?commit=<id>)'); } },
-  ...['/image', '/image/', '/images', '/images/'].map((path): AppRoute => ({ method: 'POST', path, ...agent, handle: multipartUpload })),
+  ...['/image', '/image/', '/images', '/images/'].map((path): AppRoute => ({ method: 'POST', path, ...inBody, handle: multipartUpload })),
 
-  { method: 'POST', path: '/api/uploads', ...agent, handle: createSession },
-  { method: '*', path: '/api/uploads', ...agent, handle: () => { throw new HttpError(405, 'use POST on /api/uploads to start an upload'); } },
-  { method: 'GET', path: '/api/uploads/:id', ...agent, handle: sessionState },
-  { method: 'DELETE', path: '/api/uploads/:id', ...agent, handle: abortSession },
-  { method: '*', path: '/api/uploads/:id', ...agent, handle: (r) => { sessionId(r, r.params.id); throw new HttpError(405, 'use GET or DELETE on /api/uploads/<id>'); } },
-  { method: 'PUT', path: '/api/uploads/:id/parts/:n', ...agent, handle: putPart },
-  { method: 'POST', path: '/api/uploads/:id/commit', ...agent, handle: commitSession },
+  { method: 'POST', path: '/api/uploads', ...inBody, handle: createSession },
+  { method: '*', path: '/api/uploads', ...refusal, handle: () => { throw new HttpError(405, 'use POST on /api/uploads to start an upload'); } },
+  { method: 'GET', path: '/api/uploads/:id', ...bySession, handle: sessionState },
+  { method: 'DELETE', path: '/api/uploads/:id', ...bySession, handle: abortSession },
+  { method: '*', path: '/api/uploads/:id', ...refusal, handle: (r) => { sessionId(r, r.params.id); throw new HttpError(405, 'use GET or DELETE on /api/uploads/<id>'); } },
+  { method: 'PUT', path: '/api/uploads/:id/parts/:n', ...bySession, handle: putPart },
+  { method: 'POST', path: '/api/uploads/:id/commit', ...bySession, handle: commitSession },
   {
-    method: '*', path: '/api/uploads/*', ...agent,
+    method: '*', path: '/api/uploads/*', ...refusal,
     handle: (r) => { sessionId(r, r.rest[0]); throw new HttpError(404, `no upload route ${r.req.method ?? 'GET'} /api/uploads/${r.rest.join('/')}`); },
   },
 ];
