@@ -78,7 +78,7 @@ export class DiskReader extends Readable {
   constructor(src: ReadTarget, opts: { blockSize?: number; onBytes?: (n: number) => void } = {}) {
     const blockSize = opts.blockSize ?? READ_BLOCK;
     // one block read ahead: the compressor's frames in flight are the rest of the pipeline's
-    // buffer (two blocks ahead measured ~10 MiB more peak RSS and no more speed)
+    // buffer (two blocks ahead cost more peak RSS for no more speed: README, Performance)
     super({ highWaterMark: blockSize });
     this.src = src;
     this.blockSize = blockSize;

@@ -1,7 +1,7 @@
 // booty's HTTP client: undici's Agent, request() and TLS connector, taken from undici's own
 // modules rather than its index. The index loads all of undici at import (fetch, WebSocket,
-// EventSource, mock, proxy and retry agents, cache stores): measured 7 MiB more peak RSS in
-// every deploy, capture and agent, and more code to compile at boot, for nothing booty calls.
+// EventSource, mock, proxy and retry agents, cache stores): more peak RSS in every deploy,
+// capture and agent (README, Performance, has the figure), and more code to compile at boot, for nothing booty calls.
 // undici is pinned (package-lock.json); test/unit/net-undici.test.ts checks that these modules
 // still export what is used here. Everything else imports HTTP from this module, never 'undici'.
 import type * as Undici from 'undici';

@@ -1,6 +1,6 @@
 // The worker side of native-codec-lib.ts: a codec worker loads the library the main thread
 // checked (libdeflate, ISA-L) itself, through koffi, on first use. Loading on first use matters:
-// koffi costs a worker ~1.6 MiB, which a worker that never needs the library never pays. This
+// koffi costs a worker memory (README, Performance), which a worker that never needs the library never pays. This
 // module is imported by worker entries, so it imports nothing that needs import.meta or a
 // node_modules beside it (worker-start.ts): koffi is required by the path the main thread
 // resolved.

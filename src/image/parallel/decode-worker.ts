@@ -106,7 +106,7 @@ export class DecodeWorker extends Transform {
     this.worker = startWorker(new URL('./decode-worker-entry.ts', import.meta.url), {
       name: 'booty-decode', workerData,
       // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
-      // process's RSS) small; V8's default would let it grow by tens of MiB
+      // process's RSS) small; V8's default would let it grow much larger
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
     });
     this.worker.on('message', (m: DecodeReply) => this.onMessage(m));
