@@ -10,20 +10,19 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
 import { runBooty } from '../helpers/booty-cli.ts';
+import { startStaticOrigin, type StaticOrigin } from '../helpers/static-origin.ts';
 
 const MiB = 1 << 20;
 const skip = process.getuid?.() !== 0 ? 'needs root (host tools installed by scripts/host-deps.sh)' : false;
 
 let dir: string;
 let server: BootyServerProcess;
-let origin: http.Server;
+let origin: StaticOrigin;
 let originUrl: string;
 /** the disk image every format wraps: 6 MiB, an MBR signature, random and text parts */
 let raw: Buffer;
@@ -112,15 +111,8 @@ before(async () => {
   fs.mkdirSync(path.join(dataDir, 'images'), { recursive: true });
   for (const c of [...cases, ...wrapped]) fs.copyFileSync(path.join(dir, c.file), path.join(dataDir, 'images', c.file));
   server = await startBootyServer({ dataDir });
-  // a plain origin, as nginx serves files: no checksum header, application/octet-stream
-  origin = http.createServer((req, res) => {
-    const f = path.join(dir, path.basename(decodeURIComponent(req.url ?? '/')));
-    if (!fs.existsSync(f)) { res.writeHead(404).end(); return; }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': fs.statSync(f).size });
-    fs.createReadStream(f).pipe(res);
-  });
-  await new Promise<void>((ok) => origin.listen(0, '127.0.0.1', ok));
-  originUrl = `http://127.0.0.1:${(origin.address() as net.AddressInfo).port}`;
+  origin = await startStaticOrigin(dir);
+  originUrl = origin.url;
 });
 
 after(async () => {

@@ -10,13 +10,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { deploy } from '../../src/image/deploy.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import { runBooty } from '../helpers/booty-cli.ts';
+import { startStaticOrigin, type StaticOrigin } from '../helpers/static-origin.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (xz, bzip2 and lbzip2 installed by scripts/host-deps.sh)' : false;
@@ -24,7 +23,7 @@ const MiB = 1 << 20;
 const DISK = 40 * MiB;
 
 let dir: string;
-let origin: http.Server;
+let origin: StaticOrigin;
 let originUrl: string;
 let raw: Buffer;
 let garbage: Buffer;
@@ -61,20 +60,8 @@ before(async () => {
     sh(i.make);
     assert.ok(sh(i.judge).equals(raw), `${i.judge} gives the image back`);
   }
-  origin = http.createServer((req, res) => {
-    const f = path.join(dir, path.basename(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (!fs.existsSync(f)) { res.writeHead(404).end(); return; }
-    const size = fs.statSync(f).size;
-    const m = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
-    const start = m === null ? 0 : Number(m[1]);
-    const etag = `"${fs.statSync(f).mtimeMs}-${size}"`;
-    const headers = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', etag };
-    if (m !== null) res.writeHead(206, { ...headers, 'content-length': size - start, 'content-range': `bytes ${start}-${size - 1}/${size}` });
-    else res.writeHead(200, { ...headers, 'content-length': size });
-    fs.createReadStream(f, { start }).pipe(res);
-  });
-  await new Promise<void>((ok) => origin.listen(0, '127.0.0.1', ok));
-  originUrl = `http://127.0.0.1:${(origin.address() as net.AddressInfo).port}`;
+  origin = await startStaticOrigin(dir);
+  originUrl = origin.url;
 });
 
 after(async () => {

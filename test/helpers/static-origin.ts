@@ -1,0 +1,25 @@
+// A plain static origin, as nginx serves files: application/octet-stream, Content-Length, a weak
+// validator as ETag, `Range: bytes=N-` answered with 206; no checksum headers (booty server's
+// X-Image-Sha256 and friends are exactly what such an origin does not send). On 127.0.0.1.
+import fs from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import path from 'node:path';
+
+export interface StaticOrigin { url: string; close(): void }
+
+export async function startStaticOrigin(dir: string): Promise<StaticOrigin> {
+  const server = http.createServer((req, res) => {
+    const f = path.join(dir, path.basename(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
+    if (!fs.existsSync(f) || !fs.statSync(f).isFile()) { res.writeHead(404).end(); return; }
+    const st = fs.statSync(f);
+    const m = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
+    const start = m === null ? 0 : Number(m[1]);
+    const headers = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', etag: `"${st.mtimeMs.toString(16)}-${st.size.toString(16)}"` };
+    if (m !== null) res.writeHead(206, { ...headers, 'content-length': st.size - start, 'content-range': `bytes ${start}-${st.size - 1}/${st.size}` });
+    else res.writeHead(200, { ...headers, 'content-length': st.size });
+    fs.createReadStream(f, { start }).pipe(res);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, close: () => server.close() };
+}
