@@ -108,9 +108,6 @@ export interface DeployResult {
   zeroSegments?: number;
   /** of those, inflated by libdeflate (the rest by node:zlib) */
   libdeflateSegments?: number;
-  /** whose sha256 the image matched: the operator's (`sha256`), the server's X-Image-Sha256, or
-   *  none (then only the gzip CRC-32 / zstd checksum, if any, checked the bytes) */
-  checksum: 'expected' | 'server' | 'none';
   /** said when nothing verified the bytes written (a raw image without a checksum) */
   unverified?: string;
   /** frames decoded in parallel, and whether the image's frame index was checked */
@@ -353,7 +350,6 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
-      checksum: expectedSha !== undefined ? 'expected' : res.sha256 !== undefined ? 'server' : 'none',
       ...(unverified !== undefined ? { unverified } : {}),
       workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : 0,
       decodedOn: decodeThread,
