@@ -10,7 +10,7 @@ import type { MachineDetail, MachineSummary } from '../server/machines/machine-s
 const HELP = `usage: booty machines <command> [options]
 
 commands:
-  list [--json]            every machine: phase, progress, action, last seen
+  list [--json]            every machine: phase, progress, action, last seen, hardware (its inventory)
   show MAC                 one machine: settings, last state, recent log
   add MAC [settings]       create a machine (refused if it exists)
   set MAC [settings]       change a machine (created if missing); action flags are merged
@@ -151,6 +151,19 @@ export function merged(current: Json | undefined, change: Json): Json {
   return out;
 }
 
+/** "QEMU Standard PC, serial S1, 2 CPUs, 1.0 GiB, disks: nvme0n1 nvme 64 MiB, ..." or "-". */
+function hardwareText(h: MachineSummary['hardware']): string {
+  if (h === undefined) return '-';
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  return [
+    [h.vendor, h.product].filter((x) => x !== undefined).join(' ') || 'unknown system',
+    ...(h.serial === undefined ? [] : [`serial ${h.serial}`]),
+    `${h.firmware}${h.secureBoot === true ? ' secure boot' : ''}`,
+    `${h.cpus} CPU${h.cpus === 1 ? '' : 's'}`, `${gib(h.memoryBytes)} RAM`,
+    `disks: ${h.disks.join(', ') || 'none'}`,
+  ].join(', ');
+}
+
 export async function run(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -187,10 +200,10 @@ export async function run(argv: string[]): Promise<number> {
         const { json } = await api(server, token, 'GET', '/api/machines');
         const ms = json.machines as MachineSummary[];
         if (v.json === true) { process.stdout.write(JSON.stringify(ms, null, 2) + '\n'); return 0; }
-        const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN']];
+        const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN', 'HARDWARE']];
         for (const m of ms) {
           const next = m.actionError !== undefined ? 'INVALID ACTION' : (m.next ?? '-') + (m.persistent ? ' (persistent)' : '');
-          rows.push([m.mac, m.name ?? '', m.phase ?? '-', progressText(m), next, m.lastSeen ?? 'never']);
+          rows.push([m.mac, m.name ?? '', m.phase ?? '-', progressText(m), next, m.lastSeen ?? 'never', hardwareText(m.hardware)]);
         }
         process.stdout.write(table(rows));
         return 0;
