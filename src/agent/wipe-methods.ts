@@ -99,10 +99,14 @@ async function nvmeFormat(disk: string, req: WipeRequest): Promise<string> {
       ctrl = parseIdentifyController(await identifyController(fd));
       ns = parseIdentifyNamespace(await identifyNamespace(fd, nsid));
     } catch (e) { throw new Unavailable(`NVMe Identify failed on ${disk}: ${(e as Error).message}`); }
-    req.log.info(`${disk}: NVMe "${ctrl.model}" serial ${ctrl.serial}, namespace ${nsid} of ${ctrl.namespaces}, LBA format ${ns.lbaf} (${ns.blockSize}-byte blocks); format ${ctrl.formatSupported ? 'supported' : 'NOT supported'}, crypto erase ${ctrl.cryptoEraseSupported ? 'supported' : 'not supported'}, sanitize ${ctrl.sanitize.crypto || ctrl.sanitize.block || ctrl.sanitize.overwrite ? 'supported' : 'not supported'}`);
+    // namespaces of this controller the kernel sees (NN in Identify is the most it supports)
+    const ctrlName = /^(nvme\d+)n\d+$/.exec(name)![1];
+    let siblings = 1;
+    try { siblings = fs.readdirSync(path.join(req.sysRoot ?? '/sys', 'class', 'block')).filter((n) => new RegExp(`^${ctrlName}n\\d+$`).test(n)).length; } catch { /* keep 1 */ }
+    req.log.info(`${disk}: NVMe "${ctrl.model}" serial ${ctrl.serial}, namespace ${nsid} (${siblings} active on this controller), LBA format ${ns.lbaf} (${ns.blockSize}-byte blocks); format ${ctrl.formatSupported ? 'supported' : 'NOT supported'}, crypto erase ${ctrl.cryptoEraseSupported ? 'supported' : 'not supported'}, sanitize ${ctrl.sanitize.crypto || ctrl.sanitize.block || ctrl.sanitize.overwrite ? 'supported' : 'not supported'}`);
     if (!ctrl.formatSupported) throw new Unavailable(`${disk}: the controller does not support Format NVM (Identify Controller OACS bit 1 is 0)`);
-    if ((ctrl.formatAllNamespaces || ctrl.eraseAllNamespaces) && ctrl.namespaces > 1) {
-      throw new Unavailable(`${disk}: a secure erase on this controller applies to all ${ctrl.namespaces} namespaces (FNA), not just this one`);
+    if ((ctrl.formatAllNamespaces || ctrl.eraseAllNamespaces) && siblings > 1) {
+      throw new Unavailable(`${disk}: a secure erase on this controller applies to all its ${siblings} namespaces (Identify Controller FNA), not just this one`);
     }
     req.log.info(`${disk}: Format NVM with Secure Erase Settings 1 (user data erase), keeping LBA format ${ns.lbaf}`);
     const started = performance.now();

@@ -16,7 +16,7 @@ import type { Logger } from '../../src/util/log.ts';
 
 const MiB = 1 << 20;
 const lines: string[] = [];
-const log: Logger = { debug: (m) => lines.push(m), info: (m) => lines.push(m), warn: (m) => lines.push(m), error: (m) => lines.push(m) } as Logger;
+const log = { debug: (m: string) => { lines.push(m); }, info: (m: string) => { lines.push(m); }, warn: (m: string) => { lines.push(m); }, error: (m: string) => { lines.push(m); } } as unknown as Logger;
 
 const dirs: string[] = [];
 process.on('exit', () => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
