@@ -197,8 +197,9 @@ export class ActionSource {
 
   async #syncDefault(): Promise<void> {
     const sig = await sigOf(this.defaultFile);
-    if (sig === this.#default.sig) return;
+    // a removed file clears the default also after reload() forgot the signature
     if (sig === undefined) { this.#default = {}; return; }
+    if (sig === this.#default.sig) return;
     const text = await readFile(this.defaultFile, 'utf8').catch(() => undefined);
     if (text === undefined) { this.#default = {}; return; }
     try { this.#default = { sig, action: parseAction(text) }; } catch (e) {
