@@ -82,6 +82,9 @@ describe('booty server: inventory and the default action', () => {
     assert.equal(m.next, 'inspect (report the hardware, wait for an operator)');
     const cli = execFileSync(resolve(import.meta.dirname, '..', '..', 'bin', 'booty'), ['machines', 'list', '--server', srv.url], { encoding: 'utf8' });
     assert.match(cli, /HARDWARE/);
+    // the operator's answer, from the CLI: a secure wipe of the disk the inventory calls nvme
+    const set = execFileSync(resolve(import.meta.dirname, '..', '..', 'bin', 'booty'), ['machines', 'set', mac, '--server', srv.url, '--wipe-method', 'secure', '--wipe-fallback', 'zero', '--disk-transport', 'nvme'], { encoding: 'utf8' });
+    assert.equal(set, `${mac}: next boot: wipe (disk with transport="nvme") (secure, fallback zero)\n`);
     assert.match(cli, new RegExp(`${mac} .*inspect \\(report the hardware, wait for an operator\\).*BootyLabs Inventory Rig, serial INV-SER-0042, uefi secure boot, 4 CPUs, 8\\.0 GiB RAM, disks: nvme0n1 nvme 64\\.0 GiB, sda sata 1024\\.0 GiB 4Kn`));
   });
 
