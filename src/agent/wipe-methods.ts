@@ -180,7 +180,7 @@ export async function runWipeMethod(req: WipeRequest): Promise<WipeOutcome> {
       throw new BootyError({
         stage: 'preflight', code: 'wipe-method-unavailable', diskState: 'untouched',
         message: `wipe method "${req.method}" cannot run: ${e.message}`,
-        hint: 'nothing was written; set "fallback": "zero" in the action to zero the whole disk instead, or choose another method',
+        hint: 'set "fallback": "zero" in the action to zero the whole disk instead, or choose another method',
       });
     }
     req.log.warn(`wipe method "${req.method}" cannot run (${e.message}); falling back to zero as the action allows`);

@@ -109,7 +109,7 @@ const invalid: [string, unknown, string, string][] = [
   ['combined form with broken booty part', { action: 'writeImage', booty: { action: 'deploy', image: 'ftp://x' } }, 'booty.image', 'http'],
   ['combined form with booty not an object', { action: 'writeImage', booty: 'deploy' }, 'booty', 'object'],
   ['overlong URL', { action: 'deploy', image: 'http://h/' + 'a'.repeat(5000) }, 'image', 'too long'],
-  ['unknown disk hint', { action: 'deploy', image: 'http://h/a', diskHints: { serail: 'X' } }, 'diskHints.serail', 'not a known field (known fields: name, minSize, maxSize, serial, model, vendor, wwn, rotational, hctl, byPath)'],
+  ['unknown disk hint', { action: 'deploy', image: 'http://h/a', diskHints: { serail: 'X' } }, 'diskHints.serail', 'not a known field (known fields: name, minSize, maxSize, serial, model, vendor, wwn, rotational, hctl, byPath, transport)'],
   ['Ironic spelling of a hint', { action: 'wipe', diskHints: { by_path: 'pci-0000:00:1f.2-ata-1' } }, 'diskHints.by_path', 'not a known field'],
   ['empty disk hints', { action: 'wipe', diskHints: {} }, 'diskHints', 'at least one disk hint'],
   ['disk hints not an object', { action: 'wipe', diskHints: 'sda' }, 'diskHints', 'at least one disk hint'],
@@ -167,7 +167,7 @@ describe('disk hints in listings and on the wire', () => {
   it('summarizes the hints where a disk would be', () => {
     assert.equal(summarizeAction(parseAction({ action: 'deploy', image: 'http://h/a', diskHints: { serial: 'S4X', minSize: '100G' } })),
       'deploy http://h/a -> (disk with minSize=100.0 GiB (107374182400 bytes), serial="S4X")');
-    assert.equal(summarizeAction(parseAction({ action: 'wipe', diskHints: { rotational: false } })), 'wipe (disk with rotational=false)');
+    assert.equal(summarizeAction(parseAction({ action: 'wipe', diskHints: { rotational: false } })), 'wipe (disk with rotational=false) (quick)');
     assert.equal(summarizeAction(parseAction({ action: 'capture', upload: 'http://h/u' })), 'capture (first disk) -> http://h/u (gzip)');
   });
   it('an unmodified BOOTy agent gets no destinationDevice (it picks its own); booty gets the hints', () => {

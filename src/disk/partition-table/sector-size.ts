@@ -42,7 +42,7 @@ export function sectorSizeProblem(head: Buffer, diskSectorSize: number, disk: st
     stage: 'preflight', code: 'sector-size-mismatch', diskState: 'untouched',
     message: `the image does not fit this disk's sector size: ${made} (${t.why}), but ${diskWords}; every partition offset would be read in ${diskSectorSize}-byte units, so the partitions would be wrong`,
     hint: diskSectorSize === 4096
-      ? 'nothing was written; use an image built for 4096-byte sectors (e.g. sfdisk --sector-size 4096 on the image, or make it on a losetup --sector-size 4096 device), or deploy to a disk with 512-byte sectors'
-      : `nothing was written; use an image built for ${diskSectorSize}-byte sectors, or deploy to a disk with ${t.sectorSize ?? 4096}-byte sectors`,
+      ? 'use an image built for 4096-byte sectors (e.g. sfdisk --sector-size 4096 on the image, or make it on a losetup --sector-size 4096 device), or deploy to a disk with 512-byte sectors'
+      : `use an image built for ${diskSectorSize}-byte sectors, or deploy to a disk with ${t.sectorSize ?? 4096}-byte sectors`,
   });
 }
