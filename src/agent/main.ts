@@ -176,7 +176,9 @@ class Agent {
     this.action = fetched.action;
     if (this.action.action === 'inspect') {
       await inventorySent;
-      this.action = await waitForOperator(this.action, async () => (await fetchAction({ ...fetchOpts, caUrls: [] })).action, this.log, () => this.phase('inspecting', 'waiting for an operator'));
+      // one "fetching the action" line per poll would fill the machine's log while it waits for days
+      const quiet = { ...this.log, info: (m: string) => this.log.debug(m) };
+      this.action = await waitForOperator(this.action, async () => (await fetchAction({ ...fetchOpts, log: quiet, caUrls: [] })).action, this.log, () => this.phase('inspecting', 'waiting for an operator'));
     }
 
     // 6

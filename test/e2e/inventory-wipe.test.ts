@@ -7,6 +7,10 @@
 //           NVMe disk (chosen by the transport hint) -> Format NVM, verification reads zeros, the
 //           result says `secure (nvme format ...)`; reboot (-no-reboot ends QEMU)
 //   boot 2: `wipe` method `zero` on the virtio disk chosen by its serial -> verified.
+//   boot 3: `secure` on the SATA disk with `fallback: zero`: no secure erase there, zero runs and
+//           the result names both.
+//   boot 4: `discard` on the virtio-scsi disk: run, read, and reported as not verified (the device
+//           promises no zeros).
 // The disk files are checked from the host too: the wiped ones hold only zeros, the others are
 // untouched. Sized for TCG on a shared 2-core machine: two boots of about a minute or two.
 import { test, before } from 'node:test';
@@ -56,7 +60,7 @@ function randomDisk(name: string, bytes: number): { path: string; sha256: string
 const sha256Of = (p: string) => crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 const allZero = (p: string) => fs.readFileSync(p).every((b) => b === 0);
 
-test('unknown machine -> inspect: inventory exactly as QEMU was told, listed; secure wipe of NVMe (Format NVM) and zero wipe of virtio, both verified', { skip, timeout: 2 * bootMs + 180_000 }, async (t) => {
+test('unknown machine -> inspect: inventory exactly as QEMU was told, listed; secure wipe of NVMe (Format NVM) and zero wipe of virtio, both verified', { skip, timeout: 4 * bootMs + 180_000 }, async (t) => {
   const lab = new QemuNetLab('10.231.41');
   t.after(() => lab.close());
   await lab.startDnsmasq();
@@ -68,14 +72,14 @@ test('unknown machine -> inspect: inventory exactly as QEMU was told, listed; se
   const scsi = randomDisk('scsi.img', 40 * MiB);
   const virt = randomDisk('virt.img', 32 * MiB);
   const virt4k = randomDisk('virt4k.img', 24 * MiB);
-  const drive = (file: string, id: string) => ['-drive', `file=${file},format=raw,if=none,id=${id},cache=writeback`];
+  const drive = (file: string, id: string, extra = '') => ['-drive', `file=${file},format=raw,if=none,id=${id},cache=writeback${extra}`];
   const hardware = [
     '-smbios', `type=1,manufacturer=BootyLabs,product=Inventory Rig,serial=INV-SER-0042,uuid=${uuid}`,
     ...drive(nvme.path, 'd0'), '-device', 'nvme,drive=d0,serial=NVME-INV-1',
     '-device', 'ahci,id=ahci',
     ...drive(sata.path, 'd1'), '-device', 'ide-hd,drive=d1,bus=ahci.0,serial=SATA-INV-2,model=INV SATA DISK,wwn=0x5000c500a1b2c3d4,rotation_rate=7200',
     '-device', 'virtio-scsi-pci,id=scsi0',
-    ...drive(scsi.path, 'd2'), '-device', 'scsi-hd,drive=d2,bus=scsi0.0,serial=SCSI-INV-3,vendor=ACME,product=INV SCSI',
+    ...drive(scsi.path, 'd2', ',discard=unmap'), '-device', 'scsi-hd,drive=d2,bus=scsi0.0,serial=SCSI-INV-3,vendor=ACME,product=INV SCSI',
     ...drive(virt.path, 'd3'), '-device', 'virtio-blk-pci,drive=d3,serial=VIRT-INV-4',
     ...drive(virt4k.path, 'd4'), '-device', 'virtio-blk-pci,drive=d4,serial=VIRT-4KN-5,logical_block_size=4096,physical_block_size=4096',
   ];
@@ -163,6 +167,30 @@ test('unknown machine -> inspect: inventory exactly as QEMU was told, listed; se
   assert.match(String(r2.verification), /64 random 4 KiB blocks read back as zeros/);
   assert.ok(allZero(virt.path), 'the virtio disk file is all zeros');
   for (const d of [sata, scsi, virt4k]) assert.equal(sha256Of(d.path), d.sha256, `${d.path} untouched`);
+
+  // ---- boot 3: secure on the SATA disk: no NVMe, so the action's fallback zero runs, and says so
+  lab.setAction(mac, { action: 'wipe', diskHints: { transport: 'sata' }, method: 'secure', fallback: 'zero', after: 'reboot' });
+  const vm3 = await boot('inventory-wipe-fallback');
+  assert.equal((await vm3.waitExit(bootMs)).code, 0, vm3.tail());
+  const m3 = await lab.waitForMachine(mac, (x) => String((x.result as { method?: string } | undefined)?.method ?? '').startsWith('secure not available'));
+  const r3 = m3.result as Record<string, unknown>;
+  assert.equal(r3.ok, true, JSON.stringify(r3));
+  assert.match(String(r3.method), /^secure not available \(\/dev\/sda is not an NVMe namespace \(ATA Secure Erase and SCSI SANITIZE are not implemented by booty\)\); fallback: zero \(BLKZEROOUT\)$/);
+  assert.equal(r3.verified, true);
+  assert.ok(allZero(sata.path), 'the SATA disk file is all zeros');
+
+  // ---- boot 4: discard on the virtio-scsi disk (QEMU passes UNMAP on as holes): the device
+  // promises nothing about what discarded blocks read, so the reads are reported, not claimed
+  lab.setAction(mac, { action: 'wipe', diskHints: { transport: 'scsi' }, method: 'discard', after: 'reboot' });
+  const vm4 = await boot('inventory-wipe-discard');
+  assert.equal((await vm4.waitExit(bootMs)).code, 0, vm4.tail());
+  const m4 = await lab.waitForMachine(mac, (x) => String((x.result as { method?: string } | undefined)?.method ?? '').startsWith('discard'));
+  const r4 = m4.result as Record<string, unknown>;
+  assert.equal(r4.ok, true, JSON.stringify(r4));
+  assert.equal(r4.method, 'discard (BLKDISCARD)');
+  assert.equal(r4.verified, false);
+  assert.match(String(r4.verification), /^the device does not promise that discarded blocks read as zeros \(queue\/discard_zeroes_data is not 1\): head 1 MiB, tail 1 MiB, 64 random 4 KiB blocks read/);
+  assert.equal(sha256Of(virt4k.path), virt4k.sha256, 'the 4Kn disk was never touched');
   t.diagnostic(`TCG: power-on to inspecting ${inspectSeconds.toFixed(0)} s; action set to QEMU exit (secure wipe) ${wipeSeconds.toFixed(0)} s; boot 2 (zero wipe) ${zeroSeconds.toFixed(0)} s`);
 });
 
