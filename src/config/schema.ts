@@ -294,7 +294,7 @@ const agentEvent = {
         properties: {
           type: {}, time, ok: bool, action: text(64), code: text(128), message: text(16384), diskState: text(64),
           bytes: count, seconds: count, sha256: text(64), resumes: count, restarts: count, warning: text(1024),
-          method: text(128), verification: text(4096), verified: bool,
+          method: text(1024), verification: text(4096), verified: bool,
         },
         required: ['time', 'ok', 'action'], additionalProperties: false,
       },

@@ -12,6 +12,7 @@ import { runWipeMethod } from '../../src/agent/wipe-methods.ts';
 import { VERIFY_RANDOM_BLOCKS, verifyPlan, verifyZero } from '../../src/agent/wipe-verify.ts';
 import { encodePassthru, formatCdw10, parseIdentifyController, parseIdentifyNamespace, PASSTHRU_CMD_SIZE } from '../../src/sys/nvme.ts';
 import { isBootyError } from '../../src/util/errors.ts';
+import { validators } from '../../src/config/schema.ts';
 import type { Logger } from '../../src/util/log.ts';
 
 const MiB = 1 << 20;
@@ -92,6 +93,9 @@ test('secure on something that is not NVMe: refused before writing, or zero name
   const r = await runWipeMethod({ disk: p, method: 'secure', fallback: 'zero', log });
   assert.match(r.method, /^secure not available \(.* is not an NVMe namespace\); fallback: zero \(written zeros\)$/);
   assert.equal(r.verified, true);
+  // the result event carrying it passes the server's schema (a refused batch would lose the result)
+  const event = { type: 'result', time: new Date().toISOString(), ok: true, action: 'wipe', method: `${r.method} (ATA Secure Erase and SCSI SANITIZE are not implemented by booty)`, verification: r.verification, verified: r.verified };
+  assert.equal(validators.agentEvent(event), true, JSON.stringify(validators.agentEvent.errors));
   assert.equal(zeroCount(fs.readFileSync(p)), 4 * MiB);
 });
 
