@@ -94,6 +94,27 @@ export function byPathNames(devPath: string, name: string, classDir: string, nsi
   return names;
 }
 
+/**
+ * How a disk is attached, from its kernel name and resolved sysfs path: NVMe namespaces, libata
+ * (SATA/PATA through AHCI and friends: an ataN segment), USB, MMC, SCSI (SAS HBAs, virtio-scsi,
+ * any sd behind a SCSI host), virtio-blk (vdX under virtioN). undefined when none of these.
+ */
+export function transportOf(realPath: string, name: string): BlockEntry['transport'] {
+  const segs = realPath.split('/');
+  if (/^nvme\d+(c\d+)?n\d+$/.test(name)) return 'nvme';
+  if (segs.some((s) => /^usb\d+$/.test(s))) return 'usb';
+  if (/^mmcblk\d+$/.test(name)) return 'mmc';
+  if (segs.some((s) => /^ata\d+$/.test(s))) return 'sata';
+  if (segs.some((s) => scsiAddress.test(s))) return 'scsi';
+  if (segs.some((s) => /^virtio\d+$/.test(s))) return 'virtio';
+  return undefined;
+}
+
+function blockSize(s: string | undefined): number | undefined {
+  const n = Number(s);
+  return Number.isInteger(n) && n >= 512 ? n : undefined;
+}
+
 /** What disk hints match on, for a whole disk. */
 function identity(dir: string, name: string, classDir: string): Partial<BlockEntry> {
   const dev = path.join(dir, 'device');
@@ -111,6 +132,9 @@ function identity(dir: string, name: string, classDir: string): Partial<BlockEnt
     rotational: rot === '1' ? true : rot === '0' ? false : undefined,
     hctl: hctl !== undefined && scsiAddress.test(hctl) ? hctl : undefined,
     byPath: real === undefined ? [] : byPathNames(real, name, classDir, readTrim(path.join(dir, 'nsid'))),
+    transport: real === undefined ? undefined : transportOf(real, name),
+    logicalBlockSize: blockSize(readTrim(path.join(dir, 'queue', 'logical_block_size'))),
+    physicalBlockSize: blockSize(readTrim(path.join(dir, 'queue', 'physical_block_size'))),
   };
 }
 

@@ -32,6 +32,11 @@ export interface BlockEntry {
   hctl?: string;
   /** the names udev would give it under /dev/disk/by-path (current, then compatibility names) */
   byPath?: string[];
+  /** how it is attached, from its sysfs path (block-snapshot.ts transportOf) */
+  transport?: 'nvme' | 'sata' | 'scsi' | 'virtio' | 'usb' | 'mmc';
+  /** queue/logical_block_size and queue/physical_block_size */
+  logicalBlockSize?: number;
+  physicalBlockSize?: number;
 }
 
 // Block devices that are never an install target: virtual, optical, floppy, eMMC boot areas.

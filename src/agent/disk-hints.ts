@@ -61,6 +61,10 @@ export function hintMismatches(e: BlockEntry, h: DiskHints): string[] {
     if (have.length === 0) out.push(`by-path name unknown (wanted ${want})`);
     else if (!have.includes(want)) out.push(`by-path is ${have.join(' or ')}, not ${want}`);
   }
+  if (h.transport !== undefined) {
+    if (e.transport === undefined) out.push(`transport unknown (wanted ${h.transport})`);
+    else if (e.transport !== h.transport) out.push(`transport is ${e.transport}, not ${h.transport}`);
+  }
   return out;
 }
 
@@ -72,6 +76,7 @@ export function describeDisk(e: BlockEntry): string {
   parts.push(e.serial === undefined ? 'no serial' : `serial ${q(e.serial)}`);
   if (e.wwn !== undefined) parts.push(`wwn ${q(e.wwn)}`);
   if (e.rotational !== undefined) parts.push(e.rotational ? 'rotational' : 'non-rotational');
+  if (e.transport !== undefined) parts.push(e.transport);
   if (e.hctl !== undefined) parts.push(`hctl ${e.hctl}`);
   if (e.byPath !== undefined && e.byPath.length > 0) parts.push(`by-path ${e.byPath[0]}`);
   return `/dev/${e.name}: ${parts.join(', ')}`;

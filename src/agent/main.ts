@@ -29,6 +29,10 @@ import { startReaper } from './reaper.ts';
 import { runAction, type RunState } from './run-action.ts';
 import { runShellOnce, shellForever, shellPath } from './shell.ts';
 import { wipeDisk } from './wipe.ts';
+import { collectInventory, summarizeInventory } from '../inventory/collect.ts';
+import { sendInventory } from '../inventory/send.ts';
+import { mountEfivars } from './efivars.ts';
+import { waitForOperator } from './inspect-wait.ts';
 
 const totalSteps = 7;
 
@@ -165,8 +169,17 @@ class Agent {
     if (this.params.server === undefined) {
       throw new BootyError({ stage: 'config', code: 'no-server', diskState: 'untouched', message: 'no MYURL= or BOOTYURL= on the kernel command line', hint: 'add MYURL=http://SERVER:PORT to the kernel command line (see kernel-cmdline/README.md)' });
     }
-    const fetched = await fetchAction({ server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log, caUrls: this.params.trust.caUrls });
+    // the inventory goes to the server at every boot, beside the action fetch
+    const inventorySent = this.reportInventory();
+    const fetchOpts = { server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log, caUrls: this.params.trust.caUrls };
+    const fetched = await fetchAction(fetchOpts);
     this.action = fetched.action;
+    if (this.action.action === 'inspect') {
+      await inventorySent;
+      // one "fetching the action" line per poll would fill the machine's log while it waits for days
+      const quiet = { ...this.log, info: (m: string) => this.log.debug(m) };
+      this.action = await waitForOperator(this.action, async () => (await fetchAction({ ...fetchOpts, log: quiet, caUrls: [] })).action, this.log, () => this.phase('inspecting', 'waiting for an operator'));
+    }
 
     // 6
     await this.breakHere('run');
@@ -179,12 +192,28 @@ class Agent {
       ...(summary.bytes === undefined ? {} : { bytes: summary.bytes }), ...(summary.sha256 === undefined ? {} : { sha256: summary.sha256 }),
       ...(summary.resumes === undefined ? {} : { resumes: summary.resumes }), ...(summary.restarts === undefined ? {} : { restarts: summary.restarts }),
       ...(summary.warning === undefined ? {} : { warning: summary.warning }),
+      ...(summary.method === undefined ? {} : { method: summary.method }),
+      ...(summary.verification === undefined ? {} : { verification: summary.verification, verified: summary.verified === true }),
     });
     this.log.info(`action ${this.action.action} done`);
     this.phase('done');
 
     // 7
     await this.end(this.action.after, `the action's after=${this.action.after}`);
+  }
+
+  /** Collect the hardware inventory and send it; never throws (logged instead). */
+  private async reportInventory(): Promise<void> {
+    try {
+      const why = mountEfivars();
+      if (why !== undefined) this.log.debug(`inventory: Secure Boot state unknown: ${why}`);
+      const inv = collectInventory();
+      this.log.info(`inventory: ${summarizeInventory(inv)}`);
+      if (this.params.reportBase === undefined || this.net === undefined) return;
+      if (await sendInventory(inv, { server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: this.log })) this.log.info('inventory: sent to the server');
+    } catch (e) {
+      this.log.warn(`inventory: ${(e as Error).message}`);
+    }
   }
 
   private bringUpNetwork(): Promise<NetworkHandle> {

@@ -21,7 +21,7 @@ import type { BootParams } from './boot-params.ts';
 import { chooseDisk } from './disk-choice.ts';
 import type { ModuleLoader } from './modules.ts';
 import { runShellOnce } from './shell.ts';
-import { wipeDisk } from './wipe.ts';
+import { runWipeMethod } from './wipe-methods.ts';
 
 /** What the run did to the disk so far; read by the failure screen. */
 export interface RunState {
@@ -41,7 +41,11 @@ export interface RunContext {
   state: RunState;
 }
 
-export interface RunSummary { bytes?: number; seconds?: number; sha256?: string; resumes?: number; restarts?: number; warning?: string }
+export interface RunSummary {
+  bytes?: number; seconds?: number; sha256?: string; resumes?: number; restarts?: number; warning?: string;
+  /** wipe: the method that actually ran, and what its verification read */
+  method?: string; verification?: string; verified?: boolean;
+}
 
 // Filesystems and device-mapper are not tied to a modalias: load them before growing, where
 // LVM activation and mounting the deployed root need them (not at boot: they would only delay
@@ -140,8 +144,13 @@ async function runWipe(a: WipeAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'writing', `wipe ${disk}`);
   ctx.state.diskState = 'unknown';
   const started = performance.now();
-  const r = await wipeDisk(disk, { log: ctx.log, discardAll: true });
-  return { bytes: r.bytesZeroed, seconds: (performance.now() - started) / 1000 };
+  const r = await runWipeMethod({
+    disk, method: a.method, fallback: a.fallback, log: ctx.log,
+    onProgress: (bytes, total) => ctx.reporter?.event({ type: 'progress', time: new Date().toISOString(), phase: 'writing', bytes, total, rate: bytes / Math.max(0.001, (performance.now() - started) / 1000) }),
+  });
+  phase(ctx, 'verifying', r.verification);
+  ctx.log.info(`wipe: ${disk}: ${r.method}; verification: ${r.verification}`);
+  return { bytes: r.bytesZeroed, seconds: (performance.now() - started) / 1000, method: r.method, verification: r.verification, verified: r.verified };
 }
 
 export async function runAction(action: Action, ctx: RunContext): Promise<RunSummary> {
@@ -157,6 +166,10 @@ export async function runAction(action: Action, ctx: RunContext): Promise<RunSum
       return {};
     case 'none':
       ctx.log.info('nothing to do');
+      return {};
+    case 'inspect':
+      // main.ts waits for an operator's action before step 6; here only when called directly
+      ctx.log.info('inspect: the inventory was reported; nothing else to do');
       return {};
   }
 }

@@ -1,7 +1,7 @@
 // Wiping a disk so nothing boots from it and no tool recognises what was there: zero the start
 // (partition tables, boot loaders, LVM/RAID/filesystem signatures of the first partitions; 100
-// MiB as BOOTy's wipeDevice did) and the end (the GPT backup header, md 1.0 superblocks). The
-// `wipe` action also discards (TRIMs) the whole disk first where the device supports it.
+// MiB as BOOTy's wipeDevice did) and the end (the GPT backup header, md 1.0 superblocks). This is
+// wipeOnError and the `wipe` action's `quick` method; the other methods are in wipe-methods.ts.
 import fs from 'node:fs';
 import { blockDeviceSize, discard, rereadPartitions, zeroOut } from '../sys/blockdev.ts';
 import type { Logger } from '../util/log.ts';

@@ -10,7 +10,7 @@ import type { MachineDetail, MachineSummary } from '../server/machines/machine-s
 const HELP = `usage: booty machines <command> [options]
 
 commands:
-  list [--json]            every machine: phase, progress, action, last seen
+  list [--json]            every machine: phase, progress, action, last seen, hardware (its inventory)
   show MAC                 one machine: settings, last state, recent log
   add MAC [settings]       create a machine (refused if it exists)
   set MAC [settings]       change a machine (created if missing); action flags are merged
@@ -18,7 +18,7 @@ commands:
   rm MAC [--history]       remove a machine (and its action file); --history also its runs and log
 
 settings:
-  --action A               deploy, capture, wipe, shell or none
+  --action A               deploy, capture, wipe, shell, none or inspect
   --image URL              image to deploy (implies --action deploy)
   --disk DEV               target disk (e.g. /dev/sda; default: the agent picks)
   --disk-serial S          disk hints (instead of --disk): the agent uses the smallest disk
@@ -31,10 +31,13 @@ settings:
   --disk-name NAME         kernel name (sda, nvme0n1)
   --disk-hctl H:C:T:L      SCSI address
   --disk-by-path NAME      /dev/disk/by-path name (e.g. pci-0000:00:1f.2-ata-1.0)
+  --disk-transport T       nvme, sata, scsi, virtio, usb or mmc
   --clear-disk-hints       drop the machine's disk hints (the agent picks the first disk)
   --sha256 HEX             expected sha256 of the image as served
   --format F               deploy: auto|gzip|zstd|raw; capture: gzip|zstd|raw
   --upload URL             capture: where to upload (implies --action capture)
+  --wipe-method M          wipe: quick (default), discard, zero or secure (implies --action wipe)
+  --wipe-fallback F        wipe: zero (when the method cannot run on the disk) or none (fail; default)
   --hostname NAME          post-deploy: hostname written into the deployed system
   --after A                after success: reboot, poweroff or shell
   --on-error A             after failure: reboot, poweroff or shell
@@ -57,7 +60,7 @@ class CliError extends Error {}
 const hintFlags = [
   ['disk-name', 'name'], ['disk-min-size', 'minSize'], ['disk-max-size', 'maxSize'], ['disk-serial', 'serial'],
   ['disk-model', 'model'], ['disk-vendor', 'vendor'], ['disk-wwn', 'wwn'], ['disk-rotational', 'rotational'],
-  ['disk-hctl', 'hctl'], ['disk-by-path', 'byPath'],
+  ['disk-hctl', 'hctl'], ['disk-by-path', 'byPath'], ['disk-transport', 'transport'],
 ] as const;
 
 function rotationalOf(v: string): boolean {
@@ -118,9 +121,9 @@ async function actionFromFlags(v: Record<string, string | boolean | undefined>):
     }
   }
   const a: Json = {};
-  const kind = v.action ?? (v.image !== undefined ? 'deploy' : v.upload !== undefined ? 'capture' : undefined);
+  const kind = v.action ?? (v.image !== undefined ? 'deploy' : v.upload !== undefined ? 'capture' : v['wipe-method'] !== undefined || v['wipe-fallback'] !== undefined ? 'wipe' : undefined);
   if (kind !== undefined) a.action = kind;
-  for (const [flag, field] of [['image', 'image'], ['disk', 'disk'], ['sha256', 'sha256'], ['format', 'format'], ['upload', 'upload'], ['after', 'after'], ['on-error', 'onError']] as const) {
+  for (const [flag, field] of [['image', 'image'], ['disk', 'disk'], ['sha256', 'sha256'], ['format', 'format'], ['upload', 'upload'], ['after', 'after'], ['on-error', 'onError'], ['wipe-method', 'method'], ['wipe-fallback', 'fallback']] as const) {
     if (v[flag] !== undefined) a[field] = v[flag];
   }
   if (v.hostname !== undefined) a.post = { hostname: v.hostname };
@@ -151,6 +154,19 @@ export function merged(current: Json | undefined, change: Json): Json {
   return out;
 }
 
+/** "QEMU Standard PC, serial S1, 2 CPUs, 1.0 GiB, disks: nvme0n1 nvme 64 MiB, ..." or "-". */
+function hardwareText(h: MachineSummary['hardware']): string {
+  if (h === undefined) return '-';
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  return [
+    [h.vendor, h.product].filter((x) => x !== undefined).join(' ') || 'unknown system',
+    ...(h.serial === undefined ? [] : [`serial ${h.serial}`]),
+    `${h.firmware}${h.secureBoot === true ? ' secure boot' : ''}`,
+    `${h.cpus} CPU${h.cpus === 1 ? '' : 's'}`, `${gib(h.memoryBytes)} RAM`,
+    `disks: ${h.disks.join(', ') || 'none'}`,
+  ].join(', ');
+}
+
 export async function run(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -163,7 +179,7 @@ export async function run(argv: string[]): Promise<number> {
         'action-file': { type: 'string' }, persistent: { type: 'boolean' }, 'one-shot': { type: 'boolean' }, rearm: { type: 'boolean' },
         name: { type: 'string' }, history: { type: 'boolean' },
         ...Object.fromEntries(hintFlags.map(([flag]) => [flag, { type: 'string' as const }])),
-        'clear-disk-hints': { type: 'boolean' },
+        'clear-disk-hints': { type: 'boolean' }, 'wipe-method': { type: 'string' }, 'wipe-fallback': { type: 'string' },
       },
     });
   } catch (e) {
@@ -187,10 +203,10 @@ export async function run(argv: string[]): Promise<number> {
         const { json } = await api(server, token, 'GET', '/api/machines');
         const ms = json.machines as MachineSummary[];
         if (v.json === true) { process.stdout.write(JSON.stringify(ms, null, 2) + '\n'); return 0; }
-        const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN']];
+        const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN', 'HARDWARE']];
         for (const m of ms) {
           const next = m.actionError !== undefined ? 'INVALID ACTION' : (m.next ?? '-') + (m.persistent ? ' (persistent)' : '');
-          rows.push([m.mac, m.name ?? '', m.phase ?? '-', progressText(m), next, m.lastSeen ?? 'never']);
+          rows.push([m.mac, m.name ?? '', m.phase ?? '-', progressText(m), next, m.lastSeen ?? 'never', hardwareText(m.hardware)]);
         }
         process.stdout.write(table(rows));
         return 0;

@@ -46,6 +46,9 @@ See README "booty server" and "Server API".
                       (default: from the Host header of the iPXE request)
   --console ARGS      console arguments for the agent's kernel (default "console=tty0 console=ttyS0,115200")
   --kernel-args ARGS  more kernel arguments (e.g. "booty.debug booty.countdown=10")
+  --default-action A  what a MAC with no action of its own and no DIR/default.json gets: inspect (default:
+                      it reports its hardware and waits for an operator, shown in "booty machines list"),
+                      none (boot from disk) or off (no action: 404, and /ipxe/<mac> answers exit)
   --log-format F      auto (default: human on a terminal, JSON lines otherwise), json or human
   --no-gzip-index     build no gzip access-point indexes (default: every gzip image written by pigz
                       gets one, in the background, so agents inflate it on every core)
@@ -80,7 +83,7 @@ export async function run(argv: string[]): Promise<number> {
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
-        'log-format': { type: 'string', default: 'auto' }, 'no-gzip-index': { type: 'boolean' },
+        'log-format': { type: 'string', default: 'auto' }, 'default-action': { type: 'string', default: 'inspect' }, 'no-gzip-index': { type: 'boolean' },
         'machine-log-days': { type: 'string' }, 'machine-log-mib': { type: 'string' },
       },
     }));
@@ -96,6 +99,8 @@ export async function run(argv: string[]): Promise<number> {
   if (maxUpload !== undefined && maxUpload !== 'unlimited' && !/^\d+$/.test(maxUpload)) { process.stderr.write('booty server: --max-upload must be a number of bytes or "unlimited"\n'); return 2; }
   const metrics = values.metrics;
   if (metrics !== 'public' && metrics !== 'operator') { process.stderr.write('booty server: --metrics must be public or operator\n'); return 2; }
+  const defaultAction = values['default-action'];
+  if (defaultAction !== 'inspect' && defaultAction !== 'none' && defaultAction !== 'off') { process.stderr.write('booty server: --default-action must be inspect, none or off\n'); return 2; }
   const format = values['log-format'];
   if (format !== 'auto' && format !== 'json' && format !== 'human') { process.stderr.write('booty server: --log-format must be auto, json or human\n'); return 2; }
   for (const k of ['boot-url', 'public-url'] as const) {
@@ -137,6 +142,7 @@ export async function run(argv: string[]): Promise<number> {
       sessionTtlMs: loginTtl === undefined ? undefined : Number(loginTtl) * 1000, requireChecksum: values['require-checksum'] === true,
       maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
+      defaultAction,
       logRetention: {
         ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),
         ...(logMib === undefined ? {} : { maxBytesPerMachine: Math.round(Number(logMib) * (1 << 20)) }),

@@ -56,6 +56,8 @@ export interface DiskHints {
   hctl?: string;
   /** the /dev/disk/by-path name udev gives it, e.g. pci-0000:00:1f.2-ata-1.0 */
   byPath?: string;
+  /** how it is attached (the inventory's transport): nvme, sata, scsi, virtio, usb, mmc */
+  transport?: 'nvme' | 'sata' | 'scsi' | 'virtio' | 'usb' | 'mmc';
 }
 
 interface Common {
@@ -113,9 +115,25 @@ export interface CaptureAction extends Common {
   protocol: 'put' | 'multipart';
 }
 
-export interface WipeAction extends Common { action: 'wipe'; disk?: string; diskHints?: DiskHints }
+/**
+ * quick: zero the first 100 MiB and the last MiB (partition tables, boot loaders, signatures);
+ * discard: BLKDISCARD of the whole disk; zero: the whole disk zeroed (BLKZEROOUT or written);
+ * secure: the device's own erase (NVMe Format NVM, user data erase). Each ends with reads that
+ * verify it (src/agent/wipe/). See README "Wiping a disk".
+ */
+export type WipeMethod = 'quick' | 'discard' | 'zero' | 'secure';
+
+export interface WipeAction extends Common {
+  action: 'wipe'; disk?: string; diskHints?: DiskHints;
+  method: WipeMethod;
+  /** when `method` cannot run on this disk: `zero` instead, or fail (`none`, the default) */
+  fallback: 'zero' | 'none';
+}
+/** Report the hardware (as every boot does) and wait for an operator: the agent polls for its
+ *  action every `pollSeconds` (default 10) and runs the first one that is not `inspect`. */
+export interface InspectAction extends Common { action: 'inspect'; pollSeconds?: number }
 export interface ShellAction extends Common { action: 'shell' }
 /** Nothing to do: boot from the local disk (the agent reboots or powers off per `after`). */
 export interface NoneAction extends Common { action: 'none' }
 
-export type Action = DeployAction | CaptureAction | WipeAction | ShellAction | NoneAction;
+export type Action = DeployAction | CaptureAction | WipeAction | ShellAction | NoneAction | InspectAction;

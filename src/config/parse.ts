@@ -10,13 +10,13 @@
 import { BootyError } from '../util/errors.ts';
 import type {
   Action, AfterAction, CaptureAction, CaptureFormat, DeployAction, DiskHints, GrowSettings, ImageFormat, NetworkSettings,
-  PostDeploy,
+  PostDeploy, WipeMethod,
 } from './action.ts';
 import { formatSize, parseSize } from './disk-size.ts';
 import { DISK_HINT_NAMES, isAbsPath, validators } from './schema.ts';
 import type { SchemaError, ValidatorName } from './schema.ts';
 
-const BOOTY_ACTIONS = ['deploy', 'capture', 'wipe', 'shell', 'none'] as const;
+const BOOTY_ACTIONS = ['deploy', 'capture', 'wipe', 'shell', 'none', 'inspect'] as const;
 const BOOTY_LEGACY_ACTIONS = ['writeImage', 'readImage'] as const;
 
 type Json = Record<string, unknown>;
@@ -219,7 +219,11 @@ function parseBootyForm(j: Json, prefix: string): Action {
       });
       return c;
     }
-    case 'wipe': return withoutUndefined({ action: 'wipe', disk: j.disk as string | undefined, diskHints: diskHintsOf(j, prefix), ...common });
+    case 'wipe': return withoutUndefined({
+      action: 'wipe', disk: j.disk as string | undefined, diskHints: diskHintsOf(j, prefix),
+      method: (j.method as WipeMethod | undefined) ?? 'quick', fallback: (j.fallback as 'zero' | 'none' | undefined) ?? 'none', ...common,
+    });
+    case 'inspect': return withoutUndefined({ action: 'inspect', pollSeconds: j.pollSeconds as number | undefined, ...common });
     case 'shell': return { action: 'shell', ...common };
     case 'none': return { action: 'none', ...common };
   }
@@ -328,7 +332,8 @@ export function summarizeAction(a: Action): string {
   switch (a.action) {
     case 'deploy': return `deploy ${a.image} -> ${targetOf(a)}`;
     case 'capture': return `capture ${targetOf(a)} -> ${a.upload} (${a.format})`;
-    case 'wipe': return `wipe ${targetOf(a)}`;
+    case 'wipe': return `wipe ${targetOf(a)} (${a.method}${a.method === 'quick' || a.fallback === 'none' ? '' : `, fallback ${a.fallback}`})`;
+    case 'inspect': return 'inspect (report the hardware, wait for an operator)';
     case 'shell': return 'shell';
     case 'none': return 'none (boot from disk)';
   }

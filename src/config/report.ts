@@ -5,7 +5,7 @@
 export type Phase =
   | 'booting' | 'modules' | 'network' | 'dhcp' | 'fetching-action' | 'preflight' | 'writing'
   | 'verifying' | 'growing' | 'configuring' | 'capturing' | 'uploading' | 'rebooting'
-  | 'powering-off' | 'shell' | 'done' | 'failed';
+  | 'powering-off' | 'shell' | 'done' | 'failed' | 'inspecting';
 
 export type AgentEvent =
   | { type: 'phase'; time: string; phase: Phase; detail?: string }
@@ -33,4 +33,8 @@ export type AgentEvent =
       bytes?: number; seconds?: number; sha256?: string;
       /** deploy: resumes after network faults, restarts from byte 0 (see progress) */
       resumes?: number; restarts?: number;
+      warning?: string;
+      /** wipe: the method that actually ran ("secure (nvme format, user data erase)"), what the
+       *  verification read, and whether it proved zeros */
+      method?: string; verification?: string; verified?: boolean;
     };

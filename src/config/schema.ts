@@ -11,6 +11,7 @@ import { parseOciUrl } from './oci-reference.ts';
 import { isIP } from 'node:net';
 import AjvModule from 'ajv';
 import { parseSize } from './disk-size.ts';
+import { inventorySchema } from './inventory-schema.ts';
 
 const Ajv = AjvModule.default;
 
@@ -121,7 +122,7 @@ const size = {
   ],
   description: 'a size: bytes, or a number with a unit ("100G" or "100GiB" = 100 x 2^30, "100GB" = 100 x 10^9)',
 };
-export const DISK_HINT_NAMES = ['name', 'minSize', 'maxSize', 'serial', 'model', 'vendor', 'wwn', 'rotational', 'hctl', 'byPath'] as const;
+export const DISK_HINT_NAMES = ['name', 'minSize', 'maxSize', 'serial', 'model', 'vendor', 'wwn', 'rotational', 'hctl', 'byPath', 'transport'] as const;
 const diskHints = {
   type: 'object',
   description: `an object with at least one disk hint (${DISK_HINT_NAMES.join(', ')})`,
@@ -136,6 +137,7 @@ const diskHints = {
     rotational: { type: 'boolean', description: 'true (spinning disks) or false (SSD/NVMe)' },
     hctl: { type: 'string', pattern: '^[0-9]{1,9}:[0-9]{1,9}:[0-9]{1,9}:[0-9]{1,9}$', description: 'a SCSI address host:channel:target:lun (e.g. 0:0:0:0)' },
     byPath: { type: 'string', maxLength: MAX_DEV_PATH_LENGTH, pattern: '^(/dev/disk/by-path/)?[A-Za-z0-9._:+@-]+$', description: 'a /dev/disk/by-path name (e.g. pci-0000:00:1f.2-ata-1.0)' },
+    transport: { enum: ['nvme', 'sata', 'scsi', 'virtio', 'usb', 'mmc'], description: 'one of "nvme", "sata", "scsi", "virtio", "usb", "mmc"' },
   },
   minProperties: 1,
   additionalProperties: false,
@@ -186,14 +188,18 @@ const capture = {
 
 const wipe = {
   type: 'object',
-  properties: { action: { const: 'wipe' }, ...common, disk: dev, diskHints },
+  properties: {
+    action: { const: 'wipe' }, ...common, disk: dev, diskHints,
+    method: { enum: ['quick', 'discard', 'zero', 'secure'], description: 'one of "quick", "discard", "zero", "secure"' },
+    fallback: { enum: ['zero', 'none'], description: 'one of "zero", "none"' },
+  },
   required: ['action'],
   additionalProperties: false,
 };
 
 const shellOrNone = (name: string) => ({
   type: 'object',
-  properties: { action: { const: name }, ...common },
+  properties: { action: { const: name }, ...common, ...(name === 'inspect' ? { pollSeconds: { type: 'number', minimum: 1, maximum: 3600, description: 'seconds (1 to 3600)' } } : {}) },
   required: ['action'],
   additionalProperties: false,
 });
@@ -250,7 +256,7 @@ const combined = {
 const time = { type: 'string', maxLength: 64, description: 'an ISO 8601 time string' };
 const phase = {
   enum: ['booting', 'modules', 'network', 'dhcp', 'fetching-action', 'preflight', 'writing', 'verifying',
-    'growing', 'configuring', 'capturing', 'uploading', 'rebooting', 'powering-off', 'shell', 'done', 'failed'],
+    'growing', 'configuring', 'capturing', 'uploading', 'rebooting', 'powering-off', 'shell', 'done', 'failed', 'inspecting'],
   description: 'a known phase (booting, dhcp, writing, done, failed, ...)',
 };
 const count = { type: 'number', minimum: 0, description: 'a non-negative number' };
@@ -288,6 +294,7 @@ const agentEvent = {
         properties: {
           type: {}, time, ok: bool, action: text(64), code: text(128), message: text(16384), diskState: text(64),
           bytes: count, seconds: count, sha256: text(64), resumes: count, restarts: count, warning: text(1024),
+          method: text(1024), verification: text(4096), verified: bool,
         },
         required: ['time', 'ok', 'action'], additionalProperties: false,
       },
@@ -313,6 +320,8 @@ const schemas = {
   wipe,
   shell: shellOrNone('shell'),
   none: shellOrNone('none'),
+  inspect: shellOrNone('inspect'),
+  inventory: inventorySchema,
   writeImage,
   readImage,
   combined,

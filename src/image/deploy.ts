@@ -17,6 +17,7 @@ import type { Readable, Writable, Transform } from 'node:stream';
 import { BootyError, type DiskState, type Stage } from '../util/errors.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { checkImageFits, preflightDisk, type DiskInfo } from '../disk/preflight.ts';
+import { sectorSizeProblem } from '../disk/partition-table/sector-size.ts';
 import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameContentSize, type Format } from './format/detect.ts';
 import { refusalReason, type UnsupportedFormat } from './format/unsupported-formats.ts';
 import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './source/oci.ts';
@@ -267,7 +268,12 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),
       zeroRuns: { enabled: opts.skipZeros ?? true },
-      ...(format === 'raw' ? {} : { checkHead: { bytes: HEAD_BYTES, check: (h: Buffer) => decodedHeadProblem(format, h) } }),
+      // every image: its partition table must fit the disk's sector size (4Kn); compressed ones:
+      // the decoded bytes must be a disk image
+      checkHead: {
+        bytes: HEAD_BYTES,
+        check: (h: Buffer) => (format === 'raw' ? undefined : decodedHeadProblem(format, h)) ?? (target.info.kind === 'block' ? sectorSizeProblem(h, target.info.sectorSize, disk.path) : undefined),
+      },
       onBytes: (n) => { tracker.bytes += n; },
     });
     const w = writer;

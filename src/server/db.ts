@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_by_mac ON logs (mac, id);
 CREATE INDEX IF NOT EXISTS logs_by_run ON logs (run_id, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- added after schema 1, additive (older servers ignore it): each machine's last hardware inventory
+CREATE TABLE IF NOT EXISTS inventory (
+  mac       TEXT PRIMARY KEY,
+  received  TEXT NOT NULL,
+  facts     TEXT NOT NULL             -- JSON: src/config/inventory.ts MachineInventory
+);
 `;
 
 export function openDatabase(file: string): DatabaseSync {

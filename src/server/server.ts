@@ -24,6 +24,7 @@ import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
 import { UploadSessions } from './upload-sessions.ts';
+import { parseAction } from '../config/parse.ts';
 import { MachineStore } from './machines/machine-store.ts';
 import { DEFAULT_LOG_RETENTION } from './machines/run-recorder.ts';
 import type { LogRetention } from './machines/run-recorder.ts';
@@ -60,6 +61,9 @@ export interface ServerOptions {
   gzipIndex?: boolean;
   /** how long and how much of each machine's log is kept (default: 30 days, 16 MiB per machine) */
   logRetention?: LogRetention;
+  /** what a machine with no action of its own and no default.json gets (--default-action):
+   *  default `inspect` (report the hardware, wait for an operator); `off`: nothing (404, iPXE exit) */
+  defaultAction?: 'inspect' | 'none' | 'off';
 }
 
 export interface RunningServer {
@@ -111,7 +115,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     secret: await loadOrCreateSecret(join(dataDir, 'secret')), tokens: new OperatorTokens(db), token: opts.token,
     insecureOpen: opts.insecureOpen, metrics: opts.metrics, sessionTtlMs: opts.sessionTtlMs,
   });
-  const machines = new MachineStore(dataDir, db);
+  const defaultAction = opts.defaultAction ?? 'inspect';
+  const machines = new MachineStore(dataDir, db, { defaultAction: defaultAction === 'off' ? undefined : parseAction({ action: defaultAction }) });
   await machines.init();
   const retention = { ...DEFAULT_LOG_RETENTION, ...opts.logRetention };
   const pruneLogs = () => {

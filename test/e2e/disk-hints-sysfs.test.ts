@@ -71,7 +71,8 @@ test('readBlockSnapshot and disk hints on virtio, NVMe, virtio-scsi and SATA in 
   assert.deepEqual([...byName.keys()].filter((n) => !n.startsWith('sr')).sort(), ['nvme0n1', 'sda', 'sdb', 'vda', 'vdb']);
   // virtio-blk: <disk>/serial, no model; by-path from the PCI function
   assert.deepEqual(byName.get('vdb'), { name: 'vdb', partition: false, removable: false, readOnly: false, sizeSectors: 64 * MiB / 512,
-    serial: 'virt-b', vendor: '0x1af4', rotational: true, byPath: ['pci-0000:00:03.0', 'virtio-pci-0000:00:03.0'] });
+    serial: 'virt-b', vendor: '0x1af4', rotational: true, byPath: ['pci-0000:00:03.0', 'virtio-pci-0000:00:03.0'],
+    transport: 'virtio', logicalBlockSize: 512, physicalBlockSize: 512 });
   // NVMe: controller serial and model, the namespace's wwid and nsid
   const nvme = byName.get('nvme0n1')!;
   assert.equal(nvme.serial, 'NVME-SER-2');
@@ -82,11 +83,13 @@ test('readBlockSnapshot and disk hints on virtio, NVMe, virtio-scsi and SATA in 
   // SATA through libata: serial from VPD page 0x80, the WWN QEMU was given, rotation rate 1 = SSD
   assert.deepEqual(byName.get('sda'), { name: 'sda', partition: false, removable: false, readOnly: false, sizeSectors: 56 * MiB / 512,
     serial: 'SATA-SER-1', model: 'FAST SSD', vendor: 'ATA', wwn: 'naa.5000c500a1b2c3d4', rotational: false, hctl: '0:0:0:0',
-    byPath: ['pci-0000:00:06.0-ata-1.0', 'pci-0000:00:06.0-ata-1'] });
+    byPath: ['pci-0000:00:06.0-ata-1.0', 'pci-0000:00:06.0-ata-1'], transport: 'sata', logicalBlockSize: 512, physicalBlockSize: 512 });
   // virtio-scsi: the host number is rebased as udev does
   const scsi = byName.get('sdb')!;
   assert.deepEqual({ serial: scsi.serial, model: scsi.model, vendor: scsi.vendor, rotational: scsi.rotational },
     { serial: 'scsi-ser-3', model: 'ROTOR-9000', vendor: 'ACME', rotational: true });
+  assert.equal(scsi.transport, 'scsi');
+  assert.equal(nvme.transport, 'nvme');
   assert.match(scsi.hctl ?? '', /^\d+:0:0:0$/);
   assert.deepEqual(scsi.byPath, ['pci-0000:00:05.0-scsi-0:0:0:0']);
 

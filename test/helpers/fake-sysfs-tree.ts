@@ -65,6 +65,36 @@ export class FakeSysfs {
     return this;
   }
 
+  /**
+   * A NIC as the kernel has it: devices/<pciPath>/net/<name> with `address`, `carrier`, `speed`
+   * (absent: the read fails, as on a link that is down), `device` -> the PCI function, whose
+   * `driver` links to bus/pci/drivers/<driver>; class/net/<name> -> it. No pciPath: a virtual NIC.
+   */
+  addNic(name: string, o: { pciPath?: string; mac: string; driver?: string; carrier?: '0' | '1'; speed?: string }): this {
+    const dir = path.join(this.root, 'devices', o.pciPath === undefined ? `virtual/net/${name}` : `${o.pciPath}/net/${name}`);
+    fs.mkdirSync(dir, { recursive: true });
+    this.write(path.join(dir, 'address'), `${o.mac}\n`);
+    if (o.carrier !== undefined) this.write(path.join(dir, 'carrier'), `${o.carrier}\n`);
+    if (o.speed !== undefined) this.write(path.join(dir, 'speed'), `${o.speed}\n`);
+    if (o.pciPath !== undefined) {
+      const pci = path.join(this.root, 'devices', o.pciPath);
+      fs.symlinkSync(path.relative(dir, pci), path.join(dir, 'device'));
+      if (o.driver !== undefined) {
+        const drv = path.join(this.root, 'bus', 'pci', 'drivers', o.driver);
+        fs.mkdirSync(drv, { recursive: true });
+        fs.symlinkSync(path.relative(pci, drv), path.join(pci, 'driver'));
+      }
+    }
+    this.link('net', name, dir);
+    return this;
+  }
+
+  /** a file anywhere below the root (class/dmi/id/..., firmware/efi/...) */
+  addFile(rel: string, content: string | Buffer): this {
+    this.write(path.join(this.root, rel), content);
+    return this;
+  }
+
   /** an empty directory below devices (e.g. a second SCSI host next to the one in use) */
   addDir(devPath: string): this {
     fs.mkdirSync(path.join(this.root, 'devices', devPath), { recursive: true });

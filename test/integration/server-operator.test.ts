@@ -59,7 +59,7 @@ describe('booty server: operator tool', () => {
     await mkdir(bootDir);
     await writeFile(join(bootDir, 'vmlinuz'), kernel);
     await writeFile(join(bootDir, 'booty.cpio.zst'), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]));
-    srv = await startBootyServer({ dataDir, args: ['--boot-dir', bootDir] });
+    srv = await startBootyServer({ dataDir, args: ['--boot-dir', bootDir, '--default-action', 'off'] });
   });
   after(async () => { await srv.close(); await rm(dataDir, { recursive: true, force: true }); });
 
@@ -253,7 +253,7 @@ describe('booty server: operator tool', () => {
 
   it('machines, runs, logs and one-shot state survive a restart (booty.db)', async () => {
     await srv.close({ keepData: true });
-    srv = await startBootyServer({ dataDir, args: ['--boot-dir', bootDir] });
+    srv = await startBootyServer({ dataDir, args: ['--boot-dir', bootDir, '--default-action', 'off'] });
     const m = (await call(`${srv.url}/api/machines/52-54-00-10-00-02`)).json();
     assert.equal(m.persistent, true);
     assert.equal(m.phase, 'done');
@@ -268,7 +268,7 @@ describe('booty server: operator tool', () => {
     assert.equal((await machinesCli(srv.url, 'add', mac, '--action', 'wipe')).code, 0);
     await postEvents(srv, mac, [{ type: 'phase', time: t(), phase: 'booting' }, { type: 'result', time: t(), ok: true, action: 'wipe' }]);
     await srv.close({ keepData: true });
-    srv = await startBootyServer({ dataDir, args: ['--boot-dir', bootDir] });
+    srv = await startBootyServer({ dataDir, args: ['--boot-dir', bootDir, '--default-action', 'off'] });
     assert.equal(await servedKind(srv, mac), 'none');
   });
 });

@@ -111,12 +111,12 @@ describe('reading sysfs', () => {
   test('every transport: serial, model, vendor, WWN, rotational, hctl and by-path as udev names them', () => {
     const snap = new Map(readBlockSnapshot(rack().classBlock).map((e) => [e.name, e]));
     assert.deepEqual(snap.get('vda'), { name: 'vda', partition: false, parent: undefined, removable: false, readOnly: false, sizeSectors: 8 * GiB / 512,
-      serial: 'boot-disk-a', vendor: '0x1af4', rotational: true, byPath: ['pci-0000:00:05.0', 'virtio-pci-0000:00:05.0'] });
+      serial: 'boot-disk-a', vendor: '0x1af4', rotational: true, byPath: ['pci-0000:00:05.0', 'virtio-pci-0000:00:05.0'], transport: 'virtio' });
     assert.deepEqual(snap.get('sda'), { name: 'sda', partition: false, parent: undefined, removable: false, readOnly: false, sizeSectors: 64 * GiB / 512,
       serial: 'QM00001', model: 'QEMU HARDDISK', vendor: 'ATA', wwn: 'naa.5000c500a1b2c3d4', rotational: true, hctl: '0:0:0:0',
-      byPath: ['pci-0000:00:1f.2-ata-1.0', 'pci-0000:00:1f.2-ata-1'] });
+      byPath: ['pci-0000:00:1f.2-ata-1.0', 'pci-0000:00:1f.2-ata-1'], transport: 'sata' });
     assert.deepEqual(snap.get('nvme0n1'), { name: 'nvme0n1', partition: false, parent: undefined, removable: false, readOnly: false, sizeSectors: 16 * GiB / 512,
-      serial: 'S64DNF0R123456', model: 'Samsung SSD 980 PRO 1TB', wwn: 'eui.0025388b71b1b3c2', rotational: false, byPath: ['pci-0000:00:04.0-nvme-1'] });
+      serial: 'S64DNF0R123456', model: 'Samsung SSD 980 PRO 1TB', wwn: 'eui.0025388b71b1b3c2', rotational: false, byPath: ['pci-0000:00:04.0-nvme-1'], transport: 'nvme' });
     // virtio-scsi: the host number is relative to the controller's lowest (host2 -> 0... host3 -> 1)
     assert.deepEqual(snap.get('sdb')?.byPath, ['pci-0000:00:07.0-scsi-1:0:1:2']);
     assert.equal(snap.get('sdb')?.hctl, '3:0:1:2');
@@ -136,7 +136,7 @@ describe('reading sysfs', () => {
     fs.writeFileSync(path.join(t.classBlock, 'vdz', 'size'), 'garbage\n');
     const snap = readBlockSnapshot(t.classBlock);
     const sda = snap.find((e) => e.name === 'sda')!;
-    assert.deepEqual(sda, { name: 'sda', partition: false, parent: undefined, removable: false, readOnly: false, sizeSectors: 2 * 2 ** 20, hctl: '0:0:0:0' });
+    assert.deepEqual(sda, { name: 'sda', partition: false, parent: undefined, removable: false, readOnly: false, sizeSectors: 2 * 2 ** 20, hctl: '0:0:0:0', transport: 'sata' });
     const vdz = snap.find((e) => e.name === 'vdz')!;
     assert.equal(vdz.serial, undefined); // NULs only; a VPD page that is not 0x80 is ignored
     assert.equal(vdz.rotational, undefined);
@@ -144,8 +144,8 @@ describe('reading sysfs', () => {
     assert.deepEqual(readBlockSnapshot(path.join(t.root, 'nowhere')), []);
     // and hints on what is unknown say so
     const msg = noMatch(t, { serial: 'X', rotational: false, byPath: 'pci-0000:00:1f.2-ata-1.0' });
-    assert.match(msg, /\/dev\/sda: 1\.0 GiB \(1073741824 bytes\), no serial, hctl 0:0:0:0\n  not used: no serial number readable \(wanted "X"\); the kernel does not say whether it is rotational; by-path name unknown/);
-    assert.match(msg, /\/dev\/vdz: 0 bytes, no serial, by-path pci-0000:00:09\.0\n  not used: empty \(size 0\)/);
+    assert.match(msg, /\/dev\/sda: 1\.0 GiB \(1073741824 bytes\), no serial, sata, hctl 0:0:0:0\n  not used: no serial number readable \(wanted "X"\); the kernel does not say whether it is rotational; by-path name unknown/);
+    assert.match(msg, /\/dev\/vdz: 0 bytes, no serial, virtio, by-path pci-0000:00:09\.0\n  not used: empty \(size 0\)/);
   });
 
   test('NVMe multipath: hidden path nodes are never targets; the head node finds its PCI function through the controller', () => {
@@ -218,7 +218,7 @@ describe('choosing by hints', () => {
     const t = rack();
     // only the USB stick has this serial; only loop0 is 100 GiB; sr0 is the only "QEMU DVD"
     const usb = noMatch(t, { serial: '4C530001' });
-    assert.match(usb, /- \/dev\/sdc: 16\.0 GiB \(17179869184 bytes\), model "Cruzer Blade", vendor "SanDisk", serial "4C530001", rotational, hctl 4:0:0:0\n  not used: removable/);
+    assert.match(usb, /- \/dev\/sdc: 16\.0 GiB \(17179869184 bytes\), model "Cruzer Blade", vendor "SanDisk", serial "4C530001", rotational, usb, hctl 4:0:0:0\n  not used: removable/);
     assert.match(noMatch(t, { minSize: 90 * GiB }), /never a target \(virtual or optical\): loop0, ram0, sr0$/);
     assert.match(noMatch(t, { model: 'DVD' }), /never a target \(virtual or optical\): loop0, ram0, sr0$/);
     assert.match(noMatch(t, { name: 'vda1' }), /not used: name is vda, not vda1/);
@@ -229,9 +229,9 @@ describe('choosing by hints', () => {
     const msg = noMatch(rack(), { serial: 'S4EVNF0M', minSize: 100 * GiB, rotational: false });
     assert.match(msg, /^no disk matches the disk hints \(minSize=100\.0 GiB \(107374182400 bytes\), serial="S4EVNF0M", rotational=false\); disks seen:\n/);
     for (const name of ['vda', 'vdb', 'sda', 'sdb', 'sdc', 'nvme0n1']) assert.match(msg, new RegExp(`^- /dev/${name}: `, 'm'), name);
-    assert.match(msg, /- \/dev\/sda: 64\.0 GiB \(68719476736 bytes\), model "QEMU HARDDISK", vendor "ATA", serial "QM00001", wwn "naa\.5000c500a1b2c3d4", rotational, hctl 0:0:0:0, by-path pci-0000:00:1f\.2-ata-1\.0\n  not used: size 64\.0 GiB \(68719476736 bytes\) is below minSize 100\.0 GiB \(107374182400 bytes\); serial is "QM00001", not "S4EVNF0M"; rotational \(a spinning disk\), wanted an SSD/);
+    assert.match(msg, /- \/dev\/sda: 64\.0 GiB \(68719476736 bytes\), model "QEMU HARDDISK", vendor "ATA", serial "QM00001", wwn "naa\.5000c500a1b2c3d4", rotational, sata, hctl 0:0:0:0, by-path pci-0000:00:1f\.2-ata-1\.0\n  not used: size 64\.0 GiB \(68719476736 bytes\) is below minSize 100\.0 GiB \(107374182400 bytes\); serial is "QM00001", not "S4EVNF0M"; rotational \(a spinning disk\), wanted an SSD/);
     assert.match(msg, /- \/dev\/nvme0n1: .*\n  not used: size 16\.0 GiB \(17179869184 bytes\) is below minSize .*; serial is "S64DNF0R123456", not "S4EVNF0M"$/m);
-    assert.match(msg, /- \/dev\/vda: 8\.0 GiB .*, vendor "0x1af4", serial "boot-disk-a", rotational, by-path pci-0000:00:05\.0\n/);
+    assert.match(msg, /- \/dev\/vda: 8\.0 GiB .*, vendor "0x1af4", serial "boot-disk-a", rotational, virtio, by-path pci-0000:00:05\.0\n/);
     assert.match(noMatch(rack(), { maxSize: 4 * GiB }), /size 8\.0 GiB \(8589934592 bytes\) is above maxSize 4\.0 GiB/);
     assert.match(noMatch(tree(), { serial: 'x' }), /no block devices at all/);
   });

@@ -40,7 +40,12 @@ const valid: [string, unknown, Action][] = [
   ['booty capture zstd level 19',
     { action: 'capture', upload: 'http://h/u', disk: '/dev/vdb', format: 'zstd', level: 19, protocol: 'multipart' },
     { action: 'capture', upload: 'http://h/u', disk: '/dev/vdb', format: 'zstd', level: 19, protocol: 'multipart', ...common }],
-  ['wipe', { action: 'wipe', disk: '/dev/sdb' }, { action: 'wipe', disk: '/dev/sdb', ...common }],
+  ['wipe', { action: 'wipe', disk: '/dev/sdb' }, { action: 'wipe', disk: '/dev/sdb', method: 'quick', fallback: 'none', ...common }],
+  ['wipe secure with fallback zero', { action: 'wipe', disk: '/dev/nvme0n1', method: 'secure', fallback: 'zero' },
+    { action: 'wipe', disk: '/dev/nvme0n1', method: 'secure', fallback: 'zero', ...common }],
+  ['inspect', { action: 'inspect', pollSeconds: 2 }, { action: 'inspect', pollSeconds: 2, ...common }],
+  ['deploy with a transport hint', { action: 'deploy', image: 'http://h/a', diskHints: { transport: 'nvme' } },
+    { action: 'deploy', image: 'http://h/a', diskHints: { transport: 'nvme' }, format: 'auto', grow: false, ...common }],
   ['shell', { action: 'shell' }, { action: 'shell', ...common }],
   ['none with after poweroff', { action: 'none', after: 'poweroff' }, { action: 'none', ...common, after: 'poweroff' }],
   ['combined form: booty wins', { action: 'writeImage', sourceImage: 'http://h/old', booty: { action: 'deploy', image: 'http://h/new' } },
@@ -53,7 +58,7 @@ const valid: [string, unknown, Action][] = [
     { action: 'capture', upload: 'http://h/u', diskHints: { minSize: 4096, maxSize: '1.5 TiB' } },
     { action: 'capture', upload: 'http://h/u', diskHints: { minSize: 4096, maxSize: 1.5 * 2 ** 40 }, format: 'gzip', protocol: 'put', ...common }],
   ['wipe with a kernel name hint and lower-case units', { action: 'wipe', diskHints: { name: 'nvme0n1', minSize: '512m', maxSize: '1tb' } },
-    { action: 'wipe', diskHints: { name: 'nvme0n1', minSize: 512 * 2 ** 20, maxSize: 1e12 }, ...common }],
+    { action: 'wipe', diskHints: { name: 'nvme0n1', minSize: 512 * 2 ** 20, maxSize: 1e12 }, method: 'quick', fallback: 'none', ...common }],
   ['combined form carries the hints', { action: 'writeImage', sourceImage: 'http://h/a', booty: { action: 'deploy', image: 'http://h/a', diskHints: { rotational: true } } },
     { action: 'deploy', image: 'http://h/a', diskHints: { rotational: true }, format: 'auto', grow: false, ...common }],
 ];
@@ -104,7 +109,7 @@ const invalid: [string, unknown, string, string][] = [
   ['combined form with broken booty part', { action: 'writeImage', booty: { action: 'deploy', image: 'ftp://x' } }, 'booty.image', 'http'],
   ['combined form with booty not an object', { action: 'writeImage', booty: 'deploy' }, 'booty', 'object'],
   ['overlong URL', { action: 'deploy', image: 'http://h/' + 'a'.repeat(5000) }, 'image', 'too long'],
-  ['unknown disk hint', { action: 'deploy', image: 'http://h/a', diskHints: { serail: 'X' } }, 'diskHints.serail', 'not a known field (known fields: name, minSize, maxSize, serial, model, vendor, wwn, rotational, hctl, byPath)'],
+  ['unknown disk hint', { action: 'deploy', image: 'http://h/a', diskHints: { serail: 'X' } }, 'diskHints.serail', 'not a known field (known fields: name, minSize, maxSize, serial, model, vendor, wwn, rotational, hctl, byPath, transport)'],
   ['Ironic spelling of a hint', { action: 'wipe', diskHints: { by_path: 'pci-0000:00:1f.2-ata-1' } }, 'diskHints.by_path', 'not a known field'],
   ['empty disk hints', { action: 'wipe', diskHints: {} }, 'diskHints', 'at least one disk hint'],
   ['disk hints not an object', { action: 'wipe', diskHints: 'sda' }, 'diskHints', 'at least one disk hint'],
@@ -162,7 +167,7 @@ describe('disk hints in listings and on the wire', () => {
   it('summarizes the hints where a disk would be', () => {
     assert.equal(summarizeAction(parseAction({ action: 'deploy', image: 'http://h/a', diskHints: { serial: 'S4X', minSize: '100G' } })),
       'deploy http://h/a -> (disk with minSize=100.0 GiB (107374182400 bytes), serial="S4X")');
-    assert.equal(summarizeAction(parseAction({ action: 'wipe', diskHints: { rotational: false } })), 'wipe (disk with rotational=false)');
+    assert.equal(summarizeAction(parseAction({ action: 'wipe', diskHints: { rotational: false } })), 'wipe (disk with rotational=false) (quick)');
     assert.equal(summarizeAction(parseAction({ action: 'capture', upload: 'http://h/u' })), 'capture (first disk) -> http://h/u (gzip)');
   });
   it('an unmodified BOOTy agent gets no destinationDevice (it picks its own); booty gets the hints', () => {

@@ -21,6 +21,7 @@ const WORDS = {
   'fetching-action': 'asking for its action', preflight: 'checking the disk', writing: 'writing the image', verifying: 'verifying',
   growing: 'growing the disk', configuring: 'configuring the system', capturing: 'reading the disk', uploading: 'uploading',
   rebooting: 'rebooting', 'powering-off': 'powering off', shell: 'waiting in a shell', done: 'done', failed: 'failed',
+  inspecting: 'inspected: waiting for an operator',
 };
 const STALE_MS = 5 * 60 * 1000;
 
@@ -95,6 +96,18 @@ function progressBlock(m) {
   return h('div', { class: 'progress' }, bar, h('div', { class: 'figures', text: figures }));
 }
 
+// the machine's last inventory in one line: vendor product, serial, firmware, CPUs, memory, disks
+function hardwareLine(hw) {
+  return [
+    [hw.vendor, hw.product].filter(Boolean).join(' ') || 'unknown system',
+    hw.serial ? `serial ${hw.serial}` : null,
+    `${hw.firmware}${hw.secureBoot ? ' secure boot' : ''}`,
+    `${hw.cpus} CPU${hw.cpus === 1 ? '' : 's'}`,
+    `${bytes(hw.memoryBytes)} RAM`,
+    `disks: ${hw.disks.join(', ') || 'none'}`,
+  ].filter(Boolean).join(' · ');
+}
+
 function machineCard(m) {
   const lines = (m.recentLog || []).slice(-3).map((l) => l.replace(/^\S+T(\d\d:\d\d:\d\d)\S* /, '$1 '));
   return h('article', { class: `machine ${stateClass(m)}`, 'data-mac': m.mac, 'data-phase': m.phase || 'unknown' },
@@ -103,6 +116,7 @@ function machineCard(m) {
       m.name ? h('span', { class: 'name', text: m.name }) : null,
       h('span', { class: 'badge', text: WORDS[m.phase] || m.phase || 'not seen yet' })),
     h('div', { class: 'next', text: `next boot: ${m.next || 'no action'}${m.persistent ? ' (persistent)' : ''} · seen ${ago(m.lastSeen)}` }),
+    m.hardware ? h('div', { class: 'hardware', text: hardwareLine(m.hardware) }) : null,
     progressBlock(m),
     problems(m).map(([cls, text]) => h('p', { class: cls, text })),
     lines.length ? h('pre', { class: 'log', text: lines.join('\n') }) : null);

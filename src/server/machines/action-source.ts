@@ -28,7 +28,8 @@ import { normalizeMac } from '../names.ts';
 import type { MachineChanges } from './changes.ts';
 
 export interface ActionLookup {
-  source: 'machine' | 'default';
+  /** machine: its own; default: DIR/default.json; server: --default-action (inspect unless set) */
+  source: 'machine' | 'default' | 'server';
   file: string;
   action: Action;
 }
@@ -95,12 +96,16 @@ export class ActionSource {
   readonly #machines = new Map<string, InventoryRecord>();
   #default: { sig?: string; action?: Action; error?: string } = {};
   #st!: Record<string, StatementSync>;
+  readonly #serverDefault: Action | undefined;
 
-  constructor(dataDir: string, db: DatabaseSync, changes: MachineChanges) {
+  /** `serverDefault`: what a machine without its own action and without default.json gets
+   *  (--default-action; undefined: nothing, a 404) */
+  constructor(dataDir: string, db: DatabaseSync, changes: MachineChanges, serverDefault?: Action) {
     this.machinesDir = join(dataDir, 'machines');
     this.defaultFile = join(dataDir, 'default.json');
     this.#db = db;
     this.#changes = changes;
+    this.#serverDefault = serverDefault;
   }
 
   /** Load the inventory from the database (files are read by reload(), after). */
@@ -192,8 +197,9 @@ export class ActionSource {
 
   async #syncDefault(): Promise<void> {
     const sig = await sigOf(this.defaultFile);
-    if (sig === this.#default.sig) return;
+    // a removed file clears the default also after reload() forgot the signature
     if (sig === undefined) { this.#default = {}; return; }
+    if (sig === this.#default.sig) return;
     const text = await readFile(this.defaultFile, 'utf8').catch(() => undefined);
     if (text === undefined) { this.#default = {}; return; }
     try { this.#default = { sig, action: parseAction(text) }; } catch (e) {
@@ -237,6 +243,7 @@ export class ActionSource {
     await this.#syncDefault();
     if (this.#default.error !== undefined) throw broken(this.#default.error);
     if (this.#default.action !== undefined) return { source: 'default', file: this.defaultFile, action: this.#default.action };
+    if (this.#serverDefault !== undefined) return { source: 'server', file: '--default-action', action: this.#serverDefault };
     return undefined;
   }
 

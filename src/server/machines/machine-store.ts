@@ -15,6 +15,8 @@ import type { MachineChange } from './changes.ts';
 import { summarize } from './machine-summary.ts';
 import type { MachineDetail, MachineSummary } from './machine-summary.ts';
 import { RunRecorder } from './run-recorder.ts';
+import { InventoryStore } from './inventory-store.ts';
+import type { MachineInventory } from '../../config/inventory.ts';
 import type { MachineState } from './run-recorder.ts';
 
 export class MachineStore {
@@ -23,11 +25,20 @@ export class MachineStore {
   readonly #db: DatabaseSync;
   readonly #changes = new MachineChanges();
 
-  /** `now`: the recorder's clock for log retention (tests) */
-  constructor(dataDir: string, db: DatabaseSync, opts: { now?: () => number } = {}) {
+  readonly inventory: InventoryStore;
+
+  /** `now`: the recorder's clock for log retention (tests); `defaultAction`: --default-action */
+  constructor(dataDir: string, db: DatabaseSync, opts: { now?: () => number; defaultAction?: Action } = {}) {
     this.#db = db;
-    this.actions = new ActionSource(dataDir, db, this.#changes);
+    this.actions = new ActionSource(dataDir, db, this.#changes, opts.defaultAction);
     this.recorder = new RunRecorder(dataDir, db, this.#changes, opts);
+    this.inventory = new InventoryStore(db);
+  }
+
+  /** An agent's inventory (validated by the route): stored, and the machine's summary changes. */
+  putInventory(mac: string, inv: MachineInventory): void {
+    this.inventory.put(mac, inv);
+    this.#changes.emit({ type: 'machine', mac });
   }
 
   async init(): Promise<void> {
@@ -38,9 +49,9 @@ export class MachineStore {
 
   onChange(fn: (c: MachineChange) => void): () => void { return this.#changes.on(fn); }
 
-  #known(mac: string): boolean { return this.actions.record(mac) !== undefined || this.recorder.state(mac) !== undefined; }
+  #known(mac: string): boolean { return this.actions.record(mac) !== undefined || this.recorder.state(mac) !== undefined || this.inventory.has(mac); }
 
-  #macs(): string[] { return [...new Set([...this.actions.macs(), ...this.recorder.macs()])].sort(); }
+  #macs(): string[] { return [...new Set([...this.actions.macs(), ...this.recorder.macs(), ...this.inventory.macs()])].sort(); }
 
   /** Apply a batch of events from one agent: its runs and log, and the one-shot rule. */
   async record(mac: string, events: AgentEvent[]): Promise<MachineState> {
@@ -60,6 +71,7 @@ export class MachineStore {
     inTransaction(this.#db, () => {
       this.actions.forget(mac);
       this.recorder.forget(mac, opts);
+      this.inventory.forget(mac);
     });
     this.#changes.emit({ type: 'removed', mac });
     return true;
@@ -71,7 +83,7 @@ export class MachineStore {
     try { served = await this.actions.servedActionFor(mac); } catch (e) { servedError = (e as Error).message; }
     return summarize({
       mac, state: this.recorder.state(mac), inventory: this.actions.record(mac), served, servedError,
-      runId: this.recorder.runId(mac), recentLog: this.recorder.recentLog(mac),
+      runId: this.recorder.runId(mac), recentLog: this.recorder.recentLog(mac), hardware: this.inventory.get(mac),
     });
   }
 
@@ -91,7 +103,7 @@ export class MachineStore {
   async get(mac: string, lines = 100): Promise<MachineDetail | undefined> {
     const sum = await this.summary(mac);
     if (sum === undefined) return undefined;
-    return { ...sum, configuredAction: this.actions.record(mac)?.action, log: this.recorder.log(mac, { limit: lines }) };
+    return { ...sum, configuredAction: this.actions.record(mac)?.action, log: this.recorder.log(mac, { limit: lines }), inventory: this.inventory.get(mac)?.inventory };
   }
 
   /** Machines in each phase right now (those that never reported: "unknown"). */

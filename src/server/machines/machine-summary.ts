@@ -6,6 +6,24 @@ import type { Action } from '../../config/action.ts';
 import { summarizeAction } from '../../config/parse.ts';
 import type { InventoryRecord, ServedAction } from './action-source.ts';
 import type { MachineState } from './run-recorder.ts';
+import type { MachineInventory } from '../../config/inventory.ts';
+import type { StoredInventory } from './inventory-store.ts';
+
+/** The facts of a machine's last inventory, short enough for a list row and a dashboard card. */
+export interface HardwareSummary {
+  /** when the server received it */
+  received: string;
+  vendor?: string;
+  product?: string;
+  serial?: string;
+  firmware: 'uefi' | 'bios';
+  secureBoot?: boolean;
+  cpus: number;
+  memoryBytes: number;
+  /** "nvme0n1 nvme 64 MiB", "sda sata 48 MiB 4Kn", ... */
+  disks: string[];
+  nics: string[];
+}
 
 export interface MachineSummary extends MachineState {
   name?: string;
@@ -26,12 +44,16 @@ export interface MachineSummary extends MachineState {
   run?: number;
   /** its last log lines (5) */
   recentLog: string[];
+  /** what its agent last reported of the hardware (POST /api/machines/<mac>/inventory) */
+  hardware?: HardwareSummary;
 }
 
 /** GET /api/machines/<mac>: the summary, the action as configured, and the last log lines. */
 export interface MachineDetail extends MachineSummary {
   configuredAction?: Action;
   log: string[];
+  /** the whole inventory as the agent sent it */
+  inventory?: MachineInventory;
 }
 
 export interface SummaryParts {
@@ -42,6 +64,25 @@ export interface SummaryParts {
   servedError: string | undefined;
   runId: number | undefined;
   recentLog: readonly string[];
+  hardware?: StoredInventory;
+}
+
+const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${Math.round(b / 2 ** 20)} MiB`);
+
+export function hardwareSummary(s: StoredInventory): HardwareSummary {
+  const inv = s.inventory;
+  return {
+    received: s.received,
+    ...(inv.system.vendor === undefined ? {} : { vendor: inv.system.vendor }),
+    ...(inv.system.product === undefined ? {} : { product: inv.system.product }),
+    ...(inv.system.serial === undefined ? {} : { serial: inv.system.serial }),
+    firmware: inv.firmware.mode,
+    ...(inv.firmware.secureBoot === undefined ? {} : { secureBoot: inv.firmware.secureBoot }),
+    cpus: inv.cpu.threads,
+    memoryBytes: inv.memory.totalBytes,
+    disks: inv.disks.map((d) => `${d.name} ${d.transport} ${size(d.sizeBytes)}${d.logicalSectorSize !== 512 ? ` ${d.logicalSectorSize === 4096 ? '4Kn' : `${d.logicalSectorSize}-byte sectors`}` : ''}`),
+    nics: inv.nics.map((n) => `${n.name} ${n.mac}${n.driver === undefined ? '' : ` ${n.driver}`}`),
+  };
 }
 
 export function summarize(p: SummaryParts): MachineSummary {
@@ -59,5 +100,6 @@ export function summarize(p: SummaryParts): MachineSummary {
     next: p.served === undefined ? undefined : summarizeAction(p.served.action),
     run: p.runId,
     recentLog: p.recentLog.slice(-5),
+    ...(p.hardware === undefined ? {} : { hardware: hardwareSummary(p.hardware) }),
   };
 }

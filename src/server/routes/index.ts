@@ -15,6 +15,7 @@ import { dashboardRoutes } from './dashboard.ts';
 import { eventRoutes } from './events.ts';
 import { apiNotFoundRoute, notFoundRoute } from './fallbacks.ts';
 import { imageRoutes } from './images.ts';
+import { inventoryRoutes } from './inventory.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
 import { uploadRoutes } from './uploads.ts';
@@ -23,6 +24,7 @@ export const routes: readonly AppRoute[] = [
   ...imageRoutes,
   ...uploadRoutes,
   ...eventRoutes,
+  ...inventoryRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,
