@@ -11,7 +11,6 @@
 // booty writes itself (pax-records.ts). Sockets cannot be archived (GNU tar skips them too) and are
 // counted and logged. Entry names are GNU tar's `tar -C ROOT -c .` form: `./`, `./etc/`, `./etc/passwd`.
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
@@ -92,7 +91,7 @@ class TreeWalker {
   }
 
   async run(): Promise<PackResult> {
-    const st = await fsp.lstat(this.root, { bigint: true });
+    const st = fs.lstatSync(this.root, { bigint: true });
     if (!st.isDirectory()) throw new PackError(this.root.toString(), 'is not a directory');
     await this.entry(Buffer.from('./', 'latin1'), this.root, st);
     await this.directory(Buffer.from('./', 'latin1'), this.root);
@@ -101,10 +100,13 @@ class TreeWalker {
 
   /** Archive the contents of the directory at PATH (archived as NAME, ending in '/'). */
   private async directory(name: Buffer, path: Buffer): Promise<void> {
-    const children = (await fsp.readdir(path, { encoding: 'buffer' })).sort(Buffer.compare);
+    // Metadata and small files are read with synchronous calls: each is microseconds on a
+    // mounted filesystem, while an async call's thread-pool round trip costs more than the work
+    // (four per file), which made a root of small files crawl under emulation.
+    const children = fs.readdirSync(path, { encoding: 'buffer' }).sort(Buffer.compare);
     for (const child of children) {
       const childPath = Buffer.concat([path, SLASH, child]);
-      const st = await fsp.lstat(childPath, { bigint: true });
+      const st = fs.lstatSync(childPath, { bigint: true });
       const childName = Buffer.concat([name, child]);
       if (st.isDirectory()) {
         const dirName = Buffer.concat([childName, SLASH]);
@@ -153,7 +155,7 @@ class TreeWalker {
       this.counts.files++;
     } else if (st.isSymbolicLink()) {
       header.type = 'symlink';
-      header.linkname = this.linkField(await fsp.readlink(path, { encoding: 'buffer' }), records);
+      header.linkname = this.linkField(fs.readlinkSync(path, { encoding: 'buffer' }), records);
       this.counts.symlinks++;
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       header.type = st.isCharacterDevice() ? 'character-device' : 'block-device';
@@ -233,6 +235,15 @@ class TreeWalker {
   }
 
   private async writeFile(header: Headers, file: { path: Buffer; size: number }, shown: string): Promise<void> {
+    // Most files of an OS are small: read whole into a buffer of their size, one entry write.
+    // Only large ones stream, in 1 MiB reads (a stream's buffer per file would be churn).
+    if (file.size <= SMALL_FILE) {
+      const data = readExactly(file.path, file.size, shown);
+      await this.write(header, data);
+      this.opts.onFileBytes?.(file.size);
+      this.counts.fileBytes += file.size;
+      return;
+    }
     let entryDone!: Promise<void>;
     const sink = await new Promise<ReturnType<Pack['entry']>>((resolve) => {
       entryDone = new Promise<void>((res, rej) => {
@@ -240,7 +251,7 @@ class TreeWalker {
       });
     });
     let read = 0;
-    const source = fs.createReadStream(file.path, { highWaterMark: 1 << 20 });
+    const source = fs.createReadStream(file.path, { highWaterMark: SMALL_FILE });
     source.on('data', (chunk) => { read += chunk.length; this.opts.onFileBytes?.(chunk.length); });
     try {
       await pipeline(source, sink);
@@ -252,6 +263,26 @@ class TreeWalker {
         : `changed size while it was read (${file.size} bytes when listed, ${read} read); the filesystem must be mounted read-only`, e);
     }
     this.counts.fileBytes += file.size;
+  }
+}
+
+const SMALL_FILE = 1 << 20;
+
+/** The SIZE bytes of the file at PATH, or a PackError when it holds fewer. */
+function readExactly(path: Buffer, size: number, shown: string): Buffer {
+  const data = Buffer.allocUnsafe(size);
+  let fd: number;
+  try { fd = fs.openSync(path, 'r'); } catch (e) { throw new PackError(shown, `cannot open it: ${(e as Error).message}`, e); }
+  try {
+    let got = 0;
+    while (got < size) {
+      const n = fs.readSync(fd, data, got, size - got, got);
+      if (n === 0) throw new PackError(shown, `changed size while it was read (${size} bytes when listed, ${got} read); the filesystem must be mounted read-only`);
+      got += n;
+    }
+    return data;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
