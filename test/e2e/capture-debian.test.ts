@@ -152,7 +152,7 @@ test('capture --format tar.zst: the agent archives the Debian root LV and /boot 
   assert.equal(exit.code, 0, vm.tail());
   const out = vm.output;
   assert.doesNotMatch(out, /BOOTY FAILED|Kernel panic|kernel BUG/, vm.tail(6000));
-  assert.match(out, /capture: root filesystem \/dev\/mapper\/bootyvg-root \(ext4\) mounted read-only/);
+  assert.match(out, /capture: root filesystem \/dev\/(mapper\/bootyvg-root|bootyvg\/root) \(ext4\) mounted read-only/);
   assert.match(out, /capture: \/dev\/vda1 \(ext4\) mounted read-only at \/boot/);
   const line = /\[\s*(\d+\.\d+)\] booty: capture: archived (\d+) files \(([^)]+)\)/.exec(out);
   assert.ok(line, 'the agent logged what it archived');
