@@ -9,7 +9,7 @@ import { growDisk, type GrowReport } from '../disk/grow.ts';
 import { deactivateVg } from '../disk/lvm.ts';
 import { spawnToolRunner } from '../disk/tools.ts';
 import { applyPostDeploy } from '../disk/post-deploy.ts';
-import { capture } from '../image/capture.ts';
+import { capture, isTreeFormat } from '../image/capture.ts';
 import { deploy } from '../image/deploy.ts';
 import type { ProgressSnapshot } from '../image/progress.ts';
 import type { NetworkHandle } from '../net/configure.ts';
@@ -48,8 +48,8 @@ export interface RunSummary {
 }
 
 // Filesystems and device-mapper are not tied to a modalias: load them before growing, where
-// LVM activation and mounting the deployed root need them (not at boot: they would only delay
-// the first byte written).
+// LVM activation and mounting the deployed root need them, and before a rootfs capture (not at
+// boot: they would only delay the first byte written).
 const storageStackModules = ['dm_mod', 'ext4', 'xfs', 'vfat'];
 
 export function phase(ctx: Pick<RunContext, 'reporter'>, p: Phase, detail?: string): void {
@@ -198,6 +198,8 @@ async function postDeployStep(a: DeployAction, disk: string, rootDevice: string 
 }
 
 async function captureStep(a: CaptureAction, disk: string, ctx: RunContext): Promise<RunSummary> {
+  // a rootfs capture mounts the disk's filesystems (LVM, ext4, XFS, an ESP)
+  if (isTreeFormat(a.format)) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'mounting the filesystems to archive'])), true);
   const r = await capture({
     disk, upload: a.upload, format: a.format, level: a.level, protocol: a.protocol, mac: ctx.net.mac,
     headers: ctx.params.token === undefined ? undefined : { authorization: `Bearer ${ctx.params.token}` },

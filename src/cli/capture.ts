@@ -5,6 +5,7 @@ import { ISAL } from '../sys/isal.ts';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
 import { capture } from '../image/capture.ts';
+import { CAPTURE_FORMATS, type CaptureFormat } from '../config/action.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
 import { applyTrustOption } from '../net/tls-pin.ts';
@@ -13,13 +14,16 @@ import { parseArgsOrExplain, parseHeaders, parseWorkers } from './args.ts';
 const HELP = `usage: booty capture --disk DEV --upload URL [options]
 
 Reads DEV (a whole disk or a regular file) front to back, compresses it and streams it to URL;
-nothing is staged on local disk. The disk is only read.
+nothing is staged on local disk. The disk is only read. With --format tar, tar.gz or tar.zst it
+archives the files instead: the OS root on DEV and what its fstab mounts from DEV (/boot, the
+ESP, LVs), mounted read-only; a small root on a big disk gives a small tarball.
 
 options:
   --disk DEV           block device (e.g. /dev/sda) or regular file to read
   --upload URL         booty server: http://server/images/<name> (PUT, then a commit the server
                        checks against the size and sha256 we sent); BOOTy receiver: its POST URL
-  --format F           gzip (default), zstd or raw
+  --format F           gzip (default), zstd or raw: the disk; tar, tar.gz or tar.zst: its files
+                       (numeric owners, modes, hard links, devices, xattrs incl. capabilities)
   --level N            compression level (gzip 1-9, default 6; zstd 1-19, default 3); gzip
                        level 1 compresses with ISA-L's igzip where libisal.so.2 loads: about
                        2x libdeflate's level 1, output still smaller than gzip -1's
@@ -68,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.disk === undefined) throw config('--disk is required');
   if (values.upload === undefined) throw config('--upload is required');
   const format = values.format;
-  if (format !== 'gzip' && format !== 'zstd' && format !== 'raw') throw config(`--format must be gzip, zstd or raw, not ${format}`);
+  if (!(CAPTURE_FORMATS as readonly string[]).includes(format)) throw config(`--format must be ${CAPTURE_FORMATS.join(', ')}, not ${format}`);
   const protocol = values.protocol;
   if (protocol !== 'put' && protocol !== 'multipart') throw config(`--protocol must be put or multipart, not ${protocol}`);
   let level: number | undefined;
@@ -91,12 +95,13 @@ export async function run(argv: string[]): Promise<number> {
   let last: ProgressSnapshot | undefined;
   try {
     const result = await capture({
-      disk: values.disk, upload: values.upload, format, level, workers, protocol, mac: values.mac, headers, log,
+      disk: values.disk, upload: values.upload, format: format as CaptureFormat, level, workers, protocol, mac: values.mac, headers, log,
       allowMounted: values['allow-mounted'], overwrite: values.overwrite, allowPartition: values['allow-partition'],
       onProgress: (p) => { last = p; printer?.update(p); reporter?.progress('uploading', p); },
     });
     printer?.done({ bytes: result.bytesRead, wireBytes: result.wireBytes, rate: result.bytesRead / result.seconds, elapsed: result.seconds });
-    process.stdout.write(`booty capture: OK: ${result.bytesRead} bytes (${formatBytes(result.bytesRead)}) read, ${result.wireBytes} bytes sent as ${format} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesRead / result.seconds)}); sha256 ${result.sha256}${result.location ? `; stored at ${result.location}` : ''}\n`);
+    const tree = result.tree !== undefined ? ` (${result.tree.files} files from ${result.tree.mounted.map((m) => m.mountPoint).join(' ')})` : '';
+    process.stdout.write(`booty capture: OK: ${result.bytesRead} bytes (${formatBytes(result.bytesRead)}) read${tree}, ${result.wireBytes} bytes sent as ${format} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesRead / result.seconds)}); sha256 ${result.sha256}${result.location ? `; stored at ${result.location}` : ''}\n`);
     reporter?.result({ ok: true, bytes: result.bytesRead, seconds: result.seconds, sha256: result.sha256 });
     return 0;
   } catch (e) {

@@ -6,7 +6,9 @@
 // BootyError (stage 'config') whose message names the offending field. It never touches a disk.
 
 export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
-export type CaptureFormat = 'gzip' | 'zstd' | 'raw';
+/** gzip/zstd/raw: the disk, byte for byte; tar, tar.gz, tar.zst: the files of its OS (a rootfs capture). */
+export const CAPTURE_FORMATS = ['gzip', 'zstd', 'raw', 'tar', 'tar.gz', 'tar.zst'] as const;
+export type CaptureFormat = typeof CAPTURE_FORMATS[number];
 export type AfterAction = 'reboot' | 'poweroff' | 'shell';
 
 export interface NetworkSettings {

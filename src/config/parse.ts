@@ -179,10 +179,9 @@ export function summarizeDiskHints(h: DiskHints): string {
 function checkLevel(format: CaptureFormat, level: number | undefined, prefix: string): void {
   if (level === undefined) return;
   const field = join(prefix, 'level');
-  if (format === 'raw') throw configError(`field "${field}" must be absent for format "raw", got ${level}`, field);
+  if (format === 'raw' || format === 'tar') throw configError(`field "${field}" must be absent for format "${format}", got ${level}`, field);
   // the levels capture() takes (src/image/capture.ts): refused here, before the agent reads a byte
-  if (format === 'gzip' && level > 9) throw configError(`field "${field}" must be a gzip level 1-9, got ${level}`, field);
-  if (format === 'zstd' && level > 19) throw configError(`field "${field}" must be a zstd level 1-19, got ${level}`, field);
+  if ((format === 'gzip' || format === 'tar.gz') && level > 9) throw configError(`field "${field}" must be a gzip level 1-9, got ${level}`, field);
 }
 
 function parseBootyForm(j: Json, prefix: string): Action {

@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import AjvModule from 'ajv';
 import { parseSize } from './disk-size.ts';
 import { inventorySchema } from './inventory-schema.ts';
+import { CAPTURE_FORMATS } from './action.ts';
 
 const Ajv = AjvModule.default;
 
@@ -178,7 +179,7 @@ const capture = {
     disk: dev,
     diskHints,
     upload: url,
-    format: { enum: ['gzip', 'zstd', 'raw'], description: 'one of "gzip", "zstd", "raw"' },
+    format: { enum: [...CAPTURE_FORMATS], description: `one of ${CAPTURE_FORMATS.map((f) => `"${f}"`).join(', ')}` },
     level: { type: 'integer', minimum: 1, maximum: 19, description: 'a compression level (gzip 1-9, zstd 1-19)' },
     protocol: { enum: ['put', 'multipart'], description: 'one of "put", "multipart"' },
   },

@@ -28,7 +28,9 @@ export async function withMounted<T>(
 ): Promise<T> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-root-'));
   try {
-    const args = ['-t', fstype, ...(opts.readOnly ? ['-o', 'ro'] : []), device, dir];
+    // read-only means the disk is not written at all: a dirty journal is not replayed either
+    const ro = fstype === 'ext4' ? 'ro,noload' : 'ro,norecovery';
+    const args = ['-t', fstype, ...(opts.readOnly ? ['-o', ro] : []), device, dir];
     await tools.run('mount', args);
     log.debug(`mounted ${device} (${fstype}) at ${dir}`);
     try {

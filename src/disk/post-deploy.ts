@@ -5,14 +5,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { PostDeploy } from '../config/action.ts';
-import { BootyError, isBootyError } from '../util/errors.ts';
+import { BootyError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { realBlockIO, type BlockIO } from './block-io.ts';
 import { detectContent, DETECT_BYTES, type Content } from './fs-detect.ts';
-import { activateVg, deactivateVg, listLvs, vgOfPv } from './lvm.ts';
+import { deactivateVg } from './lvm.ts';
+import { findOsRoot, listDiskFilesystems, looksLikeOsRoot, rootCandidates, type OsRoot } from './disk-filesystems.ts';
 import { withMounted, type FsType } from './mounts.ts';
-import { syncKernelPartitions } from './kernel-partitions.ts';
-import { readPartitionTable } from './partition-table/table.ts';
 import { planPostDeploy, type FileWrite, type RootFacts } from './post-deploy-render.ts';
 import { existsInRoot, lstatInRoot, resolveInRoot } from './root-path.ts';
 import { spawnToolRunner, type ToolRunner } from './tools.ts';
@@ -76,10 +75,6 @@ function fsTypeOf(c: Content, device: string): FsType {
   throw failure(`${device} holds no ext4 or XFS filesystem`);
 }
 
-function looksLikeOsRoot(dir: string): boolean {
-  return existsInRoot(dir, '/etc/os-release') || existsInRoot(dir, '/etc/fstab');
-}
-
 function isDir(root: string, p: string): boolean {
   try { return fs.statSync(resolveInRoot(root, p)).isDirectory(); } catch { return false; }
 }
@@ -120,65 +115,13 @@ export function writeInRoot(root: string, w: FileWrite): void {
   fs.renameSync(tmp, target);
 }
 
-interface RootCandidate {
-  device: string;
-  fstype: FsType;
-  /** higher first */
-  rank: number;
-}
-
 /**
  * The deployed OS's root filesystem: the partitions of the disk, and the LVs of any volume group
  * on it, that hold ext4/XFS, tried root-named and largest first until one has /etc.
  */
-async function findRoot(disk: string, tools: ToolRunner, io: BlockIO, log: Logger, activated: string[]): Promise<{ device: string; fstype: FsType }> {
-  const handle = io.openDisk(disk);
-  let table;
-  try {
-    table = readPartitionTable(handle.source());
-    // Run on its own (without growDisk before it), the kernel may not know the partitions yet.
-    try {
-      syncKernelPartitions(handle, table, io, log);
-    } catch (e) {
-      log.warn(`post-deploy: could not update the kernel's partitions of ${disk}: ${(e as Error).message}`);
-    }
-  } finally {
-    handle.close();
-  }
-  const candidates: RootCandidate[] = [];
-  for (const p of table.partitions) {
-    if (p.kind === 'extended') continue;
-    const device = io.partitionDevice(disk, p.number);
-    if (!(await io.waitForDevice(device, 5_000))) continue;
-    const c = detectContent(io.readHead(device, DETECT_BYTES));
-    if (c.kind === 'ext' || c.kind === 'xfs') {
-      candidates.push({ device, fstype: c.kind === 'ext' ? 'ext4' : 'xfs', rank: c.sizeBytes });
-    } else if (c.kind === 'lvm2-pv' && tools.find('lvm') !== undefined) {
-      try {
-        const vg = await vgOfPv(tools, device);
-        await activateVg(tools, vg);
-        activated.push(vg);
-        for (const lv of await listLvs(tools, vg)) {
-          if (!(await io.waitForDevice(lv.path, 5_000))) continue;
-          const lc = detectContent(io.readHead(lv.path, DETECT_BYTES));
-          if (lc.kind !== 'ext' && lc.kind !== 'xfs') continue;
-          // A root-named LV wins over size.
-          const rank = lc.sizeBytes + (/root/i.test(lv.name) ? 2 ** 60 : 0);
-          candidates.push({ device: lv.path, fstype: lc.kind === 'ext' ? 'ext4' : 'xfs', rank });
-        }
-      } catch (e) {
-        log.warn(`post-deploy: could not look inside LVM on ${device}: ${(e as Error).message}`);
-      }
-    }
-  }
-  candidates.sort((a, b) => b.rank - a.rank);
-  for (const c of candidates) {
-    try {
-      const isRoot = await withMounted(tools, c.device, c.fstype, log, async (dir) => looksLikeOsRoot(dir), { readOnly: true });
-      if (isRoot) return c;
-    } catch (e) {
-      if (isBootyError(e)) log.debug(`post-deploy: ${c.device}: ${e.message}`);
-    }
-  }
-  throw failure(`no filesystem on ${disk} holds an OS root (/etc/os-release or /etc/fstab); tried ${candidates.map((c) => c.device).join(', ') || 'none'}`);
+async function findRoot(disk: string, tools: ToolRunner, io: BlockIO, log: Logger, activated: string[]): Promise<OsRoot> {
+  const filesystems = await listDiskFilesystems(disk, tools, io, log, activated, 'post-deploy');
+  const root = await findOsRoot(filesystems, tools, log);
+  if (root !== undefined) return root;
+  throw failure(`no filesystem on ${disk} holds an OS root (/etc/os-release or /etc/fstab); tried ${rootCandidates(filesystems).join(', ') || 'none'}`);
 }

@@ -184,11 +184,16 @@ export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
   return a;
 }
 
-/** Adds console=ttyS0 and panic=-1 unless the caller chose its own. */
+/**
+ * Adds console=ttyS0 and panic=-1 unless the caller chose its own, and no_timer_check: the
+ * kernel's early check that the timer interrupt arrives through the IO-APIC counts on wall time,
+ * and under TCG on a loaded host it panics ("IO-APIC + timer doesn't work!") before init runs.
+ */
 export function kernelCmdline(append: string): string {
   const words = append.split(/\s+/).filter((w) => w !== '');
   if (!words.some((w) => w.startsWith('console='))) words.unshift('console=ttyS0');
   if (!words.some((w) => w.startsWith('panic='))) words.push('panic=-1');
+  if (!words.includes('no_timer_check')) words.push('no_timer_check');
   return words.join(' ');
 }
 

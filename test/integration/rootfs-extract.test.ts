@@ -12,17 +12,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { extractRootfs } from '../../src/rootfs/extract.ts';
-import { lgetxattr, llistxattr } from '../../src/sys/xattr.ts';
+import { lgetxattr } from '../../src/sys/xattr.ts';
 import { BootyError } from '../../src/util/errors.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 import { randomInt, seededRandom } from '../helpers/seeded-random.ts';
+import { buildRootfsTree, describe, LATIN1_NAME, LONG_FILE, LONG_TARGET, sha, walk } from '../helpers/rootfs-tree.ts';
 
 const hasTools = ['tar', 'setcap', 'getcap', 'python3', 'mknod'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
 const skip = process.getuid?.() !== 0
@@ -32,97 +32,6 @@ const skip = process.getuid?.() !== 0
 let dir: string;
 const sh = (cmd: string): string => execFileSync('bash', ['-euo', 'pipefail', '-c', cmd], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const py = (code: string): string => execFileSync('python3', ['-c', code], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const sha = (p: fs.PathLike): string => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-
-/** cap_setuid (bit 7) + cap_net_raw (bit 13): the permitted mask's first byte is 0x80. */
-const CAPS = 'cap_setuid,cap_net_raw=ep';
-const LONG_DIR = `deep/${'d'.repeat(60)}`;
-const LONG_FILE = `${LONG_DIR}/${'f'.repeat(60)}.conf`;
-const LONG_TARGET = `${'../'.repeat(3)}${'t'.repeat(110)}`;
-/** "café" in ISO-8859-1: a name that is not UTF-8, as bytes */
-const LATIN1_NAME = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
-
-before(() => {
-  if (skip) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-rootfs-'));
-  fs.mkdirSync(path.join(dir, 'tree'));
-  sh(`cd tree
-    mkdir -p ${LONG_DIR} private readonly/sub sgid-dir sticky owned-dir etc
-    printf 'hello\\n' > plain.txt
-    : > empty
-    head -c ${5 * 1024 * 1024} /dev/urandom > random.bin
-    printf 'long name\\n' > ${LONG_FILE}
-    ln -s ${LONG_TARGET} longlink
-    ln -s plain.txt rel-link
-    ln -s /etc/hostname abs-link
-    printf 'secret\\n' > private/key; chmod 0600 private/key; chmod 0700 private
-    printf 'a\\n' > readonly/a; printf 'b\\n' > readonly/sub/b; chmod 0555 readonly/sub readonly
-    printf '#!/bin/sh\\n' > suid; chmod 04755 suid
-    chmod 02775 sgid-dir; printf 'g\\n' > sgid-dir/file
-    chmod 01777 sticky
-    printf 'o\\n' > owned; chown 1234:5678 owned owned-dir; chmod 0640 owned
-    printf 'linked\\n' > hl-a; ln hl-a hl-b
-    mkfifo fifo
-    mknod null-dev c 1 3
-    mknod blk-dev b 7 200
-    printf '\\177ELF' > ping; chmod 0755 ping; setcap ${CAPS} ping
-    printf 'utf8\\n' > café`);
-  fs.writeFileSync(Buffer.concat([Buffer.from(path.join(dir, 'tree') + '/'), LATIN1_NAME]), 'latin1\n');
-  // Binary user.* xattrs (every byte value) on a file and a directory; then distinct old mtimes on
-  // everything, directories last, so that a directory's mtime is one extraction must restore.
-  py(`
-import os
-os.setxattr('tree/plain.txt', 'user.blob', bytes(range(256)))
-os.setxattr('tree/owned-dir', 'user.dir', b'\\x00\\xff\\x80dir')
-t = 1500000000
-entries = []
-for root, dirs, files in os.walk(b'tree', topdown=False):
-    entries += [os.path.join(root, f) for f in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]]
-    entries += [root]
-for i, p in enumerate(entries):
-    os.utime(p, (t + i * 1000, t + i * 1000), follow_symlinks=False)
-`);
-  sh('tar --xattrs --xattrs-include="*" --numeric-owner --format=posix -cpf posix.tar -C tree .');
-  // The GNU format has no place for xattrs (GNU tar refuses --xattrs with it): names, modes,
-  // owners, links and devices only, its long names as 'L'/'K' entries instead of PAX records.
-  sh('tar --numeric-owner --format=gnu -cpf gnu.tar -C tree .');
-});
-
-after(() => {
-  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-/** Every path below ROOT (byte strings, latin1), sorted. */
-function walk(root: string, rel = ''): string[] {
-  const out: string[] = [];
-  const abs = Buffer.concat([Buffer.from(root), Buffer.from(rel === '' ? '' : '/' + rel, 'latin1')]);
-  for (const name of fs.readdirSync(abs, { encoding: 'buffer' })) {
-    const child = (rel === '' ? '' : rel + '/') + name.toString('latin1');
-    out.push(child);
-    const st = fs.lstatSync(Buffer.concat([Buffer.from(root + '/'), Buffer.from(child, 'latin1')]));
-    if (st.isDirectory()) out.push(...walk(root, child));
-  }
-  return out.sort();
-}
-
-/** What extraction must reproduce of one path: type, mode, owner, times, content, links, xattrs. */
-function describe(root: string, rel: string, withXattrs = true): Record<string, unknown> {
-  const p = rel === '' ? Buffer.from(root) : Buffer.concat([Buffer.from(root + '/'), Buffer.from(rel, 'latin1')]);
-  const st = fs.lstatSync(p);
-  const xattrs: Record<string, string> = {};
-  if (withXattrs) for (const name of llistxattr(p)) xattrs[name.toString('latin1')] = lgetxattr(p, name)!.toString('hex');
-  return {
-    type: st.mode & 0o170000,
-    mode: (st.mode & 0o7777).toString(8),
-    uid: st.uid,
-    gid: st.gid,
-    mtime: Math.floor(st.mtimeMs / 1000),
-    ...(st.isFile() ? { size: st.size, sha256: sha(p), nlink: st.nlink } : {}),
-    ...(st.isSymbolicLink() ? { target: fs.readlinkSync(p, { encoding: 'buffer' }).toString('latin1') } : {}),
-    ...(st.isCharacterDevice() || st.isBlockDevice() ? { rdev: st.rdev } : {}),
-    xattrs,
-  };
-}
 
 /**
  * FILE in chunks of 1 to 1500 bytes (seeded) up to its last 4 MiB, so that headers and PAX
@@ -138,6 +47,20 @@ async function* oddChunks(file: string): AsyncGenerator<Buffer> {
     off += n;
   }
 }
+
+before(() => {
+  if (skip) return;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-rootfs-'));
+  buildRootfsTree(path.join(dir, 'tree'));
+  sh('tar --xattrs --xattrs-include="*" --numeric-owner --format=posix -cpf posix.tar -C tree .');
+  // The GNU format has no place for xattrs (GNU tar refuses --xattrs with it): names, modes,
+  // owners, links and devices only, its long names as 'L'/'K' entries instead of PAX records.
+  sh('tar --numeric-owner --format=gnu -cpf gnu.tar -C tree .');
+});
+
+after(() => {
+  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const variants = [
   { format: 'posix', chunks: 'file' }, { format: 'gnu', chunks: 'file' }, { format: 'posix', chunks: 'odd' },

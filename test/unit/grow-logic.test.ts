@@ -90,7 +90,7 @@ describe('growDisk without LVM', () => {
     assert.deepEqual({ from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode }, { from: 'chroot', mode: 'offline' });
     assert.deepEqual(calls(tools), [
       'e2fsck -f -y /dev/vda2',
-      'mount -t ext4 -o ro /dev/vda1 ROOT', ...binds, '[chroot] e2fsck -f -y /dev/vda2', '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
+      'mount -t ext4 -o ro,noload /dev/vda1 ROOT', ...binds, '[chroot] e2fsck -f -y /dev/vda2', '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
     ]);
     assert.match(r.notes.join('\n'), /initramfs's e2fsprogs could not grow \/dev\/vda2 .*unsupported feature.*trying the deployed OS's own tools/);
   });
@@ -114,7 +114,7 @@ describe('growDisk without LVM', () => {
     assert.deepEqual({ from: r.filesystem?.toolsFrom, mode: r.filesystem?.mode }, { from: 'chroot', mode: 'online' });
     assert.deepEqual(calls(tools), [
       'e2fsck -f -y /dev/vda2', 'resize2fs /dev/vda2',
-      'mount -t ext4 -o ro /dev/vda1 ROOT', 'umount ROOT',
+      'mount -t ext4 -o ro,noload /dev/vda1 ROOT', 'umount ROOT',
       'mount -t ext4 /dev/vda2 ROOT', ...binds, '[chroot] resize2fs /dev/vda2', ...unbinds, 'umount ROOT',
     ]);
     assert.match(r.notes.join('\n'), /\/dev\/vda2 was grown online/);
