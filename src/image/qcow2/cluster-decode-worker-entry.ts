@@ -1,0 +1,81 @@
+// A qcow2 decode worker's thread (cluster-decode-pool.ts starts it, worker-start.ts says how):
+// decompresses a batch of compressed clusters into one buffer of whole clusters and moves it back.
+// DEFLATE by libdeflate where the main thread found it (else node:zlib); zstd by node:zlib, given
+// exactly one frame (the bytes QEMU names for a compressed cluster run to the end of a sector, so
+// what follows the frame is the next cluster's data, which a zstd decoder would take for a frame).
+import { parentPort, workerData } from 'node:worker_threads';
+import zlib from 'node:zlib';
+import { exitIfAsked } from '../parallel/worker-exit.ts';
+import { workerLibdeflate } from '../../sys/libdeflate-worker.ts';
+import { parseZstdFrameStart, ZstdFrameWalker } from '../format/frame-format.ts';
+import type { ClusterBatchReply, ClusterBatchRequest, ClusterWorkerData } from './cluster-decode-pool.ts';
+
+if (parentPort === null) throw new Error('cluster-decode-worker-entry.ts runs as a worker thread (cluster-decode-pool.ts)');
+const port = parentPort;
+const libdeflate = workerLibdeflate((workerData as ClusterWorkerData).libdeflate);
+
+class ClusterCorrupt extends Error {
+  readonly index: number;
+  constructor(index: number, message: string) { super(message); this.index = index; }
+}
+
+function inflateCluster(input: Buffer, out: Buffer): string | undefined {
+  const lib = libdeflate.get();
+  if (lib !== null) {
+    const r = lib.decompress(input, out);
+    if (r.result === 3) return `decodes to more than ${out.length} bytes`;
+    if (r.result !== 0) return 'invalid deflate data';
+    return r.outUsed === out.length ? undefined : `decodes to ${r.outUsed} bytes, not ${out.length}`;
+  }
+  let got: Buffer;
+  try {
+    got = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: out.length, chunkSize: out.length });
+  } catch (e) {
+    return (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? `decodes to more than ${out.length} bytes` : `invalid deflate data (${(e as Error).message})`;
+  }
+  if (got.length !== out.length) return `decodes to ${got.length} bytes, not ${out.length}`;
+  got.copy(out);
+  return undefined;
+}
+
+function unzstdCluster(input: Buffer, out: Buffer): string | undefined {
+  const start = parseZstdFrameStart(input);
+  if (start.kind !== 'frame') return 'no zstd frame where the cluster starts';
+  const walker = new ZstdFrameWalker(start.header);
+  const len = walker.walk(input.length, (at) => input[at] | (input[at + 1] << 8) | (input[at + 2] << 16));
+  if (len === 'bad') return 'a zstd block of a reserved type';
+  if (len === undefined || len > input.length) return 'the zstd frame runs past the compressed cluster';
+  let got: Buffer;
+  try {
+    got = zlib.zstdDecompressSync(input.subarray(0, len), { maxOutputLength: out.length, chunkSize: out.length });
+  } catch (e) {
+    return (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? `decodes to more than ${out.length} bytes` : `invalid zstd data (${(e as Error).message})`;
+  }
+  if (got.length !== out.length) return `decodes to ${got.length} bytes, not ${out.length}`;
+  got.copy(out);
+  return undefined;
+}
+
+function run(m: ClusterBatchRequest): Uint8Array {
+  const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  const n = m.ranges.length / 2;
+  const out = Buffer.allocUnsafeSlow(n * m.clusterSize);
+  for (let i = 0; i < n; i++) {
+    const input = data.subarray(m.ranges[2 * i], m.ranges[2 * i] + m.ranges[2 * i + 1]);
+    const dst = out.subarray(i * m.clusterSize, (i + 1) * m.clusterSize);
+    const why = m.method === 'zstd' ? unzstdCluster(input, dst) : inflateCluster(input, dst);
+    if (why !== undefined) throw new ClusterCorrupt(i, why);
+  }
+  return out;
+}
+
+port.on('message', (m: ClusterBatchRequest) => {
+  exitIfAsked(m);
+  try {
+    const out = run(m);
+    port.postMessage({ id: m.id, out } satisfies ClusterBatchReply, [out.buffer as ArrayBuffer]);
+  } catch (e) {
+    const index = e instanceof ClusterCorrupt ? e.index : -1;
+    port.postMessage({ id: m.id, error: { message: (e as Error).message, index } } satisfies ClusterBatchReply);
+  }
+});
