@@ -59,8 +59,18 @@ export class PositionalWriter {
     if (w !== undefined) w(b); else this.free.push(b);
   }
 
-  /** Places `len` bytes at guest offset `guest`; `fill(dst)` copies them into dst (len bytes). */
-  async place(guest: number, len: number, fill: (dst: Buffer) => void): Promise<void> {
+  /** Places `len` bytes at guest offset `guest`; `fill(dst)` copies them into dst (len bytes).
+   *  Calls run one after the other (the stream and finished decode batches both place clusters,
+   *  and the block being filled is shared). */
+  place(guest: number, len: number, fill: (dst: Buffer) => void): Promise<void> {
+    const run = this.turn.then(() => this.placeNow(guest, len, fill));
+    this.turn = run.catch(() => {});
+    return run;
+  }
+
+  private turn: Promise<void> = Promise.resolve();
+
+  private async placeNow(guest: number, len: number, fill: (dst: Buffer) => void): Promise<void> {
     if (this.failure) throw this.failure;
     this.dataBytes += len;
     this.onBytes?.(len);
@@ -117,6 +127,7 @@ export class PositionalWriter {
 
   /** Zeroes guest [start, end): the part in the held-back head is zero in memory already. */
   async zero(start: number, end: number): Promise<void> {
+    await this.turn;
     if (this.failure) throw this.failure;
     await this.prepare();
     this.zeroBytes += end - start;
@@ -127,6 +138,7 @@ export class PositionalWriter {
 
   /** All data writes done and on stable storage (not the head: commit()). */
   async finish(length: number): Promise<void> {
+    await this.turn;
     await this.flushBlock();
     await this.drain();
     if (this.failure) throw this.failure;

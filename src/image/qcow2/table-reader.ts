@@ -3,7 +3,8 @@
 // Adjacent tables are fetched in one request. A server that answers a Range request with the
 // whole file (200) does not do ranges: the caller then reads the tables from the stream itself.
 import type { Readable } from 'node:stream';
-import { openImage, type ImageResponse } from '../source/fetch.ts';
+import { FetchError, openImage, type ImageResponse } from '../source/fetch.ts';
+import { sleep } from '../../util/backoff.ts';
 
 export interface RangeReadOptions {
   headers?: Record<string, string>;
@@ -28,8 +29,25 @@ async function readAll(body: Readable, length: number): Promise<Buffer> {
   return out;
 }
 
+/** Tries per table read: a dropped connection or a 503 is tried again, like the download. */
+const TRIES = 6;
+
 /** [start, start+length) of the image; throws RangeUnsupported when the server ignores Range. */
 export async function readRange(url: string, start: number, length: number, o: RangeReadOptions): Promise<Buffer> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await readRangeOnce(url, start, length, o);
+    } catch (e) {
+      const permanent = e instanceof RangeUnsupported || (e instanceof FetchError && !e.transient) || o.signal?.aborted === true || ETAG_CHANGED.test((e as Error).message);
+      if (permanent || tries >= TRIES) throw e;
+      await sleep(Math.min(100 * 2 ** tries, 3000), o.signal);
+    }
+  }
+}
+
+const ETAG_CHANGED = /the image changed on the server/;
+
+async function readRangeOnce(url: string, start: number, length: number, o: RangeReadOptions): Promise<Buffer> {
   const res = await openImage(url, { start, end: start + length - 1, headers: o.headers, signal: o.signal, stallTimeoutMs: 60_000 });
   if (res.status !== 206 || res.rangeStart !== start) {
     res.body.on('error', () => {});
