@@ -8,7 +8,7 @@
 // code and disk state, never success.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -79,6 +79,19 @@ after(async () => {
   noRange?.close();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
+
+/** A command run without blocking this process's event loop; its status and output. */
+function run(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    c.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    c.on('error', reject);
+    c.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
 
 /** A loop device over a file of random bytes. */
 function freshLoop(name: string): { dev: string; file: string } {
@@ -273,4 +286,42 @@ test('network faults: resumed with Range below the cluster stream, bit-exact, ea
       }
     }
   }
+});
+
+test('8 GiB qcow2 with deflate clusters: peak RSS < 150 MiB (the bundle the initramfs runs), bit-exact with qemu-img', { skip: skip || (fs.existsSync('/usr/bin/time') ? false : 'needs /usr/bin/time') }, async () => {
+  const GiB = 1 << 30;
+  const size = 8 * GiB;
+  const src = path.join(dir, 'big.raw');
+  const fd = fs.openSync(src, 'w');
+  fs.writeSync(fd, raw, 0, raw.length, 0);
+  fs.writeSync(fd, garbage, 0, 48 * MiB, 3 * GiB);
+  const text = Buffer.alloc(64 * MiB, 'qcow2 clusters stream past in constant memory\n', 'latin1');
+  for (let k = 0; k < 4; k++) fs.writeSync(fd, text, 0, text.length, 5 * GiB + k * text.length);
+  fs.ftruncateSync(fd, size);
+  fs.closeSync(fd);
+  sh('qemu-img convert -c -O qcow2 big.raw big.qcow2 && qemu-img convert -O raw big.qcow2 big.judge');
+  const target = path.join(dir, 'big.target');
+  execFileSync('truncate', ['-s', String(size), target]);
+  const tfd = fs.openSync(target, 'r+');
+  for (const at of [2 * GiB, 6 * GiB, size - 2 * MiB]) fs.writeSync(tfd, garbage, 0, MiB, at);
+  fs.closeSync(tfd);
+  const root = path.resolve(import.meta.dirname, '..', '..');
+  const bundle = path.join(root, 'dist', `test-qcow2-rss-${process.pid}.mjs`);
+  execFileSync(process.execPath, [path.join(root, 'scripts/bundle.mjs'), bundle]);
+  let r: { status: number | null; stdout: string; stderr: string };
+  try {
+    // asynchronously: the origin serving the image runs in this process
+    r = await run('/usr/bin/time', ['-f', 'MAXRSS_KB %M', process.execPath, bundle, 'deploy',
+      '--image', `${origin.url}/big.qcow2`, '--disk', target, '--sha256', fileSha('big.qcow2')]);
+  } finally { fs.rmSync(bundle, { force: true }); }
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`OK: ${size} bytes .*qcow2`));
+  const rssKiB = Number(/MAXRSS_KB (\d+)/.exec(r.stderr)![1]);
+  const line = r.stderr.split('\n').find((l) => l.includes('decompressed')) ?? '';
+  process.stderr.write(`# 8 GiB qcow2 deploy (bundle): peak RSS ${(rssKiB / 1024).toFixed(1)} MiB; ${line}\n`);
+  assert.ok(rssKiB < 150 * 1024, `peak RSS ${rssKiB} KiB`);
+  assert.match(line, /[1-9]\d* decompressed on \d+ worker/);
+  // cmp reads both whole: the target must read exactly as qemu-img reads the image
+  sh('cmp big.target big.judge');
+  for (const f of ['big.raw', 'big.judge', 'big.target', 'big.qcow2']) fs.rmSync(path.join(dir, f), { force: true });
 });

@@ -50,9 +50,10 @@ export class ClusterDecodePool {
   private broken: Error | undefined;
   private closed = false;
 
-  constructor(size = Math.max(1, availableParallelism() - 1)) {
+  /** `libdeflate: false` keeps node:zlib (default: libdeflate where it loads, src/sys/libdeflate.ts) */
+  constructor(size = Math.max(1, availableParallelism() - 1), o: { libdeflate?: boolean } = {}) {
     this.size = size;
-    const libdeflate = LIBDEFLATE.forWorkers();
+    const libdeflate = o.libdeflate === false ? undefined : LIBDEFLATE.forWorkers();
     this.inflate = libdeflate !== undefined ? 'libdeflate' : 'node:zlib';
     for (let i = 0; i < size; i++) {
       const workerData: ClusterWorkerData = { libdeflate };

@@ -5,6 +5,8 @@
 // what follows the frame is the next cluster's data, which a zstd decoder would take for a frame).
 import { parentPort, workerData } from 'node:worker_threads';
 import zlib from 'node:zlib';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { exitIfAsked } from '../parallel/worker-exit.ts';
 import { workerLibdeflate } from '../../sys/libdeflate-worker.ts';
 import { parseZstdFrameStart, ZstdFrameWalker } from '../format/frame-format.ts';
@@ -13,6 +15,14 @@ import type { ClusterBatchReply, ClusterBatchRequest, ClusterWorkerData } from '
 if (parentPort === null) throw new Error('cluster-decode-worker-entry.ts runs as a worker thread (cluster-decode-pool.ts)');
 const port = parentPort;
 const libdeflate = workerLibdeflate((workerData as ClusterWorkerData).libdeflate);
+
+// A batch's input (moved here) is garbage once decoded: a scavenge after each task keeps the
+// thread flat instead of letting tens of MiB of such memory pile up (as codec-worker-entry.ts does).
+let collect: ((o: { type: 'minor' }) => void) | null = null;
+try {
+  v8.setFlagsFromString('--expose-gc');
+  collect = vm.runInNewContext('gc') as (o: { type: 'minor' }) => void;
+} catch { collect = null; }
 
 class ClusterCorrupt extends Error {
   readonly index: number;
@@ -78,4 +88,5 @@ port.on('message', (m: ClusterBatchRequest) => {
     const index = e instanceof ClusterCorrupt ? e.index : -1;
     port.postMessage({ id: m.id, error: { message: (e as Error).message, index } } satisfies ClusterBatchReply);
   }
+  collect?.({ type: 'minor' });
 });

@@ -12,11 +12,13 @@ import { createHash } from 'node:crypto';
 import type { Qcow2Header } from './header.ts';
 import { ClusterList, GuestBitmap, HostOrderChecker, MetaRanges, parseL1, parseL2, Qcow2TableError, type L2Ref } from './cluster-map.ts';
 import type { PositionalWriter } from './positional-writer.ts';
+import { createGcPacer } from '../sink/gc-pacer.ts';
 import { ClusterDecodeError, type ClusterDecodePool } from './cluster-decode-pool.ts';
 
-/** Compressed bytes gathered into one decode task. */
+/** Compressed bytes gathered into one decode task, and its most decompressed bytes (a batch of
+ *  well-compressed clusters expands a hundredfold: the output bounds the memory in flight). */
 const BATCH_BYTES = 1 << 20;
-const BATCH_CLUSTERS = 256;
+const BATCH_OUTPUT = 1 << 20;
 
 /** A table the stream must see: its bytes are parsed (no Range) or checked (Range). */
 interface TableNeed { start: number; length: number; kind: 'L1' | 'L2'; ref?: L2Ref; sha?: string }
@@ -57,9 +59,11 @@ export class ClusterStream extends Writable {
   private readonly checker: HostOrderChecker;
   private readonly o: ClusterStreamOptions;
   private readonly cs: number;
-  private batch: { data: Buffer; used: number; ranges: number[]; guests: number[]; hosts: number[] } | undefined;
+  private batch: { parts: Buffer[]; used: number; ranges: number[]; guests: number[]; hosts: number[] } | undefined;
   private readonly decoding = new Set<Promise<void>>();
   private failure: Error | undefined;
+  /** frees the download's chunks and the decoded batches early (gc-pacer.ts) */
+  private readonly pace = createGcPacer(4 << 20);
   /** clusters placed, and of those decoded from compressed data */
   clusters = 0;
   compressed = 0;
@@ -77,6 +81,7 @@ export class ClusterStream extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
     this.window.push(chunk);
     this.winEnd += chunk.length;
+    this.pace(chunk.length);
     this.process(false).then(() => cb(), (e: Error) => cb(e));
   }
 
@@ -134,10 +139,11 @@ export class ClusterStream extends Writable {
 
   private async addCompressed(host: number, len: number, guest: number): Promise<void> {
     if (this.o.pool === undefined) throw new Error('compressed cluster without a decode pool');
-    if (this.batch !== undefined && (this.batch.used + len > this.batch.data.length || this.batch.guests.length >= BATCH_CLUSTERS)) await this.flushBatch();
-    this.batch ??= { data: Buffer.allocUnsafeSlow(Math.max(BATCH_BYTES, len)), used: 0, ranges: [], guests: [], hosts: [] };
+    if (this.batch !== undefined && (this.batch.used + len > BATCH_BYTES || (this.batch.guests.length + 1) * this.cs > Math.max(BATCH_OUTPUT, this.cs))) await this.flushBatch();
+    this.batch ??= { parts: [], used: 0, ranges: [], guests: [], hosts: [] };
     const b = this.batch;
-    this.copyInto(host, len, b.data.subarray(b.used, b.used + len));
+    // (copied out now: the window moves on; joined into one right-sized buffer when sent)
+    b.parts.push(this.copyOut(host, len));
     b.ranges.push(b.used, len);
     b.guests.push(guest);
     b.hosts.push(host);
@@ -150,9 +156,13 @@ export class ClusterStream extends Writable {
     this.batch = undefined;
     const pool = this.o.pool!;
     // a bounded number of batches in flight: backpressure reaches the download
-    while (this.decoding.size >= pool.size * 2) await Promise.race(this.decoding);
+    while (this.decoding.size >= pool.size + 1) await Promise.race(this.decoding);
     if (this.failure) throw this.failure;
-    const job: Promise<void> = pool.decode(this.o.header.compression, this.cs, b.data, Uint32Array.from(b.ranges)).then(async (out) => {
+    const data = Buffer.allocUnsafeSlow(b.used);
+    let at = 0;
+    for (const p of b.parts) { p.copy(data, at); at += p.length; }
+    const job: Promise<void> = pool.decode(this.o.header.compression, this.cs, data, Uint32Array.from(b.ranges)).then(async (out) => {
+      this.pace(out.length);
       for (let i = 0; i < b.guests.length; i++) {
         const g = b.guests[i] * this.cs;
         const len = Math.min(this.cs, this.o.header.virtualSize - g);

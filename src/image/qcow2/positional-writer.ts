@@ -10,7 +10,7 @@
 import { alignedBuffer, type WriteTarget } from '../sink/target.ts';
 
 const BLOCK = 4 << 20;
-const POOL = 4;
+const POOL = 3;
 const HOLD_BACK = 1 << 20;
 
 export class PositionalWriter {
