@@ -417,7 +417,7 @@ function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse
   };
   if (wanted === 'raw') {
     // the operator insists: the bytes as served go onto the disk, whatever they are
-    const is = cls.unsupported?.what ?? (detected === 'raw' ? undefined : `${detected}-compressed`);
+    const is = cls.unsupported?.what ?? (detected === 'raw' ? undefined : detected === 'qcow2' ? 'a qcow2 disk image' : `${detected}-compressed`);
     if (is !== undefined) log.warn(`deploy: the image is ${is} but --format raw was given: writing its bytes as they are`);
     const why = refuseRawReason(head, res.contentType, true);
     if (why !== undefined) throw stageError('fetch', head.length === 0 ? 'IMAGE_EMPTY' : 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
