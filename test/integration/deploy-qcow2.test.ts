@@ -278,11 +278,11 @@ test('network faults: resumed with Range below the cluster stream, bit-exact, ea
         assert.equal(r.wireBytes, served, 'each served byte hashed exactly once');
         assert.ok(readDisk(dev, RAW).equals(raw), `${file} seed ${seed}`);
         const st = proxy.stats();
-        // re-fetched bytes are bounded: the download once, the tables, and what was in flight when
-        // each fault hit (never the image again from byte 0)
-        assert.ok(st.bytes.download < served * 2 + 4 * MiB, `${st.bytes.download} bytes through the proxy for a ${served}-byte file (${st.faultsTotal} faults)`);
+        // re-fetched bytes are bounded: the download once, the tables (under 1 MiB here), and what
+        // was in flight when each fault hit (never the image again from byte 0)
+        assert.ok(st.bytes.download <= served + MiB + st.faultsTotal * 4 * MiB, `${st.bytes.download} bytes through the proxy for a ${served}-byte file (${st.faultsTotal} faults)`);
       } finally {
-        proxy.close();
+        await proxy.close();
       }
     }
   }
