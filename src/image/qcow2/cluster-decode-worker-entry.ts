@@ -9,6 +9,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { exitIfAsked } from '../parallel/worker-exit.ts';
 import { workerLibdeflate } from '../../sys/libdeflate-worker.ts';
+import { syncZlib, type SyncZlib } from '../../sys/zlib-handle.ts';
 import { parseZstdFrameStart, ZstdFrameWalker } from '../format/frame-format.ts';
 import type { ClusterBatchReply, ClusterBatchRequest, ClusterWorkerData } from './cluster-decode-pool.ts';
 
@@ -29,6 +30,23 @@ class ClusterCorrupt extends Error {
   constructor(index: number, message: string) { super(message); this.index = index; }
 }
 
+// Without libdeflate: one inflater and one zstd decoder per worker, reset between clusters and
+// decoding straight into the batch's output. A one-shot call per cluster makes a native zlib/zstd
+// context each time, which only goes when V8 collects its wrapper: tens of MiB of RSS at this rate.
+let inflater: SyncZlib | null | undefined;
+let unzstder: SyncZlib | null | undefined;
+
+/** One cluster through a reused native decoder; undefined when done, else why not. */
+function decodeWith(z: SyncZlib, input: Buffer, out: Buffer, what: string): string | undefined {
+  z.reset();
+  if (!z.write(z.finishFlag, input, 0, input.length, out, 0, out.length)) {
+    const e = z.error;
+    z.reset();
+    return `invalid ${what} data (${e?.message ?? 'error'})`;
+  }
+  return z.outLeft === 0 ? undefined : `decodes to ${out.length - z.outLeft} bytes, not ${out.length}`;
+}
+
 function inflateCluster(input: Buffer, out: Buffer): string | undefined {
   const lib = libdeflate.get();
   if (lib !== null) {
@@ -37,6 +55,8 @@ function inflateCluster(input: Buffer, out: Buffer): string | undefined {
     if (r.result !== 0) return 'invalid deflate data';
     return r.outUsed === out.length ? undefined : `decodes to ${r.outUsed} bytes, not ${out.length}`;
   }
+  inflater ??= syncZlib(zlib.createInflateRaw()) ?? null;
+  if (inflater !== null) return decodeWith(inflater, input, out, 'deflate');
   let got: Buffer;
   try {
     got = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: out.length, chunkSize: out.length });
@@ -55,6 +75,8 @@ function unzstdCluster(input: Buffer, out: Buffer): string | undefined {
   const len = walker.walk(input.length, (at) => input[at] | (input[at + 1] << 8) | (input[at + 2] << 16));
   if (len === 'bad') return 'a zstd block of a reserved type';
   if (len === undefined || len > input.length) return 'the zstd frame runs past the compressed cluster';
+  unzstder ??= syncZlib(zlib.createZstdDecompress()) ?? null;
+  if (unzstder !== null) return decodeWith(unzstder, input.subarray(0, len), out, 'zstd');
   let got: Buffer;
   try {
     got = zlib.zstdDecompressSync(input.subarray(0, len), { maxOutputLength: out.length, chunkSize: out.length });

@@ -64,6 +64,9 @@ export class ClusterStream extends Writable {
   private failure: Error | undefined;
   /** frees the download's chunks and the decoded batches early (gc-pacer.ts) */
   private readonly pace = createGcPacer(4 << 20);
+  /** decoded batches wait for the disk long enough to reach the old generation, which a scavenge
+   *  never frees: a full collection every few batches (gc-pacer.ts) */
+  private readonly paceDecoded = createGcPacer(8 << 20, 'major');
   /** clusters placed, and of those decoded from compressed data */
   clusters = 0;
   compressed = 0;
@@ -162,7 +165,7 @@ export class ClusterStream extends Writable {
     let at = 0;
     for (const p of b.parts) { p.copy(data, at); at += p.length; }
     const job: Promise<void> = pool.decode(this.o.header.compression, this.cs, data, Uint32Array.from(b.ranges)).then(async (out) => {
-      this.pace(out.length);
+      this.paceDecoded(out.length);
       for (let i = 0; i < b.guests.length; i++) {
         const g = b.guests[i] * this.cs;
         const len = Math.min(this.cs, this.o.header.virtualSize - g);
