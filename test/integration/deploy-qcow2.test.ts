@@ -20,6 +20,7 @@ import { startStaticOrigin, type StaticOrigin } from '../helpers/static-origin.t
 import { seededRandom } from '../helpers/seeded-random.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop-device.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+import { startBootyServer } from '../helpers/booty-server-process.ts';
 
 const hasQemuImg = (() => { try { execFileSync('qemu-img', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } })();
 const skip = process.getuid?.() !== 0 ? 'needs root (loop devices)' : skipUnlessPresent(hasQemuImg, 'needs qemu-img (qemu-utils, scripts/host-deps.sh)');
@@ -324,4 +325,32 @@ test('8 GiB qcow2 with deflate clusters: peak RSS < 150 MiB (the bundle the init
   // cmp reads both whole: the target must read exactly as qemu-img reads the image
   sh('cmp big.target big.judge');
   for (const f of ['big.raw', 'big.judge', 'big.target', 'big.qcow2']) fs.rmSync(path.join(dir, f), { force: true });
+});
+
+test('from booty server: tables by Range, verified by X-Image-Sha256; a sidecar from when qcow2 was refused is re-detected', { skip }, async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-qcow2-server-'));
+  const images = path.join(dataDir, 'images');
+  fs.mkdirSync(path.join(images, '.meta'), { recursive: true });
+  fs.copyFileSync(path.join(dir, 'zstd.qcow2'), path.join(images, 'old.qcow2'));
+  const st = fs.statSync(path.join(images, 'old.qcow2'));
+  // what a server of the previous format table wrote for it
+  fs.writeFileSync(path.join(images, '.meta', 'old.qcow2.json'), JSON.stringify({
+    name: 'old.qcow2', size: st.size, sha256: fileSha('zstd.qcow2'), format: 'unsupported: qcow2', ino: st.ino, storedAt: st.mtime.toISOString(), via: 'import', formats: 2,
+  }));
+  const server = await startBootyServer({ dataDir });
+  try {
+    const catalog = (await (await fetch(`${server.url}/api/images`)).json() as { images: Array<{ name: string; format?: string }> }).images;
+    assert.equal(catalog.find((e) => e.name === 'old.qcow2')?.format, 'qcow2');
+    const { dev } = freshLoop('from-server');
+    const lines: string[] = [];
+    const log = { info: (m: string) => lines.push(m), warn: (m: string) => lines.push(m), error: (m: string) => lines.push(m), debug: () => {} };
+    const r = await deploy({ image: `${server.url}/images/old.qcow2`, disk: dev, log: log as never });
+    assert.equal(r.bytesWritten, RAW);
+    assert.ok(readDisk(dev, RAW).equals(raw));
+    assert.ok(lines.some((l) => /tables read by Range in \d+ parts/.test(l)), lines.join('\n'));
+    assert.ok(lines.some((l) => /sha256 [0-9a-f]{64} \(verified\)/.test(l)), 'checked against the server\'s X-Image-Sha256');
+    assert.match(server.stderr(), /"status":206,"bytes":8,.*"range":"\d+-\d+"/, "the L1 table came as a 206 answer to its byte range");
+  } finally {
+    await server.close();
+  }
 });
