@@ -187,6 +187,13 @@ export const rows: Row[] = [
     bytes: img, dirty: true, warm: (c) => (c.image.qcow2 ? [c.image.qcow2.file] : []), verify: 'device',
   },
   {
+    // qcow2 decoded alone: qemu-img into a sparse file in RAM (zero clusters become holes)
+    id: 'limit-qcow2', section: 'limit', label: 'qemu-img convert -O raw FILE /dev/shm/FILE', booty: false,
+    command: (c) => c.image.qcow2 === undefined ? { na: 'no qcow2 image' }
+      : `f=$(mktemp -p /dev/shm bench-qcow2.XXXXXX) && qemu-img convert -f qcow2 -O raw ${q(c.image.qcow2.file)} "$f"; rc=$?; rm -f "$f"; exit $rc`,
+    bytes: img, dirty: false, warm: (c) => (c.image.qcow2 ? [c.image.qcow2.file] : []), verify: 'none',
+  },
+  {
     id: 'limit-xz', section: 'limit', label: 'xz -dc -T2 > /dev/null', booty: false,
     command: (c) => c.image.xz === undefined ? { na: 'no xz image' } : `xz -dc -T2 ${q(c.image.xz.file)} > /dev/null`,
     bytes: img, dirty: false, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'none',
