@@ -127,7 +127,7 @@ export class ImageStore {
       const m = JSON.parse(await readFile(join(this.metaDir, `${name}.json`), 'utf8')) as ImageMeta;
       if (m.ino !== st.ino || m.size !== st.size) return undefined;
       // (a format refused by an older table may be decoded now: version 3 decodes standalone qcow2)
-      const stale = (m.format === 'raw' && m.formats === undefined) || (m.format.startsWith('unsupported: ') && (m.formats ?? 0) < FORMAT_TABLE_VERSION);
+      const stale = (m.format === 'raw' && m.formats === undefined) || (typeof m.format === 'string' && m.format.startsWith('unsupported: ') && (m.formats ?? 0) < FORMAT_TABLE_VERSION);
       return stale ? await this.#redetect(m) : m;
     } catch { return undefined; }
   }
