@@ -86,6 +86,7 @@ async function main(): Promise<number> {
   const wants = (suffix: string) => rows.some((r) => r.id.endsWith(suffix));
   if (wants('xz')) image = await ensureCompressed(cacheDir, image, 'xz', log);
   if (wants('bz2') || wants('lbzip2')) image = await ensureCompressed(cacheDir, image, 'bzip2', log);
+  if (wants('qcow2')) image = await ensureCompressed(cacheDir, image, 'qcow2', log);
 
   // Images served under DATA/images/ (hard links to the cached files), as `booty server` expects.
   const sizeDir = join(cacheDir, sizeLabel(sizeBytes));
@@ -96,6 +97,7 @@ async function main(): Promise<number> {
   const extraImages: Array<[string, string]> = [];
   if (image.xz) extraImages.push(['bench.img.xz', image.xz.file]);
   if (image.bzip2) extraImages.push(['bench.img.bz2', image.bzip2.file]);
+  if (image.qcow2) extraImages.push(['bench.img.qcow2', image.qcow2.file]);
   for (const [name, file] of [[gzName, image.gzip.file], [zstName, image.zstd.file], ...extraImages] as const) {
     const link = join(dataDir, 'images', name);
     rmSync(link, { force: true });
@@ -129,6 +131,7 @@ async function main(): Promise<number> {
     zstUrl: `${imageServer.base}/images/${zstName}`,
     ...(image.xz ? { xzUrl: `${imageServer.base}/images/bench.img.xz` } : {}),
     ...(image.bzip2 ? { bz2Url: `${imageServer.base}/images/bench.img.bz2` } : {}),
+    ...(image.qcow2 ? { qcow2Url: `${imageServer.base}/images/bench.img.qcow2` } : {}),
     sink: benchServer.base,
   };
   const queue = deviceQueueInfo(target);

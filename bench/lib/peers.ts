@@ -22,6 +22,8 @@ export type Context = {
   /** the xz / bzip2 image, when a selected row needs it */
   xzUrl?: string;
   bz2Url?: string;
+  /** the qcow2 image (qemu-img convert -c), when a qcow2 row is selected */
+  qcow2Url?: string;
   sink: string; // base URL of the upload sink
 };
 
@@ -163,6 +165,34 @@ export const rows: Row[] = [
     command: (c) => c.bz2Url === undefined ? { na: 'no bzip2 image' } : `${q(c.node)} ${q(c.bundle)} deploy --image ${q(c.bz2Url)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`,
     bytes: img, dirty: true, warm: (c) => (c.image.bzip2 ? [c.image.bzip2.file] : []), verify: 'device',
   },
+  // ---- qcow2 (made once by qemu-img convert -c -O qcow2): what operators do today (IPA's way:
+  // download to a file, then qemu-img convert onto the device), qemu-img reading the URL itself
+  // (only with QEMU's curl block driver, Debian's qemu-block-extra), and booty
+  {
+    id: 'deploy-qemu-img-qcow2', section: 'deploy', label: 'curl -o FILE && qemu-img convert -O raw -n FILE DEV', booty: false,
+    command: (c) => c.qcow2Url === undefined ? { na: 'no qcow2 image' }
+      : `f=$(mktemp -p /var/tmp bench-qcow2.XXXXXX) && curl -sSf -o "$f" ${q(c.qcow2Url)} && qemu-img convert -f qcow2 -O raw -n -t none "$f" ${q(c.target.dev)}; rc=$?; rm -f "$f"; exit $rc`,
+    bytes: img, dirty: true, warm: (c) => (c.image.qcow2 ? [c.image.qcow2.file] : []), verify: 'device',
+  },
+  {
+    id: 'deploy-qemu-img-http-qcow2', section: 'deploy', label: 'qemu-img convert -O raw -n http://URL DEV (curl block driver)', booty: false,
+    command: (c) => c.qcow2Url === undefined ? { na: 'no qcow2 image' }
+      : !existsSync('/usr/lib/x86_64-linux-gnu/qemu/block-curl.so') ? { na: "QEMU's curl block driver is not installed (Debian package qemu-block-extra)" }
+      : `qemu-img convert -f qcow2 -O raw -n -t none ${q(c.qcow2Url)} ${q(c.target.dev)}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.qcow2 ? [c.image.qcow2.file] : []), verify: 'device',
+  },
+  {
+    id: 'deploy-booty-qcow2', section: 'deploy', label: 'booty deploy (qcow2)', booty: true,
+    command: (c) => c.qcow2Url === undefined ? { na: 'no qcow2 image' } : `${q(c.node)} ${q(c.bundle)} deploy --image ${q(c.qcow2Url)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.qcow2 ? [c.image.qcow2.file] : []), verify: 'device',
+  },
+  {
+    // qcow2 decoded alone: qemu-img into a sparse file in RAM (zero clusters become holes)
+    id: 'limit-qcow2', section: 'limit', label: 'qemu-img convert -O raw FILE /dev/shm/FILE', booty: false,
+    command: (c) => c.image.qcow2 === undefined ? { na: 'no qcow2 image' }
+      : `f=$(mktemp -p /dev/shm bench-qcow2.XXXXXX) && qemu-img convert -f qcow2 -O raw ${q(c.image.qcow2.file)} "$f"; rc=$?; rm -f "$f"; exit $rc`,
+    bytes: img, dirty: false, warm: (c) => (c.image.qcow2 ? [c.image.qcow2.file] : []), verify: 'none',
+  },
   {
     id: 'limit-xz', section: 'limit', label: 'xz -dc -T2 > /dev/null', booty: false,
     command: (c) => c.image.xz === undefined ? { na: 'no xz image' } : `xz -dc -T2 ${q(c.image.xz.file)} > /dev/null`,
@@ -283,6 +313,9 @@ export const rows: Row[] = [
 
 /** Which booty row is compared with which others (median MB/s over median MB/s). */
 export function comparedWith(row: Row, all: Row[]): Row[] {
+  if (row.section === 'deploy' && row.id.endsWith('-qcow2')) {
+    return all.filter((r) => !r.booty && (r.id.endsWith('-qcow2') || r.id === 'limit-dd'));
+  }
   if (row.section === 'deploy' && (row.id.endsWith('-xz') || row.id.endsWith('-bz2'))) {
     // xz and bzip2 against their own peers and limits
     const own = row.id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];

@@ -34,6 +34,7 @@ import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type Pro
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
 import { WriteTarget } from './sink/target.ts';
 import { ImageWriter } from './sink/writer.ts';
+import { deployQcow2 } from './qcow2/deploy-qcow2.ts';
 
 export interface DeployOptions {
   /** http(s) URL, file:// URL, absolute path, or `oci://registry/repository:tag` (oci.ts) */
@@ -222,6 +223,20 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         'a checksum is required but none is known for this image (no --sha256 or action "sha256", and the server sent no X-Image-Sha256)',
         0, 'untouched', 'give the image\'s sha256 (sha256sum IMAGE where it is stored) with --sha256 or the action\'s "sha256", or serve it from booty server, which records it at upload');
     }
+    if (format === 'qcow2') {
+      // positional writes from one sequential download, tables read by Range (qcow2/deploy-qcow2.ts)
+      const r = await deployQcow2({
+        url: opts.image, headers: opts.headers, signal: opts.signal, disk, diskPath: opts.disk, source, body, head: peeked.head, expectedSha,
+        tracker, onProgress: opts.onProgress, progressIntervalMs: opts.progressIntervalMs, workers: opts.workers, log,
+      });
+      if (r.rereadSkipped !== undefined && disk.kind === 'block') log.warn(`deploy: partition table not re-read (${r.rereadSkipped})`);
+      const seconds = (performance.now() - started) / 1000;
+      log.info(`deploy: wrote ${formatBytes(r.bytesWritten)} (qcow2: ${r.clusters} clusters, ${r.compressedClusters} decompressed${r.workers > 0 ? ` on ${r.workers} worker${r.workers === 1 ? '' : 's'}` : ''}; tables ${r.rangeTables ? 'read by Range' : 'read from the stream'}; ${formatBytes(r.wireBytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(r.bytesWritten / seconds)}; ${formatBytes(r.zeroBytes)} as zero runs via ${r.zeroMethod}; sha256 ${r.sha256}${(expectedSha ?? res.sha256) !== undefined ? ' (verified)' : ''}${counters.resumes > 0 ? `; ${counters.resumes} resumes after network faults` : ''}`);
+      return {
+        bytesWritten: r.bytesWritten, wireBytes: r.wireBytes, sha256: r.sha256, format, seconds, zeroBytes: r.zeroBytes, rereadSkipped: r.rereadSkipped,
+        resumes: counters.resumes, restarts: counters.restarts, workers: r.workers, decodedOn: r.workers > 0 ? 'worker' : 'main',
+      };
+    }
     const segmentWorkers = opts.workers ?? defaultSegmentWorkers();
     const indexUrl = opts.gzipIndex === false ? undefined : opts.gzipIndex ?? res.gzipIndex;
     if (format === 'gzip' && indexUrl !== undefined && segmentWorkers >= 2 && decodeWorkerSupported() && !framesSplittable(format, peeked.head)) {
@@ -408,7 +423,7 @@ function resolveFormat(wanted: 'auto' | Format, head: Buffer, res: ImageResponse
   };
   if (wanted === 'raw') {
     // the operator insists: the bytes as served go onto the disk, whatever they are
-    const is = cls.unsupported?.what ?? (detected === 'raw' ? undefined : `${detected}-compressed`);
+    const is = cls.unsupported?.what ?? (detected === 'raw' ? undefined : detected === 'qcow2' ? 'a qcow2 disk image' : `${detected}-compressed`);
     if (is !== undefined) log.warn(`deploy: the image is ${is} but --format raw was given: writing its bytes as they are`);
     const why = refuseRawReason(head, res.contentType, true);
     if (why !== undefined) throw stageError('fetch', head.length === 0 ? 'IMAGE_EMPTY' : 'IMAGE_NOT_AN_IMAGE', why, 0, 'untouched', 'check the image URL on the server');
@@ -452,6 +467,10 @@ function unsupportedFormatError(u: UnsupportedFormat, subject: string): BootyErr
 function decodedHeadProblem(format: Format, head: Buffer): BootyError | undefined {
   const cls = classifyHead(head);
   if (cls.unsupported !== undefined) return unsupportedFormatError(cls.unsupported, `the ${format} image decompresses to ${cls.unsupported.what}`);
+  if (cls.format === 'qcow2') {
+    return stageError('decompress', 'IMAGE_FORMAT_UNSUPPORTED', `the ${format} image decompresses to a qcow2 disk image, which booty deploys only as served (it reads its tables by Range requests)`,
+      0, 'untouched', `serve the .qcow2 itself, uncompressed (its clusters can be compressed: qemu-img convert -c -O qcow2), or convert it to raw on the server (qemu-img convert -O raw) and gzip or zstd that`);
+  }
   if (cls.format !== 'raw') {
     return stageError('decompress', 'IMAGE_FORMAT_UNSUPPORTED', `the ${format} image decompresses to ${cls.format}-compressed data (compressed twice)`,
       0, 'untouched', `decompress it once on the server (${cls.format === 'gzip' ? 'gzip' : 'zstd'} -d) and serve the result`);

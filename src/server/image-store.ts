@@ -26,7 +26,7 @@ import { HEAD_BYTES, classifyHead, type Format } from '../image/format/detect.ts
 export type StoredFormat = Format | `unsupported: ${string}`;
 
 /** Sidecars written before the server knew the formats booty refuses called them all 'raw'. */
-const FORMAT_TABLE_VERSION = 2;
+const FORMAT_TABLE_VERSION = 3;
 
 export interface ImageMeta {
   name: string;
@@ -126,7 +126,9 @@ export class ImageStore {
     try {
       const m = JSON.parse(await readFile(join(this.metaDir, `${name}.json`), 'utf8')) as ImageMeta;
       if (m.ino !== st.ino || m.size !== st.size) return undefined;
-      return m.format === 'raw' && m.formats === undefined ? await this.#redetect(m) : m;
+      // (a format refused by an older table may be decoded now: version 3 decodes standalone qcow2)
+      const stale = (m.format === 'raw' && m.formats === undefined) || (typeof m.format === 'string' && m.format.startsWith('unsupported: ') && (m.formats ?? 0) < FORMAT_TABLE_VERSION);
+      return stale ? await this.#redetect(m) : m;
     } catch { return undefined; }
   }
 

@@ -5,6 +5,8 @@
 // with its stage's status and a message naming what is wrong, print no success, report a failed
 // result to the server (--report), and leave the disk either untouched (when the problem shows
 // before the first write) or unbootable: first and last MiB zero, so the firmware skips it.
+// qcow2 rows: an image made by qemu-img, damaged in its header, L1, L2, a compressed cluster, a
+// data cluster, and truncated (deploy-qcow2.test.ts has the rest of qcow2's refusals).
 // (deploy-failures.test.ts has the gzip middle bit flip, the gzip middle truncation, a wrong
 // --sha256 on gzip, gzip trailing garbage, a text/html page and a 404; they are not repeated.)
 import { test, before, after } from 'node:test';
@@ -36,6 +38,10 @@ let small: string;  // 8 MiB
 let img: Buffer;    // 12 MiB, starts with an MBR signature: "bootable"
 let gz: Buffer;
 let zst: Buffer;
+let qc: Buffer;     // img as `qemu-img convert -c -O qcow2` writes it
+/** where qc keeps things: its L1 table, its first L2 table, a data cluster's and a compressed
+ *  cluster's L2 entries (offsets in the file) and where that compressed cluster's bytes are */
+let q: { l1: number; l2: number; dataEntry: number; compressedEntry: number; compressedAt: number };
 
 function flip(b: Buffer, at: number, bit: number): Buffer {
   const c = Buffer.from(b);
@@ -54,6 +60,19 @@ before(async () => {
   img[511] = 0xaa;
   gz = zlib.gzipSync(img, { level: 1 });
   zst = zlib.zstdCompressSync(img, { params: { [zlib.constants.ZSTD_c_checksumFlag]: 1 } });
+  fs.writeFileSync(path.join(dir, 'q.raw'), img);
+  execFileSync('qemu-img', ['convert', '-c', '-O', 'qcow2', path.join(dir, 'q.raw'), path.join(dir, 'q.qcow2')]);
+  qc = fs.readFileSync(path.join(dir, 'q.qcow2'));
+  const l1 = Number(qc.readBigUInt64BE(40));
+  const l2 = Number(qc.readBigUInt64BE(l1) & 0x00fffffffffffe00n);
+  let dataEntry = 0;
+  let compressedEntry = 0;
+  for (let j = 0; j < 8192 && (dataEntry === 0 || compressedEntry === 0); j++) {
+    const e = qc.readBigUInt64BE(l2 + j * 8);
+    if (e === 0n) continue;
+    if ((e & (1n << 62n)) !== 0n) { if (compressedEntry === 0 && j * 65536 >= 6 * MiB) compressedEntry = l2 + j * 8; } else if (dataEntry === 0) dataEntry = l2 + j * 8;
+  }
+  q = { l1, l2, dataEntry, compressedEntry, compressedAt: Number(qc.readBigUInt64BE(compressedEntry) & ((1n << 54n) - 1n)) };
   for (const [name, size] of [['disk.img', 16], ['small.img', 8]] as const) execFileSync('truncate', ['-s', `${size}M`, path.join(dir, name)]);
   disk = attachLoop(path.join(dir, 'disk.img'));
   small = attachLoop(path.join(dir, 'small.img'));
@@ -100,7 +119,8 @@ interface Case {
   name: string;
   /** the image URL (after storing whatever it serves) */
   url: () => string | Promise<string>;
-  args?: string[];
+  /** a function when it depends on data made in before() */
+  args?: string[] | (() => string[]);
   target?: 'disk' | 'small';
   exit: number;
   code: string;
@@ -169,6 +189,20 @@ const cases: Case[] = [
     exit: 3, code: 'DISK_TOO_SMALL', message: /preflight: the image is 4294967296 bytes \(the server's X-Image-Size\) but \S+ holds only 8388608 bytes/, disk: 'untouched' },
   { name: 'zstd bomb: 4 GiB of zeros in 4 MiB frames without content sizes onto an 8 MiB disk', url: () => put('bomb-unsized.zst', bomb('zstd-unsized', 4 * MiB, 1024)), target: 'small',
     exit: 7, code: 'IMAGE_LARGER_THAN_DISK', message: /write: the image is larger than the disk \(8388608 bytes\)/, disk: 'unbootable' },
+  { name: 'qcow2: bit flip in the header (cluster_bits)', url: () => put('q-hdr-flip.qcow2', flip(qc, 23, 0x20)), exit: 5, code: 'QCOW2_BAD_HEADER',
+    message: /decompress: the qcow2 header is damaged: cluster_bits 48/, disk: 'untouched' },
+  { name: 'qcow2: bit flip in the L1 table (an L2 table past the end)', url: () => put('q-l1-flip.qcow2', flip(qc, q.l1 + 2, 0x10)), exit: 5, code: 'QCOW2_BAD_L1',
+    message: /decompress: the qcow2's tables are damaged: L1 entry 0 .*past the end of the file/, disk: 'untouched' },
+  { name: 'qcow2: bit flip in an L2 entry (a data cluster off its boundary)', url: () => put('q-l2-flip.qcow2', flip(qc, q.dataEntry + 6, 0x02)), exit: 5, code: 'QCOW2_BAD_L2',
+    message: /decompress: the qcow2's tables are damaged: L2 entry \d+ of the table at byte \d+ .*not a cluster boundary/, disk: 'untouched' },
+  { name: 'qcow2: bit flip in a compressed cluster', url: () => put('q-c-flip.qcow2', flip(qc, q.compressedAt + 20, 0x40)), exit: 5, code: 'QCOW2_BAD_CLUSTER',
+    message: () => new RegExp(`decompress: the compressed cluster at byte ${q.compressedAt} \\(guest byte \\d+\\) is damaged: deflate`), disk: 'either' },
+  { name: 'qcow2: bit flip in a data cluster (only the checksum tells)', url: () => put('q-data-flip.qcow2', flip(qc, Number(qc.readBigUInt64BE(q.dataEntry) & 0x00fffffffffffe00n) + 100, 0x01)),
+    args: () => ['--sha256', sha(qc)], exit: 6, code: 'CHECKSUM_MISMATCH', message: /verify: image checksum mismatch \(expected/, disk: 'unbootable' },
+  { name: 'qcow2: truncated in the middle (clusters mapped past the end)', url: () => put('q-trunc.qcow2', qc.subarray(0, qc.length >> 1)), exit: 5, code: 'QCOW2_BAD_L2',
+    message: /decompress: the qcow2's tables are damaged: .*past the end of the file/, disk: 'untouched' },
+  { name: 'qcow2: truncated in the header', url: () => put('q-hdr-trunc.qcow2', qc.subarray(0, 40)), exit: 5, code: 'QCOW2_BAD_HEADER',
+    message: /decompress: the qcow2 header is damaged: the file is only 40 bytes long/, disk: 'untouched' },
   { name: 'an empty file', url: () => put('empty.img', Buffer.alloc(0)), exit: 4, code: 'IMAGE_EMPTY',
     message: /fetch: the image is empty \(0 bytes served\)/, disk: 'untouched' },
   { name: 'a gzip file of nothing', url: () => put('empty.gz', zlib.gzipSync(Buffer.alloc(0))), exit: 6, code: 'IMAGE_EMPTY',
@@ -192,7 +226,7 @@ cases.forEach((c, i) => {
     oldHead[511] = 0xaa;
     fs.writeFileSync(dev, oldHead, { flag: 'r+' });
     const mac = `02:00:00:00:0b:${i.toString(16).padStart(2, '0')}`;
-    const r = await booty(['deploy', '-q', '--image', await c.url(), '--disk', dev, '--report', server.url, '--mac', mac, ...(c.args ?? [])]);
+    const r = await booty(['deploy', '-q', '--image', await c.url(), '--disk', dev, '--report', server.url, '--mac', mac, ...(typeof c.args === 'function' ? c.args() : c.args ?? [])]);
 
     assert.equal(r.status, c.exit, r.err);
     assert.doesNotMatch(r.out, /OK/, 'no success printed');

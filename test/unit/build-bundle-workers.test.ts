@@ -29,7 +29,7 @@ async function bundledWorkers(): Promise<Record<string, string>> {
 
 test('the bundle embeds every worker entry, and every worker started in src/ is one of them', async () => {
   const workers = await bundledWorkers();
-  const entries = (await bundler.workerEntries()).map((f) => path.basename(f));
+  const entries = (await bundler.workerEntries()).map((f) => path.basename(f)).sort();
   assert.deepEqual(Object.keys(workers).sort(), entries);
   assert.ok(entries.includes('decode-worker-entry.ts') && entries.includes('codec-worker-entry.ts') && entries.includes('segment-worker-entry.ts'));
   const started = new Set<string>();

@@ -4,9 +4,10 @@
 // is in fact an error page a proxy served with status 200.
 
 import { parseZstdFrameStart } from './frame-format.ts';
+import { qcow2Version } from '../qcow2/header.ts';
 import { UNSUPPORTED_HEAD_BYTES, unsupportedFormat, type UnsupportedFormat } from './unsupported-formats.ts';
 
-export type Format = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
+export type Format = 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'qcow2' | 'raw';
 
 /** Bytes of the head that detection looks at: a zstd frame header, HTML sniffing, and the magic
  *  of every format booty refuses (ISO 9660's sits at 32 KiB). */
@@ -27,13 +28,15 @@ function startsWith(head: Uint8Array, magic: number[]): boolean {
 }
 
 /** gzip (1f 8b), zstd (28 b5 2f fd, or a skippable frame before one, as pzstd writes), xz
- *  (fd 37 7a 58 5a 00), bzip2 (BZh); anything else is raw as far as decoding goes (classifyHead()
+ *  (fd 37 7a 58 5a 00), bzip2 (BZh), qcow2 ("QFI\xfb", versions 2 and 3: its header decides the
+ *  rest, qcow2/header.ts, including what is refused); anything else is raw as far as decoding goes (classifyHead()
  *  also knows what must not be written raw). */
 export function detectFormat(head: Uint8Array): Format {
   if (startsWith(head, GZIP_MAGIC)) return 'gzip';
   if (startsWith(head, ZSTD_MAGIC) || zstdAfterSkippable(head)) return 'zstd';
   if (startsWith(head, XZ_MAGIC)) return 'xz';
   if (isBzip2(head)) return 'bzip2';
+  if (qcow2Version(head) !== undefined && unsupportedFormat(head) === undefined) return 'qcow2';
   return 'raw';
 }
 

@@ -21,6 +21,8 @@ export interface UnsupportedFormat {
   what: string;
   /** the operator's next step */
   advice: string;
+  /** why booty stops, when not what the kind says (refusalReason) */
+  reason?: string;
 }
 
 /** Head bytes the table needs: ISO 9660's volume descriptor starts at 32 KiB. */
@@ -34,6 +36,7 @@ interface Entry {
   /** undefined: not this format; else the description (with header details) */
   match(h: Buffer): string | undefined;
   advice(h: Buffer): string;
+  reason?(h: Buffer): string | undefined;
 }
 
 function at(h: Buffer, offset: number, bytes: number[] | string): boolean {
@@ -62,7 +65,8 @@ const ENTRIES: Entry[] = [
   { id: 'skippable-frame', kind: 'compressed', match: matchSkippable,
     advice: () => `decompress it on the server (zstd -d or lz4 -d, whichever wrote it), ${SERVE}` },
   // ---- virtual disk containers
-  { id: 'qcow2', kind: 'disk-image', match: matchQcow, advice: (h) => qcowAdvice(h) },
+  // qcow2 v2/v3 standing alone is decoded (src/image/qcow2/); only what needs other files or a key stays here
+  { id: 'qcow2', kind: 'disk-image', match: matchQcow, advice: (h) => qcowAdvice(h), reason: qcowReason },
   { id: 'qed', kind: 'disk-image', match: (h) => at(h, 0, 'QED\0') ? 'a QED disk image' : undefined, advice: () => qemuImg('-f qed IMAGE') },
   { id: 'vmdk', kind: 'disk-image', match: matchVmdk,
     advice: (h) => at(h, 0, '# Disk DescriptorFile') ? `convert the whole disk (descriptor and extents) on the server: qemu-img convert -O raw DISK.vmdk IMAGE.raw, ${SERVE}` : qemuImg('-f vmdk IMAGE.vmdk') },
@@ -99,7 +103,9 @@ export function unsupportedFormat(head: Uint8Array): UnsupportedFormat | undefin
   const h = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
   for (const e of ENTRIES) {
     const what = e.match(h);
-    if (what !== undefined) return { id: e.id, kind: e.kind, what, advice: e.advice(h) };
+    if (what === undefined) continue;
+    const reason = e.reason?.(h);
+    return { id: e.id, kind: e.kind, what, advice: e.advice(h), ...(reason !== undefined ? { reason } : {}) };
   }
   return undefined;
 }
@@ -163,6 +169,8 @@ function matchQcow(h: Buffer): string | undefined {
   if (!at(h, 0, 'QFI\xfb') || h.length < 8) return undefined;
   const version = h.readUInt32BE(4);
   if (version === 1) return 'a qcow (version 1) disk image';
+  if (version !== 2 && version !== 3) return `a qcow disk image of version ${version}`;
+  if (qcowReason(h) === undefined) return undefined;
   const details: string[] = [];
   if (h.length >= 20) {
     const backingOffset = Number(h.readBigUInt64BE(8));
@@ -182,7 +190,19 @@ function matchQcow(h: Buffer): string | undefined {
   return `a qcow2 (version ${version}) disk image${details.length > 0 ? `, ${details.join(', ')}` : ''}`;
 }
 
+/** Why a qcow2 that needs another file or a key is refused; undefined when it stands alone. */
+function qcowReason(h: Buffer): string | undefined {
+  if (h.length < 8 || h.readUInt32BE(4) < 2 || h.readUInt32BE(4) > 3) return undefined;
+  if (h.length >= 16 && h.readBigUInt64BE(8) !== 0n) return 'which booty does not deploy: it is not a whole disk without that file';
+  if (h.length >= 36 && h.readUInt32BE(32) !== 0) return 'which booty cannot decrypt (it has no key)';
+  if (h.readUInt32BE(4) >= 3 && h.length >= 80 && (h.readBigUInt64BE(72) & 4n) !== 0n) return 'which booty does not deploy: its clusters live in that other file';
+  return undefined;
+}
+
 function qcowAdvice(h: Buffer): string {
+  if (h.length >= 36 && h.readUInt32BE(32) !== 0 && h.readBigUInt64BE(8) === 0n) {
+    return `decrypt it on the server (qemu-img convert --object secret,id=s,file=KEYFILE --image-opts driver=qcow2,file.filename=IMAGE.qcow2,encrypt.key-secret=s -O qcow2 PLAIN.qcow2) and serve that, ${SERVE}`;
+  }
   const backing = h.length >= 16 && h.readBigUInt64BE(8) !== 0n && h.length >= 8 && h.readUInt32BE(4) >= 2;
   return backing
     ? `convert it on the server with its backing chain present (qemu-img convert -O raw IMAGE.qcow2 IMAGE.raw reads the chain into one raw image), ${SERVE}`
@@ -257,6 +277,7 @@ function isoAdvice(h: Buffer): string {
 
 /** Why booty stops: the clause after "the image is <what>, ". */
 export function refusalReason(u: UnsupportedFormat): string {
+  if (u.reason !== undefined) return u.reason;
   switch (u.kind) {
     case 'compressed':
     case 'disk-image': return 'which booty does not decode yet';

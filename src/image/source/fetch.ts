@@ -16,6 +16,8 @@ export interface OpenImageOptions {
   signal?: AbortSignal;
   /** first byte wanted (resume): sends `Range: bytes=<start>-` */
   start?: number;
+  /** last byte wanted (inclusive): sends `Range: bytes=<start>-<end>` (a table read, qcow2) */
+  end?: number;
   /** validator for If-Range (the ETag of the first response) */
   ifRange?: string;
   /** fail when no body byte arrives for this long (default 120 s; 0 = never: the caller watches) */
@@ -91,10 +93,10 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
     throw new BootyError({ stage: 'config', code: 'BAD_IMAGE_URL', message: `unsupported URL scheme ${url.protocol} (http, https or a file path)`, diskState: 'untouched' });
   }
   const headers: Record<string, string> = { 'user-agent': 'booty', ...opts.headers };
-  if (opts.start !== undefined && opts.start > 0) {
+  if ((opts.start !== undefined && opts.start > 0) || opts.end !== undefined) {
     // identity: the byte offsets must be those of the file as stored
     headers['accept-encoding'] = 'identity';
-    headers.range = `bytes=${opts.start}-`;
+    headers.range = `bytes=${opts.start ?? 0}-${opts.end ?? ''}`;
     if (opts.ifRange !== undefined) headers['if-range'] = opts.ifRange;
   }
   let res: Dispatcher.ResponseData;
@@ -172,9 +174,10 @@ function openFile(source: string, opts: OpenImageOptions): ImageResponse {
     throw new FetchError(path, `cannot open the image: ${(e as Error).message}`, 'check the path', { transient: false, cause: e });
   }
   const start = opts.start ?? 0;
-  const body = fs.createReadStream(path, { start, highWaterMark: 1 << 20, signal: opts.signal });
+  const end = opts.end !== undefined ? Math.min(opts.end, size - 1) : size - 1;
+  const body = fs.createReadStream(path, { start, ...(opts.end !== undefined ? { end } : {}), highWaterMark: 1 << 20, signal: opts.signal });
   return {
-    url: path, body, status: start > 0 ? 206 : 200, contentLength: size - start, servedSize: size,
+    url: path, body, status: start > 0 || opts.end !== undefined ? 206 : 200, contentLength: end + 1 - start, servedSize: size,
     rangeStart: start, acceptRanges: true,
   };
 }
