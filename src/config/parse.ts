@@ -296,7 +296,10 @@ export function parseAction(input: unknown): Action {
 /** BOOTy's view of an action, plus booty's own under "booty". */
 export function toBootyObject(action: Action): Json {
   const legacy: Json = { action: action.action, dryRun: action.dryRun, dropToShell: action.after === 'shell', wipeDevice: action.wipeOnError };
-  if (action.action === 'deploy') {
+  if (action.action === 'deploy' && !bootyCanWrite(action)) {
+    // An image BOOTy cannot fetch or decode (oci://, zstd, xz, bzip2, qcow2) gets no writeImage:
+    // an old agent sees an action it does not know, rather than writing compressed bytes raw.
+  } else if (action.action === 'deploy') {
     const net = action.post?.network;
     Object.assign(legacy, withoutUndefined({
       action: 'writeImage', sourceImage: action.image, destinationDevice: action.disk,
@@ -306,7 +309,8 @@ export function toBootyObject(action: Action): Json {
       lvmRootName: action.grow !== false ? action.grow.lvmRoot : undefined,
       address: net?.address, gateway: net?.gateway, nameserver: net?.nameservers?.[0],
     }));
-  } else if (action.action === 'capture') {
+  } else if (action.action === 'capture' && (action.format === 'gzip' || action.format === 'raw')) {
+    // BOOTy captures raw or gzip disk images only (not zstd, not a rootfs tarball)
     Object.assign(legacy, withoutUndefined({
       action: 'readImage', sourceDevice: action.disk, desintationAddress: action.upload, compressed: action.format === 'gzip',
     }));
@@ -314,6 +318,15 @@ export function toBootyObject(action: Action): Json {
     legacy.dropToShell = true;
   }
   return { ...legacy, booty: action };
+}
+
+/** Whether an unmodified BOOTy agent can write this deploy's image: http(s), gzip or raw. */
+function bootyCanWrite(a: DeployAction): boolean {
+  let url: URL;
+  try { url = new URL(a.image); } catch { return false; }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
+  if (a.format === 'gzip' || a.format === 'raw') return true;
+  return a.format === 'auto' && !/\.(zst|zstd|xz|bz2|qcow2|lz4)$/i.test(url.pathname);
 }
 
 /** JSON text served to agents: see toBootyObject(). */

@@ -211,7 +211,28 @@ describe('toBootyJson', () => {
     assert.equal(o.compressed, false);
   });
   it('tells a BOOTy agent "compressed" only for gzip (or an auto image named .gz)', () => {
-    assert.equal(toBootyObject(parseAction({ action: 'deploy', image: 'http://h/a.img.zst' })).compressed, false);
+    assert.equal(toBootyObject(parseAction({ action: 'deploy', image: 'http://h/a.img', format: 'raw' })).compressed, false);
     assert.equal(toBootyObject(parseAction({ action: 'deploy', image: 'http://h/a', format: 'gzip' })).compressed, true);
   });
+  // an old agent must not write a compressed image raw, nor see a field that fails booty's own
+  // validation of the combined form (sourceImage must be http(s))
+  for (const a of [
+    { action: 'deploy', image: 'oci://registry.example:5000/os/debian:12' },
+    { action: 'deploy', image: 'oci+http://10.0.0.1:5000/os/debian@sha256:' + 'a'.repeat(64) },
+    { action: 'deploy', image: 'http://h/a.img.zst' },
+    { action: 'deploy', image: 'http://h/a.raw.xz' },
+    { action: 'deploy', image: 'http://h/a', format: 'bzip2' },
+    { action: 'deploy', image: 'http://h/debian.qcow2' },
+    { action: 'capture', upload: 'http://h/images/root.tar.zst', format: 'tar.zst' },
+    { action: 'capture', upload: 'http://h/images/d.img.zst', format: 'zstd' },
+  ]) {
+    it(`gives BOOTy no action it would get wrong, and round-trips: ${JSON.stringify(a)}`, () => {
+      const action = parseAction(a);
+      const o = toBootyObject(action);
+      assert.equal(o.action, a.action);
+      assert.equal(o.sourceImage, undefined);
+      assert.equal(o.desintationAddress, undefined);
+      assert.deepStrictEqual(parseAction(toBootyJson(action)), action);
+    });
+  }
 });
