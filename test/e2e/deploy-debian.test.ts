@@ -6,9 +6,11 @@
 // the grown layout is checked on the host from the disk file (partition table; the LV's place
 // from the LVM metadata; the ext4 superblock: size and state "clean"), and the disk boots ALONE
 // in QEMU, where the Debian inside reports through its marker unit a root filesystem of about
-// 4 GiB minus /boot (the image's was < 2 GiB). Three scenarios:
+// 4 GiB minus /boot (the image's was < 2 GiB). Five scenarios:
 //   (a) virtio disk, LVM image (zstd)   (b) NVMe disk, LVM image (zstd)
 //   (c) virtio disk, plain ext4 image (gzip)
+//   (d) virtio disk, plain image as qcow2 made by qemu-img (zstd-compressed clusters)
+//   (e) virtio disk, LVM image (zstd) pulled from a real OCI registry (Debian's docker-registry)
 // About 2 minutes each under TCG.
 // Timings (kernel start -> first byte written, kernel start -> reboot, boot to marker) are
 // printed as test diagnostics.
@@ -23,10 +25,11 @@ import { startVm, type DiskSpec } from '../helpers/qemu.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { ensureTestImage, type TestImage } from '../helpers/test-image.ts';
 import { ext4AtOffset, ext4FileAtOffset, lvInPv, partitionsOfFile } from '../helpers/disk-file-layout.ts';
+import { pushArtifact, startRegistry } from '../helpers/oci-registry.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
-const missing = ['qemu-system-x86_64', 'dnsmasq', 'sfdisk', 'dumpe2fs', 'debugfs', 'losetup', 'zstd', 'debootstrap', 'curl'].filter((c) => !have(c));
+const missing = ['qemu-system-x86_64', 'qemu-img', 'docker-registry', 'dnsmasq', 'sfdisk', 'dumpe2fs', 'debugfs', 'losetup', 'zstd', 'debootstrap', 'curl'].filter((c) => !have(c));
 const skip = !isRoot ? 'needs root (network namespaces, tap, loop devices)' : missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
 
 const GiB = 1024 ** 3;
@@ -75,12 +78,41 @@ async function waitForResult(lab: QemuNetLab, mac: string): Promise<Record<strin
 interface Scenario {
   name: string;
   kind: 'lvm' | 'plain';
-  form: 'zst' | 'gz';
+  /** how the image is served: its zstd or gzip file by booty server, a qcow2 made from the raw
+   *  image by qemu-img, or the zstd file as the layer of an OCI artifact in a registry */
+  form: 'zst' | 'gz' | 'qcow2' | 'oci';
   bus: NonNullable<DiskSpec['bus']>;
   prefix: string;
   mac: string;
   /** post-deploy settings for the action */
   post?: object;
+}
+
+/** The image as the scenario serves it: its URL as the VM sees it and the sha256 of those bytes. */
+async function serve(s: Scenario, image: TestImage, lab: QemuNetLab, t: { after(fn: () => unknown): void }): Promise<{ url: string; sha256: string; sha256InAction: boolean }> {
+  switch (s.form) {
+    case 'zst':
+    case 'gz':
+      return { url: lab.addImage(s.form === 'zst' ? image.zst : image.gz), sha256: image.sha256[s.form], sha256InAction: true };
+    case 'qcow2': {
+      const file = path.join(work, `${s.name}.qcow2`);
+      execFileSync('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', image.raw, file]);
+      const sha = execFileSync('sha256sum', [file], { encoding: 'utf8' }).split(' ')[0]!;
+      return { url: lab.addImage(file, 'debian.qcow2'), sha256: sha, sha256InAction: true };
+    }
+    case 'oci': {
+      // pushed to a registry on loopback, then served from the same storage by a second one
+      // inside the lab's namespace, where the VM reaches it
+      const dir = path.join(work, `${s.name}-registry`);
+      const host = await startRegistry({ dir });
+      const layer = fs.readFileSync(image.zst);
+      await pushArtifact(host, 'os/debian', '12', [{ data: layer, mediaType: 'application/vnd.booty.disk.image.v1+zstd', title: 'debian.img.zst' }]);
+      await host.close();
+      const registry = await startRegistry({ dir, netns: { name: lab.ns, listen: `${s.prefix}.1:5000` } });
+      t.after(() => registry.close());
+      return { url: `oci+http://${s.prefix}.1:5000/os/debian:12`, sha256: image.sha256.zst, sha256InAction: false };
+    }
+  }
 }
 
 /** Deploy + grow + reboot; returns the disk file, the console and the timings. */
@@ -90,10 +122,9 @@ async function deployAndGrow(s: Scenario, t: { after(fn: () => unknown): void; d
   t.after(() => lab.close());
   await lab.startDnsmasq();
   await lab.startServer();
-  const file = s.form === 'zst' ? image.zst : image.gz;
-  const url = lab.addImage(file);
+  const served = await serve(s, image, lab, t);
   lab.setAction(s.mac, {
-    action: 'deploy', image: url, sha256: image.sha256[s.form], grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff',
+    action: 'deploy', image: served.url, ...(served.sha256InAction ? { sha256: served.sha256 } : {}), grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff',
     ...(s.post === undefined ? {} : { post: s.post }),
   });
   const disk = emptyDisk(`${s.name}.img`);
@@ -117,7 +148,7 @@ async function deployAndGrow(s: Scenario, t: { after(fn: () => unknown): void; d
 
   const result = await waitForResult(lab, s.mac);
   assert.equal(result.ok, true, JSON.stringify(result));
-  assert.equal(result.sha256, image.sha256[s.form]);
+  assert.equal(result.sha256, served.sha256, 'the sha256 of the bytes as served (for OCI: the layer digest)');
   assert.equal(result.bytes, image.size);
 
   const firstByte = stamp(out, /booty: deploy: format /);
@@ -220,4 +251,22 @@ test('(c) virtio disk, plain ext4 image (gzip): deploy, grow, reboot; the disk t
   const marker = await bootDeployed('virtio-plain', disk, 'virtio', t);
   assertGrownMarker(marker, image, 'vda');
   assert.equal(marker.root, '/dev/vda2');
+});
+
+test('(d) virtio disk, plain image as a qcow2 with zstd-compressed clusters (qemu-img): deploy, grow, reboot; the disk then boots alone', { skip, timeout: deployMs + markerMs + 120_000 }, async (t) => {
+  const { disk, out, image } = await deployAndGrow({ name: 'virtio-qcow2', kind: 'plain', form: 'qcow2', bus: 'virtio', prefix: '10.231.27', mac: '52:54:00:d0:00:27' }, t);
+  assert.match(out, /qcow2/);
+  const part = assertPartitionGrown(disk, image);
+  assert.equal(ext4AtOffset(disk, part.start * 512, part.size * 512).state, 'clean');
+  const marker = await bootDeployed('virtio-qcow2', disk, 'virtio', t);
+  assertGrownMarker(marker, image, 'vda');
+});
+
+test('(e) virtio disk, LVM image pulled from a real OCI registry (oci+http://): deploy, grow, reboot; the disk then boots alone', { skip, timeout: deployMs + markerMs + 120_000 }, async (t) => {
+  const { disk, out, image } = await deployAndGrow({ name: 'virtio-oci', kind: 'lvm', form: 'oci', bus: 'virtio', prefix: '10.231.28', mac: '52:54:00:d0:00:28' }, t);
+  assert.match(out, /deploy: oci\+http:\/\/\S+ is http:\/\/\S+\/v2\/os\/debian\/blobs\/sha256:[0-9a-f]+ \(.*verified against its digest\)/);
+  assertLvmGrownOnHost(disk, image, assertPartitionGrown(disk, image));
+  const marker = await bootDeployed('virtio-oci', disk, 'virtio', t);
+  assertGrownMarker(marker, image, 'vda');
+  assert.equal(marker.root, '/dev/mapper/bootyvg-root');
 });

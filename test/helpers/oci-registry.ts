@@ -21,6 +21,9 @@ export interface RegistryOptions {
   basic?: { username: string; password: string };
   /** token auth: the registry's `auth: token` section (realm, service, issuer, rootcertbundle) */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** run inside this network namespace, listening on `listen` (host:port), e.g. a QEMU lab's
+   *  bridge address; the storage in `dir` may be one a loopback registry was pushed to */
+  netns?: { name: string; listen: string };
 }
 
 async function freePort(): Promise<number> {
@@ -33,7 +36,7 @@ async function freePort(): Promise<number> {
 
 export async function startRegistry(o: RegistryOptions): Promise<Registry> {
   fs.mkdirSync(o.dir, { recursive: true });
-  const port = await freePort();
+  const port = o.netns === undefined ? await freePort() : 0;
   let auth = '';
   if (o.basic !== undefined) {
     execFileSync('htpasswd', ['-Bbc', path.join(o.dir, 'htpasswd'), o.basic.username, o.basic.password], { stdio: 'ignore' });
@@ -42,16 +45,20 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
     auth = `auth:\n  token:\n    realm: ${o.token.realm}\n    service: ${o.token.service}\n    issuer: ${o.token.issuer}\n    rootcertbundle: ${o.token.rootCertBundle}\n`;
   }
   const config = path.join(o.dir, 'config.yml');
-  fs.writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(o.dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
-  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  fs.writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(o.dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${o.netns?.listen ?? `127.0.0.1:${port}`}\n${auth}`);
+  const child: ChildProcess = o.netns === undefined
+    ? spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('ip', ['netns', 'exec', o.netns.name, 'docker-registry', 'serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
-  const host = `127.0.0.1:${port}`;
+  const host = o.netns?.listen ?? `127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${err}`);
     try {
-      const r = await fetch(`http://${host}/v2/`);
-      if (r.status === 200 || r.status === 401) break;
+      const status = o.netns === undefined
+        ? (await fetch(`http://${host}/v2/`)).status
+        : Number(execFileSync('ip', ['netns', 'exec', o.netns.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${host}/v2/`], { encoding: 'utf8' }));
+      if (status === 200 || status === 401) break;
     } catch { /* not yet */ }
     if (i > 100) throw new Error(`docker-registry did not start on ${host}: ${err}`);
     await new Promise((r) => setTimeout(r, 100));
