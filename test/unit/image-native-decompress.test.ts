@@ -45,12 +45,22 @@ async function decodeSlowly(format: 'xz' | 'bzip2', data: Buffer): Promise<{ out
   // them: the pattern that once left reader and writer waiting for each other
   const piece = 60;
   const pieces = Array.from({ length: Math.ceil(data.length / piece) }, (_, i) => data.subarray(i * piece, (i + 1) * piece));
+  // A stall is no output for a while, not a slow run: on a loaded machine the whole decode may
+  // take minutes, while a deadlock makes no progress at all.
   let timer: NodeJS.Timeout | undefined;
-  const stalled = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`stalled after ${parts.reduce((a, p) => a + p.length, 0)} bytes`)), 30_000); });
+  const out = () => parts.reduce((a, p) => a + p.length, 0);
+  const stalled = new Promise<never>((_, reject) => {
+    let seen = -1;
+    timer = setInterval(() => {
+      const now = out();
+      if (now === seen) reject(new Error(`stalled after ${now} bytes: no output for 20 s`));
+      seen = now;
+    }, 20_000);
+  });
   try {
     await Promise.race([pipeline(Readable.from(pieces), new PassThrough(), d, sink), stalled]);
   } finally {
-    clearTimeout(timer);
+    clearInterval(timer);
   }
   return { out: Buffer.concat(parts), peakBuffered, trailing: trailingBytes(d, data.length) };
 }
