@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { q } from './shell.ts';
 import type { Manifest } from './image.ts';
 import type { Target } from './device.ts';
+import { baseId, originOf, type OriginUrls } from './origins.ts';
 
 export type Section = 'deploy' | 'limit' | 'capture';
 
@@ -23,6 +24,8 @@ export type Context = {
   xzUrl?: string;
   bz2Url?: string;
   sink: string; // base URL of the upload sink
+  /** each origin's URLs of the images (deploy rows run once per origin: origins.ts) */
+  origins: Record<string, OriginUrls | undefined>;
 };
 
 export type Row = {
@@ -283,15 +286,19 @@ export const rows: Row[] = [
 
 /** Which booty row is compared with which others (median MB/s over median MB/s). */
 export function comparedWith(row: Row, all: Row[]): Row[] {
-  if (row.section === 'deploy' && (row.id.endsWith('-xz') || row.id.endsWith('-bz2'))) {
+  // deploy rows: only with the peers fetching from the same origin (origins.ts)
+  const id = baseId(row.id);
+  const origin = originOf(row.id);
+  const sameOrigin = (r: Row) => r.section !== 'deploy' || originOf(r.id) === origin;
+  if (row.section === 'deploy' && (id.endsWith('-xz') || id.endsWith('-bz2'))) {
     // xz and bzip2 against their own peers and limits
-    const own = row.id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
-    return all.filter((r) => !r.booty && (own.includes(r.id) || r.id === 'limit-dd'));
+    const own = id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
+    return all.filter((r) => !r.booty && sameOrigin(r) && (own.includes(baseId(r.id)) || r.id === 'limit-dd'));
   }
   if (row.section === 'deploy') {
-    const format = row.id.endsWith('zstd') ? 'zstd' : 'gzip';
+    const format = id.endsWith('zstd') ? 'zstd' : 'gzip';
     // The deploy peers of every format, and the limits of the row's own format plus the device's.
-    return all.filter((r) => !r.booty && (r.section === 'deploy' || r.id === 'limit-dd' || (r.section === 'limit' && (format === 'zstd') === r.id.includes('zstd'))));
+    return all.filter((r) => !r.booty && sameOrigin(r) && (r.section === 'deploy' || r.id === 'limit-dd' || (r.section === 'limit' && (format === 'zstd') === r.id.includes('zstd'))));
   }
   if (row.section === 'capture') return all.filter((r) => !r.booty && r.section === 'capture');
   return [];

@@ -14,6 +14,8 @@ export interface NginxOrigin {
   /** the directory it serves: link or copy images here */
   root: string;
   close(): Promise<void>;
+  /** for exit handlers: SIGKILL and remove its directory, synchronously */
+  kill(): void;
 }
 
 export function nginxBinary(): string | undefined {
@@ -103,6 +105,10 @@ http {
         await exited;
         clearTimeout(t);
       }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
