@@ -7,7 +7,11 @@
 // (busybox / booty: above 1 means booty is faster).
 //
 // Options: --cpus 1,2 (default both), --image plain|lvm (default plain), --runs N (default 1),
-// --only booty|busybox. Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
+// --only booty|busybox, --until first-byte (stop each VM once its first bytes are written),
+// --icount N (QEMU -icount shift=N: the guest's clock counts executed instructions, so the
+// phases of CPU-bound work do not stretch when other jobs load the host; single-threaded TCG),
+// --booty-initrd FILE (another build of booty's initramfs, e.g. an older commit's, to compare).
+// Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -41,7 +45,10 @@ function fmt(n: number | undefined): string {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: process.argv.slice(2).filter((a) => a !== 'vm'),
-    options: { cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' } },
+    options: {
+      cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
+      until: { type: 'string' }, icount: { type: 'string' }, 'booty-initrd': { type: 'string' },
+    },
   });
   if (process.getuid?.() !== 0) { log('bench vm: needs root (network namespace, tap, QEMU)'); return 2; }
   const cpuList = values.cpus.split(',').map(Number).filter((n) => n > 0);
@@ -50,6 +57,9 @@ async function main(): Promise<number> {
   const agents = (['booty', 'busybox'] as const).filter((a) => values.only === undefined || values.only === a);
 
   const initramfs = await ensureInitramfs();
+  const bootyInitrd = values['booty-initrd'] ?? initramfs.initrd;
+  const untilFirstByte = values.until === 'first-byte';
+  const extraArgs = values.icount === undefined ? [] : ['-icount', `shift=${Number(values.icount)},sleep=on`];
   const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
   const image = await ensureTestImage(kind);
   const accel = await detectAccel(initramfs.kernel);
@@ -90,15 +100,22 @@ async function main(): Promise<number> {
           log(`bench vm: ${agent}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
           const started = Date.now();
           const vm = await startVm({
-            name: `bench-vm-${agent}-${cpus}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? initramfs.initrd : bb.initrd,
-            memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
+            name: `bench-vm-${agent}-${cpus}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? bootyInitrd : bb.initrd,
+            memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac }, extraArgs,
           });
           let note = '';
-          try { await vm.waitExit(deployTimeoutMs); } catch (e) { note = (e as Error).message.split('\n')[0]; await vm.kill(); }
+          try {
+            if (untilFirstByte) await vm.waitFor(agent === 'booty' ? bootyPhases['first byte'] : busyboxPhases['first byte'], deployTimeoutMs);
+            else await vm.waitExit(deployTimeoutMs);
+          } catch (e) { note = (e as Error).message.split('\n')[0]; }
+          await vm.kill();
           const wall = (Date.now() - started) / 1000;
           const phases = phaseTimes(vm.output, agent === 'booty' ? bootyPhases : busyboxPhases);
           let ok = false;
-          if (agent === 'booty') {
+          if (untilFirstByte) {
+            ok = phases['first byte'] !== undefined;
+            if (!ok) note ||= 'no first byte';
+          } else if (agent === 'booty') {
             const m = lab.machine(mac);
             const result = m?.result as { ok?: boolean; sha256?: string } | undefined;
             ok = result?.ok === true && result.sha256 === image.sha256.gz;
@@ -116,7 +133,7 @@ async function main(): Promise<number> {
   } finally {
     await cleanup();
   }
-  process.stdout.write(report(results, image.size, accel));
+  process.stdout.write(report(results, image.size, `${accel}${values.icount === undefined ? '' : `, -icount shift=${values.icount} (guest clock = instructions)`}`));
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
