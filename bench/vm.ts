@@ -8,8 +8,6 @@
 //
 // Options: --cpus 1,2 (default both), --image plain|lvm (default plain), --runs N (default 1),
 // --only booty|busybox, --until first-byte (stop each VM once its first bytes are written),
-// --icount N (QEMU -icount shift=N: the guest's clock counts executed instructions, so the
-// phases of CPU-bound work do not stretch when other jobs load the host; single-threaded TCG),
 // --booty-initrd FILE (another build of booty's initramfs, e.g. an older commit's, to compare).
 // Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
 import { createHash } from 'node:crypto';
@@ -47,7 +45,7 @@ async function main(): Promise<number> {
     args: process.argv.slice(2).filter((a) => a !== 'vm'),
     options: {
       cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
-      until: { type: 'string' }, icount: { type: 'string' }, 'booty-initrd': { type: 'string' },
+      until: { type: 'string' }, 'booty-initrd': { type: 'string' },
     },
   });
   if (process.getuid?.() !== 0) { log('bench vm: needs root (network namespace, tap, QEMU)'); return 2; }
@@ -59,7 +57,6 @@ async function main(): Promise<number> {
   const initramfs = await ensureInitramfs();
   const bootyInitrd = values['booty-initrd'] ?? initramfs.initrd;
   const untilFirstByte = values.until === 'first-byte';
-  const extraArgs = values.icount === undefined ? [] : ['-icount', `shift=${Number(values.icount)},sleep=on`];
   const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
   const image = await ensureTestImage(kind);
   const accel = await detectAccel(initramfs.kernel);
@@ -101,7 +98,7 @@ async function main(): Promise<number> {
           const started = Date.now();
           const vm = await startVm({
             name: `bench-vm-${agent}-${cpus}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? bootyInitrd : bb.initrd,
-            memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac }, extraArgs,
+            memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
           });
           let note = '';
           try {
@@ -133,7 +130,7 @@ async function main(): Promise<number> {
   } finally {
     await cleanup();
   }
-  process.stdout.write(report(results, image.size, `${accel}${values.icount === undefined ? '' : `, -icount shift=${values.icount} (guest clock = instructions)`}`));
+  process.stdout.write(report(results, image.size, accel));
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
