@@ -54,7 +54,13 @@ async function main(): Promise<number> {
   const kind = values.image === 'lvm' ? 'lvm' : 'plain';
   const agents = (['booty', 'busybox'] as const).filter((a) => values.only === undefined || values.only === a);
 
-  const initramfs = await ensureInitramfs();
+  const built = await ensureInitramfs();
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-bench-vm-'));
+  // copies of the kernel and booty's initramfs: the shared build cache drops builds of other
+  // source states after 10 minutes (test/helpers/initramfs-build.ts), and a run takes longer
+  const initramfs = { kernel: path.join(work, 'vmlinuz'), initrd: path.join(work, path.basename(built.initrd)) };
+  fs.copyFileSync(built.kernel, initramfs.kernel);
+  fs.copyFileSync(built.initrd, initramfs.initrd);
   const bootyInitrd = values['booty-initrd'] ?? initramfs.initrd;
   const untilFirstByte = values.until === 'first-byte';
   const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
@@ -62,7 +68,6 @@ async function main(): Promise<number> {
   const accel = await detectAccel(initramfs.kernel);
   log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
 
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-bench-vm-'));
   const prefix = `10.233.${20 + (process.pid % 200)}`;
   const lab = new QemuNetLab(prefix);
   const results: Run[] = [];
