@@ -55,6 +55,12 @@ async function main(): Promise<number> {
   const agents = (['booty', 'busybox'] as const).filter((a) => values.only === undefined || values.only === a);
 
   const built = await ensureInitramfs();
+  const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
+  const image = await ensureTestImage(kind);
+  const accel = await detectAccel(built.kernel);
+  log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
+  const untilFirstByte = values.until === 'first-byte';
+
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-bench-vm-'));
   // copies of the kernel and booty's initramfs: the shared build cache drops builds of other
   // source states after 10 minutes (test/helpers/initramfs-build.ts), and a run takes longer
@@ -62,12 +68,6 @@ async function main(): Promise<number> {
   fs.copyFileSync(built.kernel, initramfs.kernel);
   fs.copyFileSync(built.initrd, initramfs.initrd);
   const bootyInitrd = values['booty-initrd'] ?? initramfs.initrd;
-  const untilFirstByte = values.until === 'first-byte';
-  const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
-  const image = await ensureTestImage(kind);
-  const accel = await detectAccel(initramfs.kernel);
-  log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
-
   const prefix = `10.233.${20 + (process.pid % 200)}`;
   const lab = new QemuNetLab(prefix);
   const results: Run[] = [];
