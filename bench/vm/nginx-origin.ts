@@ -81,7 +81,10 @@ http {
   const inNs = (cmd: string[]) => (opts.netns === undefined ? cmd : ['ip', 'netns', 'exec', opts.netns, ...cmd]);
   const [tcmd, ...targs] = inNs([bin, ...args, '-t']);
   const test = spawnSync(tcmd, targs, { encoding: 'utf8' });
-  if (test.status !== 0) throw new Error(`bench: nginx refused its config: ${test.stderr}`);
+  if (test.status !== 0) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw new Error(`bench: nginx refused its config: ${test.stderr}`);
+  }
   const [cmd, ...cargs] = inNs([bin, ...args]);
   const child: ChildProcess = spawn(cmd, cargs, { stdio: ['ignore', 'ignore', 'pipe'] });
   let errors = '';
@@ -90,8 +93,13 @@ http {
   // ready once its pid file exists and it still runs
   const deadline = Date.now() + 15_000;
   while (!fs.existsSync(path.join(dir, 'nginx.pid'))) {
-    if (child.exitCode !== null) throw new Error(`bench: nginx exited (${child.exitCode}): ${errors}${readOr(path.join(dir, 'logs/error.log'))}`);
-    if (Date.now() > deadline) throw new Error(`bench: nginx did not start within 15 s: ${errors}`);
+    const failed = child.exitCode !== null ? `exited (${child.exitCode}): ${errors}${readOr(path.join(dir, 'logs/error.log'))}`
+      : Date.now() > deadline ? `did not start within 15 s: ${errors}` : undefined;
+    if (failed !== undefined) {
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw new Error(`bench: nginx ${failed}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
