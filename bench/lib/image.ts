@@ -1,12 +1,19 @@
-// The bench image: an ext4 filesystem holding real files (a slice of this machine's /usr), the
-// rest of it zeros as OS images are, plus its gzip -6 (pigz) and zstd -3 forms and their sha256.
-// Made once per size and cached under .cache/bench/<size>/, since building it costs minutes.
+// The bench images, each with its gzip -6 (pigz) and zstd -3 forms and their sha256:
+//   sparse: an ext4 filesystem holding real files (a slice of this machine's /usr), the rest of
+//           it zeros as fresh OS images are (about two thirds zero blocks);
+//   dense:  the same filled to 80 % (under a quarter zero blocks), like a used system's disk;
+//   debian: the Debian 12 test image the end-to-end tests deploy (scripts/build-test-image.sh).
+// Made once per size and cached under .cache/bench/<size>[-dense]/, since building costs minutes.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { must, q } from './shell.ts';
 
 export type Manifest = {
   version: 2;
+  /** which image this is, for the block titles: 'sparse', 'dense', 'debian' (absent: sparse) */
+  kind?: ImageKind;
+  /** where its manifest.json (and the forms the bench makes) live, when not imageDir() */
+  dir?: string;
   sizeBytes: number;
   fillPercent: number; // filesystem blocks in use, as df reports them
   zeroBlockPercent: number; // 4 KiB blocks of the raw image that are all zeros
@@ -20,7 +27,10 @@ export type Manifest = {
   bzip2?: { file: string; bytes: number; sha256: string };
 };
 
-const FILL_FRACTION = 0.3;
+export type ImageKind = 'sparse' | 'dense' | 'debian';
+
+// tar bytes per image byte; df then reports a little more in use (small files take whole blocks)
+const FILL_FRACTION: Record<'sparse' | 'dense', number> = { sparse: 0.3, dense: 0.8 };
 
 /** Parses sizes like 4G, 512M, 1073741824 (binary units). */
 export function parseSize(text: string): number {
@@ -62,7 +72,7 @@ function zeroBlockPercent(file: string, bytes: number): number {
  * a truncated archive stops with an error on the last file, which is expected here: what was
  * extracted before is kept.
  */
-async function fillFilesystem(raw: string, bytes: number, log: (s: string) => void): Promise<number> {
+async function fillFilesystem(raw: string, bytes: number, fraction: number, log: (s: string) => void): Promise<number> {
   await must(`mkfs.ext4 -q -F -L booty-bench ${q(raw)}`);
   const mnt = (await must('mktemp -d /tmp/booty-bench-mnt.XXXXXX')).trim();
   const dev = (await must(`losetup -f --show ${q(raw)}`)).trim();
@@ -72,7 +82,7 @@ async function fillFilesystem(raw: string, bytes: number, log: (s: string) => vo
     mounted = true;
     // 30% of the image size in tar bytes; df then reports a little more in use (small files
     // take whole blocks), and about two thirds of the image's blocks stay zero.
-    const target = Math.floor(bytes * FILL_FRACTION);
+    const target = Math.floor(bytes * fraction);
     log(`bench: filling the image with ${Math.round(target / 2 ** 20)} MiB of files from /usr`);
     await must(`(tar -C / -cf - --numeric-owner usr 2>/dev/null || true) | head -c ${target} | (tar -C ${q(mnt)} -xf - 2>/dev/null || true)`);
     await must('sync');
@@ -88,17 +98,23 @@ async function fillFilesystem(raw: string, bytes: number, log: (s: string) => vo
 /** The image also as xz (xz -T2 -6: multi-block, as xz -T0 writes) or bzip2 (lbzip2 -9), once. */
 export async function ensureCompressed(cacheDir: string, m: Manifest, kind: 'xz' | 'bzip2' | 'qcow2', log: (s: string) => void): Promise<Manifest> {
   if (m[kind] !== undefined && existsSync(m[kind].file)) return m;
-  const file = `${m.raw.file}.${kind === 'xz' ? 'xz' : kind === 'qcow2' ? 'qcow2' : 'bz2'}`;
+  const ext = kind === 'xz' ? 'xz' : kind === 'qcow2' ? 'qcow2' : 'bz2';
+  // the Debian image lives in the test image cache: its other forms go into the bench's own
+  const file = m.dir !== undefined ? join(m.dir, `image.${ext}`) : `${m.raw.file}.${ext}`;
   log(`bench: compressing the image with ${kind === 'xz' ? 'xz -T2 -6' : kind === 'qcow2' ? 'qemu-img convert -c -O qcow2' : 'lbzip2 -9'} (once; cached)`);
   if (kind === 'qcow2') await must(`qemu-img convert -c -O qcow2 ${q(m.raw.file)} ${q(file)}.tmp && mv ${q(file)}.tmp ${q(file)}`);
   else await must(`${kind === 'xz' ? 'xz -T2 -6' : 'lbzip2 -9 -n 2'} -c ${q(m.raw.file)} > ${q(file)}.tmp && mv ${q(file)}.tmp ${q(file)}`);
   const next: Manifest = { ...m, [kind]: { file, bytes: Number((await must(`stat -c %s ${q(file)}`)).trim()), sha256: await sha256(file) } };
-  writeFileSync(join(cacheDir, sizeLabel(m.sizeBytes), 'manifest.json'), JSON.stringify(next, null, 2) + '\n');
+  writeFileSync(join(m.dir ?? imageDir(cacheDir, m.sizeBytes, m.kind ?? 'sparse'), 'manifest.json'), JSON.stringify(next, null, 2) + '\n');
   return next;
 }
 
-export async function ensureImage(cacheDir: string, bytes: number, log: (s: string) => void): Promise<Manifest> {
-  const dir = join(cacheDir, sizeLabel(bytes));
+export function imageDir(cacheDir: string, bytes: number, kind: ImageKind): string {
+  return join(cacheDir, kind === 'sparse' ? sizeLabel(bytes) : `${sizeLabel(bytes)}-${kind}`);
+}
+
+export async function ensureImage(cacheDir: string, bytes: number, log: (s: string) => void, kind: 'sparse' | 'dense' = 'sparse'): Promise<Manifest> {
+  const dir = imageDir(cacheDir, bytes, kind);
   const manifestFile = join(dir, 'manifest.json');
   if (existsSync(manifestFile)) {
     const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as Manifest;
@@ -110,9 +126,9 @@ export async function ensureImage(cacheDir: string, bytes: number, log: (s: stri
   const zst = `${raw}.zst`;
   const tmp = `${raw}.building`;
   rmSync(tmp, { force: true });
-  log(`bench: building the ${sizeLabel(bytes)} bench image in ${dir} (once; cached)`);
+  log(`bench: building the ${sizeLabel(bytes)} ${kind} bench image in ${dir} (once; cached)`);
   await must(`truncate -s ${bytes} ${q(tmp)}`);
-  const fillPercent = await fillFilesystem(tmp, bytes, log);
+  const fillPercent = await fillFilesystem(tmp, bytes, FILL_FRACTION[kind], log);
   renameSync(tmp, raw);
   log('bench: compressing it with pigz -6 and zstd -3');
   await must(`pigz -6 -c ${q(raw)} > ${q(gz)}.tmp && mv ${q(gz)}.tmp ${q(gz)}`);
@@ -120,12 +136,45 @@ export async function ensureImage(cacheDir: string, bytes: number, log: (s: stri
   const size = async (f: string) => Number((await must(`stat -c %s ${q(f)}`)).trim());
   const m: Manifest = {
     version: 2,
+    kind,
     sizeBytes: bytes,
     fillPercent,
     zeroBlockPercent: zeroBlockPercent(raw, bytes),
     raw: { file: raw, sha256: await sha256(raw) },
     gzip: { file: gz, bytes: await size(gz), sha256: await sha256(gz) },
     zstd: { file: zst, bytes: await size(zst), sha256: await sha256(zst) },
+  };
+  writeFileSync(manifestFile, JSON.stringify(m, null, 2) + '\n');
+  return m;
+}
+
+/**
+ * The Debian test image of the end-to-end tests (its raw, .gz and .zst, built by
+ * scripts/build-test-image.sh into $BOOTY_CACHE/test-images) as a bench image. Its zero-block
+ * share (counted once) and any xz/bzip2 forms the bench makes are kept in cacheDir/debian-<sha>/.
+ */
+export async function debianImage(cacheDir: string, image: { raw: string; gz: string; zst: string; size: number; sha256: { raw: string; gz: string; zst: string }; bytes: { gz: number; zst: number } }): Promise<Manifest> {
+  const dir = join(cacheDir, `debian-${image.sha256.raw.slice(0, 16)}`);
+  const manifestFile = join(dir, 'manifest.json');
+  if (existsSync(manifestFile)) {
+    const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as Manifest;
+    if (m.raw.sha256 === image.sha256.raw && m.gzip.sha256 === image.sha256.gz && m.zstd.sha256 === image.sha256.zst) {
+      if (m.xz !== undefined && !existsSync(m.xz.file)) delete m.xz;
+      if (m.bzip2 !== undefined && !existsSync(m.bzip2.file)) delete m.bzip2;
+      return m;
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  const m: Manifest = {
+    version: 2,
+    kind: 'debian',
+    dir,
+    sizeBytes: image.size,
+    fillPercent: Number.NaN,
+    zeroBlockPercent: zeroBlockPercent(image.raw, image.size),
+    raw: { file: image.raw, sha256: image.sha256.raw },
+    gzip: { file: image.gz, bytes: image.bytes.gz, sha256: image.sha256.gz },
+    zstd: { file: image.zst, bytes: image.bytes.zst, sha256: image.sha256.zst },
   };
   writeFileSync(manifestFile, JSON.stringify(m, null, 2) + '\n');
   return m;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { q } from './shell.ts';
 import type { Manifest } from './image.ts';
 import type { Target } from './device.ts';
+import { baseId, originOf, type OriginUrls } from './origins.ts';
 
 export type Section = 'deploy' | 'limit' | 'capture';
 
@@ -25,6 +26,8 @@ export type Context = {
   /** the qcow2 image (qemu-img convert -c), when a qcow2 row is selected */
   qcow2Url?: string;
   sink: string; // base URL of the upload sink
+  /** each origin's URLs of the images (deploy rows run once per origin: origins.ts) */
+  origins: Record<string, OriginUrls | undefined>;
 };
 
 export type Row = {
@@ -313,18 +316,22 @@ export const rows: Row[] = [
 
 /** Which booty row is compared with which others (median MB/s over median MB/s). */
 export function comparedWith(row: Row, all: Row[]): Row[] {
-  if (row.section === 'deploy' && row.id.endsWith('-qcow2')) {
-    return all.filter((r) => !r.booty && (r.id.endsWith('-qcow2') || r.id === 'limit-dd'));
+  // deploy rows: only with the peers fetching from the same origin (origins.ts)
+  const id = baseId(row.id);
+  const origin = originOf(row.id);
+  const sameOrigin = (r: Row) => r.section !== 'deploy' || originOf(r.id) === origin;
+  if (row.section === 'deploy' && id.endsWith('-qcow2')) {
+    return all.filter((r) => !r.booty && sameOrigin(r) && (baseId(r.id).endsWith('-qcow2') || r.id === 'limit-dd'));
   }
-  if (row.section === 'deploy' && (row.id.endsWith('-xz') || row.id.endsWith('-bz2'))) {
+  if (row.section === 'deploy' && (id.endsWith('-xz') || id.endsWith('-bz2'))) {
     // xz and bzip2 against their own peers and limits
-    const own = row.id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
-    return all.filter((r) => !r.booty && (own.includes(r.id) || r.id === 'limit-dd'));
+    const own = id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
+    return all.filter((r) => !r.booty && sameOrigin(r) && (own.includes(baseId(r.id)) || r.id === 'limit-dd'));
   }
   if (row.section === 'deploy') {
-    const format = row.id.endsWith('zstd') ? 'zstd' : 'gzip';
+    const format = id.endsWith('zstd') ? 'zstd' : 'gzip';
     // The deploy peers of every format, and the limits of the row's own format plus the device's.
-    return all.filter((r) => !r.booty && (r.section === 'deploy' || r.id === 'limit-dd' || (r.section === 'limit' && (format === 'zstd') === r.id.includes('zstd'))));
+    return all.filter((r) => !r.booty && sameOrigin(r) && (r.section === 'deploy' || r.id === 'limit-dd' || (r.section === 'limit' && (format === 'zstd') === r.id.includes('zstd'))));
   }
   if (row.section === 'capture') return all.filter((r) => !r.booty && r.section === 'capture');
   return [];

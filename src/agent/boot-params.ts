@@ -4,7 +4,7 @@
 // not stop a machine from booting: it falls back to the default and says so).
 import type { AfterAction } from '../config/action.ts';
 import { allValues, lastValue, splitCmdline, type Cmdline } from './cmdline.ts';
-import { parseTrustSpec } from '../net/tls-pin.ts';
+import { parseTrustSpec } from '../net/trust-spec.ts';
 import { parseDuration } from '../util/duration.ts';
 
 /** Where the action comes from: booty's `MYURL` (`${base}/<mac>`) or BOOTy's `BOOTYURL` (`${base}/<mac>.bty`). */

@@ -14,27 +14,24 @@ import type { Action, AfterAction } from '../config/action.ts';
 import type { Phase } from '../config/report.ts';
 import { bringUpNetwork, type NetworkHandle } from '../net/configure.ts';
 import { parseBootif, parseIpParam } from '../net/ip-param.ts';
-import { createReporter, type Reporter } from '../report/client.ts';
+import type { Reporter } from '../report/client.ts';
 import { powerOffNow, rebootNow, sync } from '../sys/power.ts';
 import { BootyError, isBootyError, type DiskState } from '../util/errors.ts';
 import { createAgentLog, logPath, type AgentLog } from './agent-log.ts';
 import { parseBootParams, type BootParams, type BreakPoint } from './boot-params.ts';
 import { mountEarly, unmountEarly } from './early-mounts.ts';
 import { formatFailureScreen } from './failure-screen.ts';
-import { fetchAction, macForUrl } from './fetch-action.ts';
-import { setServerTrust } from '../net/tls-pin.ts';
 import { loadHardwareModules, ModuleLoader } from './modules.ts';
-import { validators } from '../config/schema.ts';
 import { startReaper } from './reaper.ts';
-import { runAction, type RunState } from './run-action.ts';
+import type { RunState } from './run-action.ts';
 import { runShellOnce, shellForever, shellPath } from './shell.ts';
-import { wipeDisk } from './wipe.ts';
 import { collectInventory, summarizeInventory } from '../inventory/collect.ts';
-import { sendInventory } from '../inventory/send.ts';
 import { mountEfivars } from './efivars.ts';
 import { waitForOperator } from './inspect-wait.ts';
 
 const totalSteps = 7;
+
+type AfterLease = typeof import('./after-lease.ts');
 
 class Agent {
   readonly out: AgentLog = createAgentLog();
@@ -49,6 +46,16 @@ class Agent {
   state: RunState = { diskState: 'untouched' };
   failing = false;
   ending = false;
+  private afterLease: Promise<AfterLease> | undefined;
+
+  /** after-lease.ts (HTTP, schema, actions), loaded once; the server trust is set before anything in it connects. */
+  private later(): Promise<AfterLease> {
+    this.afterLease ??= import('./after-lease.ts').then((m) => {
+      m.setServerTrust({ pins: this.params.trust.pins });
+      return m;
+    });
+    return this.afterLease;
+  }
 
   async run(): Promise<never> {
     this.guard();
@@ -124,8 +131,7 @@ class Agent {
     for (const w of this.params.warnings) this.log.warn(w);
     if (this.params.server === undefined) this.log.warn('no MYURL= or BOOTYURL= on the kernel command line: there is no server to ask for an action');
     else this.log.info(`server: ${this.params.server.base} (${this.params.server.style === 'myurl' ? 'MYURL' : 'BOOTYURL, BOOTy protocol'})`);
-    // before any connection (reports included): only pinned https servers from here on
-    setServerTrust({ pins: this.params.trust.pins });
+    // before any connection (reports included): only pinned https servers from here on (later() sets it)
     if (this.params.trust.pins.length > 0) this.log.info(`server pinned (booty.ca): ${this.params.trust.pins.map((p) => `sha256:${p.slice(0, 16)}…`).join(', ')}; plain http refused`);
 
     // 3
@@ -145,10 +151,9 @@ class Agent {
       netDone.catch(() => { /* awaited below, once the hardware step is done */ });
     }
     const hw = await hwDone;
-    // ajv compiles a validator on its first use (about a second under QEMU's TCG): compile the
-    // ones the action most likely needs now, while DHCP is still waiting for an offer, rather
-    // than after the action has arrived.
-    if (together) setImmediate(() => { for (const n of this.params.server?.style === 'bootyurl' ? ['writeImage'] as const : ['combined', 'deploy'] as const) void validators[n]; });
+    // while DHCP is still waiting for an offer: what the action will need (HTTP, schema, actions;
+    // then compiled validators and a decode worker)
+    if (together) setImmediate(() => { this.later().then((m) => m.warmUp(this.params.server, this.log), () => { /* reported where it is awaited */ }); });
     this.log.info(`hardware: ${hw.loaded.length} modules loaded in ${hw.seconds.toFixed(1)} s; disks: ${hw.disks.join(' ') || 'none'}; network interfaces: ${hw.nics.join(' ') || 'none'}`);
 
     // 4
@@ -160,7 +165,8 @@ class Agent {
     }
     this.net = await (netDone ?? this.bringUpNetwork());
     this.log.info(`network: ${this.net.iface} ${this.net.mac} ${this.net.address}/${this.net.prefix}${this.net.gateway === undefined ? '' : ` via ${this.net.gateway}`}`);
-    this.startReporter();
+    const later = await this.later();
+    this.startReporter(later);
     this.phase('network', `${this.net.iface} ${this.net.address}/${this.net.prefix}`);
 
     // 5
@@ -170,22 +176,23 @@ class Agent {
       throw new BootyError({ stage: 'config', code: 'no-server', diskState: 'untouched', message: 'no MYURL= or BOOTYURL= on the kernel command line', hint: 'add MYURL=http://SERVER:PORT to the kernel command line (see kernel-cmdline/README.md)' });
     }
     // the inventory goes to the server at every boot, beside the action fetch
-    const inventorySent = this.reportInventory();
+    const inventorySent = this.reportInventory(later);
     const fetchOpts = { server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log, caUrls: this.params.trust.caUrls };
-    const fetched = await fetchAction(fetchOpts);
+    const fetched = await later.fetchAction(fetchOpts);
     this.action = fetched.action;
     if (this.action.action === 'inspect') {
       await inventorySent;
       // one "fetching the action" line per poll would fill the machine's log while it waits for days
       const quiet = { ...this.log, info: (m: string) => this.log.debug(m) };
-      this.action = await waitForOperator(this.action, async () => (await fetchAction({ ...fetchOpts, log: quiet, caUrls: [] })).action, this.log, () => this.phase('inspecting', 'waiting for an operator'));
+      this.action = await waitForOperator(this.action, async () => (await later.fetchAction({ ...fetchOpts, log: quiet, caUrls: [] })).action, this.log, () => this.phase('inspecting', 'waiting for an operator'));
     }
+    if (this.action.action !== 'deploy') later.dropPrestartedDecodeWorker();
 
     // 6
     await this.breakHere('run');
     this.begin(6, `run the action (${this.action.action})`);
     const started = performance.now();
-    const summary = await runAction(this.action, { log: this.log, params: this.params, net: this.net, reporter: this.reporter, modules: this.modules, state: this.state });
+    const summary = await later.runAction(this.action, { log: this.log, params: this.params, net: this.net, reporter: this.reporter, modules: this.modules, state: this.state });
     this.reporter?.event({
       type: 'result', time: new Date().toISOString(), ok: true, action: this.action.action,
       seconds: summary.seconds ?? (performance.now() - started) / 1000,
@@ -203,14 +210,14 @@ class Agent {
   }
 
   /** Collect the hardware inventory and send it; never throws (logged instead). */
-  private async reportInventory(): Promise<void> {
+  private async reportInventory(later: AfterLease): Promise<void> {
     try {
       const why = mountEfivars();
       if (why !== undefined) this.log.debug(`inventory: Secure Boot state unknown: ${why}`);
       const inv = collectInventory();
       this.log.info(`inventory: ${summarizeInventory(inv)}`);
       if (this.params.reportBase === undefined || this.net === undefined) return;
-      if (await sendInventory(inv, { server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: this.log })) this.log.info('inventory: sent to the server');
+      if (await later.sendInventory(inv, { server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: this.log })) this.log.info('inventory: sent to the server');
     } catch (e) {
       this.log.warn(`inventory: ${(e as Error).message}`);
     }
@@ -228,9 +235,9 @@ class Agent {
   }
 
   /** Reports go to the server from now on; what was logged before is sent first. */
-  private startReporter(): void {
-    if (this.reporter !== undefined || this.net === undefined || this.params.reportBase === undefined) return;
-    this.reporter = createReporter({ server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: { warn: (m) => this.log.debug(`report: ${m}`) } });
+  private startReporter(later: AfterLease | undefined): void {
+    if (later === undefined || this.reporter !== undefined || this.net === undefined || this.params.reportBase === undefined) return;
+    this.reporter = later.createReporter({ server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: { warn: (m) => this.log.debug(`report: ${m}`) } });
     for (const l of this.out.lines()) this.reporter.event({ type: 'log', time: l.time.toISOString(), level: l.level, message: l.message });
     this.log.addSink(this.reporter.sink);
   }
@@ -281,6 +288,8 @@ class Agent {
     if (!isBootyError(err) && err instanceof Error && err.stack !== undefined) this.log.debug(err.stack);
     let diskState: DiskState = (isBootyError(err) ? err.diskState : undefined) ?? this.state.diskState;
     let diskNote = this.state.diskNote;
+    // reports and wipeOnError need after-lease.ts; without a network (and so no action) nothing does
+    const later = this.net === undefined && this.action === undefined ? undefined : await this.later().catch(() => undefined);
 
     const a = this.action;
     // BOOTy's wipeDevice: a failed deploy must not leave a half-written disk that might boot.
@@ -288,7 +297,8 @@ class Agent {
     if (a !== undefined && a.wipeOnError && (a.action === 'deploy' || a.action === 'wipe') && this.state.disk !== undefined && !a.dryRun) {
       try {
         this.log.info(`wipeOnError: wiping ${this.state.disk}`);
-        await wipeDisk(this.state.disk, { log: this.log });
+        if (later === undefined) throw new Error('the agent\'s modules for this did not load');
+        await later.wipeDisk(this.state.disk, { log: this.log });
         diskState = 'unknown';
         diskNote = 'its first 100 MiB and last MiB were zeroed (wipeOnError): it will not boot';
       } catch (e) {
@@ -297,7 +307,7 @@ class Agent {
       }
     }
 
-    this.startReporter();
+    this.startReporter(later);
     let reported: boolean | undefined;
     if (this.reporter !== undefined) {
       this.reporter.event({
@@ -314,7 +324,7 @@ class Agent {
       : `${how === 'reboot' ? 'rebooting' : 'powering off'} in ${this.params.countdownS} s`;
     const screen = () => formatFailureScreen({
       step: this.step, error: err, disk: this.state.disk, diskState, diskNote,
-      mac: this.net === undefined ? undefined : macForUrl(this.net.mac),
+      mac: this.net === undefined || later === undefined ? undefined : later.macForUrl(this.net.mac),
       address: this.net === undefined ? undefined : `${this.net.address}/${this.net.prefix}`,
       server: this.params.reportBase, reported: this.params.reportBase === undefined ? undefined : reported === true,
       logPath, next,

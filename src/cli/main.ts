@@ -33,6 +33,13 @@ export async function main(argv: string[]): Promise<number> {
     return runAgent();
   }
   const [name, ...rest] = argv;
+  // initramfs/init --make-code-cache: load the agent's modules without running it, so the V8 code
+  // cache of the bundle also holds what the agent compiles as it loads (its imports' top levels)
+  if (name === '--load-agent-only') {
+    await import('../agent/main.ts');
+    await import('../agent/after-lease.ts');
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
     return name === undefined ? 2 : 0;

@@ -11,7 +11,7 @@ import zlib from 'node:zlib';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/format/decompress.ts';
-import { DecodeWorker, decodeWorkerSupported } from '../../src/image/parallel/decode-worker.ts';
+import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker, prestartDecodeWorker } from '../../src/image/parallel/decode-worker.ts';
 import { takeLoan } from '../../src/image/sink/block-loan.ts';
 import { bufferAddress } from '../../src/sys/blockdev.ts';
 import { CodecPool } from '../../src/image/parallel/codec-pool.ts';
@@ -90,6 +90,29 @@ for (const [lend, engine] of [[false, 'ISA-L igzip'], [true, 'ISA-L igzip'], [fa
     }
   });
 }
+
+test('a worker started ahead of time (prestartDecodeWorker) is taken over by the next DecodeWorker for either format and decodes bit-exact; one asking for node:zlib starts its own; a dropped one is gone', async () => {
+  const cases = [['gzip', Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b)]), Buffer.concat([a, b])], ['zstd', zlib.zstdCompressSync(a), a]] as const;
+  for (const [format, data, want] of cases) {
+    prestartDecodeWorker();
+    // as at boot: the worker has time to start (and to load ISA-L) before an image is known
+    await new Promise((r) => setTimeout(r, 200));
+    const d = new DecodeWorker({ format, lend: false, blockSize: 64 << 10, blocks: 3 });
+    assert.equal(d.prestarted, true, `${format}: took the prestarted worker`);
+    if (format === 'gzip') assert.equal(d.engine, 'ISA-L igzip');
+    const parts: Buffer[] = [];
+    await pipeline(Readable.from(chunked(data, 50_000)), d, new Writable({ write(c, _e, cb) { parts.push(Buffer.from(c as Buffer)); cb(); } }));
+    assert.ok(Buffer.concat(parts).equals(want), `${format}: bit-exact`);
+    assert.equal(d.bytesWritten, data.length);
+  }
+  prestartDecodeWorker();
+  const own = await viaWorker('gzip', zlib.gzipSync(b), { engine: 'node:zlib' });
+  assert.ok(own.out.equals(b));
+  dropPrestartedDecodeWorker();
+  const after = new DecodeWorker({ format: 'zstd' });
+  assert.equal(after.prestarted, false, 'nothing left to take after the drop');
+  after.destroy();
+});
 
 test('a long stream through few blocks: nothing lost while blocks wait to be given back', async () => {
   const big = Buffer.concat(Array.from({ length: 24 }, (_, i) => i % 3 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, i)));

@@ -10,14 +10,25 @@ import type { DecodeReply, DecodeRequest, DecodeWorkerData } from './decode-work
 
 if (parentPort === null) throw new Error('decode-worker-entry.ts runs as a worker thread (decode-worker.ts)');
 const port = parentPort;
-const { format, isal: isalCfg } = workerData as DecodeWorkerData;
+const { format: startFormat, isal: isalCfg } = workerData as DecodeWorkerData;
+const isalLib = workerIsal(isalCfg);
 
 // gzip: ISA-L's igzip where the main thread found it (src/sys/isal.ts), else node:zlib
-const isalGunzip = format === 'gzip' ? workerIsal(isalCfg).get()?.gunzip() ?? null : null;
-// (only its native handle is used: the stream's chunkSize and output buffers never come into play)
-const dec = syncZlib(format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress());
-// the main thread asked decodeWorkerSupported() before starting this worker
-if (dec === undefined) throw new Error("this Node's zlib lacks what the decode worker drives (src/sys/zlib-handle.ts)");
+let isalGunzip: ReturnType<NonNullable<ReturnType<typeof isalLib.get>>['gunzip']> | null = null;
+let dec: ReturnType<typeof syncZlib>;
+
+function setup(format: 'gzip' | 'zstd'): void {
+  isalGunzip = format === 'gzip' ? isalLib.get()?.gunzip() ?? null : null;
+  // (only its native handle is used: the stream's chunkSize and output buffers never come into play)
+  dec = syncZlib(format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress());
+  // the main thread asked decodeWorkerSupported() before starting this worker
+  if (dec === undefined) throw new Error("this Node's zlib lacks what the decode worker drives (src/sys/zlib-handle.ts)");
+}
+
+// Started with a format: ready now. Prestarted (decode-worker.ts prestartDecodeWorker, before any
+// image is known): load ISA-L while idle, then wait for the 'init' that names the format.
+if (startFormat !== undefined) setup(startFormat);
+else isalLib.get();
 
 let zerr: ZlibError | null = null;
 /** One decoding step: as much of the input as fits into out; { inLeft, outLeft } or null after an
@@ -105,6 +116,7 @@ port.on('message', (m: DecodeRequest) => {
     case 'block': free.push({ ab: m.ab, off: m.off, len: m.len }); break;
     case 'in': inputs.push({ buf: Buffer.from(m.ab, 0, m.len), off: 0, avail: m.len, ack: m.len, last: false }); break;
     case 'end': inputs.push({ buf: Buffer.alloc(0), off: 0, avail: 0, ack: 0, last: true }); break;
+    case 'init': setup(m.format); break;
   }
   run();
 });

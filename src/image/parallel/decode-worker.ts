@@ -29,13 +29,15 @@ import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 
 /** What the worker (decode-worker-entry.ts) is started with. */
 export interface DecodeWorkerData {
-  format: 'gzip' | 'zstd';
+  /** undefined: a prestarted worker, told its format by an 'init' request */
+  format?: 'gzip' | 'zstd';
   /** gzip: ISA-L for the worker to load, or undefined (node:zlib) */
   isal: NativeLibForWorkers | undefined;
 }
 
 /** Main thread -> worker: a free block to fill (moved), 1 MiB of input (moved), the end of input. */
 export type DecodeRequest =
+  | { op: 'init'; format: 'gzip' | 'zstd' }
   | { op: 'block'; ab: ArrayBuffer; off: number; len: number }
   | { op: 'in'; ab: ArrayBuffer; len: number }
   | { op: 'end' };
@@ -73,6 +75,8 @@ export class DecodeWorker extends Transform {
   readonly format: 'gzip' | 'zstd';
   /** what decodes: 'ISA-L igzip' (gzip, where the library loads) or 'node:zlib' */
   readonly engine: 'ISA-L igzip' | 'node:zlib';
+  /** true when this took over a worker started ahead of time (prestartDecodeWorker) */
+  readonly prestarted: boolean;
   private readonly blockSize: number;
   private readonly worker: Worker;
   private readonly maxInput: number;
@@ -100,15 +104,21 @@ export class DecodeWorker extends Transform {
     this.maxInput = opts.maxInput ?? 4 << 20;
     this.lend = opts.lend ?? false;
     this.staging = Buffer.allocUnsafeSlow(STAGING);
-    const isal = opts.format !== 'gzip' ? undefined : opts.isal === undefined ? ISAL.forWorkers() : opts.isal ?? undefined;
-    this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
-    const workerData: DecodeWorkerData = { format: opts.format, isal };
-    this.worker = startWorker(new URL('./decode-worker-entry.ts', import.meta.url), {
-      name: 'booty-decode', workerData,
-      // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
-      // process's RSS) small; V8's default would let it grow much larger
-      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
-    });
+    // a prestarted worker was given the default library (ISA-L where it loads): taken only when
+    // that is what this stream asks for
+    const prestarted = opts.isal === undefined ? takePrestarted() : undefined;
+    this.prestarted = prestarted !== undefined;
+    if (prestarted !== undefined) {
+      const isal = opts.format === 'gzip' ? prestarted.isal : undefined;
+      this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
+      this.worker = prestarted.worker;
+      this.worker.ref();
+      this.send({ op: 'init', format: opts.format });
+    } else {
+      const isal = opts.format !== 'gzip' ? undefined : opts.isal === undefined ? ISAL.forWorkers() : opts.isal ?? undefined;
+      this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
+      this.worker = startDecodeThread({ format: opts.format, isal });
+    }
     this.worker.on('message', (m: DecodeReply) => this.onMessage(m));
     this.worker.on('error', (e: Error) => this.fail(e));
     this.worker.on('exit', (code) => { if (!this.finished) this.fail(new Error(`decode worker exited (${code}) before the stream ended`)); });
@@ -216,6 +226,50 @@ export class DecodeWorker extends Transform {
     void endWorker(this.worker);
     cb(err);
   }
+}
+
+function startDecodeThread(workerData: DecodeWorkerData): Worker {
+  return startWorker(new URL('./decode-worker-entry.ts', import.meta.url), {
+    name: 'booty-decode', workerData,
+    // the worker keeps almost nothing alive: a small young generation keeps its heap (and the
+    // process's RSS) small; V8's default would let it grow much larger
+    resourceLimits: { maxYoungGenerationSizeMb: YOUNG_MB },
+  });
+}
+
+// One decode worker started ahead of time. Starting a worker thread (Node's bootstrap of a new
+// isolate, the worker's code, koffi and ISA-L) is the largest cost between the action arriving
+// and the first byte written when the CPU is slow (an emulator, README "Performance"); the agent
+// starts it while it waits for a DHCP offer, and the deploy's DecodeWorker takes it over.
+let prestarted: { worker: Worker; isal: NativeLibForWorkers | undefined; forget: () => void } | undefined;
+
+/** Starts a decode worker now, before any image is known, for the next DecodeWorker to take over
+ *  (a second call while one waits does nothing). It holds no event loop open while it waits. */
+export function prestartDecodeWorker(): void {
+  if (prestarted !== undefined) return;
+  const isal = ISAL.forWorkers();
+  const worker = startDecodeThread({ isal });
+  worker.unref();
+  // a prestarted worker that broke is simply not used: the deploy starts its own and says why if that fails too
+  const forget = () => { if (prestarted?.worker === worker) prestarted = undefined; };
+  worker.on('error', forget);
+  worker.on('exit', forget);
+  prestarted = { worker, isal, forget };
+}
+
+/** Ends the prestarted decode worker if nothing took it (the deploy decodes another way, or there is no deploy). */
+export function dropPrestartedDecodeWorker(): void {
+  const p = takePrestarted();
+  if (p !== undefined) void endWorker(p.worker);
+}
+
+function takePrestarted(): { worker: Worker; isal: NativeLibForWorkers | undefined } | undefined {
+  const p = prestarted;
+  prestarted = undefined;
+  if (p === undefined) return undefined;
+  p.worker.off('error', p.forget);
+  p.worker.off('exit', p.forget);
+  return p;
 }
 
 /** Whether this Node's zlib exposes what the worker drives (src/sys/zlib-handle.ts). The pinned

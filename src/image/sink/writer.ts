@@ -177,9 +177,13 @@ export class ImageWriter extends Writable {
   private async prepare(): Promise<void> {
     this.touched = true;
     if (this.holdBack === 0) return;
-    await this.target.zeroRange(0, this.holdBack);
+    // both ends at once: they are independent, and each is a device round trip (slow on a busy
+    // or emulated disk) that the first data write waits for
     const size = this.target.info.size;
-    if (size >= 4 * this.holdBack) await this.target.zeroRange(size - this.holdBack, this.holdBack);
+    await Promise.all([
+      this.target.zeroRange(0, this.holdBack),
+      ...(size >= 4 * this.holdBack ? [this.target.zeroRange(size - this.holdBack, this.holdBack)] : []),
+    ]);
   }
 
   private async submit(): Promise<void> {

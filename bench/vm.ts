@@ -1,0 +1,169 @@
+// `npm run bench -- vm`: booty's agent against a minimal busybox agent (bench/vm/busybox-agent.ts),
+// both booted by QEMU (TCG where KVM does not work) with the same kernel, the same empty 4 GiB
+// virtio disk, the same real dnsmasq, deploying the same gzip image (the Debian test image of
+// scripts/build-test-image.sh) from the same nginx origin. booty fetches its action from booty
+// server, verifies the sha256 and grows the last partition; the busybox agent only writes.
+// Prints, per agent and vCPU count, seconds since kernel start at each phase, and the ratios
+// (busybox / booty: above 1 means booty is faster).
+//
+// Options: --cpus 1,2 (default both), --image plain|lvm (default plain), --runs N (default 1),
+// --only booty|busybox, --until first-byte (stop each VM once its first bytes are written),
+// --booty-initrd FILE (another build of booty's initramfs, e.g. an older commit's, to compare).
+// Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureInitramfs, cacheRoot } from '../test/helpers/initramfs-build.ts';
+import { detectAccel, repoRoot, startVm } from '../test/helpers/qemu.ts';
+import { QemuNetLab } from '../test/helpers/qemu-netns-lab.ts';
+import { ensureTestImage } from '../test/helpers/test-image.ts';
+import { ensureBusyboxAgent } from './vm/busybox-agent.ts';
+import { bootyPhases, busyboxPhases, PHASES, phaseTimes, type PhaseName } from './vm/console-phases.ts';
+import { startNginx } from './vm/nginx-origin.ts';
+
+const log = (s: string) => process.stderr.write(s + '\n');
+const GiB = 1024 ** 3;
+const deployTimeoutMs = 20 * 60_000;
+
+interface Run { agent: 'booty' | 'busybox'; cpus: number; phases: Partial<Record<PhaseName, number>>; wall: number; ok: boolean; note: string }
+
+async function sha256OfPrefix(file: string, bytes: number): Promise<string> {
+  const h = createHash('sha256');
+  const s = fs.createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: 4 << 20 });
+  for await (const c of s) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+function fmt(n: number | undefined): string {
+  return n === undefined ? '-' : n.toFixed(1);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2).filter((a) => a !== 'vm'),
+    options: {
+      cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
+      until: { type: 'string' }, 'booty-initrd': { type: 'string' },
+    },
+  });
+  if (process.getuid?.() !== 0) { log('bench vm: needs root (network namespace, tap, QEMU)'); return 2; }
+  const cpuList = values.cpus.split(',').map(Number).filter((n) => n > 0);
+  const runs = Math.max(1, Number(values.runs) | 0);
+  const kind = values.image === 'lvm' ? 'lvm' : 'plain';
+  const agents = (['booty', 'busybox'] as const).filter((a) => values.only === undefined || values.only === a);
+
+  const built = await ensureInitramfs();
+  const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
+  const image = await ensureTestImage(kind);
+  const accel = await detectAccel(built.kernel);
+  log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
+  const untilFirstByte = values.until === 'first-byte';
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-bench-vm-'));
+  // copies of the kernel and booty's initramfs: the shared build cache drops builds of other
+  // source states after 10 minutes (test/helpers/initramfs-build.ts), and a run takes longer
+  const initramfs = { kernel: path.join(work, 'vmlinuz'), initrd: path.join(work, path.basename(built.initrd)) };
+  fs.copyFileSync(built.kernel, initramfs.kernel);
+  fs.copyFileSync(built.initrd, initramfs.initrd);
+  const bootyInitrd = values['booty-initrd'] ?? initramfs.initrd;
+  const prefix = `10.233.${20 + (process.pid % 200)}`;
+  const lab = new QemuNetLab(prefix);
+  const results: Run[] = [];
+  let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
+  const cleanup = async () => { await nginx?.close(); await lab.close(); fs.rmSync(work, { recursive: true, force: true }); };
+  process.on('SIGINT', () => { void cleanup().finally(() => process.exit(130)); });
+  try {
+    await lab.startDnsmasq();
+    await lab.startServer();
+    nginx = await startNginx({ netns: lab.ns, host: `${prefix}.1`, port: 8080 });
+    fs.symlinkSync(image.gz, path.join(nginx.root, path.basename(image.gz)));
+    const url = `${nginx.url}/${path.basename(image.gz)}`;
+    let n = 0;
+    for (let r = 0; r < runs; r++) {
+      for (const cpus of cpuList) {
+        // alternate who goes first, so drifting load does not always favour the same agent
+        const order = (r + cpus) % 2 === 0 ? agents : [...agents].reverse();
+        for (const agent of order) {
+          n++;
+          // a fresh MAC per boot: dnsmasq treats each as a new client (address probe and all)
+          const mac = `52:54:00:b7:${(process.pid % 250).toString(16).padStart(2, '0')}:${n.toString(16).padStart(2, '0')}`;
+          const disk = path.join(work, `${agent}-${cpus}.img`);
+          fs.writeFileSync(disk, '');
+          fs.truncateSync(disk, 4 * GiB);
+          let append: string;
+          if (agent === 'booty') {
+            lab.setAction(mac, { action: 'deploy', image: url, sha256: image.sha256.gz, grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff' });
+            append = `console=ttyS0 quiet ${lab.agentArgs(mac)} booty.countdown=0`;
+          } else {
+            append = `console=ttyS0 quiet BBURL=${url}`;
+          }
+          log(`bench vm: ${agent}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
+          const started = Date.now();
+          const vm = await startVm({
+            name: `bench-vm-${agent}-${cpus}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? bootyInitrd : bb.initrd,
+            memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
+          });
+          let note = '';
+          try {
+            if (untilFirstByte) await vm.waitFor(agent === 'booty' ? bootyPhases['first byte'] : busyboxPhases['first byte'], deployTimeoutMs);
+            else await vm.waitExit(deployTimeoutMs);
+          } catch (e) { note = (e as Error).message.split('\n')[0]; }
+          await vm.kill();
+          const wall = (Date.now() - started) / 1000;
+          const phases = phaseTimes(vm.output, agent === 'booty' ? bootyPhases : busyboxPhases);
+          let ok = false;
+          if (untilFirstByte) {
+            ok = phases['first byte'] !== undefined;
+            if (!ok) note ||= 'no first byte';
+          } else if (agent === 'booty') {
+            const m = lab.machine(mac);
+            const result = m?.result as { ok?: boolean; sha256?: string } | undefined;
+            ok = result?.ok === true && result.sha256 === image.sha256.gz;
+            if (!ok) note ||= `no good result on the server: ${JSON.stringify(result)}`;
+          } else {
+            ok = /bb: image written/.test(vm.output) && await sha256OfPrefix(disk, image.size) === image.sha256.raw;
+            if (!ok) note ||= 'the disk does not hold the image';
+          }
+          if (!ok) log(`bench vm: ${agent} failed (${note}); console in ${vm.logFile}`);
+          results.push({ agent, cpus, phases, wall, ok, note });
+          fs.rmSync(disk, { force: true });
+        }
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+  process.stdout.write(report(results, image.size, accel));
+  return results.every((r) => r.ok) ? 0 : 1;
+}
+
+function report(results: Run[], rawBytes: number, accel: string): string {
+  const lines: string[] = [];
+  lines.push(`# VM deploy: seconds since kernel start (QEMU ${accel}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, host load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+  lines.push(`| agent | vCPUs | ${PHASES.join(' | ')} | MB/s (raw, first byte -> written) | ok |`);
+  lines.push(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|`);
+  for (const r of results) {
+    const p = r.phases;
+    const rate = p['first byte'] !== undefined && p.written !== undefined ? (rawBytes / 1e6 / (p.written - p['first byte'])).toFixed(1) : '-';
+    lines.push(`| ${r.agent} | ${r.cpus} | ${PHASES.map((x) => fmt(p[x])).join(' | ')} | ${rate} | ${r.ok ? 'yes' : `NO: ${r.note}`} |`);
+  }
+  lines.push('');
+  for (const cpus of [...new Set(results.map((r) => r.cpus))]) {
+    const med = (agent: string, ph: PhaseName) => median(results.filter((r) => r.agent === agent && r.cpus === cpus && r.ok).map((r) => r.phases[ph]).filter((x): x is number => x !== undefined));
+    const fb = [med('booty', 'first byte'), med('busybox', 'first byte')];
+    const done = [med('booty', 'done'), med('busybox', 'done')];
+    lines.push(`${cpus} vCPU${cpus === 1 ? '' : 's'}: first byte booty ${fmt(fb[0])} s, busybox ${fmt(fb[1])} s; done (booty grown too) booty ${fmt(done[0])} s, busybox ${fmt(done[1])} s; ` +
+      `end to end busybox/booty ${done[0] !== undefined && done[1] !== undefined ? `${(done[1] / done[0]).toFixed(2)}x` : '-'}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function median(xs: number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+process.exitCode = await main();

@@ -1,0 +1,46 @@
+// Reading an agent's phases off its serial console: every line the bench needs carries a stamp
+// in seconds since the kernel started ("[   11.163] booty: ..." from booty, "[12.34] bb: ..."
+// from the busybox agent, "[   99.712345] reboot: ..." from the kernel), so both agents are
+// timed by the guest's own clock, not by when the host happened to read the pipe.
+
+export interface PhaseSpec { name: string; re: RegExp }
+
+/** The phases in the order the report prints them; a missing one is undefined. */
+export const PHASES = ['init', 'agent', 'modules', 'link', 'lease', 'action', 'first byte', 'written', 'done'] as const;
+export type PhaseName = typeof PHASES[number];
+
+export const bootyPhases: Record<PhaseName, RegExp> = {
+  init: /booty: \/init: node \S+ started/,
+  agent: /booty: step 1\/7/,
+  modules: /booty: hardware: \d+ modules loaded/,
+  link: /booty: dhcp: DISCOVER on /,
+  lease: /booty: dhcp: bound /,
+  action: /booty: step 6\/7/,
+  'first byte': /booty: deploy: first bytes reached the writer/,
+  written: /booty: deploy: wrote \d+ bytes/,
+  done: /\] reboot: (Restarting system|Power down)/,
+};
+
+export const busyboxPhases: Record<PhaseName, RegExp> = {
+  init: /bb: init started/,
+  agent: /bb: init started/,
+  modules: /bb: modules loaded/,
+  link: /bb: link up/,
+  lease: /bb: lease/,
+  action: /bb: lease/,
+  'first byte': /bb: first block written/,
+  written: /bb: image written/,
+  done: /\] reboot: (Restarting system|Power down)/,
+};
+
+/** Seconds since kernel start of the first console line matching each phase. */
+export function phaseTimes(console: string, spec: Record<PhaseName, RegExp>): Partial<Record<PhaseName, number>> {
+  const lines = console.split(/\r?\n/);
+  const out: Partial<Record<PhaseName, number>> = {};
+  for (const p of PHASES) {
+    const line = lines.find((l) => spec[p].test(l));
+    const m = line === undefined ? null : /^\s*\[\s*(\d+(?:\.\d+)?)\]/.exec(line);
+    if (m !== null) out[p] = Number(m[1]);
+  }
+  return out;
+}

@@ -1,0 +1,30 @@
+// Work the agent does ahead of time, while it waits for a DHCP offer (a server that probes the
+// address first takes seconds to answer), so that it is off the path from the action arriving to
+// the first byte written. On a slow CPU (QEMU's TCG, README "Performance") each of these is a
+// second or more when done on demand. One piece per turn of the event loop: an offer that
+// arrives meanwhile waits for one piece at most, not for all of them.
+import { validators } from '../config/schema.ts';
+import { decodeOnWorkerByDefault } from '../image/parallel/codec-pool.ts';
+import { decodeWorkerSupported, prestartDecodeWorker } from '../image/parallel/decode-worker.ts';
+import type { Logger } from '../util/log.ts';
+import type { ServerRef } from './boot-params.ts';
+
+export function warmUp(server: ServerRef | undefined, log: Logger): void {
+  const steps: (() => void)[] = [];
+  // the deploy's decode worker (gzip and zstd streams, from 2 cores up, as deploy decides) first:
+  // it starts on another core
+  if (decodeWorkerSupported() && decodeOnWorkerByDefault()) {
+    steps.push(() => {
+      try { prestartDecodeWorker(); } catch (e) { log.debug(`could not start a decode worker ahead of time: ${(e as Error).message}`); }
+    });
+  }
+  // ajv compiles a validator on its first use: compile the ones the action most likely needs
+  for (const n of server?.style === 'bootyurl' ? ['writeImage'] as const : ['combined', 'deploy'] as const) steps.push(() => { void validators[n]; });
+  const next = () => {
+    const step = steps.shift();
+    if (step === undefined) return;
+    step();
+    setImmediate(next);
+  };
+  next();
+}
