@@ -124,7 +124,7 @@ async function plan(i: Qcow2DeployInput): Promise<{ h: Qcow2Header; list: Cluste
   } catch (e) {
     throw tableError(e);
   }
-  i.log.info(`deploy: qcow2 v${h.version}, ${formatBytes(h.virtualSize)} disk, ${h.clusterSize >> 10} KiB clusters, ${list.count} allocated (map ${formatBytes(list.count * ENTRY_BYTES)}), tables read by Range in ${tablesRead.length} parts`);
+  i.log.info(`deploy: format qcow2 (v${h.version}), ${formatBytes(h.virtualSize)} disk, ${h.clusterSize >> 10} KiB clusters, ${list.count} allocated (map ${formatBytes(list.count * ENTRY_BYTES)}), tables read by Range in ${tablesRead.length} parts`);
   return { h, list, bitmap, meta, tablesRead };
 }
 
