@@ -255,7 +255,7 @@ test('(c) virtio disk, plain ext4 image (gzip): deploy, grow, reboot; the disk t
 
 test('(d) virtio disk, plain image as a qcow2 with zstd-compressed clusters (qemu-img): deploy, grow, reboot; the disk then boots alone', { skip, timeout: deployMs + markerMs + 120_000 }, async (t) => {
   const { disk, out, image } = await deployAndGrow({ name: 'virtio-qcow2', kind: 'plain', form: 'qcow2', bus: 'virtio', prefix: '10.231.27', mac: '52:54:00:d0:00:27' }, t);
-  assert.match(out, /deploy: format qcow2 \(v3\), 2\.0 GiB disk, 64 KiB clusters/);
+  assert.match(out, /deploy: format qcow2 \(v3\), 2\.15 GB disk, 64 KiB clusters/);
   const part = assertPartitionGrown(disk, image);
   assert.equal(ext4AtOffset(disk, part.start * 512, part.size * 512).state, 'clean');
   const marker = await bootDeployed('virtio-qcow2', disk, 'virtio', t);
