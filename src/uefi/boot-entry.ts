@@ -34,6 +34,8 @@ export interface BootEntryPlan {
   orderAfter: number[];
   /** entries the order counted as network boot (PXE/HTTP), in their order */
   network: number[];
+  /** BootCurrent when it is one of them: the entry that netbooted booty, which stays first */
+  via?: number;
 }
 
 const bootyTag = (disk: string) => `(booty, ${disk})`;
@@ -84,10 +86,18 @@ export function planBootEntry(store: EfiVarStore, req: BootEntryRequest): BootEn
   const gone = new Set([...replaced, number]);
   const rest = orderBefore.filter((n) => !gone.has(n));
   const network = rest.filter((n) => { const o = options.get(n); return o !== undefined && isNetworkOption(o); });
-  const orderAfter = req.order === 'disk-first'
-    ? [number, ...rest]
-    : [...network, number, ...rest.filter((n) => !network.includes(n))];
-  return { number, description, data, replaced, orderBefore, orderAfter, network };
+  const others = rest.filter((n) => !network.includes(n));
+  // The network entry the firmware booted booty through (BootCurrent) leads, and the new entry
+  // follows it directly: when /ipxe answers `exit`, the firmware goes to the disk at once instead
+  // of trying every other network entry first (OVMF: PXEv4, PXEv6, HTTPv4, HTTPv6, each waiting
+  // for its timeout). The other network entries follow the new one.
+  const current = store.get('BootCurrent');
+  const via = current !== undefined && current.length >= 2 ? current.readUInt16LE(0) : undefined;
+  let orderAfter: number[];
+  if (req.order === 'disk-first') orderAfter = [number, ...rest];
+  else if (via !== undefined && network.includes(via)) orderAfter = [via, number, ...network.filter((n) => n !== via), ...others];
+  else orderAfter = [...network, number, ...others];
+  return { number, description, data, replaced, orderBefore, orderAfter, network, ...(via !== undefined && network.includes(via) ? { via } : {}) };
 }
 
 /** Writes the plan: old entries deleted, the new Boot#### written, then BootOrder. */

@@ -25,6 +25,7 @@ import { ConsoleClock, dnsmasqPxeRecipe, IPXE_ROM_E1000, newVarsFile, OVMF_CODE,
 import { logDir } from '../helpers/qemu.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 import { ensureTestImage, type TestImage } from '../helpers/test-image.ts';
+import { decodeLoadOption, describePath, encodeLoadOption, filePathNode, hardDriveNode } from '../../src/uefi/load-option.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
@@ -120,7 +121,7 @@ async function journey(t: { after(fn: () => unknown): void; diagnostic(s: string
 
 /** The efibootmgr -v lines the booted Debian printed (BOOTY-EFI prefix). */
 function efibootmgrLines(log: string): string[] {
-  return [...log.matchAll(/BOOTY-EFI (.*?)\r?\n/g)].map((x) => x[1].trim());
+  return [...log.matchAll(/BOOTY-EFI ([^\r\n]*)\r*\n/g)].map((x) => x[1].trim());
 }
 
 test('(bios) SeaBIOS + iPXE ROM + dnsmasq recipe -> /ipxe -> booty deploys and grows; next power-on: /ipxe says exit, the disk boots', { skip, timeout: 2 * bootMs }, async (t) => {
@@ -146,6 +147,20 @@ test('(uefi) OVMF + SATA + e1000 iPXE: booty writes a Boot#### for the ESP\'s gr
   assert.ok(pos > 0, `network entries stay before booty's (BootOrder ${order.join(',')})`);
   for (const n of order.slice(0, pos)) assert.ok(efi.some((l) => l.startsWith(`Boot${n}`) && /MAC\(|PXE|HTTP/.test(l)), `Boot${n} before booty's is a network entry`);
   assert.match(j.bootServerLog, /GET \/ipxe\/52-54-00-f1-00-02/, 'the second power-on went to iPXE first');
+  // an entry efibootmgr made for the same ESP and loader: booty's encoder gives the same bytes
+  const fixture = /BOOTY-EFI-FIXTURE (\S+) ([0-9a-f]+)/.exec(j.bootLog);
+  assert.ok(fixture !== null, 'the booted OS printed efibootmgr\'s own entry');
+  const raw = Buffer.from(fixture[2], 'hex');
+  t.diagnostic(`efibootmgr -c wrote (efivarfs file, ${raw.length} bytes): ${fixture[2]}`);
+  assert.equal(raw.readUInt32LE(0), 7, 'NV|BS|RT, as booty writes');
+  const theirs = decodeLoadOption(raw.subarray(4));
+  assert.equal(theirs.description, 'booty-fixture');
+  assert.equal(describePath(theirs), `HD(1,GPT,${esp},0x800,0x40000)/File(\\EFI\\debian\\grubx64.efi)`);
+  const ours = encodeLoadOption({
+    attributes: theirs.attributes, description: 'booty-fixture', optionalData: theirs.optionalData,
+    filePath: [hardDriveNode({ partitionNumber: 1, startLba: 0x800n, sizeLba: 0x40000n, partitionGuid: esp }), filePathNode('\\EFI\\debian\\grubx64.efi')],
+  });
+  assert.equal(ours.toString('hex'), raw.subarray(4).toString('hex'), 'booty encodes what efibootmgr writes, byte for byte');
   assert.match(j.bootLog, /booty: 52-54-00-f1-00-02: .*booting from the local disk/, 'which got exit');
 });
 

@@ -111,7 +111,7 @@ const ovmfFresh = () => ({
   BootCurrent: Buffer.from([2, 0]),
 });
 
-test('network-first: the new entry right after the network entries, which move to the front', () => {
+test('network-first: the entry booty netbooted through (BootCurrent) first, the new entry right after it, then the other network entries', () => {
   const dir = fakeEfivarfs(ovmfFresh());
   const store = efivarfsStore(dir, undefined);
   assert.ok(isNetworkOption(decodeLoadOption(store.get('Boot0002')!)));
@@ -119,13 +119,24 @@ test('network-first: the new entry right after the network entries, which move t
   const plan = planBootEntry(store, request());
   assert.equal(plan.number, 5, 'the lowest free number');
   assert.deepEqual(plan.network, [2, 3]);
-  assert.deepEqual(plan.orderAfter, [2, 3, 5, 1, 4]);
+  assert.equal(plan.via, 2);
+  assert.deepEqual(plan.orderAfter, [2, 5, 3, 1, 4]);
   applyBootEntry(store, plan);
-  assert.deepEqual(parseBootOrder(store.get('BootOrder')), [2, 3, 5, 1, 4]);
+  assert.deepEqual(parseBootOrder(store.get('BootOrder')), [2, 5, 3, 1, 4]);
   const raw = fs.readFileSync(path.join(dir, `Boot0005-${EFI_GLOBAL_GUID}`));
   assert.equal(raw.readUInt32LE(0), 7, 'NV|BS|RT attributes first');
   assert.equal(decodeLoadOption(raw.subarray(4)).description, 'Debian (booty, sda)');
   assert.equal(store.get('BootCurrent')!.readUInt16LE(0), 2, 'other variables untouched');
+});
+
+test('network-first without a network BootCurrent (booted some other way): all network entries, then the new one', () => {
+  const vars = ovmfFresh();
+  vars.BootCurrent = Buffer.from([1, 0]);
+  const plan = planBootEntry(efivarfsStore(fakeEfivarfs(vars), undefined), request());
+  assert.equal(plan.via, undefined);
+  assert.deepEqual(plan.orderAfter, [2, 3, 5, 1, 4]);
+  const { BootCurrent: _, ...none } = ovmfFresh();
+  assert.deepEqual(planBootEntry(efivarfsStore(fakeEfivarfs(none), undefined), request()).orderAfter, [2, 3, 5, 1, 4]);
 });
 
 test('disk-first: the new entry first, the rest in their order', () => {
@@ -150,12 +161,12 @@ test('a second deploy replaces booty\'s entries for the disk (by its tag or its 
   applyBootEntry(store, plan);
   assert.equal(store.get('Boot0009'), undefined, 'the other old entry is deleted');
   assert.ok(store.get('Boot000A') !== undefined && store.get('Boot000B') !== undefined);
-  assert.deepEqual(parseBootOrder(store.get('BootOrder')), [2, 3, 7, 1, 10, 11, 4]);
+  assert.deepEqual(parseBootOrder(store.get('BootOrder')), [2, 7, 3, 1, 10, 11, 4]);
   // and once more: idempotent
   const again = planBootEntry(store, request());
   assert.equal(again.number, 7);
   assert.deepEqual(again.replaced, [7]);
-  assert.deepEqual(again.orderAfter, [2, 3, 7, 1, 10, 11, 4]);
+  assert.deepEqual(again.orderAfter, [2, 7, 3, 1, 10, 11, 4]);
 });
 
 test('an empty variable store (no BootOrder yet): the entry alone', () => {
@@ -177,4 +188,25 @@ test('the loader found on an ESP: shim, then grub, then systemd-boot, then the f
   assert.equal(findLoader(esp(['EFI/debian/readme.txt'])), undefined);
   assert.equal(osNameOf({ path: '', kind: 'grub', vendor: 'debian' }), 'Debian');
   assert.equal(osNameOf({ path: '', kind: 'fallback', vendor: '' }), 'OS');
+});
+
+// Made by the real efibootmgr 17 (Debian 12) inside the deployed UEFI test image under OVMF:
+// `efibootmgr -c -d /dev/sda -p 1 -L booty-fixture -l '\EFI\debian\grubx64.efi'`, the efivarfs
+// file read back with od (scripts/test-image-uefi/booty-test-efi-marker prints it; the e2e test
+// firmware-netboot.test.ts repeats this comparison on every run with the image's current GUID).
+const EFIBOOTMGR_FIXTURE = '0700000001000000620062006f006f00740079002d006600690078007400750072006500000004012a0001000000000800000000000000000400000000008362ffb44a3abb43886611554a51dc550202040434005c004500460049005c00640065006200690061006e005c0067007200750062007800360034002e0065006600690000007fff0400';
+
+test('booty encodes a load option byte for byte as efibootmgr writes it, and decodes efibootmgr\'s', () => {
+  const raw = Buffer.from(EFIBOOTMGR_FIXTURE, 'hex');
+  assert.equal(raw.readUInt32LE(0), 7, 'efivarfs attributes: NV|BS|RT');
+  const theirs = decodeLoadOption(raw.subarray(4));
+  assert.equal(theirs.attributes, LOAD_OPTION_ACTIVE);
+  assert.equal(theirs.description, 'booty-fixture');
+  assert.equal(describePath(theirs), 'HD(1,GPT,b4ff6283-3a4a-43bb-8866-11554a51dc55,0x800,0x40000)/File(\\EFI\\debian\\grubx64.efi)');
+  assert.equal(theirs.optionalData.length, 0);
+  const ours = encodeLoadOption({
+    attributes: LOAD_OPTION_ACTIVE, description: 'booty-fixture', optionalData: Buffer.alloc(0),
+    filePath: [hardDriveNode({ partitionNumber: 1, startLba: 0x800n, sizeLba: 0x40000n, partitionGuid: 'B4FF6283-3A4A-43BB-8866-11554A51DC55' }), filePathNode('\\EFI\\debian\\grubx64.efi')],
+  });
+  assert.equal(ours.toString('hex'), raw.subarray(4).toString('hex'));
 });
