@@ -115,7 +115,10 @@ async function journey(t: { after(fn: () => unknown): void; diagnostic(s: string
   timings[o.name] = Object.fromEntries([...Object.entries(t1).map(([k, v]) => [`deploy.${k}`, v]), ...Object.entries(t2).map(([k, v]) => [`boot.${k}`, v])]);
   t.diagnostic(`${o.name} timings (s since power-on): ${JSON.stringify(timings[o.name])}`);
   fs.mkdirSync(logDir, { recursive: true });
-  fs.writeFileSync(path.join(logDir, 'firmware-netboot-timings.json'), JSON.stringify(timings, null, 2));
+  const file = path.join(logDir, 'firmware-netboot-timings.json');
+  let earlier: Record<string, unknown> = {};
+  try { earlier = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>; } catch { /* first run */ }
+  fs.writeFileSync(file, JSON.stringify({ ...earlier, ...timings }, null, 2));
   return { lab, mac: o.mac, disk, vars, image, deployLog: vm1.output, bootLog: vm2.output, bootServerLog: lab.serverLog.slice(serverMark) };
 }
 
