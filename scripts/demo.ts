@@ -1,9 +1,14 @@
 // The embedded default of booty's main job, end to end on one machine:
 //   1. build the initramfs (dist/initramfs) and the Debian 12 test image (.cache/test-images)
 //   2. a network namespace with a bridge, a tap, real dnsmasq and `booty server`
-//   3. a QEMU VM (kernel + our initramfs, empty 4 GiB disk) asks the server what to do by its
-//      MAC, deploys the Debian image (zstd, sha256-checked), grows partition + LVM + ext4, reboots
-//   4. the VM boots the deployed disk alone and prints the size of its root filesystem
+//   3. a QEMU VM with an empty 4 GiB disk powers on: its firmware (SeaBIOS, or OVMF with
+//      --firmware uefi) netboots with the NIC's iPXE ROM, dnsmasq (the README's recipe) points iPXE
+//      at booty server's /ipxe, which loads booty's kernel + initramfs over HTTP; the agent asks
+//      the server what to do by its MAC, deploys the Debian image (zstd, sha256-checked), grows
+//      partition (+ LVM) + ext4 and reboots (on UEFI after writing a Boot#### entry for it)
+//   4. the VM powers on again: iPXE asks /ipxe, gets `exit` (the deploy was one-shot) and the
+//      firmware boots the deployed disk, which prints the size of its root filesystem
+// --boot kernel skips the firmware and iPXE (QEMU -kernel/-initrd with the same command line).
 // The serial consoles stream to this terminal. QEMU uses KVM when a probe boot shows it works.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { repoRoot, startVm, type Vm } from '../test/helpers/qemu.ts';
+import { dnsmasqPxeRecipe, newVarsFile, powerOn } from '../test/helpers/firmware-netboot.ts';
 import { QemuNetLab } from '../test/helpers/qemu-netns-lab.ts';
 import { ensureTestImage } from '../test/helpers/test-image.ts';
 
@@ -21,20 +27,35 @@ const { values: opt } = parseArgs({
     'disk-size': { type: 'string', default: '4' },
     disk: { type: 'string', default: 'virtio' },
     mem: { type: 'string', default: '1024' },
+    boot: { type: 'string', default: 'firmware' },
+    firmware: { type: 'string', default: 'bios' },
     help: { type: 'boolean', default: false },
   },
 });
 if (opt.help) {
-  process.stdout.write(`usage: scripts/demo.sh [--image lvm|plain] [--format zst|gz] [--disk-size GiB] [--disk virtio|nvme] [--mem MiB]\n`);
+  process.stdout.write(`usage: scripts/demo.sh [--boot firmware|kernel] [--firmware bios|uefi] [--image lvm|plain] [--format zst|gz] [--disk-size GiB] [--disk virtio|nvme|sata] [--mem MiB]
+  --boot firmware (default): power on with SeaBIOS or OVMF, netboot through the NIC's iPXE ROM and booty server's /ipxe
+  --boot kernel: QEMU loads booty's kernel and initramfs itself (-kernel/-initrd), then boots the disk alone
+  --firmware uefi: OVMF, the GPT/ESP test image, a SATA disk; booty writes the UEFI boot entry\n`);
   process.exit(0);
 }
 
 const t0 = Date.now();
 const secs = () => ((Date.now() - t0) / 1000).toFixed(0).padStart(4) + 's';
 const say = (m: string) => process.stdout.write(`\n[demo ${secs()}] ${m}\n`);
-const kind = opt.image === 'plain' ? 'plain' : 'lvm';
+const viaFirmware = opt.boot !== 'kernel';
+const uefi = viaFirmware && opt.firmware === 'uefi';
+const kind = uefi ? 'uefi' : opt.image === 'plain' ? 'plain' : 'lvm';
 const diskBytes = Number(opt['disk-size']) * 2 ** 30;
-const bus = opt.disk === 'nvme' ? 'nvme' : 'virtio';
+const bus = opt.disk === 'nvme' ? 'nvme' : opt.disk === 'sata' || uefi ? 'sata' : 'virtio';
+if (viaFirmware && bus === 'nvme') {
+  process.stderr.write('demo: --disk nvme needs --boot kernel (the firmware path here uses virtio or SATA)\n');
+  process.exit(2);
+}
+if (!viaFirmware && bus === 'sata') {
+  process.stderr.write('demo: --disk sata needs --boot firmware\n');
+  process.exit(2);
+}
 const mac = '52:54:00:b0:07:01';
 
 /** Streams the VM's serial console to this terminal as it arrives. */
@@ -68,11 +89,11 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
   try {
-    await lab.startDnsmasq();
-    await lab.startServer();
+    await lab.startDnsmasq(viaFirmware ? { extraArgs: dnsmasqPxeRecipe(lab.serverUrl) } : {});
+    await lab.startServer(['--boot-dir', path.dirname(kernel)]);
     const url = lab.addImage(file);
     const action = {
-      action: 'deploy', image: url, sha256,
+      action: 'deploy', image: url, sha256, ...(uefi ? { bootOrder: 'network-first' } : {}),
       grow: kind === 'lvm' ? { partition: 'last', lvmRoot: '/dev/bootyvg/root' } : { partition: 'last' },
       after: 'reboot',
     };
@@ -82,13 +103,24 @@ async function main(): Promise<number> {
     const disk = path.join(work, 'disk.img');
     fs.writeFileSync(disk, '');
     fs.truncateSync(disk, diskBytes);
-    say(`booting the VM: kernel + booty initramfs, empty ${opt['disk-size']} GiB ${bus} disk`);
+    const machine = {
+      firmware: uefi ? 'uefi' as const : 'bios' as const, disk, diskBus: bus === 'sata' ? 'sata' as const : 'virtio' as const,
+      netns: lab.ns, tap: lab.tap, mac, memMiB: Number(opt.mem), ...(uefi ? { varsFile: newVarsFile(work, 'demo') } : {}),
+    };
     const tBoot = Date.now();
-    const vm = await startVm({
-      name: 'demo-agent', kernel, initrd, memMiB: Number(opt.mem),
-      append: `console=ttyS0 rootfstype=ramfs ${lab.agentArgs(mac)} booty.onerror=poweroff booty.countdown=0`,
-      disks: [{ path: disk, bus }], nic: { tap: lab.tap, netns: lab.ns, mac },
-    });
+    let vm: Vm;
+    if (viaFirmware) {
+      say(`powering on the VM: ${uefi ? 'OVMF (UEFI)' : 'SeaBIOS'}, e1000 with QEMU's iPXE ROM, empty ${opt['disk-size']} GiB ${bus} disk; ` +
+        `iPXE -> dnsmasq -> ${lab.serverUrl}/ipxe -> /boot/vmlinuz + /boot/booty.cpio.zst`);
+      vm = await powerOn({ ...machine, name: 'demo-agent' });
+    } else {
+      say(`booting the VM: kernel + booty initramfs, empty ${opt['disk-size']} GiB ${bus} disk`);
+      vm = await startVm({
+        name: 'demo-agent', kernel, initrd, memMiB: Number(opt.mem),
+        append: `console=ttyS0 rootfstype=ramfs ${lab.agentArgs(mac)} booty.onerror=poweroff booty.countdown=0`,
+        disks: [{ path: disk, bus: bus as 'virtio' | 'nvme' }], nic: { tap: lab.tap, netns: lab.ns, mac },
+      });
+    }
     vms.push(vm);
     let stop = mirror(vm);
     await vm.waitExit(30 * 60_000);
@@ -102,8 +134,14 @@ async function main(): Promise<number> {
     }
     say(`agent done in ${deploySeconds.toFixed(0)} s (VM start to reboot): ${JSON.stringify(result)}`);
 
-    say('booting the deployed disk alone');
-    const os2 = await startVm({ name: 'demo-deployed', memMiB: Number(opt.mem), disks: [{ path: disk, bus }] });
+    let os2: Vm;
+    if (viaFirmware) {
+      say('powering on again: iPXE asks /ipxe, which answers exit (the deploy was one-shot); the firmware boots the disk');
+      os2 = await powerOn({ ...machine, name: 'demo-deployed' });
+    } else {
+      say('booting the deployed disk alone');
+      os2 = await startVm({ name: 'demo-deployed', memMiB: Number(opt.mem), disks: [{ path: disk, bus: bus as 'virtio' | 'nvme' }] });
+    }
     vms.push(os2);
     stop = mirror(os2);
     // the whole line, up to its end: the console arrives in chunks that can split it

@@ -6,6 +6,8 @@ pkgs=(
   ca-certificates curl git xz-utils zstd pigz cpio kmod file
   libdeflate0 libisal2
   qemu-system-x86 qemu-utils ovmf
+  # the NICs' iPXE option ROMs (netboot as firmware does it) and the UEFI test image's ESP (mtools: no vfat on the host)
+  ipxe-qemu mtools
   dnsmasq-base iproute2 iptables iputils-ping
   fdisk gdisk util-linux e2fsprogs xfsprogs dosfstools lvm2 parted
   busybox-static debootstrap

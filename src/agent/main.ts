@@ -212,7 +212,7 @@ class Agent {
   /** Collect the hardware inventory and send it; never throws (logged instead). */
   private async reportInventory(later: AfterLease): Promise<void> {
     try {
-      const why = mountEfivars();
+      const why = mountEfivars((name) => { this.modules?.load([name], new Map([[name, 'reading the Secure Boot state']]), true); });
       if (why !== undefined) this.log.debug(`inventory: Secure Boot state unknown: ${why}`);
       const inv = collectInventory();
       this.log.info(`inventory: ${summarizeInventory(inv)}`);

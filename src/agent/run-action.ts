@@ -22,6 +22,7 @@ import { chooseDisk } from './disk-choice.ts';
 import type { ModuleLoader } from './modules.ts';
 import { runShellOnce } from './shell.ts';
 import { runWipeMethod } from './wipe-methods.ts';
+import { registerBootEntry } from '../uefi/register.ts';
 
 /** What the run did to the disk so far; read by the failure screen. */
 export interface RunState {
@@ -118,6 +119,10 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
   } finally {
     if (grown?.lvm?.active === true) await releaseVg(grown.lvm.vg, ctx);
   }
+  await registerBootEntry({
+    disk, order: a.bootOrder ?? 'network-first', log: ctx.log,
+    loadModules: (names) => ctx.modules.load(names, new Map(names.map((m) => [m, 'the UEFI boot entry'])), true),
+  });
   ctx.state.diskNote = undefined;
   return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256, resumes: r.resumes, restarts: r.restarts, ...(r.unverified === undefined ? {} : { warning: r.unverified }) };
 }

@@ -100,6 +100,9 @@ export interface DeployAction extends Common {
   stallTimeout?: number;
   /** seconds to keep reconnecting without progress before failing (default 600) */
   retryFor?: number;
+  /** on a UEFI machine, where the Boot#### entry booty writes for the deployed OS goes in BootOrder
+   *  (default network-first: right after the PXE/HTTP entries); BIOS machines are left alone */
+  bootOrder?: 'network-first' | 'disk-first';
   /** false = leave partitions as the image has them */
   grow: GrowSettings | false;
   post?: PostDeploy;

@@ -205,6 +205,7 @@ function parseBootyForm(j: Json, prefix: string): Action {
         registryAuth: j.registryAuth as { username: string; password: string } | undefined,
         gzipIndex: j.gzipIndex as false | string | undefined,
         stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
+        bootOrder: j.bootOrder as DeployAction['bootOrder'],
         grow: growOf(j.grow), post: postOf(j.post, prefix), ...common,
       });
       return d;

@@ -164,6 +164,7 @@ const deploy = {
     gzipIndex: { anyOf: [{ const: false }, url], description: 'false, or the URL of the image\'s gzip index' },
     stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
     retryFor: { type: 'number', minimum: 0, maximum: 604800, description: 'seconds (a number from 0 to 604800)' },
+    bootOrder: { enum: ['network-first', 'disk-first'], description: 'one of "network-first", "disk-first"' },
     grow,
     post,
   },

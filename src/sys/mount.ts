@@ -6,6 +6,7 @@ export const MS_RDONLY = 0x1;
 export const MS_NOSUID = 0x2;
 export const MS_NODEV = 0x4;
 export const MS_NOEXEC = 0x8;
+export const MS_REMOUNT = 0x20;
 export const MS_RELATIME = 0x200000;
 
 /** umount2 flag: detach now, finish when the last user goes (for /dev with our console open). */

@@ -223,10 +223,10 @@ export class QemuNetLab {
     };
   }
 
-  /** `booty server` inside the namespace on <prefix>.1:3000, data in this.dataDir. */
-  async startServer(): Promise<void> {
+  /** `booty server` inside the namespace on <prefix>.1:3000, data in this.dataDir; `args` are more of its options (e.g. --boot-dir). */
+  async startServer(args: string[] = []): Promise<void> {
     fs.mkdirSync(this.dataDir, { recursive: true });
-    const child = spawn('ip', ['netns', 'exec', this.ns, path.join(root, 'bin', 'booty'), 'server', '--data', this.dataDir, '--listen', `${this.prefix}.1:3000`, '--token', this.operatorToken], {
+    const child = spawn('ip', ['netns', 'exec', this.ns, path.join(root, 'bin', 'booty'), 'server', '--data', this.dataDir, '--listen', `${this.prefix}.1:3000`, '--token', this.operatorToken, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'], cwd: root,
     });
     this.#children.push(child);

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type TestImageKind = 'lvm' | 'plain';
+export type TestImageKind = 'lvm' | 'plain' | 'uefi';
 
 export interface TestImage {
   kind: TestImageKind;
@@ -29,6 +29,9 @@ export interface TestImage {
   /** msdos partitions, in 512-byte sectors */
   bootPartition: { startSector: number; sectors: number };
   rootPartition: { startSector: number; sectors: number };
+  /** uefi kind: the unique GUIDs of the ESP (p1) and the root partition (p2) */
+  espPartUuid?: string;
+  rootPartUuid?: string;
 }
 
 interface Manifest {
@@ -40,6 +43,8 @@ interface Manifest {
   rootUuid: string;
   bootPartition: { startSector: number; sectors: number };
   rootPartition: { startSector: number; sectors: number };
+  espPartUuid?: string;
+  rootPartUuid?: string;
   raw: { file: string; bytes: number; sha256: string };
   gz: { file: string; bytes: number; sha256: string };
   zst: { file: string; bytes: number; sha256: string };
@@ -47,6 +52,8 @@ interface Manifest {
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const buildScript = path.join(repoRoot, 'scripts', 'build-test-image.sh');
+// the UEFI kind (GPT + ESP) has a script of its own, so its changes never rebuild the BIOS kinds
+const buildScriptUefi = path.join(repoRoot, 'scripts', 'build-test-image-uefi.sh');
 
 /** Where the images are cached: $BOOTY_CACHE/test-images, default <repo>/.cache/test-images. */
 export function testImageDir(): string {
@@ -58,7 +65,11 @@ export function testImageDir(): string {
 let building: Promise<void> | undefined;
 
 export async function ensureTestImage(kind: TestImageKind): Promise<TestImage> {
-  building ??= runBuildScript().finally(() => {
+  if (kind === 'uefi') {
+    await runBuildScript(buildScriptUefi, []);
+    return readTestImage(kind);
+  }
+  building ??= runBuildScript(buildScript, ['all']).finally(() => {
     building = undefined;
   });
   await building;
@@ -83,12 +94,14 @@ export async function readTestImage(kind: TestImageKind): Promise<TestImage> {
     rootUuid: manifest.rootUuid,
     bootPartition: manifest.bootPartition,
     rootPartition: manifest.rootPartition,
+    espPartUuid: manifest.espPartUuid,
+    rootPartUuid: manifest.rootPartUuid,
   };
 }
 
-function runBuildScript(): Promise<void> {
+function runBuildScript(script: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [buildScript, 'all'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const keep = (chunk: Buffer): void => {
       output = (output + chunk.toString('utf8')).slice(-8000);
@@ -102,7 +115,7 @@ function runBuildScript(): Promise<void> {
         if (!output.includes('up to date')) process.stderr.write(output);
         resolve();
       } else {
-        reject(new Error(`test image: ${buildScript} exited with ${code}:\n${output.trimEnd()}`));
+        reject(new Error(`test image: ${script} exited with ${code}:\n${output.trimEnd()}`));
       }
     });
   });

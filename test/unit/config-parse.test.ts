@@ -10,6 +10,9 @@ const bootyCommon = { after: 'reboot', onError: 'reboot', wipeOnError: false, dr
 
 // [name, input, expected normalized action]
 const valid: [string, unknown, Action][] = [
+  ['deploy with bootOrder (UEFI boot entry placement)',
+    { action: 'deploy', image: 'http://h/u.img', bootOrder: 'disk-first', grow: false },
+    { action: 'deploy', image: 'http://h/u.img', format: 'auto', bootOrder: 'disk-first', grow: false, ...common }],
   ['BOOTy example from the compat file',
     { action: 'writeImage', compressed: true, sourceImage: 'http://10.0.0.1:3000/images/ubuntu.img.gz', destinationDevice: '/dev/sda', growPartition: 1, lvmRootName: '/dev/ubuntu-vg/root', dropToShell: false, wipeDevice: false },
     { action: 'deploy', image: 'http://10.0.0.1:3000/images/ubuntu.img.gz', disk: '/dev/sda', format: 'gzip', grow: { partition: 1, lvmRoot: '/dev/ubuntu-vg/root' }, ...bootyCommon }],
@@ -65,6 +68,7 @@ const valid: [string, unknown, Action][] = [
 
 // [name, input, field the message must name, words it must contain]
 const invalid: [string, unknown, string, string][] = [
+  ['unknown bootOrder', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial-later' }, 'bootOrder', '"network-first", "disk-first"'],
   ['device not under /dev', { action: 'writeImage', sourceImage: 'http://h/a', destinationDevice: 'sda' }, 'destinationDevice', 'absolute /dev path'],
   ['device with ..', { action: 'deploy', image: 'http://h/a', disk: '/dev/../etc/passwd' }, 'disk', '/dev path'],
   ['relative URL', { action: 'deploy', image: 'images/a.img' }, 'image', 'http'],
