@@ -42,6 +42,9 @@ export interface Bzip2BlockDecompressOptions {
   pool: BlockDecodePool;
   /** pieces decoding or waiting at once (default: two more than the workers) */
   maxInflight?: number;
+  /** what finds the magics (tests give one that also reports magics inside compressed data, as
+   *  a crafted file would have them) */
+  scanner?: MagicScanner;
 }
 
 export class Bzip2BlockDecompressor extends Transform {
@@ -54,7 +57,7 @@ export class Bzip2BlockDecompressor extends Transform {
   private readonly pool: BlockDecodePool;
   private readonly maxInflight: number;
   private readonly pace = createGcPacer(64 << 20, 'major');
-  private readonly scanner = new MagicScanner();
+  private readonly scanner: MagicScanner;
   /** magics not yet behind `cur`, in order */
   private cands: Magic[] = [];
   /** the input from byte `chunks[0].at` on (what resolving `cur` onwards may still need) */
@@ -77,6 +80,7 @@ export class Bzip2BlockDecompressor extends Transform {
     super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
     this.pool = o.pool;
     this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size + 2);
+    this.scanner = o.scanner ?? new MagicScanner();
   }
 
   /** Input bytes consumed (for trailingBytes()): up to the end of the last stream, once it ended. */
