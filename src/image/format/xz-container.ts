@@ -128,27 +128,23 @@ export function footerProblem(f: Buffer, flags: Buffer, indexBytes: number): str
 }
 
 /** One block (header to check) as a standalone .xz stream with one block: stream header, the
- *  block, an index of one record, stream footer. liblzma then checks the block in full (header
- *  CRC32, its sizes, the integrity check) as it would inside the original stream. */
-export function wrapBlock(block: Uint8Array, flags: Uint8Array, unpadded: number, uncompressed: number): Buffer {
+ *  block, an index of one record, stream footer, as three pieces to feed a decoder in a row (the
+ *  block itself is not copied). liblzma then checks the block in full (header CRC32, its sizes,
+ *  the integrity check) as it would inside the original stream. */
+export function wrapBlock(block: Buffer, flags: Uint8Array, unpadded: number, uncompressed: number): [Buffer, Buffer, Buffer] {
   const header = Buffer.alloc(XZ_HEADER_BYTES);
   XZ_MAGIC.copy(header, 0);
   header.set(flags, 6);
   header.writeUInt32LE(zlib.crc32(flags), 8);
   const records = Buffer.concat([Buffer.from([0x00, 0x01]), vli(unpadded), vli(uncompressed)]);
   const indexBytes = records.length + ((4 - (records.length % 4)) % 4) + 4;
-  const index = Buffer.alloc(indexBytes);
-  records.copy(index, 0);
-  index.writeUInt32LE(zlib.crc32(index.subarray(0, indexBytes - 4)), indexBytes - 4);
-  const footer = Buffer.alloc(XZ_FOOTER_BYTES);
+  const trailer = Buffer.alloc(indexBytes + XZ_FOOTER_BYTES);
+  records.copy(trailer, 0);
+  trailer.writeUInt32LE(zlib.crc32(trailer.subarray(0, indexBytes - 4)), indexBytes - 4);
+  const footer = trailer.subarray(indexBytes);
   footer.writeUInt32LE(indexBytes / 4 - 1, 4);
   footer.set(flags, 8);
   footer.writeUInt32LE(zlib.crc32(footer.subarray(4, 10)), 0);
   FOOTER_MAGIC.copy(footer, 10);
-  const out = Buffer.allocUnsafeSlow(header.length + block.length + index.length + footer.length);
-  header.copy(out, 0);
-  out.set(block, header.length);
-  index.copy(out, header.length + block.length);
-  footer.copy(out, header.length + block.length + index.length);
-  return out;
+  return [header, block, trailer];
 }

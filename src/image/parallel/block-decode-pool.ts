@@ -33,7 +33,9 @@ export type BlockRequest = BlockTask & { id: number };
 /** A block's output in order: bytes, or a number of zero bytes. */
 export type BlockPart = Uint8Array | number;
 
-export interface BlockReply { id: number; parts?: BlockPart[]; error?: StreamDecodeError }
+/** Worker -> main thread: one part of the block's output (more: true), then the end of the block
+ *  (neither part nor error), or the library's refusal. */
+export interface BlockReply { id: number; part?: BlockPart; more?: boolean; error?: StreamDecodeError }
 
 /** A block the library refused, with its words (kind: corrupt, truncated or limits). */
 export class BlockDecodeError extends Error {
@@ -52,7 +54,7 @@ export class BlockDecodePool {
   private readonly idle: Worker[] = [];
   private readonly all: Worker[] = [];
   private readonly queue: Array<{ msg: BlockRequest; transfer: ArrayBuffer[]; pending: Pending }> = [];
-  private readonly running = new Map<Worker, { id: number; pending: Pending }>();
+  private readonly running = new Map<Worker, { id: number; pending: Pending; parts: BlockPart[] }>();
   private nextId = 1;
   private broken: Error | undefined;
   private closed = false;
@@ -89,7 +91,7 @@ export class BlockDecodePool {
     while (this.idle.length > 0 && this.queue.length > 0) {
       const w = this.idle.pop()!;
       const q = this.queue.shift()!;
-      this.running.set(w, { id: q.msg.id, pending: q.pending });
+      this.running.set(w, { id: q.msg.id, pending: q.pending, parts: [] });
       w.ref();
       try { w.postMessage(q.msg, q.transfer); } catch { w.postMessage(q.msg); }
     }
@@ -98,11 +100,12 @@ export class BlockDecodePool {
   private done(w: Worker, m: BlockReply): void {
     const r = this.running.get(w);
     if (r === undefined || r.id !== m.id) return;
+    if (m.more === true) { r.parts.push(m.part!); return; }
     this.running.delete(w);
     w.unref();
     this.idle.push(w);
     if (m.error !== undefined) r.pending.reject(new BlockDecodeError(m.error));
-    else r.pending.resolve(m.parts!);
+    else r.pending.resolve(r.parts);
     this.pump();
   }
 

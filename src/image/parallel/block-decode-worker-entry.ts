@@ -2,7 +2,7 @@
 // xz block or one bzip2 block per task, each wrapped as a standalone one-block stream
 // (xz-container.ts wrapBlock, bzip2-bits.ts standaloneBlock) so that the library checks it in full
 // (xz: block header, sizes, integrity check; bzip2: block CRC), and moves the output back in 4 MiB
-// parts, all-zero parts as a count.
+// parts as they fill, all-zero parts as a count.
 import { parentPort, workerData } from 'node:worker_threads';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -37,54 +37,62 @@ class Refused extends Error {
   constructor(e: StreamDecodeError) { super(e.message); this.e = e; }
 }
 
-/** Decodes all of `input` (one whole stream) into parts; the stream must end exactly at its end. */
-function decodeAll(dec: NativeStreamDecoder, input: Buffer): BlockPart[] {
-  const parts: BlockPart[] = [];
-  let off = 0;
+/** Decodes `pieces` (one whole stream, in a row) into parts; the stream must end exactly at the
+ *  end of the last piece. Each part is sent as soon as it is full (`send`), so a block's output
+ *  does not pile up here while the block decodes. */
+function decodeAll(dec: NativeStreamDecoder, pieces: Buffer[], send: (p: BlockPart) => void): void {
   let out = Buffer.allocUnsafeSlow(PART);
+  let zeros = 0;
+  const flushZeros = () => { if (zeros > 0) { send(zeros); zeros = 0; } };
   try {
-    for (;;) {
-      const r = dec.step(input, off, input.length - off, out, 0, PART, true);
-      const consumed = input.length - off - r.inLeft;
-      off += consumed;
-      const produced = PART - r.outLeft;
-      if (produced > 0) {
-        if (out.compare(ZEROS, 0, produced, 0, produced) === 0) {
-          // zeros: a count (merged with the part before when that was zeros too); the buffer is reused
-          const prev = parts.length > 0 ? parts[parts.length - 1] : undefined;
-          if (typeof prev === 'number') parts[parts.length - 1] = prev + produced;
-          else parts.push(produced);
-        } else if (produced >= PART >> 1) {
-          parts.push(out.subarray(0, produced));
-          out = Buffer.allocUnsafeSlow(PART);
-        } else {
-          const small = Buffer.allocUnsafeSlow(produced);
-          out.copy(small, 0, 0, produced);
-          parts.push(small);
+    for (let i = 0; i < pieces.length; i++) {
+      const input = pieces[i];
+      const last = i === pieces.length - 1;
+      let off = 0;
+      for (;;) {
+        const r = dec.step(input, off, input.length - off, out, 0, PART, last);
+        const consumed = input.length - off - r.inLeft;
+        off += consumed;
+        const produced = PART - r.outLeft;
+        if (produced > 0) {
+          if (out.compare(ZEROS, 0, produced, 0, produced) === 0) zeros += produced; // a count; the buffer is reused
+          else if (produced >= PART >> 1) {
+            flushZeros();
+            send(out.subarray(0, produced));
+            out = Buffer.allocUnsafeSlow(PART);
+          } else {
+            flushZeros();
+            const small = Buffer.allocUnsafeSlow(produced);
+            out.copy(small, 0, 0, produced);
+            send(small);
+          }
         }
+        if (r.error !== null) throw new Refused(r.error);
+        if (r.ended) {
+          if (!last || off !== input.length) throw new Refused({ message: 'data after the end of the block', kind: 'corrupt' });
+          flushZeros();
+          return;
+        }
+        // this piece is used up (the decoder has output room left): the next one
+        if (r.outLeft > 0 && off === input.length && !last) break;
+        if (consumed === 0 && produced === 0) throw new Refused({ message: 'the block ends early', kind: 'truncated' });
       }
-      if (r.error !== null) throw new Refused(r.error);
-      if (r.ended) {
-        if (off !== input.length) throw new Refused({ message: 'data after the end of the block', kind: 'corrupt' });
-        return parts;
-      }
-      if (consumed === 0 && produced === 0) throw new Refused({ message: 'the block ends early', kind: 'truncated' });
     }
   } finally {
     dec.end();
   }
 }
 
-function run(t: BlockRequest): BlockPart[] {
+function run(t: BlockRequest, send: (p: BlockPart) => void): void {
   const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   if (t.op === 'xz') {
     const api = lzma.get();
     if (api === null) throw new Error('liblzma did not load in the block worker');
-    return decodeAll(api.decoder(0), wrapBlock(data, t.flags, t.unpadded, t.uncompressed));
+    return decodeAll(api.decoder(0), wrapBlock(data, t.flags, t.unpadded, t.uncompressed), send);
   }
   const api = bz2.get();
   if (api === null) throw new Error('libbz2 did not load in the block worker');
-  return decodeAll(api.decoder(), standaloneBlock(data, t.bit, t.bits, t.level, t.crc));
+  return decodeAll(api.decoder(), [standaloneBlock(data, t.bit, t.bits, t.level, t.crc)], send);
 }
 
 port.on('message', (m: BlockRequest | null) => {
@@ -93,9 +101,9 @@ port.on('message', (m: BlockRequest | null) => {
   m = null;
   const id = t!.id;
   try {
-    const parts = run(t!);
-    const transfer = parts.filter((p): p is Uint8Array => typeof p !== 'number').map((p) => p.buffer as ArrayBuffer);
-    port.postMessage({ id, parts } satisfies BlockReply, transfer);
+    // parts go as they come (moved, not copied); 'done' ends the block
+    run(t!, (part) => port.postMessage({ id, part, more: true } satisfies BlockReply, typeof part === 'number' ? [] : [part.buffer as ArrayBuffer]));
+    port.postMessage({ id } satisfies BlockReply);
   } catch (e) {
     const error: StreamDecodeError = e instanceof Refused ? e.e : { message: String((e as Error)?.message ?? e), kind: 'limits' };
     port.postMessage({ id, error } satisfies BlockReply);

@@ -56,7 +56,7 @@ export class Bzip2BlockDecompressor extends Transform {
   falseMagics = 0;
   private readonly pool: BlockDecodePool;
   private readonly maxInflight: number;
-  private readonly pace = createGcPacer(64 << 20, 'major');
+  private readonly pace = createGcPacer(32 << 20, 'major');
   private readonly scanner: MagicScanner;
   /** magics not yet behind `cur`, in order */
   private cands: Magic[] = [];
@@ -75,6 +75,8 @@ export class Bzip2BlockDecompressor extends Transform {
   private firstFailure: { err: Error; at: number } | undefined;
   private consumed = 0;
   private zeroOut: Buffer | undefined;
+  /** set while a block waits for the reader to take the one before it */
+  private waitingRead: (() => void) | undefined;
 
   constructor(o: Bzip2BlockDecompressOptions) {
     super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
@@ -97,6 +99,13 @@ export class Bzip2BlockDecompressor extends Transform {
 
   override _flush(cb: TransformCallback): void {
     this.advance(true).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  override _read(size: number): void {
+    const f = this.waitingRead;
+    this.waitingRead = undefined;
+    f?.();
+    super._read(size);
   }
 
   private get inputBits(): number {
@@ -183,7 +192,8 @@ export class Bzip2BlockDecompressor extends Transform {
         continue;
       }
       this.pieces.shift();
-      this.emitParts(p.parts!);
+      // one block's output waits for the reader at a time, not every finished block's
+      if (!this.emitParts(p.parts!)) await new Promise<void>((resolve) => { this.waitingRead = resolve; });
       if (this.merges > 0) this.falseMagics += this.merges;
       this.merges = 0;
       this.firstFailure = undefined;
@@ -273,17 +283,20 @@ export class Bzip2BlockDecompressor extends Transform {
     while (this.chunks.length > 0 && this.chunks[0].at + this.chunks[0].buf.length <= keep) this.chunks.shift();
   }
 
-  private emitParts(parts: BlockPart[]): void {
+  /** Pushes a block's output; false when the reader has no room left. */
+  private emitParts(parts: BlockPart[]): boolean {
     let n = 0;
+    let room = true;
     for (const p of parts) {
       if (typeof p !== 'number') {
         n += p.byteLength;
-        this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+        room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
         continue;
       }
-      for (let left = p; left > 0; left -= ZERO_PART) this.push(this.zeros(Math.min(left, ZERO_PART)));
+      for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
     }
     this.pace(n);
+    return room;
   }
 
   private zeros(size: number): Buffer {

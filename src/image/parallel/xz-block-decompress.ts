@@ -14,8 +14,9 @@
 // end of the file. A stream that starts with blocks that can be cut and later has one that cannot
 // (no standard tool writes that) is refused with a DECODER_LIMIT error naming --workers 0.
 //
-// Memory: the block being received, plus at most `maxInflight` blocks (compressed, and their
-// output less its all-zero 4 MiB parts) decoding or waiting.
+// Memory: the block being received, plus at most `maxInflight` blocks and INFLIGHT_BYTES of
+// output (less its all-zero 4 MiB parts, which travel as counts) decoding or waiting, plus one
+// block's output waiting for the reader.
 import { Transform, type TransformCallback } from 'node:stream';
 import { ByteQueue } from '../byte-queue.ts';
 import { BlockDecodeError, type BlockDecodePool, type BlockPart } from './block-decode-pool.ts';
@@ -30,6 +31,9 @@ import {
 /** Largest block (uncompressed) decoded on a worker: the memory budget. `xz -T0 -6` writes 24 MiB
  *  blocks; a few of them in flight stay within deploy's RSS budget (README, Performance). */
 export const MAX_BLOCK = 32 << 20;
+/** Uncompressed bytes of the blocks decoding or waiting at once (at least one block): two of
+ *  `xz -T0 -6`'s 24 MiB blocks; what keeps a deploy under 150 MiB RSS. */
+export const INFLIGHT_BYTES = 48 << 20;
 /** An index longer than this is refused (4 bytes or more per block: millions of blocks). */
 const MAX_INDEX = 16 << 20;
 const ZERO_PART = 4 << 20;
@@ -55,7 +59,8 @@ function splittable(h: XzBlockHeader): h is XzBlockHeader & { compressed: number
 
 export interface XzBlockDecompressOptions {
   pool: BlockDecodePool;
-  /** blocks decoding or waiting at once (default: one per worker, at least 2) */
+  /** blocks decoding or waiting at once (default: one per worker, at least 2; fewer when they
+   *  would hold more than INFLIGHT_BYTES) */
   maxInflight?: number;
 }
 
@@ -69,7 +74,7 @@ export class XzBlockDecompressor extends Transform {
   private readonly pool: BlockDecodePool;
   private readonly maxInflight: number;
   /** blocks wait in slots long enough to be promoted: a full GC every 64 MiB frees them */
-  private readonly pace = createGcPacer(64 << 20, 'major');
+  private readonly pace = createGcPacer(32 << 20, 'major');
   private readonly q = new ByteQueue();
   private readonly slots: Slot[] = [];
   private phase: Phase = 'header';
@@ -84,6 +89,9 @@ export class XzBlockDecompressor extends Transform {
   private innerFailed: Promise<never> | undefined;
   private innerError: Error | undefined;
   private zeroOut: Buffer | undefined;
+  private inflightBytes = 0;
+  /** set while a block waits for the reader to take the one before it */
+  private waitingRead: (() => void) | undefined;
 
   constructor(o: XzBlockDecompressOptions) {
     super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
@@ -106,6 +114,9 @@ export class XzBlockDecompressor extends Transform {
 
   override _read(size: number): void {
     this.inner?.resume();
+    const f = this.waitingRead;
+    this.waitingRead = undefined;
+    f?.();
     super._read(size);
   }
 
@@ -237,7 +248,9 @@ export class XzBlockDecompressor extends Transform {
         ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
         : e;
     });
+    while (this.slots.length > 0 && this.inflightBytes + b.uncompressed > INFLIGHT_BYTES) await this.emitHead();
     this.slots.push(slot);
+    this.inflightBytes += b.uncompressed;
     while (this.slots.length > 0 && (this.slots.length >= this.maxInflight || this.slots[0].parts !== undefined || this.slots[0].err !== undefined)) {
       await this.emitHead();
     }
@@ -247,13 +260,18 @@ export class XzBlockDecompressor extends Transform {
     const slot = this.slots[0];
     await slot.done;
     this.slots.shift();
+    this.inflightBytes -= slot.size;
     if (slot.err !== undefined) throw slot.err;
     this.blocks++;
     this.pace(slot.size);
+    let room = true;
     for (const p of slot.parts!) {
-      if (typeof p !== 'number') { this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength)); continue; }
-      for (let left = p; left > 0; left -= ZERO_PART) this.push(this.zeros(Math.min(left, ZERO_PART)));
+      if (typeof p !== 'number') { room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength)); continue; }
+      for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
     }
+    slot.parts = undefined;
+    // one block's output waits for the reader at a time, not every finished block's
+    if (!room) await new Promise<void>((resolve) => { this.waitingRead = resolve; });
   }
 
   private zeros(size: number): Buffer {
