@@ -139,3 +139,11 @@ test('xz: a multi-block stream fed 7 bytes at a time decodes bit-exact with xz -
     await pool.close();
   }
 });
+
+test('block workers by default: none on 1 core (the single stream), one per core from 2 up', async () => {
+  const { defaultBlockWorkers } = await import('../../src/image/parallel/block-decode-pool.ts');
+  assert.equal(defaultBlockWorkers(1), 0);
+  assert.equal(defaultBlockWorkers(2), 2);
+  assert.equal(defaultBlockWorkers(8), 8);
+  assert.equal(defaultBlockWorkers(64), 16);
+});

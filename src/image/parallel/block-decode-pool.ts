@@ -1,6 +1,6 @@
 // Worker threads that decode whole xz blocks and bzip2 blocks (block-decode-worker-entry.ts), one
 // block per task, for xz-block-decompress.ts and bzip2-block-decompress.ts. A block's compressed
-// bytes move to the worker (transfer, not copy); its output comes back as 4 MiB parts, each either
+// bytes move to the worker (transfer, not copy); its output comes back as 1 MiB parts, each either
 // bytes (moved back) or a count of zeros (never allocated: zero-filled free space, the bulk of a
 // disk image, costs no memory between the threads).
 //
@@ -14,6 +14,7 @@ import { LIBLZMA } from '../../sys/liblzma.ts';
 import { LIBBZ2 } from '../../sys/libbz2.ts';
 import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 import type { StreamDecodeError } from '../../sys/stream-decoder.ts';
+import { mmapLargeAllocations } from '../../sys/malloc.ts';
 
 /** What each worker is started with: the libraries it may load (the main thread checked them). */
 export interface BlockWorkerData {
@@ -61,6 +62,7 @@ export class BlockDecodePool {
 
   constructor(size = availableParallelism()) {
     this.size = Math.max(1, size);
+    mmapLargeAllocations();
     const workerData: BlockWorkerData = { liblzma: LIBLZMA.forWorkers(), libbz2: LIBBZ2.forWorkers() };
     for (let i = 0; i < this.size; i++) {
       // a worker keeps almost nothing alive: a small young generation keeps its heap small

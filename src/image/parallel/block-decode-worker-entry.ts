@@ -1,7 +1,7 @@
 // A block decode worker (block-decode-pool.ts starts it, worker-start.ts says how): decodes one
 // xz block or one bzip2 block per task, each wrapped as a standalone one-block stream
 // (xz-container.ts wrapBlock, bzip2-bits.ts standaloneBlock) so that the library checks it in full
-// (xz: block header, sizes, integrity check; bzip2: block CRC), and moves the output back in 4 MiB
+// (xz: block header, sizes, integrity check; bzip2: block CRC), and moves the output back in 1 MiB
 // parts as they fill, all-zero parts as a count.
 import { parentPort, workerData } from 'node:worker_threads';
 import v8 from 'node:v8';
@@ -18,7 +18,9 @@ import type { BlockPart, BlockReply, BlockRequest, BlockWorkerData } from './blo
 if (parentPort === null) throw new Error('block-decode-worker-entry.ts runs as a worker thread (block-decode-pool.ts)');
 const port = parentPort;
 const cfg = workerData as BlockWorkerData;
-const PART = 4 << 20;
+/** output part size: bzip2 blocks decode to at most ~900 kB apart from long runs; smaller parts
+ *  also keep each worker's own buffers small */
+const PART = 1 << 20;
 const ZEROS = Buffer.alloc(PART);
 
 // A task's input (moved here) is garbage once decoded: a scavenge after each task keeps the

@@ -40,7 +40,7 @@ const isLevel = (b: number) => b >= 0x31 && b <= 0x39;
 
 export interface Bzip2BlockDecompressOptions {
   pool: BlockDecodePool;
-  /** pieces decoding or waiting at once (default: two more than the workers) */
+  /** pieces decoding or waiting at once (default: one more than the workers) */
   maxInflight?: number;
   /** what finds the magics (tests give one that also reports magics inside compressed data, as
    *  a crafted file would have them) */
@@ -81,7 +81,7 @@ export class Bzip2BlockDecompressor extends Transform {
   constructor(o: Bzip2BlockDecompressOptions) {
     super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
     this.pool = o.pool;
-    this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size + 2);
+    this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size + 1);
     this.scanner = o.scanner ?? new MagicScanner();
   }
 

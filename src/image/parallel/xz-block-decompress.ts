@@ -28,12 +28,12 @@ import {
   type XzBlockHeader,
 } from '../format/xz-container.ts';
 
-/** Largest block (uncompressed) decoded on a worker: the memory budget. `xz -T0 -6` writes 24 MiB
- *  blocks; a few of them in flight stay within deploy's RSS budget (README, Performance). */
-export const MAX_BLOCK = 32 << 20;
-/** Uncompressed bytes of the blocks decoding or waiting at once (at least one block): two of
- *  `xz -T0 -6`'s 24 MiB blocks; what keeps a deploy under 150 MiB RSS. */
-export const INFLIGHT_BYTES = 48 << 20;
+/** Largest block (uncompressed) decoded on a worker: the memory budget. Two 8 MiB blocks in
+ *  flight keep a deploy under 150 MiB RSS; `xz -T0 -6`'s 24 MiB blocks did not (measured 200-240
+ *  MiB: README, Performance), so those go to liblzma's own decoder as one stream. */
+export const MAX_BLOCK = 8 << 20;
+/** Uncompressed bytes of the blocks decoding or waiting at once (at least one block). */
+export const INFLIGHT_BYTES = 24 << 20;
 /** An index longer than this is refused (4 bytes or more per block: millions of blocks). */
 const MAX_INDEX = 16 << 20;
 const ZERO_PART = 4 << 20;
@@ -73,8 +73,10 @@ export class XzBlockDecompressor extends Transform {
   streamedFrom: number | undefined;
   private readonly pool: BlockDecodePool;
   private readonly maxInflight: number;
-  /** blocks wait in slots long enough to be promoted: a full GC every 64 MiB frees them */
-  private readonly pace = createGcPacer(32 << 20, 'major');
+  /** the output parts moved here from the workers are garbage once the writer copied them: a
+   *  scavenge every 8 MiB of them frees them young, a full GC every 32 MiB the promoted ones */
+  private readonly paceMinor = createGcPacer();
+  private readonly paceMajor = createGcPacer(8 << 20, 'major');
   private readonly q = new ByteQueue();
   private readonly slots: Slot[] = [];
   private phase: Phase = 'header';
@@ -263,10 +265,14 @@ export class XzBlockDecompressor extends Transform {
     this.inflightBytes -= slot.size;
     if (slot.err !== undefined) throw slot.err;
     this.blocks++;
-    this.pace(slot.size);
     let room = true;
     for (const p of slot.parts!) {
-      if (typeof p !== 'number') { room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength)); continue; }
+      if (typeof p !== 'number') {
+        room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+        this.paceMinor(p.byteLength);
+        this.paceMajor(p.byteLength);
+        continue;
+      }
       for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
     }
     slot.parts = undefined;
