@@ -1,5 +1,5 @@
 // Memory of the block decoders: a 512 MiB image (128 MiB of dense data that compresses, zeros
-// elsewhere) as xz -T2 with 8 MiB blocks (the largest booty decodes on its workers) and as
+// elsewhere) as xz -T2 with 4 MiB blocks (the largest booty decodes on its workers) and as
 // lbzip2 -9, deployed by the bundle (what ships) onto a sparse
 // file, from the real booty server. Peak RSS of the booty process (GNU time's maximum resident
 // set) must stay under 150 MiB, and the target must hold the image bit-exact (xz -dc / bzip2 -dc
@@ -39,7 +39,7 @@ before(async () => {
   fs.ftruncateSync(fd, SIZE);
   fs.closeSync(fd);
   rawSha = createHash('sha256').update(fs.readFileSync(raw)).digest('hex');
-  execFileSync('bash', ['-euo', 'pipefail', '-c', `xz -T2 -0 --block-size=8MiB -c raw.img > ${server.dataDir}/images/r.img.xz && lbzip2 -9 -n 2 -c raw.img > ${server.dataDir}/images/r.img.bz2`], { cwd: dir });
+  execFileSync('bash', ['-euo', 'pipefail', '-c', `xz -T2 -0 --block-size=4MiB -c raw.img > ${server.dataDir}/images/r.img.xz && lbzip2 -9 -n 2 -c raw.img > ${server.dataDir}/images/r.img.bz2`], { cwd: dir });
   bundle = path.join(root, 'dist', `test-rss-xzbz-${process.pid}.mjs`);
   execFileSync(process.execPath, [path.join(root, 'scripts/bundle.mjs'), bundle]);
 });

@@ -28,12 +28,13 @@ import {
   type XzBlockHeader,
 } from '../format/xz-container.ts';
 
-/** Largest block (uncompressed) decoded on a worker: the memory budget. Two 8 MiB blocks in
- *  flight keep a deploy under 150 MiB RSS; `xz -T0 -6`'s 24 MiB blocks did not (measured 200-240
- *  MiB: README, Performance), so those go to liblzma's own decoder as one stream. */
-export const MAX_BLOCK = 8 << 20;
+/** Largest block (uncompressed) decoded on a worker: the memory budget. Two 4 MiB blocks in
+ *  flight keep a deploy under 150 MiB RSS; 8 MiB blocks measured 163-169 MiB and `xz -T0 -6`'s
+ *  24 MiB blocks 200-240 MiB (README, Performance), so larger blocks go to liblzma's own decoder
+ *  as one stream. */
+export const MAX_BLOCK = 4 << 20;
 /** Uncompressed bytes of the blocks decoding or waiting at once (at least one block). */
-export const INFLIGHT_BYTES = 24 << 20;
+export const INFLIGHT_BYTES = 16 << 20;
 /** An index longer than this is refused (4 bytes or more per block: millions of blocks). */
 const MAX_INDEX = 16 << 20;
 const ZERO_PART = 4 << 20;
@@ -76,7 +77,7 @@ export class XzBlockDecompressor extends Transform {
   /** the output parts moved here from the workers are garbage once the writer copied them: a
    *  scavenge every 8 MiB of them frees them young, a full GC every 32 MiB the promoted ones */
   private readonly paceMinor = createGcPacer();
-  private readonly paceMajor = createGcPacer(8 << 20, 'major');
+  private readonly paceMajor = createGcPacer(32 << 20, 'major');
   private readonly q = new ByteQueue();
   private readonly slots: Slot[] = [];
   private phase: Phase = 'header';
