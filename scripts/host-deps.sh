@@ -18,6 +18,8 @@ pkgs=(
   chromium
   # images in the formats deploy recognizes and refuses, made by their real tools in the tests
   bzip2 lbzip2 lz4 lzip lzop ncompress p7zip-full zip genisoimage squashfs-tools
+  # xz and bzip2 images from the parallel compressors (deploy's block decoders; bench peers)
+  pixz pbzip2
   android-sdk-libsparse-utils wimtools
   # rootfs tarballs in the tests: capabilities set by setcap, hostile archives crafted by tarfile
   libcap2-bin python3

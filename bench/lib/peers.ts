@@ -154,6 +154,11 @@ export const rows: Row[] = [
     bytes: img, dirty: true, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'device',
   },
   {
+    id: 'deploy-pixz', section: 'deploy', label: 'curl | pixz -d -p 2 | dd oflag=direct', booty: false,
+    command: (c) => c.xzUrl === undefined ? { na: 'no xz image' } : `command -v pixz >/dev/null || { echo 'pixz missing: scripts/host-deps.sh' >&2; exit 2; }; curl -sSf ${q(c.xzUrl)} | pixz -d -p 2 | dd of=${q(c.target.dev)} ${DD_OUT}`,
+    bytes: img, dirty: true, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'device',
+  },
+  {
     id: 'deploy-booty-xz', section: 'deploy', label: 'booty deploy (xz)', booty: true,
     command: (c) => c.xzUrl === undefined ? { na: 'no xz image' } : `${q(c.node)} ${q(c.bundle)} deploy --image ${q(c.xzUrl)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`,
     bytes: img, dirty: true, warm: (c) => (c.image.xz ? [c.image.xz.file] : []), verify: 'device',
@@ -325,7 +330,7 @@ export function comparedWith(row: Row, all: Row[]): Row[] {
   }
   if (row.section === 'deploy' && (id.endsWith('-xz') || id.endsWith('-bz2'))) {
     // xz and bzip2 against their own peers and limits
-    const own = id.endsWith('-xz') ? ['deploy-xz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
+    const own = id.endsWith('-xz') ? ['deploy-xz', 'deploy-pixz', 'limit-xz'] : ['deploy-lbzip2', 'limit-lbzip2'];
     return all.filter((r) => !r.booty && sameOrigin(r) && (own.includes(baseId(r.id)) || r.id === 'limit-dd'));
   }
   if (row.section === 'deploy') {

@@ -23,6 +23,9 @@ import { refusalReason, type UnsupportedFormat } from './format/unsupported-form
 import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './source/oci.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './format/decompress.ts';
 import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './parallel/codec-pool.ts';
+import { BlockDecodePool, defaultBlockWorkers } from './parallel/block-decode-pool.ts';
+import { XzBlockDecompressor, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK } from './parallel/xz-block-decompress.ts';
+import { Bzip2BlockDecompressor } from './parallel/bzip2-block-decompress.ts';
 import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker } from './parallel/decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
@@ -103,7 +106,9 @@ export interface DeployResult {
   workers: number;
   /** where decompression ran: the main thread, one decode worker (single stream, decode-worker.ts)
    *  or the frame pool (parallel-decompress.ts) */
-  decodedOn: 'main' | 'worker' | 'frames' | 'segments';
+  decodedOn: 'main' | 'worker' | 'frames' | 'segments' | 'blocks';
+  /** xz / bzip2 blocks decoded on the block workers (decodedOn 'blocks') */
+  blocks?: number;
   /** gzip segments decoded with the image's access-point index, and how many of them the index
    *  said were all zeros (written as zero runs without inflating) */
   segments?: number;
@@ -208,6 +213,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   let body: Readable = source;
   let writer: ImageWriter | undefined;
   let pool: CodecPool | undefined;
+  let blockPool: BlockDecodePool | undefined;
   let decodeWorker: DecodeWorker | undefined;
   let gzIndex: GzipIndexReader | undefined;
   try {
@@ -274,8 +280,16 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decodeThread = 'worker';
       const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();
       if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread${decodeWorker.prestarted ? ' started ahead of time' : ''} (${decodeWorker.engine}${whyNot === '' ? '' : `; ${whyNot}`})`);
+    } else if ((format === 'xz' || format === 'bzip2') && (opts.workers ?? defaultBlockWorkers()) > 0 && (format === 'xz' ? LIBLZMA : LIBBZ2).forWorkers() !== undefined
+      && (format === 'bzip2' || xzBlocksSplittable(peeked.head))) {
+      // xz blocks that say their sizes (xz -T) and every bzip2 file: blocks on worker threads
+      blockPool = new BlockDecodePool(opts.workers ?? defaultBlockWorkers());
+      decoder = format === 'xz' ? new XzBlockDecompressor({ pool: blockPool }) : new Bzip2BlockDecompressor({ pool: blockPool });
+      decodeThread = 'blocks';
+      log.info(`deploy: decoding ${format} with ${(format === 'xz' ? LIBLZMA : LIBBZ2).status()}, block by block on ${blockPool.size} worker thread${blockPool.size === 1 ? '' : 's'}`);
     } else {
       decoder = createDecompressor(format);
+      if (format === 'xz' && (opts.workers ?? defaultBlockWorkers()) > 0) log.info(`deploy: the xz image's first block does not say its sizes or is larger than ${MAX_XZ_BLOCK >> 20} MiB (single-threaded xz writes one such block): one stream`);
       if (format === 'xz') log.info(`deploy: decoding xz with ${LIBLZMA.status()} on up to ${os.availableParallelism()} of its threads (blocks in parallel where the file has several)`);
       if (format === 'bzip2') log.info(`deploy: decoding bzip2 with ${LIBBZ2.status()}`);
     }
@@ -367,7 +381,9 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const faults = counters.resumes > 0 || counters.restarts > 0 ? `; ${counters.resumes} resume${counters.resumes === 1 ? '' : 's'} after network faults${counters.restarts > 0 ? `, ${counters.restarts} restart${counters.restarts === 1 ? '' : 's'} from byte 0 (image changed)` : ''}` : '';
     const parallel = decoder instanceof ParallelDecompressor ? decoder : undefined;
     const segmented = decoder instanceof SegmentInflater ? decoder : undefined;
+    const blockDecoder = decoder instanceof XzBlockDecompressor || decoder instanceof Bzip2BlockDecompressor ? decoder : undefined;
     const decodedOn = decodeThread === 'worker' ? '; decoded on a worker thread'
+      : blockDecoder !== undefined ? `; ${blockDecoder.blocks} blocks in ${blockDecoder.streams} stream${blockDecoder.streams === 1 ? '' : 's'} decoded on ${blockPool!.size} worker${blockPool!.size === 1 ? '' : 's'}${blockDecoder instanceof XzBlockDecompressor && blockDecoder.streamedFrom !== undefined ? ` (one stream from byte ${blockDecoder.streamedFrom})` : ''}`
       : segmented !== undefined ? `; ${segmented.segments} gzip segments (${segmented.zeroSegments} all zeros, written as zero runs without inflating; ${segmented.libdeflateSegments} by libdeflate) on ${segmented.workerCount} workers (gzip index)` : '';
     const frames = parallel !== undefined ? `; ${parallel.frames.count} frames decoded on ${pool!.size} worker${pool!.size === 1 ? '' : 's'}` +
       `${parallel.streamedFrom !== undefined ? ` (single stream from byte ${parallel.streamedFrom})` : ''}${parallel.index !== undefined ? ', frame index checked' : ''}` : '';
@@ -378,7 +394,8 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
       ...(unverified !== undefined ? { unverified } : {}),
-      workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : 0,
+      workers: parallel !== undefined ? pool!.size : segmented !== undefined ? segmented.workerCount : blockPool !== undefined ? blockPool.size : 0,
+      ...(blockDecoder !== undefined ? { blocks: blockDecoder.blocks } : {}),
       decodedOn: decodeThread,
       ...(segmented !== undefined ? { segments: segmented.segments, zeroSegments: segmented.zeroSegments, libdeflateSegments: segmented.libdeflateSegments } : {}),
       ...(parallel !== undefined ? { parallelFrames: parallel.frames.count, indexChecked: parallel.index !== undefined && parallel.streamedFrom === undefined } : {}),
@@ -391,6 +408,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     if (decodeWorker !== undefined && !decodeWorker.destroyed) decodeWorker.destroy();
     gzIndex?.close();
     await pool?.close();
+    await blockPool?.close();
   }
 }
 

@@ -12,120 +12,20 @@
 // damaged copy must fail, before booty trusts it with a disk.
 import os from 'node:os';
 import { NativeCodecLib } from './native-codec-lib.ts';
-import { structOffset, type Koffi, type KoffiFn } from './native-codec-worker.ts';
 import { koffi } from './libc.ts';
-import { checkKnownStream, type NativeStreamDecoder, type StepResult, type StreamDecodeError } from './stream-decoder.ts';
-
-const FUNCTIONS = [
-  'int lzma_stream_decoder_mt(void *strm, const void *options)',
-  'int lzma_code(void *strm, int action)',
-  'void lzma_end(void *strm)',
-] as const;
-
-const LZMA_OK = 0;
-const LZMA_STREAM_END = 1;
-const LZMA_RUN = 0;
-const LZMA_FINISH = 3;
-const LZMA_CONCATENATED = 0x08;
-const LZMA_WORDS: Record<number, string> = {
-  2: 'no integrity check', 3: 'unsupported integrity check', 5: 'out of memory', 6: 'memory limit reached',
-  7: 'not in the .xz format', 8: 'unsupported options (filters)', 9: 'corrupt data', 10: 'the stream ends early',
-};
-
-/** Memory liblzma may use to decode on several threads (it drops to one thread above it): what
- *  keeps a deploy under 150 MiB RSS; blocks of up to ~8 MiB (xz -T0 --block-size=8MiB) decode on
- *  two threads within it, larger ones on one. */
-const MEMLIMIT_THREADING = 32 << 20;
-/** Hard cap: an xz file that needs more than this to decode (a 1.5 GiB dictionary) is refused. */
-const MEMLIMIT_STOP = 512 << 20;
+import { checkKnownStream, type NativeStreamDecoder } from './stream-decoder.ts';
+import { LZMA_FUNCTIONS as FUNCTIONS, lzmaApi } from './liblzma-api.ts';
 
 /** `printf 'booty checks liblzma with this text before trusting it.\n' | xz -9e` */
 const KNOWN_TEXT = 'booty checks liblzma with this text before trusting it.\n';
 const KNOWN_XZ = Buffer.from('fd377a585a000004e6d6b446020021011c00000010cf58cc010037626f6f747920636865636b73206c69626c7a6d61207769746820746869732074657874206265666f7265207472757374696e672069742e0a00d28dcfe58e1e382a00015038e1503fb21fb6f37d010000000004595a', 'hex');
 
-function structs(k: Koffi): { stream: ReturnType<Koffi['struct']>; mt: ReturnType<Koffi['struct']> } {
-  const stream = k.struct({
-    next_in: 'void *', avail_in: 'size_t', total_in: 'uint64_t',
-    next_out: 'void *', avail_out: 'size_t', total_out: 'uint64_t',
-    allocator: 'void *', internal: 'void *',
-    reserved_ptr1: 'void *', reserved_ptr2: 'void *', reserved_ptr3: 'void *', reserved_ptr4: 'void *',
-    seek_pos: 'uint64_t', reserved_int2: 'uint64_t', reserved_int3: 'size_t', reserved_int4: 'size_t',
-    reserved_enum1: 'int', reserved_enum2: 'int',
-  });
-  const mt = k.struct({
-    flags: 'uint32_t', threads: 'uint32_t', block_size: 'uint64_t', timeout: 'uint32_t', preset: 'uint32_t',
-    filters: 'void *', check: 'int', reserved_enum1: 'int', reserved_enum2: 'int', reserved_enum3: 'int',
-    reserved_int1: 'uint32_t', reserved_int2: 'uint32_t', reserved_int3: 'uint32_t', reserved_int4: 'uint32_t',
-    memlimit_threading: 'uint64_t', memlimit_stop: 'uint64_t', reserved_int7: 'uint64_t', reserved_int8: 'uint64_t',
-    reserved_ptr1: 'void *', reserved_ptr2: 'void *', reserved_ptr3: 'void *', reserved_ptr4: 'void *',
-  });
-  return { stream, mt };
-}
-
-function offset(k: Koffi, t: ReturnType<Koffi['struct']>, name: string, bytes: number): number {
-  return structOffset(k, t, name, bytes, 'liblzma');
-}
-
-/** xz decoders over a loaded liblzma (`fns` declared in the order of FUNCTIONS). */
-export function lzmaApi(k: Koffi, fns: KoffiFn[]): { decoder(threads: number): NativeStreamDecoder } {
-  const [decoderMt, code, end] = fns;
-  const { stream, mt } = structs(k);
-  const S = {
-    nextIn: offset(k, stream, 'next_in', 8), availIn: offset(k, stream, 'avail_in', 8),
-    nextOut: offset(k, stream, 'next_out', 8), availOut: offset(k, stream, 'avail_out', 8),
-  };
-  const M = {
-    flags: offset(k, mt, 'flags', 4), threads: offset(k, mt, 'threads', 4),
-    memlimitThreading: offset(k, mt, 'memlimit_threading', 8), memlimitStop: offset(k, mt, 'memlimit_stop', 8),
-  };
-  const streamBytes = k.sizeof(stream);
-  const mtBytes = k.sizeof(mt);
-  return {
-    decoder(threads: number): NativeStreamDecoder {
-      const st = Buffer.alloc(streamBytes); // LZMA_STREAM_INIT: all zeros
-      const opts = Buffer.alloc(mtBytes);
-      opts.writeUInt32LE(LZMA_CONCATENATED, M.flags);
-      opts.writeUInt32LE(Math.max(1, threads), M.threads);
-      opts.writeBigUInt64LE(BigInt(MEMLIMIT_THREADING), M.memlimitThreading);
-      opts.writeBigUInt64LE(BigInt(MEMLIMIT_STOP), M.memlimitStop);
-      const r = decoderMt(st, opts) as number;
-      if (r !== LZMA_OK) throw new Error(`lzma_stream_decoder_mt failed: ${LZMA_WORDS[r] ?? `error ${r}`}`);
-      let live = true;
-      let ended = false;
-      return {
-        step(inp, inOff, inLen, out, outOff, outLen, finish): StepResult {
-          if (ended) return { inLeft: inLen, outLeft: outLen, ended: true, error: null };
-          st.writeBigUInt64LE((k.address(inp) as bigint) + BigInt(inOff), S.nextIn);
-          st.writeBigUInt64LE(BigInt(inLen), S.availIn);
-          st.writeBigUInt64LE((k.address(out) as bigint) + BigInt(outOff), S.nextOut);
-          st.writeBigUInt64LE(BigInt(outLen), S.availOut);
-          const ret = code(st, finish ? LZMA_FINISH : LZMA_RUN) as number;
-          const inLeft = Number(st.readBigUInt64LE(S.availIn));
-          const outLeft = Number(st.readBigUInt64LE(S.availOut));
-          if (ret === LZMA_STREAM_END) ended = true;
-          else if (ret !== LZMA_OK) return { inLeft, outLeft, ended: false, error: lzmaError(ret) };
-          return { inLeft, outLeft, ended, error: null };
-        },
-        end() {
-          if (live) { live = false; end(st); }
-        },
-      };
-    },
-  };
-}
-
-function lzmaError(ret: number): StreamDecodeError {
-  const message = LZMA_WORDS[ret] ?? `liblzma error ${ret}`;
-  if (ret === 10) return { message, kind: 'truncated' };
-  if (ret === 5 || ret === 6 || ret === 8 || ret === 3) return { message, kind: 'limits' };
-  return { message, kind: 'corrupt' };
-}
-
 export const LIBLZMA = new NativeCodecLib({
   name: 'liblzma', soname: 'liblzma.so.5', flag: '--no-liblzma', env: 'BOOTY_LIBLZMA', functions: FUNCTIONS,
   check(k, fns) {
     const api = lzmaApi(k, fns);
-    return checkKnownStream(() => api.decoder(1), '.xz', KNOWN_XZ, KNOWN_TEXT, 40);
+    // both decoders booty runs: the threaded one (one stream) and the single-threaded one (blocks)
+    return checkKnownStream(() => api.decoder(1), '.xz', KNOWN_XZ, KNOWN_TEXT, 40) || checkKnownStream(() => api.decoder(0), '.xz', KNOWN_XZ, KNOWN_TEXT, 40);
   },
 });
 

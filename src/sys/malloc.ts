@@ -18,3 +18,18 @@ export function trimMallocWhileRunning(intervalMs = 200): () => void {
   timer.unref();
   return () => clearInterval(timer);
 }
+
+const M_MMAP_THRESHOLD = -3;
+
+/** Makes glibc's malloc serve every allocation of `bytes` or more with its own mmap (returned to
+ *  the kernel on free) for the rest of the process, instead of its default, which raises the
+ *  threshold to the largest block freed so far: the block decoders' multi-MiB buffers (liblzma's
+ *  dictionary per block, output parts moved between threads) then stayed in the arenas. Best
+ *  effort: false without glibc or koffi. */
+export function mmapLargeAllocations(bytes = 256 << 10): boolean {
+  try {
+    return fn<(param: number, value: number) => number>('int mallopt(int param, int value)')(M_MMAP_THRESHOLD, bytes) === 1;
+  } catch {
+    return false;
+  }
+}
