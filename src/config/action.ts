@@ -5,6 +5,8 @@
 // parseAction() validates with a JSON schema (ajv) and returns either a normalized Action or a
 // BootyError (stage 'config') whose message names the offending field. It never touches a disk.
 
+import type { Bootloader, RootfsLayout } from './rootfs-layout.ts';
+
 export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
 export type CaptureFormat = 'gzip' | 'zstd' | 'raw';
 export type AfterAction = 'reboot' | 'poweroff' | 'shell';
@@ -113,9 +115,31 @@ export interface CaptureAction extends Common {
   protocol: 'put' | 'multipart';
 }
 
+/**
+ * Deploy a rootfs tarball (tar, tar.gz/.zst/.xz/.bz2): booty lays out the disk (`layout`), makes
+ * the filesystems, extracts the tree, writes fstab and installs the boot loader through chroot.
+ */
+export interface RootfsDeployAction extends Common {
+  action: 'deploy-rootfs';
+  /** absolute http(s) URL of the tarball */
+  rootfs: string;
+  disk?: string;
+  diskHints?: DiskHints;
+  /** sha256 of the tarball as served */
+  sha256?: string;
+  /** default: GPT, 1 MiB BIOS boot, 512 MiB ESP, ext4 root filling the disk (defaultLayout()) */
+  layout: RootfsLayout;
+  bootloader: Bootloader;
+  /** 'generate': fstab from the layout by UUID; 'keep': the tarball's own /etc/fstab */
+  fstab: 'generate' | 'keep';
+  stallTimeout?: number;
+  retryFor?: number;
+  post?: PostDeploy;
+}
+
 export interface WipeAction extends Common { action: 'wipe'; disk?: string; diskHints?: DiskHints }
 export interface ShellAction extends Common { action: 'shell' }
 /** Nothing to do: boot from the local disk (the agent reboots or powers off per `after`). */
 export interface NoneAction extends Common { action: 'none' }
 
-export type Action = DeployAction | CaptureAction | WipeAction | ShellAction | NoneAction;
+export type Action = DeployAction | RootfsDeployAction | CaptureAction | WipeAction | ShellAction | NoneAction;

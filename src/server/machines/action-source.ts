@@ -64,7 +64,7 @@ export interface InventoryRecord {
 }
 
 /** results that consume a one-shot action */
-const ONE_SHOT_ACTIONS = new Set(['deploy', 'capture', 'wipe']);
+const ONE_SHOT_ACTIONS = new Set(['deploy', 'deploy-rootfs', 'capture', 'wipe']);
 
 function fileSigOf(st: { size: bigint; mtimeNs: bigint; ino: bigint }): string {
   return `${st.size}:${st.mtimeNs}:${st.ino}`;
