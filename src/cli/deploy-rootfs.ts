@@ -38,6 +38,8 @@ installed and the disk synced; 2 config, 3 preflight (nothing written; a layout 
 fit), 4 fetch, 5 decompress, 6 verify, 7 write. After a failure that came after partitioning,
 the partition table is erased: the disk does not boot.`;
 
+const TARBALL_NAME: Record<string, string> = { raw: 'tar', gzip: 'tar.gz', zstd: 'tar.zst', xz: 'tar.xz', bzip2: 'tar.bz2' };
+
 export async function runRootfs(argv: string[]): Promise<number> {
   const { values } = parseArgsOrExplain({
     args: argv,
@@ -82,7 +84,7 @@ export async function runRootfs(argv: string[]): Promise<number> {
   printer?.done({ bytes: r.bytesWritten, wireBytes: r.wireBytes, rate: r.bytesWritten / r.seconds, elapsed: r.seconds });
   const parts = r.partitions.map((p) => `${p.device}${p.fs === undefined ? '' : ` ${p.fs}`}${p.mountpoint === undefined ? '' : ` ${p.mountpoint}`}${p.uuid === undefined ? '' : ` UUID=${p.uuid}`}`).join(', ');
   process.stdout.write(`booty deploy --rootfs: OK: ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${r.hardLinks} hard links, ${r.devices} devices, ${r.fifos} FIFOs; ` +
-    `${r.bytesWritten} bytes of file data (${formatBytes(r.bytesWritten)}) from ${r.wireBytes} bytes served (${r.format === 'raw' ? 'tar' : `tar.${r.format}`}) onto ${values.disk} in ${r.seconds.toFixed(1)} s; ` +
+    `${r.bytesWritten} bytes of file data (${formatBytes(r.bytesWritten)}) from ${r.wireBytes} bytes served (${TARBALL_NAME[r.format]}) onto ${values.disk} in ${r.seconds.toFixed(1)} s; ` +
     `partitions: ${parts}; boot loader: ${r.bootloader.installed.join(' + ') || 'none'}; sha256 ${r.sha256}${r.resumes > 0 ? `; ${r.resumes} resumes after network faults` : ''}\n`);
   return 0;
 }

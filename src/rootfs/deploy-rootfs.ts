@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Bootloader, RootfsLayout } from '../config/rootfs-layout.ts';
 import type { PostDeploy } from '../config/action.ts';
@@ -35,7 +35,7 @@ import { installBootloader, type BootloaderOptions, type BootloaderReport } from
 import { extractRootfs, type ExtractResult } from './extract.ts';
 import { depth, renderFstab } from './fstab.ts';
 import { planLayout, type LayoutPlan } from './layout-plan.ts';
-import { makeFilesystems, partitionDisk, type MadePartition } from './prepare-disk.ts';
+import { checkCanMake, makeFilesystems, partitionDisk, type MadePartition } from './prepare-disk.ts';
 
 export interface RootfsDeployOptions {
   /** http(s) URL, file:// URL or absolute path of the tarball */
@@ -101,6 +101,7 @@ export async function deployRootfs(o: RootfsDeployOptions): Promise<RootfsDeploy
   const diskBytes = handle.sizeBytes;
   handle.close();
   const plan = planLayout(o.layout, diskBytes, sectorSize);
+  checkCanMake(o.layout, tools);
   log.info(`rootfs: ${o.rootfs} -> ${o.disk} (${formatSize(diskBytes)}, ${sectorSize}-byte sectors)`);
 
   // The tarball is opened (and its format checked) before the disk is touched: a URL that
@@ -156,7 +157,7 @@ export async function deployRootfs(o: RootfsDeployOptions): Promise<RootfsDeploy
     await unmountAll(mounted, tools, log, false);
     if (partitioned) await eraseTable(o.disk, tools, log);
     const err = isBootyError(e) ? e : fail('write', 'ROOTFS_FAILED', `rootfs: ${(e as Error).message}`, 'unknown', undefined, e);
-    if (!partitioned || err.diskState === 'untouched') throw err;
+    if (!partitioned) throw err;
     // the disk was partitioned: whatever the step said, the table is gone and nothing boots
     throw new BootyError({ stage: err.stage, code: err.code, message: err.message, cause: err.cause ?? err, diskState: 'partially-written',
       hint: `${err.hint === undefined ? '' : `${err.hint}; `}the partition table was erased, so firmware skips the disk`, exitCode: err.exitCode });
@@ -208,8 +209,8 @@ async function streamInto(body: Readable, format: Format, root: string, tracker:
     throw fail('decompress', 'NOT_A_TARBALL', `the ${format} rootfs decompresses to ${cls.unsupported?.what ?? (cls.format !== undefined && cls.format !== 'raw' ? `${cls.format}-compressed data` : 'something that is not a tar archive')}`,
       'partially-written', 'serve a tar archive of the root filesystem, compressed once');
   }
-  const counting = new PassThrough({ highWaterMark: 1 << 20 });
-  counting.on('data', (c: Buffer) => { tracker.bytes += c.length; });
+  // (a Transform, not a 'data' listener: a listener would take the chunks from the extractor)
+  const counting = new Transform({ highWaterMark: 1 << 20, transform(c: Buffer, _e, cb) { tracker.bytes += c.length; cb(null, c); } });
   peeked.rest.on('error', (e) => counting.destroy(e));
   peeked.rest.pipe(counting);
   let extracted: ExtractResult;

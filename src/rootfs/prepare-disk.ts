@@ -4,6 +4,8 @@
 // filesystem on each partition with a UUID booty chose, so fstab can be written without asking
 // blkid afterwards.
 import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { BlockIO } from '../disk/block-io.ts';
@@ -11,6 +13,41 @@ import { rereadPartitions, syncKernelPartitions } from '../disk/kernel-partition
 import { readPartitionTable } from '../disk/partition-table/table.ts';
 import type { ToolRunner } from '../disk/tools.ts';
 import { partitionTypeOf, sfdiskScript, type LayoutPlan, type PlacedPartition } from './layout-plan.ts';
+import type { RootfsLayout } from '../config/rootfs-layout.ts';
+
+const MKFS: Record<string, string> = { ext4: 'mkfs.ext4', xfs: 'mkfs.xfs', vfat: 'mkfs.vfat', swap: 'mkswap' };
+const KERNEL_FS: Record<string, string> = { ext4: 'ext4', xfs: 'xfs', vfat: 'vfat' };
+
+/**
+ * Before the disk is touched: every tool the layout needs is there, and the kernel can mount
+ * every filesystem it names (listed in /proc/filesystems, or its module is on disk for mount's
+ * request_module). A missing piece is refused here, with the disk as it was, not after
+ * partitioning.
+ */
+export function checkCanMake(layout: RootfsLayout, tools: ToolRunner, procFilesystems = '/proc/filesystems'): void {
+  const missing = (what: string, hint: string) => new BootyError({ stage: 'preflight', code: 'TOOL_MISSING', diskState: 'untouched',
+    message: `rootfs: ${what}`, hint });
+  for (const tool of ['sfdisk', 'wipefs', 'mount', 'umount']) {
+    if (tools.find(tool) === undefined) throw missing(`${tool} is not on PATH`, 'install util-linux (the initramfs ships it)');
+  }
+  let known: string[] | undefined;
+  try { known = fs.readFileSync(procFilesystems, 'utf8').split('\n').map((l) => l.split('\t').pop()!.trim()); } catch { known = undefined; }
+  for (const fsType of new Set(layout.partitions.flatMap((p) => (p.fs === undefined ? [] : [p.fs])))) {
+    if (tools.find(MKFS[fsType]) === undefined) {
+      throw missing(`${MKFS[fsType]} is not on PATH (the layout has ${fsType})`, `install ${fsType === 'vfat' ? 'dosfstools' : fsType === 'xfs' ? 'xfsprogs' : fsType === 'ext4' ? 'e2fsprogs' : 'util-linux'}`);
+    }
+    const kfs = KERNEL_FS[fsType];
+    if (kfs === undefined || known === undefined || known.includes(kfs) || moduleOnDisk(kfs)) continue;
+    throw missing(`this kernel cannot mount ${fsType} (not in ${procFilesystems}, and no ${kfs} module under /lib/modules/${os.release()})`,
+      `load the ${kfs} module, or use a layout without ${fsType}`);
+  }
+}
+
+function moduleOnDisk(name: string): boolean {
+  try {
+    return fs.readFileSync(`/lib/modules/${os.release()}/modules.dep`, 'utf8').split('\n').some((l) => new RegExp(`/${name}\\.ko(\\.[a-z]+)?:`).test(l));
+  } catch { return false; }
+}
 
 export interface MadePartition extends PlacedPartition {
   /** its device node, e.g. /dev/sda3, /dev/nvme0n1p3, /dev/loop7p3 */
