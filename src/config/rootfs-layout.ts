@@ -14,7 +14,7 @@ export type Bootloader = 'grub-bios' | 'grub-efi' | 'both' | 'none';
 export interface LayoutPartition {
   /** bytes, or 'rest': what is left of the disk (at most one partition) */
   size: number | 'rest';
-  role: PartitionRole;
+  type: PartitionRole;
   /** undefined: no filesystem (a BIOS boot partition) */
   fs?: RootfsFs;
   /** absolute path in the deployed tree; undefined: not mounted (swap, BIOS boot) */
@@ -35,9 +35,9 @@ export function defaultLayout(): RootfsLayout {
   return {
     table: 'gpt',
     partitions: [
-      { size: MiB, role: 'bios-boot' },
-      { size: 512 * MiB, role: 'esp', fs: 'vfat', mountpoint: '/boot/efi', label: 'EFI' },
-      { size: 'rest', role: 'linux', fs: 'ext4', mountpoint: '/', label: 'root' },
+      { size: MiB, type: 'bios-boot' },
+      { size: 512 * MiB, type: 'esp', fs: 'vfat', mountpoint: '/boot/efi', label: 'EFI' },
+      { size: 'rest', type: 'linux', fs: 'ext4', mountpoint: '/', label: 'root' },
     ],
   };
 }
@@ -61,8 +61,8 @@ export function normalizeLayout(j: unknown, prefix: string): RootfsLayout {
     const field = `${prefix}.partitions[${i}]`;
     const size = p.size === 'rest' ? 'rest' : parseSize(p.size);
     if (size === undefined) throw layoutError(`${field}.size`, `must be a size like "512MiB" or "rest", got ${JSON.stringify(p.size)}`);
-    const role: PartitionRole = p.type ?? (p.fs === 'swap' ? 'swap' : p.fs === 'vfat' && p.mountpoint === '/boot/efi' ? 'esp' : 'linux');
-    const out: LayoutPartition = { size, role };
+    const type: PartitionRole = p.type ?? (p.fs === 'swap' ? 'swap' : p.fs === 'vfat' && p.mountpoint === '/boot/efi' ? 'esp' : 'linux');
+    const out: LayoutPartition = { size, type };
     if (p.fs !== undefined) out.fs = p.fs;
     if (p.mountpoint !== undefined) out.mountpoint = p.mountpoint;
     if (p.label !== undefined) out.label = p.label;
@@ -89,14 +89,14 @@ export function checkLayout(l: RootfsLayout, prefix: string): void {
     } else if (p.size < MiB || p.size % MiB !== 0) {
       throw layoutError(f(i, 'size'), `must be a whole number of MiB (partitions are aligned to 1 MiB), got ${p.size} bytes`);
     }
-    if (p.role === 'bios-boot') {
+    if (p.type === 'bios-boot') {
       if (l.table !== 'gpt') throw layoutError(f(i, 'type'), 'is "bios-boot", which only a GPT table has (on msdos grub embeds itself after the MBR)');
       if (p.fs !== undefined || p.mountpoint !== undefined) throw layoutError(f(i), 'is a BIOS boot partition: it takes no "fs" and no "mountpoint"');
       return;
     }
     if (p.fs === undefined) throw layoutError(f(i, 'fs'), 'is required (ext4, xfs, vfat or swap) unless "type" is "bios-boot"');
-    if (p.role === 'esp' && p.fs !== 'vfat') throw layoutError(f(i, 'fs'), `must be "vfat" for an EFI system partition, got "${p.fs}"`);
-    if ((p.role === 'swap') !== (p.fs === 'swap')) throw layoutError(f(i, 'type'), `"${p.role}" does not go with fs "${p.fs}"`);
+    if (p.type === 'esp' && p.fs !== 'vfat') throw layoutError(f(i, 'fs'), `must be "vfat" for an EFI system partition, got "${p.fs}"`);
+    if ((p.type === 'swap') !== (p.fs === 'swap')) throw layoutError(f(i, 'type'), `"${p.type}" does not go with fs "${p.fs}"`);
     if (p.fs === 'swap' && p.mountpoint !== undefined) throw layoutError(f(i, 'mountpoint'), 'must be absent for swap');
     if (p.label !== undefined && Buffer.byteLength(p.label) > LABEL_MAX[p.fs]) {
       throw layoutError(f(i, 'label'), `is ${Buffer.byteLength(p.label)} bytes; ${p.fs} labels take at most ${LABEL_MAX[p.fs]}`);
@@ -120,10 +120,10 @@ export function checkLayout(l: RootfsLayout, prefix: string): void {
 export function checkBootloaderFits(l: RootfsLayout, bootloader: Bootloader, field: string): void {
   const wantsBios = bootloader === 'grub-bios' || bootloader === 'both';
   const wantsEfi = bootloader === 'grub-efi' || bootloader === 'both';
-  if (wantsBios && l.table === 'gpt' && !l.partitions.some((p) => p.role === 'bios-boot')) {
+  if (wantsBios && l.table === 'gpt' && !l.partitions.some((p) => p.type === 'bios-boot')) {
     throw layoutError(field, `is "${bootloader}", which on a GPT disk needs a BIOS boot partition ({"size": "1MiB", "type": "bios-boot"}) for grub's core image`);
   }
-  if (wantsEfi && !l.partitions.some((p) => p.role === 'esp' && p.mountpoint === '/boot/efi')) {
+  if (wantsEfi && !l.partitions.some((p) => p.type === 'esp' && p.mountpoint === '/boot/efi')) {
     throw layoutError(field, `is "${bootloader}", which needs an EFI system partition mounted at /boot/efi ({"size": "512MiB", "fs": "vfat", "mountpoint": "/boot/efi"})`);
   }
 }

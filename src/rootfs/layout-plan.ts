@@ -40,9 +40,9 @@ const GPT_TYPE: Record<PartitionRole, string> = {
 };
 const MBR_TYPE: Record<PartitionRole, string> = { 'bios-boot': 'da', esp: 'ef', linux: '83', swap: '82' };
 
-/** The GPT type GUID or MBR type byte booty writes for a role (as the table reader reports it). */
-export function partitionTypeOf(table: 'gpt' | 'msdos', role: PartitionRole): string {
-  return table === 'gpt' ? GPT_TYPE[role] : MBR_TYPE[role];
+/** The GPT type GUID or MBR type byte booty writes for a type (as the table reader reports it). */
+export function partitionTypeOf(table: 'gpt' | 'msdos', type: PartitionRole): string {
+  return table === 'gpt' ? GPT_TYPE[type] : MBR_TYPE[type];
 }
 
 function doesNotFit(message: string): BootyError {
@@ -89,7 +89,7 @@ export function sfdiskScript(plan: LayoutPlan): string {
   // msdos: the partition grub-bios reads /boot from is marked active (some BIOSes want one)
   const active = plan.table === 'msdos' ? activePartition(plan) : undefined;
   for (const p of plan.partitions) {
-    const fields = [`start=${p.start}`, `size=${p.sectors}`, `type=${partitionTypeOf(plan.table, p.role)}`];
+    const fields = [`start=${p.start}`, `size=${p.sectors}`, `type=${partitionTypeOf(plan.table, p.type)}`];
     if (plan.table === 'gpt' && p.label !== undefined) fields.push(`name="${p.label}"`);
     if (p.number === active) fields.push('bootable');
     lines.push(fields.join(', '));

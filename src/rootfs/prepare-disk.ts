@@ -64,7 +64,7 @@ function prepareError(code: string, message: string, cause?: unknown): BootyErro
 /** Write the plan's table, check it, and make the kernel show each partition. */
 export async function partitionDisk(disk: string, plan: LayoutPlan, tools: ToolRunner, io: BlockIO, log: Logger): Promise<MadePartition[]> {
   const script = sfdiskScript(plan);
-  log.info(`rootfs: partitioning ${disk} (${plan.table}): ${plan.partitions.map((p) => `${p.number}: ${p.role}${p.fs === undefined ? '' : ` ${p.fs}`}${p.mountpoint === undefined ? '' : ` ${p.mountpoint}`} ${Math.round(p.bytes / (1 << 20))} MiB`).join(', ')}`);
+  log.info(`rootfs: partitioning ${disk} (${plan.table}): ${plan.partitions.map((p) => `${p.number}: ${p.type}${p.fs === undefined ? '' : ` ${p.fs}`}${p.mountpoint === undefined ? '' : ` ${p.mountpoint}`} ${Math.round(p.bytes / (1 << 20))} MiB`).join(', ')}`);
   // --wipe always: old signatures (a filesystem or RAID magic, an old GPT) go, so nothing stale is
   // found later; the kernel is told by booty below, which also covers kernels without parsers.
   await tools.run('sfdisk', ['--quiet', '--wipe', 'always', '--wipe-partitions', 'always', '--no-reread', '--no-tell-kernel', disk],
@@ -75,7 +75,7 @@ export async function partitionDisk(disk: string, plan: LayoutPlan, tools: ToolR
   const handle = io.openDisk(disk);
   try {
     const table = readPartitionTable(handle.source());
-    const want = plan.partitions.map((p) => `${p.number}:${p.start}-${p.start + p.sectors - 1}:${partitionTypeOf(plan.table, p.role)}`).join(' ');
+    const want = plan.partitions.map((p) => `${p.number}:${p.start}-${p.start + p.sectors - 1}:${partitionTypeOf(plan.table, p.type)}`).join(' ');
     const got = table.partitions.map((p) => `${p.number}:${p.start}-${p.end}:${p.type}`).join(' ');
     if (table.kind !== (plan.table === 'gpt' ? 'gpt' : 'mbr') || want.toUpperCase() !== got.toUpperCase()) {
       throw prepareError('PARTITION_MISMATCH', `rootfs: the table sfdisk wrote (${table.kind}: ${got}) is not the one planned (${plan.table}: ${want})`);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAction, summarizeAction } from '../../src/config/parse.ts';
+import { parseAction, summarizeAction, toBootyJson } from '../../src/config/parse.ts';
 import { defaultLayout, type RootfsLayout } from '../../src/config/rootfs-layout.ts';
 import { planLayout, sfdiskScript } from '../../src/rootfs/layout-plan.ts';
 import { renderFstab } from '../../src/rootfs/fstab.ts';
@@ -39,12 +39,24 @@ describe('deploy-rootfs action', () => {
     ] };
     const a = parseAction({ booty: { action: 'deploy-rootfs', rootfs: url, layout, bootloader: 'grub-bios', fstab: 'keep', sha256: 'AB'.repeat(32) } }) as RootfsDeployAction;
     assert.deepEqual(a.layout, { table: 'msdos', partitions: [
-      { size: GiB, role: 'linux', fs: 'ext4', mountpoint: '/boot', label: 'boot' },
-      { size: 2 * GiB, role: 'swap', fs: 'swap' },
-      { size: 'rest', role: 'linux', fs: 'xfs', mountpoint: '/', label: 'root' },
+      { size: GiB, type: 'linux', fs: 'ext4', mountpoint: '/boot', label: 'boot' },
+      { size: 2 * GiB, type: 'swap', fs: 'swap' },
+      { size: 'rest', type: 'linux', fs: 'xfs', mountpoint: '/', label: 'root' },
     ] });
     assert.equal(a.fstab, 'keep');
     assert.equal(a.sha256, 'ab'.repeat(32));
+  });
+
+  it('the normalized action, as booty server serves it (toBootyJson), parses back to itself', () => {
+    for (const input of [
+      { action: 'deploy-rootfs', rootfs: url, disk: '/dev/sda' },
+      { action: 'deploy-rootfs', rootfs: url, diskHints: { minSize: '100G' }, bootloader: 'grub-bios', fstab: 'keep', post: { hostname: 'db-7' },
+        layout: { table: 'msdos', partitions: [{ size: '1GiB', fs: 'ext4', mountpoint: '/boot' }, { size: 'rest', fs: 'xfs', mountpoint: '/', label: 'root' }] } },
+    ]) {
+      const a = parseAction(input);
+      assert.deepEqual(parseAction(toBootyJson(a)), a);
+      assert.deepEqual(parseAction(JSON.parse(JSON.stringify(a))), a);
+    }
   });
 
   it('refuses bad layouts naming the field', () => {
@@ -92,7 +104,7 @@ describe('layout plan', () => {
   });
 
   it('msdos: the root is marked bootable, types are MBR bytes, the whole disk is used', () => {
-    const l: RootfsLayout = { table: 'msdos', partitions: [{ size: 256 * MiB, role: 'swap', fs: 'swap' }, { size: 'rest', role: 'linux', fs: 'ext4', mountpoint: '/' }] };
+    const l: RootfsLayout = { table: 'msdos', partitions: [{ size: 256 * MiB, type: 'swap', fs: 'swap' }, { size: 'rest', type: 'linux', fs: 'ext4', mountpoint: '/' }] };
     const plan = planLayout(l, GiB, 512);
     assert.equal(plan.partitions[1].bytes, GiB - MiB - 256 * MiB);
     assert.match(sfdiskScript(plan), /^label: dos\n[\s\S]*type=82\n.*type=83, bootable\n$/);
@@ -107,7 +119,7 @@ describe('layout plan', () => {
       assert.match(e.message, /needs 513\.0 MiB \(\d+ bytes\) for its fixed-size partitions plus at least 1 MiB for "rest", but the disk has 510\.0 MiB \(\d+ bytes\) to partition/);
       return true;
     });
-    const xfsRest: RootfsLayout = { table: 'gpt', partitions: [{ size: 'rest', role: 'linux', fs: 'xfs', mountpoint: '/' }] };
+    const xfsRest: RootfsLayout = { table: 'gpt', partitions: [{ size: 'rest', type: 'linux', fs: 'xfs', mountpoint: '/' }] };
     assert.throws(() => planLayout(xfsRest, 200 * MiB, 512), /partition 1 \("rest"\) gets .*mkfs\.xfs needs 300 MiB/);
   });
 });
@@ -115,11 +127,11 @@ describe('layout plan', () => {
 describe('fstab', () => {
   it('by UUID, parents first, swap last, ESP root-only', () => {
     const text = renderFstab([
-      { number: 1, start: 0, sectors: 0, bytes: 0, size: MiB, role: 'bios-boot', device: '/dev/sda1' },
-      { number: 2, start: 0, sectors: 0, bytes: 0, size: MiB, role: 'esp', fs: 'vfat', mountpoint: '/boot/efi', device: '/dev/sda2', uuid: 'ABCD-1234' },
-      { number: 3, start: 0, sectors: 0, bytes: 0, size: MiB, role: 'swap', fs: 'swap', device: '/dev/sda3', uuid: 'u-swap' },
-      { number: 4, start: 0, sectors: 0, bytes: 0, size: 'rest', role: 'linux', fs: 'ext4', mountpoint: '/', device: '/dev/sda4', uuid: 'u-root' },
-      { number: 5, start: 0, sectors: 0, bytes: 0, size: MiB, role: 'linux', fs: 'xfs', mountpoint: '/boot', device: '/dev/sda5', uuid: 'u-boot' },
+      { number: 1, start: 0, sectors: 0, bytes: 0, size: MiB, type: 'bios-boot', device: '/dev/sda1' },
+      { number: 2, start: 0, sectors: 0, bytes: 0, size: MiB, type: 'esp', fs: 'vfat', mountpoint: '/boot/efi', device: '/dev/sda2', uuid: 'ABCD-1234' },
+      { number: 3, start: 0, sectors: 0, bytes: 0, size: MiB, type: 'swap', fs: 'swap', device: '/dev/sda3', uuid: 'u-swap' },
+      { number: 4, start: 0, sectors: 0, bytes: 0, size: 'rest', type: 'linux', fs: 'ext4', mountpoint: '/', device: '/dev/sda4', uuid: 'u-root' },
+      { number: 5, start: 0, sectors: 0, bytes: 0, size: MiB, type: 'linux', fs: 'xfs', mountpoint: '/boot', device: '/dev/sda5', uuid: 'u-boot' },
     ]);
     assert.deepEqual(text.split('\n').filter((l) => !l.startsWith('#') && l !== ''), [
       'UUID=u-root / ext4 errors=remount-ro 0 1',
