@@ -126,12 +126,15 @@ export async function deployRootfs(o: RootfsDeployOptions): Promise<RootfsDeploy
 
     const tracker = new ProgressTracker();
     const stopTicker = startProgressTicker(tracker, o.progressIntervalMs ?? 2000, (p) => o.onProgress?.(p));
+    // a line in the log (the serial console) now and then: the extraction of a big tree is long
+    const stopLogTicker = startProgressTicker(tracker, 30_000, (p) => log.info(`rootfs: extracting: ${formatBytes(p.bytes)} of tar read, ${formatBytes(p.wireBytes)} received`));
     let extracted: ExtractResult;
     let hash: HashTap;
     try {
       ({ extracted, hash } = await streamInto(peeked.rest, format, mountDir, tracker, parts));
     } finally {
       stopTicker();
+      stopLogTicker();
     }
     const sha256 = hash.digest();
     const wanted = expectedSha ?? source.first.sha256;

@@ -72,7 +72,7 @@ test('a Debian rootfs tarball onto an empty 3 GiB disk by the agent (SeaBIOS); t
   const out = vm.output;
   assert.equal(exit.code, 0, vm.tail(8000));
   assert.doesNotMatch(out, /BOOTY FAILED|Kernel panic|kernel BUG|Oops:|Call Trace/, vm.tail(8000));
-  assert.match(out, /rootfs: partitioning \/dev\/vda \(gpt\): 1: bios-boot 1 MiB, 2: esp vfat \/boot\/efi 512 MiB, 3: linux ext4 \/ 2558 MiB/);
+  assert.match(out, /rootfs: partitioning \/dev\/vda \(gpt\): 1: bios-boot 1 MiB, 2: esp vfat \/boot\/efi 512 MiB, 3: linux ext4 \/ 2557 MiB/);
   assert.match(out, /rootfs: extracted \d+ files, .* \(zstd\); sha256 [0-9a-f]{64} \(verified\)/);
   assert.match(out, /rootfs: grub-install --target=i386-pc \/dev\/vda/);
   assert.match(out, /rootfs: grub-install --target=x86_64-efi --efi-directory=\/boot\/efi --removable --no-nvram/);
