@@ -35,6 +35,8 @@ process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
 
 let initramfs: BuiltInitramfs;
 let rootfs: TestRootfs;
+/** the disk the first test deployed and booted, for the UEFI boot of the second */
+let deployed: string | undefined;
 
 before(async () => {
   if (skip !== false) return;
@@ -104,4 +106,37 @@ test('a Debian rootfs tarball onto an empty 3 GiB disk by the agent (SeaBIOS); t
   // the root partition is 3 GiB - 514 MiB - the backup GPT's MiB; ext4 takes a little for itself
   assert.ok(rootBytes > 2.3 * GiB && rootBytes <= diskBytes - 514 * MiB, `root filesystem ${rootBytes} bytes does not fill the disk`);
   assert.equal(caps[1].trim(), `/usr/bin/ping ${rootfs.pingCapability}`);
+  deployed = disk;
+});
+
+// The same deploy installed grub-efi too (\EFI\BOOT\BOOTX64.EFI on the ESP, no NVRAM entry):
+// the disk boots under OVMF as well, here on AHCI SATA. (Not a second deploy under UEFI: the
+// agent's UEFI boot entry is left to a hook, see README.)
+const ovmfCode = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const ovmfVars = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+const uefiSkip = skip !== false ? skip : skipUnlessPresent(fs.existsSync(ovmfCode) && fs.existsSync(ovmfVars), 'needs OVMF (Debian package ovmf)');
+test('the same disk boots alone under UEFI (OVMF, SATA disk): grub-efi from the removable path, the root and ping as under BIOS', { skip: uefiSkip, timeout: markerMs + 120_000 }, async (t) => {
+  assert.ok(deployed !== undefined, 'the BIOS test deployed no disk');
+  const vars = path.join(work, 'OVMF_VARS.fd');
+  fs.copyFileSync(ovmfVars, vars);
+  const boot = Date.now();
+  const vm = await startVm({
+    name: 'rootfs-deploy-debian-uefi-firstboot', memMiB: 1024, disks: [],
+    extraArgs: [
+      '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmfCode}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
+      '-device', 'ahci,id=ahci', '-drive', `if=none,id=d0,file=${deployed},format=raw,cache=writeback`, '-device', 'ide-hd,drive=d0,bus=ahci.0',
+    ],
+  }, t);
+  const caps = await vm.waitFor(/BOOTY-TEST-CAPS ([^\r\n]*)[\r\n]/, markerMs);
+  const m = await vm.waitFor(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
+  t.diagnostic(`UEFI boot: marker ${((Date.now() - boot) / 1000).toFixed(0)} s after QEMU started: ${m[1].trim()}; ${caps[1].trim()}`);
+  await vm.waitExit(120_000);
+  assert.doesNotMatch(vm.output, /Kernel panic|kernel BUG|emergency mode|fsck.*(failed|UNEXPECTED)|Failed to mount/i, vm.tail(6000));
+  const fields = Object.fromEntries(m[1].trim().split(/\s+/).map((kv) => kv.split('=') as [string, string]));
+  assert.equal(fields.root, '/dev/sda3');
+  assert.equal(fields.boot_disk, 'sda');
+  assert.equal(Number(fields.disk_bytes), diskBytes);
+  assert.equal(caps[1].trim(), `/usr/bin/ping ${rootfs.pingCapability}`);
+  // it really was UEFI: the kernel found EFI runtime services
+  assert.match(vm.output, /efi: EFI v\d|EFI stub|efi: ACPI/);
 });
