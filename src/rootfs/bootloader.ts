@@ -25,6 +25,9 @@ export interface BootloaderOptions {
   onUefiMachine?: (ctx: { root: string; disk: string }) => Promise<void>;
   /** whether this machine booted by UEFI (default: /sys/firmware/efi exists) */
   uefiMachine?: boolean;
+  /** the filesystems booty made: grub-mkconfig writes root=UUID=... only when
+   *  /dev/disk/by-uuid/<uuid> exists, which udev makes and the initramfs has no udev for */
+  filesystems?: Array<{ uuid: string; device: string }>;
 }
 
 export interface BootloaderReport {
@@ -78,7 +81,15 @@ export async function installBootloader(o: BootloaderOptions): Promise<Bootloade
   report.kernels = checkBootable(root, o.bootloader, tools).kernels;
   const run = (tool: string, args: string[], timeoutMs = 15 * 60_000) =>
     tools.run(tool, args, { root, stage: 'write', timeoutMs, env: { DEBIAN_FRONTEND: 'noninteractive' } });
-  await withChrootBinds(tools, root, log, async () => {
+  const links = makeUuidLinks(o.filesystems ?? [], log);
+  try {
+    await withChrootBinds(tools, root, log, async () => { await runTools(); });
+  } finally {
+    for (const l of links) { try { fs.unlinkSync(l); } catch { /* gone */ } }
+  }
+  return report;
+
+  async function runTools(): Promise<void> {
     // the initramfs first: update-grub lists the initrd images it finds
     if (tools.find('update-initramfs', root) !== undefined) {
       log.info('rootfs: update-initramfs -u -k all (in the deployed tree)');
@@ -102,7 +113,26 @@ export async function installBootloader(o: BootloaderOptions): Promise<Bootloade
     else await run('grub-mkconfig', ['-o', '/boot/grub/grub.cfg']);
     const cfg = resolveInRoot(root, '/boot/grub/grub.cfg');
     if (!fs.existsSync(cfg)) throw missing('update-grub wrote no /boot/grub/grub.cfg', 'check the tree\'s grub installation');
-    log.info(`rootfs: grub.cfg written (${path.basename(cfg)}, kernels: ${report.kernels.join(', ')})`);
-  });
-  return report;
+    const text = fs.readFileSync(cfg, 'utf8');
+    log.info(`rootfs: grub.cfg written (${path.basename(cfg)}, kernels: ${report.kernels.join(', ')}; ${/root=UUID=/.test(text) ? 'root by UUID' : 'root NOT by UUID'})`);
+  }
+}
+
+/** /dev/disk/by-uuid/<uuid> -> the device, where udev did not make it (the initramfs); returns
+ *  the links made, removed again after the tools ran. */
+function makeUuidLinks(filesystems: Array<{ uuid: string; device: string }>, log: Logger): string[] {
+  const dir = '/dev/disk/by-uuid';
+  const made: string[] = [];
+  for (const f of filesystems) {
+    const link = path.join(dir, f.uuid);
+    try {
+      if (fs.existsSync(link)) continue;
+      fs.mkdirSync(dir, { recursive: true });
+      fs.symlinkSync(f.device, link);
+      made.push(link);
+    } catch (e) {
+      log.warn(`rootfs: could not link ${link} -> ${f.device} (${(e as Error).message}); grub.cfg may name the root by device`);
+    }
+  }
+  return made;
 }

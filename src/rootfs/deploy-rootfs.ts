@@ -145,7 +145,8 @@ export async function deployRootfs(o: RootfsDeployOptions): Promise<RootfsDeploy
     log.info(`rootfs: extracted ${extracted.files} files, ${extracted.directories} directories, ${extracted.symlinks} symlinks, ${extracted.hardLinks} hard links, ${extracted.devices} devices, ${extracted.fifos} FIFOs; ${formatBytes(extracted.bytesWritten)} of file data from ${formatBytes(hash.bytes)} served (${format}); sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}`);
 
     configureTree(mountDir, parts, o, log);
-    const bootloader = await installBootloader({ root: mountDir, disk: o.disk, bootloader: o.bootloader, tools, log, onUefiMachine: o.onUefiMachine })
+    const bootloader = await installBootloader({ root: mountDir, disk: o.disk, bootloader: o.bootloader, tools, log, onUefiMachine: o.onUefiMachine,
+      filesystems: parts.flatMap((p) => (p.uuid === undefined ? [] : [{ uuid: p.uuid, device: p.device }])) })
       .catch((e: unknown) => { throw asWriteError(e, 'BOOTLOADER_FAILED', 'rootfs: installing the boot loader failed'); });
 
     await unmountAll(mounted, tools, log, true);

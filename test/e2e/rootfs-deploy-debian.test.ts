@@ -78,6 +78,8 @@ test('a Debian rootfs tarball onto an empty 3 GiB disk by the agent (SeaBIOS); t
   assert.match(out, /rootfs: extracted \d+ files, .* \(zstd\); sha256 [0-9a-f]{64} \(verified\)/);
   assert.match(out, /rootfs: grub-install --target=i386-pc \/dev\/vda/);
   assert.match(out, /rootfs: grub-install --target=x86_64-efi --efi-directory=\/boot\/efi --removable --no-nvram/);
+  // grub-mkconfig names the root by UUID only when /dev/disk/by-uuid has it (booty makes the links)
+  assert.match(out, /rootfs: grub\.cfg written \(.*; root by UUID\)/);
   assert.match(out, /reboot: Restarting system/);
   const t0 = stamp(out, /booty: rootfs: partitioning/);
   const t1 = stamp(out, /booty: rootfs: extracted/);
