@@ -294,7 +294,7 @@ class Agent {
     const a = this.action;
     // BOOTy's wipeDevice: a failed deploy must not leave a half-written disk that might boot.
     // Never for a capture: its disk is the source and stays as it was.
-    if (a !== undefined && a.wipeOnError && (a.action === 'deploy' || a.action === 'wipe') && this.state.disk !== undefined && !a.dryRun) {
+    if (a !== undefined && a.wipeOnError && (a.action === 'deploy' || a.action === 'deploy-rootfs' || a.action === 'wipe') && this.state.disk !== undefined && !a.dryRun) {
       try {
         this.log.info(`wipeOnError: wiping ${this.state.disk}`);
         if (later === undefined) throw new Error('the agent\'s modules for this did not load');

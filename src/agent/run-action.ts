@@ -2,7 +2,7 @@
 // phases and progress go to the server. Decides nothing about the end of the run (main.ts does:
 // reboot, power off or shell per the action's `after`); throws a BootyError on failure, after
 // recording in `state` what the disk holds so the failure screen can say it.
-import type { Action, CaptureAction, DeployAction, DiskHints, WipeAction } from '../config/action.ts';
+import type { Action, CaptureAction, DeployAction, DiskHints, RootfsDeployAction, WipeAction } from '../config/action.ts';
 import { summarizeAction } from '../config/parse.ts';
 import type { Phase } from '../config/report.ts';
 import { growDisk, type GrowReport } from '../disk/grow.ts';
@@ -11,6 +11,7 @@ import { spawnToolRunner } from '../disk/tools.ts';
 import { applyPostDeploy } from '../disk/post-deploy.ts';
 import { capture, isTreeFormat } from '../image/capture.ts';
 import { deploy } from '../image/deploy.ts';
+import { deployRootfs } from '../rootfs/deploy-rootfs.ts';
 import type { ProgressSnapshot } from '../image/progress.ts';
 import type { NetworkHandle } from '../net/configure.ts';
 import type { Reporter } from '../report/client.ts';
@@ -127,6 +128,36 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
   return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256, resumes: r.resumes, restarts: r.restarts, ...(r.unverified === undefined ? {} : { warning: r.unverified }) };
 }
 
+async function runRootfsDeploy(a: RootfsDeployAction, ctx: RunContext): Promise<RunSummary> {
+  phase(ctx, 'preflight');
+  const disk = pickDisk(ctx, a.disk, a.diskHints);
+  if (a.dryRun) {
+    ctx.log.info(`dry run: would lay out ${disk} and extract ${a.rootfs} onto it; nothing written`);
+    return {};
+  }
+  // mkfs and mount need the filesystems (vfat for the ESP) before the first partition exists
+  // (the ESP's vfat mount needs its code pages, which nothing depends on)
+  const modules = [...storageStackModules, 'nls_cp437', 'nls_ascii'];
+  ctx.modules.load(modules, new Map(modules.map((m) => [m, 'making and mounting filesystems'])), true);
+  phase(ctx, 'writing', `${a.rootfs} -> ${disk}`);
+  ctx.state.diskState = 'unknown';
+  const r = await deployRootfs({
+    rootfs: a.rootfs, disk, sha256: a.sha256, layout: a.layout, bootloader: a.bootloader, fstab: a.fstab, post: a.post,
+    nic: { mac: ctx.net.mac, iface: ctx.net.iface }, log: ctx.log, onProgress: progressReporter(ctx, 'writing'),
+    ...(a.stallTimeout === undefined ? {} : { stallTimeoutMs: a.stallTimeout * 1000 }),
+    ...(a.retryFor === undefined ? {} : { retryForMs: a.retryFor * 1000 }),
+  });
+  // grub-install wrote only the removable path (\EFI\BOOT\BOOTX64.EFI); on a UEFI machine
+  // the deployed OS also gets its Boot#### entry, as an image deploy does (nothing on BIOS)
+  if (a.bootloader === 'grub-efi' || a.bootloader === 'both') {
+    await registerBootEntry({
+      disk, order: a.bootOrder ?? 'network-first', log: ctx.log,
+      loadModules: (names) => ctx.modules.load(names, new Map(names.map((m) => [m, 'the UEFI boot entry'])), true),
+    });
+  }
+  return { bytes: r.bytesWritten, seconds: r.seconds, sha256: r.sha256, resumes: r.resumes };
+}
+
 async function runCapture(a: CaptureAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'preflight');
   const disk = pickDisk(ctx, a.disk, a.diskHints);
@@ -162,6 +193,7 @@ export async function runAction(action: Action, ctx: RunContext): Promise<RunSum
   ctx.log.info(`action: ${summarizeAction(action)}${action.dryRun ? ' (dry run)' : ''}`);
   switch (action.action) {
     case 'deploy': return runDeploy(action, ctx);
+    case 'deploy-rootfs': return runRootfsDeploy(action, ctx);
     case 'capture': return runCapture(action, ctx);
     case 'wipe': return runWipe(action, ctx);
     case 'shell':

@@ -15,6 +15,7 @@ import { parseDuration } from '../util/duration.ts';
 const FORMATS = ['auto', 'gzip', 'zstd', 'xz', 'bzip2', 'raw'] as const;
 
 const HELP = `usage: booty deploy --image URL --disk DEV [options]
+       booty deploy --rootfs URL --disk DEV [--layout FILE] (a rootfs tarball: see booty deploy --rootfs x --help)
 
 Streams an image (gzip, zstd, xz, bzip2 or raw, told apart by its first bytes) from URL onto DEV (a whole
 disk or a regular file), checks it, fdatasyncs, and re-reads the partition table. The disk's
@@ -69,6 +70,8 @@ exit status: 0 only when the image was fully written, fdatasynced and verified;
   2 config, 3 preflight, 4 fetch, 5 decompress, 6 verify, 7 write (see the printed message).`;
 
 export async function run(argv: string[]): Promise<number> {
+  // a rootfs tarball is its own pipeline (partition, mkfs, extract, boot loader)
+  if (argv.some((a) => a === '--rootfs' || a.startsWith('--rootfs='))) return (await import('./deploy-rootfs.ts')).runRootfs(argv);
   const { values } = parseArgsOrExplain({
     args: argv,
     options: {

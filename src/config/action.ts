@@ -5,6 +5,8 @@
 // parseAction() validates with a JSON schema (ajv) and returns either a normalized Action or a
 // BootyError (stage 'config') whose message names the offending field. It never touches a disk.
 
+import type { Bootloader, RootfsLayout } from './rootfs-layout.ts';
+
 export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
 /** gzip/zstd/raw: the disk, byte for byte; tar, tar.gz, tar.zst: the files of its OS (a rootfs capture). */
 export const CAPTURE_FORMATS = ['gzip', 'zstd', 'raw', 'tar', 'tar.gz', 'tar.zst'] as const;
@@ -121,6 +123,30 @@ export interface CaptureAction extends Common {
 }
 
 /**
+ * Deploy a rootfs tarball (tar, tar.gz/.zst/.xz/.bz2): booty lays out the disk (`layout`), makes
+ * the filesystems, extracts the tree, writes fstab and installs the boot loader through chroot.
+ */
+export interface RootfsDeployAction extends Common {
+  action: 'deploy-rootfs';
+  /** absolute http(s) URL of the tarball */
+  rootfs: string;
+  disk?: string;
+  diskHints?: DiskHints;
+  /** sha256 of the tarball as served */
+  sha256?: string;
+  /** default: GPT, 1 MiB BIOS boot, 512 MiB ESP, ext4 root filling the disk (defaultLayout()) */
+  layout: RootfsLayout;
+  bootloader: Bootloader;
+  /** 'generate': fstab from the layout by UUID; 'keep': the tarball's own /etc/fstab */
+  fstab: 'generate' | 'keep';
+  /** on a UEFI machine, where the Boot#### entry for the installed grub goes (as for deploy) */
+  bootOrder?: 'network-first' | 'disk-first';
+  stallTimeout?: number;
+  retryFor?: number;
+  post?: PostDeploy;
+}
+
+/**
  * quick: zero the first 100 MiB and the last MiB (partition tables, boot loaders, signatures);
  * discard: BLKDISCARD of the whole disk; zero: the whole disk zeroed (BLKZEROOUT or written);
  * secure: the device's own erase (NVMe Format NVM, user data erase). Each ends with reads that
@@ -141,4 +167,4 @@ export interface ShellAction extends Common { action: 'shell' }
 /** Nothing to do: boot from the local disk (the agent reboots or powers off per `after`). */
 export interface NoneAction extends Common { action: 'none' }
 
-export type Action = DeployAction | CaptureAction | WipeAction | ShellAction | NoneAction | InspectAction;
+export type Action = DeployAction | RootfsDeployAction | CaptureAction | WipeAction | ShellAction | NoneAction | InspectAction;

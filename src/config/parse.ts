@@ -9,14 +9,15 @@
 
 import { BootyError } from '../util/errors.ts';
 import type {
-  Action, AfterAction, CaptureAction, CaptureFormat, DeployAction, DiskHints, GrowSettings, ImageFormat, NetworkSettings,
+  Action, AfterAction, CaptureAction, RootfsDeployAction, CaptureFormat, DeployAction, DiskHints, GrowSettings, ImageFormat, NetworkSettings,
   PostDeploy, WipeMethod,
 } from './action.ts';
 import { formatSize, parseSize } from './disk-size.ts';
+import { checkBootloaderFits, normalizeLayout, type Bootloader } from './rootfs-layout.ts';
 import { DISK_HINT_NAMES, isAbsPath, validators } from './schema.ts';
 import type { SchemaError, ValidatorName } from './schema.ts';
 
-const BOOTY_ACTIONS = ['deploy', 'capture', 'wipe', 'shell', 'none', 'inspect'] as const;
+const BOOTY_ACTIONS = ['deploy', 'deploy-rootfs', 'capture', 'wipe', 'shell', 'none', 'inspect'] as const;
 const BOOTY_LEGACY_ACTIONS = ['writeImage', 'readImage'] as const;
 
 type Json = Record<string, unknown>;
@@ -210,6 +211,20 @@ function parseBootyForm(j: Json, prefix: string): Action {
       });
       return d;
     }
+    case 'deploy-rootfs': {
+      const layout = normalizeLayout(j.layout, join(prefix, 'layout'));
+      const bootloader = (j.bootloader as Bootloader | undefined) ?? 'both';
+      checkBootloaderFits(layout, bootloader, join(prefix, 'bootloader'));
+      const r: RootfsDeployAction = withoutUndefined({
+        action: 'deploy-rootfs', rootfs: j.rootfs as string, disk: j.disk as string | undefined,
+        diskHints: diskHintsOf(j, prefix), sha256: (j.sha256 as string | undefined)?.toLowerCase(),
+        layout, bootloader, fstab: (j.fstab as 'generate' | 'keep' | undefined) ?? 'generate',
+        bootOrder: j.bootOrder as 'network-first' | 'disk-first' | undefined,
+        stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
+        post: postOf(j.post, prefix), ...common,
+      });
+      return r;
+    }
     case 'capture': {
       const format = (j.format as CaptureFormat | undefined) ?? DEFAULTS.captureFormat;
       checkLevel(format, j.level as number | undefined, prefix);
@@ -344,6 +359,7 @@ function targetOf(a: { disk?: string; diskHints?: DiskHints }): string {
 export function summarizeAction(a: Action): string {
   switch (a.action) {
     case 'deploy': return `deploy ${a.image} -> ${targetOf(a)}`;
+    case 'deploy-rootfs': return `deploy-rootfs ${a.rootfs} -> ${targetOf(a)} (${a.layout.table}, ${a.layout.partitions.length} partitions, bootloader ${a.bootloader})`;
     case 'capture': return `capture ${targetOf(a)} -> ${a.upload} (${a.format})`;
     case 'wipe': return `wipe ${targetOf(a)} (${a.method}${a.method === 'quick' || a.fallback === 'none' ? '' : `, fallback ${a.fallback}`})`;
     case 'inspect': return 'inspect (report the hardware, wait for an operator)';

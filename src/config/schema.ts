@@ -172,6 +172,55 @@ const deploy = {
   additionalProperties: false,
 };
 
+// A rootfs deploy's layout (rootfs-layout.ts checks the rules across fields).
+const layout = {
+  type: 'object',
+  description: 'an object {"table", "partitions"}',
+  properties: {
+    table: { enum: ['gpt', 'msdos'], description: 'one of "gpt", "msdos"' },
+    partitions: {
+      type: 'array', minItems: 1, maxItems: 16, description: 'a list of 1-16 partitions',
+      items: {
+        type: 'object',
+        description: 'an object {"size", "fs", "mountpoint", "label", "type"}',
+        properties: {
+          size: { anyOf: [{ const: 'rest' }, { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER }, { type: 'string', format: 'disk-size', maxLength: 32 }],
+            description: 'a size ("512MiB", "20GiB", bytes) or "rest"' },
+          fs: { enum: ['ext4', 'xfs', 'vfat', 'swap'], description: 'one of "ext4", "xfs", "vfat", "swap"' },
+          mountpoint: str('mountpoint', 'an absolute path without "." or ".." segments (e.g. /boot/efi)', 1024),
+          label: { type: 'string', minLength: 1, maxLength: 16, pattern: '^[A-Za-z0-9._-]+$', description: 'a label of letters, digits, ".", "_" and "-"' },
+          type: { enum: ['bios-boot', 'esp', 'linux', 'swap'], description: 'one of "bios-boot", "esp", "linux", "swap"' },
+        },
+        required: ['size'],
+        additionalProperties: false,
+      },
+    },
+  },
+  required: ['partitions'],
+  additionalProperties: false,
+};
+
+const deployRootfs = {
+  type: 'object',
+  properties: {
+    action: { const: 'deploy-rootfs' },
+    ...common,
+    rootfs: url,
+    disk: dev,
+    diskHints,
+    sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'a sha256 in hex (64 characters)' },
+    layout,
+    bootloader: { enum: ['grub-bios', 'grub-efi', 'both', 'none'], description: 'one of "grub-bios", "grub-efi", "both", "none"' },
+    fstab: { enum: ['generate', 'keep'], description: 'one of "generate", "keep"' },
+    bootOrder: { enum: ['network-first', 'disk-first'], description: 'one of "network-first", "disk-first"' },
+    stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
+    retryFor: { type: 'number', minimum: 0, maximum: 604800, description: 'seconds (a number from 0 to 604800)' },
+    post,
+  },
+  required: ['action', 'rootfs'],
+  additionalProperties: false,
+};
+
 const capture = {
   type: 'object',
   properties: {
@@ -312,12 +361,14 @@ function makeAjv() {
   ajv.addFormat('cidr', isCidr);
   ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
   ajv.addFormat('hostname', isHostname);
+  ajv.addFormat('mountpoint', (s: string) => s === '/' || isAbsPath(s));
   ajv.addFormat('disk-size', (s: string) => parseSize(s) !== undefined);
   return ajv;
 }
 
 const schemas = {
   deploy,
+  'deploy-rootfs': deployRootfs,
   capture,
   wipe,
   shell: shellOrNone('shell'),

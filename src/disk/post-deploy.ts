@@ -54,18 +54,23 @@ export async function applyPostDeploy(opts: PostDeployOptions): Promise<void> {
     log.info(`post-deploy: writing settings into ${root.device}`);
     await withMounted(tools, root.device, root.fstype, log, async (dir) => {
       if (!looksLikeOsRoot(dir)) throw failure(`${root.device} does not hold an OS root (no /etc)`);
-      const facts = gatherFacts(dir);
-      const plan = planPostDeploy(settings, facts, { mac: opts.mac, initramfsName: opts.iface });
-      for (const w of plan.warnings) log.warn(`post-deploy: ${w}`);
-      for (const w of plan.writes) {
-        writeInRoot(dir, w);
-        log.info(`post-deploy: wrote ${w.path}`);
-      }
+      writePostDeploySettings(dir, settings, opts, log);
     });
   } finally {
     for (const vg of activated) {
       await deactivateVg(tools, vg).catch((e: unknown) => log.warn(`post-deploy: could not deactivate volume group ${vg}: ${(e as Error).message}`));
     }
+  }
+}
+
+/** The settings written into a root that is already mounted at `dir` (a rootfs deploy's). */
+export function writePostDeploySettings(dir: string, settings: PostDeploy, nic: { mac?: string; iface?: string }, log: Logger): void {
+  const facts = gatherFacts(dir);
+  const plan = planPostDeploy(settings, facts, { mac: nic.mac, initramfsName: nic.iface });
+  for (const w of plan.warnings) log.warn(`post-deploy: ${w}`);
+  for (const w of plan.writes) {
+    writeInRoot(dir, w);
+    log.info(`post-deploy: wrote ${w.path}`);
   }
 }
 

@@ -24,6 +24,8 @@ export interface RunOptions {
   /** stage named in the error (default 'grow') */
   stage?: Stage;
   timeoutMs?: number;
+  /** written to the tool's stdin (e.g. an sfdisk script); default: an empty stdin */
+  input?: string;
 }
 
 export interface ToolRunner {
@@ -101,10 +103,13 @@ export function spawnToolRunner(opts: { searchPath?: string[] } = {}): ToolRunne
       }
       return new Promise((resolve, reject) => {
         const child = spawn(file, argv, {
-          stdio: ['ignore', 'pipe', 'pipe'],
+          stdio: ['pipe', 'pipe', 'pipe'],
           env: { PATH: SYSTEM_DIRS.join(':'), LANG: 'C', LC_ALL: 'C', ...o.env },
           timeout: o.timeoutMs,
         });
+        // without input, stdin is an empty pipe: EOF at once, as /dev/null would give
+        child.stdin.on('error', () => { /* a tool that exits early: its exit code says why */ });
+        child.stdin.end(o.input ?? '');
         const out: Buffer[] = [];
         const err: Buffer[] = [];
         child.stdout.on('data', (b: Buffer) => out.push(b));

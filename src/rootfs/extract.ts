@@ -89,12 +89,20 @@ class RootfsExtraction {
   async run(tar: Readable): Promise<ExtractResult> {
     // Names as byte strings (latin1): see entry-path.ts. tar-stream's types omit this option.
     const extract = tarStream.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tarStream.extract>[0]);
+    let current: Promise<void> = Promise.resolve();
     extract.on('entry', (header: Header, stream: Source, next: (err?: Error | null) => void) => {
-      this.onEntry(header, stream).then(() => next(), (err: Error) => next(err));
+      current = this.onEntry(header, stream);
+      current.then(() => next(), (err: Error) => next(err));
     });
     const finished = new Promise<void>((resolve, reject) => {
       extract.on('finish', resolve);
       extract.on('error', reject);
+      // An entry whose writing fails (ENOSPC, EIO) ends its data stream early, and tar-stream then
+      // destroys the whole extraction without an error: its 'close' comes with neither 'finish'
+      // nor 'error'. The entry's own failure is the cause to report (a no-op after 'finish').
+      extract.on('close', () => {
+        current.then(() => reject(new Error('the tar extraction stopped before the end of the archive')), reject);
+      });
     });
     finished.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
     // An error of the input (the caller's HTTP body or decompressor) is the caller's to describe.

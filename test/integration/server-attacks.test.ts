@@ -161,6 +161,20 @@ describe('attacks on booty server', () => {
     assert.equal(forced.status, 201, forced.text);
   });
 
+  it('a rootfs tarball that a deploy-rootfs action names is in use like an image: not overwritten, not deleted', async () => {
+    const R = '52-54-00-22-00-0e';
+    const tarUrl = `${srv.url}/images/rootfs.tar.zst`;
+    assert.equal((await call(tarUrl, { method: 'PUT', body: 'a rootfs tarball', auth: OP })).status, 201);
+    const set = await call(`${srv.url}/api/machines/${R}/action`, { method: 'PUT', headers: JSON_TYPE, auth: OP, body: JSON.stringify({ action: 'deploy-rootfs', rootfs: tarUrl, disk: '/dev/vda' }) });
+    assert.ok(set.status < 300, set.text);
+    const put = await call(`${tarUrl}?overwrite=1`, { method: 'PUT', auth: OP, body: 'another tarball' });
+    assert.equal(put.status, 409, put.text);
+    assert.match(put.json().error, new RegExp(`deployed by the action of ${R}`));
+    const del = await call(`${srv.url}/api/images/rootfs.tar.zst`, { method: 'DELETE', auth: OP });
+    assert.equal(del.status, 409, del.text);
+    assert.match(del.json().error, new RegExp(`used by the action of ${R}`));
+  });
+
   it('a capture uploads with its machine credential to the name its action names, and nowhere else', async () => {
     const D = '52-54-00-22-00-0d';
     const target = `${srv.url}/images/capture-of-d.img`;

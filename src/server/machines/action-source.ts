@@ -65,7 +65,7 @@ export interface InventoryRecord {
 }
 
 /** results that consume a one-shot action */
-const ONE_SHOT_ACTIONS = new Set(['deploy', 'capture', 'wipe']);
+const ONE_SHOT_ACTIONS = new Set(['deploy', 'deploy-rootfs', 'capture', 'wipe']);
 
 function fileSigOf(st: { size: bigint; mtimeNs: bigint; ino: bigint }): string {
   return `${st.size}:${st.mtimeNs}:${st.ino}`;
@@ -334,11 +334,13 @@ export class ActionSource {
     this.#machines.delete(mac);
   }
 
-  /** Machines whose own action (or default.json) names `imageName` (deploy source or capture target, by URL path /images/<name>). */
+  /** Machines whose own action (or default.json) names `imageName` (deploy or deploy-rootfs source, or capture target, by URL path /images/<name>). */
   referencesTo(imageName: string, kinds: ('deploy' | 'capture')[] = ['deploy', 'capture']): string[] {
     const uses = (a: Action | undefined) => {
       if (a === undefined) return false;
-      const url = a.action === 'deploy' && kinds.includes('deploy') ? a.image : a.action === 'capture' && kinds.includes('capture') ? a.upload : undefined;
+      // a rootfs tarball a deploy-rootfs action names is deployed like an image (immutable, not deletable)
+      const url = a.action === 'deploy' && kinds.includes('deploy') ? a.image : a.action === 'deploy-rootfs' && kinds.includes('deploy') ? a.rootfs
+        : a.action === 'capture' && kinds.includes('capture') ? a.upload : undefined;
       if (url === undefined) return false;
       try {
         const segs = new URL(url).pathname.split('/');
