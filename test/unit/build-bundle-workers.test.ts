@@ -35,7 +35,8 @@ test('the bundle embeds every worker entry, and every worker started in src/ is 
   const started = new Set<string>();
   for (const f of readdirSync(path.join(root, 'src'), { recursive: true, encoding: 'utf8' })) {
     if (!f.endsWith('.ts')) continue;
-    for (const m of readFileSync(path.join(root, 'src', f), 'utf8').matchAll(/startWorker\(new URL\('\.\/([a-z0-9-]+\.ts)'/g)) started.add(m[1]);
+    // started directly (startWorker(new URL(...))) or through a task pool (entry: new URL(...))
+    for (const m of readFileSync(path.join(root, 'src', f), 'utf8').matchAll(/(?:startWorker\(|entry: )new URL\('\.\/([a-z0-9-]+\.ts)'/g)) started.add(m[1]!);
   }
   assert.deepEqual([...started].sort(), entries);
   for (const [name, code] of Object.entries(workers)) {

@@ -3,12 +3,9 @@
 // never by copy. The workers run codec-worker-entry.ts (started by worker-start.ts, which says how
 // in the sources and in the bundle).
 //
-// Each worker runs one task at a time; tasks wait in a FIFO. Workers are unref'd while idle, so a
-// pool that was not closed never keeps the process alive; close() ends them.
+// Each worker runs one task at a time; tasks wait in a FIFO (task-pool.ts).
 import { availableParallelism } from 'node:os';
-import type { Worker } from 'node:worker_threads';
-import { endWorker } from './worker-exit.ts';
-import { startWorker } from './worker-start.ts';
+import { movable, TaskPool } from './task-pool.ts';
 import { LIBDEFLATE } from '../../sys/libdeflate.ts';
 import { ISAL, ISAL_GZIP_LEVEL } from '../../sys/isal.ts';
 import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
@@ -56,18 +53,9 @@ export class CodecError extends Error {
   }
 }
 
-interface Pending { resolve: (r: CodecResult) => void; reject: (e: Error) => void }
-interface Queued { msg: CodecRequest; transfer: ArrayBuffer[]; pending: Pending }
-
 export class CodecPool {
   readonly size: number;
-  private readonly idle: Worker[] = [];
-  private readonly all: Worker[] = [];
-  private readonly queue: Queued[] = [];
-  private readonly running = new Map<Worker, { id: number; pending: Pending }>();
-  private nextId = 1;
-  private broken: Error | undefined;
-  private closed = false;
+  private readonly pool: TaskPool<CodecRequest, CodecReply, CodecResult>;
 
   /** the workers' DEFLATE: 'libdeflate' or 'node:zlib' */
   readonly deflate: 'libdeflate' | 'node:zlib';
@@ -81,25 +69,20 @@ export class CodecPool {
    * `isal`: null keeps gzip level 1 off ISA-L (default: ISA-L where it loads, src/sys/isal.ts)
    */
   constructor(size: number, o: { libdeflate?: NativeLibForWorkers | null; isal?: NativeLibForWorkers | null } = {}) {
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`worker count must be a positive integer, not ${size}`);
-    this.size = size;
     const libdeflate = o.libdeflate === undefined ? LIBDEFLATE.forWorkers() : o.libdeflate ?? undefined;
     const isal = o.isal === undefined ? ISAL.forWorkers() : o.isal ?? undefined;
+    const workerData: CodecWorkerData = { libdeflate, isal };
+    this.pool = new TaskPool<CodecRequest, CodecReply, CodecResult>({
+      entry: new URL('./codec-worker-entry.ts', import.meta.url), what: 'codec', size, workerData,
+      settle: (m): CodecResult | Error => m.error !== undefined
+        ? new CodecError(m.error.message, m.error.code)
+        : { out: Buffer.from(m.out!.buffer, m.out!.byteOffset, m.out!.byteLength), crc: m.crc, consumed: m.consumed },
+    });
+    this.size = size;
     this.deflate = libdeflate !== undefined ? 'libdeflate' : 'node:zlib';
     this.isal = isal !== undefined;
     this.isalWhyNot = this.isal ? '' : o.isal === null ? 'ISA-L not used' : ISAL.whyNot();
     this.deflateNote = libdeflate !== undefined ? 'libdeflate' : o.libdeflate === null ? 'node:zlib' : LIBDEFLATE.status();
-    for (let i = 0; i < size; i++) {
-      // (a worker keeps almost nothing alive: a small young generation keeps its heap small)
-      const workerData: CodecWorkerData = { libdeflate, isal };
-      const w = startWorker(new URL('./codec-worker-entry.ts', import.meta.url), { name: `booty-codec-${i}`, workerData, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-      w.unref();
-      w.on('message', (m: CodecReply) => this.done(w, m));
-      w.on('error', (e: Error) => this.fail(w, e));
-      w.on('exit', (code) => { if (!this.closed) this.fail(w, new Error(`codec worker exited (${code})`)); });
-      this.all.push(w);
-      this.idle.push(w);
-    }
   }
 
   /** For logs: what compresses gzip frames at `level` (and why not the faster libraries). */
@@ -113,64 +96,11 @@ export class CodecPool {
    * reads as empty afterwards): only for buffers the caller owns whole (allocUnsafeSlow).
    */
   run(task: CodecTask, transfer = false): Promise<CodecResult> {
-    if (this.broken) return Promise.reject(this.broken);
-    if (this.closed) return Promise.reject(new Error('codec pool is closed'));
-    return new Promise((resolve, reject) => {
-      const id = this.nextId++;
-      const msg: CodecRequest = { ...task, id };
-      const data = task.data;
-      const transferList = transfer && data.buffer.byteLength > Buffer.poolSize ? [data.buffer as ArrayBuffer] : [];
-      this.queue.push({ msg, transfer: transferList, pending: { resolve, reject } });
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
-      const w = this.idle.pop()!;
-      const q = this.queue.shift()!;
-      this.running.set(w, { id: q.msg.id, pending: q.pending });
-      w.ref();
-      try { w.postMessage(q.msg, q.transfer); } catch {
-        // memory that cannot move (pooled, untransferable) is copied instead
-        w.postMessage(q.msg);
-      }
-    }
-  }
-
-  private done(w: Worker, m: CodecReply): void {
-    const r = this.running.get(w);
-    if (r === undefined || r.id !== m.id) return;
-    this.running.delete(w);
-    w.unref();
-    this.idle.push(w);
-    if (m.error !== undefined) r.pending.reject(new CodecError(m.error.message, m.error.code));
-    else {
-      const out = Buffer.from(m.out!.buffer, m.out!.byteOffset, m.out!.byteLength);
-      r.pending.resolve({ out, crc: m.crc, consumed: m.consumed });
-    }
-    this.pump();
-  }
-
-  private fail(w: Worker, e: Error): void {
-    this.broken ??= e;
-    const r = this.running.get(w);
-    this.running.delete(w);
-    r?.pending.reject(e);
-    for (const q of this.queue.splice(0)) q.pending.reject(e);
+    return this.pool.run(task as Omit<CodecRequest, 'id'>, transfer ? movable(task.data) : []);
   }
 
   /** Ends every worker; tasks still waiting are rejected. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    const err = new Error('codec pool closed');
-    for (const q of this.queue.splice(0)) q.pending.reject(err);
-    for (const r of this.running.values()) r.pending.reject(err);
-    this.running.clear();
-    // (never terminate(): a thread stopped inside koffi aborts the process; worker-exit.ts)
-    await Promise.all(this.all.map((w) => endWorker(w)));
-  }
+  close(): Promise<void> { return this.pool.close(); }
 }
 
 /** Capture's worker threads when the operator did not say: one per core the process may use. */
