@@ -20,11 +20,12 @@ import path from 'node:path';
 import { startVm } from '../helpers/qemu.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { ensureInitramfs } from '../helpers/initramfs-build.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['qemu-system-x86_64', 'dnsmasq', 'sfdisk', 'mkfs.ext4', 'zstd', 'apt-get', 'dpkg-deb', 'depmod'].filter((c) => !have(c));
-const skip = !isRoot ? 'needs root (network namespaces, tap)' : missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
+const skip = !isRoot ? 'needs root (network namespaces, tap)' : skipUnlessPresent(missing.length === 0, `missing: ${missing.join(', ')}`);
 
 let kernel = '';
 let initrd = '';

@@ -22,11 +22,12 @@ import { ensureInitramfs, type BuiltInitramfs } from '../helpers/initramfs-build
 import { startVm } from '../helpers/qemu.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import type { FaultOptions } from '../helpers/fault-proxy.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['qemu-system-x86_64', 'dnsmasq', 'sfdisk', 'zstd', 'curl', 'apt-get', 'dpkg-deb', 'depmod'].filter((c) => !have(c));
-const skip = !isRoot ? 'needs root (network namespaces, tap)' : missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
+const skip = !isRoot ? 'needs root (network namespaces, tap)' : skipUnlessPresent(missing.length === 0, `missing: ${missing.join(', ')}`);
 
 const MiB = 1 << 20;
 const imageBytes = 28 * MiB;

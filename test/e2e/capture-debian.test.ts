@@ -21,11 +21,12 @@ import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { ensureTestImage, type TestImage } from '../helpers/test-image.ts';
 import { lvInPv } from '../helpers/disk-file-layout.ts';
 import { describe, walk } from '../helpers/rootfs-tree.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['qemu-system-x86_64', 'dnsmasq', 'zstd', 'debootstrap', 'curl'].filter((c) => !have(c));
-const skip = !isRoot ? 'needs root (network namespaces, tap)' : missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
+const skip = !isRoot ? 'needs root (network namespaces, tap)' : skipUnlessPresent(missing.length === 0, `missing: ${missing.join(', ')}`);
 
 const captureMs = 12 * 60_000; // a generous bound for TCG on a busy machine, not a timing assertion
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-capture-debian-'));

@@ -26,11 +26,12 @@ import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { ensureTestImage, type TestImage } from '../helpers/test-image.ts';
 import { ext4AtOffset, ext4FileAtOffset, lvInPv, partitionsOfFile } from '../helpers/disk-file-layout.ts';
 import { pushArtifact, startRegistry } from '../helpers/oci-registry.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['qemu-system-x86_64', 'qemu-img', 'docker-registry', 'dnsmasq', 'sfdisk', 'dumpe2fs', 'debugfs', 'losetup', 'zstd', 'debootstrap', 'curl'].filter((c) => !have(c));
-const skip = !isRoot ? 'needs root (network namespaces, tap, loop devices)' : missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
+const skip = !isRoot ? 'needs root (network namespaces, tap, loop devices)' : skipUnlessPresent(missing.length === 0, `missing: ${missing.join(', ')}`);
 
 const GiB = 1024 ** 3;
 const diskBytes = 4 * GiB;

@@ -14,10 +14,11 @@ import path from 'node:path';
 import { ensureInitramfs } from '../helpers/initramfs-build.ts';
 import { repoRoot, startVm } from '../helpers/qemu.ts';
 import type { BlockEntry } from '../../src/agent/disk-choice.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = ['qemu-system-x86_64', 'apt-get', 'dpkg-deb', 'depmod'].filter((c) => !have(c));
-const skip = missing.length > 0 ? `missing: ${missing.join(', ')}` : false;
+const skip = skipUnlessPresent(missing.length === 0, `missing: ${missing.join(', ')}`);
 const MiB = 2 ** 20;
 
 test('readBlockSnapshot and disk hints on virtio, NVMe, virtio-scsi and SATA in a real kernel', { skip, timeout: 15 * 60_000 }, async (t) => {

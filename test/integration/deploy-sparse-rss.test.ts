@@ -18,6 +18,7 @@ import zlib from 'node:zlib';
 import { makeExt4DiskImage, isZeroRange } from '../helpers/ext4-disk-image.ts';
 import { detachAllLoops } from '../helpers/loop-device.ts';
 import { startBootyServer, waitForGzipIndex, type BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const MiB = 1 << 20;
@@ -25,7 +26,7 @@ const GiB = 1 << 30;
 const SIZE = 8 * GiB;
 const BLOCK = 64 * MiB;
 const RANDOM_AT = 4 * GiB;
-const skip = process.getuid?.() !== 0 ? 'needs root (loop devices)' : fs.existsSync('/usr/bin/time') ? false : 'needs /usr/bin/time';
+const skip = process.getuid?.() !== 0 ? 'needs root (loop devices)' : skipUnlessPresent(fs.existsSync('/usr/bin/time'), 'needs /usr/bin/time (package time)');
 
 let dir: string;
 let ext4: Buffer;

@@ -13,11 +13,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { seededRandom } from '../helpers/seeded-random.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const MiB = 1 << 20;
 const SIZE = 512 * MiB;
-const skip = process.getuid?.() !== 0 ? 'needs root (xz, lbzip2 from scripts/host-deps.sh)' : fs.existsSync('/usr/bin/time') ? false : 'needs /usr/bin/time';
+const skip = process.getuid?.() !== 0 ? 'needs root (xz, lbzip2 from scripts/host-deps.sh)' : skipUnlessPresent(fs.existsSync('/usr/bin/time'), 'needs /usr/bin/time (package time)');
 
 let dir: string;
 let server: BootyServerProcess;

@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DhcpLab, hasDnsmasq, isRoot } from '../helpers/netns-dhcp-lab.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
-const skip = !isRoot() ? 'needs root (network namespaces)' : !hasDnsmasq() ? 'needs dnsmasq (dnsmasq-base)' : false;
+const skip = !isRoot() ? 'needs root (network namespaces)' : skipUnlessPresent(hasDnsmasq(), 'needs dnsmasq (dnsmasq-base)');
 
 test('lease from dnsmasq: address, default route and resolv.conf set; released and removed on stop', { skip }, async () => {
   const lab = new DhcpLab('10.77.0');
