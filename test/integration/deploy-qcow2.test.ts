@@ -354,5 +354,6 @@ test('from booty server: tables by Range, verified by X-Image-Sha256; a sidecar 
     assert.match(server.stderr(), /"status":206,"bytes":8,.*"range":"\d+-\d+"/, "the L1 table came as a 206 answer to its byte range");
   } finally {
     await server.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
   }
 });

@@ -1,7 +1,7 @@
 // The EFI_LOAD_OPTION codec and the Boot#### / BootOrder decisions booty makes after a deploy on
 // a UEFI machine, over a plain directory laid out as efivarfs (4-byte attributes, then the data).
 // That efibootmgr reads what booty writes is proven in the guest: test/e2e/uefi-ipxe-deploy.test.ts.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -88,8 +88,12 @@ function diskOption(desc: string): Buffer {
   ], optionalData: Buffer.from('4eac0881119f594d850ee21a522c59b2', 'hex') });
 }
 
+const fakeDirs: string[] = [];
+after(() => { for (const d of fakeDirs) fs.rmSync(d, { recursive: true, force: true }); });
+
 function fakeEfivarfs(vars: Record<string, Buffer>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-efivars-'));
+  fakeDirs.push(dir);
   for (const [name, data] of Object.entries(vars)) fs.writeFileSync(path.join(dir, `${name}-${EFI_GLOBAL_GUID}`), Buffer.concat([Buffer.from([7, 0, 0, 0]), data]));
   return dir;
 }
