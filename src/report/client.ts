@@ -153,10 +153,20 @@ export function createReporter(opts: ReporterOptions): Reporter {
       } else if (res.statusCode === 408 || res.statusCode === 429 || res.statusCode >= 500) {
         retry = true;
         warn(`server answered ${res.statusCode} to ${url}; will retry`);
+      } else if (res.statusCode === 400 && refusedEventIndex(text, body.length) !== undefined) {
+        // The server takes a batch whole or not at all and names the first event it cannot take
+        // (e.g. a field an older server does not know): drop that one and send the others again,
+        // so one odd event never costs the result or the log around it.
+        const bad = refusedEventIndex(text, body.length)!;
+        const inBatch = bad - (body.length - batch.length);
+        if (inBatch < 0) droppedUnreported = 0; // the loss notice itself was refused: let it go
+        else { batch.splice(inBatch, 1); stats.dropped += 1; }
+        warn(`server refused an event (${refusalText(text)}); it is dropped, the other ${batch.length} are sent again`);
+        queue.unshift(...batch);
       } else {
         // The server refuses these events (bad token, bad event): resending would not help.
         stats.dropped += batch.length;
-        warn(`server refused events with ${res.statusCode} (${text.trim().slice(0, 200)}); they are dropped`);
+        warn(`server refused events with ${res.statusCode} (${refusalText(text)}); they are dropped`);
       }
     } catch (e) {
       retry = true;
@@ -216,4 +226,23 @@ export function createReporter(opts: ReporterOptions): Reporter {
     },
     stats: () => ({ ...stats, queued: queue.length }),
   };
+}
+
+/** The index of the event a 400 answer refuses (`{"error":"event 3: field ..."}`), if it names one in the batch. */
+function refusedEventIndex(answer: string, sent: number): number | undefined {
+  let error: unknown;
+  try { error = (JSON.parse(answer) as { error?: unknown }).error; } catch { return undefined; }
+  const m = typeof error === 'string' ? /^event (\d+):/.exec(error) : null;
+  if (m === null) return undefined;
+  const i = Number(m[1]);
+  return i < sent ? i : undefined;
+}
+
+/** The server's sentence from its JSON error answer, else the answer's start. */
+function refusalText(answer: string): string {
+  try {
+    const error = (JSON.parse(answer) as { error?: unknown }).error;
+    if (typeof error === 'string') return error.slice(0, 200);
+  } catch { /* not JSON: show it as it came */ }
+  return answer.trim().slice(0, 200);
 }

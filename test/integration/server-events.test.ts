@@ -105,6 +105,24 @@ describe('booty server: agent events', () => {
     assert.ok(m.events < 50, `sent ${m.events} events for 2003 reported`);
   });
 
+  it('reporter: an event the server refuses costs only itself, not the result or the log around it', async () => {
+    const warnings: string[] = [];
+    const rep = createReporter({ server: srv.url, mac: '52-54-00-aa-00-06', batchDelayMs: 50, log: { warn: (m) => warnings.push(m) } });
+    rep.event({ type: 'log', time: t(), level: 'info', message: 'before the odd one' });
+    // what a newer agent may send to an older server: a field this server does not know
+    rep.event({ type: 'log', time: t(), level: 'info', message: 'odd', fromTheFuture: 1 } as never);
+    rep.event({ type: 'log', time: t(), level: 'info', message: 'after the odd one' });
+    rep.event({ type: 'result', time: t(), ok: true, action: 'deploy', bytes: 1000, seconds: 1 });
+    assert.equal(await rep.flush(10_000), true);
+    assert.equal(rep.stats().dropped, 1);
+    await rep.close();
+    assert.ok(warnings.some((w) => /refused an event \(.*event 1: field "fromTheFuture" is not a known field.*\); it is dropped, the other 3 are sent again/.test(w)), warnings.join('\n'));
+    const m = (await call(`${srv.url}/api/machines/52-54-00-aa-00-06`)).json();
+    assert.equal(m.phase, 'done', 'the result arrived');
+    assert.ok(m.log.some((l: string) => l.endsWith('info before the odd one')) && m.log.some((l: string) => l.endsWith('info after the odd one')), m.log.join('\n'));
+    assert.ok(!m.log.some((l: string) => l.endsWith('info odd')));
+  });
+
   it('reporter: bounded and silent while the server is stopped, catches up after', async () => {
     const warnings: string[] = [];
     const rep = createReporter({ server: srv.url, mac: '52-54-00-aa-00-04', maxQueue: 300, requestTimeoutMs: 2000, batchDelayMs: 10, log: { warn: (m) => warnings.push(m) } });
