@@ -18,6 +18,7 @@ import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
+import { runSampleRoutes } from './run-samples.ts';
 import { uploadRoutes } from './uploads.ts';
 
 export const routes: readonly AppRoute[] = [
@@ -25,6 +26,7 @@ export const routes: readonly AppRoute[] = [
   ...uploadRoutes,
   ...eventRoutes,
   ...inventoryRoutes,
+  ...runSampleRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,
