@@ -16,6 +16,7 @@ import { eventRoutes } from './events.ts';
 import { apiNotFoundRoute, notFoundRoute } from './fallbacks.ts';
 import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
+import { machinePreviewRoutes } from './machine-preview.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
 import { runSampleRoutes } from './run-samples.ts';
@@ -27,6 +28,7 @@ export const routes: readonly AppRoute[] = [
   ...eventRoutes,
   ...inventoryRoutes,
   ...runSampleRoutes,
+  ...machinePreviewRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,
