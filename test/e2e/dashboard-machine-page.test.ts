@@ -237,6 +237,25 @@ describe('the machine page in Chromium: a real deploy as pictures, settings in p
     assert.match(await page.locator('#hardware dl').innerText(), /UEFI, Secure Boot on/);
   });
 
+  it('fits a phone-sized screen: charts drawn at its width, no horizontal scrolling', async () => {
+    const phone = await browser.newPage({ viewport: { width: 375, height: 740 }, deviceScaleFactor: 2, isMobile: true });
+    phone.on('console', (m) => { if (m.type() === 'error') problems.push(`phone console error: ${m.text()} (${m.location().url})`); });
+    phone.on('pageerror', (e) => problems.push(`phone, uncaught in the page: ${e.stack ?? e.message}`));
+    try {
+      await loginToDashboard(phone, srv.url, TOKEN);
+      await phone.goto(`${srv.url}/#/m/${mac}`);
+      await phone.locator('svg[data-chart="throughput"]').waitFor();
+      const sizes = await phone.evaluate(() => {
+        const d = (document as unknown as { documentElement: { scrollWidth: number; clientWidth: number } }).documentElement;
+        const w = (sel: string) => Number(document.querySelector(sel)?.getAttribute('width'));
+        return { overflow: d.scrollWidth - d.clientWidth, client: d.clientWidth, timeline: w('svg[data-chart="timeline"]'), throughput: w('svg[data-chart="throughput"]') };
+      });
+      assert.ok(sizes.overflow <= 0, `the page is ${sizes.overflow}px wider than the screen`);
+      assert.ok(sizes.timeline > 250 && sizes.timeline < sizes.client && sizes.throughput === sizes.timeline, JSON.stringify(sizes));
+      await phone.screenshot({ path: join(artifacts, 'machine-page-phone.png'), fullPage: true });
+    } finally { await phone.close(); }
+  });
+
   it('had no console error and no uncaught exception', () => {
     assert.deepEqual(problems, []);
   });
