@@ -22,6 +22,7 @@ import { agentCredentialOf, startBootyServer } from '../helpers/booty-server-pro
 import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { chromiumMissing, launchChromium, loginToDashboard } from '../helpers/headless-chromium.ts';
 import { startThrottledProxy } from '../helpers/throttled-proxy.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import type { MachineInventory } from '../../src/config/inventory.ts';
 
 // evaluated in the page (the project's TypeScript has no DOM library)
@@ -235,6 +236,45 @@ describe('the machine page in Chromium: a real deploy as pictures, settings in p
     assert.deepEqual(await page.locator('#disks tbody tr td').allInnerTexts(), ['nvme0n1', '512.0 GiB', '4096 / 4096', 'nvme', 'solid state', 'Fast SSD', 'NV-42', '']);
     assert.deepEqual(await page.locator('#nics tbody tr td').allInnerTexts(), ['eth0', '52:54:00:d0:20:01', 'virtio_net', '10 Gb/s', 'up']);
     assert.match(await page.locator('#hardware dl').innerText(), /UEFI, Secure Boot on/);
+  });
+
+  it('marks a real resume: a download cut mid-way by a fault proxy continues, the chart says where', async () => {
+    const cutMac = '52-54-00-d0-20-02';
+    // booty deploy -> fault proxy (cuts one response 8-12 MiB in) -> throttling proxy -> booty server
+    const throttled = new URL(proxy.url);
+    const faults = await startFaultProxy({
+      target: { host: throttled.hostname, port: Number(throttled.port) }, seed: 20,
+      faults: { probability: { cut: 1 }, offset: { min: 8 << 20, max: 12 << 20 }, maxFaults: 1 }, cutGraceMs: 200,
+    });
+    try {
+      const imageUrl = `${faults.url}/images/demo.img`;
+      const put = await request(`${srv.url}/api/machines/${cutMac}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...operator }, body: JSON.stringify({ action: { action: 'deploy', image: imageUrl, disk: '/dev/vda' } }) });
+      assert.equal(put.statusCode, 200, await put.body.text());
+      await page.goto(`${srv.url}/#/m/${cutMac}`);
+      await page.locator('#live.on').waitFor();
+      const disk = join(dataDir, 'disk-cut.img');
+      await writeFile(disk, '');
+      await truncate(disk, 32 << 20);
+      const credential = await agentCredentialOf(srv.url, cutMac, TOKEN);
+      const child = spawn(join(root, 'bin', 'booty'), ['deploy', '--image', imageUrl, '--disk', disk, '--report', srv.url, '--mac', cutMac, '--token', credential, '-q'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c) => { out += String(c); });
+      child.stderr.on('data', (c) => { out += String(c); });
+      assert.equal(await new Promise<number | null>((ok) => child.once('exit', (code) => ok(code))), 0, out);
+      assert.equal(faults.stats().faults.cut, 1, 'the proxy cut one download');
+      const written = (await readFile(disk)).subarray(0, IMAGE_BYTES);
+      assert.equal(createHash('sha256').update(written).digest('hex'), createHash('sha256').update(image).digest('hex'));
+
+      const { runs } = await api<{ runs: Run[] }>(`${srv.url}/api/machines/${cutMac}/runs`);
+      const { samples } = await api<{ samples: (Sample & { resumes?: number })[] }>(`${srv.url}/api/machines/${cutMac}/runs/${runs[0].id}/samples`);
+      const resumes = samples.at(-1)!.resumes ?? 0;
+      assert.ok(resumes >= 1, `the run's samples count ${resumes} resumes\n${out}`);
+      await page.waitForFunction((want) => document.querySelector('svg[data-chart="throughput"] path[data-series="disk"]')?.getAttribute('data-bytes') === String(want), IMAGE_BYTES, { timeout: 30_000 });
+      const marks = await page.evaluate(() => Array.from(document.querySelectorAll('svg[data-chart="throughput"] [data-mark]')).map((e) => [e.getAttribute('data-mark'), Number(e.getAttribute('data-count'))] as const));
+      assert.ok(marks.length >= 1 && marks.every(([kind]) => kind === 'resume'), JSON.stringify(marks));
+      assert.equal(marks.reduce((n, [, c]) => n + c, 0), resumes, 'the marks add up to the resumes counted');
+      await page.screenshot({ path: join(artifacts, 'machine-page-resume.png'), fullPage: true });
+    } finally { await faults.close(); }
   });
 
   it('fits a phone-sized screen: charts drawn at its width, no horizontal scrolling', async () => {

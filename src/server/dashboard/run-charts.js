@@ -121,5 +121,5 @@ export function throughputChart(run, samples, [t0, t1], width) {
       h('span', { class: 'key disk', text: run.resultAction === 'capture' || run.action?.startsWith('capture') ? 'disk read' : 'disk written' }),
       h('span', { class: 'key network', text: 'network' }),
       marks.length ? h('span', { class: 'key mark', text: 'resume / restart' }) : null,
-      ` MB/s (10^6 bytes a second), averaged between reports; ${(diskBytes / 1e6).toFixed(1)} MB on disk${netPoints ? `, ${(netBytes / 1e6).toFixed(1)} MB over the network` : ''}`));
+      ` MB/s (10^6 bytes a second), averaged between reports; ${(diskBytes / 1e6).toFixed(1)} MB on disk${netPoints ? `, ${(netBytes / 1e6).toFixed(1)} MB over the network by the last progress report` : ''}`));
 }

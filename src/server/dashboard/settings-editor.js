@@ -48,7 +48,7 @@ export function settingsEditor(detail, { saved }) {
   const kinds = [...new Set([...KINDS, ...(hasOwn ? [kind] : [])])];
   const field = (label, input, hint) => h('label', { class: 'field' }, h('span', { class: 'label', text: label }), input, hint ? h('span', { class: 'hint', text: hint }) : null);
 
-  const name = h('input', { id: 'set-name', type: 'text', maxlength: 100, value: detail.name ?? '', placeholder: 'rack1-u7' });
+  const name = h('input', { id: 'set-name', type: 'text', maxlength: 100, value: detail.name ?? '', placeholder: 'none (e.g. rack1-u7)' });
   const kindSelect = h('select', { id: 'set-kind' },
     h('option', { value: '', text: detail.actionSource && detail.actionSource !== 'machine' ? `none of its own (gets ${detail.actionSource === 'default' ? 'default.json' : 'the server default'})` : 'none of its own' }),
     kinds.map((k) => h('option', { value: k, text: k })));
