@@ -277,6 +277,47 @@ describe('the machine page in Chromium: a real deploy as pictures, settings in p
     } finally { await faults.close(); }
   });
 
+  it('draws a 10-hour run from its thinned samples, with the time axis in hours', async () => {
+    const longMac = '52-54-00-d0-20-03';
+    const agent = { 'content-type': 'application/json', authorization: `Bearer ${await agentCredentialOf(srv.url, longMac, TOKEN)}` };
+    const t0 = Date.now() - 11 * 3600_000;
+    const at = (s: number) => new Date(t0 + s * 1000).toISOString();
+    const hours = 10;
+    const perSecond = 50e6;
+    const events: unknown[] = [{ type: 'phase', time: at(0), phase: 'booting' }, { type: 'phase', time: at(20), phase: 'fetching-action' }, { type: 'phase', time: at(25), phase: 'writing' }];
+    // a report every 2 s for 10 hours (18 000), one resume in the fifth hour
+    for (let sec = 27; sec <= 25 + hours * 3600; sec += 2) {
+      events.push({ type: 'progress', time: at(sec), phase: 'writing', bytes: (sec - 25) * perSecond, wireBytes: (sec - 25) * perSecond * 0.4, rate: perSecond, resumes: sec > 5 * 3600 ? 1 : 0 });
+    }
+    const end = 25 + hours * 3600;
+    events.push({ type: 'phase', time: at(end + 1), phase: 'growing' }, { type: 'result', time: at(end + 30), ok: true, action: 'deploy', bytes: (end - 25) * perSecond, resumes: 1 });
+    for (let i = 0; i < events.length; i += 5000) {
+      const r = await request(`${srv.url}/api/machines/${longMac}/events`, { method: 'POST', headers: agent, body: JSON.stringify(events.slice(i, i + 5000)) });
+      assert.equal(r.statusCode, 200, await r.body.text());
+    }
+    const { runs } = await api<{ runs: Run[] }>(`${srv.url}/api/machines/${longMac}/runs`);
+    const kept = await api<{ resolutionSeconds: number; samples: Sample[] }>(`${srv.url}/api/machines/${longMac}/runs/${runs[0].id}/samples`);
+    assert.ok(kept.samples.length >= 1000 && kept.samples.length <= 2000, `${kept.samples.length} samples kept of 18 000 reports`);
+    assert.equal(kept.resolutionSeconds, 32);
+    await page.goto(`${srv.url}/#/m/${longMac}`);
+    await page.locator('svg[data-chart="throughput"]').waitFor();
+    const chart = await page.evaluate(() => ({
+      ticks: Array.from(document.querySelectorAll('svg[data-chart="throughput"] .axis.time text')).map((e) => e.textContent),
+      bytes: document.querySelector('svg[data-chart="throughput"] path[data-series="disk"]')?.getAttribute('data-bytes'),
+      points: Number(document.querySelector('svg[data-chart="throughput"] path[data-series="disk"]')?.getAttribute('data-points')),
+      phases: Array.from(document.querySelectorAll('svg[data-chart="timeline"] [data-phase]')).map((e) => e.getAttribute('data-phase')),
+      marks: Array.from(document.querySelectorAll('svg[data-chart="throughput"] [data-mark]')).map((e) => e.getAttribute('data-mark')),
+      rateTicks: Array.from(document.querySelectorAll('svg[data-chart="throughput"] .axis.rate text')).map((e) => e.textContent),
+    }));
+    assert.deepEqual(chart.ticks, ['0', '1 h', '2 h', '3 h', '4 h', '5 h', '6 h', '7 h', '8 h', '9 h', '10 h']);
+    assert.equal(chart.bytes, String((end - 25) * perSecond));
+    assert.equal(chart.points, kept.samples.length);
+    assert.deepEqual(chart.phases, ['booting', 'fetching-action', 'writing', 'growing']);
+    assert.deepEqual(chart.marks, ['resume']);
+    assert.deepEqual(chart.rateTicks, ['0 MB/s', '20 MB/s', '40 MB/s', '60 MB/s']);
+    await page.screenshot({ path: join(artifacts, 'machine-page-10h.png'), fullPage: true });
+  });
+
   it('fits a phone-sized screen: charts drawn at its width, no horizontal scrolling', async () => {
     const phone = await browser.newPage({ viewport: { width: 375, height: 740 }, deviceScaleFactor: 2, isMobile: true });
     phone.on('console', (m) => { if (m.type() === 'error') problems.push(`phone console error: ${m.text()} (${m.location().url})`); });

@@ -7,7 +7,7 @@
 import {
   formatRateTick, formatSeconds, formatTimeTick, linear, STAGES, throughputIntervals, timeTicks, timelineSegments, valueTicks,
 } from './chart-scale.js';
-import { h } from './dom.js';
+import { bytes, h } from './dom.js';
 import { WORDS } from './machine-words.js';
 
 const NS = 'http://www.w3.org/2000/svg';
@@ -103,7 +103,7 @@ export function throughputChart(run, samples, [t0, t1], width) {
   return h('figure', { class: 'chart' },
     svg('svg', {
       class: 'throughput', 'data-chart': 'throughput', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
-      'aria-label': `throughput of run ${run.id}: ${(diskBytes / 1e6).toFixed(1)} MB written${marks.length ? `, ${marks.length} resume or restart marks` : ''}`,
+      'aria-label': `throughput of run ${run.id}: ${bytes(diskBytes)} written${marks.length ? `, ${marks.length} resume or restart marks` : ''}`,
     },
       svg('g', { class: 'axis rate' }, ticks.map((v) => svg('g', { class: 'tick' },
         svg('line', { class: v === 0 ? 'base' : 'grid', x1: MARGIN.left, x2: width - MARGIN.right, y1: y(v), y2: y(v) }),
@@ -121,5 +121,5 @@ export function throughputChart(run, samples, [t0, t1], width) {
       h('span', { class: 'key disk', text: run.resultAction === 'capture' || run.action?.startsWith('capture') ? 'disk read' : 'disk written' }),
       h('span', { class: 'key network', text: 'network' }),
       marks.length ? h('span', { class: 'key mark', text: 'resume / restart' }) : null,
-      ` MB/s (10^6 bytes a second), averaged between reports; ${(diskBytes / 1e6).toFixed(1)} MB on disk${netPoints ? `, ${(netBytes / 1e6).toFixed(1)} MB over the network by the last progress report` : ''}`));
+      ` MB/s (10^6 bytes a second), averaged between reports; ${bytes(diskBytes)} on disk${netPoints ? `, ${bytes(netBytes)} over the network by the last progress report` : ''}`));
 }
