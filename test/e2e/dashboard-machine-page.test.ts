@@ -251,6 +251,8 @@ describe('the machine page in Chromium: a real deploy as pictures, settings in p
       const put = await request(`${srv.url}/api/machines/${cutMac}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...operator }, body: JSON.stringify({ action: { action: 'deploy', image: imageUrl, disk: '/dev/vda' } }) });
       assert.equal(put.statusCode, 200, await put.body.text());
       await page.goto(`${srv.url}/#/m/${cutMac}`);
+      // the page of this machine, not the one before (a hash change redraws when its data arrived)
+      await page.locator('h1 .mac', { hasText: cutMac }).waitFor();
       await page.locator('#live.on').waitFor();
       const disk = join(dataDir, 'disk-cut.img');
       await writeFile(disk, '');
@@ -267,6 +269,7 @@ describe('the machine page in Chromium: a real deploy as pictures, settings in p
 
       const { runs } = await api<{ runs: Run[] }>(`${srv.url}/api/machines/${cutMac}/runs`);
       const { samples } = await api<{ samples: (Sample & { resumes?: number })[] }>(`${srv.url}/api/machines/${cutMac}/runs/${runs[0].id}/samples`);
+      await page.locator(`#run-charts[data-run="${runs[0].id}"]`).waitFor();
       const resumes = samples.at(-1)!.resumes ?? 0;
       assert.ok(resumes >= 1, `the run's samples count ${resumes} resumes\n${out}`);
       await page.waitForFunction((want) => document.querySelector('svg[data-chart="throughput"] path[data-series="disk"]')?.getAttribute('data-bytes') === String(want), IMAGE_BYTES, { timeout: 30_000 });
@@ -300,7 +303,7 @@ describe('the machine page in Chromium: a real deploy as pictures, settings in p
     assert.ok(kept.samples.length >= 1000 && kept.samples.length <= 2000, `${kept.samples.length} samples kept of 18 000 reports`);
     assert.equal(kept.resolutionSeconds, 32);
     await page.goto(`${srv.url}/#/m/${longMac}`);
-    await page.locator('svg[data-chart="throughput"]').waitFor();
+    await page.locator(`#run-charts[data-run="${runs[0].id}"] svg[data-chart="throughput"]`).waitFor();
     const chart = await page.evaluate(() => ({
       ticks: Array.from(document.querySelectorAll('svg[data-chart="throughput"] .axis.time text')).map((e) => e.textContent),
       bytes: document.querySelector('svg[data-chart="throughput"] path[data-series="disk"]')?.getAttribute('data-bytes'),
