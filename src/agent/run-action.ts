@@ -68,6 +68,8 @@ function progressReporter(ctx: RunContext, p: Phase, everyMs = 2000): (s: Progre
     ctx.reporter?.event({
       type: 'progress', time: new Date().toISOString(), phase: p, bytes: s.bytes, rate: s.rate, wireBytes: s.wireBytes,
       ...(s.total === undefined ? {} : { total: s.total }), ...(s.etaSeconds === undefined ? {} : { etaSeconds: s.etaSeconds }),
+      // the dashboard marks resumes and restarts on the throughput chart
+      ...(s.resumes === undefined ? {} : { resumes: s.resumes }), ...(s.restarts === undefined ? {} : { restarts: s.restarts }),
     });
   };
 }

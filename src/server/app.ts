@@ -53,7 +53,8 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     const mac = m.params.mac;
     const before = changes && mac !== undefined ? machineSettings(app, mac) : undefined;
     const principal = await dispatch(m, { req, res, url, app }, app.trust);
-    if (changes && principal.kind === 'operator' && res.statusCode < 400) auditChange(app, req, res, principal.name, m.params, before);
+    // a dry run (PUT /api/machines/<mac>?dryRun=1) changes nothing
+    if (changes && principal.kind === 'operator' && res.statusCode < 400 && notesOf(res)['dry-run'] !== true) auditChange(app, req, res, principal.name, m.params, before);
   }
 
   return (req, res) => {

@@ -18,6 +18,7 @@ import { RunRecorder } from './run-recorder.ts';
 import { InventoryStore } from './inventory-store.ts';
 import type { MachineInventory } from '../../config/inventory.ts';
 import type { MachineState } from './run-recorder.ts';
+import { RunSamples } from './run-samples.ts';
 
 export class MachineStore {
   readonly actions: ActionSource;
@@ -26,6 +27,8 @@ export class MachineStore {
   readonly #changes = new MachineChanges();
 
   readonly inventory: InventoryStore;
+  /** each run's progress samples (the dashboard's throughput chart) */
+  readonly samples: RunSamples;
 
   /** `now`: the recorder's clock for log retention (tests); `defaultAction`: --default-action */
   constructor(dataDir: string, db: DatabaseSync, opts: { now?: () => number; defaultAction?: Action } = {}) {
@@ -33,6 +36,7 @@ export class MachineStore {
     this.actions = new ActionSource(dataDir, db, this.#changes, opts.defaultAction);
     this.recorder = new RunRecorder(dataDir, db, this.#changes, opts);
     this.inventory = new InventoryStore(db);
+    this.samples = new RunSamples(db);
   }
 
   /** An agent's inventory (validated by the route): stored, and the machine's summary changes. */
@@ -59,7 +63,12 @@ export class MachineStore {
     try { configured = (await this.actions.actionFor(mac))?.action; } catch { configured = undefined; }
     return this.recorder.record(mac, events, {
       runLabel: () => this.actions.runLabel(mac, configured),
-      onResult: (e, now) => this.actions.resultReported(mac, e, configured, now),
+      onResult: (e, now) => {
+        this.actions.resultReported(mac, e, configured, now);
+        const runId = this.recorder.runId(mac);
+        if (runId !== undefined) this.samples.result(runId, e);
+      },
+      onProgress: (runId, e) => this.samples.progress(runId, e),
     });
   }
 
@@ -68,7 +77,9 @@ export class MachineStore {
     await this.actions.syncFile(mac);
     if (!this.#known(mac)) return false;
     await this.actions.removeFile(mac);
+    const runIds = opts.history === true ? this.recorder.runs(mac, Number.MAX_SAFE_INTEGER).map((r) => r.id) : [];
     inTransaction(this.#db, () => {
+      this.samples.forget(runIds);
       this.actions.forget(mac);
       this.recorder.forget(mac, opts);
       this.inventory.forget(mac);

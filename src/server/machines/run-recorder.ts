@@ -47,6 +47,8 @@ export interface RecordHooks {
   runLabel(): string | undefined;
   /** a result arrived; called inside the recorder's transaction */
   onResult(e: Extract<AgentEvent, { type: 'result' }>, now: string): void;
+  /** a progress report of run `runId`; called inside the recorder's transaction (run-samples.ts) */
+  onProgress?(runId: number, e: Extract<AgentEvent, { type: 'progress' }>): void;
 }
 
 interface Reported {
@@ -212,6 +214,7 @@ export class RunRecorder {
             break;
           case 'progress':
             s.progress = e;
+            hooks.onProgress?.(runId, e);
             break;
           case 'result': {
             s.result = e;

@@ -16,8 +16,10 @@ import { eventRoutes } from './events.ts';
 import { apiNotFoundRoute, notFoundRoute } from './fallbacks.ts';
 import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
+import { machinePreviewRoutes } from './machine-preview.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
+import { runSampleRoutes } from './run-samples.ts';
 import { uploadRoutes } from './uploads.ts';
 
 export const routes: readonly AppRoute[] = [
@@ -25,6 +27,8 @@ export const routes: readonly AppRoute[] = [
   ...uploadRoutes,
   ...eventRoutes,
   ...inventoryRoutes,
+  ...runSampleRoutes,
+  ...machinePreviewRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,

@@ -13,7 +13,7 @@ import { serveAction } from './actions.ts';
 import type { AppRequest, AppRoute } from './context.ts';
 import { notFound } from './fallbacks.ts';
 
-function settingsOf(body: unknown): MachineSettings {
+export function settingsOf(body: unknown): MachineSettings {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"action": {...}, "persistent": false, "name": "..."}');
   const b = body as Record<string, unknown>;
   const known = new Set(['mac', 'action', 'persistent', 'name', 'rearm']);
@@ -25,7 +25,7 @@ function settingsOf(body: unknown): MachineSettings {
 }
 
 /** An action the agent's rules refuse is the client's mistake: 400 naming the field. */
-async function asClientError<T>(fn: () => Promise<T>): Promise<T> {
+export async function asClientError<T>(fn: () => Promise<T>): Promise<T> {
   try { return await fn(); } catch (e) {
     if (isBootyError(e) && e.stage === 'config') throw new HttpError(400, e.message);
     throw e;
