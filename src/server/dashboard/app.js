@@ -1,6 +1,6 @@
 // booty dashboard: hand-written ES modules, no framework, no build step. Pages by URL hash:
 //   #/            every machine (machines-page.js)
-//   #/m/<mac>     one machine: settings, run history, full log (machine-page.js)
+//   #/m/<mac>     one machine: settings edited in place, run history, charts of a run, live log (machine-page.js)
 //   #/images      the image catalog (images-page.js)
 // A page is an object: match(hash) -> params or null; render(params) -> Promise; optional
 // leave(), and live handlers onMachine(m), onRemoved(mac), onLog(mac, lines), onImages(),
