@@ -4,7 +4,7 @@
 // wait for one build (a lock directory) instead of compressing 160 MB twice on 2 cores.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './qemu.ts';
 
@@ -43,12 +43,12 @@ export async function ensureInitramfs(opts: { compression?: 'zstd' | 'gzip' } = 
   const dir = path.join(base, `${key}-${compression}`);
   const initrd = path.join(dir, compression === 'zstd' ? 'booty.cpio.zst' : 'booty.cpio.gz');
   const result = { dir, initrd, kernel: path.join(dir, 'vmlinuz'), bundle, key };
-  if (existsSync(initrd)) return result;
+  if (existsSync(initrd)) return markUsed(result);
   const lock = `${dir}.lock`;
   for (;;) {
     try { mkdirSync(lock); break; } catch { /* someone else builds */ }
     try { if (Date.now() - statSync(lock).mtimeMs > 20 * 60_000) rmSync(lock, { recursive: true, force: true }); } catch { /* gone */ }
-    if (existsSync(initrd)) return result;
+    if (existsSync(initrd)) return markUsed(result);
     await new Promise((r) => setTimeout(r, 2000));
   }
   try {
@@ -67,11 +67,18 @@ export async function ensureInitramfs(opts: { compression?: 'zstd' | 'gzip' } = 
   return result;
 }
 
-/** Drops builds of other source states (160 MB each) once they are 10 minutes old. */
+/** A build's mtime says when a test last took it: builds in use are never pruned. */
+function markUsed(r: BuiltInitramfs): BuiltInitramfs {
+  try { const now = new Date(); utimesSync(r.dir, now, now); } catch { /* pruned meanwhile: the caller's QEMU says so */ }
+  return r;
+}
+
+/** Drops builds of other source states (160 MB each) no test has taken for two hours: several
+ *  checkouts (CI, branches) share the cache, and an e2e file uses its build for up to half an hour. */
 function pruneOtherBuilds(base: string, key: string): void {
   for (const f of readdirSync(base)) {
     if (f.includes(key) || f.endsWith('.lock') || f.includes('.tmp-')) continue;
     const p = path.join(base, f);
-    try { if (Date.now() - statSync(p).mtimeMs > 10 * 60_000) rmSync(p, { recursive: true, force: true }); } catch { /* raced */ }
+    try { if (Date.now() - statSync(p).mtimeMs > 2 * 3600_000) rmSync(p, { recursive: true, force: true }); } catch { /* raced */ }
   }
 }

@@ -172,7 +172,7 @@ test('refused before the first write: backing file, LUKS encryption, external da
   sh('qemu-img create -q -f qcow2 -b plain.qcow2 -F qcow2 overlay.qcow2');
   // qemu-img times its LUKS key derivation by CPU usage and gave up once on a loaded host
   // ("Unable to get accurate CPU usage"): try again before calling the set-up broken
-  sh('for i in 1 2 3; do qemu-img create -q -f qcow2 --object secret,id=s0,data=booty -o encrypt.format=luks,encrypt.key-secret=s0 luks.qcow2 16M && exit 0; sleep 1; done; exit 1');
+  sh('for i in 1 2 3 4 5; do qemu-img create -q -f qcow2 --object secret,id=s0,data=booty -o encrypt.format=luks,encrypt.key-secret=s0 luks.qcow2 16M && exit 0; sleep 1; done; exit 1');
   sh('qemu-img create -q -f qcow2 -o data_file=ext.data ext.qcow2 16M');
   sh('qemu-img convert -O qcow2 disk.raw big.qcow2 && qemu-img resize -q big.qcow2 128M');
   await refusedUntouched('overlay.qcow2', (e) => {

@@ -54,7 +54,7 @@ const cases: Case[] = [
   { file: 'd.qcow', make: 'qemu-img convert -O qcow disk.raw d.qcow', id: 'qcow2', message: /a qcow \(version 1\) disk image/ },
   // a standalone qcow2 (v2, v3) deploys (deploy-qcow2.test.ts); what needs another file or a key does not
   { file: 'over.qcow2', make: 'qemu-img convert -O qcow2 -c disk.raw d.qcow2 && qemu-img create -q -f qcow2 -b d.qcow2 -F qcow2 over.qcow2', id: 'qcow2', message: /qcow2 \(version 3\) disk image, with a backing file "d\.qcow2".*backing chain/ },
-  { file: 'enc.qcow2', make: 'qemu-img create -q -f qcow2 --object secret,id=s0,data=booty -o encrypt.format=luks,encrypt.key-secret=s0 enc.qcow2 8M', id: 'qcow2', message: /qcow2 \(version 3\) disk image, encrypted \(LUKS\)/ },
+  { file: 'enc.qcow2', make: 'for i in 1 2 3 4 5; do qemu-img create -q -f qcow2 --object secret,id=s0,data=booty -o encrypt.format=luks,encrypt.key-secret=s0 enc.qcow2 8M && exit 0; sleep 1; done; exit 1', id: 'qcow2', message: /qcow2 \(version 3\) disk image, encrypted \(LUKS\)/ },
   { file: 'd.qed', make: 'qemu-img convert -O qed disk.raw d.qed', id: 'qed', message: /a QED disk image/ },
   { file: 'd.vmdk', make: 'qemu-img convert -O vmdk disk.raw d.vmdk', id: 'vmdk', message: /a VMDK disk image \(sparse extent\)/ },
   { file: 'so.vmdk', make: 'qemu-img convert -O vmdk -o subformat=streamOptimized disk.raw so.vmdk', id: 'vmdk', message: /a VMDK disk image \(stream-optimized, compressed grains\)/ },
