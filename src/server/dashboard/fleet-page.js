@@ -92,7 +92,7 @@ function failures(list) {
       : h('ul', { class: 'failures' }, out.slice(0, 200).map(({ m, time, text }) => h('li', { 'data-mac': m.mac },
         h('a', { class: 'mac', href: `#/m/${m.mac}`, text: m.name ? `${m.name} (${m.mac})` : m.mac }),
         time ? h('span', { class: 'summary', text: ` ${new Date(time).toLocaleString()} · ${phaseWords(m)}` }) : null,
-        h('p', { class: 'error', text }))))));
+        h('p', { class: 'error', text })))));
 }
 
 function renderFleet() {

@@ -4,7 +4,8 @@
 // part by part as it is uploaded. test/unit/dashboard-sha256.test.ts compares it with
 // node:crypto on the NIST vectors and random splits.
 
-const K = new Uint32Array([
+// Int32Array: values stay small integers for the JIT (a Uint32Array hands out doubles above 2^31)
+const K = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
   0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
   0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
@@ -61,10 +62,9 @@ export class Sha256 {
   #blocks(bytes, off, n) {
     const w = this.#w;
     const hh = this.#h;
-    const dv = new DataView(bytes.buffer, bytes.byteOffset + off, n);
     let a0 = hh[0], b0 = hh[1], c0 = hh[2], d0 = hh[3], e0 = hh[4], f0 = hh[5], g0 = hh[6], h0 = hh[7];
-    for (let p = 0; p < n; p += 64) {
-      for (let i = 0; i < 16; i++) w[i] = dv.getInt32(p + i * 4);
+    for (let p = off; p < off + n; p += 64) {
+      for (let i = 0, j = p; i < 16; i++, j += 4) w[i] = (bytes[j] << 24) | (bytes[j + 1] << 16) | (bytes[j + 2] << 8) | bytes[j + 3];
       for (let i = 16; i < 64; i++) {
         const x = w[i - 15], y = w[i - 2];
         const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
