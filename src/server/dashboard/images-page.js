@@ -84,7 +84,7 @@ function uploadForm() {
     const started = performance.now();
     try {
       const stored = await uploadImage(f, imageName, { overwrite: overwrite.checked, signal: controller.signal, onProgress: (p) => show(p, started) });
-      result.textContent = `Stored ${stored.name}: ${bytes(stored.size)}, ${stored.format}, sha256 ${stored.sha256}${stored.resumed ? ` (resumed: ${stored.resumed} parts were already on the server)` : ''}.`;
+      result.textContent = `Stored ${stored.name}: ${bytes(stored.size)}, ${stored.format}, sha256 ${stored.sha256}${stored.resumed ? ` (resumed: ${stored.resumed} part${stored.resumed === 1 ? ' was' : 's were'} already on the server)` : ''}.`;
       result.dataset.sha256 = stored.sha256;
     } catch (e) {
       if (e instanceof LoginNeeded) throw e;

@@ -240,8 +240,8 @@ function renderTable(params) {
   register.addEventListener('click', () => openRegisterPanel(panel, { done: () => refresh() }));
 
   main.replaceChildren(
-    h('div', { class: 'page-head' }, h('h1', { text: 'Machines' }), h('a', { href: '#/cards', class: 'view-switch', text: 'as cards' })),
-    h('div', { class: 'toolbar' }, search, phase, rack, image),
+    h('h1', { text: 'Machines' }),
+    h('div', { class: 'toolbar' }, search, phase, rack, image, h('a', { href: '#/cards', class: 'view-switch', text: 'as cards' })),
     h('div', { class: 'toolbar' }, count, clear, h('span', { class: 'grow' }), register, bulk),
     panel,
     machines.size === 0 ? h('div', { class: 'empty', text: 'No machines yet. Register them by MAC ("Register machines…"), or boot one against this server.' }) : null,
@@ -262,8 +262,8 @@ function renderCards() {
   setNav('machines');
   const list = [...machines.values()].sort((a, b) => a.mac.localeCompare(b.mac));
   main.replaceChildren(
-    h('div', { class: 'page-head' }, h('h1', { text: 'Machines' }), h('a', { href: '#/', class: 'view-switch', text: 'as a table' })),
-    h('div', { class: 'summary', id: 'summary', text: summaryText(list) }),
+    h('h1', { text: 'Machines' }),
+    h('div', { class: 'summary' }, h('span', { id: 'summary', text: summaryText(list) }), ' · ', h('a', { href: '#/', class: 'view-switch', text: 'as a table' })),
     list.length === 0
       ? h('div', { class: 'empty', text: 'No machines yet. Add one with "booty machines add MAC --image URL", or boot one against this server.' })
       : h('div', { class: 'grid', id: 'machines' }, list.map(machineCard)));
