@@ -219,6 +219,36 @@ describe('the operator\'s console in Chromium', { skip: missing }, () => {
     noErrors();
   });
 
+  it('the fleet view follows deploys in progress, their MB/s and a failure, live', async () => {
+    await page.goto(`${srv.url}/#/fleet`);
+    await page.locator('#phase-counts').waitFor();
+    await page.evaluate(() => { window.sameDocument = true; });
+    // three more machines report as agents would: two writing, one failed
+    const t = () => new Date().toISOString();
+    const agents: [string, unknown[]][] = [
+      ['52-54-00-c0-00-11', [{ type: 'phase', time: t(), phase: 'writing' }, { type: 'progress', time: t(), phase: 'writing', bytes: 4e9, total: 1e10, rate: 110e6 }]],
+      ['52-54-00-c0-00-12', [{ type: 'phase', time: t(), phase: 'writing' }, { type: 'progress', time: t(), phase: 'writing', bytes: 7e9, total: 1e10, rate: 95e6 }]],
+      ['52-54-00-c0-00-13', [{ type: 'phase', time: t(), phase: 'writing' }, { type: 'result', time: t(), ok: false, action: 'deploy', code: 'CHECKSUM', message: 'deploy: image checksum mismatch (expected ab12…, got 9f3c…); disk left unbootable; see /tmp/booty.log' }, { type: 'phase', time: t(), phase: 'failed' }]],
+    ];
+    for (const [mac, events] of agents) {
+      const credential = await agentCredentialOf(srv.url, mac, TOKEN);
+      const r = await request(`${srv.url}/api/machines/${mac}/events`, { method: 'POST', headers: { ...operator, authorization: `Bearer ${credential}` }, body: JSON.stringify(events) });
+      assert.equal(r.statusCode, 200, await r.body.text());
+    }
+    await page.locator('#aggregate-rate[data-rate="205000000"]').waitFor();
+    assert.equal(await page.locator('#aggregate-rate').innerText(), '205 MB/s');
+    assert.equal(await page.locator('#stacked .seg[data-stage="writing"]').getAttribute('data-count'), '2');
+    assert.equal(await page.locator('#transfers li').count(), 2);
+    const failure = page.locator('#failures li[data-mac="52-54-00-c0-00-13"]');
+    await failure.waitFor();
+    assert.match(await failure.innerText(), /image checksum mismatch \(expected ab12…, got 9f3c…\); disk left unbootable/);
+    assert.equal(await page.locator('#phase-counts a[data-count-of="state:failed"] strong').innerText(), '1');
+    assert.equal(await page.evaluate(() => window.sameDocument), true, 'updated live, without reloading the page');
+    await failure.locator('a.mac').click();
+    await page.waitForURL(/#\/m\/52-54-00-c0-00-13$/);
+    noErrors();
+  });
+
   it('screenshots of every page at desktop and phone width, none wider than the screen', async () => {
     const pages: [string, string][] = [['fleet', '#/fleet'], ['machines', '#/'], ['machine', `#/m/${MACS[0]}`], ['images', '#/images']];
     for (const [device, viewport] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]] as const) {
