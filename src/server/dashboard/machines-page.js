@@ -65,7 +65,7 @@ function progressCell(m) {
   const fill = h('span');
   fill.style.width = `${pct.toFixed(1)}%`;
   bar.append(fill);
-  return h('td', { class: 'progress-cell' }, bar, h('span', { class: 'pct', text: `${Math.floor(pct)}%` }));
+  return h('td', {}, h('div', { class: 'progress-cell' }, bar, h('span', { class: 'pct', text: `${Math.floor(pct)}%` })));
 }
 
 function rowOf(m, index) {
@@ -109,6 +109,8 @@ function countsText() {
 function paintCounts() {
   if (!els) return;
   els.count.textContent = countsText();
+  const empty = document.getElementById('machines-empty');
+  if (empty) empty.hidden = machines.size > 0;
   const sel = view.selected.size;
   els.bulk.disabled = sel === 0;
   els.bulk.textContent = sel ? `Change ${sel} machine${sel === 1 ? '' : 's'}…` : 'Change selected…';
@@ -239,13 +241,13 @@ function renderTable(params) {
   bulk.addEventListener('click', () => openBulkPanel(panel, selectedInOrder(), { done: () => { paint(); } }));
   register.addEventListener('click', () => openRegisterPanel(panel, { done: () => refresh() }));
 
-  main.replaceChildren(
+  main.replaceChildren(...[
     h('h1', { text: 'Machines' }),
     h('div', { class: 'toolbar' }, search, phase, rack, image, h('a', { href: '#/cards', class: 'view-switch', text: 'as cards' })),
     h('div', { class: 'toolbar' }, count, clear, h('span', { class: 'grow' }), register, bulk),
     panel,
-    machines.size === 0 ? h('div', { class: 'empty', text: 'No machines yet. Register them by MAC ("Register machines…"), or boot one against this server.' }) : null,
-    scroller);
+    h('div', { class: 'empty', id: 'machines-empty', hidden: machines.size ? 'hidden' : null, text: 'No machines yet. Register them by MAC ("Register machines…"), or boot one against this server.' }),
+    scroller].filter(Boolean));
   refresh();
 }
 
