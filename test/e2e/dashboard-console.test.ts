@@ -5,7 +5,7 @@
 // done; the fleet view counts them; an image uploaded from the browser (resumable parts, sha256
 // computed in the page) lands in the catalog with node:crypto's sha256; deleting an image in
 // use is refused naming its machines. Every page fails the test on a console error or page
-// error. Screenshots of each page at desktop (1280x800) and phone (390x844) width go to
+// error. Screenshots of each page (and of the bulk change's check) at desktop (1280x800) and phone (390x844) width go to
 // .cache/test-artifacts/console/ (BOOTY_UPDATE_SCREENSHOT=1 also refreshes test/screenshots/).
 
 import { after, before, describe, it } from 'node:test';
@@ -122,6 +122,7 @@ describe('the operator\'s console in Chromium', { skip: missing }, () => {
     assert.equal(served.booty.image, `${srv.url}/images/ubuntu-24.04.img`);
     assert.equal(served.booty.sha256, sha);
     assert.equal(served.booty.post.hostname, 'web2', 'numbered in the table\'s order');
+    await shoot(page, 'console-bulk-desktop');
     await page.locator('#bulk-save').click();
     await page.locator('#bulk-result', { hasText: 'Saved: 3 machines.' }).waitFor();
     for (const [i, mac] of MACS.entries()) {
@@ -228,6 +229,7 @@ describe('the operator\'s console in Chromium', { skip: missing }, () => {
     const agents: [string, unknown[]][] = [
       ['52-54-00-c0-00-11', [{ type: 'phase', time: t(), phase: 'writing' }, { type: 'progress', time: t(), phase: 'writing', bytes: 4e9, total: 1e10, rate: 110e6 }]],
       ['52-54-00-c0-00-12', [{ type: 'phase', time: t(), phase: 'writing' }, { type: 'progress', time: t(), phase: 'writing', bytes: 7e9, total: 1e10, rate: 95e6 }]],
+      ['52-54-00-c0-00-14', [{ type: 'phase', time: t(), phase: 'dhcp' }]],
       ['52-54-00-c0-00-13', [{ type: 'phase', time: t(), phase: 'writing' }, { type: 'result', time: t(), ok: false, action: 'deploy', code: 'CHECKSUM', message: 'deploy: image checksum mismatch (expected ab12…, got 9f3c…); disk left unbootable; see /tmp/booty.log' }, { type: 'phase', time: t(), phase: 'failed' }]],
     ];
     for (const [mac, events] of agents) {
@@ -239,6 +241,7 @@ describe('the operator\'s console in Chromium', { skip: missing }, () => {
     assert.equal(await page.locator('#aggregate-rate').innerText(), '205 MB/s');
     assert.equal(await page.locator('#stacked .seg[data-stage="writing"]').getAttribute('data-count'), '2');
     assert.equal(await page.locator('#transfers li').count(), 2);
+    await page.locator('#stacked .seg[data-stage="starting"][data-count="1"]').waitFor();
     const failure = page.locator('#failures li[data-mac="52-54-00-c0-00-13"]');
     await failure.waitFor();
     assert.match(await failure.innerText(), /image checksum mismatch \(expected ab12…, got 9f3c…\); disk left unbootable/);
