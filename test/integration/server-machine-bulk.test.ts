@@ -75,6 +75,20 @@ describe('bulk machine changes (validate, then all or none)', () => {
     assert.ok(audit.entries.some((e) => /POST \/api\/machines\/bulk \(3 machines\)/.test(e.what)), JSON.stringify(audit));
   });
 
+  it('accepts the capture, wipe and none actions the dashboard builds, with disk hints', async () => {
+    const r = await post(srv, '/api/machines/validate', { changes: [
+      { mac: macs[0], action: { action: 'capture', upload: `${srv.url}/images/${macs[0]}.img`, diskHints: { transport: 'nvme' } }, persistent: false },
+      { mac: macs[1], action: { action: 'wipe', method: 'zero', disk: '/dev/sdb' }, rearm: true },
+      { mac: macs[2], action: { action: 'none' } },
+    ] });
+    assert.equal(r.json.ok, true, r.text);
+    assert.deepEqual(r.json.results.map((x: any) => x.served.booty.action), ['capture', 'wipe', 'none']);
+    assert.equal(r.json.results[0].served.booty.diskHints.transport, 'nvme');
+    const bad = await post(srv, '/api/machines/validate', { changes: [{ mac: macs[0], action: { action: 'wipe', method: 'shred' } }] });
+    assert.equal(bad.json.ok, false);
+    assert.match(bad.json.results[0].error, /method/);
+  });
+
   it('only operators: without a token the routes answer 401', async () => {
     for (const path of ['/api/machines/validate', '/api/machines/bulk']) {
       const r = await request(`${srv.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"changes":[]}' });
