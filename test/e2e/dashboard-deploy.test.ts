@@ -63,7 +63,7 @@ describe('dashboard in Chromium: a real deploy', { skip: missing }, () => {
   it('shows the progress bar moving and the final state of a real deploy', async () => {
     const put = await request(`${srv.url}/api/machines/${mac}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...operator }, body: JSON.stringify({ name: 'rack1-u7', action: { action: 'deploy', image: `${proxy.url}/images/demo.img`, disk: '/dev/vda' } }) });
     assert.equal(put.statusCode, 200, await put.body.text());
-    await page.goto(srv.url + '/');
+    await page.goto(srv.url + '/#/cards');
     const card = page.locator(`[data-mac="${mac}"]`);
     await card.waitFor();
     assert.match(await card.innerText(), /next boot: deploy http:\/\/127\.0\.0\.1:\d+\/images\/demo\.img -> \/dev\/vda/);

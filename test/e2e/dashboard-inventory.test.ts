@@ -44,7 +44,7 @@ describe('dashboard in Chromium: an unknown machine enrolls', { skip: missing },
   });
 
   it('shows the inspected machine with its hardware, live', async () => {
-    await page.goto(srv.url + '/');
+    await page.goto(srv.url + '/#/cards');
     await page.locator('#live.on').waitFor();
     const agent = { 'content-type': 'application/json', authorization: `Bearer ${await agentCredentialOf(srv.url, mac, TOKEN)}` };
     const action = await request(`${srv.url}/${mac}`, { headers: agent });

@@ -45,6 +45,7 @@ describe('dashboard under load: 50 simulated agents', { skip: chromiumMissing() 
   it('the dashboard follows 50 agents to the end; server CPU and RSS are reported', async (t) => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await loginToDashboard(page, srv.url, TOKEN);
+    await page.goto(srv.url + '/#/cards');
     await page.locator('#live.on').waitFor();
     const dispatcher = new Agent({ connections: AGENTS });
     // each agent reports with its own machine's credential, as from /ipxe/<mac>

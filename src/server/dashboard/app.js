@@ -1,5 +1,7 @@
 // booty dashboard: hand-written ES modules, no framework, no build step. Pages by URL hash:
-//   #/            every machine (machines-page.js)
+//   #/            every machine as a table, bulk changes (machines-page.js); #/?phase=&q=&rack=&image= filtered
+//   #/cards       every machine as a card (machines-page.js)
+//   #/fleet       counts per phase, deploys in progress, MB/s, failures of the last day (fleet-page.js)
 //   #/m/<mac>     one machine: settings edited in place, run history, charts of a run, live log (machine-page.js)
 //   #/images      the image catalog (images-page.js)
 // A page is an object: match(hash) -> params or null; render(params) -> Promise; optional
@@ -15,9 +17,10 @@ import { imagesPage } from './images-page.js';
 import { connect, disconnect, isLive } from './live.js';
 import { showLogin, showOperator } from './login.js';
 import { machinePage } from './machine-page.js';
-import { machinesPage } from './machines-page.js';
+import { fleetPage } from './fleet-page.js';
+import { machineCardsPage, machinesPage } from './machines-page.js';
 
-const PAGES = [machinesPage, machinePage, imagesPage];
+const PAGES = [machinesPage, machineCardsPage, fleetPage, machinePage, imagesPage];
 let current = null; // the page on screen
 
 function login(problem) {

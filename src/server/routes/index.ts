@@ -17,6 +17,7 @@ import { apiNotFoundRoute, notFoundRoute } from './fallbacks.ts';
 import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
 import { machinePreviewRoutes } from './machine-preview.ts';
+import { machineBulkRoutes } from './machine-bulk.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
 import { runSampleRoutes } from './run-samples.ts';
@@ -29,6 +30,8 @@ export const routes: readonly AppRoute[] = [
   ...inventoryRoutes,
   ...runSampleRoutes,
   ...machinePreviewRoutes,
+  // before machineRoutes: /api/machines/<mac> would take "bulk" for a MAC
+  ...machineBulkRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,

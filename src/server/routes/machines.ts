@@ -13,6 +13,7 @@ import { serveAction } from './actions.ts';
 import type { AppRequest, AppRoute } from './context.ts';
 import { notFound } from './fallbacks.ts';
 
+/** A change of one machine, as PUT /api/machines/<mac> takes it (also each change of a bulk change, machine-bulk.ts). */
 export function settingsOf(body: unknown): MachineSettings {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"action": {...}, "persistent": false, "name": "..."}');
   const b = body as Record<string, unknown>;
