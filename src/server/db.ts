@@ -8,7 +8,7 @@ import { DatabaseSync } from 'node:sqlite';
 
 const SCHEMA_VERSION = 1;
 
-const SCHEMA = `
+export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS machines (
   mac            TEXT PRIMARY KEY,
   name           TEXT,
@@ -61,7 +61,10 @@ CREATE TABLE IF NOT EXISTS inventory (
 );
 `;
 
-export function openDatabase(file: string): DatabaseSync {
+/** `newestKnown`: the newest schema the caller can migrate to (the state store's migrations.ts);
+ *  a database past it was written by a newer server and is refused. */
+export function openDatabase(file: string, opts: { newestKnown?: number } = {}): DatabaseSync {
+  const newestKnown = opts.newestKnown ?? SCHEMA_VERSION;
   const db = new DatabaseSync(file);
   // WAL: readers never wait for the writer; NORMAL: a power cut may lose the last second of
   // progress, never the file's consistency.
@@ -70,9 +73,9 @@ export function openDatabase(file: string): DatabaseSync {
   addLogTimes(db);
   const row = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value: string } | undefined;
   if (row === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
-  else if (Number(row.value) > SCHEMA_VERSION) {
+  else if (Number(row.value) > newestKnown) {
     db.close();
-    throw new Error(`${file} was written by a newer booty server (schema ${row.value}, this one knows ${SCHEMA_VERSION})`);
+    throw new Error(`${file} was written by a newer booty server (schema ${row.value}, this one knows ${newestKnown})`);
   }
   return db;
 }

@@ -1,0 +1,414 @@
+// The state store (src/server/store/): ONE suite run against both backends, SQLite (booty.db in
+// a temp dir) and PostgreSQL (a throwaway cluster, test/helpers/postgres.ts), then what only
+// replicas can show: two or three store instances on one PostgreSQL database, racing.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { openDatabase } from '../../src/server/db.ts';
+import type { MachineChange } from '../../src/server/machines/changes.ts';
+import { LATEST_SCHEMA } from '../../src/server/store/migrations.ts';
+import { openStateStore } from '../../src/server/store/open-store.ts';
+import { PostgresStore } from '../../src/server/store/postgres-store.ts';
+import { parsePostgresUrl } from '../../src/server/store/postgres-url.ts';
+import { SqliteStore } from '../../src/server/store/sqlite-store.ts';
+import type { StateStore, StoreTx } from '../../src/server/store/state-store.ts';
+import { OperatorTokens } from '../../src/server/trust/operator-tokens.ts';
+import { postgresPresent, startPostgres } from '../helpers/postgres.ts';
+import type { TestPostgres } from '../helpers/postgres.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+
+const pgSkip = skipUnlessPresent(postgresPresent(), 'PostgreSQL is not installed (scripts/host-deps.sh: postgresql)');
+let pg: TestPostgres | undefined;
+let dbCount = 0;
+const tempDirs: string[] = [];
+
+before(async () => { if (pgSkip === false) pg = await startPostgres(); });
+after(async () => {
+  await pg?.stop();
+  for (const d of tempDirs) await rm(d, { recursive: true, force: true });
+});
+
+/** A fresh, empty PostgreSQL database's URL. */
+async function freshPgUrl(socket = false): Promise<string> {
+  const name = `booty_t${++dbCount}`;
+  await pg!.createDatabase(name);
+  return socket ? pg!.socketUrl(name) : pg!.url(name);
+}
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'booty-store-'));
+  tempDirs.push(d);
+  return d;
+}
+
+interface Backend {
+  name: 'sqlite' | 'postgres';
+  skip: string | false;
+  /** a store on a new, empty database, and how to open a second one on the same database */
+  fresh(): Promise<{ store: StateStore; reopen(): Promise<StateStore> }>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'sqlite', skip: false,
+    async fresh() {
+      const dir = await tempDir();
+      return { store: await openStateStore({ dataDir: dir }), reopen: async () => openStateStore({ dataDir: dir }) };
+    },
+  },
+  {
+    name: 'postgres', skip: pgSkip,
+    async fresh() {
+      const url = await freshPgUrl();
+      return { store: await openStateStore({ dataDir: '/nonexistent', database: url }), reopen: async () => openStateStore({ dataDir: '/nonexistent', database: url }) };
+    },
+  },
+];
+
+const T0 = '2026-12-06T10:00:00.000Z';
+const T1 = '2026-12-06T10:05:00.000Z';
+const T2 = '2026-12-06T10:10:00.000Z';
+const mac = (i: number) => `52-54-00-21-${String(Math.floor(i / 100)).padStart(2, '0')}-${String(i % 100).padStart(2, '0')}`;
+
+/** What a replica does with an agent's batch `booting at started, result ok at ended` (the recorder's order). */
+async function recordBoot(tx: StoreTx, m: string, started: string, ended: string): Promise<{ runId: number; joined: boolean; consumed: boolean }> {
+  await tx.machines.lock(m, ended);
+  const run = await tx.runs.startOrJoin(m, started, 'deploy x.img', 'booting');
+  await tx.runs.setPhase(run.id, 'writing', [{ phase: 'booting', time: started }, { phase: 'writing', time: started }]);
+  await tx.runs.setResult(run.id, { ended, ok: true, resultAction: 'deploy', phase: 'done', phases: [{ phase: 'done', time: ended }], bytes: 1000, seconds: 12 });
+  await tx.logs.add(m, run.id, [`${ended} result deploy ok`], Date.parse(ended));
+  const consumed = await tx.machines.consumeOneShot(m, ended, ended);
+  await tx.machines.saveState(m, JSON.stringify({ mac: m, phase: 'done', events: 3 }), ended);
+  return { runId: run.id, joined: run.joined, consumed };
+}
+
+for (const b of backends) {
+  describe(`state store on ${b.name}`, { skip: b.skip }, () => {
+    let store: StateStore;
+    let reopen: () => Promise<StateStore>;
+    before(async () => { ({ store, reopen } = await b.fresh()); });
+    after(async () => { await store?.close(); });
+
+    it('is at the newest schema version, and opening it again migrates nothing', async () => {
+      assert.equal(store.kind, b.name);
+      assert.equal(await store.schemaVersion(), LATEST_SCHEMA);
+      await store.machines.save({ mac: mac(900), persistent: false, created: T0, updated: T0 });
+      const again = await reopen();
+      try {
+        assert.equal(await again.schemaVersion(), LATEST_SCHEMA);
+        assert.equal((await again.machines.get(mac(900)))?.created, T0, 'data survives a second open');
+      } finally { await again.close(); }
+    });
+
+    it('machines: save, get, list, remove; absent fields stay absent', async () => {
+      const m = mac(1);
+      assert.equal(await store.machines.get(m), undefined);
+      await store.machines.save({ mac: m, name: 'rack1-a', action: '{"action":"deploy"}', managedBy: 'api', persistent: true, created: T0, updated: T0 });
+      assert.deepEqual(await store.machines.get(m), {
+        mac: m, name: 'rack1-a', action: '{"action":"deploy"}', managedBy: 'api', actionError: undefined, fileSig: undefined,
+        persistent: true, oneShotDone: undefined, created: T0, updated: T0,
+      });
+      await store.machines.save({ mac: m, managedBy: 'file', fileSig: '1:2:3', actionError: 'bad', persistent: false, created: T1, updated: T1 });
+      const r = await store.machines.get(m);
+      assert.equal(r?.name, undefined);
+      assert.equal(r?.created, T0, 'created is kept on update');
+      assert.equal(r?.updated, T1);
+      assert.equal(r?.persistent, false);
+      assert.ok((await store.machines.list()).some((x) => x.mac === m));
+      assert.equal(await store.machines.remove(m), true);
+      assert.equal(await store.machines.remove(m), false);
+      assert.equal(await store.machines.get(m), undefined);
+    });
+
+    it('a one-shot action is consumed once; persistent machines never; rearm runs it again', async () => {
+      const m = mac(2);
+      assert.equal(await store.machines.consumeOneShot(m, T1, T1), true, 'a machine without a row (default action) gets one');
+      assert.equal((await store.machines.get(m))?.oneShotDone, T1);
+      assert.equal(await store.machines.consumeOneShot(m, T2, T2), false, 'already consumed');
+      assert.equal((await store.machines.get(m))?.oneShotDone, T1, 'the first time stays');
+      assert.equal(await store.machines.rearm(m, T2), true);
+      assert.equal(await store.machines.rearm(m, T2), false, 'nothing to rearm');
+      assert.equal(await store.machines.consumeOneShot(m, T2, T2), true);
+      const p = mac(3);
+      await store.machines.save({ mac: p, persistent: true, created: T0, updated: T0 });
+      assert.equal(await store.machines.consumeOneShot(p, T1, T1), false);
+      assert.equal((await store.machines.get(p))?.oneShotDone, undefined);
+    });
+
+    it('reported state: saved next to the inventory columns without touching them', async () => {
+      const m = mac(4);
+      await store.machines.save({ mac: m, name: 'n', persistent: false, created: T0, updated: T0 });
+      await store.machines.saveState(m, '{"phase":"writing"}', T1);
+      assert.equal(await store.machines.state(m), '{"phase":"writing"}');
+      assert.equal((await store.machines.get(m))?.name, 'n');
+      await store.machines.saveState(mac(5), '{"phase":"booting"}', T1);
+      assert.equal((await store.machines.get(mac(5)))?.created, T1, 'a first report creates the row');
+      const states = await store.machines.states();
+      assert.ok(states.some((s) => s.mac === m) && states.some((s) => s.mac === mac(5)));
+    });
+
+    it('runs: one per boot, a retried boot joins its run, the next boot closes the open one', async () => {
+      const m = mac(6);
+      const a = await store.transaction((tx) => tx.runs.startOrJoin(m, T0, 'deploy a.img', 'booting'));
+      assert.equal(a.joined, false);
+      const again = await store.transaction((tx) => tx.runs.startOrJoin(m, T0, 'deploy a.img', 'booting'));
+      assert.deepEqual(again, { id: a.id, joined: true });
+      await store.runs.setPhase(a.id, 'writing', [{ phase: 'booting', time: T0 }, { phase: 'writing', time: T0 }]);
+      await store.runs.setProgress(a.id, { bytes: 5e9, total: 8e9, wireBytes: 2e9, rate: 123456.5 });
+      const b = await store.transaction((tx) => tx.runs.startOrJoin(m, T1, 'deploy a.img', 'booting'));
+      assert.notEqual(b.id, a.id);
+      const first = await store.runs.get(a.id);
+      assert.equal(first?.ended, T1, 'the run that never reported a result ends when the next starts');
+      assert.equal(first?.ok, undefined);
+      assert.equal(first?.bytes, 5e9);
+      assert.equal(first?.wireBytes, 2e9);
+      assert.equal(first?.rate, 123456.5);
+      assert.deepEqual(first?.phases.map((p) => p.phase), ['booting', 'writing']);
+      await store.runs.setResult(b.id, { ended: T2, ok: false, code: 'IMAGE_CHECKSUM', error: 'mismatch', diskState: 'unbootable', seconds: 10.5, resultAction: 'deploy', phase: 'failed', phases: [{ phase: 'failed', time: T2 }] });
+      const second = await store.runs.get(b.id);
+      assert.equal(second?.ok, false);
+      assert.equal(second?.bytes, undefined, 'no byte count: none kept');
+      assert.equal(second?.code, 'IMAGE_CHECKSUM');
+      assert.equal(second?.seconds, 10.5);
+      assert.deepEqual((await store.runs.list(m)).map((r) => r.id), [b.id, a.id], 'newest first');
+      assert.deepEqual((await store.runs.list(m, 1)).map((r) => r.id), [b.id]);
+      const totals = await store.runs.totals();
+      assert.ok(totals.some((t) => t.action === 'deploy' && t.result === 'failed' && t.count === 1 && t.seconds === 10.5));
+      assert.ok(totals.some((t) => t.action === 'unknown' && t.result === 'unfinished' && t.bytes === 5e9));
+      assert.deepEqual(await store.runs.durations(), [{ action: 'deploy', seconds: 10.5 }]);
+      assert.equal(await store.runs.removeFor(m), 2);
+      assert.equal(await store.runs.latest(m), undefined);
+    });
+
+    it('logs: oldest first, the newest N, per run; pruned by age and by UTF-8 size', async () => {
+      const m = mac(7);
+      await store.logs.add(m, 1, ['a', 'b'], 1000);
+      await store.logs.add(m, 2, ['c', 'dé'], 5000);
+      await store.logs.add(m, undefined, ['e'], 9000);
+      assert.deepEqual(await store.logs.lines(m), ['a', 'b', 'c', 'dé', 'e']);
+      assert.deepEqual(await store.logs.lines(m, { limit: 2 }), ['dé', 'e']);
+      assert.deepEqual(await store.logs.lines(m, { run: 2 }), ['c', 'dé']);
+      assert.equal(await store.logs.pruneOlderThan(2000), 2);
+      assert.deepEqual(await store.logs.lines(m), ['c', 'dé', 'e']);
+      // 'dé' is 3 bytes in UTF-8: newest first e(1) + dé(3) = 4 fits, + c = 5 does not
+      assert.equal(await store.logs.pruneToSize(4), 1);
+      assert.deepEqual(await store.logs.lines(m), ['dé', 'e']);
+      assert.equal(await store.logs.removeFor(m), 2);
+    });
+
+    it('inventory, operator tokens and the audit log', async () => {
+      const m = mac(8);
+      await store.inventory.put(m, T0, '{"cpus":2}');
+      await store.inventory.put(m, T1, '{"cpus":4}');
+      assert.deepEqual(await store.inventory.get(m), { mac: m, received: T1, facts: '{"cpus":4}' });
+      assert.equal((await store.inventory.list()).filter((r) => r.mac === m).length, 1);
+      assert.equal(await store.inventory.remove(m), true);
+      assert.equal(await store.inventory.get(m), undefined);
+
+      assert.equal(await store.tokens.add('ci', 'h1', T0), true);
+      assert.equal(await store.tokens.add('ci', 'h2', T1), false, 'a taken name is refused');
+      assert.equal(await store.tokens.nameOfHash('h1'), 'ci');
+      assert.equal(await store.tokens.nameOfHash('h2'), undefined);
+      assert.deepEqual(await store.tokens.list(), [{ name: 'ci', created: T0 }]);
+      assert.equal(await store.tokens.revoke('ci'), true);
+      assert.equal(await store.tokens.nameOfHash('h1'), undefined);
+
+      const ids = [];
+      for (let i = 0; i < 5; i++) ids.push(await store.audit.add({ at: T0, who: 'ci', what: `PUT /api/machines/${m}/action`, status: 200, mac: i % 2 === 0 ? m : undefined, after: `{"i":${i}}` }));
+      const newest = await store.audit.list({ limit: 2 });
+      assert.deepEqual(newest.map((e) => e.id), [ids[4], ids[3]]);
+      assert.deepEqual((await store.audit.list({ limit: 2, beforeId: ids[3] })).map((e) => e.id), [ids[2], ids[1]]);
+      assert.deepEqual((await store.audit.list({ mac: m })).map((e) => e.id), [ids[4], ids[2], ids[0]]);
+      assert.equal(newest[0].after, '{"i":4}');
+      assert.equal(newest[1].mac, undefined);
+      assert.equal(await store.audit.trim(2), 3);
+      assert.equal((await store.audit.list()).length, 2);
+    });
+
+    it('a transaction that throws leaves nothing behind', async () => {
+      const m = mac(9);
+      await assert.rejects(store.transaction(async (tx) => {
+        await tx.machines.save({ mac: m, persistent: false, created: T0, updated: T0 });
+        await tx.runs.start(m, T0, undefined, 'booting');
+        await tx.logs.add(m, undefined, ['x'], 1);
+        throw new Error('boom');
+      }), /boom/);
+      assert.equal(await store.machines.get(m), undefined);
+      assert.equal(await store.runs.latest(m), undefined);
+      assert.deepEqual(await store.logs.lines(m), []);
+      // and the store still works after it
+      await store.transaction((tx) => tx.machines.save({ mac: m, persistent: false, created: T0, updated: T0 }));
+      assert.ok(await store.machines.get(m));
+    });
+
+    it('concurrent transactions on one machine take turns (lock): no update is lost', async () => {
+      const m = mac(10);
+      const bump = () => store.transaction(async (tx) => {
+        await tx.machines.lock(m, T0);
+        const n = Number(JSON.parse(await tx.machines.state(m) ?? '{"n":0}').n);
+        await new Promise((ok) => setTimeout(ok, 1));
+        await tx.machines.saveState(m, JSON.stringify({ n: n + 1 }), T0);
+      });
+      await Promise.all(Array.from({ length: 40 }, bump));
+      assert.equal(JSON.parse((await store.machines.state(m))!).n, 40);
+    });
+
+    it('a database written by a newer server is refused, saying so', async () => {
+      const { store: s, reopen: again } = await b.fresh();
+      // what a future version leaves behind
+      await s.transaction(async () => {});
+      if (b.name === 'sqlite') {
+        const file = s.where;
+        await s.close();
+        const raw = new DatabaseSync(file);
+        raw.prepare("UPDATE meta SET value = '99' WHERE key = 'schema'").run();
+        raw.close();
+      } else {
+        const pgs = s as PostgresStore;
+        await pgs.close();
+        const url = (await again().catch((e: Error) => e));
+        assert.ok(!(url instanceof Error));
+        await (url as StateStore).close();
+        // bump through a raw connection of the client
+        const postgres = (await import('postgres')).default;
+        const t = parsePostgresUrl(pg!.url(`booty_t${dbCount}`));
+        const raw = postgres({ host: t.host, port: t.port, database: t.database, username: t.user, onnotice: () => {} });
+        await raw.unsafe("UPDATE meta SET value = '99' WHERE key = 'schema'");
+        await raw.end();
+      }
+      await assert.rejects(again(), /written by a newer booty server \(schema 99, this one knows \d+\)/);
+    });
+  });
+}
+
+describe('state store on sqlite: booty.db files of the current server', () => {
+  it('opens a booty.db written by db.ts and trust/ (schema 1) and reads its rows', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'booty.db');
+    const db = openDatabase(file);
+    db.prepare("INSERT INTO machines (mac, persistent, one_shot_done, created, updated) VALUES ('52-54-00-00-00-01', 0, ?, ?, ?)").run(T1, T0, T0);
+    new OperatorTokens(db).add('old');
+    db.close();
+    const s = SqliteStore.open(file);
+    try {
+      assert.equal(await s.schemaVersion(), 1);
+      assert.equal((await s.machines.get('52-54-00-00-00-01'))?.oneShotDone, T1);
+      assert.deepEqual((await s.tokens.list()).map((t) => t.name), ['old']);
+    } finally { await s.close(); }
+    // and the current server still opens it afterwards
+    openDatabase(file).close();
+  });
+});
+
+describe('replicas: several stores on one PostgreSQL database', { skip: pgSkip }, () => {
+  let a: StateStore;
+  let b: StateStore;
+  before(async () => {
+    const url = await freshPgUrl();
+    [a, b] = await Promise.all([openStateStore({ dataDir: '/x', database: url }), openStateStore({ dataDir: '/x', database: url })]);
+  });
+  after(async () => { await a?.close(); await b?.close(); });
+
+  it('three replicas starting at once on an empty database: each starts, the schema is made once', async () => {
+    for (const socket of [false, true]) {
+      const url = await freshPgUrl(socket);
+      const opened = await Promise.allSettled([0, 1, 2].map(() => PostgresStore.open(parsePostgresUrl(url), { max: 2 })));
+      const stores = opened.flatMap((o) => o.status === 'fulfilled' ? [o.value] : []);
+      try {
+        assert.deepEqual(opened.map((o) => o.status === 'rejected' ? String(o.reason) : 'started'), ['started', 'started', 'started']);
+        for (const s of stores) assert.equal(await s.schemaVersion(), LATEST_SCHEMA);
+        await stores[0].machines.save({ mac: mac(1), persistent: false, created: T0, updated: T0 });
+        assert.equal((await stores[2].machines.get(mac(1)))?.created, T0, 'one database behind all three');
+      } finally { await Promise.all(stores.map((s) => s.close())); }
+    }
+  });
+
+  it('a one-shot action is consumed exactly once when two replicas record the same result at once', async () => {
+    const n = 40;
+    const outcomes = await Promise.all(Array.from({ length: n }, (_, i) => Promise.all([
+      a.transaction((tx) => recordBoot(tx, mac(100 + i), T0, T1)),
+      b.transaction((tx) => recordBoot(tx, mac(100 + i), T0, T1)),
+    ])));
+    for (const [i, [x, y]] of outcomes.entries()) {
+      assert.equal(Number(x.consumed) + Number(y.consumed), 1, `${mac(100 + i)}: consumed ${Number(x.consumed) + Number(y.consumed)} times`);
+      assert.equal(x.runId, y.runId, 'both replicas recorded into the same run');
+      assert.equal(Number(x.joined) + Number(y.joined), 1, 'one started it, the other joined it');
+      const runs = await a.runs.list(mac(100 + i));
+      assert.equal(runs.length, 1, `${mac(100 + i)}: ${runs.length} runs for one boot`);
+      assert.equal(runs[0].ok, true);
+      assert.equal((await b.machines.get(mac(100 + i)))?.oneShotDone, T1);
+    }
+  });
+
+  it('the one-shot condition alone decides: two replicas consuming the same existing action at once', async () => {
+    const n = 40;
+    for (let i = 0; i < n; i++) await a.machines.save({ mac: mac(200 + i), action: '{"action":"deploy"}', managedBy: 'api', persistent: false, created: T0, updated: T0 });
+    // no row lock taken: each transaction only runs the conditional statement (after a read, as a
+    // careless recorder would), so the statement's own condition is all that stands between them
+    const consume = (s: StateStore, m: string) => s.transaction(async (tx) => { await tx.machines.get(m); return tx.machines.consumeOneShot(m, T1, T1); });
+    const got = await Promise.all(Array.from({ length: n }, (_, i) => Promise.all([consume(a, mac(200 + i)), consume(b, mac(200 + i))])));
+    for (const [i, [x, y]] of got.entries()) assert.equal(Number(x) + Number(y), 1, `${mac(200 + i)}: consumed ${Number(x) + Number(y)} times`);
+  });
+
+  it('run records are never lost or doubled: many boots through both replicas, retries included', async () => {
+    const machines = 20;
+    const boots = 3;
+    const jobs: Promise<unknown>[] = [];
+    for (let i = 0; i < machines; i++) {
+      const m = mac(300 + i);
+      // each boot's batch goes to one replica, and its retry to the other, at the same time;
+      // the boots of one machine follow each other as an agent's do
+      jobs.push((async () => {
+        for (let k = 0; k < boots; k++) {
+          const started = new Date(Date.parse(T0) + k * 60_000).toISOString();
+          const ended = new Date(Date.parse(started) + 30_000).toISOString();
+          await Promise.all([a.transaction((tx) => recordBoot(tx, m, started, ended)), b.transaction((tx) => recordBoot(tx, m, started, ended))]);
+          if (k % 2 === 0) await (k % 4 === 0 ? a : b).machines.rearm(m, ended);
+        }
+      })());
+    }
+    await Promise.all(jobs);
+    const ids = new Set<number>();
+    for (let i = 0; i < machines; i++) {
+      const runs = await b.runs.list(mac(300 + i));
+      assert.equal(runs.length, boots, `${mac(300 + i)}: ${runs.length} runs for ${boots} boots`);
+      for (const r of runs) { assert.equal(r.ok, true); ids.add(r.id); }
+      assert.equal((await a.logs.lines(mac(300 + i))).length, boots * 2, 'each delivery of a batch logs (the log keeps what was received)');
+    }
+    assert.equal(ids.size, machines * boots);
+  });
+
+  it("a change published in one replica's transaction reaches the other once committed, never a rolled-back one", async () => {
+    const heardByB: MachineChange[] = [];
+    const heardByA: MachineChange[] = [];
+    const offB = b.onRemoteChange((c) => heardByB.push(c));
+    const offA = a.onRemoteChange((c) => heardByA.push(c));
+    try {
+      await assert.rejects(a.transaction(async (tx) => {
+        await tx.publish({ type: 'machine', mac: mac(500) });
+        throw new Error('rolled back');
+      }));
+      let seenInside = -1;
+      await a.transaction(async (tx) => {
+        await tx.publish({ type: 'machine', mac: mac(501) });
+        await new Promise((ok) => setTimeout(ok, 300));
+        seenInside = heardByB.length;
+      });
+      assert.equal(seenInside, 0, 'nothing is heard before the commit');
+      const long = Array.from({ length: 100 }, (_, i) => `line ${i} ${'é'.repeat(100)}`);
+      await b.publish({ type: 'log', mac: mac(502), lines: long });
+      await a.publish({ type: 'removed', mac: mac(503) });
+      const deadline = Date.now() + 10_000;
+      while ((heardByB.length < 2 || heardByA.length < 1) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      assert.deepEqual(heardByB, [{ type: 'machine', mac: mac(501) }, { type: 'removed', mac: mac(503) }]);
+      assert.equal(heardByA.length, 1);
+      const log = heardByA[0] as Extract<MachineChange, { type: 'log' }>;
+      assert.equal(log.type, 'log');
+      assert.ok(log.lines.length > 0 && log.lines.length < 100, `${log.lines.length} lines fit in a notification`);
+      assert.deepEqual(log.lines, long.slice(100 - log.lines.length), 'the newest lines are kept');
+    } finally { offA(); offB(); }
+  });
+});
