@@ -244,6 +244,16 @@ for (const b of backends) {
       assert.ok(await store.machines.get(m));
     });
 
+    it('the store itself, called inside one of its transactions, is refused instead of waiting forever', async () => {
+      const m = mac(11);
+      await assert.rejects(store.transaction(async (tx) => {
+        await tx.machines.lock(m, T0);
+        await store.machines.get(m);
+      }), /inside transaction\(\), use its tx/);
+      await assert.rejects(store.transaction(async () => store.transaction(async () => {})), /inside transaction\(\), use its tx/);
+      assert.equal((await store.machines.get(m)), undefined, 'rolled back');
+    });
+
     it('concurrent transactions on one machine take turns (lock): no update is lost', async () => {
       const m = mac(10);
       const bump = () => store.transaction(async (tx) => {

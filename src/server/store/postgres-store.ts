@@ -17,7 +17,7 @@ import type { MachineChange } from '../machines/changes.ts';
 import { LATEST_SCHEMA, MIGRATIONS, SCHEMA_LOCK, newerSchemaError } from './migrations.ts';
 import type { PostgresTarget } from './postgres-url.ts';
 import type { Sql, SqlRow, SqlValue } from './sql.ts';
-import { rowsOver } from './state-store.ts';
+import { refuseInsideTransaction, rowsOver, runInsideTransaction } from './state-store.ts';
 import type { StateStore, StoreTx } from './state-store.ts';
 
 export const CHANGE_CHANNEL = 'booty_changes';
@@ -40,9 +40,12 @@ function toDollars(text: string): string {
 class PostgresSql implements Sql {
   readonly dialect = 'postgres' as const;
   readonly #client: Client;
-  constructor(client: Client) { this.#client = client; }
+  /** the store, when this runs outside any transaction (then refused inside one) */
+  readonly #owner: object | undefined;
+  constructor(client: Client, owner?: object) { this.#client = client; this.#owner = owner; }
 
   async all(text: string, params: SqlValue[] = []): Promise<SqlRow[]> {
+    if (this.#owner !== undefined) refuseInsideTransaction(this.#owner);
     return [...await this.#client.unsafe(toDollars(text), params as postgres.ParameterOrJSON<never>[])] as SqlRow[];
   }
 
@@ -51,6 +54,7 @@ class PostgresSql implements Sql {
   }
 
   async run(text: string, params: SqlValue[] = []): Promise<number> {
+    if (this.#owner !== undefined) refuseInsideTransaction(this.#owner);
     return (await this.#client.unsafe(toDollars(text), params as postgres.ParameterOrJSON<never>[])).count;
   }
 }
@@ -80,7 +84,7 @@ export class PostgresStore implements StateStore {
   private constructor(target: PostgresTarget, sql: postgres.Sql) {
     this.where = target.where;
     this.#sql = sql;
-    this.#rows = rowsOver(new PostgresSql(sql), (c) => this.#publishOn(sql, c));
+    this.#rows = rowsOver(new PostgresSql(sql, this), (c) => this.#publishOn(sql, c));
   }
 
   /** Connect, migrate (under the advisory lock) and start listening for other replicas' changes. */
@@ -129,7 +133,8 @@ export class PostgresStore implements StateStore {
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return await this.#sql.begin(async (tx) => fn(rowsOver(new PostgresSql(tx), (c) => this.#publishOn(tx, c)))) as T;
+    refuseInsideTransaction(this);
+    return await this.#sql.begin(async (tx) => runInsideTransaction(this, () => fn(rowsOver(new PostgresSql(tx), (c) => this.#publishOn(tx, c))))) as T;
   }
 
   async #migrate(): Promise<void> {

@@ -9,7 +9,7 @@ import type { MachineChange } from '../machines/changes.ts';
 import { openDatabase } from '../db.ts';
 import { LATEST_SCHEMA, MIGRATIONS, newerSchemaError } from './migrations.ts';
 import type { Sql, SqlRow, SqlValue } from './sql.ts';
-import { rowsOver } from './state-store.ts';
+import { refuseInsideTransaction, rowsOver, runInsideTransaction } from './state-store.ts';
 import type { StateStore, StoreTx } from './state-store.ts';
 
 class SqliteSql implements Sql {
@@ -48,7 +48,7 @@ export class SqliteStore implements StateStore {
     this.where = file;
     this.#db = db;
     const statements = new Map<string, StatementSync>();
-    this.#rows = rowsOver(new SqliteSql(db, statements, (fn) => this.#exclusive(async () => fn())), async () => {});
+    this.#rows = rowsOver(new SqliteSql(db, statements, (fn) => { refuseInsideTransaction(this); return this.#exclusive(async () => fn()); }), async () => {});
     this.#inTx = new SqliteSql(db, statements, async (fn) => fn());
   }
 
@@ -82,10 +82,11 @@ export class SqliteStore implements StateStore {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    refuseInsideTransaction(this);
     return this.#exclusive(async () => {
       this.#db.exec('BEGIN IMMEDIATE');
       try {
-        const r = await fn(rowsOver(this.#inTx, async () => {}));
+        const r = await runInsideTransaction(this, () => fn(rowsOver(this.#inTx, async () => {})));
         this.#db.exec('COMMIT');
         return r;
       } catch (e) {

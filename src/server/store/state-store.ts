@@ -12,6 +12,7 @@
 // UPDATE (MachineRows.consumeOneShot), never by read-then-write. publish() tells the other
 // replicas what changed (PostgreSQL NOTIFY, delivered only when the transaction commits).
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { MachineChange } from '../machines/changes.ts';
 import { AuditRows } from './audit-rows.ts';
 import { InventoryRows } from './inventory-rows.ts';
@@ -52,4 +53,20 @@ export function rowsOver(sql: Sql, publish: (c: MachineChange) => Promise<void>)
     machines: new MachineRows(sql), runs: new RunRows(sql), logs: new LogRows(sql),
     inventory: new InventoryRows(sql), tokens: new TokenRows(sql), audit: new AuditRows(sql), publish,
   };
+}
+
+const insideTransaction = new AsyncLocalStorage<object>();
+
+/** Run a transaction's body, marked as inside `owner`'s transaction (see refuseInsideTransaction). */
+export function runInsideTransaction<T>(owner: object, fn: () => Promise<T>): Promise<T> {
+  return insideTransaction.run(owner, fn);
+}
+
+/**
+ * A call on the store itself from inside one of its transactions would wait for that very
+ * transaction (SQLite: the one connection's turn; PostgreSQL: a row it locked) and never end:
+ * refused at once instead, naming the mistake.
+ */
+export function refuseInsideTransaction(owner: object): void {
+  if (insideTransaction.getStore() === owner) throw new Error('state store: inside transaction(), use its tx; the store itself would wait for the transaction it is called from');
 }
