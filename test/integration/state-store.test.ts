@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { openDatabase } from '../../src/server/db.ts';
+import { relayChanges } from '../../src/server/machines/change-relay.ts';
+import { MachineChanges } from '../../src/server/machines/changes.ts';
 import type { MachineChange } from '../../src/server/machines/changes.ts';
 import { LATEST_SCHEMA } from '../../src/server/store/migrations.ts';
 import { openStateStore } from '../../src/server/store/open-store.ts';
@@ -420,5 +422,28 @@ describe('replicas: several stores on one PostgreSQL database', { skip: pgSkip }
       assert.ok(log.lines.length > 0 && log.lines.length < 100, `${log.lines.length} lines fit in a notification`);
       assert.deepEqual(log.lines, long.slice(100 - log.lines.length), 'the newest lines are kept');
     } finally { offA(); offB(); }
+  });
+
+  it("relayed change feeds: a change announced on replica A's feed reaches B's feed once, and does not echo back", async () => {
+    const feedA = new MachineChanges();
+    const feedB = new MachineChanges();
+    const errors: Error[] = [];
+    const offRelayA = relayChanges(feedA, a, (e) => errors.push(e));
+    const offRelayB = relayChanges(feedB, b, (e) => errors.push(e));
+    const onA: MachineChange[] = [];
+    const onB: MachineChange[] = [];
+    const offA = feedA.on((c) => onA.push(c));
+    const offB = feedB.on((c) => onB.push(c));
+    try {
+      feedA.emit({ type: 'machine', mac: mac(600) });
+      feedB.emit({ type: 'log', mac: mac(601), lines: ['x'] });
+      const deadline = Date.now() + 10_000;
+      while ((onA.length < 2 || onB.length < 2) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      // long enough for an echo to come back if there were one
+      await new Promise((ok) => setTimeout(ok, 300));
+      assert.deepEqual(onB, [{ type: 'log', mac: mac(601), lines: ['x'] }, { type: 'machine', mac: mac(600) }]);
+      assert.deepEqual(onA, [{ type: 'machine', mac: mac(600) }, { type: 'log', mac: mac(601), lines: ['x'] }]);
+      assert.deepEqual(errors, []);
+    } finally { offA(); offB(); offRelayA(); offRelayB(); }
   });
 });
