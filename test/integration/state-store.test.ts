@@ -17,7 +17,6 @@ import { PostgresStore } from '../../src/server/store/postgres-store.ts';
 import { parsePostgresUrl } from '../../src/server/store/postgres-url.ts';
 import { SqliteStore } from '../../src/server/store/sqlite-store.ts';
 import type { StateStore, StoreTx } from '../../src/server/store/state-store.ts';
-import { OperatorTokens } from '../../src/server/trust/operator-tokens.ts';
 import { postgresPresent, startPostgres } from '../helpers/postgres.ts';
 import type { TestPostgres } from '../helpers/postgres.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
@@ -134,6 +133,12 @@ for (const b of backends) {
       assert.equal(await store.machines.rearm(m, T2), true);
       assert.equal(await store.machines.rearm(m, T2), false, 'nothing to rearm');
       assert.equal(await store.machines.consumeOneShot(m, T2, T2), true);
+      await store.machines.save({ mac: m, name: 'edited from an older read', persistent: false, created: T0, updated: T2 });
+      assert.equal((await store.machines.get(m))?.oneShotDone, T2, 'saving the inventory columns never brings a consumed action back');
+      assert.equal(await store.meta.get('x'), undefined);
+      await store.meta.set('x', '1');
+      await store.meta.set('x', '2');
+      assert.equal(await store.meta.get('x'), '2');
       const p = mac(3);
       await store.machines.save({ mac: p, persistent: true, created: T0, updated: T0 });
       assert.equal(await store.machines.consumeOneShot(p, T1, T1), false);
@@ -297,12 +302,13 @@ for (const b of backends) {
 }
 
 describe('state store on sqlite: booty.db files of the current server', () => {
-  it('opens a booty.db written by db.ts and trust/ (schema 1) and reads its rows', async () => {
+  it('opens a booty.db written by the previous server (schema 1; tokens table as trust/ made it) and reads its rows', async () => {
     const dir = await tempDir();
     const file = join(dir, 'booty.db');
     const db = openDatabase(file);
     db.prepare("INSERT INTO machines (mac, persistent, one_shot_done, created, updated) VALUES ('52-54-00-00-00-01', 0, ?, ?, ?)").run(T1, T0, T0);
-    new OperatorTokens(db).add('old');
+    db.exec('CREATE TABLE IF NOT EXISTS operator_tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created TEXT NOT NULL)');
+    db.prepare("INSERT INTO operator_tokens (name, hash, created) VALUES ('old', 'h', ?)").run(T0);
     db.close();
     const s = SqliteStore.open(file);
     try {

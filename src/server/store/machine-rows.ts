@@ -43,12 +43,16 @@ export class MachineRows {
     return (await this.#sql.all(`SELECT ${COLUMNS} FROM machines ORDER BY mac`)).map(rowOf);
   }
 
-  /** Create or replace the inventory columns (the reported state stays). */
+  /**
+   * Create or replace the inventory columns. The reported state stays, and so does the one-shot
+   * state of an existing row: only consumeOneShot() and rearm() change it, so an operator's edit
+   * made from an older read can never bring back an action another replica just consumed.
+   */
   async save(m: MachineRow): Promise<void> {
     await this.#sql.run(`INSERT INTO machines (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (mac) DO UPDATE SET name = excluded.name, action = excluded.action, managed_by = excluded.managed_by,
         action_error = excluded.action_error, file_sig = excluded.file_sig, persistent = excluded.persistent,
-        one_shot_done = excluded.one_shot_done, updated = excluded.updated`,
+        updated = excluded.updated`,
     [m.mac, m.name ?? null, m.action ?? null, m.managedBy ?? null, m.actionError ?? null, m.fileSig ?? null,
       m.persistent ? 1 : 0, m.oneShotDone ?? null, m.created, m.updated]);
   }

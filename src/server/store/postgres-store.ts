@@ -112,6 +112,7 @@ export class PostgresStore implements StateStore {
   get inventory() { return this.#rows.inventory; }
   get tokens() { return this.#rows.tokens; }
   get audit() { return this.#rows.audit; }
+  get meta() { return this.#rows.meta; }
   publish(c: MachineChange): Promise<void> { return this.#rows.publish(c); }
 
   async #publishOn(client: Client, c: MachineChange): Promise<void> {

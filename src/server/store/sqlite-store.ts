@@ -70,6 +70,7 @@ export class SqliteStore implements StateStore {
   get inventory() { return this.#rows.inventory; }
   get tokens() { return this.#rows.tokens; }
   get audit() { return this.#rows.audit; }
+  get meta() { return this.#rows.meta; }
   publish(_c: MachineChange): Promise<void> { return Promise.resolve(); }
   onRemoteChange(_fn: (c: MachineChange) => void): () => void { return () => {}; }
 

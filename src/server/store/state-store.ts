@@ -18,6 +18,7 @@ import { AuditRows } from './audit-rows.ts';
 import { InventoryRows } from './inventory-rows.ts';
 import { LogRows } from './log-rows.ts';
 import { MachineRows } from './machine-rows.ts';
+import { MetaRows } from './meta-rows.ts';
 import { RunRows } from './run-rows.ts';
 import type { Sql } from './sql.ts';
 import { TokenRows } from './token-rows.ts';
@@ -30,6 +31,7 @@ export interface StoreTx {
   readonly inventory: InventoryRows;
   readonly tokens: TokenRows;
   readonly audit: AuditRows;
+  readonly meta: MetaRows;
   /** tell the other replicas (after commit); this replica's own listeners are not called */
   publish(change: MachineChange): Promise<void>;
 }
@@ -51,7 +53,7 @@ export interface StateStore extends StoreTx {
 export function rowsOver(sql: Sql, publish: (c: MachineChange) => Promise<void>): StoreTx {
   return {
     machines: new MachineRows(sql), runs: new RunRows(sql), logs: new LogRows(sql),
-    inventory: new InventoryRows(sql), tokens: new TokenRows(sql), audit: new AuditRows(sql), publish,
+    inventory: new InventoryRows(sql), tokens: new TokenRows(sql), audit: new AuditRows(sql), meta: new MetaRows(sql), publish,
   };
 }
 
