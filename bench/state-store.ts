@@ -4,7 +4,9 @@
 // (test/helpers/postgres.ts; TCP on loopback, one report at a time and 16 at once from two
 // store instances, as two replicas would). One "report" = what a phase event costs the recorder:
 // a transaction that locks the machine's row, updates its run's phase, adds a log line and saves
-// the machine's state. Prints reports/s per peer (median of --rounds rounds).
+// the machine's state. The `recorder` rows run the server's own path instead: MachineStore.record
+// with one progress event (what most reports are), on SQLite and on PostgreSQL. Prints reports/s
+// per peer (median of --rounds rounds).
 //
 // Usage: node bench/state-store.ts [--reports 2000] [--rounds 3] [--machines 200]
 // As root, or as a user that can run initdb (the cluster runs as `postgres` under root).
@@ -18,6 +20,7 @@ import { PostgresStore } from '../src/server/store/postgres-store.ts';
 import { parsePostgresUrl } from '../src/server/store/postgres-url.ts';
 import { SqliteStore } from '../src/server/store/sqlite-store.ts';
 import type { StateStore } from '../src/server/store/state-store.ts';
+import { MachineStore } from '../src/server/machines/machine-store.ts';
 import { postgresPresent, startPostgres } from '../test/helpers/postgres.ts';
 
 const { values } = parseArgs({ options: { reports: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' }, machines: { type: 'string', default: '200' } } });
@@ -88,6 +91,29 @@ try {
       await pg.createDatabase(`bench_b_${r}`);
       peers.push({ peer: 'PostgresStore, 1 at a time', open: async () => [await PostgresStore.open(parsePostgresUrl(pg.url(`bench_a_${r}`)))], concurrent: 1 });
       peers.push({ peer: 'PostgresStore, 2 replicas x 8 at once', open: async () => Promise.all([0, 1].map(() => PostgresStore.open(parsePostgresUrl(pg.url(`bench_b_${r}`))))), concurrent: 16 });
+    }
+    // the server's own recorder: a progress report per call
+    const recorderPeers: { peer: string; open: () => Promise<StateStore> }[] = [
+      { peer: 'recorder: MachineStore.record on SQLite', open: async () => SqliteStore.open(join(work, `rec-${r}.db`)) },
+    ];
+    if (pg !== undefined) {
+      await pg.createDatabase(`bench_r_${r}`);
+      recorderPeers.push({ peer: 'recorder: MachineStore.record on PostgreSQL', open: async () => PostgresStore.open(parsePostgresUrl(pg.url(`bench_r_${r}`))) });
+    }
+    for (const p of recorderPeers) {
+      const store = await p.open();
+      const dir = join(work, `rec-dir-${r}-${results.length}`);
+      const machinesStore = new MachineStore(dir, store);
+      await machinesStore.init();
+      const v = await timed(async () => {
+        for (let i = 0; i < reports; i++) {
+          const now = new Date().toISOString();
+          await machinesStore.record(macOf(i), [{ type: 'progress', time: now, phase: 'writing', bytes: i * 1e6, total: 8e9, rate: 1e8 }]);
+        }
+      });
+      machinesStore.close();
+      await store.close();
+      (results.find((x) => x.peer === p.peer) ?? results[results.push({ peer: p.peer, perSecond: [] }) - 1]).perSecond.push(v);
     }
     for (const p of peers) {
       const stores = await p.open();

@@ -1,8 +1,8 @@
 // booty server's embedded database: DIR/booty.db, SQLite through node:sqlite (built into the
 // pinned Node; no native package). Holds machines (action, one-shot state, last report), runs
 // (one per boot of the agent: phases, bytes, rate, result) and their log lines, so all of it
-// survives a restart. Synchronous calls (DatabaseSync): each is microseconds with WAL, and one
-// writer (this process) means no locking to think about.
+// survives a restart. Opened by the state store's SQLite backend (store/sqlite-store.ts), which
+// applies migrations.ts on top of this schema (version 1); the server uses it only through the store.
 
 import { DatabaseSync } from 'node:sqlite';
 

@@ -1,7 +1,7 @@
 // booty server's state behind one interface, with two backends: SQLite (the embedded default,
 // DIR/booty.db, sqlite-store.ts) and PostgreSQL (`--database postgres://...`, postgres-store.ts),
 // where any number of server replicas share one database. Every call is async (PostgreSQL is),
-// both backends pass the same suite (test/unit/state-store.test.ts).
+// both backends pass the same suite (test/integration/state-store.test.ts).
 //
 // Each concern has its own rows class and file (machine-rows.ts, run-rows.ts, log-rows.ts,
 // inventory-rows.ts, token-rows.ts, audit-rows.ts): a new table is a new file, a migration
