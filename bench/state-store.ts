@@ -1,4 +1,4 @@
-// The state store's cost per agent report, side by side: what booty server does today (node:sqlite
+// The state store's cost per agent report, side by side: what booty server did before the store (node:sqlite
 // DatabaseSync, synchronous, run-recorder.ts's statements), the same work through the async
 // SqliteStore (src/server/store/sqlite-store.ts), and PostgresStore on a throwaway local cluster
 // (test/helpers/postgres.ts; TCP on loopback, one report at a time and 16 at once from two
@@ -55,7 +55,7 @@ const work = mkdtempSync(join(tmpdir(), 'booty-bench-store-'));
 const pg = postgresPresent() ? await startPostgres() : undefined;
 try {
   for (let r = 0; r < rounds; r++) {
-    // today: synchronous DatabaseSync, the recorder's statements in one transaction
+    // before the store: synchronous DatabaseSync, the recorder's statements in one transaction
     {
       const db = openDatabase(join(work, `today-${r}.db`));
       const st = {
@@ -81,7 +81,7 @@ try {
         }
       });
       db.close();
-      (results.find((x) => x.peer === 'today: DatabaseSync (sync)') ?? results[results.push({ peer: 'today: DatabaseSync (sync)', perSecond: [] }) - 1]).perSecond.push(v);
+      (results.find((x) => x.peer === 'before the store: DatabaseSync (sync)') ?? results[results.push({ peer: 'before the store: DatabaseSync (sync)', perSecond: [] }) - 1]).perSecond.push(v);
     }
     const peers: { peer: string; open: () => Promise<StateStore[]>; concurrent: number }[] = [
       { peer: 'SqliteStore (async)', open: async () => [SqliteStore.open(join(work, `store-${r}.db`))], concurrent: 1 },

@@ -182,6 +182,8 @@ for (const b of backends) {
       assert.equal(second?.seconds, 10.5);
       assert.deepEqual((await store.runs.list(m)).map((r) => r.id), [b.id, a.id], 'newest first');
       assert.deepEqual((await store.runs.list(m, 1)).map((r) => r.id), [b.id]);
+      assert.equal(await store.runs.latestId(m), b.id);
+      assert.equal(await store.runs.latestId(mac(99)), undefined);
       const totals = await store.runs.totals();
       assert.ok(totals.some((t) => t.action === 'deploy' && t.result === 'failed' && t.count === 1 && t.seconds === 10.5));
       assert.ok(totals.some((t) => t.action === 'unknown' && t.result === 'unfinished' && t.bytes === 5e9));

@@ -234,7 +234,11 @@ export class ActionSource {
   /** What an agent fetching its action gets now (one-shot rule applied). */
   async servedActionFor(mac: string): Promise<ServedAction | undefined> {
     await this.syncFile(mac);
-    const rec = await this.record(mac);
+    return this.servedFrom(mac, await this.record(mac));
+  }
+
+  /** The same, from the machine's entry as just read (its file already synced: summaries). */
+  async servedFrom(mac: string, rec: InventoryRecord | undefined): Promise<ServedAction | undefined> {
     const found = await this.#lookup(mac, rec);
     if (found === undefined) return undefined;
     if (rec?.oneShotDone !== undefined && !rec.persistent && ONE_SHOT_ACTIONS.has(found.action.action)) {

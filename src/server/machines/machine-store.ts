@@ -88,7 +88,7 @@ export class MachineStore {
   async #summary(mac: string, known: { record?: InventoryRecord; state?: MachineState; hardware?: StoredInventory }): Promise<MachineSummary> {
     let served: ServedAction | undefined;
     let servedError: string | undefined;
-    try { served = await this.actions.servedActionFor(mac); } catch (e) { servedError = (e as Error).message; }
+    try { served = await this.actions.servedFrom(mac, known.record); } catch (e) { servedError = (e as Error).message; }
     return summarize({
       mac, state: known.state, inventory: known.record, served, servedError,
       runId: await this.recorder.runId(mac), recentLog: await this.recorder.recentLog(mac), hardware: known.hardware,

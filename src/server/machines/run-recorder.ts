@@ -129,7 +129,7 @@ export class RunRecorder {
   }
 
   /** The run its events attach to (the latest). */
-  async runId(mac: string): Promise<number | undefined> { return (await this.#store.runs.latest(mac))?.id; }
+  async runId(mac: string): Promise<number | undefined> { return this.#store.runs.latestId(mac); }
 
   /** Apply a batch of events from one agent (runs, phases, log lines) in one transaction. */
   async record(mac: string, events: AgentEvent[], hooks: RecordHooks): Promise<MachineState> {

@@ -56,6 +56,12 @@ export class RunRows {
     return r === undefined ? undefined : rowOf(r);
   }
 
+  /** The id of the machine's latest run (what its summary links to). */
+  async latestId(mac: string): Promise<number | undefined> {
+    const r = await this.#sql.get('SELECT MAX(id) AS id FROM runs WHERE mac = ?', [mac]);
+    return r === undefined || r.id === null ? undefined : Number(r.id);
+  }
+
   async get(id: number): Promise<RunRow | undefined> {
     const r = await this.#sql.get('SELECT * FROM runs WHERE id = ?', [id]);
     return r === undefined ? undefined : rowOf(r);
