@@ -148,12 +148,12 @@ describe('booty server replicas on one PostgreSQL', { skip }, () => {
     assert.equal(servedBefore.booty?.action ?? (servedBefore as { action?: string }).action, 'deploy');
     const stream = await openStream(a.url, token);
     try {
-      const t0 = new Date().toISOString();
+      const at = (s: number) => new Date(Date.parse('2026-12-06T12:00:00Z') + s * 1000).toISOString();
       const events = [
-        { type: 'phase', time: t0, phase: 'booting' },
-        { type: 'phase', time: t0, phase: 'writing' },
-        { type: 'log', time: t0, level: 'info', message: 'written through replica B' },
-        { type: 'result', time: new Date().toISOString(), ok: true, action: 'deploy', bytes: 1000, seconds: 1 },
+        { type: 'phase', time: at(0), phase: 'booting' },
+        { type: 'phase', time: at(1), phase: 'writing' },
+        { type: 'log', time: at(2), level: 'info', message: 'written through replica B' },
+        { type: 'result', time: at(4), ok: true, action: 'deploy', bytes: 1000, seconds: 1 },
       ];
       const post = (url: string) => fetch(`${url}/api/machines/${MAC}/events`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' }, body: JSON.stringify(events) });
       const res = await post(b.url);
@@ -161,6 +161,12 @@ describe('booty server replicas on one PostgreSQL', { skip }, () => {
       await stream.waitFor(/event: log\ndata: [^\n]*written through replica B/);
       // the agent's retry of the same batch, through the other replica: no second run
       assert.equal((await post(a.url)).status, 200);
+      // nor of its tail alone (progress, log, result: the run had already ended when it came again)
+      const tail = [{ type: 'progress', time: at(3), phase: 'writing', bytes: 1000, total: 1000, rate: 1000 }, ...events.slice(2)];
+      for (const url of [b.url, a.url]) {
+        const again = await fetch(`${url}/api/machines/${MAC}/events`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' }, body: JSON.stringify(tail) });
+        assert.equal(again.status, 200);
+      }
     } finally { stream.close(); }
     const runs = await (await op(a.url, `/api/machines/${MAC}/runs`)).json() as { runs: { ok?: boolean }[] };
     assert.equal(runs.runs.length, 1, JSON.stringify(runs));

@@ -144,18 +144,23 @@ export class RunRecorder {
       let runId = last?.id;
       let runOpen = last !== undefined && last.ended === undefined;
       let runPhases = last?.phases ?? [];
+      let runEnded = last?.ended;
       s.firstSeen ??= now;
       for (const e of events) {
         s.events++;
+        // an event from before the last run ended belongs to it: a batch sent again because its
+        // answer was lost (retried, maybe through another replica), not a new run
+        const late = runEnded !== undefined && Date.parse(e.time) <= Date.parse(runEnded);
         const startsRun = runId === undefined
           || (e.type === 'phase' && e.phase === 'booting')
-          || (!runOpen && (e.type === 'progress' || (e.type === 'phase' && !AFTER_RESULT_PHASES.has(e.phase))));
+          || (!runOpen && !late && (e.type === 'progress' || (e.type === 'phase' && !AFTER_RESULT_PHASES.has(e.phase))));
         if (startsRun) {
           // the same start again (a batch retried, maybe through another replica) joins the run it
           // started, and its events are applied again from there: the run ends as it did
           const run = await tx.runs.startOrJoin(mac, e.time, await hooks.runLabel(tx), e.type === 'phase' ? e.phase : undefined);
           runId = run.id;
           runOpen = true;
+          runEnded = undefined;
           runPhases = [];
           // a new run: the previous result and progress no longer describe it
           s.result = undefined;
@@ -185,6 +190,7 @@ export class RunRecorder {
               sha256: e.sha256, bytes: e.bytes, resultAction: e.action, phase: s.phase, phases: runPhases,
             });
             runOpen = false;
+            runEnded = e.time;
             await hooks.onResult(tx, e, now);
             break;
           }
