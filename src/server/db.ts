@@ -1,14 +1,14 @@
 // booty server's embedded database: DIR/booty.db, SQLite through node:sqlite (built into the
 // pinned Node; no native package). Holds machines (action, one-shot state, last report), runs
 // (one per boot of the agent: phases, bytes, rate, result) and their log lines, so all of it
-// survives a restart. Synchronous calls (DatabaseSync): each is microseconds with WAL, and one
-// writer (this process) means no locking to think about.
+// survives a restart. Opened by the state store's SQLite backend (store/sqlite-store.ts), which
+// applies migrations.ts on top of this schema (version 1); the server uses it only through the store.
 
 import { DatabaseSync } from 'node:sqlite';
 
 const SCHEMA_VERSION = 1;
 
-const SCHEMA = `
+export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS machines (
   mac            TEXT PRIMARY KEY,
   name           TEXT,
@@ -61,7 +61,10 @@ CREATE TABLE IF NOT EXISTS inventory (
 );
 `;
 
-export function openDatabase(file: string): DatabaseSync {
+/** `newestKnown`: the newest schema the caller can migrate to (the state store's migrations.ts);
+ *  a database past it was written by a newer server and is refused. */
+export function openDatabase(file: string, opts: { newestKnown?: number } = {}): DatabaseSync {
+  const newestKnown = opts.newestKnown ?? SCHEMA_VERSION;
   const db = new DatabaseSync(file);
   // WAL: readers never wait for the writer; NORMAL: a power cut may lose the last second of
   // progress, never the file's consistency.
@@ -70,9 +73,9 @@ export function openDatabase(file: string): DatabaseSync {
   addLogTimes(db);
   const row = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value: string } | undefined;
   if (row === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
-  else if (Number(row.value) > SCHEMA_VERSION) {
+  else if (Number(row.value) > newestKnown) {
     db.close();
-    throw new Error(`${file} was written by a newer booty server (schema ${row.value}, this one knows ${SCHEMA_VERSION})`);
+    throw new Error(`${file} was written by a newer booty server (schema ${row.value}, this one knows ${newestKnown})`);
   }
   return db;
 }

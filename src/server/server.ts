@@ -1,7 +1,8 @@
 // Start and stop booty server: data directory layout, the HTTP listener, periodic clean-up.
 //
 // DIR/
-//   booty.db                            machines, runs, logs, operator tokens (hashed), audit (SQLite via node:sqlite)
+//   booty.db                            machines, runs, logs, operator tokens (hashed), audit (SQLite via node:sqlite;
+//                                       with --database postgres://... all of it is in PostgreSQL instead: src/server/store/)
 //   secret                              the server's secret (0600): agent credentials and dashboard sessions derive from it
 //   machines/<aa-bb-cc-dd-ee-ff>.json   declarative action per machine (booty, BOOTy or combined form)
 //   default.json                        optional action for machines without their own
@@ -19,13 +20,13 @@ import { join, resolve } from 'node:path';
 import { createApp } from './app.ts';
 import type { BootFiles } from './app.ts';
 import { loadDashboard } from './dashboard-assets.ts';
-import { openDatabase } from './db.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
 import { UploadSessions } from './upload-sessions.ts';
 import { parseAction } from '../config/parse.ts';
 import { MachineStore } from './machines/machine-store.ts';
+import { openStateStore } from './store/open-store.ts';
 import { DEFAULT_LOG_RETENTION } from './machines/run-recorder.ts';
 import type { LogRetention } from './machines/run-recorder.ts';
 import { ServerCounters } from './metrics.ts';
@@ -38,6 +39,8 @@ import type { ServerLog } from './server-log.ts';
 
 export interface ServerOptions {
   dataDir: string;
+  /** the state store: undefined for DIR/booty.db (SQLite), or postgres://... shared by replicas */
+  database?: string;
   host: string;
   port: number;
   /** the unnamed operator token (--token); named ones live in booty.db (booty tokens add) */
@@ -110,22 +113,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   await images.init();
   const uploads = new UploadSessions(images, { ttlMs: opts.uploadTtlMs });
   await uploads.init();
-  const db = openDatabase(join(dataDir, 'booty.db'));
+  const store = await openStateStore({ dataDir, database: opts.database });
   const trust = new TrustPolicy({
-    secret: await loadOrCreateSecret(join(dataDir, 'secret')), tokens: new OperatorTokens(db), token: opts.token,
+    secret: await loadOrCreateSecret(join(dataDir, 'secret')), tokens: new OperatorTokens(store), token: opts.token,
     insecureOpen: opts.insecureOpen, metrics: opts.metrics, sessionTtlMs: opts.sessionTtlMs,
   });
   const defaultAction = opts.defaultAction ?? 'inspect';
-  const machines = new MachineStore(dataDir, db, { defaultAction: defaultAction === 'off' ? undefined : parseAction({ action: defaultAction }) });
+  const machines = new MachineStore(dataDir, store, {
+    defaultAction: defaultAction === 'off' ? undefined : parseAction({ action: defaultAction }),
+    onRelayError: (e) => log.warn('could not tell the other replicas of a change', { error: e.message }),
+  });
   await machines.init();
   const retention = { ...DEFAULT_LOG_RETENTION, ...opts.logRetention };
-  const pruneLogs = () => {
+  const pruneLogs = async () => {
     try {
-      const gone = machines.recorder.pruneLogs(retention);
+      const gone = await machines.recorder.pruneLogs(retention);
       if (gone.byAge + gone.bySize > 0) log.info('machine logs pruned', { 'older-lines': gone.byAge, 'over-size-lines': gone.bySize });
     } catch (e) { log.warn('could not prune machine logs', { error: (e as Error).message }); }
   };
-  pruneLogs();
+  await pruneLogs();
   const hub = new EventStreamHub(machines);
   const counters = new ServerCounters();
   const dashboard = await loadDashboard();
@@ -148,7 +154,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(db), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
@@ -163,7 +169,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     });
   } catch (e) {
     hub.close();
-    db.close();
+    machines.close();
+    await store.close();
     throw e;
   }
   const addr = server.address() as AddressInfo;
@@ -173,7 +180,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     void uploads.expire().then((gone) => { if (gone.length > 0) log.info('expired uploads', { uploads: gone.join(',') }); }).catch(() => {});
   }, Math.max(1000, Math.min(SWEEP_EVERY_MS, uploads.ttlMs / 2)));
   sweeper.unref();
-  const pruner = setInterval(pruneLogs, LOG_PRUNE_EVERY_MS);
+  const pruner = setInterval(() => { void pruneLogs(); }, LOG_PRUNE_EVERY_MS);
   pruner.unref();
   hashImages();
 
@@ -186,8 +193,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       indexer.stop();
       hub.close();
       await new Promise<void>((ok) => { server.close(() => ok()); server.closeIdleConnections(); });
-      await machines.recorder.flush();
-      db.close();
+      machines.close();
+      await store.close();
     },
   };
 }

@@ -1,7 +1,7 @@
 // Machines' logs are pruned (src/server/machines/run-recorder.ts): lines received longer ago
 // than the age limit go, recent ones stay; a machine over the size limit loses its oldest lines
 // until its log fits, others are untouched. A real SQLite database (node:sqlite) in a temp dir,
-// the recorder's clock moved by hand. Also: a database from before the `at` column gets it.
+// through the state store (SqliteStore), the recorder's clock moved by hand. Also: a database from before the `at` column gets it.
 import { after, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { DatabaseSync } from 'node:sqlite';
 import type { AgentEvent } from '../../src/config/report.ts';
 import { openDatabase } from '../../src/server/db.ts';
 import { MachineStore } from '../../src/server/machines/machine-store.ts';
+import { SqliteStore } from '../../src/server/store/sqlite-store.ts';
 
 const DAY = 24 * 3600 * 1000;
 const A = '52-54-00-00-00-0a';
@@ -20,10 +21,10 @@ const dirs: string[] = [];
 after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 let clock = 0;
-async function store(): Promise<{ machines: MachineStore; db: DatabaseSync }> {
+async function store(): Promise<{ machines: MachineStore; db: SqliteStore }> {
   const dir = mkdtempSync(join(tmpdir(), 'booty-log-retention-'));
   dirs.push(dir);
-  const db = openDatabase(join(dir, 'booty.db'));
+  const db = SqliteStore.open(join(dir, 'booty.db'));
   const machines = new MachineStore(dir, db, { now: () => clock });
   await machines.init();
   return { machines, db };
@@ -42,17 +43,16 @@ describe('machine log retention', () => {
     await machines.record(A, [log('recent 1')]);
     clock += 1 * DAY;
     await machines.record(A, [log('recent 2')]);
-    const gone = machines.recorder.pruneLogs({ maxAgeMs: 30 * DAY });
+    const gone = await machines.recorder.pruneLogs({ maxAgeMs: 30 * DAY });
     assert.deepEqual(gone, { byAge: 3, bySize: 0 });
-    assert.deepEqual(machines.recorder.log(A).map((l) => l.replace(/^\S+ info /, '')), ['recent 1', 'recent 2']);
-    assert.deepEqual(machines.recorder.log(B), []);
+    assert.deepEqual((await machines.recorder.log(A)).map((l) => l.replace(/^\S+ info /, '')), ['recent 1', 'recent 2']);
+    assert.deepEqual(await machines.recorder.log(B), []);
     // what the dashboard shows follows
     assert.deepEqual((await machines.summary(A))?.recentLog.map((l) => l.replace(/^\S+ info /, '')), ['recent 1', 'recent 2']);
     // runs are history, not log: they stay
-    assert.equal(machines.recorder.runs(A).length, 1);
-    assert.equal(machines.recorder.runs(B).length, 1);
-    await machines.recorder.flush();
-    db.close();
+    assert.equal((await machines.recorder.runs(A)).length, 1);
+    assert.equal((await machines.recorder.runs(B)).length, 1);
+    await db.close();
   });
 
   it('cuts a machine over the size limit to its newest lines, leaves the others', async () => {
@@ -60,29 +60,28 @@ describe('machine log retention', () => {
     const line = 'x'.repeat(1000);
     for (let i = 0; i < 100; i++) await machines.record(A, [log(`${i} ${line}`)]);
     await machines.record(B, [log('small')]);
-    const sizeOf = (mac: string) => machines.recorder.log(mac).reduce((n, l) => n + Buffer.byteLength(l), 0);
-    const before = sizeOf(A);
-    const gone = machines.recorder.pruneLogs({ maxBytesPerMachine: 20_000 });
-    const kept = machines.recorder.log(A);
-    assert.ok(sizeOf(A) <= 20_000 && sizeOf(A) > 20_000 - 1100, `kept ${sizeOf(A)} of ${before} bytes`);
+    const sizeOf = async (mac: string) => (await machines.recorder.log(mac)).reduce((n, l) => n + Buffer.byteLength(l), 0);
+    const before = await sizeOf(A);
+    const gone = await machines.recorder.pruneLogs({ maxBytesPerMachine: 20_000 });
+    const kept = await machines.recorder.log(A);
+    const size = await sizeOf(A);
+    assert.ok(size <= 20_000 && size > 20_000 - 1100, `kept ${size} of ${before} bytes`);
     assert.equal(gone.bySize, 100 - kept.length);
     assert.match(kept.at(-1)!, /info 99 x/, 'the newest line stays');
     assert.match(kept[0], new RegExp(`info ${100 - kept.length} x`), 'what stays is the newest, in order');
-    assert.equal(machines.recorder.log(B).length, 1);
-    assert.deepEqual(machines.recorder.pruneLogs({ maxBytesPerMachine: 20_000 }), { byAge: 0, bySize: 0 }, 'a second pass has nothing to do');
-    await machines.recorder.flush();
-    db.close();
+    assert.equal((await machines.recorder.log(B)).length, 1);
+    assert.deepEqual(await machines.recorder.pruneLogs({ maxBytesPerMachine: 20_000 }), { byAge: 0, bySize: 0 }, 'a second pass has nothing to do');
+    await db.close();
   });
 
   it('limits of 0 (or none) keep everything', async () => {
     const { machines, db } = await store();
     await machines.record(A, [log('old')]);
     clock += 400 * DAY;
-    assert.deepEqual(machines.recorder.pruneLogs({ maxAgeMs: 0, maxBytesPerMachine: 0 }), { byAge: 0, bySize: 0 });
-    assert.deepEqual(machines.recorder.pruneLogs({}), { byAge: 0, bySize: 0 });
-    assert.equal(machines.recorder.log(A).length, 1);
-    await machines.recorder.flush();
-    db.close();
+    assert.deepEqual(await machines.recorder.pruneLogs({ maxAgeMs: 0, maxBytesPerMachine: 0 }), { byAge: 0, bySize: 0 });
+    assert.deepEqual(await machines.recorder.pruneLogs({}), { byAge: 0, bySize: 0 });
+    assert.equal((await machines.recorder.log(A)).length, 1);
+    await db.close();
   });
 
   it('a database from before log times gets the column; its lines count as received at the upgrade', () => {

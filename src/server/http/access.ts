@@ -85,25 +85,25 @@ export class TrustPolicy {
   get insecureOpen(): boolean { return this.#o.insecureOpen === true; }
 
   /** Is any operator token configured (--token or a named one)? Without, operators are loopback only. */
-  hasOperatorToken(): boolean { return this.#o.token !== undefined || (this.#o.tokens?.count() ?? 0) > 0; }
+  async hasOperatorToken(): Promise<boolean> { return this.#o.token !== undefined || (await this.#o.tokens?.count() ?? 0) > 0; }
 
   /** The credential of machine `mac` (its iPXE script carries it as booty.token=). */
   credentialFor(mac: string): string { return agentCredential(this.#o.secret, mac); }
 
   /** The operator a bearer token belongs to (its name), or undefined. */
-  operatorTokenName(token: string): string | undefined { return this.#operatorByHash(tokenHash(token)); }
+  operatorTokenName(token: string): Promise<string | undefined> { return this.#operatorByHash(tokenHash(token)); }
 
-  #operatorByHash(hash: string): string | undefined {
+  async #operatorByHash(hash: string): Promise<string | undefined> {
     if (this.#tokenHash !== undefined && timingSafeEqual(Buffer.from(hash, 'hex'), this.#tokenHash)) return 'server --token';
     return this.#o.tokens?.nameOfHash(hash);
   }
 
   /** A dashboard login with `token`: the session cookie's value, or undefined when it is no operator token. */
-  login(token: string): string | undefined {
-    return this.operatorTokenName(token) === undefined ? undefined : this.sessions.issue(tokenHash(token));
+  async login(token: string): Promise<string | undefined> {
+    return await this.operatorTokenName(token) === undefined ? undefined : this.sessions.issue(tokenHash(token));
   }
 
-  identify(req: IncomingMessage): Principal {
+  async identify(req: IncomingMessage): Promise<Principal> {
     if (this.#o.insecureOpen === true) return { kind: 'operator', name: 'insecure-open' };
     const auth = req.headers.authorization;
     if (auth !== undefined) {
@@ -111,7 +111,7 @@ export class TrustPolicy {
       if (m === null) return { kind: 'anonymous', rejected: 'the Authorization header must be "Bearer <token>"' };
       const mac = agentCredentialMac(this.#o.secret, m[1]);
       if (mac !== undefined) return { kind: 'agent', mac };
-      const name = this.operatorTokenName(m[1]);
+      const name = await this.operatorTokenName(m[1]);
       if (name !== undefined) return { kind: 'operator', name };
       return {
         kind: 'anonymous',
@@ -122,7 +122,7 @@ export class TrustPolicy {
     }
     const cookie = cookieOf(req, SESSION_COOKIE);
     if (cookie !== undefined) {
-      const session = this.sessions.check(cookie);
+      const session = await this.sessions.check(cookie);
       if ('rejected' in session) return { kind: 'anonymous', rejected: session.rejected };
       // a cookie is sent by the browser on its own: a change needs proof the page is ours
       const origin = req.headers.origin;
@@ -131,7 +131,7 @@ export class TrustPolicy {
       }
       return { kind: 'operator', name: session.name };
     }
-    if (!this.hasOperatorToken() && isLoopback(remoteOf(req)) && namesThisHost(req)) return { kind: 'operator', name: 'loopback' };
+    if (!await this.hasOperatorToken() && isLoopback(remoteOf(req)) && namesThisHost(req)) return { kind: 'operator', name: 'loopback' };
     return { kind: 'anonymous' };
   }
 
@@ -140,18 +140,18 @@ export class TrustPolicy {
    * machine an agent route speaks for; 'deferred': only the body names it, and the handler
    * checks it (refuseOtherMachine).
    */
-  check(access: Access, p: Principal, agentMac: string | undefined | 'deferred'): void {
+  async check(access: Access, p: Principal, agentMac: string | undefined | 'deferred'): Promise<void> {
     const level = access === 'metrics' ? (this.#o.metrics ?? 'public') : access;
     if (level === 'public' || p.kind === 'operator') return;
-    if (p.kind === 'anonymous') throw this.#unauthorized(level, p.rejected);
+    if (p.kind === 'anonymous') throw await this.#unauthorized(level, p.rejected);
     if (level === 'operator') throw new HttpError(403, `this is the agent credential of ${p.mac}: it may only report and upload for that machine; this needs an operator token`);
     if (agentMac !== 'deferred') refuseOtherMachine(p, agentMac);
   }
 
-  #unauthorized(level: 'agent' | 'operator', rejected: string | undefined): HttpError {
+  async #unauthorized(level: 'agent' | 'operator', rejected: string | undefined): Promise<HttpError> {
     const headers = { 'WWW-Authenticate': 'Bearer realm="booty"' };
     if (rejected !== undefined) return new HttpError(401, `${rejected}; send "Authorization: Bearer <operator token or this machine's credential>"`, { headers });
-    if (!this.hasOperatorToken()) {
+    if (!await this.hasOperatorToken()) {
       return new HttpError(401, level === 'agent'
         ? 'agents authenticate with their machine\'s credential ("Authorization: Bearer <credential>", booty.token= from /ipxe/<mac>)'
         : `this server has no operator token yet, so operator requests are accepted from this host only; create one on the server with "${CREATE_TOKEN}" and send "Authorization: Bearer <token>"`, { headers });

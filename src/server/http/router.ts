@@ -113,14 +113,14 @@ function methodMatches<Ctx>(r: Route<Ctx>, method: string): boolean {
 
 /** Run the matched route: the access check first, then its handler. Returns who asked (for the audit log). */
 export async function dispatch<Ctx>(m: Match<Ctx>, r: Omit<RouteRequest<Ctx>, 'params' | 'rest' | 'principal'>, policy: TrustPolicy): Promise<Principal> {
-  const principal = policy.identify(r.req);
+  const principal = await policy.identify(r.req);
   const request: RouteRequest<Ctx> = { ...r, params: m.params, rest: m.rest, principal };
   const agentMac = m.route.agentMac;
   // an agent route without agentMac would let any machine speak for any other: refuse, loudly
   if (m.route.access === 'agent' && agentMac === undefined) throw new Error(`agent route ${m.route.path} declares no agentMac`);
   const speaksFor = principal.kind !== 'agent' || m.route.access !== 'agent' ? undefined
     : agentMac === 'body' ? 'deferred' as const : await agentMac!(request);
-  policy.check(m.route.access, principal, speaksFor);
+  await policy.check(m.route.access, principal, speaksFor);
   await m.route.handle(request);
   return principal;
 }

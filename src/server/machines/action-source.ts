@@ -14,17 +14,21 @@
 // (boot from disk) instead of running the action again, unless the machine is persistent.
 // Changing the action (API, CLI or an edited file) or `rearm` makes it run again.
 //
-// Persisted in the inventory columns of the `machines` table (the run recorder owns `state`).
+// Persisted in the inventory columns of the `machines` table (the run recorder owns `state`),
+// through the state store (src/server/store/): nothing is cached here, so every replica on one
+// PostgreSQL reads the same machine, and a one-shot action consumed through one replica is never
+// served again by another.
 
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { Action } from '../../config/action.ts';
 import type { AgentEvent } from '../../config/report.ts';
 import { parseAction, summarizeAction } from '../../config/parse.ts';
 import { BootyError, isBootyError } from '../../util/errors.ts';
 import { HttpError } from '../http/http-error.ts';
 import { normalizeMac } from '../names.ts';
+import type { MachineRow } from '../store/machine-rows.ts';
+import type { StateStore, StoreTx } from '../store/state-store.ts';
 import type { MachineChanges } from './changes.ts';
 
 export interface ActionLookup {
@@ -88,88 +92,69 @@ function noneInsteadOf(a: Action): Action {
   return { action: 'none', after: a.after, onError: a.onError, wipeOnError: false, dryRun: false };
 }
 
+/** A machine's action file as it was before a change in progress (undefined: there was none). */
+interface FileUndo { file: string; text: string | undefined }
+
 export class ActionSource {
   readonly machinesDir: string;
   readonly defaultFile: string;
-  readonly #db: DatabaseSync;
+  readonly #store: StateStore;
   readonly #changes: MachineChanges;
-  readonly #machines = new Map<string, InventoryRecord>();
   #default: { sig?: string; action?: Action; error?: string } = {};
-  #st!: Record<string, StatementSync>;
   readonly #serverDefault: Action | undefined;
 
   /** `serverDefault`: what a machine without its own action and without default.json gets
    *  (--default-action; undefined: nothing, a 404) */
-  constructor(dataDir: string, db: DatabaseSync, changes: MachineChanges, serverDefault?: Action) {
+  constructor(dataDir: string, store: StateStore, changes: MachineChanges, serverDefault?: Action) {
     this.machinesDir = join(dataDir, 'machines');
     this.defaultFile = join(dataDir, 'default.json');
-    this.#db = db;
+    this.#store = store;
     this.#changes = changes;
     this.#serverDefault = serverDefault;
   }
 
-  /** Load the inventory from the database (files are read by reload(), after). */
   async init(): Promise<void> {
     await mkdir(this.machinesDir, { recursive: true });
-    const db = this.#db;
-    this.#st = {
-      upsert: db.prepare(`INSERT INTO machines (mac, name, action, managed_by, action_error, file_sig, persistent, one_shot_done, created, updated)
-        VALUES (:mac, :name, :action, :managed_by, :action_error, :file_sig, :persistent, :one_shot_done, :created, :updated)
-        ON CONFLICT (mac) DO UPDATE SET name = :name, action = :action, managed_by = :managed_by, action_error = :action_error, file_sig = :file_sig,
-          persistent = :persistent, one_shot_done = :one_shot_done, updated = :updated`),
-      delete: db.prepare('DELETE FROM machines WHERE mac = ?'),
-    };
-    for (const r of db.prepare('SELECT mac, name, action, managed_by, action_error, file_sig, persistent, one_shot_done, created, updated FROM machines').all() as Record<string, string | number | null>[]) {
-      const mac = String(r.mac);
-      let action: Action | undefined;
-      try { action = r.action === null ? undefined : parseAction(String(r.action)); } catch { action = undefined; }
-      this.#machines.set(mac, {
-        mac, name: r.name === null ? undefined : String(r.name), action,
-        managedBy: r.managed_by === null ? undefined : r.managed_by as 'file' | 'api',
-        actionError: r.action_error === null ? undefined : String(r.action_error),
-        fileSig: r.file_sig === null ? undefined : String(r.file_sig),
-        persistent: r.persistent === 1, oneShotDone: r.one_shot_done === null ? undefined : String(r.one_shot_done),
-        created: String(r.created), updated: String(r.updated),
-      });
-    }
   }
 
   actionFile(mac: string): string { return join(this.machinesDir, `${mac}.json`); }
 
-  macs(): Iterable<string> { return this.#machines.keys(); }
+  async macs(): Promise<string[]> { return (await this.records()).map((r) => r.mac); }
 
-  record(mac: string): Readonly<InventoryRecord> | undefined { return this.#machines.get(mac); }
-
-  #ensure(mac: string): InventoryRecord {
-    let rec = this.#machines.get(mac);
-    if (rec === undefined) {
-      const now = new Date().toISOString();
-      rec = { mac, persistent: false, created: now, updated: now };
-      this.#machines.set(mac, rec);
-    }
-    return rec;
+  /** `db`: a transaction of the store to read in (default: the store itself) */
+  async record(mac: string, db: StoreTx = this.#store): Promise<InventoryRecord | undefined> {
+    const r = await db.machines.get(mac);
+    return r === undefined ? undefined : recordOf(r);
   }
 
-  #save(rec: InventoryRecord): void {
-    this.#st.upsert.run({
-      mac: rec.mac, name: rec.name ?? null, action: rec.action === undefined ? null : JSON.stringify(rec.action),
-      managed_by: rec.managedBy ?? null, action_error: rec.actionError ?? null, file_sig: rec.fileSig ?? null,
-      persistent: rec.persistent ? 1 : 0, one_shot_done: rec.oneShotDone ?? null, created: rec.created, updated: rec.updated,
+  /** Every machine's entry (rows that only hold a reported state included). */
+  async records(): Promise<InventoryRecord[]> { return (await this.#store.machines.list()).map(recordOf); }
+
+  static #fresh(mac: string): InventoryRecord {
+    const now = new Date().toISOString();
+    return { mac, persistent: false, created: now, updated: now };
+  }
+
+  async #save(rec: InventoryRecord, db: StoreTx = this.#store): Promise<void> {
+    await db.machines.save({
+      mac: rec.mac, name: rec.name, action: rec.action === undefined ? undefined : JSON.stringify(rec.action),
+      managedBy: rec.managedBy, actionError: rec.actionError, fileSig: rec.fileSig,
+      persistent: rec.persistent, created: rec.created, updated: rec.updated,
     });
   }
 
   // ---- declarative files ----------------------------------------------------------------------
 
   /** Import DIR/machines/<mac>.json when it changed since the last import (or vanished). */
-  async syncFile(mac: string): Promise<boolean> {
+  async syncFile(mac: string, db: StoreTx = this.#store): Promise<boolean> {
     const file = this.actionFile(mac);
     const sig = await sigOf(file);
-    const rec = this.#machines.get(mac);
+    const rec = await this.record(mac, db);
     if (sig === undefined) {
       if (rec === undefined || rec.managedBy !== 'file') return false;
       // the file was removed: so is the machine's own action (its history stays)
       Object.assign(rec, { action: undefined, actionError: undefined, managedBy: undefined, fileSig: undefined, updated: new Date().toISOString() });
-      this.#save(rec);
+      await this.#save(rec, db);
       return true;
     }
     if (rec?.fileSig === sig) return false;
@@ -178,7 +163,7 @@ export class ActionSource {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw e;
     }
-    const r = this.#ensure(mac);
+    const r = rec ?? ActionSource.#fresh(mac);
     try {
       r.action = parseAction(text);
       r.actionError = undefined;
@@ -189,9 +174,9 @@ export class ActionSource {
     }
     r.managedBy = 'file';
     r.fileSig = sig;
-    r.oneShotDone = undefined; // an edited file means: run it
     r.updated = new Date().toISOString();
-    this.#save(r);
+    await this.#save(r, db);
+    await db.machines.rearm(mac, r.updated); // an edited file means: run it
     return true;
   }
 
@@ -215,14 +200,14 @@ export class ActionSource {
       const mac = f.endsWith('.json') ? normalizeMac(f.slice(0, -5)) : undefined;
       if (mac !== undefined && f === `${mac}.json`) macs.add(mac);
     }
-    for (const r of this.#machines.values()) if (r.managedBy === 'file') macs.add(r.mac);
+    for (const r of await this.records()) if (r.managedBy === 'file') macs.add(r.mac);
     const changed: string[] = [];
     for (const mac of [...macs].sort()) {
       if (await this.syncFile(mac)) { changed.push(mac); this.#changes.emit({ type: 'machine', mac }); }
     }
     this.#default.sig = undefined;
     await this.#syncDefault();
-    const errors = [...this.#machines.values()].filter((r) => r.actionError !== undefined).map((r) => r.actionError as string);
+    const errors = (await this.records()).filter((r) => r.actionError !== undefined).map((r) => r.actionError as string);
     if (this.#default.error !== undefined) errors.push(this.#default.error);
     return { changed, errors };
   }
@@ -236,7 +221,10 @@ export class ActionSource {
    */
   async actionFor(mac: string): Promise<ActionLookup | undefined> {
     await this.syncFile(mac);
-    const rec = this.#machines.get(mac);
+    return this.#lookup(mac, await this.record(mac));
+  }
+
+  async #lookup(mac: string, rec: InventoryRecord | undefined): Promise<ActionLookup | undefined> {
     const broken = (message: string) => new BootyError({ stage: 'config', code: 'CONFIG_FIELD', message, hint: 'fix the file; the server will not serve a broken action' });
     if (rec?.actionError !== undefined) throw broken(rec.actionError);
     if (rec?.action !== undefined) return { source: 'machine', file: this.actionFile(mac), action: rec.action };
@@ -249,44 +237,47 @@ export class ActionSource {
 
   /** What an agent fetching its action gets now (one-shot rule applied). */
   async servedActionFor(mac: string): Promise<ServedAction | undefined> {
-    const found = await this.actionFor(mac);
+    await this.syncFile(mac);
+    return this.servedFrom(mac, await this.record(mac));
+  }
+
+  /** The same, from the machine's entry as just read (its file already synced: summaries). */
+  async servedFrom(mac: string, rec: InventoryRecord | undefined): Promise<ServedAction | undefined> {
+    const found = await this.#lookup(mac, rec);
     if (found === undefined) return undefined;
-    const rec = this.#machines.get(mac);
     if (rec?.oneShotDone !== undefined && !rec.persistent && ONE_SHOT_ACTIONS.has(found.action.action)) {
       return { ...found, action: noneInsteadOf(found.action), configured: found.action, oneShotDone: rec.oneShotDone };
     }
     return { ...found, configured: found.action };
   }
 
-  /** What a run starting now does, in words, as the run history shows it. */
-  runLabel(mac: string, configured: Action | undefined): string | undefined {
-    const rec = this.#machines.get(mac);
+  /** What a run starting now does, in words, as the run history shows it (read in the recorder's transaction `tx`). */
+  async runLabel(tx: StoreTx, mac: string, configured: Action | undefined): Promise<string | undefined> {
+    const row = await tx.machines.get(mac);
+    const rec = row === undefined ? undefined : recordOf(row);
     if (rec?.oneShotDone !== undefined && !rec.persistent && configured !== undefined && ONE_SHOT_ACTIONS.has(configured.action)) return 'none (one-shot action done)';
     return configured === undefined ? undefined : summarizeAction(configured);
   }
 
   /**
    * An agent reported a result: a successful deploy/capture/wipe of the configured action
-   * consumes a one-shot action. Synchronous, so it is saved in the recorder's transaction.
+   * consumes a one-shot action, in the recorder's transaction `tx`, by the store's conditional
+   * statement (of two replicas recording it at once, one consumes it).
    */
-  resultReported(mac: string, e: Extract<AgentEvent, { type: 'result' }>, configured: Action | undefined, now: string): void {
-    const rec = this.#machines.get(mac);
-    if (!e.ok || !ONE_SHOT_ACTIONS.has(e.action) || rec?.persistent === true || configured === undefined || configured.action !== e.action) return;
-    const r = this.#ensure(mac);
-    r.oneShotDone = e.time;
-    r.updated = now;
-    this.#save(r);
+  async resultReported(tx: StoreTx, mac: string, e: Extract<AgentEvent, { type: 'result' }>, configured: Action | undefined, now: string): Promise<void> {
+    if (!e.ok || !ONE_SHOT_ACTIONS.has(e.action) || configured === undefined || configured.action !== e.action) return;
+    await tx.machines.consumeOneShot(mac, e.time, now);
   }
 
   /** Validate and store an action (normalized booty form). Throws BootyError naming the field. */
   async setAction(mac: string, input: unknown): Promise<Action> {
     await this.update(mac, { action: input });
-    return this.#machines.get(mac)!.action!;
+    return (await this.record(mac))!.action!;
   }
 
   async deleteAction(mac: string): Promise<boolean> {
     await this.syncFile(mac);
-    const rec = this.#machines.get(mac);
+    const rec = await this.record(mac);
     if (rec === undefined || (rec.action === undefined && rec.actionError === undefined)) return false;
     await this.update(mac, { action: null });
     return true;
@@ -294,17 +285,50 @@ export class ActionSource {
 
   /** Create or change a machine. `create: true` refuses an existing one (409). */
   async update(mac: string, s: MachineSettings, opts: { create?: boolean } = {}): Promise<void> {
-    await this.syncFile(mac);
-    const existing = this.#machines.get(mac);
+    await this.#updateIn(this.#store, mac, s, opts);
+    this.#changes.emit({ type: 'machine', mac });
+  }
+
+  /**
+   * Change many machines in one transaction of the store: all rows are saved, or none (the first
+   * failure rolls back the others, and the files of file-managed machines already rewritten are
+   * put back as they were). `each(tx, mac)` runs after each machine's change, in the transaction
+   * (the bulk route audits there, so the audit log holds exactly the changes that were saved).
+   */
+  async updateMany(changes: { mac: string; settings: MachineSettings }[], opts: { create?: boolean } = {},
+    each?: (tx: StoreTx, mac: string, index: number) => Promise<void>): Promise<void> {
+    const undo: FileUndo[] = [];
+    try {
+      await this.#store.transaction(async (tx) => {
+        for (const [i, c] of changes.entries()) {
+          await this.#updateIn(tx, c.mac, c.settings, opts, undo);
+          await each?.(tx, c.mac, i);
+        }
+      });
+    } catch (e) {
+      for (const u of undo.reverse()) {
+        if (u.text === undefined) await unlink(u.file).catch(() => {});
+        else await writeAtomically(u.file, u.text).catch(() => {});
+      }
+      throw e;
+    }
+    for (const c of changes) this.#changes.emit({ type: 'machine', mac: c.mac });
+  }
+
+  async #updateIn(db: StoreTx, mac: string, s: MachineSettings, opts: { create?: boolean }, undo?: FileUndo[]): Promise<void> {
+    await this.syncFile(mac, db);
+    const existing = await this.record(mac, db);
     if (opts.create === true && existing !== undefined && (existing.action !== undefined || existing.managedBy !== undefined || existing.name !== undefined)) {
       throw new HttpError(409, `machine ${mac} already exists; use "booty machines set" (PUT /api/machines/${mac}) to change it`);
     }
     // validate before touching anything
     const action = s.action === undefined || s.action === null ? undefined : parseAction(s.action);
-    const rec = this.#ensure(mac);
+    const rec = existing ?? ActionSource.#fresh(mac);
     const file = this.actionFile(mac);
+    let rearm = s.rearm === true;
     if (s.action !== undefined) {
       if (rec.managedBy === 'file') {
+        undo?.push({ file, text: await readFile(file, 'utf8').catch(() => undefined) });
         if (action === undefined) await unlink(file).catch(() => {});
         else await writeAtomically(file, JSON.stringify(action, null, 2) + '\n');
         rec.fileSig = action === undefined ? undefined : await sigOf(file);
@@ -314,28 +338,26 @@ export class ActionSource {
       }
       rec.action = action;
       rec.actionError = undefined;
-      rec.oneShotDone = undefined;
+      rearm = true;
     }
     if (s.persistent !== undefined) rec.persistent = s.persistent;
     if (s.name !== undefined) rec.name = s.name === null || s.name === '' ? undefined : s.name;
-    if (s.rearm === true) rec.oneShotDone = undefined;
     rec.updated = new Date().toISOString();
-    this.#save(rec);
-    this.#changes.emit({ type: 'machine', mac });
+    await this.#save(rec, db);
+    if (rearm) await db.machines.rearm(mac, rec.updated);
   }
 
-  /** Forget a machine's action and its file; its row goes (call inside the store's transaction). */
+  /** Forget a machine's action and its file (its row goes with forget(), in the store's transaction). */
   async removeFile(mac: string): Promise<void> {
-    if (this.#machines.get(mac)?.managedBy === 'file') await unlink(this.actionFile(mac)).catch(() => {});
+    if ((await this.record(mac))?.managedBy === 'file') await unlink(this.actionFile(mac)).catch(() => {});
   }
 
-  forget(mac: string): void {
-    this.#st.delete.run(mac);
-    this.#machines.delete(mac);
+  async forget(tx: StoreTx, mac: string): Promise<void> {
+    await tx.machines.remove(mac);
   }
 
   /** Machines whose own action (or default.json) names `imageName` (deploy or deploy-rootfs source, or capture target, by URL path /images/<name>). */
-  referencesTo(imageName: string, kinds: ('deploy' | 'capture')[] = ['deploy', 'capture']): string[] {
+  async referencesTo(imageName: string, kinds: ('deploy' | 'capture')[] = ['deploy', 'capture']): Promise<string[]> {
     const uses = (a: Action | undefined) => {
       if (a === undefined) return false;
       // a rootfs tarball a deploy-rootfs action names is deployed like an image (immutable, not deletable)
@@ -347,8 +369,18 @@ export class ActionSource {
         return decodeURIComponent(segs[segs.length - 1]) === imageName && segs[segs.length - 2] === 'images';
       } catch { return false; }
     };
-    const out = [...this.#machines.values()].filter((r) => uses(r.action)).map((r) => r.mac);
+    const out = (await this.records()).filter((r) => uses(r.action)).map((r) => r.mac);
     if (uses(this.#default.action)) out.push('default.json');
     return out;
   }
+}
+
+/** A row of the store as the action source's entry (an action that no longer parses: none). */
+function recordOf(r: MachineRow): InventoryRecord {
+  let action: Action | undefined;
+  try { action = r.action === undefined ? undefined : parseAction(r.action); } catch { action = undefined; }
+  return {
+    mac: r.mac, name: r.name, action, managedBy: r.managedBy, actionError: r.actionError, fileSig: r.fileSig,
+    persistent: r.persistent, oneShotDone: r.oneShotDone, created: r.created, updated: r.updated,
+  };
 }

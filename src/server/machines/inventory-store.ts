@@ -1,35 +1,40 @@
 // Each machine's last hardware inventory (src/config/inventory.ts), as its agent sent it at its
-// last boot, in the `inventory` table of booty.db (db.ts). One row per machine, replaced at every
-// boot; the JSON is stored as received (validated by the route before).
-import type { DatabaseSync, StatementSync } from 'node:sqlite';
+// last boot, in the `inventory` table of the state store (src/server/store/inventory-rows.ts).
+// One row per machine, replaced at every boot; the JSON is stored as received (validated by the
+// route before). Nothing cached: every replica reads the same row.
 import type { MachineInventory } from '../../config/inventory.ts';
+import type { InventoryRow } from '../store/inventory-rows.ts';
+import type { StateStore, StoreTx } from '../store/state-store.ts';
 
 export interface StoredInventory { received: string; inventory: MachineInventory }
 
+function storedOf(r: InventoryRow | undefined): StoredInventory | undefined {
+  if (r === undefined) return undefined;
+  try { return { received: r.received, inventory: JSON.parse(r.facts) as MachineInventory }; } catch { return undefined; /* a damaged row: the next boot replaces it */ }
+}
+
 export class InventoryStore {
-  readonly #byMac = new Map<string, StoredInventory>();
-  readonly #put: StatementSync;
-  readonly #delete: StatementSync;
+  readonly #store: StateStore;
 
-  constructor(db: DatabaseSync) {
-    this.#put = db.prepare('INSERT INTO inventory (mac, received, facts) VALUES (?, ?, ?) ON CONFLICT (mac) DO UPDATE SET received = excluded.received, facts = excluded.facts');
-    this.#delete = db.prepare('DELETE FROM inventory WHERE mac = ?');
-    for (const r of db.prepare('SELECT mac, received, facts FROM inventory').all() as { mac: string; received: string; facts: string }[]) {
-      try { this.#byMac.set(r.mac, { received: r.received, inventory: JSON.parse(r.facts) as MachineInventory }); } catch { /* a damaged row: the next boot replaces it */ }
+  constructor(store: StateStore) { this.#store = store; }
+
+  async put(mac: string, inventory: MachineInventory, received = new Date().toISOString()): Promise<void> {
+    await this.#store.inventory.put(mac, received, JSON.stringify(inventory));
+  }
+
+  async get(mac: string): Promise<StoredInventory | undefined> { return storedOf(await this.#store.inventory.get(mac)); }
+
+  /** Every machine's, by MAC. */
+  async all(): Promise<Map<string, StoredInventory>> {
+    const m = new Map<string, StoredInventory>();
+    for (const r of await this.#store.inventory.list()) {
+      const s = storedOf(r);
+      if (s !== undefined) m.set(r.mac, s);
     }
+    return m;
   }
 
-  put(mac: string, inventory: MachineInventory, received = new Date().toISOString()): void {
-    this.#put.run(mac, received, JSON.stringify(inventory));
-    this.#byMac.set(mac, { received, inventory });
-  }
-
-  get(mac: string): StoredInventory | undefined { return this.#byMac.get(mac); }
-  has(mac: string): boolean { return this.#byMac.has(mac); }
-  macs(): Iterable<string> { return this.#byMac.keys(); }
-
-  forget(mac: string): void {
-    this.#delete.run(mac);
-    this.#byMac.delete(mac);
+  async forget(tx: StoreTx, mac: string): Promise<void> {
+    await tx.inventory.remove(mac);
   }
 }

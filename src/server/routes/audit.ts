@@ -9,10 +9,10 @@ import type { AppRoute } from './context.ts';
 export const auditRoutes: AppRoute[] = [
   {
     method: 'GET', path: '/api/audit', access: 'operator',
-    handle: ({ app, res, url }) => {
+    handle: async ({ app, res, url }) => {
       if (app.audit === undefined) throw new HttpError(404, 'this server keeps no audit log');
       const macText = url.searchParams.get('mac');
-      const entries = app.audit.list({
+      const entries = await app.audit.list({
         mac: macText === null ? undefined : macOrThrow(macText),
         limit: optionalSize(url.searchParams.get('limit'), 'limit'),
         beforeId: optionalSize(url.searchParams.get('before'), 'before'),

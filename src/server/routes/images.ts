@@ -40,11 +40,13 @@ async function serveIndex({ app, req, res, params: { name } }: AppRequest): Prom
 }
 
 async function imageCatalog(app: AppContext): Promise<unknown[]> {
-  return (await app.images.list()).map((i) => ({ ...i, gzipIndex: app.indexer?.describe(i.name), usedBy: app.machines.actions.referencesTo(i.name) }));
+  const out = [];
+  for (const i of await app.images.list()) out.push({ ...i, gzipIndex: app.indexer?.describe(i.name), usedBy: await app.machines.actions.referencesTo(i.name) });
+  return out;
 }
 
 async function deleteImage({ app, res, params: { name } }: AppRequest): Promise<void> {
-  const users = app.machines.actions.referencesTo(name);
+  const users = await app.machines.actions.referencesTo(name);
   if (users.length > 0) throw new HttpError(409, `image "${name}" is used by the action of ${users.join(', ')}; change or remove those actions first`);
   if (!await app.images.remove(name)) throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
   await app.indexer?.forget(name);

@@ -22,13 +22,13 @@ async function postInventory({ app, req, res, params: { mac } }: AppRequest): Pr
   const body = await readJson(req);
   if (!validators.inventory(body)) throw inventoryProblem();
   const inv = body as MachineInventory;
-  app.machines.putInventory(mac, inv);
+  await app.machines.putInventory(mac, inv);
   note(res, 'mac', mac); note(res, 'disks', inv.disks.length);
   sendJson(res, 200, { ok: true });
 }
 
-function getInventory({ app, res, params: { mac } }: AppRequest): void {
-  const s = app.machines.inventory.get(mac);
+async function getInventory({ app, res, params: { mac } }: AppRequest): Promise<void> {
+  const s = await app.machines.inventory.get(mac);
   if (s === undefined) throw new HttpError(404, `no inventory from ${mac} yet (its agent sends one at every boot)`);
   sendJson(res, 200, { mac, received: s.received, inventory: s.inventory });
 }

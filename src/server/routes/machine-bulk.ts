@@ -8,9 +8,10 @@
 // A refusal names the machine and says why in the server's sentence. Operator only: like the
 // single-machine routes, these change what machines install.
 //
-// "None" means no change is saved when any change is refused by the rules. Saving itself writes
-// a managed machine's file before its row: an I/O error halfway (a full disk) leaves the changes
-// before it saved, and the answer names which.
+// "None" means no change is saved when any change is refused by the rules, and saving is one
+// transaction of the state store (ActionSource.updateMany): a failure halfway (a full disk, a lost
+// database connection) rolls back every row saved before it, with the audit entries written in
+// the same transaction, and puts back the files of file-managed machines already rewritten.
 
 import type { Action } from '../../config/action.ts';
 import { parseAction, summarizeAction, toBootyJson } from '../../config/parse.ts';
@@ -18,7 +19,7 @@ import { isBootyError } from '../../util/errors.ts';
 import { HttpError } from '../http/http-error.ts';
 import { flag, readJson } from '../http/request.ts';
 import { note, sendJson } from '../http/respond.ts';
-import type { MachineSettings } from '../machines/action-source.ts';
+import type { InventoryRecord, MachineSettings } from '../machines/action-source.ts';
 import { normalizeMac } from '../names.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 import { settingsOf } from './machines.ts';
@@ -35,13 +36,13 @@ function refusalOf(e: unknown): string {
 }
 
 /** The action the machine gets at its next fetch once `s` is saved (null: none of its own). */
-function servedAfter(app: AppContext, mac: string, s: MachineSettings): Action | null {
-  const own = s.action === undefined ? app.machines.actions.record(mac)?.action : s.action === null ? undefined : parseAction(s.action);
+async function servedAfter(app: AppContext, mac: string, s: MachineSettings): Promise<Action | null> {
+  const own = s.action === undefined ? (await app.machines.actions.record(mac))?.action : s.action === null ? undefined : parseAction(s.action);
   if (own === undefined) return null;
   return app.requireChecksum === true && own.action === 'deploy' ? { ...own, requireChecksum: true } : own;
 }
 
-function checkOne(app: AppContext, raw: unknown, create: boolean, seen: Set<string>): Checked {
+async function checkOne(app: AppContext, raw: unknown, create: boolean, seen: Set<string>): Promise<Checked> {
   const macText = typeof raw === 'object' && raw !== null ? (raw as { mac?: unknown }).mac : undefined;
   if (typeof macText !== 'string') return { mac: String(macText ?? '?'), error: 'field "mac" is required (e.g. "52:54:00:12:34:56")' };
   const mac = normalizeMac(macText);
@@ -50,22 +51,25 @@ function checkOne(app: AppContext, raw: unknown, create: boolean, seen: Set<stri
   seen.add(mac);
   try {
     const settings = settingsOf(raw);
-    const rec = app.machines.actions.record(mac);
+    const rec = await app.machines.actions.record(mac);
     if (create && rec !== undefined && (rec.action !== undefined || rec.managedBy !== undefined || rec.name !== undefined)) {
       return { mac, error: `machine ${mac} already exists` };
     }
-    return { mac, settings, served: servedAfter(app, mac, settings) };
+    return { mac, settings, served: await servedAfter(app, mac, settings) };
   } catch (e) { return { mac, error: refusalOf(e) }; }
 }
 
-function checkAll(app: AppContext, body: unknown): { create: boolean; checked: Checked[] } {
+async function checkAll(app: AppContext, body: unknown): Promise<{ create: boolean; checked: Checked[] }> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"changes": [{"mac": "...", "action": {...}}, ...]}');
   const b = body as { changes?: unknown; create?: unknown };
   if (!Array.isArray(b.changes) || b.changes.length === 0) throw new HttpError(400, 'field "changes" must be a list of at least one change');
   if (b.changes.length > MAX_CHANGES) throw new HttpError(413, `at most ${MAX_CHANGES} changes at once (got ${b.changes.length})`);
   if (b.create !== undefined && typeof b.create !== 'boolean') throw new HttpError(400, 'field "create" must be true or false');
   const seen = new Set<string>();
-  return { create: b.create === true, checked: b.changes.map((c) => checkOne(app, c, b.create === true, seen)) };
+  const checked: Checked[] = [];
+  // one after the other: `seen` decides which of two changes of one MAC is the second
+  for (const c of b.changes as unknown[]) checked.push(await checkOne(app, c, b.create === true, seen));
+  return { create: b.create === true, checked };
 }
 
 function answerOf(c: Checked) {
@@ -80,7 +84,7 @@ function refusedSentence(refused: Checked[], total: number): string {
 }
 
 async function validate({ app, req, res }: AppRequest): Promise<void> {
-  const { checked } = checkAll(app, await readJson(req));
+  const { checked } = await checkAll(app, await readJson(req));
   const refused = checked.filter((c) => c.error !== undefined);
   note(res, 'changes', checked.length);
   sendJson(res, 200, {
@@ -89,7 +93,7 @@ async function validate({ app, req, res }: AppRequest): Promise<void> {
 }
 
 async function applyAll({ app, req, res, url, principal }: AppRequest): Promise<void> {
-  const { create, checked } = checkAll(app, await readJson(req));
+  const { create, checked } = await checkAll(app, await readJson(req));
   note(res, 'changes', checked.length);
   const refused = checked.filter((c) => c.error !== undefined);
   if (refused.length > 0 || flag(url, 'dryRun')) {
@@ -97,25 +101,23 @@ async function applyAll({ app, req, res, url, principal }: AppRequest): Promise<
     sendJson(res, status, { ok: refused.length === 0, saved: 0, error: refused.length === 0 ? undefined : refusedSentence(refused, checked.length), results: checked.map(answerOf) });
     return;
   }
-  const saved: string[] = [];
-  for (const c of checked) {
-    const before = app.machines.actions.record(c.mac);
-    const was = before === undefined ? undefined : { action: before.action, persistent: before.persistent, name: before.name };
-    try {
-      await app.machines.actions.update(c.mac, c.settings as MachineSettings, { create });
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      throw new HttpError(500, `saving ${c.mac} failed (${why}); ${saved.length} of ${checked.length} saved before it${saved.length > 0 ? ` (${saved.slice(0, 20).join(', ')}${saved.length > 20 ? ', …' : ''})` : ''}, the rest not`);
-    }
-    saved.push(c.mac);
-    // one audit entry per machine, so its page lists the change like a single PUT
-    const rec = app.machines.actions.record(c.mac);
-    if (principal.kind === 'operator') {
-      try {
-        app.audit?.record({ who: principal.name, what: `POST ${url.pathname} (${checked.length} machines)`, status: 200, mac: c.mac, before: was, after: rec === undefined ? undefined : { action: rec.action, persistent: rec.persistent, name: rec.name } });
-      } catch (e) { app.log.error('could not write the audit log', { error: (e as Error).message }); }
-    }
+  const audit = principal.kind === 'operator' ? app.audit : undefined;
+  const what = `POST ${url.pathname} (${checked.length} machines)`;
+  const settingsNow = (r: InventoryRecord | undefined) => (r === undefined ? undefined : { action: r.action, persistent: r.persistent, name: r.name });
+  const before = new Map<string, ReturnType<typeof settingsNow>>();
+  for (const c of checked) before.set(c.mac, settingsNow(await app.machines.actions.record(c.mac)));
+  try {
+    await app.machines.actions.updateMany(checked.map((c) => ({ mac: c.mac, settings: c.settings as MachineSettings })), { create }, async (tx, mac) => {
+      // one audit entry per machine, so its page lists the change like a single PUT
+      if (audit !== undefined && principal.kind === 'operator') {
+        await audit.record({ who: principal.name, what, status: 200, mac, before: before.get(mac), after: settingsNow(await app.machines.actions.record(mac, tx)) }, tx);
+      }
+    });
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new HttpError(500, `saving the changes failed (${why}); nothing saved: all ${checked.length} changes rolled back, try again`);
   }
+  const saved = checked.map((c) => c.mac);
   sendJson(res, 200, { ok: true, saved: saved.length, results: checked.map(answerOf) });
 }
 

@@ -25,7 +25,7 @@ async function preview(r: AppRequest): Promise<void> {
 async function verdict({ app, res, params: { mac } }: AppRequest, body: unknown): Promise<void> {
   const settings = settingsOf(body);
   const action = settings.action === undefined || settings.action === null ? settings.action : await asClientError(async () => parseAction(settings.action));
-  const current = app.machines.actions.record(mac);
+  const current = await app.machines.actions.record(mac);
   // what the agent would get: the action as GET /<mac> serves it (a changed action runs again)
   const served = action === undefined || action === null ? undefined
     : app.requireChecksum === true && action.action === 'deploy' ? { ...action, requireChecksum: true } : action;

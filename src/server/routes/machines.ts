@@ -72,10 +72,10 @@ async function deleteAction({ app, res, params: { mac } }: AppRequest): Promise<
   sendJson(res, 200, { ok: true });
 }
 
-function machineLog({ app, req, res, url, params: { mac } }: AppRequest): void {
+async function machineLog({ app, req, res, url, params: { mac } }: AppRequest): Promise<void> {
   const run = optionalSize(url.searchParams.get('run'), 'run');
   const limit = optionalSize(url.searchParams.get('limit'), 'limit');
-  const text = app.machines.recorder.log(mac, { run, limit }).map((l) => l + '\n').join('');
+  const text = (await app.machines.recorder.log(mac, { run, limit })).map((l) => l + '\n').join('');
   writeHead(res, 200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(req.method === 'HEAD' ? undefined : text);
 }
@@ -102,7 +102,7 @@ export const machineRoutes: AppRoute[] = [
   { method: '*', path: '/api/machines/:mac/action', access: 'operator', handle: refuse(405, 'use GET, PUT or DELETE') },
   {
     method: 'GET', path: '/api/machines/:mac/runs', access: 'operator',
-    handle: ({ app, res, url, params: { mac } }) => sendJson(res, 200, { runs: app.machines.recorder.runs(mac, Math.min(optionalSize(url.searchParams.get('limit'), 'limit') ?? 50, 1000)) }),
+    handle: async ({ app, res, url, params: { mac } }) => sendJson(res, 200, { runs: await app.machines.recorder.runs(mac, Math.min(optionalSize(url.searchParams.get('limit'), 'limit') ?? 50, 1000)) }),
   },
   { method: 'GET', path: '/api/machines/:mac/log', access: 'operator', handle: machineLog },
   {

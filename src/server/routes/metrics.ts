@@ -13,10 +13,10 @@ function mergeBy<T>(rows: T[], key: (r: T) => string, value: (r: T) => number): 
   return [...m].sort((a, b) => a[0].localeCompare(b[0]));
 }
 
-function metricsText({ machines, counters, hub }: AppContext): string {
-  const totals = machines.recorder.runTotals();
-  const durations = machines.recorder.runDurations();
-  const phases = machines.phaseCounts();
+async function metricsText({ machines, counters, hub }: AppContext): Promise<string> {
+  const totals = await machines.recorder.runTotals();
+  const durations = await machines.recorder.runDurations();
+  const phases = await machines.phaseCounts();
   const active = ['writing', 'capturing', 'uploading', 'verifying'].reduce((n, p) => n + (phases.get(p) ?? 0), 0);
   const families: MetricFamily[] = [
     { name: 'booty_runs_total', type: 'counter', help: 'Agent runs that ended, by action (deploy, capture, wipe, ...) and result (ok, failed).',
@@ -40,5 +40,5 @@ function metricsText({ machines, counters, hub }: AppContext): string {
 }
 
 export const metricsRoutes: AppRoute[] = [
-  { method: 'GET', path: '/metrics', access: 'metrics', handle: ({ app, res }) => sendText(res, metricsText(app), 'text/plain; version=0.0.4; charset=utf-8') },
+  { method: 'GET', path: '/metrics', access: 'metrics', handle: async ({ app, res }) => sendText(res, await metricsText(app), 'text/plain; version=0.0.4; charset=utf-8') },
 ];

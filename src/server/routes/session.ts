@@ -12,9 +12,9 @@ import type { AppRequest, AppRoute } from './context.ts';
 async function login({ app, req, res }: AppRequest): Promise<void> {
   const body = await readJson(req, 4096) as { token?: unknown };
   if (typeof body !== 'object' || body === null || typeof body.token !== 'string' || body.token === '') throw new HttpError(400, 'body must be {"token": "<operator token>"}');
-  const cookie = app.trust.login(body.token.trim());
+  const cookie = await app.trust.login(body.token.trim());
   if (cookie === undefined) throw new HttpError(401, 'that is not an operator token of this server (make one on the server: booty tokens add NAME --data DIR)');
-  sendJson(res, 200, { operator: app.trust.operatorTokenName(body.token.trim()), expiresInSeconds: Math.floor(app.trust.sessions.ttlMs / 1000) },
+  sendJson(res, 200, { operator: await app.trust.operatorTokenName(body.token.trim()), expiresInSeconds: Math.floor(app.trust.sessions.ttlMs / 1000) },
     { 'Set-Cookie': sessionSetCookie(cookie, app.trust.sessions.ttlMs, app.tlsCert !== undefined), 'Cache-Control': 'no-store' });
 }
 

@@ -35,9 +35,9 @@ function macHeader(req: IncomingMessage): string | undefined {
 }
 
 /** Does `mac`'s action (its own, else default.json) capture into image `name`? */
-function capturesInto(app: AppContext, mac: string, name: string): boolean {
-  const refs = app.machines.actions.referencesTo(name, ['capture']);
-  return refs.includes(mac) || (refs.includes('default.json') && app.machines.actions.record(mac)?.action === undefined);
+async function capturesInto(app: AppContext, mac: string, name: string): Promise<boolean> {
+  const refs = await app.machines.actions.referencesTo(name, ['capture']);
+  return refs.includes(mac) || (refs.includes('default.json') && (await app.machines.actions.record(mac))?.action === undefined);
 }
 
 /**
@@ -45,10 +45,10 @@ function capturesInto(app: AppContext, mac: string, name: string): boolean {
  * `name`; otherwise a 403 naming the image (the router's agentMac, or the handler's check once
  * the body named the image).
  */
-function uploadingMachine(r: AppRequest, name: string): string | undefined {
+async function uploadingMachine(r: AppRequest, name: string): Promise<string | undefined> {
   const p = r.principal;
   if (p.kind !== 'agent') return undefined;
-  if (!capturesInto(r.app, p.mac, name)) {
+  if (!await capturesInto(r.app, p.mac, name)) {
     throw new HttpError(403, `this credential is for ${p.mac}, whose action does not capture into "${name}"; an agent uploads only the image its capture action names`);
   }
   const claimed = macHeader(r.req);
@@ -57,12 +57,12 @@ function uploadingMachine(r: AppRequest, name: string): string | undefined {
 }
 
 /** The machine an upload comes from: the agent's, its X-Booty-Mac, else the one machine whose capture action targets this name. */
-function captureMachine(r: AppRequest, name: string): string | undefined {
+async function captureMachine(r: AppRequest, name: string): Promise<string | undefined> {
   const { app, req, principal } = r;
   if (principal.kind === 'agent') return principal.mac;
   const fromHeader = macHeader(req);
   if (fromHeader !== undefined) return fromHeader;
-  const refs = app.machines.actions.referencesTo(name, ['capture']).filter((m) => m !== 'default.json');
+  const refs = (await app.machines.actions.referencesTo(name, ['capture'])).filter((m) => m !== 'default.json');
   return refs.length === 1 ? refs[0] : undefined;
 }
 
@@ -74,7 +74,7 @@ function refuseOversize(app: AppContext, req: IncomingMessage): void {
 
 async function refuseExisting(app: AppContext, name: string, overwrite: boolean, force: boolean): Promise<void> {
   if (!overwrite && await app.images.exists(name)) throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
-  if (overwrite) refuseInUse(app, name, force);
+  if (overwrite) await refuseInUse(app, name, force);
 }
 
 /**
@@ -82,9 +82,9 @@ async function refuseExisting(app: AppContext, name: string, overwrite: boolean,
  * install halfway through a rollout (and their sha256 would no longer match). `force` (the
  * operator's ?force=1) overrides; a machine capturing into its own target is not a use.
  */
-function refuseInUse(app: AppContext, name: string, force: boolean): void {
+async function refuseInUse(app: AppContext, name: string, force: boolean): Promise<void> {
   if (force) return;
-  const users = app.machines.actions.referencesTo(name, ['deploy']);
+  const users = await app.machines.actions.referencesTo(name, ['deploy']);
   if (users.length > 0) throw new HttpError(409, `image "${name}" is deployed by the action of ${users.join(', ')}; upload under a new name and change those actions, or add ?force=1 to replace it anyway`);
 }
 
@@ -129,7 +129,7 @@ async function putImage(r: AppRequest): Promise<void> {
   // the sha256 may come as a header or, for a chunked body, as a trailer
   const trailerSha = sha256Param(req.trailers['x-booty-sha256'], 'trailer X-Booty-Sha256');
   stored(r, 201, await app.images.commit(name, received, {
-    expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: captureMachine(r, name),
+    expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: await captureMachine(r, name),
   }));
 }
 
@@ -143,12 +143,12 @@ async function commitImage(r: AppRequest): Promise<void> {
   const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
   if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
-  if (flag(url, 'overwrite')) refuseInUse(app, name, forced(r));
+  if (flag(url, 'overwrite')) await refuseInUse(app, name, forced(r));
   const pending = await app.images.pending(name, id);
   if (pending === undefined) throw new HttpError(404, `no upload "${id}" of "${name}" to commit (never received, failed, or already committed)`);
   stored(r, 200, await app.images.commit(name, pending, {
     expectSha256: sha, expectSize: body.size, overwrite: flag(url, 'overwrite'), uncompressedSize, via: 'commit', remote: remoteOf(req),
-    machine: captureMachine(r, name),
+    machine: await captureMachine(r, name),
   }));
 }
 
@@ -173,7 +173,7 @@ async function multipartUpload(r: AppRequest): Promise<void> {
       while (await reader.nextPart() !== null) { /* drain the rest */ }
     } catch (e) { await app.images.discard(received); throw e; }
     note(res, 'received', received.size);
-    stored(r, 200, await app.images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? captureMachine(r, name) }));
+    stored(r, 200, await app.images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? await captureMachine(r, name) }));
     return;
   }
   throw new HttpError(400, 'no file in form field "BootyImage"');
@@ -187,12 +187,12 @@ async function createSession(r: AppRequest): Promise<void> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object {"name": "...", "overwrite": false}');
   if (typeof body.name !== 'string') throw new HttpError(400, 'field "name" (the image name) is required');
   const name = checkedImageName(body.name);
-  uploadingMachine(r, name);
+  await uploadingMachine(r, name);
   if (body.overwrite !== undefined && typeof body.overwrite !== 'boolean') throw new HttpError(400, 'field "overwrite" must be true or false');
-  if (body.overwrite === true) refuseInUse(app, name, forced(r, body.force));
+  if (body.overwrite === true) await refuseInUse(app, name, forced(r, body.force));
   const size = body.size === undefined ? undefined : optionalSize(String(body.size), 'field "size"');
   const partSize = body.partSize === undefined ? undefined : optionalSize(String(body.partSize), 'field "partSize"');
-  const { session } = await app.uploads.create({ name, overwrite: body.overwrite === true, size, partSize, machine: captureMachine(r, name), remote: remoteOf(req) });
+  const { session } = await app.uploads.create({ name, overwrite: body.overwrite === true, size, partSize, machine: await captureMachine(r, name), remote: remoteOf(req) });
   note(res, 'upload', session.id); note(res, 'name', name);
   sendJson(res, 201, { id: session.id, name, partSize: session.partSize, parts: [] });
 }
@@ -243,7 +243,7 @@ async function commitSession(r: AppRequest): Promise<void> {
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
   // checked again at the end: an action may have started deploying the name since the upload began
   const session = (await app.uploads.get(id))?.session;
-  if (session?.overwrite === true) refuseInUse(app, session.name, forced(r, body.force));
+  if (session?.overwrite === true) await refuseInUse(app, session.name, forced(r, body.force));
   stored(r, 200, await app.uploads.commit(id, {
     size: body.size as number, sha256: sha, parts: body.parts as number, uncompressedSize, via: 'parts', remote: remoteOf(req),
     machine: r.principal.kind === 'agent' ? r.principal.mac : macHeader(req),

@@ -16,11 +16,11 @@ export type SessionCheck = { name: string } | { rejected: string };
 
 export class SessionCookies {
   readonly #secret: Buffer;
-  readonly #operatorByHash: (hash: string) => string | undefined;
+  readonly #operatorByHash: (hash: string) => Promise<string | undefined>;
   readonly ttlMs: number;
 
   /** `operatorByHash`: the name of the operator token with this sha256 (hex), if it still exists */
-  constructor(secret: Buffer, operatorByHash: (hash: string) => string | undefined, ttlMs = DEFAULT_SESSION_TTL_MS) {
+  constructor(secret: Buffer, operatorByHash: (hash: string) => Promise<string | undefined>, ttlMs = DEFAULT_SESSION_TTL_MS) {
     this.#secret = secret;
     this.#operatorByHash = operatorByHash;
     this.ttlMs = ttlMs;
@@ -34,13 +34,13 @@ export class SessionCookies {
     return `${body}.${this.#mac(body).toString('hex')}`;
   }
 
-  check(value: string, now = Date.now()): SessionCheck {
+  async check(value: string, now = Date.now()): Promise<SessionCheck> {
     const m = /^(\d{1,16})\.([0-9a-f]{64})\.([0-9a-f]{64})$/.exec(value);
     if (m === null || !timingSafeEqual(Buffer.from(m[3], 'hex'), this.#mac(`${m[1]}.${m[2]}`))) {
       return { rejected: 'the dashboard login is not valid (the server\'s secret changed?); log in again' };
     }
     if (Number(m[1]) <= now) return { rejected: 'the dashboard login expired; log in again' };
-    const name = this.#operatorByHash(m[2]);
+    const name = await this.#operatorByHash(m[2]);
     if (name === undefined) return { rejected: 'the token this dashboard login was made with was revoked; log in with another' };
     return { name };
   }

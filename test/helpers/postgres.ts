@@ -1,0 +1,91 @@
+// A throwaway PostgreSQL cluster for one test file: Debian's postgresql (scripts/host-deps.sh),
+// initdb into a fresh temp directory, its own unix-socket directory and an ephemeral TCP port
+// on 127.0.0.1, trust authentication (nothing but this machine's loopback and the socket reach
+// it). The server refuses to run as root, so under root initdb and pg_ctl run as the `postgres`
+// user through runuser. stop() kills it and deletes everything, also after a failed test.
+
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const PG_BIN = process.env.BOOTY_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+/** Whether this machine can start a cluster (the test's skipUnlessPresent uses it). */
+export function postgresPresent(): boolean {
+  return existsSync(join(PG_BIN, 'initdb')) && existsSync(join(PG_BIN, 'pg_ctl'));
+}
+
+export interface TestPostgres {
+  /** postgres://postgres@127.0.0.1:PORT/DB (TCP) */
+  url(db?: string): string;
+  /** postgres://postgres@/DB?host=SOCKETDIR&port=PORT (unix socket, libpq's form) */
+  socketUrl(db?: string): string;
+  socketDir: string;
+  port: number;
+  /** CREATE DATABASE name (each test gets an empty one) */
+  createDatabase(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((ok) => s.close(() => ok()));
+  return port;
+}
+
+export async function startPostgres(): Promise<TestPostgres> {
+  const asRoot = process.getuid?.() === 0;
+  const as = (cmd: string, args: string[]) => asRoot ? run('runuser', ['-u', 'postgres', '--', cmd, ...args]) : run(cmd, args);
+  const top = await mkdtemp(join(tmpdir(), 'booty-pg-'));
+  if (asRoot) {
+    const { stdout } = await run('id', ['-u', 'postgres']);
+    const { stdout: gid } = await run('id', ['-g', 'postgres']);
+    await chown(top, Number(stdout.trim()), Number(gid.trim()));
+  }
+  const data = join(top, 'data');
+  const logFile = join(top, 'server.log');
+  let started = false;
+  const stop = async () => {
+    if (started) await as(join(PG_BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
+    started = false;
+    await rm(top, { recursive: true, force: true });
+  };
+  try {
+    await as(join(PG_BIN, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+    // A port taken between freePort() and the server's bind makes pg_ctl fail: try a few.
+    let port = 0;
+    for (let attempt = 0; ; attempt++) {
+      port = await freePort();
+      const opts = `-k ${top} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`;
+      try {
+        await as(join(PG_BIN, 'pg_ctl'), ['-D', data, '-l', logFile, '-o', opts, '-w', '-t', '60', 'start']);
+        started = true;
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw new Error(`postgres did not start: ${(e as Error).message}\n${await readFile(logFile, 'utf8').catch(() => '')}`);
+      }
+    }
+    const pg: TestPostgres = {
+      port, socketDir: top,
+      url: (db = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${db}`,
+      socketUrl: (db = 'postgres') => `postgres://postgres@/${db}?host=${encodeURIComponent(top)}&port=${port}`,
+      createDatabase: async (name) => {
+        await as(join(PG_BIN, 'psql'), ['-h', top, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE "${name}"`]);
+      },
+      stop,
+    };
+    return pg;
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

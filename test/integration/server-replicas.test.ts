@@ -1,0 +1,216 @@
+// Two real `booty server` processes on one PostgreSQL (`--database`, a throwaway cluster from
+// test/helpers/postgres.ts), each with its own data directory and the same secret (as replicas
+// behind a load balancer are set up): a token made once works on both, a change through replica
+// A's API appears on replica B's live stream (/api/events/stream), an agent's reports through B
+// show on A, and a one-shot deploy reported done through B is not served again by A. Last, A is
+// killed with SIGKILL in the middle of a deploy behind a failover proxy (a load balancer's job):
+// what the agent's reporter got answers for is kept, and its reports go on through B.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { startBootyServer } from '../helpers/booty-server-process.ts';
+import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { runBooty } from '../helpers/booty-cli.ts';
+import { createReporter } from '../../src/report/client.ts';
+import { postgresPresent, startPostgres } from '../helpers/postgres.ts';
+import type { TestPostgres } from '../helpers/postgres.ts';
+import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+
+const MAC = '52-54-00-21-77-01';
+const skip = skipUnlessPresent(postgresPresent(), 'PostgreSQL is not installed (scripts/host-deps.sh: postgresql)');
+
+/** An open /api/events/stream: everything received so far, and a wait for some text in it. */
+async function openStream(url: string, token: string): Promise<{ text(): string; waitFor(re: RegExp, ms?: number): Promise<string>; close(): void }> {
+  const controller = new AbortController();
+  const res = await request(`${url}/api/events/stream`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal });
+  assert.equal(res.statusCode, 200);
+  let buf = '';
+  const waiters = new Set<() => void>();
+  void (async () => {
+    try { for await (const c of res.body) { buf += String(c); for (const w of waiters) w(); } } catch { /* closed */ }
+  })();
+  return {
+    text: () => buf,
+    waitFor: (re, ms = 15_000) => new Promise<string>((ok, fail) => {
+      const check = () => {
+        const m = re.exec(buf);
+        if (m !== null) { waiters.delete(check); clearTimeout(t); ok(m[0]); }
+      };
+      const t = setTimeout(() => { waiters.delete(check); fail(new Error(`not seen on the stream within ${ms} ms: ${re}\n--- stream so far:\n${buf.slice(-3000)}`)); }, ms);
+      waiters.add(check);
+      check();
+    }),
+    close: () => controller.abort(),
+  };
+}
+
+/**
+ * A TCP failover proxy on 127.0.0.1, as a load balancer in front of replicas: each connection
+ * goes to the first backend that accepts it.
+ */
+async function failoverProxy(backends: () => string[]): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    client.pause();
+    const tryBackend = (i: number) => {
+      const urls = backends();
+      if (i >= urls.length) { client.destroy(); return; }
+      const u = new URL(urls[i]);
+      const up = createConnection({ host: u.hostname, port: Number(u.port) });
+      up.once('error', () => tryBackend(i + 1));
+      up.once('connect', () => {
+        up.removeAllListeners('error');
+        sockets.add(up);
+        up.on('close', () => { sockets.delete(up); client.destroy(); });
+        up.on('error', () => client.destroy());
+        client.on('close', () => up.destroy());
+        client.pipe(up);
+        up.pipe(client);
+        client.resume();
+      });
+    };
+    tryBackend(0);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((ok) => { for (const s of sockets) s.destroy(); server.close(() => ok()); }),
+  };
+}
+
+describe('booty server replicas on one PostgreSQL', { skip }, () => {
+  let pg: TestPostgres;
+  let a: BootyServerProcess;
+  let b: BootyServerProcess;
+  let token: string;
+  const dirs: string[] = [];
+
+  before(async () => {
+    pg = await startPostgres();
+    await pg.createDatabase('booty');
+    const database = pg.url('booty');
+    const dirA = await mkdtemp(join(tmpdir(), 'booty-replica-a-'));
+    const dirB = await mkdtemp(join(tmpdir(), 'booty-replica-b-'));
+    dirs.push(dirA, dirB);
+    a = await startBootyServer({ dataDir: dirA, args: ['--database', database] });
+    // replicas share the server secret: agent credentials and dashboard logins are valid on each
+    await copyFile(join(dirA, 'secret'), join(dirB, 'secret'));
+    // B through the unix socket: both URL forms reach the same database
+    b = await startBootyServer({ dataDir: dirB, args: ['--database', pg.socketUrl('booty')] });
+    const made = await runBooty(['tokens', 'add', 'ci', '--database', database]);
+    assert.equal(made.status, 0, made.err);
+    token = made.out.trim();
+  });
+
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await pg?.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  const op = (url: string, path: string, init: { method?: string; body?: unknown } = {}) => fetch(`${url}${path}`, {
+    method: init.method ?? 'GET', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
+
+  it('a token made once (booty tokens --database) is an operator on both replicas', async () => {
+    for (const s of [a, b]) assert.equal((await op(s.url, '/api/machines')).status, 200, s.url);
+    // and without it, from this host, neither treats the caller as an operator any more
+    for (const s of [a, b]) assert.equal((await fetch(`${s.url}/api/machines`)).status, 401, s.url);
+  });
+
+  it("a change through replica A's API appears on replica B's live stream", async () => {
+    const stream = await openStream(b.url, token);
+    try {
+      const put = await op(a.url, `/api/machines/${MAC}/action`, { method: 'PUT', body: { action: 'deploy', image: `${a.url}/images/fleet.img`, after: 'reboot' } });
+      assert.equal(put.status, 200, await put.text());
+      const event = await stream.waitFor(new RegExp(`event: machine\\ndata: \\{[^\\n]*"mac":"${MAC}"[^\\n]*\\n`));
+      assert.match(event, /deploy/, 'the summary B sends names the action set through A');
+    } finally { stream.close(); }
+    const onB = await (await op(b.url, `/api/machines/${MAC}`)).json() as { configuredAction?: { action: string } };
+    assert.equal(onB.configuredAction?.action, 'deploy');
+  });
+
+  it("an agent's reports through B reach A's stream; the one-shot deploy it finished is not served again by A", async () => {
+    const credential = (await (await op(a.url, `/api/machines/${MAC}/credential`)).json() as { credential?: string; token?: string });
+    const agentToken = credential.credential ?? credential.token;
+    assert.ok(typeof agentToken === 'string', JSON.stringify(credential));
+    const servedBefore = await (await fetch(`${a.url}/${MAC}`)).json() as { booty?: { action: string } };
+    assert.equal(servedBefore.booty?.action ?? (servedBefore as { action?: string }).action, 'deploy');
+    const stream = await openStream(a.url, token);
+    try {
+      const at = (s: number) => new Date(Date.parse('2026-12-06T12:00:00Z') + s * 1000).toISOString();
+      const events = [
+        { type: 'phase', time: at(0), phase: 'booting' },
+        { type: 'phase', time: at(1), phase: 'writing' },
+        { type: 'log', time: at(2), level: 'info', message: 'written through replica B' },
+        { type: 'result', time: at(4), ok: true, action: 'deploy', bytes: 1000, seconds: 1 },
+      ];
+      const post = (url: string) => fetch(`${url}/api/machines/${MAC}/events`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' }, body: JSON.stringify(events) });
+      const res = await post(b.url);
+      assert.equal(res.status, 200, await res.text());
+      await stream.waitFor(/event: log\ndata: [^\n]*written through replica B/);
+      // the agent's retry of the same batch, through the other replica: no second run
+      assert.equal((await post(a.url)).status, 200);
+      // nor of its tail alone (progress, log, result: the run had already ended when it came again)
+      const tail = [{ type: 'progress', time: at(3), phase: 'writing', bytes: 1000, total: 1000, rate: 1000 }, ...events.slice(2)];
+      for (const url of [b.url, a.url]) {
+        const again = await fetch(`${url}/api/machines/${MAC}/events`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' }, body: JSON.stringify(tail) });
+        assert.equal(again.status, 200);
+      }
+    } finally { stream.close(); }
+    const runs = await (await op(a.url, `/api/machines/${MAC}/runs`)).json() as { runs: { ok?: boolean }[] };
+    assert.equal(runs.runs.length, 1, JSON.stringify(runs));
+    assert.equal(runs.runs[0].ok, true);
+    for (const s of [a, b]) {
+      const served = await (await fetch(`${s.url}/${MAC}`)).json() as { booty?: { action: string }; action?: string };
+      assert.equal(served.booty?.action ?? served.action, 'none', `${s.url} serves the consumed one-shot action as none`);
+    }
+  });
+
+  it('a replica killed with SIGKILL mid-deploy: what the agent got answers for is kept, its reports go on through the other', async () => {
+    const mac = '52-54-00-21-77-02';
+    assert.equal((await op(a.url, `/api/machines/${mac}/action`, { method: 'PUT', body: { action: 'deploy', image: `${a.url}/images/fleet.img` } })).status, 200);
+    const agentToken = ((await (await op(a.url, `/api/machines/${mac}/credential`)).json()) as { credential: string }).credential;
+    const lb = await failoverProxy(() => [a.url, b.url]);
+    const rep = createReporter({ server: lb.url, mac, token: agentToken, batchDelayMs: 10, requestTimeoutMs: 3000, log: { warn: () => {} } });
+    try {
+      const t = () => new Date().toISOString();
+      rep.event({ type: 'phase', time: t(), phase: 'booting' });
+      rep.event({ type: 'phase', time: t(), phase: 'writing' });
+      rep.event({ type: 'progress', time: t(), phase: 'writing', bytes: 400e6, total: 1e9, rate: 1e8 });
+      rep.event({ type: 'log', time: t(), level: 'info', message: 'before the kill' });
+      assert.equal(await rep.flush(10_000), true, 'answered by A');
+      // (A logs a request when its response is done: give the log line a moment)
+      for (let i = 0; i < 50 && !a.stderr().includes(`/api/machines/${mac}/events`); i++) await new Promise((ok) => setTimeout(ok, 20));
+      assert.ok(a.stderr().includes(`/api/machines/${mac}/events`), 'those reports went to A');
+      a.child.kill('SIGKILL');
+      await new Promise((ok) => a.child.once('exit', ok));
+      rep.event({ type: 'progress', time: t(), phase: 'writing', bytes: 1e9, total: 1e9, rate: 1e8 });
+      rep.event({ type: 'log', time: t(), level: 'info', message: 'after the kill' });
+      rep.event({ type: 'result', time: t(), ok: true, action: 'deploy', bytes: 1e9, seconds: 10 });
+      assert.equal(await rep.flush(30_000), true, 'the reporter got through to B');
+    } finally {
+      await rep.close(1000);
+      await lb.close();
+    }
+    const runs = (await (await op(b.url, `/api/machines/${mac}/runs`)).json() as { runs: { ok?: boolean; bytes?: number; phases: { phase: string }[] }[] }).runs;
+    assert.equal(runs.length, 1, JSON.stringify(runs));
+    assert.equal(runs[0].ok, true);
+    assert.equal(runs[0].bytes, 1e9);
+    assert.deepEqual(runs[0].phases.map((p) => p.phase), ['booting', 'writing', 'done']);
+    const log = await (await op(b.url, `/api/machines/${mac}/log`)).text();
+    assert.match(log, /before the kill[\s\S]*after the kill[\s\S]*result deploy ok/);
+    const served = await (await fetch(`${b.url}/${mac}`)).json() as { booty?: { action: string }; action?: string };
+    assert.equal(served.booty?.action ?? served.action, 'none', 'the one-shot deploy is done');
+  });
+});
