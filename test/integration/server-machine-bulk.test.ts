@@ -1,10 +1,14 @@
 // POST /api/machines/validate and /api/machines/bulk against the real server process: a change
 // checked by the API's own rules answers the exact action each machine would be served and
 // saves nothing; a bulk change saves all (served at the next fetch, one audit entry per
-// machine) or, when one change is refused, none, each refusal named with the server's sentence.
+// machine) or, when one change is refused, none, each refusal named with the server's sentence;
+// a failure while saving (the third machine's file cannot be read) rolls back the machines saved
+// before it in the same store transaction, their audit entries, and a rewritten action file.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { startBootyServer } from '../helpers/booty-server-process.ts';
 import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
@@ -73,6 +77,30 @@ describe('bulk machine changes (validate, then all or none)', () => {
     assert.equal(change.json.results[2].served.booty.post.hostname, 'web3', 'an unchanged action is shown as served');
     const audit = JSON.parse((await get(srv, `/api/audit?mac=${macs[2]}`)).text) as { entries: { what: string }[] };
     assert.ok(audit.entries.some((e) => /POST \/api\/machines\/bulk \(3 machines\)/.test(e.what)), JSON.stringify(audit));
+  });
+
+  it('a failure while saving rolls back the whole change: rows, audit entries and a rewritten action file', async () => {
+    const [api, file, broken] = ['52-54-00-b1-00-11', '52-54-00-b1-00-12', '52-54-00-b1-00-13'];
+    const fileOf = (mac: string) => join(srv.dataDir, 'machines', `${mac}.json`);
+    const original = JSON.stringify(deploy(7), null, 2) + '\n';
+    await writeFile(fileOf(file), original);
+    assert.equal((await get(srv, `/api/machines/${file}`)).status, 200, 'the file-managed machine is imported');
+    // the third machine's action file is a directory: its import fails after the first two are saved
+    await mkdir(fileOf(broken));
+    let r;
+    try {
+      r = await post(srv, '/api/machines/bulk', { changes: [{ mac: api, action: deploy(0) }, { mac: file, action: deploy(1) }, { mac: broken, persistent: true }] });
+    } finally { await rmdir(fileOf(broken)); }
+    assert.equal(r.status, 500, r.text);
+    assert.match(r.json.error, /^saving the changes failed \(.*EISDIR.*\); nothing saved: all 3 changes rolled back, try again$/);
+    assert.equal((await get(srv, `/api/machines/${api}`)).status, 404, 'the first machine saved in the transaction is rolled back');
+    assert.equal(await readFile(fileOf(file), 'utf8'), original, 'the rewritten action file is put back');
+    const served = JSON.parse((await get(srv, `/${file}`)).text) as { booty: { post: { hostname: string } } };
+    assert.equal(served.booty.post.hostname, 'web8', 'the file-managed machine is served its action from before');
+    for (const mac of [api, file]) {
+      const audit = JSON.parse((await get(srv, `/api/audit?mac=${mac}`)).text) as { entries: { what: string }[] };
+      assert.ok(!audit.entries.some((e) => /bulk/.test(e.what)), `${mac}: no audit entry of a change that was not saved: ${JSON.stringify(audit)}`);
+    }
   });
 
   it('accepts the capture, wipe and none actions the dashboard builds, with disk hints', async () => {
