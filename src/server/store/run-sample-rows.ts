@@ -36,12 +36,15 @@ export class RunSampleRows {
   readonly #sql: Sql;
   constructor(sql: Sql) { this.#sql = sql; }
 
+  /** One statement per report (the recorder calls it for each): the last two samples, with the run's count and resolution. */
   async tail(runId: number): Promise<SampleTail> {
-    const [last, prev] = await this.#sql.all('SELECT * FROM run_samples WHERE run_id = ? ORDER BY id DESC LIMIT 2', [runId]);
-    const count = await this.#sql.get('SELECT COUNT(*) AS n FROM run_samples WHERE run_id = ?', [runId]);
+    const [last, prev] = await this.#sql.all(`SELECT *, (SELECT COUNT(*) FROM run_samples WHERE run_id = ?) AS n,
+        (SELECT resolution_ms FROM run_sample_runs WHERE run_id = ?) AS res FROM run_samples WHERE run_id = ? ORDER BY id DESC LIMIT 2`, [runId, runId, runId]);
+    // no sample: no resolution either (both go together, removeFor)
+    if (last === undefined) return { count: 0 };
     return {
-      count: Number(count?.n ?? 0), resolutionMs: await this.resolution(runId),
-      last: last === undefined ? undefined : { ...sampleOf(last), id: Number(last.id) }, prevT: prev === undefined ? undefined : Number(prev.t),
+      count: Number(last.n), resolutionMs: num(last.res),
+      last: { ...sampleOf(last), id: Number(last.id) }, prevT: prev === undefined ? undefined : Number(prev.t),
     };
   }
 
