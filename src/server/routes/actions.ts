@@ -29,7 +29,9 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   if (carriesFiles(found.action)) mayReadFiles(principal, mac);
   note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
   if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);
-  const action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
+  let action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
+  // --p2p-every-deploy: the whole fleet fetches from its rack's peers (an action's own "p2p" wins)
+  if (app.p2p?.everyDeploy === true && action.action === 'deploy' && action.p2p === undefined) action = { ...action, p2p: {} };
   const text = toBootyJson(action) + '\n';
   writeHead(res, 200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(res.req.method === 'HEAD' ? undefined : text);

@@ -18,10 +18,12 @@ import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
+import { p2pRoutes } from './p2p.ts';
 import { uploadRoutes } from './uploads.ts';
 
 export const routes: readonly AppRoute[] = [
   ...imageRoutes,
+  ...p2pRoutes,
   ...uploadRoutes,
   ...eventRoutes,
   ...inventoryRoutes,
