@@ -6,7 +6,8 @@ import { ISAL } from '../sys/isal.ts';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
 import { deploy, type DeployP2p } from '../image/deploy.ts';
-import { metainfoUrlFor } from '../p2p/metainfo-url.ts';
+import { metainfoUrlFor, RACK_NAME } from '../p2p/metainfo-url.ts';
+import { loadP2p } from '../p2p/load.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
 import { applyTrustOption } from '../net/tls-pin.ts';
@@ -126,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
     if (metainfoUrl === undefined) throw config(`--p2p: ${values.image} is not an image of a booty server (.../images/<name>); give its metainfo with --p2p-metainfo URL`);
     const port = values['p2p-port'] === undefined ? undefined : Number(values['p2p-port']);
     if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw config(`--p2p-port must be a TCP port, not ${values['p2p-port']}`);
-    if (values['p2p-rack'] !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(values['p2p-rack'])) throw config('--p2p-rack must be 1-64 of A-Z a-z 0-9 . _ - (or auto)');
+    if (values['p2p-rack'] !== undefined && !RACK_NAME.test(values['p2p-rack'])) throw config('--p2p-rack must be 1-64 of A-Z a-z 0-9 . _ - (or auto)');
     p2p = {
       metainfoUrl, rack: values['p2p-rack'], port, stallTimeoutMs: duration('p2p-stall-timeout', values['p2p-stall-timeout']),
       lingerMs: duration('p2p-linger', values['p2p-linger']),
@@ -163,7 +164,7 @@ export async function run(argv: string[]): Promise<number> {
     reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256, resumes: result.resumes, restarts: result.restarts,
       ...(result.unverified !== undefined ? { warning: result.unverified } : {}) });
     // --p2p-linger: this machine goes on serving its rack's peers a while
-    if (p2p?.lingerMs !== undefined) await (await import('../p2p/swarm-source.ts')).swarmsLingering();
+    if (p2p?.lingerMs !== undefined) await (await loadP2p()).swarmsLingering();
     return 0;
   } catch (e) {
     if (last !== undefined && last.bytes > 0) printer?.done(last);

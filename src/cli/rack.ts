@@ -4,7 +4,8 @@
 import { parseArgs } from 'node:util';
 import { createLogger, stderrSink } from '../util/log.ts';
 import { parseDuration } from '../util/duration.ts';
-import { metainfoUrlFor } from '../p2p/metainfo-url.ts';
+import { metainfoUrlFor, RACK_NAME } from '../p2p/metainfo-url.ts';
+import { loadP2p } from '../p2p/load.ts';
 
 const HELP = `usage: booty rack --image URL --dir DIR [--rack NAME] [--token T] [--port N] [--metainfo URL]
                   [--origin URL] [--exit-when-complete]
@@ -50,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.dir === undefined) return usage('--dir is required');
   const metainfoUrl = values.metainfo ?? (values.image === undefined ? undefined : metainfoUrlFor(values.image));
   if (metainfoUrl === undefined) return usage('give --image http://server/images/<name> (an image of a booty server) or --metainfo URL');
-  if (values.rack !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(values.rack)) return usage('--rack must be 1-64 of A-Z a-z 0-9 . _ - (or auto)');
+  if (values.rack !== undefined && !RACK_NAME.test(values.rack)) return usage('--rack must be 1-64 of A-Z a-z 0-9 . _ - (or auto)');
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) return usage(`--port must be a TCP port, not ${values.port}`);
   const stall = values['stall-timeout'] === undefined ? undefined : parseDuration(values['stall-timeout']);
@@ -58,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
   const token = values.token ?? process.env.BOOTY_TOKEN;
   const log = createLogger({ sinks: [stderrSink('booty rack')] });
   const stop = new AbortController();
-  const { startRackSeed } = await import('../p2p/rack-seed.ts');
+  const { startRackSeed } = await loadP2p();
   let seed;
   try {
     seed = await startRackSeed({

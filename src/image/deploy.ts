@@ -32,6 +32,7 @@ import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-dec
 import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
 import { SegmentInflater } from './parallel/segment-inflate.ts';
 import type { ImageResponse } from './source/fetch.ts';
+import { loadP2p } from '../p2p/load.ts';
 import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS, type ImageByteStream } from './source/resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
@@ -228,7 +229,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   };
   // peer to peer is loaded only when asked for: the agent's start does not pay for it
   const source: ImageByteStream = opts.p2p !== undefined
-    ? await (await import('../p2p/swarm-source.ts')).SwarmSource.open({ ...opts.p2p, imageUrl: opts.image, headers: opts.headers, signal: opts.signal, log, resume })
+    ? await (await loadP2p()).SwarmSource.open({ ...opts.p2p, imageUrl: opts.image, headers: opts.headers, signal: opts.signal, log, resume })
     : await ResumableSource.open(opts.image, { headers: opts.headers, signal: opts.signal, log, ...resume });
   const res = source.first;
   let body: Readable = source;

@@ -11,7 +11,8 @@ import { mkdir, open, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
 import { silentLogger } from '../util/log.ts';
-import { ResumableSource } from '../image/source/resumable-source.ts';
+import type { ResumableSource } from '../image/source/resumable-source.ts';
+import { http as door } from './http-door.ts';
 import { pieceMatches, pieceSize, type Metainfo } from './metainfo.ts';
 import { fetchMetainfo, type ServedMetainfo } from './swarm-source.ts';
 import { Swarm } from './swarm.ts';
@@ -78,7 +79,7 @@ export async function startRackSeed(o: RackSeedOptions): Promise<RackSeed> {
     if (first < meta.pieceCount) {
       const at = first * meta.pieceLength;
       log.info(`p2p seed: fetching ${origin} from byte ${at}`);
-      http = await ResumableSource.open(origin, { headers: o.headers, signal: o.signal, log, startAt: at, startIfRange: at > 0 ? served.etag : undefined, ...o.resume });
+      http = await door().ResumableSource.open(origin, { headers: o.headers, signal: o.signal, log, startAt: at, startIfRange: at > 0 ? served.etag : undefined, ...o.resume });
       let i = first;
       let cut: Buffer[] = [];
       let cutBytes = 0;

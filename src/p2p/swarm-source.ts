@@ -20,8 +20,9 @@
 import { Readable } from 'node:stream';
 import type { Logger } from '../util/log.ts';
 import { silentLogger } from '../util/log.ts';
-import { FetchError, openImage, type ImageResponse } from '../image/source/fetch.ts';
-import { ImageChangedError, ResumableSource } from '../image/source/resumable-source.ts';
+import type { ImageResponse } from '../image/source/fetch.ts';
+import type { ResumableSource } from '../image/source/resumable-source.ts';
+import { http as door } from './http-door.ts';
 import { parseTorrentFile, pieceMatches, pieceSize, type Metainfo } from './metainfo.ts';
 import { Swarm } from './swarm.ts';
 import { sleep } from '../util/backoff.ts';
@@ -75,11 +76,12 @@ export async function fetchMetainfo(url: string, o: { headers?: Record<string, s
   const until = performance.now() + (o.waitMs ?? 5 * 60_000);
   for (;;) {
     try {
+      const { openImage } = door();
       const res = await openImage(url, { headers: o.headers, signal: o.signal, stallTimeoutMs: 30_000 });
       const data = await readAll(res.body, MAX_METAINFO_BYTES);
       return { meta: parseTorrentFile(data), etag: res.etag, sha256: res.sha256, imageSize: res.imageSize };
     } catch (e) {
-      if (!(e instanceof FetchError) || !e.transient || performance.now() > until || o.signal?.aborted) throw e;
+      if (!(e instanceof door().FetchError) || !e.transient || performance.now() > until || o.signal?.aborted) throw e;
       o.log?.info(`p2p: metainfo not ready (${e.message}); asking again in 5 s`);
       await sleep(5000, o.signal);
     }
@@ -225,7 +227,7 @@ export class SwarmSource extends Readable {
     this.fellBackAt = at;
     this.log.warn(`p2p: no piece from ${this.swarm.peerCount} peer${this.swarm.peerCount === 1 ? '' : 's'} for ${Math.round((this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS) / 1000)} s; fetching the rest from the origin with HTTP Range from byte ${at} of ${this.total} (still serving peers what this machine holds)`);
     this.pending.clear();
-    const http = await ResumableSource.open(this.o.imageUrl, {
+    const http = await door().ResumableSource.open(this.o.imageUrl, {
       headers: this.o.headers, signal: this.o.signal, log: this.log, startAt: at, startIfRange: this.served.etag,
       ...this.o.resume, onResume: () => { this.resumes++; this.o.resume?.onResume?.(); },
     });
@@ -235,7 +237,7 @@ export class SwarmSource extends Readable {
     http.on('data', (chunk: Buffer) => this.fromOrigin(chunk));
     http.once('end', () => {
       if (this.cutBytes > 0 || this.next < this.meta.pieceCount) {
-        this.destroy(new ImageChangedError(`the origin's image ended at byte ${this.next * this.meta.pieceLength + this.cutBytes}, the metainfo says ${this.total}`, this.received));
+        this.destroy(new (door().ImageChangedError)(`the origin's image ended at byte ${this.next * this.meta.pieceLength + this.cutBytes}, the metainfo says ${this.total}`, this.received));
         return;
       }
       this.push(null);
@@ -257,7 +259,7 @@ export class SwarmSource extends Readable {
       this.cut = [];
       this.cutBytes = 0;
       if (!pieceMatches(this.meta, this.next, piece)) {
-        this.destroy(new ImageChangedError(`the origin's piece ${this.next} does not match the metainfo's SHA-1: the image on the server is not the one the metainfo describes`, this.received));
+        this.destroy(new (door().ImageChangedError)(`the origin's piece ${this.next} does not match the metainfo's SHA-1: the image on the server is not the one the metainfo describes`, this.received));
         return;
       }
       this.keep(this.next, piece);
@@ -267,7 +269,7 @@ export class SwarmSource extends Readable {
       this.wanting = this.push(piece);
     }
     if (chunk.length > 0) {
-      this.destroy(new ImageChangedError(`the origin sent more than the metainfo's ${this.total} bytes`, this.received));
+      this.destroy(new (door().ImageChangedError)(`the origin sent more than the metainfo's ${this.total} bytes`, this.received));
       return;
     }
     if (!this.wanting) this.http?.pause();

@@ -23,8 +23,7 @@ import { openDatabase } from './db.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
-import { MetainfoBuilder } from './p2p/metainfo-builder.ts';
-import { RackTracker } from './p2p/rack-tracker.ts';
+import { loadP2p } from '../p2p/load.ts';
 import { UploadSessions } from './upload-sessions.ts';
 import { parseAction } from '../config/parse.ts';
 import { MachineStore } from './machines/machine-store.ts';
@@ -138,8 +137,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const indexer = new GzipIndexer(images, (msg, fields) => log.info(msg, fields));
   indexer.onChange = () => hub.imagesChanged();
-  const metainfo = opts.p2p === undefined ? undefined : new MetainfoBuilder(images, (msg, fields) => log.info(msg, fields));
-  const rackTracker = metainfo === undefined || opts.p2p?.trackerUrl !== undefined ? undefined : new RackTracker((h) => metainfo.knows(h));
+  // loaded only when peer to peer is on (p2p/load.ts)
+  const p2p = opts.p2p === undefined ? undefined : await loadP2p();
+  const metainfo = p2p === undefined ? undefined : new p2p.MetainfoBuilder(images, (msg, fields) => log.info(msg, fields));
+  const rackTracker = p2p === undefined || metainfo === undefined || opts.p2p?.trackerUrl !== undefined ? undefined : new p2p.RackTracker((h) => metainfo.knows(h));
   const hashImages = () => {
     void images.importUnhashed().then((done) => {
       if (done.length > 0) { log.info('images hashed', { images: done.join(',') }); hub.imagesChanged(); }
@@ -158,7 +159,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 
   const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(db), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
-    p2p: metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy },
+    p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile },
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)

@@ -8,8 +8,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Server from 'bittorrent-tracker/server';
 
-export const RACK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
 /** The scope of rack "auto": the peer's /24 (IPv4) or /64 (IPv6). */
 export function subnetScope(address: string): string {
   const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.\d+$/.exec(address);

@@ -6,8 +6,7 @@
 // the image).
 import { HttpError } from '../http/http-error.ts';
 import { note, remoteOf } from '../http/respond.ts';
-import { torrentFile } from '../../p2p/metainfo.ts';
-import { RACK_NAME } from '../p2p/rack-tracker.ts';
+import { RACK_NAME } from '../../p2p/metainfo-url.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 import type { IncomingMessage } from 'node:http';
 
@@ -35,7 +34,7 @@ async function serveMetainfo({ app, req, res, url, params: { name } }: AppReques
   if (s.state !== 'ready') throw new HttpError(503, `the metainfo of ${JSON.stringify(name)} is being computed (${s.state}); try again shortly`, { headers: { 'Retry-After': '5' } });
   const base = baseUrlOf(app, req);
   const announce = p2p.trackerUrl ?? `${base}/p2p/${encodeURIComponent(rack)}/announce`;
-  const body = torrentFile(s.infoBytes, announce, [`${base}/images/${encodeURIComponent(name)}`]);
+  const body = p2p.torrentFile(s.infoBytes, announce, [`${base}/images/${encodeURIComponent(name)}`]);
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/x-bittorrent', 'Content-Length': body.length, 'Cache-Control': 'no-store',
     'X-Image-Etag': img.etag, 'X-Image-Format': img.format, 'X-Booty-Infohash': s.infoHash,
