@@ -53,6 +53,8 @@ export interface DeployP2p {
   /** keep serving peers this long after the deploy (the CLI; the agent serves until it reboots) */
   lingerMs?: number;
   port?: number;
+  /** peers to connect to besides those the tracker names ("host:port") */
+  peers?: string[];
 }
 
 export interface DeployOptions {

@@ -36,6 +36,8 @@ export interface SwarmOptions {
   log?: Logger;
   /** TCP port to listen on (default: any free one) */
   port?: number;
+  /** address to listen on (default: all) */
+  host?: string;
   /** seconds between tracker announces (default: what the tracker says) */
   announceIntervalMs?: number;
   pieceTimeoutMs?: number;
@@ -96,7 +98,7 @@ export class Swarm {
   async start(): Promise<void> {
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
-    await new Promise<void>((ok, fail) => { server.once('error', fail); server.listen(this.o.port ?? 0, () => { server.off('error', fail); ok(); }); });
+    await new Promise<void>((ok, fail) => { server.once('error', fail); server.listen(this.o.port ?? 0, this.o.host, () => { server.off('error', fail); ok(); }); });
     this.port = (server.address() as net.AddressInfo).port;
     server.on('error', (e) => this.log.warn(`p2p: listener: ${e.message}`));
     for (const p of this.o.peers ?? []) this.dial(p);

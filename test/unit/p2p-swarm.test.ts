@@ -1,0 +1,136 @@
+// Peer to peer inside a rack, on this host (no root): a real `booty server --p2p` (metainfo,
+// rack tracker, origin), a rack seed, and deploy() with "p2p" onto a file.
+//   - a peer that sends corrupt pieces is banned (by address) and the deploy still ends
+//     bit-exact, its pieces fetched from the seed;
+//   - a swarm that stalls (the only peer holds the first pieces only) falls back to the origin
+//     with HTTP Range from the first byte not yet received, and the deploy ends bit-exact.
+// The bad peer listens on 127.0.0.2 so that banning its address does not ban the seed's 127.0.0.1.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import zlib from 'node:zlib';
+import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { deploy } from '../../src/image/deploy.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { loadP2p } from '../../src/p2p/load.ts';
+import { parseTorrentFile, pieceSize, type Metainfo } from '../../src/p2p/metainfo.ts';
+import { Swarm } from '../../src/p2p/swarm.ts';
+
+const IMAGE = 'p2p.img.gz';
+let dir: string;
+let server: BootyServerProcess;
+let raw: Buffer;
+let gz: Buffer;
+let meta: Metainfo;
+
+/** A "disk" of 12 MiB: runs of random bytes between runs of zeros, gzip-compressed (about 6 MiB). */
+function makeImage(): Buffer {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 12; i++) parts.push(i % 2 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, i));
+  return Buffer.concat(parts);
+}
+
+async function metainfoOf(url: string): Promise<Metainfo> {
+  for (let i = 0; i < 100; i++) {
+    const r = await fetch(url);
+    if (r.status === 200) return parseTorrentFile(Buffer.from(await r.arrayBuffer()));
+    assert.equal(r.status, 503, `metainfo: ${r.status} ${await r.text()}`);
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+  throw new Error('the metainfo was never ready');
+}
+
+function capture(): { log: ReturnType<typeof createLogger>; lines: string[] } {
+  const lines: string[] = [];
+  return { log: createLogger({ sinks: [(_l, m) => { lines.push(m); }] }), lines };
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'booty-p2p-unit-'));
+  raw = makeImage();
+  gz = zlib.gzipSync(raw, { level: 1 });
+  const data = join(dir, 'data');
+  await mkdir(join(data, 'images'), { recursive: true });
+  await writeFile(join(data, 'images', IMAGE), gz);
+  server = await startBootyServer({ dataDir: data, args: ['--p2p', '--insecure-open'] });
+  meta = await metainfoOf(`${server.url}/image-torrent/${IMAGE}?rack=unit`);
+  assert.ok(meta.pieceCount >= 4, `${meta.pieceCount} pieces`);
+});
+
+after(async () => {
+  await server?.close();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+describe('p2p swarm', () => {
+  it('bans a peer that sends corrupt pieces; the deploy still ends bit-exact from the seed', { timeout: 120_000 }, async () => {
+    const p2p = await loadP2p();
+    const seed = await p2p.startRackSeed({ metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'unit', dir: join(dir, 'seed'), origin: `${server.url}/images/${IMAGE}` });
+    let bad: Swarm | undefined;
+    try {
+      await seed.complete;
+      // claims every piece, sends random bytes
+      bad = new Swarm({
+        meta, announce: '', host: '127.0.0.2',
+        pieces: { has: () => true, read: (_i, _off, len) => randomBytes(len) },
+        onPiece: () => assert.fail('the bad peer asks nothing'),
+      });
+      await bad.start();
+      const disk = join(dir, 'disk-bad-peer');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'unit', peers: [`127.0.0.2:${bad.port}`], stallTimeoutMs: 60_000 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      assert.ok(bad.uploaded > 0, 'the bad peer was asked for pieces');
+      const banned = lines.find((l) => /p2p: banned peer 127\.0\.0\.2:\d+: piece \d+ does not match the metainfo's SHA-1/.test(l));
+      assert.ok(banned !== undefined, `no ban in the log:\n${lines.join('\n')}`);
+      const summary = lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers'));
+      assert.match(summary ?? '', / 0 from the origin/, 'nothing came from the origin');
+      assert.match(summary ?? '', /banned 127\.0\.0\.2/);
+    } finally {
+      bad?.close();
+      await seed.close();
+    }
+  });
+
+  it('falls back to the origin with HTTP Range from the first byte not received when the swarm stalls', { timeout: 120_000 }, async () => {
+    const held = 2;
+    // the only peer: it holds the first two pieces of the real image
+    const peer = new Swarm({
+      meta, announce: '', host: '127.0.0.1',
+      pieces: { has: (i) => i < held, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) },
+      onPiece: () => {},
+    });
+    await peer.start();
+    try {
+      const disk = join(dir, 'disk-stall');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        // a rack of its own on the tracker: nobody else there
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'stall', peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 2000 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      const at = held * meta.pieceLength;
+      assert.ok(lines.some((l) => l.includes(`fetching the rest from the origin with HTTP Range from byte ${at} of ${gz.length}`)), lines.join('\n'));
+      const summary = lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers')) ?? '';
+      assert.match(summary, new RegExp(`^p2p: ${at} bytes from peers, ${gz.length - at} from the origin \\(fell back at byte ${at}\\)`));
+      assert.equal(peer.uploaded, at, 'the peer served its two pieces');
+      // the origin saw one Range request from there (booty server's request log)
+      const ranged = server.logRecords().filter((rec) => rec.msg === `GET /images/${IMAGE}` && rec.status === 206);
+      assert.ok(ranged.length >= 1, JSON.stringify(server.logRecords().slice(-5)));
+      assert.ok(pieceSize(meta, meta.pieceCount - 1) > 0);
+    } finally {
+      peer.close();
+    }
+  });
+});
