@@ -42,15 +42,16 @@ async function sha256Of(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-interface Ran { code: number | null; out: string; err: string; seconds: number }
+interface Ran { code: number | null; out: string; err: string; seconds: number; /** seconds from the start to the first line matching `mark` */ marked?: number }
 
-function collect(child: ChildProcess, started: number, limitMs: number): Promise<Ran> {
+function collect(child: ChildProcess, started: number, limitMs: number, mark?: RegExp): Promise<Ran> {
   let out = '';
   let err = '';
+  let marked: number | undefined;
   child.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; if (mark !== undefined && marked === undefined && mark.test(err)) marked = (performance.now() - started) / 1000; });
   const t = setTimeout(() => child.kill('SIGKILL'), limitMs);
-  return new Promise((ok) => child.once('close', (code) => { clearTimeout(t); ok({ code, out, err, seconds: (performance.now() - started) / 1000 }); }));
+  return new Promise((ok) => child.once('close', (code) => { clearTimeout(t); ok({ code, out, err, seconds: (performance.now() - started) / 1000, marked }); }));
 }
 
 function waitFor(child: ChildProcess, pattern: RegExp, what: string, limitMs: number): Promise<void> {
@@ -101,17 +102,17 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
   const url = `http://${net.coreIp}:3000/images/${IMAGE}`;
   const credentialOf = (k: number) => agentCredential(secret, `52:54:00:77:${net!.n.toString(16).padStart(2, '0')}:${k.toString(16).padStart(2, '0')}`);
 
-  const runAgents = async (phase: 'p2p' | 'unicast'): Promise<{ seconds: number; origin: number; runs: Ran[] }> => {
+  const runAgents = async (phase: 'p2p' | 'unicast'): Promise<{ seconds: number; origin: number; runs: Ran[]; seedDone?: number }> => {
     const disks = agents.map((a) => join(dir, `${phase}-${a.name}.disk`));
     for (const d of disks) await writeFile(d, '');
     const before = net!.originTxBytes();
     const started = performance.now();
     let seed: ChildProcess | undefined;
     if (phase === 'p2p') seed = net!.spawnIn(seedNs.ns, booty, ['rack', '--image', url, '--dir', join(dir, 'seed'), '--token', TOKEN]);
-    const seedRun = seed === undefined ? undefined : collect(seed, started, 20 * 60_000);
+    const seedRun = seed === undefined ? undefined : collect(seed, started, 20 * 60_000, /complete \(/);
     const runs = await Promise.all(agents.map((a, i) => collect(net!.spawnIn(a.ns, booty, [
       'deploy', '--image', url, '--disk', disks[i], '-q', ...(phase === 'p2p' ? ['--p2p', '--token', credentialOf(i + 1)] : []),
-    ]), started, 20 * 60_000)));
+    ]), started, 20 * 60_000, /first bytes reached the writer/)));
     const seconds = (performance.now() - started) / 1000;
     const origin = net!.originTxBytes() - before;
     seed?.kill('SIGTERM');
@@ -122,7 +123,7 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
       await rm(disks[i]);
     }
     if (s !== undefined) assert.match(s.err, /complete \(\d+ bytes, \d+ from the origin; sha256 [0-9a-f]{64}, verified\); seeding/, `the seed:\n${s.err.slice(-2000)}`);
-    return { seconds, origin, runs };
+    return { seconds, origin, runs, seedDone: s?.marked };
   };
 
   const p2p = await runAgents('p2p');
@@ -135,8 +136,9 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
     '|---|---|---|---|',
     `| unicast HTTP | ${unicast.seconds.toFixed(1)} s | ${mb(unicast.origin)} | ${(unicast.origin / imageBytes).toFixed(2)} |`,
     `| peer to peer, one seed | ${p2p.seconds.toFixed(1)} s | ${mb(p2p.origin)} | ${(p2p.origin / imageBytes).toFixed(2)} |`,
-    `per agent, p2p: ${p2p.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (${fromPeers[i] === null ? '?' : `${mb(Number(fromPeers[i]![1]))} from peers, ${mb(Number(fromPeers[i]![2]))} from the origin`})`).join('; ')}`,
-    `per agent, unicast: ${unicast.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s`).join('; ')}`,
+    `seed: had the whole image from the origin ${p2p.seedDone?.toFixed(1) ?? '?'} s after the start`,
+    `per agent, p2p: ${p2p.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s; ${fromPeers[i] === null ? '?' : `${mb(Number(fromPeers[i]![1]))} from peers, ${mb(Number(fromPeers[i]![2]))} from the origin`})`).join('; ')}`,
+    `per agent, unicast: ${unicast.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s)`).join('; ')}`,
   ].join('\n');
   t.diagnostic(table);
   process.stdout.write(`\n${table}\n`);
