@@ -68,8 +68,8 @@ export const embedWorkers = {
   },
 };
 
-/** bittorrent-tracker's client without the transports booty does not use (WebSocket/WebRTC,
- *  UDP) and with Node's own fetch: scripts/stubs/bundle-p2p/README.md. */
+/** bittorrent-tracker without the transports booty does not use (the client's WebSocket/WebRTC
+ *  and UDP, the server's WebSocket) and with Node's own fetch: scripts/stubs/bundle-p2p/README.md. */
 const trackerHttpOnly = {
   name: 'booty-tracker-http-only',
   setup(b) {
@@ -78,6 +78,7 @@ const trackerHttpOnly = {
     b.onResolve({ filter: /^\.\/lib\/client\/(websocket|udp)-tracker\.js$/ }, (args) => (fromTracker(args) ? { path: stub('unused-tracker.js') } : undefined));
     b.onResolve({ filter: /^@thaunknown\/simple-peer\/lite\.js$/ }, (args) => (fromTracker(args) ? { path: stub('simple-peer.js') } : undefined));
     b.onResolve({ filter: /^cross-fetch-ponyfill$/ }, (args) => (fromTracker(args) ? { path: stub('fetch.js') } : undefined));
+    b.onResolve({ filter: /^ws$/ }, (args) => (fromTracker(args) ? { path: stub('ws.js') } : undefined));
   },
 };
 

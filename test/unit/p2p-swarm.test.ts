@@ -65,6 +65,48 @@ after(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
+describe('p2p on booty server', () => {
+  it('serves the metainfo with the rack\'s announce URL and the image as web seed; the tracker tracks its own images only', async () => {
+    const r = await fetch(`${server.url}/image-torrent/${IMAGE}?rack=r7`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/x-bittorrent');
+    assert.equal(r.headers.get('x-image-sha256'), createHash('sha256').update(gz).digest('hex'));
+    const m = parseTorrentFile(Buffer.from(await r.arrayBuffer()));
+    assert.equal(m.announce, `${server.url}/p2p/r7/announce`);
+    assert.deepEqual(m.urlList, [`${server.url}/images/${IMAGE}`]);
+    assert.equal(m.infoHash, meta.infoHash, 'the rack changes the announce URL, never the swarm');
+    assert.equal(m.length, gz.length);
+    assert.equal((await fetch(`${server.url}/image-torrent/${IMAGE}?rack=a%2Fb`)).status, 400);
+    assert.equal((await fetch(`${server.url}/image-torrent/nothing.img`)).status, 404);
+    const q = (hash: Buffer) => `info_hash=${[...hash].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}&peer_id=-BT0001-abcdefghijkl&port=6881&left=0&compact=1`;
+    const known = Buffer.from(await (await fetch(`${server.url}/p2p/r7/announce?${q(Buffer.from(meta.infoHash, 'hex'))}`)).arrayBuffer()).toString('latin1');
+    assert.doesNotMatch(known, /failure reason/);
+    const unknown = Buffer.from(await (await fetch(`${server.url}/p2p/r7/announce?${q(randomBytes(20))}`)).arrayBuffer()).toString('latin1');
+    assert.match(unknown, /failure reason.*serves the images of its booty server only/);
+  });
+
+  it('--p2p-every-deploy turns it on in every deploy action served (an action\'s own "p2p" wins); off, the routes say how to turn it on', async () => {
+    const every = await startBootyServer({ args: ['--p2p-every-deploy', '--insecure-open'] });
+    const off = await startBootyServer({ args: ['--insecure-open'] });
+    try {
+      const put = (base: string, mac: string, action: unknown) => fetch(`${base}/api/machines/${mac}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action }) });
+      const actionOf = async (base: string, mac: string) => ((await (await fetch(`${base}/api/machines/${mac}/action`)).json()) as { booty: { p2p?: unknown } }).booty;
+      assert.ok((await put(every.url, '52-54-00-21-00-01', { action: 'deploy', image: `${every.url}/images/a.img` })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-02', { action: 'deploy', image: `${every.url}/images/a.img`, p2p: { rack: 'r2' } })).ok);
+      assert.ok((await put(off.url, '52-54-00-21-00-01', { action: 'deploy', image: `${off.url}/images/a.img` })).ok);
+      assert.deepEqual((await actionOf(every.url, '52-54-00-21-00-01')).p2p, {});
+      assert.deepEqual((await actionOf(every.url, '52-54-00-21-00-02')).p2p, { rack: 'r2' });
+      assert.equal((await actionOf(off.url, '52-54-00-21-00-01')).p2p, undefined);
+      const r = await fetch(`${off.url}/image-torrent/a.img`);
+      assert.equal(r.status, 404);
+      assert.match(await r.text(), /peer to peer is off on this server \(start booty server with --p2p/);
+    } finally {
+      await every.close();
+      await off.close();
+    }
+  });
+});
+
 describe('p2p swarm', () => {
   it('bans a peer that sends corrupt pieces; the deploy still ends bit-exact from the seed', { timeout: 120_000 }, async () => {
     const p2p = await loadP2p();
