@@ -64,7 +64,8 @@ options:
   --header 'K: V'      extra request header (repeatable)
   --report URL         post progress and the result to a booty server
   --mac MAC            machine identity for --report
-  --token TOKEN        bearer token for --report
+  --token TOKEN        bearer token for --report, and for the image's metainfo with --p2p (this
+                       machine's credential, or an operator token)
   --ca PIN|URL         trust only this server: sha256:<hex> of its certificate (booty server prints
                        it), or an https URL of CA certificates fetched over the pinned connection
                        (repeatable); plain http is then refused
