@@ -56,7 +56,8 @@ See README "booty server" and "Server API".
                       background (GET /image-torrent/<name>) and run the rack trackers
                       (GET /p2p/<rack>/announce); agents use it when their action says "p2p"
   --p2p-tracker URL   as --p2p, but peers announce to this tracker instead of the built-in one
-  --p2p-every-deploy  every deploy action served without "p2p" gets "p2p": {} (the whole fleet)
+  --p2p-every-deploy  every deploy action served without "p2p", of an image this server holds,
+                      gets "p2p": {} (the whole fleet)
   --machine-log-days DAYS  delete machines' log lines received more than DAYS ago (default 30; 0: keep)
   --machine-log-mib MIB    keep at most MIB MiB of log text per machine, oldest lines go first
                            (default 16; 0: no limit). Checked at start and every hour

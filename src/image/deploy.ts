@@ -31,7 +31,7 @@ import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
 import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
 import { SegmentInflater } from './parallel/segment-inflate.ts';
-import type { ImageResponse } from './source/fetch.ts';
+import { FetchError, type ImageResponse } from './source/fetch.ts';
 import { loadP2p } from '../p2p/load.ts';
 import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS, type ImageByteStream } from './source/resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
@@ -202,6 +202,19 @@ async function fromRegistry(opts: DeployOptions, expectedSha: string | undefined
   return { image: blob.url, headers: { ...opts.headers, ...blob.headers }, sha256: blob.sha256 };
 }
 
+/** The rack's swarm of the image (src/p2p/swarm-source.ts); undefined when the server has no
+ *  metainfo for it (404: peer to peer off there, or an image it does not hold), which is said
+ *  and the image fetched from its URL as without "p2p". */
+async function openSwarm(opts: DeployOptions, p2p: DeployP2p, log: Logger, resume: { stallTimeoutMs: number; retryForMs: number; backoffInitialMs?: number; backoffMaxMs?: number; onResume: () => void }): Promise<ImageByteStream | undefined> {
+  try {
+    return await (await loadP2p()).SwarmSource.open({ ...p2p, imageUrl: opts.image, headers: opts.headers, signal: opts.signal, log, resume });
+  } catch (e) {
+    if (!(e instanceof FetchError) || e.status !== 404) throw e;
+    log.warn(`deploy: p2p: no metainfo for this image (${e.message}); fetching it from ${opts.image} without peers`);
+    return undefined;
+  }
+}
+
 /** Thrown by deployOnce when the image changed on the server: deploy() restarts or reports it. */
 class ImageChangedBootyError extends BootyError {
   readonly written: number;
@@ -230,9 +243,8 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     onResume: () => { counters.resumes++; tracker.resumes = counters.resumes; },
   };
   // peer to peer is loaded only when asked for: the agent's start does not pay for it
-  const source: ImageByteStream = opts.p2p !== undefined
-    ? await (await loadP2p()).SwarmSource.open({ ...opts.p2p, imageUrl: opts.image, headers: opts.headers, signal: opts.signal, log, resume })
-    : await ResumableSource.open(opts.image, { headers: opts.headers, signal: opts.signal, log, ...resume });
+  const source: ImageByteStream = (opts.p2p !== undefined ? await openSwarm(opts, opts.p2p, log, resume) : undefined)
+    ?? await ResumableSource.open(opts.image, { headers: opts.headers, signal: opts.signal, log, ...resume });
   const res = source.first;
   let body: Readable = source;
   let writer: ImageWriter | undefined;

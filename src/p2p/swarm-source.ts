@@ -116,6 +116,7 @@ export class SwarmSource extends Readable {
   private lastPiece = performance.now();
   private readonly watchdog: NodeJS.Timeout;
   private http: ResumableSource | undefined;
+  private ended = false;
   /** the HTTP fallback's bytes of the piece being cut */
   private cut: Buffer[] = [];
   private cutBytes = 0;
@@ -189,7 +190,10 @@ export class SwarmSource extends Readable {
       this.received += data.length;
       this.wanting = this.push(data);
     }
-    if (this.next >= this.meta.pieceCount && this.http === undefined) { this.push(null); return; }
+    if (this.next >= this.meta.pieceCount && this.http === undefined) {
+      if (!this.ended) { this.ended = true; this.push(null); }
+      return;
+    }
     this.plan();
   }
 

@@ -85,21 +85,35 @@ describe('p2p on booty server', () => {
     assert.match(unknown, /failure reason.*serves the images of its booty server only/);
   });
 
-  it('--p2p-every-deploy turns it on in every deploy action served (an action\'s own "p2p" wins); off, the routes say how to turn it on', async () => {
+  it('--p2p-every-deploy turns it on in every deploy action served of an image the server holds (an action\'s own "p2p" wins); off, the routes say how to turn it on and a p2p deploy fetches over HTTP', async () => {
     const every = await startBootyServer({ args: ['--p2p-every-deploy', '--insecure-open'] });
     const off = await startBootyServer({ args: ['--insecure-open'] });
     try {
       const put = (base: string, mac: string, action: unknown) => fetch(`${base}/api/machines/${mac}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action }) });
       const actionOf = async (base: string, mac: string) => ((await (await fetch(`${base}/api/machines/${mac}/action`)).json()) as { booty: { p2p?: unknown } }).booty;
+      assert.ok((await fetch(`${every.url}/images/a.img`, { method: 'PUT', body: gz })).ok);
       assert.ok((await put(every.url, '52-54-00-21-00-01', { action: 'deploy', image: `${every.url}/images/a.img` })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-03', { action: 'deploy', image: 'http://cdn.example/os/a.img' })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-04', { action: 'deploy', image: `${every.url}/images/missing.img` })).ok);
       assert.ok((await put(every.url, '52-54-00-21-00-02', { action: 'deploy', image: `${every.url}/images/a.img`, p2p: { rack: 'r2' } })).ok);
       assert.ok((await put(off.url, '52-54-00-21-00-01', { action: 'deploy', image: `${off.url}/images/a.img` })).ok);
       assert.deepEqual((await actionOf(every.url, '52-54-00-21-00-01')).p2p, {});
       assert.deepEqual((await actionOf(every.url, '52-54-00-21-00-02')).p2p, { rack: 'r2' });
+      assert.equal((await actionOf(every.url, '52-54-00-21-00-03')).p2p, undefined, 'an image elsewhere has no metainfo here');
+      assert.equal((await actionOf(every.url, '52-54-00-21-00-04')).p2p, undefined, 'nor an image this server does not hold');
       assert.equal((await actionOf(off.url, '52-54-00-21-00-01')).p2p, undefined);
       const r = await fetch(`${off.url}/image-torrent/a.img`);
       assert.equal(r.status, 404);
       assert.match(await r.text(), /peer to peer is off on this server \(start booty server with --p2p/);
+      // an agent told "p2p" by such a server fetches the image from its URL, saying why
+      assert.ok((await fetch(`${off.url}/images/a.img`, { method: 'PUT', body: gz })).ok);
+      const disk = join(dir, 'disk-p2p-off');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const d = await deploy({ image: `${off.url}/images/a.img`, disk, log, p2p: { metainfoUrl: `${off.url}/image-torrent/a.img` } });
+      assert.equal(d.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw));
+      assert.ok(lines.some((l) => /p2p: no metainfo for this image \(.*404.*peer to peer is off on this server.*\); fetching it from http:\/\/127\.0\.0\.1:\d+\/images\/a\.img without peers/.test(l)), lines.join('\n'));
     } finally {
       await every.close();
       await off.close();
