@@ -18,6 +18,7 @@ import TrackerClient from 'bittorrent-tracker/client';
 import type { Logger } from '../util/log.ts';
 import { silentLogger } from '../util/log.ts';
 import { pieceMatches, pieceSize, type Metainfo } from './metainfo.ts';
+import { MessageGuard } from './message-guard.ts';
 
 /** What this peer can serve. */
 export interface PieceSource {
@@ -170,7 +171,9 @@ export class Swarm {
     socket.setTimeout(0);
     const wire = new Wire();
     const peer: Peer = { wire, socket, addr, ip, inflight: new Set() };
-    socket.pipe(wire as unknown as NodeJS.WritableStream);
+    const guard = new MessageGuard();
+    guard.on('error', (e: Error) => { this.log.warn(`p2p: dropped peer ${addr}: ${e.message}`); this.drop(peer); });
+    socket.pipe(guard).pipe(wire as unknown as NodeJS.WritableStream);
     wire.pipe(socket);
     wire.setTimeout(30_000, true);
     wire.setKeepAlive(true);
