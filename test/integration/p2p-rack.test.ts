@@ -8,6 +8,9 @@
 // Judged by parts booty does not own: every disk must be bit-exact (sha256 of the raw image),
 // and the bytes the origin sent into the rack are the core uplink's own transmit counter: at most
 // 1.1 x the image for the peer-to-peer run, at least 4 x for unicast (the counter counts).
+// A third run kills the seed (SIGKILL) once half the image crossed the uplink: every agent must
+// still end bit-exact, going on over HTTP Range from the byte it had reached (from the origin
+// exactly the bytes after it).
 // Wall times are printed for the README's table, not asserted (a shared, loaded machine).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -102,17 +105,22 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
   const url = `http://${net.coreIp}:3000/images/${IMAGE}`;
   const credentialOf = (k: number) => agentCredential(secret, `52:54:00:77:${net!.n.toString(16).padStart(2, '0')}:${k.toString(16).padStart(2, '0')}`);
 
-  const runAgents = async (phase: 'p2p' | 'unicast'): Promise<{ seconds: number; origin: number; runs: Ran[]; seedDone?: number }> => {
+  const runAgents = async (phase: 'p2p' | 'unicast' | 'seed-killed'): Promise<{ seconds: number; origin: number; runs: Ran[]; seedDone?: number }> => {
     const disks = agents.map((a) => join(dir, `${phase}-${a.name}.disk`));
     for (const d of disks) await writeFile(d, '');
     const before = net!.originTxBytes();
     const started = performance.now();
     let seed: ChildProcess | undefined;
-    if (phase === 'p2p') seed = net!.spawnIn(seedNs.ns, booty, ['rack', '--image', url, '--dir', join(dir, 'seed'), '--token', TOKEN]);
+    if (phase !== 'unicast') seed = net!.spawnIn(seedNs.ns, booty, ['rack', '--image', url, '--dir', join(dir, `seed-${phase}`), '--token', TOKEN]);
     const seedRun = seed === undefined ? undefined : collect(seed, started, 20 * 60_000, /complete \(/);
+    // the fault: the seed dies (SIGKILL) once half the image has crossed the uplink
+    let killer: NodeJS.Timeout | undefined;
+    if (phase === 'seed-killed') killer = setInterval(() => { if (net!.originTxBytes() - before >= imageBytes / 2) { seed!.kill('SIGKILL'); clearInterval(killer); } }, 100);
     const runs = await Promise.all(agents.map((a, i) => collect(net!.spawnIn(a.ns, booty, [
-      'deploy', '--image', url, '--disk', disks[i], '-q', ...(phase === 'p2p' ? ['--p2p', '--token', credentialOf(i + 1)] : []),
+      'deploy', '--image', url, '--disk', disks[i], '-q',
+      ...(phase === 'unicast' ? [] : ['--p2p', '--token', credentialOf(i + 1)]), ...(phase === 'seed-killed' ? ['--p2p-stall-timeout', '5s'] : []),
     ]), started, 20 * 60_000, /first bytes reached the writer/)));
+    clearInterval(killer);
     const seconds = (performance.now() - started) / 1000;
     const origin = net!.originTxBytes() - before;
     seed?.kill('SIGTERM');
@@ -122,12 +130,14 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
       assert.equal(await sha256Of(disks[i]), rawSha, `${phase} ${agents[i].name}: the disk is not the image`);
       await rm(disks[i]);
     }
-    if (s !== undefined) assert.match(s.err, /complete \(\d+ bytes, \d+ from the origin; sha256 [0-9a-f]{64}, verified\); seeding/, `the seed:\n${s.err.slice(-2000)}`);
+    if (phase === 'seed-killed') assert.equal(s?.code, null, 'the seed was killed before it had the whole image');
+    else if (s !== undefined) assert.match(s.err, /complete \(\d+ bytes, \d+ from the origin; sha256 [0-9a-f]{64}, verified\); seeding/, `the seed:\n${s.err.slice(-2000)}`);
     return { seconds, origin, runs, seedDone: s?.marked };
   };
 
   const p2p = await runAgents('p2p');
   const unicast = await runAgents('unicast');
+  const killed = await runAgents('seed-killed');
 
   const fromPeers = p2p.runs.map((r) => /p2p: (\d+) bytes from peers, (\d+) from the origin/.exec(r.err));
   const table = [
@@ -138,6 +148,8 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
     `| peer to peer, one seed | ${p2p.seconds.toFixed(1)} s | ${mb(p2p.origin)} | ${(p2p.origin / imageBytes).toFixed(2)} |`,
     `seed: had the whole image from the origin ${p2p.seedDone?.toFixed(1) ?? '?'} s after the start`,
     `per agent, p2p: ${p2p.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s; ${fromPeers[i] === null ? '?' : `${mb(Number(fromPeers[i]![1]))} from peers, ${mb(Number(fromPeers[i]![2]))} from the origin`})`).join('; ')}`,
+    `| peer to peer, seed killed (SIGKILL) at half the image | ${killed.seconds.toFixed(1)} s | ${mb(killed.origin)} | ${(killed.origin / imageBytes).toFixed(2)} |`,
+    `per agent, seed killed: ${killed.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (${/fell back at byte (\d+)/.exec(r.err)?.[0] ?? 'no fallback'})`).join('; ')}`,
     `per agent, unicast: ${unicast.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s)`).join('; ')}`,
   ].join('\n');
   t.diagnostic(table);
@@ -146,6 +158,16 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
   assert.ok(p2p.origin <= 1.1 * imageBytes, `peer to peer: the origin sent ${p2p.origin} bytes into the rack, more than 1.1 x the image (${imageBytes})`);
   assert.ok(unicast.origin >= AGENTS * imageBytes, `unicast: the uplink counter saw ${unicast.origin} bytes, less than ${AGENTS} images: it does not count what it should`);
   for (const [i, m] of fromPeers.entries()) assert.ok(m !== null, `${agents[i].name} printed no p2p summary`);
+  // seed killed: each agent went on from the byte it had reached, over HTTP Range, and fetched
+  // from the origin exactly the rest
+  for (const [i, r] of killed.runs.entries()) {
+    const m = /p2p: (\d+) bytes from peers, (\d+) from the origin \(fell back at byte (\d+)\)/.exec(r.err);
+    assert.ok(m !== null, `${agents[i].name}, seed killed: no fallback in its log:\n${r.err.slice(-2000)}`);
+    const [peers, origin, at] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    assert.ok(at > 0, `${agents[i].name} started over from byte 0`);
+    assert.equal(origin, imageBytes - at, `${agents[i].name}: from the origin exactly the bytes after ${at}`);
+    assert.equal(peers, at, `${agents[i].name}: from peers exactly the bytes before ${at}`);
+  }
   server.kill('SIGTERM');
   await serverLog;
 });
