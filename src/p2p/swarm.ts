@@ -242,12 +242,12 @@ export class Swarm {
         if (this.o.pieces.has(i) || peer.inflight.has(i) || !peer.wire.peerPieces.get(i)) continue;
         const f = this.flights.get(i);
         if (f !== undefined && f.peers.size > 0 && now - f.since < timeout) continue;
-        this.fetch(peer, i);
+        this.download(peer, i);
       }
     }
   }
 
-  private fetch(peer: Peer, i: number): void {
+  private download(peer: Peer, i: number): void {
     const size = pieceSize(this.o.meta, i);
     let f = this.flights.get(i);
     if (f === undefined) {
