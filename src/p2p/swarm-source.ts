@@ -79,7 +79,7 @@ export async function fetchMetainfo(url: string, o: { headers?: Record<string, s
       const { openImage } = door();
       const res = await openImage(url, { headers: o.headers, signal: o.signal, stallTimeoutMs: 30_000 });
       const data = await readAll(res.body, MAX_METAINFO_BYTES);
-      return { meta: parseTorrentFile(data), etag: res.etag, sha256: res.sha256, imageSize: res.imageSize };
+      return { meta: parseTorrentFile(data), etag: res.imageEtag, sha256: res.sha256, imageSize: res.imageSize };
     } catch (e) {
       if (!(e instanceof door().FetchError) || !e.transient || performance.now() > until || o.signal?.aborted) throw e;
       o.log?.info(`p2p: metainfo not ready (${e.message}); asking again in 5 s`);
@@ -117,6 +117,9 @@ export class SwarmSource extends Readable {
   private readonly watchdog: NodeJS.Timeout;
   private http: ResumableSource | undefined;
   private ended = false;
+  /** the swarm stalled: from now on every byte comes from the origin (set before the request is
+   *  made, so neither a second fallback nor a late piece can slip in meanwhile) */
+  private fallingBack = false;
   /** the HTTP fallback's bytes of the piece being cut */
   private cut: Buffer[] = [];
   private cutBytes = 0;
@@ -156,7 +159,7 @@ export class SwarmSource extends Readable {
 
   override _read(): void {
     this.wanting = true;
-    if (this.http !== undefined) { if (this.http.isPaused()) this.http.resume(); return; }
+    if (this.fallingBack) { if (this.http?.isPaused() === true) this.http.resume(); return; }
     this.drain();
   }
 
@@ -173,7 +176,7 @@ export class SwarmSource extends Readable {
   }
 
   private onPiece(i: number, data: Buffer): void {
-    if (i < this.next || this.pending.has(i) || this.http !== undefined) return;
+    if (i < this.next || this.pending.has(i) || this.fallingBack) return;
     this.pending.set(i, data);
     this.lastPiece = performance.now();
     this.swarm.have(i);
@@ -190,7 +193,7 @@ export class SwarmSource extends Readable {
       this.received += data.length;
       this.wanting = this.push(data);
     }
-    if (this.next >= this.meta.pieceCount && this.http === undefined) {
+    if (this.next >= this.meta.pieceCount && !this.fallingBack) {
       if (!this.ended) { this.ended = true; this.push(null); }
       return;
     }
@@ -210,14 +213,14 @@ export class SwarmSource extends Readable {
   }
 
   private plan(): void {
-    if (this.http !== undefined) { this.swarm.want([]); return; }
+    if (this.fallingBack) { this.swarm.want([]); return; }
     const want: number[] = [];
     for (let i = this.next; i < Math.min(this.meta.pieceCount, this.next + this.windowPieces); i++) if (!this.pending.has(i)) want.push(i);
     this.swarm.want(want);
   }
 
   private checkStall(): void {
-    if (this.http !== undefined || this.destroyed || !this.wanting || this.pending.has(this.next)) { if (!this.wanting) this.lastPiece = performance.now(); return; }
+    if (this.fallingBack || this.destroyed || !this.wanting || this.pending.has(this.next)) { if (!this.wanting) this.lastPiece = performance.now(); return; }
     const quiet = performance.now() - this.lastPiece;
     const limit = this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS;
     if (quiet > limit / 2) this.swarm.reannounce();
@@ -227,6 +230,7 @@ export class SwarmSource extends Readable {
 
   /** The swarm stalled: the rest comes from the origin, resumable, from the first byte not pushed. */
   private async fallBack(): Promise<void> {
+    this.fallingBack = true;
     const at = this.next * this.meta.pieceLength;
     this.fellBackAt = at;
     this.log.warn(`p2p: no piece from ${this.swarm.peerCount} peer${this.swarm.peerCount === 1 ? '' : 's'} for ${Math.round((this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS) / 1000)} s; fetching the rest from the origin with HTTP Range from byte ${at} of ${this.total} (still serving peers what this machine holds)`);

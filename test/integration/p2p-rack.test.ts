@@ -2,7 +2,7 @@
 // (origin, metainfo, tracker) in a core namespace behind a 40 Mbit/s uplink (tc tbf, both ways),
 // one rack bridge with a `booty rack` seed and four agent namespaces on 400 Mbit/s links, each
 // agent running `booty deploy --disk <file> --p2p` with its own machine credential. The image is a
-// real ext4 filesystem (mkfs.ext4 -d over /usr/lib/gcc and /usr/lib/python3.11, 256 MiB)
+// real ext4 filesystem (mkfs.ext4 -d over Go's toolchain and Python's standard library, 256 MiB)
 // compressed by zstd. Then the baseline in the same test: the same four agents, same limits,
 // today's unicast HTTP.
 // Judged by parts booty does not own: every disk must be bit-exact (sha256 of the raw image),
@@ -32,7 +32,9 @@ const UPLINK_MBIT = 40;
 const LINK_MBIT = 400;
 const IMAGE = 'rack.img.zst';
 const TOKEN = 'p2p-rack-operator-token';
-const TREES = ['/usr/lib/gcc', '/usr/lib/python3.11'];
+// real files from packages scripts/host-deps.sh installs (golang-go, python3): Go's toolchain
+// binaries and Python's standard library
+const TREES = ['/usr/lib/go-1.19/pkg/tool', '/usr/lib/go-1.19/bin', '/usr/lib/python3.11'];
 
 const has = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const isRoot = process.getuid?.() === 0;

@@ -12,6 +12,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { deploy } from '../../src/image/deploy.ts';
 import { createLogger } from '../../src/util/log.ts';
@@ -187,6 +189,47 @@ describe('p2p swarm', () => {
       assert.ok(pieceSize(meta, meta.pieceCount - 1) > 0);
     } finally {
       peer.close();
+    }
+  });
+
+  it('an origin slow to answer the fallback gets one request, and no piece slips in meanwhile', { timeout: 120_000 }, async () => {
+    const held = 3;
+    const peer = new Swarm({
+      meta, announce: '', host: '127.0.0.1',
+      pieces: { has: (i) => i < held, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) },
+      onPiece: () => {},
+    });
+    await peer.start();
+    // the origin of the fallback: answers a Range request after 3.5 s (the stall check runs every second)
+    const asked: string[] = [];
+    const origin = http.createServer((req, res) => {
+      asked.push(`${req.method} ${req.headers.range ?? '(no range)'}`);
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const start = m === null ? 0 : Number(m[1]);
+      setTimeout(() => {
+        res.writeHead(m === null ? 200 : 206, {
+          'Content-Length': gz.length - start, 'Accept-Ranges': 'bytes', ETag: '"slow-1"',
+          ...(m === null ? {} : { 'Content-Range': `bytes ${start}-${gz.length - 1}/${gz.length}` }),
+        });
+        res.end(gz.subarray(start));
+      }, 3500);
+    });
+    await new Promise<void>((ok) => origin.listen(0, '127.0.0.1', ok));
+    try {
+      const disk = join(dir, 'disk-slow-origin');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const r = await deploy({
+        image: `http://127.0.0.1:${(origin.address() as AddressInfo).port}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'slow', peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 1500 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      assert.deepEqual(asked, [`GET bytes=${held * meta.pieceLength}-`], 'one fallback request, from the byte reached');
+      assert.equal(lines.filter((l) => l.includes('fetching the rest from the origin')).length, 1, lines.join('\n'));
+    } finally {
+      peer.close();
+      origin.close();
     }
   });
 });
