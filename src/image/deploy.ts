@@ -31,13 +31,31 @@ import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
 import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
 import { SegmentInflater } from './parallel/segment-inflate.ts';
-import type { ImageResponse } from './source/fetch.ts';
-import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './source/resumable-source.ts';
+import { FetchError, type ImageResponse } from './source/fetch.ts';
+import { loadP2p } from '../p2p/load.ts';
+import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS, type ImageByteStream } from './source/resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
 import { WriteTarget } from './sink/target.ts';
 import { ImageWriter } from './sink/writer.ts';
 import { deployQcow2 } from './qcow2/deploy-qcow2.ts';
+
+export interface DeployP2p {
+  /** the image's BitTorrent metainfo (booty server: /image-torrent/<name>) */
+  metainfoUrl: string;
+  /** for the metainfo (the agent's credential); default: the image's headers */
+  metainfoHeaders?: Record<string, string>;
+  rack?: string;
+  /** no piece for this long: the rest comes from the origin (default 20 s) */
+  stallTimeoutMs?: number;
+  windowBytes?: number;
+  cacheBytes?: number;
+  /** keep serving peers this long after the deploy (the CLI; the agent serves until it reboots) */
+  lingerMs?: number;
+  port?: number;
+  /** peers to connect to besides those the tracker names ("host:port") */
+  peers?: string[];
+}
 
 export interface DeployOptions {
   /** http(s) URL, file:// URL, absolute path, or `oci://registry/repository:tag` (oci.ts) */
@@ -70,6 +88,9 @@ export interface DeployOptions {
   stallTimeoutMs?: number;
   /** keep reconnecting for this long without progress before failing (default 10 min) */
   retryForMs?: number;
+  /** fetch the image from the peers of this machine's rack (src/p2p/swarm-source.ts); the image
+   *  URL is then the origin of the fallback only */
+  p2p?: DeployP2p;
   /** first backoff delay between reconnects (default 500 ms, doubling up to 15 s) */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
@@ -181,6 +202,19 @@ async function fromRegistry(opts: DeployOptions, expectedSha: string | undefined
   return { image: blob.url, headers: { ...opts.headers, ...blob.headers }, sha256: blob.sha256 };
 }
 
+/** The rack's swarm of the image (src/p2p/swarm-source.ts); undefined when the server has no
+ *  metainfo for it (404: peer to peer off there, or an image it does not hold), which is said
+ *  and the image fetched from its URL as without "p2p". */
+async function openSwarm(opts: DeployOptions, p2p: DeployP2p, log: Logger, resume: { stallTimeoutMs: number; retryForMs: number; backoffInitialMs?: number; backoffMaxMs?: number; onResume: () => void }): Promise<ImageByteStream | undefined> {
+  try {
+    return await (await loadP2p()).SwarmSource.open({ ...p2p, imageUrl: opts.image, headers: opts.headers, signal: opts.signal, log, resume });
+  } catch (e) {
+    if (!(e instanceof FetchError) || e.status !== 404) throw e;
+    log.warn(`deploy: p2p: no metainfo for this image (${e.message}); fetching it from ${opts.image} without peers`);
+    return undefined;
+  }
+}
+
 /** Thrown by deployOnce when the image changed on the server: deploy() restarts or reports it. */
 class ImageChangedBootyError extends BootyError {
   readonly written: number;
@@ -202,13 +236,15 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   log: Logger, started: number): Promise<DeployResult> {
   const tracker = new ProgressTracker();
   tracker.restarts = counters.restarts;
-  const source = await ResumableSource.open(opts.image, {
-    headers: opts.headers, signal: opts.signal, log,
+  const resume = {
     stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
     backoffInitialMs: opts.backoffInitialMs, backoffMaxMs: opts.backoffMaxMs,
     onResume: () => { counters.resumes++; tracker.resumes = counters.resumes; },
-  });
+  };
+  // peer to peer is loaded only when asked for: the agent's start does not pay for it
+  const source: ImageByteStream = (opts.p2p !== undefined ? await openSwarm(opts, opts.p2p, log, resume) : undefined)
+    ?? await ResumableSource.open(opts.image, { headers: opts.headers, signal: opts.signal, log, ...resume });
   const res = source.first;
   let body: Readable = source;
   let writer: ImageWriter | undefined;
@@ -522,7 +558,7 @@ function knownImageSize(configured: number | undefined, res: ImageResponse, form
   return sizes.find((s) => s.exact) ?? sizes[0];
 }
 
-function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter, hash: HashTap, source: ResumableSource): BootyError {
+function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter, hash: HashTap, source: ImageByteStream): BootyError {
   const { err } = first;
   const state: DiskState = w.touched ? 'partially-written' : 'untouched';
   const res = source.first;
