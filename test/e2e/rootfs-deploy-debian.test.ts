@@ -221,6 +221,12 @@ test('a Debian rootfs tarball onto an empty 6 GiB SATA disk by the agent under U
   assert.ok(rootBytes > 5.2 * GiB && rootBytes <= uefiDiskBytes - 514 * MiB, `root filesystem ${rootBytes} bytes does not fill the disk`);
   assert.equal(caps[1].trim(), `/usr/bin/ping ${rootfs.pingCapability}`);
   assert.match(vm2.output, /efi: EFI v\d|EFI stub|efi: ACPI/);
+  // the firmware booted the entry the agent wrote into this machine's variable store
+  assert.equal(loaded?.[1], `Boot${entry[1]}`, 'OVMF loaded the Boot#### entry booty wrote');
+  // the kept initrd has no fsck helper (the tarball had no fstab when it was built): the
+  // initramfs says so, and systemd checks the root instead (README, "The tarball's initramfs is kept")
+  assert.match(vm2.output, /fsck not present, so skipping root file system/);
+  assert.match(vm2.output, /Finished systemd-fsck-root\.service/);
 });
 
 // Round trip: the agent captures the disk it deployed under UEFI (the copy taken before its first
