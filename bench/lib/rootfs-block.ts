@@ -66,8 +66,15 @@ export const rootfsRows: RootfsRow[] = base.flatMap((r) => ORIGINS.map((o) => ({
 /** Back to a blank disk between runs (not timed): nothing mounted, no partitions, no signatures. */
 async function reset(dev: string, mnt: string): Promise<void> {
   await run(`umount -q ${q(mnt)}`);
-  await run(`partx -d ${q(dev)}`);
-  await must(`wipefs -a -q ${q(dev)}`);
+  // another process probing block devices (the machine is shared) can hold the device for a
+  // moment: wipefs opens it exclusively, so it is retried
+  for (let i = 0; ; i++) {
+    await run(`partx -d ${q(dev)}`);
+    const r = await run(`wipefs -a -q ${q(dev)}`);
+    if (r.code === 0) return;
+    if (i >= 10) throw new Error(`bench: wipefs -a ${dev} failed: ${r.stderr.trim()}`);
+    await new Promise((done) => setTimeout(done, 1000));
+  }
 }
 
 /** The last run's check: the tree is there (every tar entry), ping kept its capability. */
