@@ -257,8 +257,12 @@ async function postDeployStep(a: DeployAction, disk: string, rootDevice: string 
 }
 
 async function captureStep(a: CaptureAction, disk: string, ctx: RunContext): Promise<RunSummary> {
-  // a rootfs capture mounts the disk's filesystems (LVM, ext4, XFS, an ESP)
-  if (isTreeFormat(a.format)) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'mounting the filesystems to archive'])), true);
+  // a rootfs capture mounts the disk's filesystems (LVM, ext4, XFS, an ESP); vfat's mount fails
+  // (EINVAL) without its code pages, which no module depends on (found by the rootfs round trip)
+  if (isTreeFormat(a.format)) {
+    const modules = [...storageStackModules, 'nls_cp437', 'nls_ascii'];
+    ctx.modules.load(modules, new Map(modules.map((m) => [m, 'mounting the filesystems to archive'])), true);
+  }
   const r = await capture({
     disk, upload: a.upload, format: a.format, level: a.level, protocol: a.protocol, mac: ctx.net.mac,
     headers: ctx.params.token === undefined ? undefined : { authorization: `Bearer ${ctx.params.token}` },
