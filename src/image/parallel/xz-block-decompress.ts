@@ -131,11 +131,11 @@ export class XzBlockDecompressor extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.accept(chunk).then(() => cb(), (e: Error) => cb(e));
+    this.accept(chunk).then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
   }
 
   override _flush(cb: TransformCallback): void {
-    this.finish().then(() => cb(), (e: Error) => cb(e));
+    this.finish().then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
   }
 
   override _read(size: number): void {

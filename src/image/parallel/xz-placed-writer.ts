@@ -201,6 +201,10 @@ export class PlacedBlockWriter extends Writable {
     }
   }
 
+  /** Stops every worker at its next chunk, now (the decoder failed: framing, index, truncation),
+   *  so that what the failure reports about the disk stays true. */
+  stop(e: Error): void { this.fail(e); }
+
   private fail(e: Error): void {
     this.failure ??= e;
     Atomics.store(this.gate, 0, 2);
