@@ -114,6 +114,8 @@ export class XzBlockDecompressor extends Transform {
   private innerError: Error | undefined;
   private zeroOut: Buffer | undefined;
   private inflightBytes = 0;
+  /** the block being gathered as it arrives (placer) */
+  private filling: { data: Buffer; filled: number; unpadded: number; uncompressed: number; at: number } | undefined;
   /** set while a block waits for the reader to take the one before it */
   private waitingRead: (() => void) | undefined;
 
@@ -154,6 +156,8 @@ export class XzBlockDecompressor extends Transform {
   private async accept(chunk: Buffer): Promise<void> {
     if (this.inner !== undefined) return this.feedInner([chunk]);
     this.q.push(chunk);
+    // placed blocks are gathered chunk by chunk (next()): the chunks are young garbage at once
+    if (this.placer !== undefined) this.paceMinor(chunk.length);
     for (;;) {
       const step = this.next();
       if (step === 'more') return;
@@ -168,7 +172,7 @@ export class XzBlockDecompressor extends Transform {
         // a few zeros that are not a whole 4-byte unit of padding are corrupt, anything else short
         const shortPadding = this.phase === 'padding' && this.q.length < 4;
         throw shortPadding ? decodeError('the stream padding is not a multiple of 4 bytes', 'Z_DATA_ERROR')
-          : decodeError(`unexpected end of input at byte ${this.consumed + this.q.length} (the stream ends early)`, 'Z_BUF_ERROR');
+          : decodeError(`unexpected end of input at byte ${this.consumed + (this.filling?.filled ?? 0) + this.q.length} (the stream ends early)`, 'Z_BUF_ERROR');
       }
       while (this.slots.length > 0) await this.emitHead();
       await this.placer?.drain();
@@ -201,6 +205,16 @@ export class XzBlockDecompressor extends Transform {
         return 'next';
       }
       case 'block': {
+        const f = this.filling;
+        if (f !== undefined) {
+          const n = Math.min(q.length, f.data.length - f.filled);
+          q.takeInto(n, f.data, f.filled);
+          f.filled += n;
+          if (f.filled < f.data.length) return 'more';
+          this.filling = undefined;
+          this.consumed += f.data.length;
+          return { data: f.data, unpadded: f.unpadded, uncompressed: f.uncompressed, at: f.at };
+        }
         if (q.length < 1) return 'more';
         if (q.byteAt(0) === 0) { this.phase = 'index'; return 'next'; }
         const h = parseBlockHeader(q.peek((q.byteAt(0) + 1) * 4));
@@ -213,11 +227,18 @@ export class XzBlockDecompressor extends Transform {
           throw decodeError(`the xz block at byte ${this.consumed} ${what} ${where}: booty cannot decode this file's blocks in parallel (deploy with --workers 0)`, 'DECODER_LIMIT');
         }
         const length = blockBytes(h, this.check);
-        if (q.length < length) return 'more';
+        const unpadded = unpaddedSize(h, this.check);
+        if (q.length < length) {
+          if (this.placer === undefined) return 'more';
+          // a block placed on the disk may be tens of MiB: it is gathered into its own buffer as
+          // it arrives, so the chunks it came in are garbage at once (not held, then copied)
+          this.seen.push([unpadded, h.uncompressed]);
+          this.filling = { data: Buffer.allocUnsafeSlow(length), filled: 0, unpadded, uncompressed: h.uncompressed, at: this.consumed };
+          return 'next';
+        }
         const at = this.consumed;
         const data = q.take(length);
         this.consumed += length;
-        const unpadded = unpaddedSize(h, this.check);
         this.seen.push([unpadded, h.uncompressed]);
         return { data, unpadded, uncompressed: h.uncompressed, at };
       }
@@ -271,6 +292,8 @@ export class XzBlockDecompressor extends Transform {
       const offset = this.outOffset;
       this.outOffset += b.uncompressed;
       this.blocks++;
+      // (blocks that waited for room may have been promoted with the chunks they came in)
+      this.paceMajor(b.data.length);
       await this.placer.place({ data: b.data, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }, offset, (e) => (e instanceof BlockDecodeError
         ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
         : e));

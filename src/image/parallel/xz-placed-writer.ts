@@ -3,7 +3,9 @@
 // is decoded (the sum of the uncompressed sizes before it), so a block worker decodes it and
 // writes its output there itself (block-decode-worker-entry.ts, placeBlock): no block's output
 // waits for the one before it, and nothing of it crosses between threads but its edges. Memory
-// per block in flight: its compressed bytes, liblzma's dictionary and the worker's 1 MiB chunk.
+// per block in flight: its compressed bytes, liblzma's dictionary and the worker's 1 MiB chunk;
+// blocks in flight: one per worker, fewer when their compressed bytes would pass
+// INFLIGHT_COMPRESSED.
 //
 // This thread keeps what a worker must not write:
 // - the boot area: the first `holdBack` bytes come back as bytes, are checked (checkHead) before
@@ -33,14 +35,18 @@ export interface PlacedWriterOptions {
   onBytes?: (n: number) => void;
   /** as ImageWriter's: a look at the first `bytes` bytes before anything touches the disk */
   checkHead?: { bytes: number; check(head: Buffer): Error | undefined };
-  /** blocks decoding at once (default: one per worker, plus one waiting) */
+  /** blocks decoding at once (default: one per worker; the next one is gathered meanwhile) */
   maxInflight?: number;
   /** compressed bytes of the blocks in flight (at least one block) */
   inflightCompressed?: number;
 }
 
 const HOLD_BACK = 1 << 20;
-const INFLIGHT_COMPRESSED = 48 << 20;
+/** Compressed bytes of the blocks in flight, beyond the first: blocks of an image that compresses
+ *  well (a few MiB each) decode side by side, those of one that does not (a 24 MiB block of
+ *  packed data is ~24 MiB compressed) one at a time, as liblzma's own decoder does under its
+ *  memory limit: what bounds the peak RSS (README, Performance). */
+const INFLIGHT_COMPRESSED = 16 << 20;
 
 interface Slot { end: number; done: boolean; ops: Array<Promise<void>>; compressed: number }
 
@@ -77,7 +83,7 @@ export class PlacedBlockWriter extends Writable {
     super({ highWaterMark: 1 << 10 });
     this.o = o;
     this.target = o.target;
-    this.maxInflight = Math.max(1, o.maxInflight ?? o.pool.size + 1);
+    this.maxInflight = Math.max(1, o.maxInflight ?? o.pool.size);
     this.maxCompressed = o.inflightCompressed ?? INFLIGHT_COMPRESSED;
   }
 
