@@ -24,7 +24,9 @@ import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './s
 import { createDecompressor, describeDecodeError, trailingBytes } from './format/decompress.ts';
 import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './parallel/codec-pool.ts';
 import { BlockDecodePool, defaultBlockWorkers } from './parallel/block-decode-pool.ts';
-import { XzBlockDecompressor, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK } from './parallel/xz-block-decompress.ts';
+import { XzBlockDecompressor, firstBlockSize, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK, PLACE_MAX_BLOCK } from './parallel/xz-block-decompress.ts';
+import { PlacedBlockWriter } from './parallel/xz-placed-writer.ts';
+import { BlockWriteError } from './parallel/block-decode-pool.ts';
 import { Bzip2BlockDecompressor } from './parallel/bzip2-block-decompress.ts';
 import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker } from './parallel/decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
@@ -247,7 +249,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     ?? await ResumableSource.open(opts.image, { headers: opts.headers, signal: opts.signal, log, ...resume });
   const res = source.first;
   let body: Readable = source;
-  let writer: ImageWriter | undefined;
+  let writer: ImageWriter | PlacedBlockWriter | undefined;
   let pool: CodecPool | undefined;
   let blockPool: BlockDecodePool | undefined;
   let decodeWorker: DecodeWorker | undefined;
@@ -302,6 +304,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const workers = opts.workers ?? defaultDeployWorkers();
     let decoder: (Transform & { bytesWritten: number }) | undefined;
     let decodeThread: DeployResult['decodedOn'] = 'main';
+    const placeXz = format === 'xz' && gzIndex === undefined && (opts.workers ?? defaultBlockWorkers()) > 0 && LIBLZMA.forWorkers() !== undefined && xzPlaced(peeked.head);
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
@@ -316,6 +319,11 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decodeThread = 'worker';
       const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();
       if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread${decodeWorker.prestarted ? ' started ahead of time' : ''} (${decodeWorker.engine}${whyNot === '' ? '' : `; ${whyNot}`})`);
+    } else if (placeXz) {
+      // xz blocks over the in-order budget (xz -T0 -6): each written at its own offset by its worker
+      blockPool = new BlockDecodePool(opts.workers ?? defaultBlockWorkers());
+      decodeThread = 'blocks';
+      log.info(`deploy: decoding xz with ${LIBLZMA.status()}, block by block on ${blockPool.size} worker thread${blockPool.size === 1 ? '' : 's'}, each block written at its offset by its worker (${formatBytes(firstBlockSize(peeked.head, PLACE_MAX_BLOCK)!)} blocks)`);
     } else if ((format === 'xz' || format === 'bzip2') && (opts.workers ?? defaultBlockWorkers()) > 0 && (format === 'xz' ? LIBLZMA : LIBBZ2).forWorkers() !== undefined
       && (format === 'bzip2' || xzBlocksSplittable(peeked.head))) {
       // xz blocks that say their sizes (xz -T) and every bzip2 file: blocks on worker threads
@@ -331,7 +339,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     }
     // a decode worker the agent started ahead of time (prestartDecodeWorker) and this deploy did not take
     if (decodeWorker === undefined) dropPrestartedDecodeWorker();
-    writer = new ImageWriter({
+    const sinkOptions = {
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),
       zeroRuns: { enabled: opts.skipZeros ?? true },
@@ -341,12 +349,17 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         bytes: HEAD_BYTES,
         check: (h: Buffer) => (format === 'raw' ? undefined : decodedHeadProblem(format, h)) ?? (target.info.kind === 'block' ? sectorSizeProblem(h, target.info.sectorSize, disk.path) : undefined),
       },
-      onBytes: (n) => {
+      onBytes: (n: number) => {
         // the end of the boot's critical path: the VM bench (bench/vm.ts) reads this line's stamp
         if (tracker.bytes === 0 && n > 0) log.info(`deploy: first bytes reached the writer (${format})`);
         tracker.bytes += n;
       },
-    });
+    };
+    if (placeXz) {
+      const placer = new PlacedBlockWriter({ ...sinkOptions, pool: blockPool! });
+      writer = placer;
+      decoder = new XzBlockDecompressor({ pool: blockPool!, placer });
+    } else writer = new ImageWriter(sinkOptions);
     const w = writer;
 
     // the first stream to fail names the stage (pipeline reports whichever error it saw first)
@@ -446,6 +459,17 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     await pool?.close();
     await blockPool?.close();
   }
+}
+
+/** Whether an xz image's blocks are written at their offsets by the block workers
+ *  (xz-placed-writer.ts): its first block says its sizes and is over the in-order path's budget
+ *  (xz -T0 -6's 24 MiB blocks); BOOTY_XZ_PLACE=always takes smaller blocks too, =never none (to
+ *  compare the two paths: README, Performance). */
+function xzPlaced(head: Buffer): boolean {
+  const mode = process.env.BOOTY_XZ_PLACE;
+  if (mode === 'never') return false;
+  const first = firstBlockSize(head, PLACE_MAX_BLOCK);
+  return first !== undefined && (mode === 'always' || first > MAX_XZ_BLOCK);
 }
 
 /** Whether the image's first frame says its length (so frames can be cut out as they arrive and
@@ -558,7 +582,7 @@ function knownImageSize(configured: number | undefined, res: ImageResponse, form
   return sizes.find((s) => s.exact) ?? sizes[0];
 }
 
-function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter, hash: HashTap, source: ImageByteStream): BootyError {
+function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter | PlacedBlockWriter, hash: HashTap, source: ImageByteStream): BootyError {
   const { err } = first;
   const state: DiskState = w.touched ? 'partially-written' : 'untouched';
   const res = source.first;
@@ -582,6 +606,8 @@ function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: I
   if (err.name === 'AbortError') {
     return stageError(first.stage === 'write' ? 'write' : 'fetch', 'ABORTED', 'deploy aborted', w.bytes, state, 'deploy again');
   }
+  // a block worker's own write (xz blocks written at their offsets)
+  if (err instanceof BlockWriteError) return stageError('write', 'WRITE_FAILED', `writing ${w.target.info.path} failed: ${err.message}`, w.bytes, state, writeHint, err);
   switch (first.stage) {
     case 'decompress': {
       const d = describeDecodeError(format, err as Error & { code?: string });
