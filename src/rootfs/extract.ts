@@ -6,17 +6,16 @@
 // absolute or has a ".." component is refused before any file-system call; every parent directory
 // of an entry is checked with lstat (a symlink or a non-directory there is refused, whether the
 // tarball made it or it was there before), and the final component is never followed either:
-// an existing file there is unlinked first and the new one created with O_EXCL|O_NOFOLLOW.
+// the new one is created with O_EXCL|O_NOFOLLOW (or mkdir/symlink/link/mknod, which fail on any
+// existing name), and what was there is unlinked (never followed) before the create is retried.
 // The first refusal ends the whole extraction with a BootyError naming the entry.
 //
 // Speed: the file-system calls are synchronous (as GNU tar's, and as the packer's): awaiting each
 // one through libuv's thread pool left the process idle between them, about a dozen per entry.
 // Only the body of a large file is written asynchronously, as it arrives, so memory stays flat;
-// a small file's body is buffered and written with one call. A new name is created exclusively
-// (open O_EXCL|O_NOFOLLOW, mkdir, symlink, link: none follows a symlink at its last component)
-// before anything is looked up there; only when that fails with EEXIST is the path lstat'ed and
-// what is there removed, and the create retried. Parent directories this extraction made or
-// checked are remembered, so their lstat is not repeated for each entry below them.
+// a small file's body is buffered and written with one call (writev). A name is created first
+// and looked at only when that fails with EEXIST, which spares an lstat per entry. Parent
+// directories this extraction made or checked are remembered, so their lstat is not repeated.
 //
 // Metadata order (each step undoes part of an earlier one): content, then chown (numeric ids,
 // never names; it clears setuid/setgid and security.capability), then chmod, then xattrs (a write
@@ -214,14 +213,21 @@ class RootfsExtraction {
     if (size <= SMALL_FILE_BYTES) {
       // the whole body first, then open, write, metadata and close without yielding
       const chunks: Buffer[] = [];
-      for await (const chunk of stream) chunks.push(chunk as Buffer);
-      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      let length = 0;
+      for await (const chunk of stream) {
+        chunks.push(chunk as Buffer);
+        length += (chunk as Buffer).length;
+      }
       const rel = this.prepareParents(name, components);
       const fd = this.createFinal(name, rel, open);
       try {
-        let off = 0;
-        while (off < body.length) off += fs.writeSync(fd, body, off, body.length - off);
-        this.counts.bytesWritten += body.length;
+        // one writev for the chunks as they came (no copy); a short write finishes from a copy
+        let off = length === 0 ? 0 : fs.writevSync(fd, chunks);
+        if (off < length) {
+          const body = Buffer.concat(chunks, length);
+          while (off < length) off += fs.writeSync(fd, body, off, length - off);
+        }
+        this.counts.bytesWritten += length;
         applyMetadata(fd, meta, rel);
       } finally {
         fs.closeSync(fd);
