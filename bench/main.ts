@@ -7,7 +7,8 @@
 // origin (bench/lib/origins.ts: booty server, nginx).
 //
 // Environment: BENCH_SIZE (4G; 512M for a quick run; the debian image is always 2 GiB),
-// BENCH_IMAGES (comma list of sparse, dense, debian; default all), BENCH_RUNS (3), BENCH_ONLY
+// BENCH_IMAGES (comma list of sparse, dense, debian, rootfs; default all; rootfs is the rootfs
+// tarball block, bench/lib/rootfs-block.ts, rows "rootfs-*"), BENCH_RUNS (3), BENCH_ONLY
 // (comma list of row ids or id prefixes, e.g. "deploy,limit-dd"; deploy rows are
 // "<id>@booty" / "<id>@nginx"), BENCH_VERIFY (last | all | none),
 // BENCH_SERVER (auto | own), BENCH_BOOTY_DEPLOY_ARGS / BENCH_BOOTY_CAPTURE_ARGS (extra flags for
@@ -31,6 +32,7 @@ import type { RowResult, RunRecord } from './lib/report.ts';
 import { keepNextUpload, lastUpload, startBenchServer, stopServers, tryBootyServer, waitForGzipIndex } from './lib/servers.ts';
 import { imageBytes, sha256OfDecompressed } from './lib/verify-upload.ts';
 import { killInFlight, must, q, run } from './lib/shell.ts';
+import { benchRootfs, rootfsRows } from './lib/rootfs-block.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cacheDir = join(root, '.cache/bench');
@@ -42,7 +44,9 @@ const verifyMode = process.env.BENCH_VERIFY ?? 'last';
 const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const expanded = perOrigin(allRows);
 const rows = only.length ? expanded.filter((r) => only.some((o) => r.id === o || r.id.startsWith(o))) : expanded;
-const imageKinds = (process.env.BENCH_IMAGES ?? 'sparse,dense,debian').split(',').map((s) => s.trim()).filter(Boolean) as ImageKind[];
+const imageKinds = (process.env.BENCH_IMAGES ?? 'sparse,dense,debian,rootfs').split(',').map((s) => s.trim()).filter(Boolean) as Array<ImageKind | 'rootfs'>;
+// a block runs when BENCH_ONLY selects some of its rows
+const rootfsSelected = only.length === 0 || rootfsRows.some((r) => only.some((o) => r.id === o || r.id.startsWith(o)));
 
 // Whatever happens, leave no loop device, server or pipeline behind.
 let target: Target | null = null;
@@ -98,7 +102,16 @@ async function main(): Promise<number> {
   let bad = false;
   process.stdout.write(`booty bench, ${started.toISOString()}: ${cpus().length} CPUs, load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start; images: ${imageKinds.join(', ')}\n\n`);
   for (const kind of imageKinds) {
-    if (!['sparse', 'dense', 'debian'].includes(kind)) throw new Error(`bench: BENCH_IMAGES: unknown image '${kind}' (sparse, dense, debian)`);
+    if (!['sparse', 'dense', 'debian', 'rootfs'].includes(kind)) throw new Error(`bench: BENCH_IMAGES: unknown image '${kind}' (sparse, dense, debian, rootfs)`);
+    if (kind === 'rootfs') {
+      if (!rootfsSelected) continue;
+      const r = await benchRootfs({ root, node: process.execPath, bundle, cacheDir, runs, only, log, dropCaches, setTarget: (t) => { target = t; } });
+      process.stdout.write(r.text + '\n\n');
+      blocks.push(r.block);
+      bad ||= r.bad;
+      continue;
+    }
+    if (rows.length === 0) continue;
     const r = await benchImage(kind, bootygo, bundle);
     blocks.push(r.block);
     bad ||= r.bad;

@@ -32,7 +32,8 @@ export async function workerEntries() {
 /** One worker entry and what it imports, as the text a worker evaluates (CommonJS: an evaluated
  *  worker has require(), not import). koffi stays external: the worker requires it by the path
  *  the main thread resolved (src/sys/native-codec-worker.ts). */
-async function buildWorker(entry) {
+async function buildWorker(entry, o = {}) {
+  const plugins = o.plugins ?? [];
   const r = await build({
     absWorkingDir: root,
     entryPoints: [entry],
@@ -42,7 +43,8 @@ async function buildWorker(entry) {
     platform: 'node',
     target: 'node26',
     external: ['koffi'],
-    minify: false,
+    plugins,
+    minify: o.minify === true,
     keepNames: true,
     legalComments: 'none',
     logLevel: 'silent',
@@ -66,6 +68,37 @@ export const embedWorkers = {
   },
 };
 
+/** bittorrent-tracker without the transports booty does not use (the client's WebSocket/WebRTC
+ *  and UDP, the server's WebSocket) and with Node's own fetch: scripts/stubs/bundle-p2p/README.md. */
+const trackerHttpOnly = {
+  name: 'booty-tracker-http-only',
+  setup(b) {
+    const stub = (f) => path.join(root, 'scripts', 'stubs', 'bundle-p2p', f);
+    const fromTracker = (args) => /[\\/]node_modules[\\/]bittorrent-tracker[\\/]/.test(args.importer);
+    b.onResolve({ filter: /^\.\/lib\/client\/(websocket|udp)-tracker\.js$/ }, (args) => (fromTracker(args) ? { path: stub('unused-tracker.js') } : undefined));
+    b.onResolve({ filter: /^@thaunknown\/simple-peer\/lite\.js$/ }, (args) => (fromTracker(args) ? { path: stub('simple-peer.js') } : undefined));
+    b.onResolve({ filter: /^cross-fetch-ponyfill$/ }, (args) => (fromTracker(args) ? { path: stub('fetch.js') } : undefined));
+    b.onResolve({ filter: /^ws$/ }, (args) => (fromTracker(args) ? { path: stub('ws.js') } : undefined));
+  },
+};
+
+/** Replaces src/p2p/p2p-bundled.ts with src/p2p/p2p-entry.ts built into one CommonJS text:
+ *  peer to peer's code (BitTorrent wire, tracker, bencode; about 1 MB) stays a string that
+ *  src/p2p/load.ts evaluates only when peer to peer is turned on, so the agent's start does not
+ *  parse it. */
+export const embedP2p = {
+  name: 'booty-embed-p2p',
+  setup(b) {
+    const placeholder = path.join(root, 'src', 'p2p', 'p2p-bundled.ts');
+    b.onLoad({ filter: /[\\/]p2p-bundled\.ts$/ }, async (args) => {
+      if (args.path !== placeholder) return undefined;
+      // minified (names kept for stack traces): it travels in every initramfs, used or not
+      const code = await buildWorker(path.join(root, 'src', 'p2p', 'p2p-entry.ts'), { minify: true, plugins: [trackerHttpOnly] });
+      return { contents: `export const bundledP2p = ${JSON.stringify(code)};\n`, loader: 'js' };
+    });
+  },
+};
+
 /** 'cjs' for a .cjs output file, else 'esm'. */
 export function formatFor(outfile) {
   return outfile.endsWith('.cjs') ? 'cjs' : 'esm';
@@ -82,7 +115,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
     platform: 'node',
     target: 'node26',
     external: ['koffi'],
-    plugins: [embedWorkers],
+    plugins: [embedWorkers, embedP2p],
     ...(format === 'esm'
       ? {
         // CommonJS dependencies (undici, ajv, tar-stream) call require() for Node built-ins; an

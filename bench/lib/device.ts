@@ -9,9 +9,10 @@ export const TAIL_BYTES = 16 << 20;
 
 export type Target = { file: string; dev: string; bytes: number };
 
-export async function attachTarget(file: string, bytes: number): Promise<Target> {
+/** partscan: losetup -P, for rows that partition the device (the kernel then takes BLKRRPART and BLKPG on it). */
+export async function attachTarget(file: string, bytes: number, opts: { partscan?: boolean } = {}): Promise<Target> {
   await must(`rm -f ${q(file)} && fallocate -l ${bytes} ${q(file)}`);
-  const dev = (await must(`losetup -f --show ${q(file)}`)).trim();
+  const dev = (await must(`losetup -f --show${opts.partscan === true ? ' -P' : ''} ${q(file)}`)).trim();
   return { file, dev, bytes };
 }
 

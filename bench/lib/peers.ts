@@ -8,7 +8,10 @@ import type { Manifest } from './image.ts';
 import type { Target } from './device.ts';
 import { baseId, originOf, type OriginUrls } from './origins.ts';
 
-export type Section = 'deploy' | 'limit' | 'capture';
+export type Section = 'deploy' | 'limit' | 'capture' | 'rootfs';
+
+/** What the report needs of a row (the rootfs block's rows have their own command type). */
+export type RowKey = Pick<Row, 'id' | 'section' | 'booty'>;
 
 export type Context = {
   root: string;
@@ -320,11 +323,13 @@ export const rows: Row[] = [
 ];
 
 /** Which booty row is compared with which others (median MB/s over median MB/s). */
-export function comparedWith(row: Row, all: Row[]): Row[] {
+export function comparedWith<R extends RowKey>(row: R, all: R[]): R[] {
   // deploy rows: only with the peers fetching from the same origin (origins.ts)
   const id = baseId(row.id);
   const origin = originOf(row.id);
-  const sameOrigin = (r: Row) => r.section !== 'deploy' || originOf(r.id) === origin;
+  const sameOrigin = (r: RowKey) => r.section !== 'deploy' || originOf(r.id) === origin;
+  // rootfs rows (bench/lib/rootfs-block.ts): with the other rootfs rows of the same origin
+  if (row.section === 'rootfs') return all.filter((r) => !r.booty && r.section === 'rootfs' && originOf(r.id) === origin);
   if (row.section === 'deploy' && id.endsWith('-qcow2')) {
     return all.filter((r) => !r.booty && sameOrigin(r) && (baseId(r.id).endsWith('-qcow2') || r.id === 'limit-dd'));
   }

@@ -1,6 +1,6 @@
 // Turns the samples of every row into the printed table, the ratios of booty's rows to the others,
 // and the JSON written under bench/out/.
-import type { Row, Section } from './peers.ts';
+import type { RowKey, Section } from './peers.ts';
 import { comparedWith } from './peers.ts';
 
 export type RunRecord = {
@@ -61,7 +61,7 @@ export function stats(r: RowResult): Stats {
 
 export type Ratio = { booty: string; other: string; ratio: number };
 
-export function ratios(results: RowResult[], rows: Row[]): Ratio[] {
+export function ratios(results: RowResult[], rows: RowKey[]): Ratio[] {
   const byId = new Map(results.map((r) => [r.id, r]));
   const out: Ratio[] = [];
   for (const row of rows.filter((r) => r.booty)) {
@@ -81,16 +81,17 @@ const TITLES: Record<Section, string> = {
   deploy: 'DEPLOY (HTTP > decompress > device, fsynced)',
   limit: 'MACHINE LIMITS (measured the same way)',
   capture: 'CAPTURE (device > compress > HTTP upload)',
+  rootfs: 'ROOTFS (partition, mkfs.ext4, HTTP > zstd > tar extraction, unmount, fsync; MB/s of tar stream)',
 };
 
 const f0 = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const f1 = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
 
-export function table(results: RowResult[], rows: Row[]): string {
+export function table(results: RowResult[], rows: RowKey[]): string {
   const labelW = Math.max(...results.map((r) => r.label.length)) + 2;
   const lines: string[] = [];
   const head = `${''.padEnd(labelW)}${'MB/s min'.padStart(9)}${'median'.padStart(8)}${'max'.padStart(8)}${'CPU s'.padStart(8)}${'CPU s/GiB'.padStart(10)}${'RSS MiB'.padStart(9)}${'out MB'.padStart(8)}  verified`;
-  for (const section of ['deploy', 'limit', 'capture'] as Section[]) {
+  for (const section of ['deploy', 'limit', 'capture', 'rootfs'] as Section[]) {
     const rs = results.filter((r) => r.section === section);
     if (rs.length === 0) continue;
     lines.push('', TITLES[section], head);

@@ -10,12 +10,13 @@ import { deactivateVg } from '../disk/lvm.ts';
 import { spawnToolRunner } from '../disk/tools.ts';
 import { applyPostDeploy } from '../disk/post-deploy.ts';
 import { capture, isTreeFormat } from '../image/capture.ts';
-import { deploy } from '../image/deploy.ts';
+import { deploy, type DeployP2p } from '../image/deploy.ts';
+import { metainfoUrlFor } from '../p2p/metainfo-url.ts';
 import { deployRootfs } from '../rootfs/deploy-rootfs.ts';
 import type { ProgressSnapshot } from '../image/progress.ts';
 import type { NetworkHandle } from '../net/configure.ts';
 import type { Reporter } from '../report/client.ts';
-import type { DiskState } from '../util/errors.ts';
+import { BootyError, type DiskState } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { readBlockSnapshot } from './block-snapshot.ts';
 import type { BootParams } from './boot-params.ts';
@@ -81,6 +82,24 @@ function pickDisk(ctx: RunContext, named: string | undefined, hints?: DiskHints)
   return choice.disk;
 }
 
+/** The action's "p2p" for deploy(): the metainfo beside the image on booty server, asked for with
+ *  this machine's credential; the swarm serves peers until the agent reboots (it is never closed). */
+function p2pOf(a: DeployAction, p: NonNullable<DeployAction['p2p']>, ctx: RunContext): DeployP2p {
+  const metainfoUrl = p.metainfo ?? metainfoUrlFor(a.image);
+  if (metainfoUrl === undefined) {
+    throw new BootyError({ stage: 'config', code: 'CONFIG_FIELD', diskState: 'untouched', message: `"p2p": ${a.image} is not an image of a booty server (.../images/<name>), and "p2p" names no "metainfo"`,
+      hint: 'serve the image from booty server --p2p, or give the metainfo\'s URL in "p2p": {"metainfo": URL}' });
+  }
+  return {
+    metainfoUrl, rack: p.rack,
+    metainfoHeaders: ctx.params.token === undefined ? undefined : { authorization: `Bearer ${ctx.params.token}` },
+    ...(p.stallTimeout === undefined ? {} : { stallTimeoutMs: p.stallTimeout * 1000 }),
+    ...(p.windowMiB === undefined ? {} : { windowBytes: p.windowMiB * 2 ** 20 }),
+    ...(p.cacheMiB === undefined ? {} : { cacheBytes: p.cacheMiB * 2 ** 20 }),
+    lingerMs: 24 * 3600_000,
+  };
+}
+
 async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'preflight');
   const disk = pickDisk(ctx, a.disk, a.diskHints);
@@ -101,6 +120,7 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
     ...(a.gzipIndex === undefined ? {} : { gzipIndex: a.gzipIndex }),
     ...(a.stallTimeout === undefined ? {} : { stallTimeoutMs: a.stallTimeout * 1000 }),
     ...(a.retryFor === undefined ? {} : { retryForMs: a.retryFor * 1000 }),
+    ...(a.p2p === undefined ? {} : { p2p: p2pOf(a, a.p2p, ctx) }),
   });
   ctx.state.diskState = 'unknown';
   ctx.state.diskNote = 'the image was written and verified, but a later step failed';
@@ -237,8 +257,12 @@ async function postDeployStep(a: DeployAction, disk: string, rootDevice: string 
 }
 
 async function captureStep(a: CaptureAction, disk: string, ctx: RunContext): Promise<RunSummary> {
-  // a rootfs capture mounts the disk's filesystems (LVM, ext4, XFS, an ESP)
-  if (isTreeFormat(a.format)) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'mounting the filesystems to archive'])), true);
+  // a rootfs capture mounts the disk's filesystems (LVM, ext4, XFS, an ESP); vfat's mount fails
+  // (EINVAL) without its code pages, which no module depends on (found by the rootfs round trip)
+  if (isTreeFormat(a.format)) {
+    const modules = [...storageStackModules, 'nls_cp437', 'nls_ascii'];
+    ctx.modules.load(modules, new Map(modules.map((m) => [m, 'mounting the filesystems to archive'])), true);
+  }
   const r = await capture({
     disk, upload: a.upload, format: a.format, level: a.level, protocol: a.protocol, mac: ctx.net.mac,
     headers: ctx.params.token === undefined ? undefined : { authorization: `Bearer ${ctx.params.token}` },

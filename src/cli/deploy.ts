@@ -5,7 +5,9 @@ import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import { ISAL } from '../sys/isal.ts';
 import { BootyError, isBootyError } from '../util/errors.ts';
 import { createLogger, stderrSink } from '../util/log.ts';
-import { deploy } from '../image/deploy.ts';
+import { deploy, type DeployP2p } from '../image/deploy.ts';
+import { metainfoUrlFor, RACK_NAME } from '../p2p/metainfo-url.ts';
+import { loadP2p } from '../p2p/load.ts';
 import { createProgressPrinter, formatBytes, formatRate, type ProgressSnapshot } from '../image/progress.ts';
 import { openReporter, type Reporter } from './report-option.ts';
 import { applyTrustOption } from '../net/tls-pin.ts';
@@ -51,10 +53,19 @@ options:
                        BOOTY_ISAL=0)
   --restart-on-change  if the image changes on the server mid-deploy, start over from byte 0
                        (default: fail, naming the change)
+  --p2p                fetch the image from the peers of this machine's rack (BitTorrent; the image
+                       must be on a booty server started with --p2p: its metainfo is
+                       /image-torrent/<name>); the origin is read only when the swarm stalls
+  --p2p-metainfo URL   the image's metainfo elsewhere (implies --p2p)
+  --p2p-rack NAME      the rack (tracker announce scope; default auto: this machine's subnet)
+  --p2p-stall-timeout T  no piece for T: the rest comes from the origin by HTTP Range (default 20s)
+  --p2p-linger T       keep serving peers for T after the deploy (default 0)
+  --p2p-port N         TCP port peers connect to (default: any free one)
   --header 'K: V'      extra request header (repeatable)
   --report URL         post progress and the result to a booty server
   --mac MAC            machine identity for --report
-  --token TOKEN        bearer token for --report
+  --token TOKEN        bearer token for --report, and for the image's metainfo with --p2p (this
+                       machine's credential, or an operator token)
   --ca PIN|URL         trust only this server: sha256:<hex> of its certificate (booty server prints
                        it), or an https URL of CA certificates fetched over the pinned connection
                        (repeatable); plain http is then refused
@@ -80,6 +91,8 @@ export async function run(argv: string[]): Promise<number> {
       'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
       'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' }, 'no-libdeflate': { type: 'boolean' }, 'no-isal': { type: 'boolean' },
+      p2p: { type: 'boolean' }, 'p2p-metainfo': { type: 'string' }, 'p2p-rack': { type: 'string' }, 'p2p-stall-timeout': { type: 'string' },
+      'p2p-linger': { type: 'string' }, 'p2p-port': { type: 'string' },
       header: { type: 'string', multiple: true }, report: { type: 'string' }, mac: { type: 'string' },
       token: { type: 'string' }, ca: { type: 'string', multiple: true }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
     },
@@ -109,6 +122,19 @@ export async function run(argv: string[]): Promise<number> {
   };
   const stallTimeoutMs = duration('stall-timeout', values['stall-timeout']);
   const retryForMs = duration('retry-for', values['retry-for']);
+  let p2p: DeployP2p | undefined;
+  if (values.p2p === true || values['p2p-metainfo'] !== undefined) {
+    const metainfoUrl = values['p2p-metainfo'] ?? metainfoUrlFor(values.image);
+    if (metainfoUrl === undefined) throw config(`--p2p: ${values.image} is not an image of a booty server (.../images/<name>); give its metainfo with --p2p-metainfo URL`);
+    const port = values['p2p-port'] === undefined ? undefined : Number(values['p2p-port']);
+    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw config(`--p2p-port must be a TCP port, not ${values['p2p-port']}`);
+    if (values['p2p-rack'] !== undefined && !RACK_NAME.test(values['p2p-rack'])) throw config('--p2p-rack must be 1-64 of A-Z a-z 0-9 . _ - (or auto)');
+    p2p = {
+      metainfoUrl, rack: values['p2p-rack'], port, stallTimeoutMs: duration('p2p-stall-timeout', values['p2p-stall-timeout']),
+      lingerMs: duration('p2p-linger', values['p2p-linger']),
+      metainfoHeaders: values.token !== undefined ? { ...headers, authorization: `Bearer ${values.token}` } : undefined,
+    };
+  }
 
   const log = createLogger({ sinks: [stderrSink('booty')] });
   const printer = values.quiet ? undefined : createProgressPrinter({ prefix: 'booty deploy: ' });
@@ -125,6 +151,7 @@ export async function run(argv: string[]): Promise<number> {
       allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
       stallTimeoutMs, retryForMs, workers, restartOnChange: values['restart-on-change'] === true,
       gzipIndex: values['no-gzip-index'] === true ? false : values['gzip-index'],
+      ...(p2p === undefined ? {} : { p2p }),
       onProgress: (p) => {
         if (!writing) { writing = true; reporter?.phase('writing'); }
         last = p;
@@ -137,6 +164,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`booty deploy: OK: ${result.bytesWritten} bytes (${formatBytes(result.bytesWritten)}, ${result.format}) written to ${values.disk} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesWritten / result.seconds)}), fdatasynced; sha256 ${result.sha256}${faults}${result.unverified !== undefined ? `; ${result.unverified}` : ''}\n`);
     reporter?.result({ ok: true, bytes: result.bytesWritten, seconds: result.seconds, sha256: result.sha256, resumes: result.resumes, restarts: result.restarts,
       ...(result.unverified !== undefined ? { warning: result.unverified } : {}) });
+    // --p2p-linger: this machine goes on serving its rack's peers a while
+    if (p2p?.lingerMs !== undefined) await (await loadP2p()).swarmsLingering();
     return 0;
   } catch (e) {
     if (last !== undefined && last.bytes > 0) printer?.done(last);

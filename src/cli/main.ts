@@ -15,6 +15,7 @@ const commands: Record<string, Command> = {
   tokens: { summary: 'add, list or revoke operator tokens of a booty server (on its data directory)', load: () => import('./tokens.ts') },
   machines: { summary: 'add, change, list or remove machines on a booty server (its REST API)', load: () => import('./machines.ts') },
   index: { summary: 'write the gzip access-point index of a pigz image (deploy inflates it on every core)', load: () => import('./index-image.ts') },
+  rack: { summary: 'seed one image to the peers of a rack: the one machine of the rack that reads the origin', load: () => import('./rack.ts') },
   grow: { summary: 'grow a partition, its LVM and filesystem to fill the disk (as after a deploy)', load: () => import('./grow.ts') },
   'build-initramfs': { summary: 'build the initramfs (node + agent) and kernel from pinned inputs', load: () => import('./build-initramfs.ts') },
 };

@@ -55,6 +55,12 @@ See README "booty server" and "Server API".
   --log-format F      auto (default: human on a terminal, JSON lines otherwise), json or human
   --no-gzip-index     build no gzip access-point indexes (default: every gzip image written by pigz
                       gets one, in the background, so agents inflate it on every core)
+  --p2p               peer to peer inside racks: compute every image's BitTorrent metainfo in the
+                      background (GET /image-torrent/<name>) and run the rack trackers
+                      (GET /p2p/<rack>/announce); agents use it when their action says "p2p"
+  --p2p-tracker URL   as --p2p, but peers announce to this tracker instead of the built-in one
+  --p2p-every-deploy  every deploy action served without "p2p", of an image this server holds,
+                      gets "p2p": {} (the whole fleet)
   --machine-log-days DAYS  delete machines' log lines received more than DAYS ago (default 30; 0: keep)
   --machine-log-mib MIB    keep at most MIB MiB of log text per machine, oldest lines go first
                            (default 16; 0: no limit). Checked at start and every hour
@@ -87,6 +93,7 @@ export async function run(argv: string[]): Promise<number> {
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' }, 'default-action': { type: 'string', default: 'inspect' }, 'no-gzip-index': { type: 'boolean' },
+        p2p: { type: 'boolean' }, 'p2p-tracker': { type: 'string' }, 'p2p-every-deploy': { type: 'boolean' },
         'machine-log-days': { type: 'string' }, 'machine-log-mib': { type: 'string' },
       },
     }));
@@ -145,6 +152,8 @@ export async function run(argv: string[]): Promise<number> {
       sessionTtlMs: loginTtl === undefined ? undefined : Number(loginTtl) * 1000, requireChecksum: values['require-checksum'] === true,
       maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
+      p2p: values.p2p === true || values['p2p-tracker'] !== undefined || values['p2p-every-deploy'] === true
+        ? { trackerUrl: values['p2p-tracker'], everyDeploy: values['p2p-every-deploy'] === true } : undefined,
       defaultAction,
       logRetention: {
         ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),

@@ -102,6 +102,8 @@ export interface DeployAction extends Common {
   stallTimeout?: number;
   /** seconds to keep reconnecting without progress before failing (default 600) */
   retryFor?: number;
+  /** fetch the image from the peers of this machine's rack (BitTorrent) instead of the origin */
+  p2p?: P2pSettings;
   /** on a UEFI machine, where the Boot#### entry booty writes for the deployed OS goes in BootOrder
    *  (default network-first: right after the PXE/HTTP entries); BIOS machines are left alone */
   bootOrder?: 'network-first' | 'disk-first';
@@ -168,3 +170,17 @@ export interface ShellAction extends Common { action: 'shell' }
 export interface NoneAction extends Common { action: 'none' }
 
 export type Action = DeployAction | RootfsDeployAction | CaptureAction | WipeAction | ShellAction | NoneAction | InspectAction;
+
+/** Peer to peer inside a rack (README "Peer to peer inside a rack"). */
+export interface P2pSettings {
+  /** the rack: the tracker's announce scope (default "auto": the machine's subnet, as the tracker sees it) */
+  rack?: string;
+  /** the image's metainfo URL (default: booty server's /image-torrent/<name> beside /images/<name>) */
+  metainfo?: string;
+  /** seconds without a piece before the rest comes from the origin by HTTP Range (default 20) */
+  stallTimeout?: number;
+  /** MiB of RAM for pieces arriving out of order (default 64) */
+  windowMiB?: number;
+  /** MiB of RAM of written pieces kept for peers (default 64) */
+  cacheMiB?: number;
+}

@@ -206,6 +206,7 @@ function parseBootyForm(j: Json, prefix: string): Action {
         registryAuth: j.registryAuth as { username: string; password: string } | undefined,
         gzipIndex: j.gzipIndex as false | string | undefined,
         stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
+        p2p: j.p2p === undefined ? undefined : withoutUndefined({ ...(j.p2p as DeployAction['p2p']) }),
         bootOrder: j.bootOrder as DeployAction['bootOrder'],
         grow: growOf(j.grow), post: postOf(j.post, prefix), ...common,
       });

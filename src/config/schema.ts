@@ -164,6 +164,16 @@ const deploy = {
     gzipIndex: { anyOf: [{ const: false }, url], description: 'false, or the URL of the image\'s gzip index' },
     stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
     retryFor: { type: 'number', minimum: 0, maximum: 604800, description: 'seconds (a number from 0 to 604800)' },
+    p2p: {
+      type: 'object', additionalProperties: false, description: 'an object {"rack"?, "metainfo"?, "stallTimeout"?, "windowMiB"?, "cacheMiB"?}',
+      properties: {
+        rack: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', description: 'a rack name: 1-64 of A-Z a-z 0-9 . _ - ("auto": the machine\'s subnet)' },
+        metainfo: url,
+        stallTimeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600, description: 'seconds (a number above 0, at most 3600)' },
+        windowMiB: { type: 'integer', minimum: 4, maximum: 1024, description: 'MiB (an integer from 4 to 1024)' },
+        cacheMiB: { type: 'integer', minimum: 0, maximum: 4096, description: 'MiB (an integer from 0 to 4096)' },
+      },
+    },
     bootOrder: { enum: ['network-first', 'disk-first'], description: 'one of "network-first", "disk-first"' },
     grow,
     post,

@@ -63,8 +63,8 @@ export async function applyPostDeploy(opts: PostDeployOptions): Promise<void> {
   }
 }
 
-/** The settings written into a root that is already mounted at `dir` (a rootfs deploy's). */
-export function writePostDeploySettings(dir: string, settings: PostDeploy, nic: { mac?: string; iface?: string }, log: Logger): void {
+/** The settings written into a root that is already mounted at `dir` (a rootfs deploy's); returns the paths written. */
+export function writePostDeploySettings(dir: string, settings: PostDeploy, nic: { mac?: string; iface?: string }, log: Logger): string[] {
   const facts = gatherFacts(dir);
   const plan = planPostDeploy(settings, facts, { mac: nic.mac, initramfsName: nic.iface });
   for (const w of plan.warnings) log.warn(`post-deploy: ${w}`);
@@ -72,6 +72,7 @@ export function writePostDeploySettings(dir: string, settings: PostDeploy, nic: 
     writeInRoot(dir, w);
     log.info(`post-deploy: wrote ${w.path}`);
   }
+  return plan.writes.map((w) => w.path);
 }
 
 function fsTypeOf(c: Content, device: string): FsType {

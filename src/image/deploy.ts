@@ -24,20 +24,40 @@ import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './s
 import { createDecompressor, describeDecodeError, trailingBytes } from './format/decompress.ts';
 import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './parallel/codec-pool.ts';
 import { BlockDecodePool, defaultBlockWorkers } from './parallel/block-decode-pool.ts';
-import { XzBlockDecompressor, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK } from './parallel/xz-block-decompress.ts';
+import { XzBlockDecompressor, firstBlockSize, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK, PLACE_MAX_BLOCK } from './parallel/xz-block-decompress.ts';
+import { PlacedBlockWriter } from './parallel/xz-placed-writer.ts';
+import { BlockWriteError } from './parallel/block-decode-pool.ts';
 import { Bzip2BlockDecompressor } from './parallel/bzip2-block-decompress.ts';
 import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker } from './parallel/decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
 import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
 import { SegmentInflater } from './parallel/segment-inflate.ts';
-import type { ImageResponse } from './source/fetch.ts';
-import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS } from './source/resumable-source.ts';
+import { FetchError, type ImageResponse } from './source/fetch.ts';
+import { loadP2p } from '../p2p/load.ts';
+import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS, type ImageByteStream } from './source/resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
 import { WriteTarget } from './sink/target.ts';
 import { ImageWriter } from './sink/writer.ts';
 import { deployQcow2 } from './qcow2/deploy-qcow2.ts';
+
+export interface DeployP2p {
+  /** the image's BitTorrent metainfo (booty server: /image-torrent/<name>) */
+  metainfoUrl: string;
+  /** for the metainfo (the agent's credential); default: the image's headers */
+  metainfoHeaders?: Record<string, string>;
+  rack?: string;
+  /** no piece for this long: the rest comes from the origin (default 20 s) */
+  stallTimeoutMs?: number;
+  windowBytes?: number;
+  cacheBytes?: number;
+  /** keep serving peers this long after the deploy (the CLI; the agent serves until it reboots) */
+  lingerMs?: number;
+  port?: number;
+  /** peers to connect to besides those the tracker names ("host:port") */
+  peers?: string[];
+}
 
 export interface DeployOptions {
   /** http(s) URL, file:// URL, absolute path, or `oci://registry/repository:tag` (oci.ts) */
@@ -70,6 +90,9 @@ export interface DeployOptions {
   stallTimeoutMs?: number;
   /** keep reconnecting for this long without progress before failing (default 10 min) */
   retryForMs?: number;
+  /** fetch the image from the peers of this machine's rack (src/p2p/swarm-source.ts); the image
+   *  URL is then the origin of the fallback only */
+  p2p?: DeployP2p;
   /** first backoff delay between reconnects (default 500 ms, doubling up to 15 s) */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
@@ -181,6 +204,19 @@ async function fromRegistry(opts: DeployOptions, expectedSha: string | undefined
   return { image: blob.url, headers: { ...opts.headers, ...blob.headers }, sha256: blob.sha256 };
 }
 
+/** The rack's swarm of the image (src/p2p/swarm-source.ts); undefined when the server has no
+ *  metainfo for it (404: peer to peer off there, or an image it does not hold), which is said
+ *  and the image fetched from its URL as without "p2p". */
+async function openSwarm(opts: DeployOptions, p2p: DeployP2p, log: Logger, resume: { stallTimeoutMs: number; retryForMs: number; backoffInitialMs?: number; backoffMaxMs?: number; onResume: () => void }): Promise<ImageByteStream | undefined> {
+  try {
+    return await (await loadP2p()).SwarmSource.open({ ...p2p, imageUrl: opts.image, headers: opts.headers, signal: opts.signal, log, resume });
+  } catch (e) {
+    if (!(e instanceof FetchError) || e.status !== 404) throw e;
+    log.warn(`deploy: p2p: no metainfo for this image (${e.message}); fetching it from ${opts.image} without peers`);
+    return undefined;
+  }
+}
+
 /** Thrown by deployOnce when the image changed on the server: deploy() restarts or reports it. */
 class ImageChangedBootyError extends BootyError {
   readonly written: number;
@@ -202,16 +238,18 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
   log: Logger, started: number): Promise<DeployResult> {
   const tracker = new ProgressTracker();
   tracker.restarts = counters.restarts;
-  const source = await ResumableSource.open(opts.image, {
-    headers: opts.headers, signal: opts.signal, log,
+  const resume = {
     stallTimeoutMs: opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
     retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
     backoffInitialMs: opts.backoffInitialMs, backoffMaxMs: opts.backoffMaxMs,
     onResume: () => { counters.resumes++; tracker.resumes = counters.resumes; },
-  });
+  };
+  // peer to peer is loaded only when asked for: the agent's start does not pay for it
+  const source: ImageByteStream = (opts.p2p !== undefined ? await openSwarm(opts, opts.p2p, log, resume) : undefined)
+    ?? await ResumableSource.open(opts.image, { headers: opts.headers, signal: opts.signal, log, ...resume });
   const res = source.first;
   let body: Readable = source;
-  let writer: ImageWriter | undefined;
+  let writer: ImageWriter | PlacedBlockWriter | undefined;
   let pool: CodecPool | undefined;
   let blockPool: BlockDecodePool | undefined;
   let decodeWorker: DecodeWorker | undefined;
@@ -266,6 +304,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const workers = opts.workers ?? defaultDeployWorkers();
     let decoder: (Transform & { bytesWritten: number }) | undefined;
     let decodeThread: DeployResult['decodedOn'] = 'main';
+    const placeXz = format === 'xz' && gzIndex === undefined && (opts.workers ?? defaultBlockWorkers()) > 0 && LIBLZMA.forWorkers() !== undefined && xzPlaced(peeked.head);
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
@@ -280,6 +319,11 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decodeThread = 'worker';
       const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();
       if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread${decodeWorker.prestarted ? ' started ahead of time' : ''} (${decodeWorker.engine}${whyNot === '' ? '' : `; ${whyNot}`})`);
+    } else if (placeXz) {
+      // xz blocks over the in-order budget (xz -T0 -6): each written at its own offset by its worker
+      blockPool = new BlockDecodePool(opts.workers ?? defaultBlockWorkers());
+      decodeThread = 'blocks';
+      log.info(`deploy: decoding xz with ${LIBLZMA.status()}, block by block on ${blockPool.size} worker thread${blockPool.size === 1 ? '' : 's'}, each block written at its offset by its worker (${formatBytes(firstBlockSize(peeked.head, PLACE_MAX_BLOCK)!)} blocks)`);
     } else if ((format === 'xz' || format === 'bzip2') && (opts.workers ?? defaultBlockWorkers()) > 0 && (format === 'xz' ? LIBLZMA : LIBBZ2).forWorkers() !== undefined
       && (format === 'bzip2' || xzBlocksSplittable(peeked.head))) {
       // xz blocks that say their sizes (xz -T) and every bzip2 file: blocks on worker threads
@@ -295,7 +339,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     }
     // a decode worker the agent started ahead of time (prestartDecodeWorker) and this deploy did not take
     if (decodeWorker === undefined) dropPrestartedDecodeWorker();
-    writer = new ImageWriter({
+    const sinkOptions = {
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),
       zeroRuns: { enabled: opts.skipZeros ?? true },
@@ -305,12 +349,17 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         bytes: HEAD_BYTES,
         check: (h: Buffer) => (format === 'raw' ? undefined : decodedHeadProblem(format, h)) ?? (target.info.kind === 'block' ? sectorSizeProblem(h, target.info.sectorSize, disk.path) : undefined),
       },
-      onBytes: (n) => {
+      onBytes: (n: number) => {
         // the end of the boot's critical path: the VM bench (bench/vm.ts) reads this line's stamp
         if (tracker.bytes === 0 && n > 0) log.info(`deploy: first bytes reached the writer (${format})`);
         tracker.bytes += n;
       },
-    });
+    };
+    if (placeXz) {
+      const placer = new PlacedBlockWriter({ ...sinkOptions, pool: blockPool! });
+      writer = placer;
+      decoder = new XzBlockDecompressor({ pool: blockPool!, placer });
+    } else writer = new ImageWriter(sinkOptions);
     const w = writer;
 
     // the first stream to fail names the stage (pipeline reports whichever error it saw first)
@@ -410,6 +459,17 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     await pool?.close();
     await blockPool?.close();
   }
+}
+
+/** Whether an xz image's blocks are written at their offsets by the block workers
+ *  (xz-placed-writer.ts): its first block says its sizes and is over the in-order path's budget
+ *  (xz -T0 -6's 24 MiB blocks); BOOTY_XZ_PLACE=always takes smaller blocks too, =never none (to
+ *  compare the two paths: README, Performance). */
+function xzPlaced(head: Buffer): boolean {
+  const mode = process.env.BOOTY_XZ_PLACE;
+  if (mode === 'never') return false;
+  const first = firstBlockSize(head, PLACE_MAX_BLOCK);
+  return first !== undefined && (mode === 'always' || first > MAX_XZ_BLOCK);
 }
 
 /** Whether the image's first frame says its length (so frames can be cut out as they arrive and
@@ -522,7 +582,7 @@ function knownImageSize(configured: number | undefined, res: ImageResponse, form
   return sizes.find((s) => s.exact) ?? sizes[0];
 }
 
-function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter, hash: HashTap, source: ResumableSource): BootyError {
+function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: ImageWriter | PlacedBlockWriter, hash: HashTap, source: ImageByteStream): BootyError {
   const { err } = first;
   const state: DiskState = w.touched ? 'partially-written' : 'untouched';
   const res = source.first;
@@ -546,6 +606,8 @@ function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: I
   if (err.name === 'AbortError') {
     return stageError(first.stage === 'write' ? 'write' : 'fetch', 'ABORTED', 'deploy aborted', w.bytes, state, 'deploy again');
   }
+  // a block worker's own write (xz blocks written at their offsets)
+  if (err instanceof BlockWriteError) return stageError('write', 'WRITE_FAILED', `writing ${w.target.info.path} failed: ${err.message}`, w.bytes, state, writeHint, err);
   switch (first.stage) {
     case 'decompress': {
       const d = describeDecodeError(format, err as Error & { code?: string });

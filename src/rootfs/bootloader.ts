@@ -10,6 +10,7 @@ import type { Bootloader } from '../config/rootfs-layout.ts';
 import { withChrootBinds } from '../disk/mounts.ts';
 import { resolveInRoot } from '../disk/root-path.ts';
 import type { ToolRunner } from '../disk/tools.ts';
+import { decideInitramfs } from './initramfs-decision.ts';
 
 export interface BootloaderOptions {
   /** the mounted deployed tree (its /boot and /boot/efi mounted inside it) */
@@ -28,12 +29,17 @@ export interface BootloaderOptions {
   /** the filesystems booty made: grub-mkconfig writes root=UUID=... only when
    *  /dev/disk/by-uuid/<uuid> exists, which udev makes and the initramfs has no udev for */
   filesystems?: Array<{ uuid: string; device: string }>;
+  /** the paths booty wrote into the tree before this step (fstab, machine-id, post settings):
+   *  whether the tarball's initramfs can be kept depends on them (initramfs-decision.ts) */
+  written?: string[];
 }
 
 export interface BootloaderReport {
   installed: Array<'grub-bios' | 'grub-efi'>;
   kernels: string[];
   initramfsUpdated: boolean;
+  /** why the initramfs was or was not regenerated */
+  initramfsReason?: string;
 }
 
 function missing(what: string, hint: string): BootyError {
@@ -92,9 +98,16 @@ export async function installBootloader(o: BootloaderOptions): Promise<Bootloade
   async function runTools(): Promise<void> {
     // the initramfs first: update-grub lists the initrd images it finds
     if (tools.find('update-initramfs', root) !== undefined) {
-      log.info('rootfs: update-initramfs -u -k all (in the deployed tree)');
-      await run('update-initramfs', ['-u', '-k', 'all']);
-      report.initramfsUpdated = true;
+      const versions = report.kernels.map((k) => k.slice('vmlinuz-'.length));
+      const d = decideInitramfs(root, versions, o.written ?? []);
+      report.initramfsReason = d.reason;
+      if (d.update) {
+        log.info(`rootfs: update-initramfs -u -k all (in the deployed tree): ${d.reason}`);
+        await run('update-initramfs', ['-u', '-k', 'all']);
+        report.initramfsUpdated = true;
+      } else {
+        log.info(`rootfs: no update-initramfs: ${d.reason}`);
+      }
     }
     if (o.bootloader === 'grub-bios' || o.bootloader === 'both') {
       log.info(`rootfs: grub-install --target=i386-pc ${disk}`);

@@ -144,8 +144,8 @@ export async function deployRootfs(o: RootfsDeployOptions): Promise<RootfsDeploy
     }
     log.info(`rootfs: extracted ${extracted.files} files, ${extracted.directories} directories, ${extracted.symlinks} symlinks, ${extracted.hardLinks} hard links, ${extracted.devices} devices, ${extracted.fifos} FIFOs; ${formatBytes(extracted.bytesWritten)} of file data from ${formatBytes(hash.bytes)} served (${format}); sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}`);
 
-    configureTree(mountDir, parts, o, log);
-    const bootloader = await installBootloader({ root: mountDir, disk: o.disk, bootloader: o.bootloader, tools, log, onUefiMachine: o.onUefiMachine,
+    const written = configureTree(mountDir, parts, o, log);
+    const bootloader = await installBootloader({ root: mountDir, disk: o.disk, bootloader: o.bootloader, tools, log, onUefiMachine: o.onUefiMachine, written,
       filesystems: parts.flatMap((p) => (p.uuid === undefined ? [] : [{ uuid: p.uuid, device: p.device }])) })
       .catch((e: unknown) => { throw asWriteError(e, 'BOOTLOADER_FAILED', 'rootfs: installing the boot loader failed'); });
 
@@ -319,8 +319,9 @@ function syncDisk(disk: string): void {
   try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
 }
 
-/** fstab, machine-id and the action's post-deploy settings, into the mounted tree. */
-function configureTree(root: string, parts: MadePartition[], o: RootfsDeployOptions, log: Logger): void {
+/** fstab, machine-id and the action's post-deploy settings, into the mounted tree; returns the paths written. */
+function configureTree(root: string, parts: MadePartition[], o: RootfsDeployOptions, log: Logger): string[] {
+  const written: string[] = [];
   const hasEtc = lstatInRoot(root, '/etc')?.isDirectory() === true;
   if (!hasEtc) {
     throw fail('write', 'ROOTFS_NO_ETC', 'rootfs: the tree has no /etc directory: not a root filesystem', 'partially-written',
@@ -329,6 +330,7 @@ function configureTree(root: string, parts: MadePartition[], o: RootfsDeployOpti
   if (o.fstab === 'generate' || lstatInRoot(root, '/etc/fstab') === undefined) {
     if (o.fstab === 'keep') log.warn('rootfs: "fstab": "keep" but the tarball has no /etc/fstab: writing one from the layout');
     writeInRoot(root, { path: '/etc/fstab', content: renderFstab(parts), mode: 0o644 });
+    written.push('/etc/fstab');
     log.info('rootfs: wrote /etc/fstab from the layout (by UUID)');
   } else {
     log.info('rootfs: kept the tarball\'s /etc/fstab ("fstab": "keep")');
@@ -336,6 +338,8 @@ function configureTree(root: string, parts: MadePartition[], o: RootfsDeployOpti
   // A machine-id shared by every machine deployed from one tarball breaks DHCP client ids and
   // journald; each deploy gets its own.
   writeInRoot(root, { path: '/etc/machine-id', content: randomBytes(16).toString('hex') + '\n', mode: 0o444 });
+  written.push('/etc/machine-id');
   log.info('rootfs: wrote a fresh /etc/machine-id');
-  if (o.post !== undefined) writePostDeploySettings(root, o.post, o.nic ?? {}, log);
+  if (o.post !== undefined) written.push(...writePostDeploySettings(root, o.post, o.nic ?? {}, log));
+  return written;
 }

@@ -6,8 +6,16 @@
 // absolute or has a ".." component is refused before any file-system call; every parent directory
 // of an entry is checked with lstat (a symlink or a non-directory there is refused, whether the
 // tarball made it or it was there before), and the final component is never followed either:
-// an existing file there is unlinked first and the new one created with O_EXCL|O_NOFOLLOW.
+// the new one is created with O_EXCL|O_NOFOLLOW (or mkdir/symlink/link/mknod, which fail on any
+// existing name), and what was there is unlinked (never followed) before the create is retried.
 // The first refusal ends the whole extraction with a BootyError naming the entry.
+//
+// Speed: the file-system calls are synchronous (as GNU tar's, and as the packer's): awaiting each
+// one through libuv's thread pool left the process idle between them, about a dozen per entry.
+// Only the body of a large file is written asynchronously, as it arrives, so memory stays flat;
+// a small file's body is buffered and written with one call (writev). A name is created first
+// and looked at only when that fails with EEXIST, which spares an lstat per entry. Parent
+// directories this extraction made or checked are remembered, so their lstat is not repeated.
 //
 // Metadata order (each step undoes part of an earlier one): content, then chown (numeric ids,
 // never names; it clears setuid/setgid and security.capability), then chmod, then xattrs (a write
@@ -15,8 +23,8 @@
 // owner, mode, xattrs and times at the end, deepest first: a read-only directory must not block
 // the entries inside it, and writing those entries changes its mtime.
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import { once } from 'node:events';
+import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import type { ExtractEvents, Header } from 'tar-stream';
@@ -52,6 +60,9 @@ interface EntryMetadata {
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = fs.constants;
 const XATTR_PREFIX = 'SCHILY.xattr.';
 const TYPE_SPARSE = 0x53; // 'S': GNU's old sparse format
+/** Files up to this size are buffered whole and written synchronously; larger ones stream. */
+const SMALL_FILE_BYTES = 1024 * 1024;
+const writeAsync = promisify(fs.write);
 
 /** An entry's data as tar-stream hands it out (with .offset: where its header starts). */
 type Source = ExtractEvents['entry'][1];
@@ -62,7 +73,7 @@ type Source = ExtractEvents['entry'][1];
  * with a BootyError (stage 'write') naming the entry that was refused or failed.
  */
 export async function extractRootfs(tar: Readable, root: string): Promise<ExtractResult> {
-  const rootStat = await fsp.lstat(root).catch(() => undefined);
+  const rootStat = lstatOrUndefined(root);
   if (rootStat === undefined || !rootStat.isDirectory()) {
     throw new BootyError({ stage: 'write', code: 'TAR_TARGET_INVALID', diskState: 'untouched',
       message: `rootfs: the target ${root} is not a directory` });
@@ -116,7 +127,7 @@ class RootfsExtraction {
       }
       extract.end(null); // streamx: end(data) writes data first unless it is null
       await finished;
-      await this.applyDirectoryMetadata();
+      this.applyDirectoryMetadata();
     } catch (err) {
       extract.destroy();
       tar.destroy();
@@ -144,14 +155,14 @@ class RootfsExtraction {
     this.touched = true;
     try {
       switch (header.type) {
-        case 'directory': await this.directory(name, components, meta); break;
+        case 'directory': this.directory(name, components, meta); break;
         case 'file':
-        case 'contiguous-file': await this.file(name, components, meta, stream); break;
-        case 'symlink': await this.symlink(name, components, linkname, meta); break;
-        case 'link': await this.hardLink(name, components, linkname); break;
+        case 'contiguous-file': await this.file(name, components, meta, stream, header.size ?? 0); break;
+        case 'symlink': this.symlink(name, components, linkname, meta); break;
+        case 'link': this.hardLink(name, components, linkname); break;
         case 'character-device':
         case 'block-device':
-        case 'fifo': await this.special(name, components, header, meta); break;
+        case 'fifo': this.special(name, components, header, meta); break;
       }
     } catch (err) {
       throw this.asBootyError(err, name);
@@ -178,14 +189,18 @@ class RootfsExtraction {
     }
   }
 
-  private async directory(name: string, components: string[], meta: EntryMetadata): Promise<void> {
-    await this.ensureParents(name, components);
+  private directory(name: string, components: string[], meta: EntryMetadata): void {
+    this.ensureParents(name, components);
     const rel = joinComponents(components);
     if (!this.directories.has(rel)) {
-      const existing = await lstatOrUndefined(this.fsPath(rel));
-      if (existing === undefined || !existing.isDirectory()) {
-        if (existing !== undefined) await fsp.unlink(this.fsPath(rel));
-        await fsp.mkdir(this.fsPath(rel), 0o700); // its own mode comes at the end
+      const path = this.fsPath(rel);
+      // its own mode comes at the end; mkdir(2) fails with EEXIST on anything there, a symlink too
+      if (!created(() => fs.mkdirSync(path, 0o700))) {
+        const existing = lstatOrUndefined(path);
+        if (existing === undefined || !existing.isDirectory()) {
+          if (existing !== undefined) fs.unlinkSync(path);
+          fs.mkdirSync(path, 0o700);
+        }
       }
       this.directories.add(rel);
     }
@@ -193,70 +208,115 @@ class RootfsExtraction {
     this.counts.directories++;
   }
 
-  private async file(name: string, components: string[], meta: EntryMetadata, stream: Source): Promise<void> {
-    const rel = await this.prepareFinal(name, components);
-    const fh = await fsp.open(this.fsPath(rel), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-    try {
+  private async file(name: string, components: string[], meta: EntryMetadata, stream: Source, size: number): Promise<void> {
+    const open = (path: Buffer): number => fs.openSync(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    if (size <= SMALL_FILE_BYTES) {
+      // the whole body first, then open, write, metadata and close without yielding
+      const chunks: Buffer[] = [];
+      let length = 0;
       for await (const chunk of stream) {
-        const buf = chunk as Buffer;
-        let off = 0;
-        while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
-        this.counts.bytesWritten += buf.length;
+        chunks.push(chunk as Buffer);
+        length += (chunk as Buffer).length;
       }
-      await applyMetadata(fh, meta, rel);
-    } finally {
-      await fh.close();
+      const rel = this.prepareParents(name, components);
+      const fd = this.createFinal(name, rel, open);
+      try {
+        // one writev for the chunks as they came (no copy); a short write finishes from a copy
+        let off = length === 0 ? 0 : fs.writevSync(fd, chunks);
+        if (off < length) {
+          const body = Buffer.concat(chunks, length);
+          while (off < length) off += fs.writeSync(fd, body, off, length - off);
+        }
+        this.counts.bytesWritten += length;
+        applyMetadata(fd, meta, rel);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else {
+      const rel = this.prepareParents(name, components);
+      const fd = this.createFinal(name, rel, open);
+      try {
+        // written as it arrives, through the thread pool: a write that waits for the disk (dirty
+        // page throttling) does not hold up the download and the decompression meanwhile
+        for await (const chunk of stream) {
+          const buf = chunk as Buffer;
+          let off = 0;
+          while (off < buf.length) off += (await writeAsync(fd, buf, off, buf.length - off)).bytesWritten;
+          this.counts.bytesWritten += buf.length;
+        }
+        applyMetadata(fd, meta, rel);
+      } finally {
+        fs.closeSync(fd);
+      }
     }
     this.counts.files++;
   }
 
-  private async symlink(name: string, components: string[], target: string, meta: EntryMetadata): Promise<void> {
-    const rel = await this.prepareFinal(name, components);
-    const path = this.fsPath(rel);
+  private symlink(name: string, components: string[], target: string, meta: EntryMetadata): void {
+    const rel = this.prepareParents(name, components);
     // The target is stored as it is: it is never followed during the extraction.
-    await fsp.symlink(Buffer.from(target, 'latin1'), path);
-    await applyMetadataByPath(path, meta, false); // a symlink has no mode of its own on Linux
+    const path = this.createFinal(name, rel, (p) => { fs.symlinkSync(Buffer.from(target, 'latin1'), p); return p; });
+    applyMetadataByPath(path, meta, false); // a symlink has no mode of its own on Linux
     this.counts.symlinks++;
   }
 
-  private async hardLink(name: string, components: string[], target: string): Promise<void> {
+  private hardLink(name: string, components: string[], target: string): void {
     const to = normalizeEntryPath(target);
     if (!to.ok) throw this.unsafe(name, `is a hard link to "${displayName(target)}", which ${to.why}`);
     const targetRel = joinComponents(to.components);
-    await this.checkParents(name, to.components, `is a hard link to "${displayName(target)}"`);
-    const existing = await lstatOrUndefined(this.fsPath(targetRel));
+    this.checkParents(name, to.components, `is a hard link to "${displayName(target)}"`);
+    const existing = lstatOrUndefined(this.fsPath(targetRel));
     if (existing === undefined) throw this.unsafe(name, `is a hard link to "${displayName(target)}", which is not in the target (a link must follow its file in the tarball)`);
     if (existing.isDirectory()) throw this.unsafe(name, `is a hard link to "${displayName(target)}", which is a directory`);
     const rel = joinComponents(components);
     if (rel === targetRel) return; // a link to itself: already there
-    await this.prepareFinal(name, components);
+    this.prepareParents(name, components);
     // link(2) does not follow a symlink at the target: the link is to the symlink itself.
-    await fsp.link(this.fsPath(targetRel), this.fsPath(rel));
+    this.createFinal(name, rel, (p) => fs.linkSync(this.fsPath(targetRel), p));
     this.counts.hardLinks++;
   }
 
-  private async special(name: string, components: string[], header: Header, meta: EntryMetadata): Promise<void> {
-    const rel = await this.prepareFinal(name, components);
-    const path = this.fsPath(rel);
-    if (header.type === 'fifo') {
-      mkfifo(path, 0o600);
-      this.counts.fifos++;
-    } else {
-      mknod(path, (header.type === 'block-device' ? S_IFBLK : S_IFCHR) | 0o600, makedev(header.devmajor ?? 0, header.devminor ?? 0));
-      this.counts.devices++;
-    }
-    await applyMetadataByPath(path, meta, true);
+  private special(name: string, components: string[], header: Header, meta: EntryMetadata): void {
+    const rel = this.prepareParents(name, components);
+    // mknod/mkfifo fail with EEXIST on anything there, a symlink too
+    const path = this.createFinal(name, rel, (p) => {
+      if (header.type === 'fifo') mkfifo(p, 0o600);
+      else mknod(p, (header.type === 'block-device' ? S_IFBLK : S_IFCHR) | 0o600, makedev(header.devmajor ?? 0, header.devminor ?? 0));
+      return p;
+    });
+    if (header.type === 'fifo') this.counts.fifos++;
+    else this.counts.devices++;
+    applyMetadataByPath(path, meta, true);
   }
 
-  /** Parents made or checked, and whatever was at the entry's own path removed (never followed). */
-  private async prepareFinal(name: string, components: string[]): Promise<string> {
+  /** The entry's parents made or checked; its relative path. */
+  private prepareParents(name: string, components: string[]): string {
     if (components.length === 0) throw this.unsafe(name, 'names the target directory itself but is not a directory');
-    await this.ensureParents(name, components);
-    const rel = joinComponents(components);
-    const existing = await lstatOrUndefined(this.fsPath(rel));
+    this.ensureParents(name, components);
+    return joinComponents(components);
+  }
+
+  /**
+   * CREATE (a call that fails with EEXIST on anything at the path, never following it) at REL's
+   * path; when something is there, it is removed (never followed) and CREATE tried once more.
+   */
+  private createFinal<T>(name: string, rel: string, create: (path: Buffer) => T): T {
+    const path = this.fsPath(rel);
+    try {
+      return create(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    this.removeExisting(name, rel);
+    return create(path);
+  }
+
+  /** Whatever is at the entry's own path removed (never followed). */
+  private removeExisting(name: string, rel: string): void {
+    const existing = lstatOrUndefined(this.fsPath(rel));
     if (existing?.isDirectory()) {
       try {
-        await fsp.rmdir(this.fsPath(rel));
+        fs.rmdirSync(this.fsPath(rel));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw err;
         throw new BootyError({ stage: 'write', code: 'TAR_ENTRY_CONFLICT', diskState: 'partially-written',
@@ -265,32 +325,31 @@ class RootfsExtraction {
       this.directories.delete(rel);
       this.pendingDirectories.delete(rel);
     } else if (existing !== undefined) {
-      await fsp.unlink(this.fsPath(rel));
+      fs.unlinkSync(this.fsPath(rel));
     }
-    return rel;
   }
 
   /** Every parent of COMPONENTS is a real directory (made 0755 when missing, as tar does). */
-  private async ensureParents(name: string, components: string[]): Promise<void> {
-    await this.walkParents(name, components, 'would be written', true);
+  private ensureParents(name: string, components: string[]): void {
+    this.walkParents(name, components, 'would be written', true);
   }
 
   /** Every parent of COMPONENTS exists and is a real directory; nothing is made. */
-  private async checkParents(name: string, components: string[], what: string): Promise<void> {
-    await this.walkParents(name, components, what, false);
+  private checkParents(name: string, components: string[], what: string): void {
+    this.walkParents(name, components, what, false);
   }
 
-  private async walkParents(name: string, components: string[], what: string, create: boolean): Promise<void> {
+  private walkParents(name: string, components: string[], what: string, create: boolean): void {
     for (let i = 1; i < components.length; i++) {
       const rel = joinComponents(components.slice(0, i));
       if (this.directories.has(rel)) continue;
       const path = this.fsPath(rel);
-      const st = await lstatOrUndefined(path);
+      const st = lstatOrUndefined(path);
       if (st === undefined) {
         if (!create) throw this.unsafe(name, `${what}, whose directory "${displayName(rel)}" is not in the target`);
-        await fsp.mkdir(path, 0o755);
+        fs.mkdirSync(path, 0o755);
       } else if (st.isSymbolicLink()) {
-        const target = (await fsp.readlink(path, { encoding: 'buffer' })).toString('utf8');
+        const target = fs.readlinkSync(path, { encoding: 'buffer' }).toString('utf8');
         throw this.unsafe(name, `${what} through the symlink "${displayName(rel)}" (-> ${target})`);
       } else if (!st.isDirectory()) {
         throw this.unsafe(name, `${what} below "${displayName(rel)}", which is not a directory`);
@@ -300,17 +359,17 @@ class RootfsExtraction {
   }
 
   /** Directories' owner, mode, xattrs and times, deepest first (the root, "./", last). */
-  private async applyDirectoryMetadata(): Promise<void> {
+  private applyDirectoryMetadata(): void {
     const depth = (rel: string): number => (rel === '' ? 0 : rel.split('/').length);
     const rels = [...this.pendingDirectories.keys()].sort((a, b) => depth(b) - depth(a));
     for (const rel of rels) {
       const { name, meta } = this.pendingDirectories.get(rel)!;
       try {
-        const fh = await fsp.open(this.fsPath(rel), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        const fd = fs.openSync(this.fsPath(rel), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
         try {
-          await applyMetadata(fh, meta, rel);
+          applyMetadata(fd, meta, rel);
         } finally {
-          await fh.close();
+          fs.closeSync(fd);
         }
       } catch (err) {
         throw this.asBootyError(err, name);
@@ -375,28 +434,35 @@ function metadataOf(header: Header, pax: Map<string, Buffer> | undefined): Entry
 }
 
 /** Owner, mode, xattrs, times, in that order (see the top of this file), on an open file or directory. */
-async function applyMetadata(fh: fsp.FileHandle, meta: EntryMetadata, rel: string): Promise<void> {
-  await fh.chown(meta.uid, meta.gid);
-  await fh.chmod(meta.mode);
-  for (const [xname, value] of meta.xattrs) fsetxattr(fh.fd, xname, value, displayName(rel));
-  await fh.utimes(meta.atime, meta.mtime);
+function applyMetadata(fd: number, meta: EntryMetadata, rel: string): void {
+  fs.fchownSync(fd, meta.uid, meta.gid);
+  fs.fchmodSync(fd, meta.mode);
+  for (const [xname, value] of meta.xattrs) fsetxattr(fd, xname, value, displayName(rel));
+  fs.futimesSync(fd, meta.atime, meta.mtime);
 }
 
 /** The same by path, for what cannot be opened (a symlink, a device, a FIFO); never follows PATH. */
-async function applyMetadataByPath(path: Buffer, meta: EntryMetadata, withMode: boolean): Promise<void> {
-  await fsp.lchown(path, meta.uid, meta.gid);
+function applyMetadataByPath(path: Buffer, meta: EntryMetadata, withMode: boolean): void {
+  fs.lchownSync(path, meta.uid, meta.gid);
   // chmod(2) would follow a symlink, so it is used only for a device or FIFO node just made
   // (mknod fails on an existing name) below parents checked to be real directories.
-  if (withMode) await fsp.chmod(path, meta.mode);
+  if (withMode) fs.chmodSync(path, meta.mode);
   for (const [xname, value] of meta.xattrs) lsetxattr(path, xname, value);
-  await fsp.lutimes(path, meta.atime, meta.mtime);
+  fs.lutimesSync(path, meta.atime, meta.mtime);
 }
 
-async function lstatOrUndefined(path: Buffer): Promise<fs.Stats | undefined> {
+function lstatOrUndefined(path: Buffer | string): fs.Stats | undefined {
+  // throwIfNoEntry: false spares building an ENOENT error for every name that is not there yet
+  return fs.lstatSync(path, { throwIfNoEntry: false });
+}
+
+/** CREATE run; false when it failed with EEXIST (something is at the path already). */
+function created(create: () => void): boolean {
   try {
-    return await fsp.lstat(path);
+    create();
+    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw err;
   }
 }

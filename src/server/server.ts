@@ -23,6 +23,7 @@ import { loadDashboard } from './dashboard-assets.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
+import { loadP2p } from '../p2p/load.ts';
 import { UploadSessions } from './upload-sessions.ts';
 import { parseAction } from '../config/parse.ts';
 import { MachineStore } from './machines/machine-store.ts';
@@ -60,6 +61,9 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   log?: ServerLog;
   boot?: BootFiles;
+  /** peer to peer inside racks (--p2p): metainfo for every image, the rack trackers unless
+   *  `trackerUrl` names another one, and `everyDeploy` turns it on in every deploy action */
+  p2p?: { trackerUrl?: string; everyDeploy?: boolean };
   /** false: build no gzip access-point indexes (default: one per pigz image, in the background) */
   gzipIndex?: boolean;
   /** how long and how much of each machine's log is kept (default: 30 days, 16 MiB per machine) */
@@ -139,9 +143,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const indexer = new GzipIndexer(images, (msg, fields) => log.info(msg, fields));
   indexer.onChange = () => hub.imagesChanged();
+  // loaded only when peer to peer is on (p2p/load.ts)
+  const p2p = opts.p2p === undefined ? undefined : await loadP2p();
+  const metainfo = p2p === undefined ? undefined : new p2p.MetainfoBuilder(images, (msg, fields) => log.info(msg, fields));
+  const rackTracker = p2p === undefined || metainfo === undefined || opts.p2p?.trackerUrl !== undefined ? undefined : new p2p.RackTracker((h) => metainfo.knows(h));
   const hashImages = () => {
     void images.importUnhashed().then((done) => {
       if (done.length > 0) { log.info('images hashed', { images: done.join(',') }); hub.imagesChanged(); }
+      // the BitTorrent metainfo, like the sha256: once per image version, in the background
+      void metainfo?.scan();
       // gzip images get their access-point index (gzip-indexer.ts), one at a time, in the background
       if (opts.gzipIndex !== false) return indexer.scan();
     }).catch(() => {});
@@ -155,6 +165,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 
   const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+    p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile },
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
@@ -191,6 +202,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       clearInterval(sweeper);
       clearInterval(pruner);
       indexer.stop();
+      metainfo?.stop();
+      rackTracker?.close();
       hub.close();
       await new Promise<void>((ok) => { server.close(() => ok()); server.closeIdleConnections(); });
       machines.close();

@@ -121,7 +121,8 @@ function outsideWorld(outside: string): string {
 }
 
 /** A tar made by python3's tarfile from ENTRIES (name, type, and link target or content). */
-function craft(file: string, entries: Array<{ name: string; type: 'file' | 'dir' | 'symlink' | 'link'; target?: string; data?: string }>): string {
+/** (data repeated `repeat` times: a large body that would not fit on python's command line) */
+function craft(file: string, entries: Array<{ name: string; type: 'file' | 'dir' | 'symlink' | 'link'; target?: string; data?: string; repeat?: number }>): string {
   const out = path.join(dir, file);
   py(`
 import io, json, tarfile
@@ -130,7 +131,7 @@ with tarfile.open(${JSON.stringify(out)}, 'w', format=tarfile.GNU_FORMAT) as t:
         i = tarfile.TarInfo(e['name'])
         i.mtime = 1600000000
         i.type = {'file': tarfile.REGTYPE, 'dir': tarfile.DIRTYPE, 'symlink': tarfile.SYMTYPE, 'link': tarfile.LNKTYPE}[e['type']]
-        data = e.get('data', '').encode()
+        data = e.get('data', '').encode() * e.get('repeat', 1)
         if e['type'] in ('symlink', 'link'): i.linkname = e['target']
         if e['type'] == 'file': i.size = len(data)
         t.addfile(i, io.BytesIO(data) if e['type'] == 'file' else None)
@@ -210,6 +211,35 @@ test('a file entry after a symlink of the same name replaces the symlink, never 
   assert.ok(fs.lstatSync(path.join(into, 'dir-link')).isDirectory());
   assert.equal(outsideWorld(outside), before);
   assert.deepEqual([result.files, result.symlinks, result.directories], [1, 2, 1]);
+});
+
+test('every kind of entry whose name a symlink to the outside already holds replaces the symlink (small and large files, symlink, hard link, directory)', { skip }, async () => {
+  // each is created exclusively and only on EEXIST is the symlink removed and the create retried:
+  // nothing may reach the outside through it
+  const outside = fs.mkdtempSync(path.join(dir, 'outside-'));
+  fs.writeFileSync(path.join(outside, 'victim'), 'untouched\n');
+  const before = outsideWorld(outside);
+  const largeSize = 1024 * 1024 + 1; // above the size buffered whole: the streamed path
+  const names = ['small', 'large', 'sym', 'hard', 'dir'];
+  const tarball = craft('replace-all.tar', [
+    ...names.map((n) => ({ name: n, type: 'symlink' as const, target: path.join(outside, n === 'dir' ? '' : 'victim') })),
+    { name: 'small', type: 'file', data: 'small\n' },
+    { name: 'large', type: 'file', data: 'L', repeat: largeSize },
+    { name: 'sym', type: 'symlink', target: 'small' },
+    { name: 'hard', type: 'link', target: 'small' },
+    { name: 'dir/', type: 'dir' },
+    { name: 'dir/inside', type: 'file', data: 'inside\n' },
+  ]);
+  const into = fs.mkdtempSync(path.join(dir, 'target-'));
+  await extractRootfs(fs.createReadStream(tarball), into);
+  assert.equal(fs.readFileSync(path.join(into, 'small'), 'utf8'), 'small\n');
+  assert.equal(fs.readFileSync(path.join(into, 'large'), 'utf8'), 'L'.repeat(largeSize));
+  assert.equal(fs.readlinkSync(path.join(into, 'sym')), 'small');
+  assert.equal(fs.lstatSync(path.join(into, 'hard')).ino, fs.lstatSync(path.join(into, 'small')).ino);
+  assert.ok(fs.lstatSync(path.join(into, 'dir')).isDirectory());
+  assert.equal(fs.readFileSync(path.join(into, 'dir', 'inside'), 'utf8'), 'inside\n');
+  assert.equal(outsideWorld(outside), before);
+  assert.deepEqual(fs.readdirSync(outside), ['victim']);
 });
 
 test('an existing file in the target is replaced, an existing directory kept', { skip }, async () => {

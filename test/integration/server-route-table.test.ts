@@ -4,6 +4,7 @@
 //                    none   wrong   other machine's agent   right agent   operator token
 //   public           ok     ok      ok                      ok            ok        (never 401/403)
 //   agent            401    401     403                     ok            ok
+//   fleet            401    401     ok                      ok            ok
 //   operator         401    401     403                     403           ok
 // ("ok": neither 401 nor 403, nor a 5xx.) A public route for a method that changes things may
 // only be a fallback answering 404 or 405. Also walked: a server without any operator token,
@@ -66,7 +67,7 @@ async function fixtures(base: string, auth: string | undefined): Promise<{ uploa
 
 /** Sample values for each parameter name used in the table's patterns. */
 function samples(uploadId: string): Record<string, string> {
-  return { mac: MAC, machine: `${MAC}.bty`, name: IMAGE, id: uploadId, n: '0', bootfile: 'vmlinuz', asset: 'app.js' };
+  return { mac: MAC, machine: `${MAC}.bty`, name: IMAGE, id: uploadId, n: '0', bootfile: 'vmlinuz', asset: 'app.js', rack: 'r1' };
 }
 
 /** The requests that exercise a route: its path with samples filled in, per method it answers. */
@@ -152,9 +153,10 @@ describe('route table', () => {
     const other = `Bearer ${await agentCredentialOf(server.url, OTHER_MAC, TOKEN)}`;
     const forged = `Bearer ${MAC}.${'0'.repeat(64)}`;
     const wrong = ['Bearer wrong', `Bearer ${TOKEN}x`, TOKEN, `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}`, forged];
-    const expect: Record<'public' | 'agent' | 'operator', { none: number | 'ok'; other: number | 'ok'; right: number | 'ok' }> = {
+    const expect: Record<'public' | 'agent' | 'fleet' | 'operator', { none: number | 'ok'; other: number | 'ok'; right: number | 'ok' }> = {
       public: { none: 'ok', other: 'ok', right: 'ok' },
       agent: { none: 401, other: 403, right: 'ok' },
+      fleet: { none: 401, other: 'ok', right: 'ok' },
       operator: { none: 401, other: 403, right: 403 },
     };
     let calls = 0;
@@ -211,7 +213,7 @@ describe('route table', () => {
         assert.equal(a.status, 401, `${what}: ${a.text}`);
         if (method !== 'HEAD' && route.access === 'operator') assert.match(a.text, /booty tokens add NAME/);
         const asAgent = await call(remote, method, path, right, bodyFor(route, method));
-        if (route.access === 'agent') assert.ok(asAgent.status !== 401 && asAgent.status !== 403 && asAgent.status < 500, `${what} with the machine's credential: ${asAgent.status} ${asAgent.text}`);
+        if (route.access === 'agent' || route.access === 'fleet') assert.ok(asAgent.status !== 401 && asAgent.status !== 403 && asAgent.status < 500, `${what} with the machine's credential: ${asAgent.status} ${asAgent.text}`);
         else assert.equal(asAgent.status, 403, `${what} with an agent credential: ${asAgent.text}`);
       }
     }

@@ -2,18 +2,20 @@
 // xz block or one bzip2 block per task, each wrapped as a standalone one-block stream
 // (xz-container.ts wrapBlock, bzip2-bits.ts standaloneBlock) so that the library checks it in full
 // (xz: block header, sizes, integrity check; bzip2: block CRC), and moves the output back in 1 MiB
-// parts as they fill, all-zero parts as a count.
+// parts as they fill, all-zero parts as a count. An 'xz-place' task is decoded the same way but
+// written by this thread straight to the disk at the block's own offset (placeBlock below).
+import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { exitIfAsked } from './worker-exit.ts';
-import { WorkerNativeLib } from '../../sys/native-codec-worker.ts';
+import { WorkerNativeLib, requireKoffi } from '../../sys/native-codec-worker.ts';
 import { LZMA_FUNCTIONS, lzmaApi } from '../../sys/liblzma-api.ts';
 import { BZ2_FUNCTIONS, bz2Api } from '../../sys/libbz2-api.ts';
 import type { NativeStreamDecoder, StreamDecodeError } from '../../sys/stream-decoder.ts';
 import { wrapBlock } from '../format/xz-container.ts';
 import { standaloneBlock } from '../format/bzip2-bits.ts';
-import type { BlockPart, BlockReply, BlockRequest, BlockWorkerData } from './block-decode-pool.ts';
+import type { BlockPart, BlockReply, BlockRequest, BlockWorkerData, PlacedPart, XzPlaceTask } from './block-decode-pool.ts';
 
 if (parentPort === null) throw new Error('block-decode-worker-entry.ts runs as a worker thread (block-decode-pool.ts)');
 const port = parentPort;
@@ -85,6 +87,129 @@ function decodeAll(dec: NativeStreamDecoder, pieces: Buffer[], send: (p: BlockPa
   }
 }
 
+/** O_DIRECT's alignment (buffer address, offset, length): covers 512 and 4096 byte sectors. */
+const ALIGN = 4096;
+/** A placed block is decoded into chunks that end at multiples of CHUNK on the disk: each is
+ *  written at once (O_DIRECT) or, all zeros, becomes part of a zero run. */
+const CHUNK = 1 << 20;
+let chunkBuf: Buffer | undefined;
+
+/** CHUNK + ALIGN bytes whose address is ALIGN-aligned (reused for every placed block). */
+function placeBuffer(): Buffer {
+  if (chunkBuf !== undefined) return chunkBuf;
+  const raw = Buffer.allocUnsafeSlow(CHUNK + 2 * ALIGN);
+  const k = requireKoffi(cfg.liblzma!.koffi);
+  const mis = Number((k.address(raw) as bigint) % BigInt(ALIGN));
+  chunkBuf = raw.subarray(mis === 0 ? 0 : ALIGN - mis, (mis === 0 ? 0 : ALIGN - mis) + CHUNK + ALIGN);
+  return chunkBuf;
+}
+
+class Stopped extends Error {}
+class WriteFailed extends Error {}
+
+/** Waits until the main thread lets writes start (the image's head was checked and the disk's
+ *  boot area zeroed); throws once it said stop (another block failed, or the deploy ended). */
+function awaitGate(gate: Int32Array): void {
+  for (;;) {
+    const v = Atomics.load(gate, 0);
+    if (v === 1) return;
+    if (v === 2) throw new Stopped('stopped');
+    Atomics.wait(gate, 0, 0, 1000);
+  }
+}
+
+/** Decodes one xz block and writes its output at [t.offset, t.offset + t.uncompressed): whole
+ *  ALIGN pages straight to the disk, the rest (head, the partial pages at both ends, zero runs)
+ *  to the main thread through `send`. The block's stream is checked in full by liblzma before the
+ *  last chunk is written (its check follows the data): a corrupt block may have written earlier
+ *  chunks, never reports success. */
+function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): void {
+  const api = lzma.get();
+  if (api === null) throw new Error('liblzma did not load in the block worker');
+  const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const pieces = wrapBlock(data, t.flags, t.unpadded, t.uncompressed);
+  const dec = api.decoder(0);
+  const buf = placeBuffer();
+  const end = t.offset + t.uncompressed;
+  let zero: { at: number; length: number } | undefined;
+  const flushZero = () => { if (zero !== undefined) { send({ kind: 'zero', ...zero }); zero = undefined; } };
+  let piece = 0;
+  let off = 0;
+  let ended = false;
+  let pos = t.offset;
+  try {
+    while (!ended) {
+      if (Atomics.load(t.gate, 0) === 2) throw new Stopped('stopped');
+      // the chunk [pos, chunkEnd) sits in buf at pos % ALIGN, so absolute pages are aligned in buf
+      const chunkEnd = Math.min(end, Math.floor(pos / CHUNK) * CHUNK + CHUNK);
+      const shift = pos % ALIGN;
+      // at the block's end, room to see that liblzma ends the stream (it refuses more output)
+      const room = chunkEnd > pos ? chunkEnd - pos : ALIGN;
+      let fill = 0;
+      while (fill < room && !ended) {
+        const input = pieces[piece];
+        const last = piece === pieces.length - 1;
+        const r = dec.step(input, off, input.length - off, buf, shift + fill, room - fill, last);
+        const consumed = input.length - off - r.inLeft;
+        const produced = room - fill - r.outLeft;
+        off += consumed;
+        fill += produced;
+        if (r.error !== null) throw new Refused(r.error);
+        if (r.ended) {
+          if (!last || off !== input.length) throw new Refused({ message: 'data after the end of the block', kind: 'corrupt' });
+          ended = true;
+          break;
+        }
+        if (off === input.length && !last) { piece++; off = 0; continue; }
+        if (consumed === 0 && produced === 0) throw new Refused({ message: 'the block ends early', kind: 'truncated' });
+      }
+      if (pos + fill > end) throw new Refused({ message: 'the block decodes to more than its header says', kind: 'corrupt' });
+      if (fill === 0) continue;
+      placeChunk(t, buf, shift, pos, pos + fill, send, (at, length) => {
+        if (zero !== undefined && zero.at + zero.length === at) zero.length += length;
+        else { flushZero(); zero = { at, length }; }
+      }, flushZero);
+      pos += fill;
+    }
+    if (pos !== end) throw new Refused({ message: `the block decodes to ${pos - t.offset} bytes, not the ${t.uncompressed} its header says`, kind: 'corrupt' });
+    flushZero();
+  } finally {
+    dec.end();
+  }
+}
+
+/** One decoded chunk [a, b) (at buf[shift]) to where it goes. */
+function placeChunk(t: XzPlaceTask, buf: Buffer, shift: number, a: number, b: number, send: (p: PlacedPart) => void,
+  addZero: (at: number, length: number) => void, flushZero: () => void): void {
+  const at = (x: number) => x - a + shift;
+  const copy = (from: number, to: number) => { const c = Buffer.allocUnsafeSlow(to - from); buf.copy(c, 0, at(from), at(to)); return c; };
+  if (a < t.holdBack) {
+    const to = Math.min(b, t.holdBack);
+    send({ kind: 'head', at: a, bytes: copy(a, to) });
+    a = to;
+    if (a >= b) return;
+  }
+  const s = Math.ceil(a / ALIGN) * ALIGN;
+  const e = Math.floor(b / ALIGN) * ALIGN;
+  if (s >= e) { send({ kind: 'edge', at: a, bytes: copy(a, b) }); return; }
+  if (a < s) send({ kind: 'edge', at: a, bytes: copy(a, s) });
+  if (t.zeroRuns && buf.compare(ZEROS, 0, e - s, at(s), at(e)) === 0) addZero(s, e - s);
+  else {
+    flushZero();
+    awaitGate(t.gate);
+    let done = 0;
+    while (done < e - s) {
+      let n: number;
+      try { n = fs.writeSync(t.fd, buf, at(s) + done, e - s - done, s + done); } catch (err) {
+        throw new WriteFailed(`writing ${e - s - done} bytes at byte ${s + done} failed: ${(err as Error).message}`);
+      }
+      if (n <= 0) throw new WriteFailed(`short write at byte ${s + done}`);
+      done += n;
+    }
+  }
+  if (e < b) send({ kind: 'edge', at: e, bytes: copy(e, b) });
+}
+
 function run(t: BlockRequest, send: (p: BlockPart) => void): void {
   const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   if (t.op === 'xz') {
@@ -92,6 +217,7 @@ function run(t: BlockRequest, send: (p: BlockPart) => void): void {
     if (api === null) throw new Error('liblzma did not load in the block worker');
     return decodeAll(api.decoder(0), wrapBlock(data, t.flags, t.unpadded, t.uncompressed), send);
   }
+  if (t.op !== 'bz2') throw new Error(`${t.op}: not a block to decode in order`);
   const api = bz2.get();
   if (api === null) throw new Error('libbz2 did not load in the block worker');
   return decodeAll(api.decoder(), [standaloneBlock(data, t.bit, t.bits, t.level, t.crc)], send);
@@ -102,6 +228,22 @@ port.on('message', (m: BlockRequest | null) => {
   let t = m;
   m = null;
   const id = t!.id;
+  if (t!.op === 'xz-place') {
+    const key = t!.key;
+    try {
+      placeBlock(t!, (placed) => port.postMessage({ id, key, placed, more: true } satisfies BlockReply, placed.kind === 'zero' ? [] : [placed.bytes.buffer as ArrayBuffer]));
+      port.postMessage({ id, key } satisfies BlockReply);
+    } catch (e) {
+      if (e instanceof WriteFailed) port.postMessage({ id, key, writeError: e.message } satisfies BlockReply);
+      else {
+        const error: StreamDecodeError = e instanceof Refused ? e.e : { message: String((e as Error)?.message ?? e), kind: 'limits' };
+        port.postMessage({ id, key, error } satisfies BlockReply);
+      }
+    }
+    t = null;
+    collect?.({ type: 'minor' });
+    return;
+  }
   try {
     // parts go as they come (moved, not copied); 'done' ends the block
     run(t!, (part) => port.postMessage({ id, part, more: true } satisfies BlockReply, typeof part === 'number' ? [] : [part.buffer as ArrayBuffer]));

@@ -14,12 +14,17 @@
 // end of the file. A stream that starts with blocks that can be cut and later has one that cannot
 // (no standard tool writes that) is refused with a DECODER_LIMIT error naming --workers 0.
 //
+// With a `placer` (xz-placed-writer.ts) nothing comes out of this stream: each block goes to a
+// worker that writes its output at the block's own offset on the disk, so blocks of any size up to
+// PLACE_MAX_BLOCK (xz -T0 -6's 24 MiB) decode side by side without waiting for each other's output.
+//
 // Memory: the block being received, plus at most `maxInflight` blocks and INFLIGHT_BYTES of
 // output (less its all-zero 4 MiB parts, which travel as counts) decoding or waiting, plus one
 // block's output waiting for the reader.
 import { Transform, type TransformCallback } from 'node:stream';
 import { ByteQueue } from '../byte-queue.ts';
 import { BlockDecodeError, type BlockDecodePool, type BlockPart } from './block-decode-pool.ts';
+import type { PlacedBlockWriter } from './xz-placed-writer.ts';
 import { createGcPacer } from '../sink/gc-pacer.ts';
 import { NativeDecompress } from '../format/native-decompress.ts';
 import { xzDecoder } from '../../sys/liblzma.ts';
@@ -33,6 +38,10 @@ import {
  *  24 MiB blocks 200-240 MiB (README, Performance), so larger blocks go to liblzma's own decoder
  *  as one stream. */
 export const MAX_BLOCK = 4 << 20;
+/** Largest block (uncompressed) a worker decodes and writes at its offset itself (placer): what
+ *  `xz -T0` writes up to -7 (3 x the dictionary: 24 MiB at -6, 48 MiB at -7). Its compressed bytes
+ *  are held whole, so larger ones (xz -T0 -8/-9: 96/192 MiB) stay with liblzma's decoder. */
+export const PLACE_MAX_BLOCK = 48 << 20;
 /** Uncompressed bytes of the blocks decoding or waiting at once (at least one block). */
 export const INFLIGHT_BYTES = 16 << 20;
 /** An index longer than this is refused (4 bytes or more per block: millions of blocks). */
@@ -48,14 +57,20 @@ function decodeError(message: string, code: 'Z_DATA_ERROR' | 'Z_BUF_ERROR' | 'DE
 
 /** Whether the .xz file starting with `head` can be cut into blocks: its first block says its
  *  sizes and is at most MAX_BLOCK (false when `head` is too short to tell). */
-export function xzBlocksSplittable(head: Buffer): boolean {
-  if (head.length < XZ_HEADER_BYTES + 1 || typeof parseStreamHeader(head.subarray(0, XZ_HEADER_BYTES)) === 'string') return false;
-  const h = parseBlockHeader(head.subarray(XZ_HEADER_BYTES));
-  return typeof h === 'object' && splittable(h);
+export function xzBlocksSplittable(head: Buffer, maxBlock = MAX_BLOCK): boolean {
+  return firstBlockSize(head, maxBlock) !== undefined;
 }
 
-function splittable(h: XzBlockHeader): h is XzBlockHeader & { compressed: number; uncompressed: number } {
-  return h.compressed !== undefined && h.uncompressed !== undefined && h.uncompressed <= MAX_BLOCK && h.compressed <= MAX_BLOCK + (1 << 20);
+/** The uncompressed size of the first block of the .xz file starting with `head`, when it can be
+ *  cut (says its sizes, at most `maxBlock`); undefined when not, or `head` is too short to tell. */
+export function firstBlockSize(head: Buffer, maxBlock = MAX_BLOCK): number | undefined {
+  if (head.length < XZ_HEADER_BYTES + 1 || typeof parseStreamHeader(head.subarray(0, XZ_HEADER_BYTES)) === 'string') return undefined;
+  const h = parseBlockHeader(head.subarray(XZ_HEADER_BYTES));
+  return typeof h === 'object' && splittable(h, maxBlock) ? h.uncompressed : undefined;
+}
+
+function splittable(h: XzBlockHeader, maxBlock: number): h is XzBlockHeader & { compressed: number; uncompressed: number } {
+  return h.compressed !== undefined && h.uncompressed !== undefined && h.uncompressed <= maxBlock && h.compressed <= maxBlock + (1 << 20);
 }
 
 export interface XzBlockDecompressOptions {
@@ -63,6 +78,8 @@ export interface XzBlockDecompressOptions {
   /** blocks decoding or waiting at once (default: one per worker, at least 2; fewer when they
    *  would hold more than INFLIGHT_BYTES) */
   maxInflight?: number;
+  /** blocks go to workers that write them at their offsets (nothing is pushed downstream) */
+  placer?: PlacedBlockWriter;
 }
 
 export class XzBlockDecompressor extends Transform {
@@ -74,6 +91,10 @@ export class XzBlockDecompressor extends Transform {
   streamedFrom: number | undefined;
   private readonly pool: BlockDecodePool;
   private readonly maxInflight: number;
+  private readonly placer: PlacedBlockWriter | undefined;
+  private readonly maxBlock: number;
+  /** where the next block's output starts in the image (placer) */
+  private outOffset = 0;
   /** the output parts moved here from the workers are garbage once the writer copied them: a
    *  scavenge every 8 MiB of them frees them young, a full GC every 32 MiB the promoted ones */
   private readonly paceMinor = createGcPacer();
@@ -93,6 +114,8 @@ export class XzBlockDecompressor extends Transform {
   private innerError: Error | undefined;
   private zeroOut: Buffer | undefined;
   private inflightBytes = 0;
+  /** the block being gathered as it arrives (placer) */
+  private filling: { data: Buffer; filled: number; unpadded: number; uncompressed: number; at: number } | undefined;
   /** set while a block waits for the reader to take the one before it */
   private waitingRead: (() => void) | undefined;
 
@@ -100,6 +123,8 @@ export class XzBlockDecompressor extends Transform {
     super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
     this.pool = o.pool;
     this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size);
+    this.placer = o.placer;
+    this.maxBlock = o.placer !== undefined ? PLACE_MAX_BLOCK : MAX_BLOCK;
   }
 
   /** Input bytes consumed (for trailingBytes()). */
@@ -108,11 +133,11 @@ export class XzBlockDecompressor extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.accept(chunk).then(() => cb(), (e: Error) => cb(e));
+    this.accept(chunk).then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
   }
 
   override _flush(cb: TransformCallback): void {
-    this.finish().then(() => cb(), (e: Error) => cb(e));
+    this.finish().then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
   }
 
   override _read(size: number): void {
@@ -131,6 +156,8 @@ export class XzBlockDecompressor extends Transform {
   private async accept(chunk: Buffer): Promise<void> {
     if (this.inner !== undefined) return this.feedInner([chunk]);
     this.q.push(chunk);
+    // placed blocks are gathered chunk by chunk (next()): the chunks are young garbage at once
+    if (this.placer !== undefined) this.paceMinor(chunk.length);
     for (;;) {
       const step = this.next();
       if (step === 'more') return;
@@ -145,9 +172,10 @@ export class XzBlockDecompressor extends Transform {
         // a few zeros that are not a whole 4-byte unit of padding are corrupt, anything else short
         const shortPadding = this.phase === 'padding' && this.q.length < 4;
         throw shortPadding ? decodeError('the stream padding is not a multiple of 4 bytes', 'Z_DATA_ERROR')
-          : decodeError(`unexpected end of input at byte ${this.consumed + this.q.length} (the stream ends early)`, 'Z_BUF_ERROR');
+          : decodeError(`unexpected end of input at byte ${this.consumed + (this.filling?.filled ?? 0) + this.q.length} (the stream ends early)`, 'Z_BUF_ERROR');
       }
       while (this.slots.length > 0) await this.emitHead();
+      await this.placer?.drain();
       return;
     }
     while (this.slots.length > 0) await this.emitHead();
@@ -177,21 +205,40 @@ export class XzBlockDecompressor extends Transform {
         return 'next';
       }
       case 'block': {
+        const f = this.filling;
+        if (f !== undefined) {
+          const n = Math.min(q.length, f.data.length - f.filled);
+          q.takeInto(n, f.data, f.filled);
+          f.filled += n;
+          if (f.filled < f.data.length) return 'more';
+          this.filling = undefined;
+          this.consumed += f.data.length;
+          return { data: f.data, unpadded: f.unpadded, uncompressed: f.uncompressed, at: f.at };
+        }
         if (q.length < 1) return 'more';
         if (q.byteAt(0) === 0) { this.phase = 'index'; return 'next'; }
         const h = parseBlockHeader(q.peek((q.byteAt(0) + 1) * 4));
         if (h === 'more') return 'more';
         if (typeof h === 'string') throw decodeError(`${h} at byte ${this.consumed}`, 'Z_DATA_ERROR');
-        if (!splittable(h)) {
-          if (this.seen.length === 0) return 'stream';
-          throw decodeError(`the xz block at byte ${this.consumed} ${h.compressed === undefined || h.uncompressed === undefined ? 'does not say its sizes' : `is larger than ${MAX_BLOCK >> 20} MiB`} where the blocks before it in its stream did: booty cannot decode this stream's blocks in parallel (deploy with --workers 0)`, 'DECODER_LIMIT');
+        if (!splittable(h, this.maxBlock)) {
+          if (this.seen.length === 0 && this.placer === undefined) return 'stream';
+          const what = h.compressed === undefined || h.uncompressed === undefined ? 'does not say its sizes' : `is larger than ${this.maxBlock >> 20} MiB`;
+          const where = this.seen.length === 0 ? 'after streams whose blocks did' : 'where the blocks before it in its stream did';
+          throw decodeError(`the xz block at byte ${this.consumed} ${what} ${where}: booty cannot decode this file's blocks in parallel (deploy with --workers 0)`, 'DECODER_LIMIT');
         }
         const length = blockBytes(h, this.check);
-        if (q.length < length) return 'more';
+        const unpadded = unpaddedSize(h, this.check);
+        if (q.length < length) {
+          if (this.placer === undefined) return 'more';
+          // a block placed on the disk may be tens of MiB: it is gathered into its own buffer as
+          // it arrives, so the chunks it came in are garbage at once (not held, then copied)
+          this.seen.push([unpadded, h.uncompressed]);
+          this.filling = { data: Buffer.allocUnsafeSlow(length), filled: 0, unpadded, uncompressed: h.uncompressed, at: this.consumed };
+          return 'next';
+        }
         const at = this.consumed;
         const data = q.take(length);
         this.consumed += length;
-        const unpadded = unpaddedSize(h, this.check);
         this.seen.push([unpadded, h.uncompressed]);
         return { data, unpadded, uncompressed: h.uncompressed, at };
       }
@@ -241,6 +288,17 @@ export class XzBlockDecompressor extends Transform {
 
   /** Starts decoding one block on the pool; emits finished blocks; waits while too many are in flight. */
   private async dispatch(b: { data: Buffer; unpadded: number; uncompressed: number; at: number }): Promise<void> {
+    if (this.placer !== undefined) {
+      const offset = this.outOffset;
+      this.outOffset += b.uncompressed;
+      this.blocks++;
+      // (blocks that waited for room may have been promoted with the chunks they came in)
+      this.paceMajor(b.data.length);
+      await this.placer.place({ data: b.data, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }, offset, (e) => (e instanceof BlockDecodeError
+        ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
+        : e));
+      return;
+    }
     const slot: Slot = { size: b.uncompressed, done: Promise.resolve() };
     // q.take() may return a view of a larger chunk: a copy of its own moves to the worker
     const data = b.data.byteOffset === 0 && b.data.buffer.byteLength === b.data.length ? b.data : Buffer.from(b.data);

@@ -15,7 +15,7 @@ import { checkImageFits, type DiskInfo } from '../../disk/preflight.ts';
 import { formatBytes, startProgressTicker, type ProgressSnapshot, type ProgressTracker } from '../progress.ts';
 import { HashTap } from '../transforms.ts';
 import { WriteTarget } from '../sink/target.ts';
-import { ImageChangedError, ResumeGaveUpError, type ResumableSource } from '../source/resumable-source.ts';
+import { ImageChangedError, ResumeGaveUpError, type ImageByteStream } from '../source/resumable-source.ts';
 import { parseQcow2Header, Qcow2Refused, type Qcow2Header } from './header.ts';
 import { ClusterList, GuestBitmap, HostOrderChecker, MetaRanges, parseL1, parseL2, Qcow2TableError, ENTRY_BYTES } from './cluster-map.ts';
 import { coalesce, RangeUnsupported, readRange } from './table-reader.ts';
@@ -29,7 +29,7 @@ export interface Qcow2DeployInput {
   signal?: AbortSignal;
   disk: DiskInfo;
   diskPath: string;
-  source: ResumableSource;
+  source: ImageByteStream;
   /** the stream from byte 0 (the head put back) */
   body: Readable;
   head: Buffer;
@@ -203,7 +203,7 @@ export async function deployQcow2(i: Qcow2DeployInput): Promise<Qcow2DeployResul
   }
 }
 
-function streamError(first: { stage: Stage; err: Error }, w: PositionalWriter, hash: HashTap, source: ResumableSource): BootyError {
+function streamError(first: { stage: Stage; err: Error }, w: PositionalWriter, hash: HashTap, source: ImageByteStream): BootyError {
   const { err } = first;
   const state: DiskState = w.touched ? 'partially-written' : 'untouched';
   const placed = w.dataBytes + w.zeroBytes;

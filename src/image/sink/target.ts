@@ -53,7 +53,9 @@ export interface TargetInfo {
 
 export class WriteTarget {
   readonly info: TargetInfo;
-  private readonly fd: number;
+  /** the descriptor (O_DIRECT on a block device): block workers that write a decoded xz block at
+   *  its own offset use it too (xz-placed-writer.ts), with aligned buffers, offsets and lengths */
+  readonly fd: number;
   private readonly direct: boolean;
   private bufferedFd: number | undefined;
   private zeroOffload: boolean;

@@ -44,6 +44,9 @@ export interface ImageResponse {
   imageSize?: number;
   /** sha256 of the whole file as the server recorded it at upload (X-Image-Sha256) */
   sha256?: string;
+  /** the ETag of the image a response describes without being it (X-Image-Etag: booty server's
+   *  metainfo, src/p2p/) */
+  imageEtag?: string;
   /** where the server offers a gzip access-point index of this image (X-Booty-Gzip-Index,
    *  resolved against the image URL; gzip-index.ts) */
   gzipIndex?: string;
@@ -138,6 +141,7 @@ export async function openImage(source: string, opts: OpenImageOptions = {}): Pr
     imageSize: nonNegativeInt(header(h, 'x-image-size')),
     sha256: /^[0-9a-f]{64}$/i.test(header(h, 'x-image-sha256') ?? '') ? header(h, 'x-image-sha256')!.toLowerCase() : undefined,
     gzipIndex: resolveIndexUrl(header(h, 'x-booty-gzip-index'), url),
+    imageEtag: header(h, 'x-image-etag'),
   };
 }
 

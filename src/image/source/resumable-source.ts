@@ -36,6 +36,11 @@ export interface ResumeOptions {
   onResume?: (e: ResumeEvent) => void;
   /** random source for backoff jitter (tests pass a seeded one) */
   random?: () => number;
+  /** start at this byte of the file instead of 0 (peer to peer's fallback: the bytes before came
+   *  from peers); the first answer must be a 206 from exactly there, valid for `startIfRange` */
+  startAt?: number;
+  /** validator (the image's ETag as its metainfo was served with) for the first request's If-Range */
+  startIfRange?: string;
 }
 
 export interface ResumeEvent {
@@ -94,7 +99,16 @@ function validatorOf(r: ImageResponse): string | undefined {
   return r.lastModified;
 }
 
-export class ResumableSource extends Readable {
+/** What the deploy pipeline reads the image from: this HTTP source, or peer to peer's in-order
+ *  swarm source (src/p2p/swarm-source.ts), which keeps the same promises. */
+export interface ImageByteStream extends Readable {
+  readonly first: ImageResponse;
+  readonly total: number | undefined;
+  received: number;
+  resumes: number;
+}
+
+export class ResumableSource extends Readable implements ImageByteStream {
   /** bytes of the served file pushed downstream so far */
   received = 0;
   /** connections that continued the stream after a fault */
@@ -127,7 +141,8 @@ export class ResumableSource extends Readable {
     this.o = o;
     this.log = o.log ?? silentLogger;
     this.total = first.servedSize;
-    this.validator = validatorOf(first);
+    this.validator = validatorOf(first) ?? o.startIfRange;
+    this.received = o.startAt ?? 0;
     this.attempt = attempt;
     this.attach(first.body);
   }
@@ -148,8 +163,14 @@ export class ResumableSource extends Readable {
       const attempt = new AbortController();
       const timer = setTimeout(() => attempt.abort(new StallError(o.stallTimeoutMs)), o.stallTimeoutMs);
       try {
-        const res = await openImage(source, attemptOptions(o, attempt, 0, undefined));
+        const startAt = o.startAt ?? 0;
+        const res = await openImage(source, attemptOptions(o, attempt, startAt, startAt > 0 ? o.startIfRange : undefined));
         clearTimeout(timer);
+        if (startAt > 0 && (res.status !== 206 || res.rangeStart !== startAt)) {
+          res.body.on('error', () => {});
+          res.body.destroy();
+          throw new ImageChangedError(`the image on the server is not the one whose first ${startAt} bytes were received (asked for byte ${startAt}${o.startIfRange !== undefined ? ` if ${o.startIfRange}` : ''}, the server answered ${res.status} from byte ${res.rangeStart})`, startAt);
+        }
         return new ResumableSource(source, res, attempt, o);
       } catch (e) {
         clearTimeout(timer);

@@ -26,10 +26,12 @@ import { remoteOf } from './respond.ts';
  *   agent:    one machine's agent (events, capture uploads) or an operator; the route says
  *             which machine the request speaks for (Route.agentMac), another machine's
  *             credential is refused with 403
+ *   fleet:    any machine's agent, or an operator: what every agent of the fleet may read and
+ *             that names no machine (an image's BitTorrent metainfo, which only peers need)
  *   operator: the inventory, images, logs, runs, the live stream, audit, server state
  *   metrics:  /metrics: public or operator, as the server is configured (--metrics)
  */
-export type Access = 'public' | 'agent' | 'operator' | 'metrics';
+export type Access = 'public' | 'agent' | 'fleet' | 'operator' | 'metrics';
 
 export type Principal =
   | { kind: 'operator'; name: string }
@@ -145,18 +147,19 @@ export class TrustPolicy {
     if (level === 'public' || p.kind === 'operator') return;
     if (p.kind === 'anonymous') throw await this.#unauthorized(level, p.rejected);
     if (level === 'operator') throw new HttpError(403, `this is the agent credential of ${p.mac}: it may only report and upload for that machine; this needs an operator token`);
+    if (level === 'fleet') return;
     if (agentMac !== 'deferred') refuseOtherMachine(p, agentMac);
   }
 
-  async #unauthorized(level: 'agent' | 'operator', rejected: string | undefined): Promise<HttpError> {
+  async #unauthorized(level: 'agent' | 'fleet' | 'operator', rejected: string | undefined): Promise<HttpError> {
     const headers = { 'WWW-Authenticate': 'Bearer realm="booty"' };
     if (rejected !== undefined) return new HttpError(401, `${rejected}; send "Authorization: Bearer <operator token or this machine's credential>"`, { headers });
     if (!await this.hasOperatorToken()) {
-      return new HttpError(401, level === 'agent'
+      return new HttpError(401, level !== 'operator'
         ? 'agents authenticate with their machine\'s credential ("Authorization: Bearer <credential>", booty.token= from /ipxe/<mac>)'
         : `this server has no operator token yet, so operator requests are accepted from this host only; create one on the server with "${CREATE_TOKEN}" and send "Authorization: Bearer <token>"`, { headers });
     }
-    return new HttpError(401, level === 'agent'
+    return new HttpError(401, level !== 'operator'
       ? 'this needs the machine\'s agent credential or an operator token ("Authorization: Bearer <token>")'
       : 'this needs an operator token: "Authorization: Bearer <token>" (or log in to the dashboard)', { headers });
   }

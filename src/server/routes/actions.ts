@@ -11,7 +11,8 @@ import type { Principal } from '../http/access.ts';
 import { refuseOtherMachine } from '../http/access.ts';
 import { HttpError } from '../http/http-error.ts';
 import { note, writeHead } from '../http/respond.ts';
-import { normalizeMac } from '../names.ts';
+import { imageNameProblem, normalizeMac } from '../names.ts';
+import { metainfoUrlFor } from '../../p2p/metainfo-url.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 
 /** The action an agent gets now (one-shot rule applied); 404 saying what to create when none. */
@@ -29,10 +30,21 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   if (carriesFiles(found.action)) mayReadFiles(principal, mac);
   note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
   if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);
-  const action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
+  let action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
+  // --p2p-every-deploy: the whole fleet fetches its images from its rack's peers (an action's own
+  // "p2p" wins); images elsewhere have no metainfo here and are fetched as they are
+  if (app.p2p?.everyDeploy === true && action.action === 'deploy' && action.p2p === undefined && await isOwnImage(app, action.image)) action = { ...action, p2p: {} };
   const text = toBootyJson(action) + '\n';
   writeHead(res, 200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(res.req.method === 'HEAD' ? undefined : text);
+}
+
+/** Is `url` .../images/<name> of an image this server holds? */
+async function isOwnImage(app: AppContext, url: string): Promise<boolean> {
+  if (metainfoUrlFor(url) === undefined) return false;
+  let name: string;
+  try { name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? ''); } catch { return false; }
+  return imageNameProblem(name) === undefined && await app.images.exists(name);
 }
 
 function carriesFiles(a: Action): boolean {

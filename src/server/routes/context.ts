@@ -12,6 +12,9 @@ import type { UploadSessions } from '../upload-sessions.ts';
 import type { Route, RouteRequest } from '../http/router.ts';
 import type { TrustPolicy } from '../http/access.ts';
 import type { AuditLog } from '../trust/audit-log.ts';
+import type { MetainfoBuilder } from '../p2p/metainfo-builder.ts';
+import type { RackTracker } from '../p2p/rack-tracker.ts';
+import type { torrentFile } from '../../p2p/metainfo.ts';
 
 export interface AppOptions {
   images: ImageStore;
@@ -27,6 +30,9 @@ export interface AppOptions {
   /** every deploy action served carries requireChecksum: the agent refuses an image whose sha256
    *  nobody gave (neither the action nor X-Image-Sha256) */
   requireChecksum?: boolean;
+  /** peer to peer inside racks (--p2p): images' BitTorrent metainfo, the rack trackers (or an
+   *  external tracker's URL), and whether every deploy action served turns it on */
+  p2p?: { metainfo: MetainfoBuilder; tracker?: RackTracker; trackerUrl?: string; everyDeploy?: boolean; torrentFile: typeof torrentFile };
   /** one record per request; default: JSON lines on stderr (human on a TTY) */
   log?: ServerLog;
   hub?: EventStreamHub;

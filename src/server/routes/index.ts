@@ -20,11 +20,13 @@ import { machinePreviewRoutes } from './machine-preview.ts';
 import { machineBulkRoutes } from './machine-bulk.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
+import { p2pRoutes } from './p2p.ts';
 import { runSampleRoutes } from './run-samples.ts';
 import { uploadRoutes } from './uploads.ts';
 
 export const routes: readonly AppRoute[] = [
   ...imageRoutes,
+  ...p2pRoutes,
   ...uploadRoutes,
   ...eventRoutes,
   ...inventoryRoutes,

@@ -1,0 +1,299 @@
+// One image's swarm inside a rack, over BitTorrent's peer wire protocol (bittorrent-protocol)
+// on TCP, peers found through an HTTP tracker (bittorrent-tracker's client). What this peer holds
+// is its PieceSource (a seed's file, an agent's RAM window); what it wants is set by its consumer
+// (the in-order source, swarm-source.ts, or the rack seed). Every piece downloaded is checked
+// against the metainfo's SHA-1 before anyone sees it; a peer that sends one that does not match
+// is banned (disconnected, its address never dialled or accepted again) and the piece is fetched
+// from another peer.
+//
+// Inside a rack every peer is unchoked (no tit-for-tat: the machines are all ours and the point
+// is to spread the image); each peer downloads at most PIECES_PER_PEER pieces at a time from each
+// other peer, the lowest wanted pieces first (the consumer writes in order). A piece that has
+// been in flight for longer than `pieceTimeoutMs` may be asked of a second peer as well; the
+// first complete, verified copy wins.
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import Wire from 'bittorrent-protocol';
+import TrackerClient from 'bittorrent-tracker/client';
+import type { Logger } from '../util/log.ts';
+import { silentLogger } from '../util/log.ts';
+import { pieceMatches, pieceSize, type Metainfo } from './metainfo.ts';
+import { MessageGuard } from './message-guard.ts';
+
+/** What this peer can serve. */
+export interface PieceSource {
+  has(i: number): boolean;
+  /** bytes [offset, offset+length) of piece i, or undefined when no longer held */
+  read(i: number, offset: number, length: number): Promise<Buffer | undefined> | Buffer | undefined;
+}
+
+export interface SwarmOptions {
+  meta: Metainfo;
+  /** the tracker's announce URL (the metainfo's, for this rack) */
+  announce: string;
+  pieces: PieceSource;
+  /** a verified piece arrived from a peer */
+  onPiece: (i: number, data: Buffer, from: string) => void;
+  log?: Logger;
+  /** TCP port to listen on (default: any free one) */
+  port?: number;
+  /** address to listen on (default: all) */
+  host?: string;
+  /** seconds between tracker announces (default: what the tracker says) */
+  announceIntervalMs?: number;
+  pieceTimeoutMs?: number;
+  /** for tests: connect to these peers ("host:port") as well as those the tracker names */
+  peers?: string[];
+}
+
+const BLOCK = 64 * 1024;
+const PIECES_PER_PEER = 2;
+const MAX_PEERS = 40;
+/** a peer asking for more than this in one request is refused (our blocks are 64 KiB) */
+const MAX_REQUEST = 256 * 1024;
+
+interface Peer {
+  wire: Wire;
+  socket: net.Socket;
+  addr: string;
+  ip: string;
+  /** pieces this peer is downloading for us */
+  inflight: Set<number>;
+}
+
+interface Flight { peers: Set<Peer>; since: number }
+
+export class Swarm {
+  readonly peerId = Buffer.concat([Buffer.from('-BT0001-'), randomBytes(12)]);
+  /** verified bytes received from peers */
+  downloaded = 0;
+  /** bytes served to peers */
+  uploaded = 0;
+  /** pieces that failed their hash, and the addresses banned for them */
+  readonly banned = new Set<string>();
+  badPieces = 0;
+  port = 0;
+
+  private readonly o: SwarmOptions;
+  private readonly log: Logger;
+  private readonly peers = new Set<Peer>();
+  private readonly dialled = new Set<string>();
+  private readonly flights = new Map<number, Flight>();
+  private wanted: number[] = [];
+  private server: net.Server | undefined;
+  private tracker: TrackerClient | undefined;
+  private closed = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(o: SwarmOptions) {
+    this.o = o;
+    this.log = o.log ?? silentLogger;
+    // re-planned now and then too: a slow piece gets a second peer, a new peer gets work
+    this.timer = setInterval(() => this.schedule(), 1000);
+    this.timer.unref();
+  }
+
+  get peerCount(): number { return this.peers.size; }
+
+  /** Listens for peers and announces to the rack's tracker. */
+  async start(): Promise<void> {
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((ok, fail) => { server.once('error', fail); server.listen(this.o.port ?? 0, this.o.host, () => { server.off('error', fail); ok(); }); });
+    this.port = (server.address() as net.AddressInfo).port;
+    server.on('error', (e) => this.log.warn(`p2p: listener: ${e.message}`));
+    for (const p of this.o.peers ?? []) this.dial(p);
+    if (this.o.announce === '') return;
+    const tracker = new TrackerClient({
+      infoHash: this.o.meta.infoHash, peerId: this.peerId, announce: [this.o.announce], port: this.port,
+      getAnnounceOpts: () => ({ uploaded: this.uploaded, downloaded: this.downloaded, left: this.left(), numwant: MAX_PEERS }),
+    });
+    this.tracker = tracker;
+    tracker.on('peer', (addr: string) => this.dial(addr));
+    tracker.on('error', (e: Error) => this.log.warn(`p2p: tracker ${this.o.announce}: ${e.message}`));
+    tracker.on('warning', (e: Error) => this.log.debug(`p2p: tracker: ${e.message}`));
+    tracker.start();
+    if (this.o.announceIntervalMs !== undefined) tracker.setInterval(this.o.announceIntervalMs);
+  }
+
+  private left(): number {
+    let held = 0;
+    for (let i = 0; i < this.o.meta.pieceCount; i++) if (this.o.pieces.has(i)) held += pieceSize(this.o.meta, i);
+    return this.o.meta.length - held;
+  }
+
+  /** The pieces to fetch, most urgent first (replaces the previous list). */
+  want(pieces: number[]): void {
+    this.wanted = pieces;
+    this.schedule();
+  }
+
+  /** Tells every peer this peer now holds piece i. */
+  have(i: number): void {
+    for (const p of this.peers) if (!p.wire.destroyed) p.wire.have(i);
+  }
+
+  /** Asks the tracker for peers now (e.g. when the swarm looks stalled). */
+  reannounce(): void {
+    try { this.tracker?.update(); } catch { /* the next interval will */ }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    try { this.tracker?.stop(); } catch { /* going away anyway */ }
+    const t = this.tracker;
+    setTimeout(() => t?.destroy(), 500).unref();
+    this.server?.close();
+    for (const p of this.peers) this.drop(p);
+  }
+
+  private dial(addr: string): void {
+    if (this.closed || this.peers.size >= MAX_PEERS || this.dialled.has(addr)) return;
+    const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(addr);
+    if (m === null || this.banned.has(m[1])) return;
+    this.dialled.add(addr);
+    const socket = net.connect({ host: m[1], port: Number(m[2]) });
+    socket.once('connect', () => this.attach(socket, addr, m[1], true));
+    socket.on('error', () => { this.dialled.delete(addr); });
+    socket.setTimeout(10_000, () => socket.destroy());
+  }
+
+  private accept(socket: net.Socket): void {
+    const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (this.closed || this.banned.has(ip) || this.peers.size >= MAX_PEERS) { socket.destroy(); return; }
+    socket.on('error', () => {});
+    this.attach(socket, `${ip}:${socket.remotePort}`, ip, false);
+  }
+
+  private attach(socket: net.Socket, addr: string, ip: string, outgoing: boolean): void {
+    socket.setTimeout(0);
+    const wire = new Wire();
+    const peer: Peer = { wire, socket, addr, ip, inflight: new Set() };
+    const guard = new MessageGuard();
+    guard.on('error', (e: Error) => { this.log.warn(`p2p: dropped peer ${addr}: ${e.message}`); this.drop(peer); });
+    socket.pipe(guard).pipe(wire as unknown as NodeJS.WritableStream);
+    wire.pipe(socket);
+    wire.setTimeout(30_000, true);
+    wire.setKeepAlive(true);
+    wire.on('timeout', () => this.drop(peer));
+    wire.on('error', () => this.drop(peer));
+    wire.on('close', () => this.drop(peer));
+    socket.on('close', () => this.drop(peer));
+    wire.on('handshake', (infoHash: string, peerId: string) => {
+      if (infoHash !== this.o.meta.infoHash || peerId === this.peerId.toString('hex') || this.banned.has(ip)) { this.drop(peer); return; }
+      if (!outgoing) wire.handshake(this.o.meta.infoHash, this.peerId, { fast: true });
+      this.peers.add(peer);
+      wire.bitfield({ buffer: this.bitfield() });
+      wire.unchoke();
+      wire.interested();
+    });
+    wire.on('unchoke', () => this.schedule());
+    wire.on('have', () => this.schedule());
+    wire.on('bitfield', () => this.schedule());
+    wire.on('request', (index: number, offset: number, length: number, respond: (e: Error | null, b?: Uint8Array) => void) => {
+      void this.serve(index, offset, length).then((b) => {
+        if (b === undefined) respond(new Error('piece not held'));
+        else { this.uploaded += b.length; respond(null, b); }
+      }, (e: Error) => respond(e));
+    });
+    if (outgoing) wire.handshake(this.o.meta.infoHash, this.peerId, { fast: true });
+  }
+
+  private async serve(i: number, offset: number, length: number): Promise<Buffer | undefined> {
+    if (i < 0 || i >= this.o.meta.pieceCount || length <= 0 || length > MAX_REQUEST || offset < 0 || offset + length > pieceSize(this.o.meta, i)) return undefined;
+    if (!this.o.pieces.has(i)) return undefined;
+    return await this.o.pieces.read(i, offset, length);
+  }
+
+  private bitfield(): Uint8Array {
+    const bits = new Uint8Array(Math.ceil(this.o.meta.pieceCount / 8));
+    for (let i = 0; i < this.o.meta.pieceCount; i++) if (this.o.pieces.has(i)) bits[i >> 3] |= 0x80 >> (i & 7);
+    return bits;
+  }
+
+  private drop(peer: Peer): void {
+    const known = this.peers.delete(peer);
+    if (!peer.wire.destroyed) peer.wire.destroy();
+    if (!peer.socket.destroyed) peer.socket.destroy();
+    this.dialled.delete(peer.addr);
+    for (const i of peer.inflight) this.flights.get(i)?.peers.delete(peer);
+    peer.inflight.clear();
+    if (known) this.schedule();
+  }
+
+  private ban(peer: Peer, why: string): void {
+    this.banned.add(peer.ip);
+    this.log.warn(`p2p: banned peer ${peer.addr}: ${why}`);
+    this.drop(peer);
+    for (const p of [...this.peers]) if (p.ip === peer.ip) this.drop(p);
+  }
+
+  /** Gives idle peers the most urgent wanted pieces they hold. */
+  private schedule(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    const timeout = this.o.pieceTimeoutMs ?? 15_000;
+    for (const peer of this.peers) {
+      if (peer.wire.peerChoking || peer.wire.destroyed) continue;
+      for (const i of this.wanted) {
+        if (peer.inflight.size >= PIECES_PER_PEER) break;
+        if (this.o.pieces.has(i) || peer.inflight.has(i) || !peer.wire.peerPieces.get(i)) continue;
+        const f = this.flights.get(i);
+        if (f !== undefined && f.peers.size > 0 && now - f.since < timeout) continue;
+        this.download(peer, i);
+      }
+    }
+  }
+
+  private download(peer: Peer, i: number): void {
+    const size = pieceSize(this.o.meta, i);
+    let f = this.flights.get(i);
+    if (f === undefined) {
+      f = { peers: new Set(), since: performance.now() };
+      this.flights.set(i, f);
+    }
+    f.peers.add(peer);
+    f.since = performance.now();
+    peer.inflight.add(i);
+    // each peer fills its own copy: a bad peer's bytes never mix with a good one's
+    const buf = Buffer.allocUnsafe(size);
+    let left = Math.ceil(size / BLOCK);
+    let failed = false;
+    for (let off = 0; off < size; off += BLOCK) {
+      const len = Math.min(BLOCK, size - off);
+      peer.wire.request(i, off, len, (err, block) => {
+        if (failed) return;
+        if (err !== null || block === undefined || block.length !== len) {
+          failed = true;
+          peer.inflight.delete(i);
+          this.flights.get(i)?.peers.delete(peer);
+          if (err?.message === 'request was rejected') peer.wire.peerPieces.set(i, false);
+          this.schedule();
+          return;
+        }
+        buf.set(block, off);
+        if (--left === 0) this.complete(peer, i, buf);
+      });
+    }
+  }
+
+  private complete(peer: Peer, i: number, buf: Buffer): void {
+    peer.inflight.delete(i);
+    const f = this.flights.get(i);
+    f?.peers.delete(peer);
+    if (this.o.pieces.has(i) || f === undefined) { this.schedule(); return; }
+    if (!pieceMatches(this.o.meta, i, buf)) {
+      this.badPieces++;
+      this.ban(peer, `piece ${i} does not match the metainfo's SHA-1`);
+      this.schedule();
+      return;
+    }
+    this.flights.delete(i);
+    for (const p of f.peers) { p.inflight.delete(i); }
+    this.downloaded += buf.length;
+    this.o.onPiece(i, buf, peer.addr);
+    this.schedule();
+  }
+}

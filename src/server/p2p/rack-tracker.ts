@@ -1,0 +1,61 @@
+// The tracker booty server runs when peer to peer is on (--p2p): bittorrent-tracker's server,
+// HTTP announce only (no UDP, no WebSocket), answering through booty's own listener and route
+// table (GET /p2p/<rack>/announce). One tracker per rack: a rack is an announce scope, so peers
+// only ever learn of peers of their own rack. The rack is the one the announce URL names; the
+// rack "auto" is the announcing machine's IPv4 /24 (its IPv6 /64), as the tracker sees its address.
+// Only swarms of images this server holds are tracked (the filter), so the tracker is no open
+// tracker for anything else.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Server from 'bittorrent-tracker/server';
+
+/** The scope of rack "auto": the peer's /24 (IPv4) or /64 (IPv6). */
+export function subnetScope(address: string): string {
+  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.\d+$/.exec(address);
+  if (v4 !== null) return `subnet-${v4[1]}.${v4[2]}.${v4[3]}.0/24`;
+  const groups = address.split(':').slice(0, 4).join(':');
+  return `subnet-${groups}::/64`;
+}
+
+export class RackTracker {
+  private readonly racks = new Map<string, Server>();
+  private readonly knows: (infoHash: string) => boolean;
+  /** seconds between announces the tracker asks of peers */
+  private readonly intervalMs: number;
+
+  constructor(knows: (infoHash: string) => boolean, o: { intervalMs?: number } = {}) {
+    this.knows = knows;
+    this.intervalMs = o.intervalMs ?? 30_000;
+  }
+
+  private trackerOf(scope: string): Server {
+    let t = this.racks.get(scope);
+    if (t === undefined) {
+      t = new Server({
+        http: false, udp: false, ws: false, stats: false, trustProxy: false, interval: this.intervalMs,
+        filter: (infoHash, _params, cb) => cb(this.knows(infoHash) ? null : new Error('this tracker serves the images of its booty server only')),
+      });
+      // errors are answered to the announcing peer as a bencoded failure reason
+      t.on('error', () => {});
+      t.on('warning', () => {});
+      this.racks.set(scope, t);
+    }
+    return t;
+  }
+
+  announce(rack: string, remote: string, req: IncomingMessage, res: ServerResponse): void {
+    const scope = rack === 'auto' ? subnetScope(remote) : `rack-${rack}`;
+    this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce' });
+  }
+
+  /** Peers per rack and swarm (for the log and tests). */
+  peers(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [scope, t] of this.racks) for (const [h, s] of Object.entries(t.torrents)) out[`${scope} ${h}`] = s?.peers.length ?? 0;
+    return out;
+  }
+
+  close(): void {
+    for (const t of this.racks.values()) t.close();
+    this.racks.clear();
+  }
+}

@@ -1,0 +1,235 @@
+// Peer to peer inside a rack, on this host (no root): a real `booty server --p2p` (metainfo,
+// rack tracker, origin), a rack seed, and deploy() with "p2p" onto a file.
+//   - a peer that sends corrupt pieces is banned (by address) and the deploy still ends
+//     bit-exact, its pieces fetched from the seed;
+//   - a swarm that stalls (the only peer holds the first pieces only) falls back to the origin
+//     with HTTP Range from the first byte not yet received, and the deploy ends bit-exact.
+// The bad peer listens on 127.0.0.2 so that banning its address does not ban the seed's 127.0.0.1.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import zlib from 'node:zlib';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
+import { deploy } from '../../src/image/deploy.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { loadP2p } from '../../src/p2p/load.ts';
+import { parseTorrentFile, pieceSize, type Metainfo } from '../../src/p2p/metainfo.ts';
+import { Swarm } from '../../src/p2p/swarm.ts';
+
+const IMAGE = 'p2p.img.gz';
+let dir: string;
+let server: BootyServerProcess;
+let raw: Buffer;
+let gz: Buffer;
+let meta: Metainfo;
+
+/** A "disk" of 12 MiB: runs of random bytes between runs of zeros, gzip-compressed (about 6 MiB). */
+function makeImage(): Buffer {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 12; i++) parts.push(i % 2 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, i));
+  return Buffer.concat(parts);
+}
+
+async function metainfoOf(url: string): Promise<Metainfo> {
+  for (let i = 0; i < 100; i++) {
+    const r = await fetch(url);
+    if (r.status === 200) return parseTorrentFile(Buffer.from(await r.arrayBuffer()));
+    assert.equal(r.status, 503, `metainfo: ${r.status} ${await r.text()}`);
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+  throw new Error('the metainfo was never ready');
+}
+
+function capture(): { log: ReturnType<typeof createLogger>; lines: string[] } {
+  const lines: string[] = [];
+  return { log: createLogger({ sinks: [(_l, m) => { lines.push(m); }] }), lines };
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'booty-p2p-unit-'));
+  raw = makeImage();
+  gz = zlib.gzipSync(raw, { level: 1 });
+  const data = join(dir, 'data');
+  await mkdir(join(data, 'images'), { recursive: true });
+  await writeFile(join(data, 'images', IMAGE), gz);
+  server = await startBootyServer({ dataDir: data, args: ['--p2p', '--insecure-open'] });
+  meta = await metainfoOf(`${server.url}/image-torrent/${IMAGE}?rack=unit`);
+  assert.ok(meta.pieceCount >= 4, `${meta.pieceCount} pieces`);
+});
+
+after(async () => {
+  await server?.close();
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+});
+
+describe('p2p on booty server', () => {
+  it('serves the metainfo with the rack\'s announce URL and the image as web seed; the tracker tracks its own images only', async () => {
+    const r = await fetch(`${server.url}/image-torrent/${IMAGE}?rack=r7`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/x-bittorrent');
+    assert.equal(r.headers.get('x-image-sha256'), createHash('sha256').update(gz).digest('hex'));
+    const m = parseTorrentFile(Buffer.from(await r.arrayBuffer()));
+    assert.equal(m.announce, `${server.url}/p2p/r7/announce`);
+    assert.deepEqual(m.urlList, [`${server.url}/images/${IMAGE}`]);
+    assert.equal(m.infoHash, meta.infoHash, 'the rack changes the announce URL, never the swarm');
+    assert.equal(m.length, gz.length);
+    assert.equal((await fetch(`${server.url}/image-torrent/${IMAGE}?rack=a%2Fb`)).status, 400);
+    assert.equal((await fetch(`${server.url}/image-torrent/nothing.img`)).status, 404);
+    const q = (hash: Buffer) => `info_hash=${[...hash].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}&peer_id=-BT0001-abcdefghijkl&port=6881&left=0&compact=1`;
+    const known = Buffer.from(await (await fetch(`${server.url}/p2p/r7/announce?${q(Buffer.from(meta.infoHash, 'hex'))}`)).arrayBuffer()).toString('latin1');
+    assert.doesNotMatch(known, /failure reason/);
+    const unknown = Buffer.from(await (await fetch(`${server.url}/p2p/r7/announce?${q(randomBytes(20))}`)).arrayBuffer()).toString('latin1');
+    assert.match(unknown, /failure reason.*serves the images of its booty server only/);
+  });
+
+  it('--p2p-every-deploy turns it on in every deploy action served of an image the server holds (an action\'s own "p2p" wins); off, the routes say how to turn it on and a p2p deploy fetches over HTTP', async () => {
+    const every = await startBootyServer({ args: ['--p2p-every-deploy', '--insecure-open'] });
+    const off = await startBootyServer({ args: ['--insecure-open'] });
+    try {
+      const put = (base: string, mac: string, action: unknown) => fetch(`${base}/api/machines/${mac}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action }) });
+      const actionOf = async (base: string, mac: string) => ((await (await fetch(`${base}/api/machines/${mac}/action`)).json()) as { booty: { p2p?: unknown } }).booty;
+      assert.ok((await fetch(`${every.url}/images/a.img`, { method: 'PUT', body: gz })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-01', { action: 'deploy', image: `${every.url}/images/a.img` })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-03', { action: 'deploy', image: 'http://cdn.example/os/a.img' })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-04', { action: 'deploy', image: `${every.url}/images/missing.img` })).ok);
+      assert.ok((await put(every.url, '52-54-00-21-00-02', { action: 'deploy', image: `${every.url}/images/a.img`, p2p: { rack: 'r2' } })).ok);
+      assert.ok((await put(off.url, '52-54-00-21-00-01', { action: 'deploy', image: `${off.url}/images/a.img` })).ok);
+      assert.deepEqual((await actionOf(every.url, '52-54-00-21-00-01')).p2p, {});
+      assert.deepEqual((await actionOf(every.url, '52-54-00-21-00-02')).p2p, { rack: 'r2' });
+      assert.equal((await actionOf(every.url, '52-54-00-21-00-03')).p2p, undefined, 'an image elsewhere has no metainfo here');
+      assert.equal((await actionOf(every.url, '52-54-00-21-00-04')).p2p, undefined, 'nor an image this server does not hold');
+      assert.equal((await actionOf(off.url, '52-54-00-21-00-01')).p2p, undefined);
+      const r = await fetch(`${off.url}/image-torrent/a.img`);
+      assert.equal(r.status, 404);
+      assert.match(await r.text(), /peer to peer is off on this server \(start booty server with --p2p/);
+      // an agent told "p2p" by such a server fetches the image from its URL, saying why
+      assert.ok((await fetch(`${off.url}/images/a.img`, { method: 'PUT', body: gz })).ok);
+      const disk = join(dir, 'disk-p2p-off');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const d = await deploy({ image: `${off.url}/images/a.img`, disk, log, p2p: { metainfoUrl: `${off.url}/image-torrent/a.img` } });
+      assert.equal(d.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw));
+      assert.ok(lines.some((l) => /p2p: no metainfo for this image \(.*404.*peer to peer is off on this server.*\); fetching it from http:\/\/127\.0\.0\.1:\d+\/images\/a\.img without peers/.test(l)), lines.join('\n'));
+    } finally {
+      await every.close();
+      await off.close();
+    }
+  });
+});
+
+describe('p2p swarm', () => {
+  it('bans a peer that sends corrupt pieces; the deploy still ends bit-exact from the seed', { timeout: 120_000 }, async () => {
+    const p2p = await loadP2p();
+    const seed = await p2p.startRackSeed({ metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'unit', dir: join(dir, 'seed'), origin: `${server.url}/images/${IMAGE}` });
+    let bad: Swarm | undefined;
+    try {
+      await seed.complete;
+      // claims every piece, sends random bytes
+      bad = new Swarm({
+        meta, announce: '', host: '127.0.0.2',
+        pieces: { has: () => true, read: (_i, _off, len) => randomBytes(len) },
+        onPiece: () => assert.fail('the bad peer asks nothing'),
+      });
+      await bad.start();
+      const disk = join(dir, 'disk-bad-peer');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'unit', peers: [`127.0.0.2:${bad.port}`], stallTimeoutMs: 60_000 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      assert.ok(bad.uploaded > 0, 'the bad peer was asked for pieces');
+      const banned = lines.find((l) => /p2p: banned peer 127\.0\.0\.2:\d+: piece \d+ does not match the metainfo's SHA-1/.test(l));
+      assert.ok(banned !== undefined, `no ban in the log:\n${lines.join('\n')}`);
+      const summary = lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers'));
+      assert.match(summary ?? '', / 0 from the origin/, 'nothing came from the origin');
+      assert.match(summary ?? '', /banned 127\.0\.0\.2/);
+    } finally {
+      bad?.close();
+      await seed.close();
+    }
+  });
+
+  it('falls back to the origin with HTTP Range from the first byte not received when the swarm stalls', { timeout: 120_000 }, async () => {
+    const held = 2;
+    // the only peer: it holds the first two pieces of the real image
+    const peer = new Swarm({
+      meta, announce: '', host: '127.0.0.1',
+      pieces: { has: (i) => i < held, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) },
+      onPiece: () => {},
+    });
+    await peer.start();
+    try {
+      const disk = join(dir, 'disk-stall');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        // a rack of its own on the tracker: nobody else there
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'stall', peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 2000 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      const at = held * meta.pieceLength;
+      assert.ok(lines.some((l) => l.includes(`fetching the rest from the origin with HTTP Range from byte ${at} of ${gz.length}`)), lines.join('\n'));
+      const summary = lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers')) ?? '';
+      assert.match(summary, new RegExp(`^p2p: ${at} bytes from peers, ${gz.length - at} from the origin \\(fell back at byte ${at}\\)`));
+      assert.equal(peer.uploaded, at, 'the peer served its two pieces');
+      // the origin saw one Range request from there (booty server's request log)
+      const ranged = server.logRecords().filter((rec) => rec.msg === `GET /images/${IMAGE}` && rec.status === 206);
+      assert.ok(ranged.length >= 1, JSON.stringify(server.logRecords().slice(-5)));
+      assert.ok(pieceSize(meta, meta.pieceCount - 1) > 0);
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('an origin slow to answer the fallback gets one request, and no piece slips in meanwhile', { timeout: 120_000 }, async () => {
+    const held = 3;
+    const peer = new Swarm({
+      meta, announce: '', host: '127.0.0.1',
+      pieces: { has: (i) => i < held, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) },
+      onPiece: () => {},
+    });
+    await peer.start();
+    // the origin of the fallback: answers a Range request after 3.5 s (the stall check runs every second)
+    const asked: string[] = [];
+    const origin = http.createServer((req, res) => {
+      asked.push(`${req.method} ${req.headers.range ?? '(no range)'}`);
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const start = m === null ? 0 : Number(m[1]);
+      setTimeout(() => {
+        res.writeHead(m === null ? 200 : 206, {
+          'Content-Length': gz.length - start, 'Accept-Ranges': 'bytes', ETag: '"slow-1"',
+          ...(m === null ? {} : { 'Content-Range': `bytes ${start}-${gz.length - 1}/${gz.length}` }),
+        });
+        res.end(gz.subarray(start));
+      }, 3500);
+    });
+    await new Promise<void>((ok) => origin.listen(0, '127.0.0.1', ok));
+    try {
+      const disk = join(dir, 'disk-slow-origin');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      const r = await deploy({
+        image: `http://127.0.0.1:${(origin.address() as AddressInfo).port}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'slow', peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 1500 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      assert.deepEqual(asked, [`GET bytes=${held * meta.pieceLength}-`], 'one fallback request, from the byte reached');
+      assert.equal(lines.filter((l) => l.includes('fetching the rest from the origin')).length, 1, lines.join('\n'));
+    } finally {
+      peer.close();
+      origin.close();
+    }
+  });
+});
