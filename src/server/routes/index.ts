@@ -16,6 +16,7 @@ import { eventRoutes } from './events.ts';
 import { apiNotFoundRoute, notFoundRoute } from './fallbacks.ts';
 import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
+import { trialRoutes } from './trial.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
 import { uploadRoutes } from './uploads.ts';
@@ -25,6 +26,7 @@ export const routes: readonly AppRoute[] = [
   ...uploadRoutes,
   ...eventRoutes,
   ...inventoryRoutes,
+  ...trialRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,
