@@ -78,6 +78,8 @@ describe('booty server: trial boot confirmation', { skip }, () => {
     assert.match(ipxe.text, /trial boot pending: the deployed OS must confirm by/);
     const action = JSON.parse((await call(`${srv.url}/${mac}`)).text) as { booty: { action: string } };
     assert.equal(action.booty.action, 'none');
+    const list = execFileSync(path.join(import.meta.dirname, '..', '..', 'bin', 'booty'), ['machines', 'list', '--server', srv.url], { encoding: 'utf8' });
+    assert.match(list.split('\n').find((l) => l.startsWith(mac)) ?? '', /none \(boot from disk\) \(trial pending until 20\d\d-/, 'booty machines list says it');
     const dir = path.join(work, 'curl');
     const r = runConfirm(dir, { serverUrl: srv.url, mac, credential }, process.env.PATH ?? '/usr/bin:/bin');
     assert.equal(r.status, 0, r.stdout + r.stderr);
