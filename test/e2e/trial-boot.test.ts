@@ -11,6 +11,9 @@
 //               reports the trial failed (log, summary); at the power-on after, the firmware
 //               netboots (BootNext was used up) and /ipxe boots the agent for onTrialFailure
 //               "redeploy": the deploy starts again (seen on the console, then the VM is stopped).
+// The first machine's lab also has Debian's lldpd on its bridge (test/helpers/lldp-speaker.ts):
+// the agent hears it while it deploys and the server's inventory holds the neighbour as lldpcli
+// describes it (README "LLDP neighbours").
 // The test image's marker unit powers the OS off; a drop-in (post.files) orders it after the
 // confirmation unit, so the OS does not power off before it had its chance to confirm.
 import { describe, test, before } from 'node:test';
@@ -23,12 +26,13 @@ import { ensureInitramfs } from '../helpers/initramfs-build.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { blankDisk, ConsoleClock, dnsmasqPxeRecipe, IPXE_ROM_E1000, newVarsFile, OVMF_CODE, OVMF_VARS, powerOn, saveTimings } from '../helpers/firmware-netboot.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+import { startLldpSpeaker } from '../helpers/lldp-speaker.ts';
 import { ensureTestImage } from '../helpers/test-image.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = [
-  ...['qemu-system-x86_64', 'dnsmasq', 'debootstrap', 'mcopy', 'mkfs.vfat', 'zstd', 'curl'].filter((c) => !have(c)),
+  ...['qemu-system-x86_64', 'dnsmasq', 'debootstrap', 'mcopy', 'mkfs.vfat', 'zstd', 'curl', 'lldpd', 'lldpcli'].filter((c) => !have(c)),
   ...[OVMF_CODE, OVMF_VARS, IPXE_ROM_E1000].filter((f) => !fs.existsSync(f)),
 ];
 const skip = !isRoot ? skipUnlessPresent(false, 'needs root (network namespaces, tap, loop devices)')
@@ -51,10 +55,12 @@ const markerAfterConfirm = { '/etc/systemd/system/booty-test-marker.service.d/af
 type T = { after(fn: () => unknown): void; diagnostic(s: string): void };
 
 /** Power-on 1: netboot, deploy with bootOrder trial, reboot. Returns the lab and the machine. */
-async function deployTrial(t: T, o: { name: string; prefix: string; mac: string; confirmWithin: number; files: Record<string, string> }) {
+async function deployTrial(t: T, o: { name: string; prefix: string; mac: string; confirmWithin: number; files: Record<string, string>; lldp?: boolean }) {
   const image = await ensureTestImage('uefi');
   const lab = new QemuNetLab(o.prefix);
   t.after(() => lab.close());
+  const speaker = o.lldp === true ? await startLldpSpeaker(lab.ns, lab.bridge, { systemName: 'booty-tor-7', portDescription: 'rack7 port 12' }) : undefined;
+  if (speaker !== undefined) t.after(() => speaker.close());
   await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl) });
   await lab.startServer(['--boot-dir', bootDir]);
   const url = lab.addImage(image.zst);
@@ -81,6 +87,24 @@ async function deployTrial(t: T, o: { name: string; prefix: string; mac: string;
   const trial = (await lab.waitForMachine(o.mac, (x) => x.trial !== undefined)).trial as { state: string; confirmWithin: number };
   assert.equal(trial.state, 'pending');
   assert.equal(trial.confirmWithin, o.confirmWithin);
+  if (speaker !== undefined) {
+    // the agent heard lldpd through the e1000 while it deployed, and sent it with its inventory
+    assert.match(vm.output, /lldp: eth0: switch booty-tor-7 \(chassis mac [0-9a-f:]{17}\) port lsp\d+ \(interface-name\) "rack7 port 12"/, `the agent heard the neighbour; log ${vm.logFile}`);
+    const inv = JSON.parse(lab.api('GET', `/api/machines/${o.mac.replaceAll(':', '-')}/inventory`)) as { inventory: { nics: { name: string; lldp?: Record<string, unknown> }[] } };
+    const heard = inv.inventory.nics.find((n) => n.name === 'eth0')?.lldp;
+    const chassis = Object.entries((speaker.json('show', 'chassis') as { 'local-chassis': { chassis: Record<string, { id: { type: string; value: string }; descr: string }> } })['local-chassis'].chassis)[0];
+    const ports = (speaker.json('show', 'interfaces') as { lldp: { interface: Record<string, { port: { id: { type: string; value: string }; descr: string } }> } }).lldp.interface;
+    const [portName, port] = Object.entries(ports)[0];
+    t.diagnostic(`LLDP at the server: ${JSON.stringify(heard)}`);
+    assert.ok(heard !== undefined, 'the server holds eth0\'s neighbour');
+    assert.equal(heard.systemName, chassis[0]);
+    assert.equal(heard.chassisIdSubtype, chassis[1].id.type);
+    assert.equal(heard.chassisId, chassis[1].id.value);
+    assert.equal(heard.systemDescription, chassis[1].descr);
+    assert.equal(heard.portId, port.port.id.value);
+    assert.equal(heard.portId, portName);
+    assert.equal(heard.portDescription, port.port.descr);
+  }
   return { lab, machine, entry, deployTimings: timings };
 }
 
@@ -88,7 +112,7 @@ async function deployTrial(t: T, o: { name: string; prefix: string; mac: string;
 describe('trial boot through OVMF, iPXE and dnsmasq', { concurrency: 2 }, () => {
 test('(trial, confirms) BootNext boots the new Debian once, its unit confirms with the machine\'s credential, the server holds the trial confirmed', { skip, timeout: 3 * bootMs }, async (t) => {
   const mac = '52:54:00:7a:01:01';
-  const { lab, machine, entry, deployTimings } = await deployTrial(t, { name: 'trial-ok', prefix: '10.233.171', mac, confirmWithin: 900, files: markerAfterConfirm });
+  const { lab, machine, entry, deployTimings } = await deployTrial(t, { name: 'trial-ok', prefix: '10.233.171', mac, confirmWithin: 900, files: markerAfterConfirm, lldp: true });
   const serverMark = lab.serverLog.length;
   const vm = await powerOn({ ...machine, name: 'trial-ok-boot' }, t);
   const clock = new ConsoleClock(vm, trialMarks);
