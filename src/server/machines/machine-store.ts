@@ -19,6 +19,8 @@ import { InventoryStore } from './inventory-store.ts';
 import type { MachineInventory } from '../../config/inventory.ts';
 import type { MachineState } from './run-recorder.ts';
 import { RunSamples } from './run-samples.ts';
+import { TrialStore } from './trial-store.ts';
+import { confirm, decide, describeTrial, expire, startTrial, type ConfirmOutcome, type TrialRecord } from './trial-boot.ts';
 
 export class MachineStore {
   readonly actions: ActionSource;
@@ -29,14 +31,78 @@ export class MachineStore {
   readonly inventory: InventoryStore;
   /** each run's progress samples (the dashboard's throughput chart) */
   readonly samples: RunSamples;
+  readonly trials: TrialStore;
+  readonly #now: () => number;
 
-  /** `now`: the recorder's clock for log retention (tests); `defaultAction`: --default-action */
+  /** `now`: the clock of log retention and trial deadlines (tests); `defaultAction`: --default-action */
   constructor(dataDir: string, db: DatabaseSync, opts: { now?: () => number; defaultAction?: Action } = {}) {
     this.#db = db;
+    this.#now = opts.now ?? Date.now;
     this.actions = new ActionSource(dataDir, db, this.#changes, opts.defaultAction);
     this.recorder = new RunRecorder(dataDir, db, this.#changes, opts);
     this.inventory = new InventoryStore(db);
     this.samples = new RunSamples(db);
+    this.trials = new TrialStore(db);
+  }
+
+  // ---- trial boots (trial-boot.ts: the state machine; here where it meets the store) ----------
+
+  /** The machine's trial, if it still belongs to its configured action and one-shot state (an
+   *  operator's change ends it), with an overdue pending one expired: saved and logged once. */
+  #trial(mac: string, configured: Action): TrialRecord | undefined {
+    const t = this.trials.get(mac);
+    if (t === undefined || t.actionKey !== JSON.stringify(configured) || (t.oneShot ?? null) !== (this.actions.record(mac)?.oneShotDone ?? null)) return undefined;
+    const now = expire(t, this.#now());
+    if (now !== t) {
+      this.trials.put(now);
+      this.recorder.note(mac, `${new Date(this.#now()).toISOString()} error ${now.failure ?? ''}`);
+    }
+    return now;
+  }
+
+  /** What the machine's netboot gets now (iPXE script, the agent's action): the configured action
+   *  with the one-shot rule, unless a trial boot decides (pending: `none`; failed: onTrialFailure). */
+  async served(mac: string): Promise<(ServedAction & { trial?: string }) | undefined> {
+    const served = await this.actions.servedActionFor(mac);
+    if (served === undefined) return undefined;
+    const t = this.#trial(mac, served.configured);
+    if (t === undefined) return served;
+    const d = decide(t, served.configured, this.#now());
+    const trial = describeTrial(t, this.#now());
+    if (d.kind === 'wait') {
+      const a = served.configured;
+      return { ...served, action: { action: 'none', after: a.after, onError: a.onError, wipeOnError: false, dryRun: false }, trial };
+    }
+    if (d.kind === 'failure') return { ...served, action: d.action, trial };
+    return served;
+  }
+
+  /** The deployed OS confirms its trial boot (POST /api/machines/<mac>/trial). */
+  async confirmTrial(mac: string, by: string | undefined): Promise<ConfirmOutcome> {
+    let configured: Action | undefined;
+    try { configured = (await this.actions.actionFor(mac))?.action; } catch { configured = undefined; }
+    const t = configured === undefined ? undefined : this.#trial(mac, configured);
+    const r = confirm(t, this.#now(), by);
+    if (r.ok && r.trial !== t) {
+      this.trials.put(r.trial);
+      this.recorder.note(mac, `${r.trial.confirmedAt} info ${describeTrial(r.trial, this.#now())}`);
+    } else if (!r.ok) {
+      this.recorder.note(mac, `${new Date(this.#now()).toISOString()} warn trial boot confirmation refused: ${r.message}`);
+    }
+    return r;
+  }
+
+  /** A result arrived (inside the recorder's transaction, after the one-shot rule): a successful
+   *  trial deploy starts a trial; the forensic capture of a failed one marks it handled. */
+  #trialResult(mac: string, e: Extract<AgentEvent, { type: 'result' }>, configured: Action | undefined): void {
+    if (!e.ok || configured?.action !== 'deploy' || configured.bootOrder !== 'trial' || configured.dryRun) return;
+    const previous = this.trials.get(mac);
+    if (e.action === 'deploy') {
+      const t = startTrial({ mac, nowMs: this.#now(), action: configured, actionKey: JSON.stringify(configured), oneShot: this.actions.record(mac)?.oneShotDone, previous });
+      this.trials.put(t);
+    } else if (e.action === 'capture' && previous?.state === 'failed' && previous.onFailure === 'capture' && previous.actionKey === JSON.stringify(configured)) {
+      this.trials.put({ ...previous, state: 'handled' });
+    }
   }
 
   /** An agent's inventory (validated by the route): stored, and the machine's summary changes. */
@@ -67,6 +133,7 @@ export class MachineStore {
         this.actions.resultReported(mac, e, configured, now);
         const runId = this.recorder.runId(mac);
         if (runId !== undefined) this.samples.result(runId, e);
+        this.#trialResult(mac, e, configured);
       },
       onProgress: (runId, e) => this.samples.progress(runId, e),
     });
@@ -83,6 +150,7 @@ export class MachineStore {
       this.actions.forget(mac);
       this.recorder.forget(mac, opts);
       this.inventory.forget(mac);
+      this.trials.forget(mac);
     });
     this.#changes.emit({ type: 'removed', mac });
     return true;
@@ -91,10 +159,12 @@ export class MachineStore {
   async #summary(mac: string): Promise<MachineSummary> {
     let served: ServedAction | undefined;
     let servedError: string | undefined;
-    try { served = await this.actions.servedActionFor(mac); } catch (e) { servedError = (e as Error).message; }
+    try { served = await this.served(mac); } catch (e) { servedError = (e as Error).message; }
+    const t = served === undefined ? undefined : this.#trial(mac, served.configured);
     return summarize({
       mac, state: this.recorder.state(mac), inventory: this.actions.record(mac), served, servedError,
       runId: this.recorder.runId(mac), recentLog: this.recorder.recentLog(mac), hardware: this.inventory.get(mac),
+      ...(t === undefined ? {} : { trial: { ...t, message: describeTrial(t, this.#now()) } }),
     });
   }
 

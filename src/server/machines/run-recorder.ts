@@ -256,6 +256,18 @@ export class RunRecorder {
     return s;
   }
 
+  /** A line the server itself adds to a machine's log (in its latest run), e.g. a trial boot
+   *  that was not confirmed: what an operator reads beside the agent's own lines. */
+  note(mac: string, line: string): void {
+    const runId = this.#reported.get(mac)?.runId ?? null;
+    this.#st.addLog.run(mac, runId, line, this.#now());
+    const recent = this.recentLog(mac);
+    recent.push(line);
+    if (recent.length > RECENT_LINES) recent.splice(0, recent.length - RECENT_LINES);
+    this.#changes.emit({ type: 'log', mac, lines: [line] });
+    this.#changes.emit({ type: 'machine', mac });
+  }
+
   /** The machine's last log lines (at most 200), oldest first; the array is the recorder's own. */
   recentLog(mac: string): string[] {
     let recent = this.#recent.get(mac);
