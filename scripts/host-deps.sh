@@ -29,6 +29,8 @@ pkgs=(
   nginx
   # booty server replicas on PostgreSQL: the store tests start their own throwaway cluster
   postgresql
+  # LLDP: lldpd plays the switch in a network namespace (test/integration/lldp-lldpd.test.ts)
+  lldpd
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -44,6 +46,11 @@ fi
 # own on loopback, so do not leave one listening on the network.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+# Likewise lldpd: the test runs its own in a namespace; a system one would speak LLDP on every
+# interface of the host, the other tests' veths and taps included.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled lldpd >/dev/null 2>&1; then
+  systemctl disable --now lldpd >/dev/null 2>&1 || true
 fi
 # Likewise nginx's service would listen on :80; the bench starts its own with its own config.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nginx >/dev/null 2>&1; then

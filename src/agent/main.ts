@@ -26,6 +26,7 @@ import { startReaper } from './reaper.ts';
 import type { RunState } from './run-action.ts';
 import { runShellOnce, shellForever, shellPath } from './shell.ts';
 import { collectInventory, summarizeInventory } from '../inventory/collect.ts';
+import { reportLldpNeighbors } from '../inventory/lldp.ts';
 import { mountEfivars } from './efivars.ts';
 import { waitForOperator } from './inspect-wait.ts';
 
@@ -217,7 +218,10 @@ class Agent {
       const inv = collectInventory();
       this.log.info(`inventory: ${summarizeInventory(inv)}`);
       if (this.params.reportBase === undefined || this.net === undefined) return;
-      if (await later.sendInventory(inv, { server: this.params.reportBase, mac: this.net.mac, token: this.params.token, log: this.log })) this.log.info('inventory: sent to the server');
+      const send = (i: typeof inv) => later.sendInventory(i, { server: this.params.reportBase as string, mac: (this.net as NetworkHandle).mac, token: this.params.token, log: this.log });
+      if (await send(inv)) this.log.info('inventory: sent to the server');
+      // LLDP neighbours: heard in the background while the action runs, sent again when heard
+      void reportLldpNeighbors(inv, send, this.log);
     } catch (e) {
       this.log.warn(`inventory: ${(e as Error).message}`);
     }

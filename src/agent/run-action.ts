@@ -25,6 +25,8 @@ import type { ModuleLoader } from './modules.ts';
 import { runShellOnce } from './shell.ts';
 import { runWipeMethod } from './wipe-methods.ts';
 import { registerBootEntry } from '../uefi/register.ts';
+import { installTrialConfirm, type TrialConfirmSettings } from '../disk/trial-confirm.ts';
+import { DEFAULT_CONFIRM_WITHIN } from '../config/action.ts';
 
 /** What the run did to the disk so far; read by the failure screen. */
 export interface RunState {
@@ -102,6 +104,7 @@ function p2pOf(a: DeployAction, p: NonNullable<DeployAction['p2p']>, ctx: RunCon
 
 async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> {
   phase(ctx, 'preflight');
+  const trial = trialSettings(a, ctx);
   const disk = pickDisk(ctx, a.disk, a.diskHints);
   if (a.dryRun) {
     ctx.log.info(`dry run: would write ${a.image} to ${disk}; nothing written`);
@@ -126,7 +129,8 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
   ctx.state.diskNote = 'the image was written and verified, but a later step failed';
   ctx.log.info(`deploy: wrote ${r.bytesWritten} bytes (${r.format}, ${r.wireBytes} bytes over the network) in ${r.seconds.toFixed(1)} s; sha256 ${r.sha256}`);
 
-  if (a.grow !== false || a.post !== undefined) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'growing and configuring'])), true);
+  const configure = a.post !== undefined || trial !== undefined;
+  if (a.grow !== false || configure) ctx.modules.load(storageStackModules, new Map(storageStackModules.map((m) => [m, 'growing and configuring'])), true);
   // The volume group grow activates stays active for the post-deploy settings, and is
   // deactivated here, also after a failure, so the deployed OS finds it clean at its first boot.
   let grown: GrowReport | undefined;
@@ -135,9 +139,9 @@ async function runDeploy(a: DeployAction, ctx: RunContext): Promise<RunSummary> 
       phase(ctx, 'growing');
       grown = await growStep(a, disk, ctx);
     }
-    if (a.post !== undefined) {
+    if (configure) {
       phase(ctx, 'configuring');
-      await postDeployStep(a, disk, grown?.rootDevice, ctx);
+      await postDeployStep(a, disk, grown?.rootDevice, ctx, trial);
     }
   } finally {
     if (grown?.lvm?.active === true) await releaseVg(grown.lvm.vg, ctx);
@@ -239,7 +243,7 @@ export async function runAction(action: Action, ctx: RunContext): Promise<RunSum
 /** Grows partition, LVM and filesystem (growDisk logs each step and a summary itself). */
 async function growStep(a: DeployAction, disk: string, ctx: RunContext): Promise<GrowReport | undefined> {
   if (a.grow === false) return undefined;
-  return growDisk({ disk, partition: a.grow.partition, lvmRoot: a.grow.lvmRoot, log: ctx.log, keepVgActive: a.post !== undefined });
+  return growDisk({ disk, partition: a.grow.partition, lvmRoot: a.grow.lvmRoot, log: ctx.log, keepVgActive: a.post !== undefined || a.bootOrder === 'trial' });
 }
 
 async function releaseVg(vg: string, ctx: RunContext): Promise<void> {
@@ -251,9 +255,30 @@ async function releaseVg(vg: string, ctx: RunContext): Promise<void> {
   }
 }
 
-async function postDeployStep(a: DeployAction, disk: string, rootDevice: string | undefined, ctx: RunContext): Promise<void> {
-  if (a.post === undefined) return;
-  await applyPostDeploy({ disk, root: rootDevice, post: a.post, iface: ctx.net.iface, mac: ctx.net.mac, log: ctx.log });
+async function postDeployStep(a: DeployAction, disk: string, rootDevice: string | undefined, ctx: RunContext, trial: TrialConfirmSettings | undefined): Promise<void> {
+  if (a.post === undefined && trial === undefined) return;
+  await applyPostDeploy({
+    disk, root: rootDevice, post: a.post, iface: ctx.net.iface, mac: ctx.net.mac, log: ctx.log,
+    ...(trial === undefined ? {} : { also: (root: string) => installTrialConfirm(root, trial, ctx.log) }),
+  });
+}
+
+/**
+ * bootOrder "trial": what the deployed OS needs to confirm its boot (server, MAC, credential).
+ * Checked before the first write: without a credential the OS could never confirm and the trial
+ * would always fail after the disk was overwritten.
+ */
+function trialSettings(a: DeployAction, ctx: RunContext): TrialConfirmSettings | undefined {
+  if (a.bootOrder !== 'trial') return undefined;
+  const serverUrl = ctx.params.reportBase ?? ctx.params.server?.base;
+  if (ctx.params.token === undefined || serverUrl === undefined) {
+    throw new BootyError({
+      stage: 'config', code: 'trial-no-credential', diskState: 'untouched',
+      message: `bootOrder "trial" needs the machine's credential (booty.token=) and the server (MYURL=) on the kernel command line, so the deployed OS can confirm its boot; ${ctx.params.token === undefined ? 'booty.token' : 'MYURL'} is missing`,
+      hint: 'boot the machine through the server\'s /ipxe (which adds both), or add them to the command line; nothing was written',
+    });
+  }
+  return { serverUrl, mac: ctx.net.mac.toLowerCase().replace(/:/g, '-'), credential: ctx.params.token, confirmWithin: a.confirmWithin ?? DEFAULT_CONFIRM_WITHIN };
 }
 
 async function captureStep(a: CaptureAction, disk: string, ctx: RunContext): Promise<RunSummary> {

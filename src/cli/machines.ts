@@ -205,7 +205,9 @@ export async function run(argv: string[]): Promise<number> {
         if (v.json === true) { process.stdout.write(JSON.stringify(ms, null, 2) + '\n'); return 0; }
         const rows = [['MAC', 'NAME', 'PHASE', 'PROGRESS', 'NEXT BOOT', 'LAST SEEN', 'HARDWARE']];
         for (const m of ms) {
-          const next = m.actionError !== undefined ? 'INVALID ACTION' : (m.next ?? '-') + (m.persistent ? ' (persistent)' : '');
+          const trial = m.trial === undefined ? '' : m.trial.state === 'pending' ? ` (trial pending until ${m.trial.deadline})`
+            : m.trial.state === 'failed' || m.trial.state === 'handled' ? ` (TRIAL FAILED: not confirmed within ${m.trial.confirmWithin} s; ${m.trial.onFailure})` : ' (trial confirmed)';
+          const next = m.actionError !== undefined ? 'INVALID ACTION' : (m.next ?? '-') + (m.persistent ? ' (persistent)' : '') + trial;
           rows.push([m.mac, m.name ?? '', m.phase ?? '-', progressText(m), next, m.lastSeen ?? 'never', hardwareText(m.hardware)]);
         }
         process.stdout.write(table(rows));

@@ -29,6 +29,11 @@ export interface PostDeploy {
   files?: Record<string, string>;
 }
 
+/** What runs when a trial boot was not confirmed in time: the same deploy again, a capture of
+ *  the disk for forensics (to `trialCaptureUpload`), or booty's shell on the console. */
+export type TrialFailureAction = 'redeploy' | 'capture' | 'shell';
+export const DEFAULT_CONFIRM_WITHIN = 900;
+
 export interface GrowSettings {
   /** partition number to grow to the end of the disk, or 'last' */
   partition: number | 'last';
@@ -105,8 +110,17 @@ export interface DeployAction extends Common {
   /** fetch the image from the peers of this machine's rack (BitTorrent) instead of the origin */
   p2p?: P2pSettings;
   /** on a UEFI machine, where the Boot#### entry booty writes for the deployed OS goes in BootOrder
-   *  (default network-first: right after the PXE/HTTP entries); BIOS machines are left alone */
-  bootOrder?: 'network-first' | 'disk-first';
+   *  (default network-first: right after the PXE/HTTP entries); BIOS machines are left alone.
+   *  trial: placed as network-first, plus BootNext for one boot of the new OS, which must confirm
+   *  it booted within `confirmWithin` seconds (README "Trial boot") */
+  bootOrder?: 'network-first' | 'disk-first' | 'trial';
+  /** bootOrder trial: seconds from the deploy's result until the deployed OS must have confirmed
+   *  (default 900) */
+  confirmWithin?: number;
+  /** bootOrder trial: what the next netboot after an unconfirmed trial runs (default redeploy) */
+  onTrialFailure?: TrialFailureAction;
+  /** onTrialFailure capture: where the disk goes (an upload URL, as a capture action's `upload`) */
+  trialCaptureUpload?: string;
   /** false = leave partitions as the image has them */
   grow: GrowSettings | false;
   post?: PostDeploy;

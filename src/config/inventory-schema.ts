@@ -26,15 +26,35 @@ const disk = {
   additionalProperties: false,
 };
 
+const lldp = {
+  type: 'object',
+  description: 'an LLDP neighbour {sourceMac, chassisId, chassisIdSubtype, portId, portIdSubtype, ttl, ...}',
+  properties: {
+    sourceMac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$', description: 'a MAC address (aa:bb:cc:dd:ee:ff)' },
+    chassisId: text(512), chassisIdSubtype: text(32), portId: text(512), portIdSubtype: text(32),
+    ttl: count(65535),
+    portDescription: text(512), systemName: text(512), systemDescription: text(512),
+    managementAddresses: { type: 'array', items: text(512), maxItems: 16, description: 'a list of at most 16 addresses' },
+    vlan: count(4095),
+    vlans: {
+      type: 'array', maxItems: 256, description: 'a list of at most 256 VLANs {id, name}',
+      items: { type: 'object', description: 'a VLAN {id, name}', properties: { id: count(4095), name: text(32) }, required: ['id', 'name'], additionalProperties: false },
+    },
+  },
+  required: ['sourceMac', 'chassisId', 'chassisIdSubtype', 'portId', 'portIdSubtype', 'ttl'],
+  additionalProperties: false,
+};
+
 const nic = {
   type: 'object',
-  description: 'a NIC {name, mac, driver, speedMbps, link}',
+  description: 'a NIC {name, mac, driver, speedMbps, link, lldp}',
   properties: {
     name: { type: 'string', pattern: '^[A-Za-z0-9_.:@-]{1,15}$', description: 'an interface name' },
     mac: { type: 'string', pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5,19}$', description: 'a MAC address (aa:bb:cc:dd:ee:ff)' },
     driver: text(64),
     speedMbps: count(10_000_000),
     link: bool,
+    lldp,
   },
   required: ['name', 'mac', 'link'],
   additionalProperties: false,

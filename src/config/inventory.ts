@@ -4,6 +4,9 @@
 // machine. The one definition of the shape; collected by src/inventory/, shown by the server's
 // summaries, the dashboard and `booty machines list`.
 
+import type { LldpNeighbor } from '../net/lldp/lldpdu.ts';
+
+export type { LldpNeighbor };
 export const INVENTORY_VERSION = 1;
 
 /** How a disk is attached, from its sysfs path: nvme, sata (libata), scsi (SCSI/SAS/virtio-scsi),
@@ -39,6 +42,9 @@ export interface InventoryNic {
   speedMbps?: number;
   /** carrier */
   link: boolean;
+  /** the switch port at the other end, when it spoke LLDP while the agent listened (README
+   *  "LLDP neighbours"); absent: nothing heard (or not listened yet) */
+  lldp?: LldpNeighbor;
 }
 
 export interface MachineInventory {

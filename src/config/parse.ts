@@ -10,8 +10,9 @@
 import { BootyError } from '../util/errors.ts';
 import type {
   Action, AfterAction, CaptureAction, RootfsDeployAction, CaptureFormat, DeployAction, DiskHints, GrowSettings, ImageFormat, NetworkSettings,
-  PostDeploy, WipeMethod,
+  PostDeploy, TrialFailureAction, WipeMethod,
 } from './action.ts';
+import { DEFAULT_CONFIRM_WITHIN } from './action.ts';
 import { formatSize, parseSize } from './disk-size.ts';
 import { checkBootloaderFits, normalizeLayout, type Bootloader } from './rootfs-layout.ts';
 import { DISK_HINT_NAMES, isAbsPath, validators } from './schema.ts';
@@ -177,6 +178,31 @@ export function summarizeDiskHints(h: DiskHints): string {
   }).join(', ');
 }
 
+/** The trial boot's settings: only with bootOrder "trial" (elsewhere they would be ignored
+ *  silently), with their defaults; capture needs its upload and only capture takes one. */
+function trialOf(j: Json, prefix: string): Pick<DeployAction, 'confirmWithin' | 'onTrialFailure' | 'trialCaptureUpload'> {
+  const fields = ['confirmWithin', 'onTrialFailure', 'trialCaptureUpload'] as const;
+  if (j.bootOrder !== 'trial') {
+    const given = fields.find((f) => j[f] !== undefined);
+    if (given !== undefined) {
+      const field = join(prefix, given);
+      throw configError(`field "${field}" needs "${join(prefix, 'bootOrder')}": "trial" (it is about the trial boot), got bootOrder ${showValue(j.bootOrder)}`, field);
+    }
+    return {};
+  }
+  const onTrialFailure = (j.onTrialFailure as TrialFailureAction | undefined) ?? 'redeploy';
+  const upload = j.trialCaptureUpload as string | undefined;
+  if (onTrialFailure === 'capture' && upload === undefined) {
+    const field = join(prefix, 'trialCaptureUpload');
+    throw configError(`field "${field}" is required when "${join(prefix, 'onTrialFailure')}" is "capture": the URL the disk is uploaded to (e.g. http://SERVER:3000/images/<name>.img.gz)`, field);
+  }
+  if (onTrialFailure !== 'capture' && upload !== undefined) {
+    const field = join(prefix, 'trialCaptureUpload');
+    throw configError(`field "${field}" is only used when "${join(prefix, 'onTrialFailure')}" is "capture", got onTrialFailure ${showValue(onTrialFailure)}`, field);
+  }
+  return withoutUndefined({ confirmWithin: (j.confirmWithin as number | undefined) ?? DEFAULT_CONFIRM_WITHIN, onTrialFailure, trialCaptureUpload: upload });
+}
+
 function checkLevel(format: CaptureFormat, level: number | undefined, prefix: string): void {
   if (level === undefined) return;
   const field = join(prefix, 'level');
@@ -208,6 +234,7 @@ function parseBootyForm(j: Json, prefix: string): Action {
         stallTimeout: j.stallTimeout as number | undefined, retryFor: j.retryFor as number | undefined,
         p2p: j.p2p === undefined ? undefined : withoutUndefined({ ...(j.p2p as DeployAction['p2p']) }),
         bootOrder: j.bootOrder as DeployAction['bootOrder'],
+        ...trialOf(j, prefix),
         grow: growOf(j.grow), post: postOf(j.post, prefix), ...common,
       });
       return d;

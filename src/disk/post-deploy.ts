@@ -30,6 +30,8 @@ export interface PostDeployOptions {
   log: Logger;
   tools?: ToolRunner;
   io?: BlockIO;
+  /** more to write into the mounted root after the settings (the trial boot's confirmation unit) */
+  also?: (root: string) => void;
 }
 
 function failure(message: string, cause?: unknown): BootyError {
@@ -41,7 +43,7 @@ function failure(message: string, cause?: unknown): BootyError {
 
 export async function applyPostDeploy(opts: PostDeployOptions): Promise<void> {
   const settings = opts.settings ?? opts.post;
-  if (settings === undefined) return;
+  if (settings === undefined && opts.also === undefined) return;
   const { log } = opts;
   const tools = opts.tools ?? spawnToolRunner();
   const io = opts.io ?? realBlockIO();
@@ -54,7 +56,8 @@ export async function applyPostDeploy(opts: PostDeployOptions): Promise<void> {
     log.info(`post-deploy: writing settings into ${root.device}`);
     await withMounted(tools, root.device, root.fstype, log, async (dir) => {
       if (!looksLikeOsRoot(dir)) throw failure(`${root.device} does not hold an OS root (no /etc)`);
-      writePostDeploySettings(dir, settings, opts, log);
+      if (settings !== undefined) writePostDeploySettings(dir, settings, opts, log);
+      opts.also?.(dir);
     });
   } finally {
     for (const vg of activated) {

@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS inventory (
   received  TEXT NOT NULL,
   facts     TEXT NOT NULL             -- JSON: src/config/inventory.ts MachineInventory
 );
+-- added after schema 1, additive: each machine's last trial boot (bootOrder "trial")
+CREATE TABLE IF NOT EXISTS trials (
+  mac       TEXT PRIMARY KEY,
+  record    TEXT NOT NULL             -- JSON: src/server/machines/trial-boot.ts TrialRecord
+);
 `;
 
 /** `newestKnown`: the newest schema the caller can migrate to (the state store's migrations.ts);

@@ -9,7 +9,8 @@ import {
   LOAD_OPTION_ACTIVE, parseHardDrive, type HardDriveNode, type LoadOption,
 } from './load-option.ts';
 
-export type BootOrderPolicy = 'network-first' | 'disk-first';
+/** trial: BootOrder as network-first, and BootNext names the new entry for the next boot only */
+export type BootOrderPolicy = 'network-first' | 'disk-first' | 'trial';
 
 export interface BootEntryRequest {
   /** the disk's kernel name (sda, nvme0n1): part of the description, so booty's entries for it are found again */
@@ -36,6 +37,8 @@ export interface BootEntryPlan {
   network: number[];
   /** BootCurrent when it is one of them: the entry that netbooted booty, which stays first */
   via?: number;
+  /** trial: BootNext, the new entry, for one boot (the firmware deletes BootNext when it uses it) */
+  bootNext?: number;
 }
 
 const bootyTag = (disk: string) => `(booty, ${disk})`;
@@ -97,7 +100,10 @@ export function planBootEntry(store: EfiVarStore, req: BootEntryRequest): BootEn
   if (req.order === 'disk-first') orderAfter = [number, ...rest];
   else if (via !== undefined && network.includes(via)) orderAfter = [via, number, ...network.filter((n) => n !== via), ...others];
   else orderAfter = [...network, number, ...others];
-  return { number, description, data, replaced, orderBefore, orderAfter, network, ...(via !== undefined && network.includes(via) ? { via } : {}) };
+  return {
+    number, description, data, replaced, orderBefore, orderAfter, network,
+    ...(via !== undefined && network.includes(via) ? { via } : {}), ...(req.order === 'trial' ? { bootNext: number } : {}),
+  };
 }
 
 /** Writes the plan: old entries deleted, the new Boot#### written, then BootOrder. */
@@ -105,6 +111,9 @@ export function applyBootEntry(store: EfiVarStore, plan: BootEntryPlan): void {
   for (const n of plan.replaced) if (n !== plan.number) store.delete(bootVarName(n));
   store.set(bootVarName(plan.number), plan.data);
   store.set('BootOrder', encodeBootOrder(plan.orderAfter));
+  // written last: an interrupted write leaves at worst the network-first order, never a BootNext
+  // naming an entry that does not exist
+  if (plan.bootNext !== undefined) store.set('BootNext', encodeBootOrder([plan.bootNext]));
 }
 
 /** One line per entry, as the log shows the result: `Boot0004* Debian (booty, sda) HD(...)/File(...)`. */

@@ -149,6 +149,7 @@ export async function registerBootEntry(opts: RegisterOptions): Promise<Register
   const entry = `Boot${hex([plan.number])} "${plan.description}" -> ${loader.path} on ${dev} (${loader.kind})`;
   opts.log.info(`boot entry: wrote ${entry}${plan.replaced.length > 0 ? `, replacing booty's earlier ${hex(plan.replaced)}` : ''}`);
   opts.log.info(`boot entry: BootOrder ${hex(plan.orderBefore)} -> ${hex(plan.orderAfter)} (${opts.order}${plan.network.length > 0 ? `; network entries ${hex(plan.network)}` : ''}${plan.via !== undefined ? `; booted through ${hex([plan.via])}` : ''})`);
+  if (plan.bootNext !== undefined) opts.log.info(`boot entry: BootNext ${hex([plan.bootNext])} (trial: the next boot only starts the new OS; the boots after it follow BootOrder, network first)`);
   for (const l of describeEntries(store)) opts.log.debug(`efi: ${l}`);
   return { written: true, reason: 'written', entry, bootOrder: hex(plan.orderAfter) };
 }

@@ -6,7 +6,7 @@
 // between starts, -no-reboot ends QEMU at the guest's reboot or power-off.
 import fs from 'node:fs';
 import path from 'node:path';
-import { detectAccel, repoRoot, Vm, type AfterHook } from './qemu.ts';
+import { detectAccel, logDir, repoRoot, Vm, type AfterHook } from './qemu.ts';
 
 export type Firmware = 'bios' | 'uefi';
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
@@ -103,4 +103,20 @@ export class ConsoleClock {
     clearInterval(this.#timer);
     return Object.fromEntries(this.seen);
   }
+}
+
+/** A sparse, empty disk image of `bytes`. */
+export function blankDisk(file: string, bytes: number): string {
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, bytes);
+  return file;
+}
+
+/** Adds `timings` (seconds since power-on, per mark) under `name` to .cache/test-logs/<file>.json. */
+export function saveTimings(file: string, name: string, timings: Record<string, number>): void {
+  fs.mkdirSync(logDir, { recursive: true });
+  const p = path.join(logDir, file);
+  let earlier: Record<string, unknown> = {};
+  try { earlier = JSON.parse(fs.readFileSync(p, 'utf8')) as Record<string, unknown>; } catch { /* first run */ }
+  fs.writeFileSync(p, JSON.stringify({ ...earlier, [name]: timings }, null, 2));
 }

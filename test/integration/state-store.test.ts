@@ -287,6 +287,16 @@ for (const b of backends) {
       assert.deepEqual(kept.at(-1), { time: at(60_500), phase: 'writing', bytes: 70_000 });
     });
 
+    it('trials: one row per machine, replaced by the next trial, gone with the machine', async () => {
+      const m = mac(15);
+      assert.equal(await store.trials.get(m), undefined);
+      await store.transaction((tx) => tx.trials.put(m, '{"state":"pending","attempt":1}'));
+      await store.trials.put(m, '{"state":"failed","attempt":1}');
+      assert.equal(await store.trials.get(m), '{"state":"failed","attempt":1}');
+      assert.equal(await store.transaction((tx) => tx.trials.remove(m)), 1);
+      assert.equal(await store.trials.get(m), undefined);
+    });
+
     it('a transaction that throws leaves nothing behind', async () => {
       const m = mac(9);
       await assert.rejects(store.transaction(async (tx) => {
@@ -368,12 +378,12 @@ describe('state store on sqlite: booty.db files of the current server', () => {
       assert.equal((await s.machines.get('52-54-00-00-00-01'))?.oneShotDone, T1);
       assert.deepEqual((await s.tokens.list()).map((t) => t.name), ['old']);
     } finally { await s.close(); }
-    // the run samples migration (schema 2) is past what the previous server knows: it refuses the
-    // file, saying so, rather than run on tables it does not know about (back: restore a backup)
-    assert.throws(() => openDatabase(file).close(), /written by a newer booty server \(schema 2, this one knows 1\)/);
+    // the migrations after 1 (run samples, trials) are past what the previous server knows: it
+    // refuses the file, saying so, rather than run on tables it does not know about (back: restore a backup)
+    assert.throws(() => openDatabase(file).close(), new RegExp(`written by a newer booty server \\(schema ${LATEST_SCHEMA}, this one knows 1\\)`));
   });
 
-  it('a booty.db with the run samples tables the dashboard server made itself (schema 1) is migrated to 2, its samples kept', async () => {
+  it('a booty.db with the run samples tables the dashboard server made itself (schema 1) is migrated to the newest schema, its samples kept', async () => {
     const dir = await tempDir();
     const file = join(dir, 'booty.db');
     const db = openDatabase(file);

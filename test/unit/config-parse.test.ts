@@ -13,6 +13,12 @@ const valid: [string, unknown, Action][] = [
   ['deploy with bootOrder (UEFI boot entry placement)',
     { action: 'deploy', image: 'http://h/u.img', bootOrder: 'disk-first', grow: false },
     { action: 'deploy', image: 'http://h/u.img', format: 'auto', bootOrder: 'disk-first', grow: false, ...common }],
+  ['deploy with a trial boot: confirmWithin and onTrialFailure default to 900 s and redeploy',
+    { action: 'deploy', image: 'http://h/u.img', bootOrder: 'trial' },
+    { action: 'deploy', image: 'http://h/u.img', format: 'auto', bootOrder: 'trial', confirmWithin: 900, onTrialFailure: 'redeploy', grow: false, ...common }],
+  ['deploy with a trial boot that captures the disk when it fails',
+    { action: 'deploy', image: 'http://h/u.img', bootOrder: 'trial', confirmWithin: 60, onTrialFailure: 'capture', trialCaptureUpload: 'http://h/images/forensics.img.zst' },
+    { action: 'deploy', image: 'http://h/u.img', format: 'auto', bootOrder: 'trial', confirmWithin: 60, onTrialFailure: 'capture', trialCaptureUpload: 'http://h/images/forensics.img.zst', grow: false, ...common }],
   ['BOOTy example from the compat file',
     { action: 'writeImage', compressed: true, sourceImage: 'http://10.0.0.1:3000/images/ubuntu.img.gz', destinationDevice: '/dev/sda', growPartition: 1, lvmRootName: '/dev/ubuntu-vg/root', dropToShell: false, wipeDevice: false },
     { action: 'deploy', image: 'http://10.0.0.1:3000/images/ubuntu.img.gz', disk: '/dev/sda', format: 'gzip', grow: { partition: 1, lvmRoot: '/dev/ubuntu-vg/root' }, ...bootyCommon }],
@@ -68,7 +74,14 @@ const valid: [string, unknown, Action][] = [
 
 // [name, input, field the message must name, words it must contain]
 const invalid: [string, unknown, string, string][] = [
-  ['unknown bootOrder', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial-later' }, 'bootOrder', '"network-first", "disk-first"'],
+  ['unknown bootOrder', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial-later' }, 'bootOrder', '"network-first", "disk-first", "trial"'],
+  ['confirmWithin without a trial boot', { action: 'deploy', image: 'http://h/a', confirmWithin: 60 }, 'confirmWithin', 'needs "bootOrder": "trial"'],
+  ['onTrialFailure with disk-first', { action: 'deploy', image: 'http://h/a', bootOrder: 'disk-first', onTrialFailure: 'shell' }, 'onTrialFailure', 'needs "bootOrder": "trial"'],
+  ['confirmWithin too short', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial', confirmWithin: 5 }, 'confirmWithin', 'from 10 to 86400'],
+  ['onTrialFailure unknown', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial', onTrialFailure: 'reboot' }, 'onTrialFailure', '"redeploy", "capture", "shell"'],
+  ['capture on trial failure without its upload', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial', onTrialFailure: 'capture' }, 'trialCaptureUpload', 'required when "onTrialFailure" is "capture"'],
+  ['a capture upload for a trial that redeploys', { action: 'deploy', image: 'http://h/a', bootOrder: 'trial', trialCaptureUpload: 'http://h/images/x.img.gz' }, 'trialCaptureUpload', 'only used when'],
+  ['trial boot on a rootfs deploy', { action: 'deploy-rootfs', rootfs: 'http://h/a.tar', bootOrder: 'trial' }, 'bootOrder', '"network-first", "disk-first"'],
   ['device not under /dev', { action: 'writeImage', sourceImage: 'http://h/a', destinationDevice: 'sda' }, 'destinationDevice', 'absolute /dev path'],
   ['device with ..', { action: 'deploy', image: 'http://h/a', disk: '/dev/../etc/passwd' }, 'disk', '/dev path'],
   ['relative URL', { action: 'deploy', image: 'images/a.img' }, 'image', 'http'],

@@ -149,6 +149,22 @@ test('disk-first: the new entry first, the rest in their order', () => {
   assert.deepEqual(plan.orderAfter, [5, 1, 2, 3, 4]);
 });
 
+test('trial: BootOrder as network-first, and BootNext names the new entry for one boot; other orders write no BootNext', () => {
+  const dir = fakeEfivarfs(ovmfFresh());
+  const store = efivarfsStore(dir, undefined);
+  const plan = planBootEntry(store, request({ order: 'trial' }));
+  assert.deepEqual(plan.orderAfter, [2, 5, 3, 1, 4], 'the network stays first');
+  assert.equal(plan.bootNext, 5);
+  applyBootEntry(store, plan);
+  const raw = fs.readFileSync(path.join(dir, `BootNext-${EFI_GLOBAL_GUID}`));
+  assert.deepEqual([...raw], [7, 0, 0, 0, 5, 0], 'NV|BS|RT, then the entry number as a UINT16');
+  const other = efivarfsStore(fakeEfivarfs(ovmfFresh()), undefined);
+  const p2 = planBootEntry(other, request());
+  assert.equal(p2.bootNext, undefined);
+  applyBootEntry(other, p2);
+  assert.equal(other.get('BootNext'), undefined);
+});
+
 test('a second deploy replaces booty\'s entries for the disk (by its tag or its partition GUID), not others\'', () => {
   const vars: Record<string, Buffer> = ovmfFresh();
   const old = (desc: string, guid: string) => encodeLoadOption({ attributes: 1, description: desc, filePath: [hardDriveNode({ partitionNumber: 1, startLba: 2048n, sizeLba: 1n, partitionGuid: guid }), filePathNode('\\EFI\\old\\grubx64.efi')], optionalData: Buffer.alloc(0) });

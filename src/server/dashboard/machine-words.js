@@ -24,6 +24,9 @@ export function problems(m, ago) {
   const out = [];
   if (m.actionError) out.push(['error', `Its action cannot be served: ${m.actionError}`]);
   if (m.result && !m.result.ok) out.push(['error', m.result.message || `The ${m.result.action} failed (${m.result.code || 'no reason given'}).`]);
+  // a trial boot (bootOrder "trial"): failed is an error, pending a note; confirmed needs no words here
+  if (m.trial && (m.trial.state === 'failed' || m.trial.state === 'handled')) out.push(['error', m.trial.message]);
+  if (m.trial && m.trial.state === 'pending') out.push(['warning', m.trial.message]);
   if (ACTIVE.has(m.phase) && m.lastSeen && Date.now() - Date.parse(m.lastSeen) > STALE_MS) out.push(['warning', `No report since ${ago(m.lastSeen)}: the machine may have hung or lost its network.`]);
   return out;
 }

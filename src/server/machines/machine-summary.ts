@@ -8,6 +8,7 @@ import type { InventoryRecord, ServedAction } from './action-source.ts';
 import type { MachineState } from './run-recorder.ts';
 import type { MachineInventory } from '../../config/inventory.ts';
 import type { StoredInventory } from './inventory-store.ts';
+import type { TrialRecord } from './trial-boot.ts';
 
 /** The facts of a machine's last inventory, short enough for a list row and a dashboard card. */
 export interface HardwareSummary {
@@ -46,6 +47,20 @@ export interface MachineSummary extends MachineState {
   recentLog: string[];
   /** what its agent last reported of the hardware (POST /api/machines/<mac>/inventory) */
   hardware?: HardwareSummary;
+  /** its current trial boot (bootOrder "trial"), with the sentence operators read */
+  trial?: TrialSummary;
+}
+
+export interface TrialSummary {
+  state: TrialRecord['state'];
+  started: string;
+  deadline: string;
+  confirmWithin: number;
+  onFailure: TrialRecord['onFailure'];
+  attempt: number;
+  confirmedAt?: string;
+  failedAt?: string;
+  message: string;
 }
 
 /** GET /api/machines/<mac>: the summary, the action as configured, and the last log lines. */
@@ -65,6 +80,7 @@ export interface SummaryParts {
   runId: number | undefined;
   recentLog: readonly string[];
   hardware?: StoredInventory;
+  trial?: TrialRecord & { message: string };
 }
 
 const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${Math.round(b / 2 ** 20)} MiB`);
@@ -101,5 +117,14 @@ export function summarize(p: SummaryParts): MachineSummary {
     run: p.runId,
     recentLog: p.recentLog.slice(-5),
     ...(p.hardware === undefined ? {} : { hardware: hardwareSummary(p.hardware) }),
+    ...(p.trial === undefined ? {} : { trial: trialSummary(p.trial) }),
+  };
+}
+
+function trialSummary(t: TrialRecord & { message: string }): TrialSummary {
+  return {
+    state: t.state, started: t.started, deadline: t.deadline, confirmWithin: t.confirmWithin, onFailure: t.onFailure, attempt: t.attempt,
+    ...(t.confirmedAt === undefined ? {} : { confirmedAt: t.confirmedAt }), ...(t.failedAt === undefined ? {} : { failedAt: t.failedAt }),
+    message: t.message,
   };
 }

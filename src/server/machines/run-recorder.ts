@@ -216,6 +216,19 @@ export class RunRecorder {
     return s;
   }
 
+  /** A line the server itself adds to a machine's log (in its latest run), e.g. a trial boot
+   *  that was not confirmed: what an operator reads beside the agent's own lines. `tx`: write it
+   *  in that transaction of the store (the caller emits nothing until it commits: see noted()). */
+  async note(tx: StoreTx, mac: string, line: string): Promise<void> {
+    await tx.logs.add(mac, await tx.runs.latestId(mac), [line], this.#now());
+  }
+
+  /** Tell the live stream about lines note() wrote, once their transaction committed. */
+  noted(mac: string, lines: string[]): void {
+    this.#changes.emit({ type: 'log', mac, lines });
+    this.#changes.emit({ type: 'machine', mac });
+  }
+
   /** The machine's last few log lines (as its summary shows them), oldest first. */
   async recentLog(mac: string): Promise<string[]> {
     return this.#store.logs.lines(mac, { limit: RECENT_LINES });

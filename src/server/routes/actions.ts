@@ -20,7 +20,7 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   const mac = normalizeMac(macText);
   if (mac === undefined) throw new HttpError(404, `no such path (not a MAC address: ${JSON.stringify(macText.slice(0, 40))})`);
   let found;
-  try { found = await app.machines.actions.servedActionFor(mac); } catch (e) {
+  try { found = await app.machines.served(mac); } catch (e) {
     if (isBootyError(e)) throw new HttpError(500, `action for ${mac} is invalid: ${e.message}`);
     throw e;
   }
@@ -30,6 +30,7 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   if (carriesFiles(found.action)) mayReadFiles(principal, mac);
   note(res, 'mac', mac); note(res, 'action', found.action.action); note(res, 'from', found.source);
   if (found.oneShotDone !== undefined) note(res, 'one-shot-done', found.oneShotDone);
+  if (found.trial !== undefined) note(res, 'trial', found.trial);
   let action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
   // --p2p-every-deploy: the whole fleet fetches its images from its rack's peers (an action's own
   // "p2p" wins); images elsewhere have no metainfo here and are fetched as they are

@@ -43,13 +43,14 @@ async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<
   const base = baseUrlOf(app, req);
   note(res, 'mac', mac);
   let served;
-  try { served = await app.machines.actions.servedActionFor(mac); } catch (e) {
+  try { served = await app.machines.served(mac); } catch (e) {
     // a broken action must not re-image the machine: boot from disk and say why
     note(res, 'ipxe', 'exit');
     return sendText(res, ipxeExitScript(mac, `its action is invalid (${(e as Error).message})`), IPXE_TYPE);
   }
   if (served === undefined || served.action.action === 'none') {
-    const why = served === undefined ? 'no action for this machine' : served.oneShotDone !== undefined ? `one-shot ${served.configured.action} done at ${served.oneShotDone}` : 'action is none';
+    const why = served === undefined ? 'no action for this machine' : served.trial !== undefined ? served.trial
+      : served.oneShotDone !== undefined ? `one-shot ${served.configured.action} done at ${served.oneShotDone}` : 'action is none';
     note(res, 'ipxe', 'exit');
     return sendText(res, ipxeExitScript(mac, why), IPXE_TYPE);
   }

@@ -18,6 +18,7 @@ import { imageRoutes } from './images.ts';
 import { inventoryRoutes } from './inventory.ts';
 import { machinePreviewRoutes } from './machine-preview.ts';
 import { machineBulkRoutes } from './machine-bulk.ts';
+import { trialRoutes } from './trial.ts';
 import { machineRoutes } from './machines.ts';
 import { metricsRoutes } from './metrics.ts';
 import { p2pRoutes } from './p2p.ts';
@@ -34,6 +35,7 @@ export const routes: readonly AppRoute[] = [
   ...machinePreviewRoutes,
   // before machineRoutes: /api/machines/<mac> would take "bulk" for a MAC
   ...machineBulkRoutes,
+  ...trialRoutes,
   ...machineRoutes,
   ...auditRoutes,
   ...sessionRoutes,

@@ -76,6 +76,13 @@ export const MIGRATIONS: Migration[] = [
       'CREATE TABLE run_sample_runs (run_id bigint PRIMARY KEY, resolution_ms bigint NOT NULL)',
     ],
   },
+  {
+    version: 3,
+    // trial boots (trial-rows.ts); booty.db's own schema (db.ts) already makes the table
+    name: 'trials',
+    sqlite: ['CREATE TABLE IF NOT EXISTS trials (mac TEXT PRIMARY KEY, record TEXT NOT NULL)'],
+    postgres: ['CREATE TABLE trials (mac text PRIMARY KEY, record text NOT NULL)'],
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1].version;

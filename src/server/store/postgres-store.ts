@@ -109,6 +109,7 @@ export class PostgresStore implements StateStore {
   get machines() { return this.#rows.machines; }
   get runs() { return this.#rows.runs; }
   get runSamples() { return this.#rows.runSamples; }
+  get trials() { return this.#rows.trials; }
   get logs() { return this.#rows.logs; }
   get inventory() { return this.#rows.inventory; }
   get tokens() { return this.#rows.tokens; }

@@ -23,12 +23,14 @@ import { RunRows } from './run-rows.ts';
 import { RunSampleRows } from './run-sample-rows.ts';
 import type { Sql } from './sql.ts';
 import { TokenRows } from './token-rows.ts';
+import { TrialRows } from './trial-rows.ts';
 
 /** What a transaction (or the store itself, one statement at a time) offers. */
 export interface StoreTx {
   readonly machines: MachineRows;
   readonly runs: RunRows;
   readonly runSamples: RunSampleRows;
+  readonly trials: TrialRows;
   readonly logs: LogRows;
   readonly inventory: InventoryRows;
   readonly tokens: TokenRows;
@@ -54,7 +56,7 @@ export interface StateStore extends StoreTx {
 /** The row classes over one executor (a connection or a transaction). */
 export function rowsOver(sql: Sql, publish: (c: MachineChange) => Promise<void>): StoreTx {
   return {
-    machines: new MachineRows(sql), runs: new RunRows(sql), runSamples: new RunSampleRows(sql), logs: new LogRows(sql),
+    machines: new MachineRows(sql), runs: new RunRows(sql), runSamples: new RunSampleRows(sql), trials: new TrialRows(sql), logs: new LogRows(sql),
     inventory: new InventoryRows(sql), tokens: new TokenRows(sql), audit: new AuditRows(sql), meta: new MetaRows(sql), publish,
   };
 }
