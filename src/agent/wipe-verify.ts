@@ -90,7 +90,8 @@ export function verifyZero(disk: string, plan: VerifyPlan[], opts: { edgeLabel?:
         bytesRead += n;
         const view = buf.subarray(0, n);
         const i = view.findIndex((b) => b !== 0);
-        if (i >= 0) { if (nonZeroAt.length < 8) nonZeroAt.push(p.offset + done + i); break; }
+        // sampled blocks may overlap the head, the tail or each other: each place is named once
+        if (i >= 0) { const at = p.offset + done + i; if (nonZeroAt.length < 8 && !nonZeroAt.includes(at)) nonZeroAt.push(at); break; }
         done += n;
       }
     }

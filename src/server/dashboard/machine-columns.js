@@ -24,7 +24,8 @@ export function phaseWords(m) { return WORDS[m.phase] || m.phase || 'not seen ye
 /** Percent done of the current or last transfer, undefined when there is none. */
 export function percentOf(m) {
   const p = m.progress;
-  if (m.result?.ok && p) return 100;
+  // a successful transfer is whole even when it ended before its first progress report (a small image)
+  if (m.result?.ok && (p || typeof m.result.bytes === 'number')) return 100;
   if (!p || !p.total) return undefined;
   return Math.min(100, (p.bytes / p.total) * 100);
 }
