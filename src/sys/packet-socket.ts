@@ -3,7 +3,8 @@
 // (socket.ts). Non-blocking: the caller polls recv() on a timer, so PID 1 never parks its
 // event loop in recv() while a deploy runs beside the listener.
 import fs from 'node:fs';
-import { check, fn, sysError } from './libc.ts';
+import { check, sysError } from './libc.ts';
+import { socketCalls as sys } from './socket.ts';
 
 const AF_PACKET = 17;
 const SOCK_RAW = 3;
@@ -14,20 +15,6 @@ const PACKET_ADD_MEMBERSHIP = 1;
 const PACKET_MR_MULTICAST = 0;
 const EAGAIN = 11;
 const EINTR = 4;
-
-type SocketFn = (domain: number, type: number, protocol: number) => number;
-type SetsockoptFn = (fd: number, level: number, name: number, value: Buffer, len: number) => number;
-type BindFn = (fd: number, addr: Buffer, len: number) => number;
-type RecvFn = (fd: number, buf: Buffer, len: number, flags: number) => number | bigint;
-type CloseFn = (fd: number) => number;
-
-const sys = {
-  socket: () => fn<SocketFn>('int socket(int domain, int type, int protocol)'),
-  setsockopt: () => fn<SetsockoptFn>('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
-  bind: () => fn<BindFn>('int bind(int fd, const void *addr, uint32_t len)'),
-  recv: () => fn<RecvFn>('long recv(int fd, void *buf, size_t len, int flags)'),
-  close: () => fn<CloseFn>('int close(int fd)'),
-};
 
 export interface PacketSocket {
   /** the next frame (from the destination MAC on), or undefined when none is waiting */

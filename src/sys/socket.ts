@@ -133,3 +133,6 @@ export function openNetlinkRouteSocket(opts: { recvTimeoutMs?: number } = {}): N
     },
   };
 }
+
+/** The libc socket calls, declared once for every socket booty makes through koffi (packet-socket.ts too). */
+export { sys as socketCalls };
