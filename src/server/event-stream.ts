@@ -70,7 +70,8 @@ export class EventStreamHub {
 
   #note(c: MachineChange): void {
     if (this.#clients.size === 0) return;
-    if (c.type === 'machine') this.#changed.add(c.mac);
+    if (c.type === 'images') this.#images = true;
+    else if (c.type === 'machine') this.#changed.add(c.mac);
     else if (c.type === 'removed') { this.#removed.add(c.mac); this.#changed.delete(c.mac); }
     else {
       const l = this.#logs.get(c.mac);

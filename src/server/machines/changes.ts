@@ -4,7 +4,9 @@
 export type MachineChange =
   | { type: 'machine'; mac: string }
   | { type: 'log'; mac: string; lines: string[] }
-  | { type: 'removed'; mac: string };
+  | { type: 'removed'; mac: string }
+  /** the image catalog changed (replicas on PostgreSQL share it: image-catalog.ts) */
+  | { type: 'images' };
 
 export class MachineChanges {
   readonly #listeners = new Set<(c: MachineChange) => void>();

@@ -83,6 +83,23 @@ export const MIGRATIONS: Migration[] = [
     sqlite: ['CREATE TABLE IF NOT EXISTS trials (mac TEXT PRIMARY KEY, record TEXT NOT NULL)'],
     postgres: ['CREATE TABLE trials (mac text PRIMARY KEY, record text NOT NULL)'],
   },
+  {
+    version: 4,
+    // the image catalog replicas share (image-rows.ts, image-catalog.ts)
+    name: 'images',
+    sqlite: [
+      `CREATE TABLE IF NOT EXISTS images (
+        name TEXT PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL, format TEXT NOT NULL, uncompressed_size INTEGER,
+        stored_at TEXT, via TEXT, machine TEXT, url TEXT NOT NULL, holder TEXT NOT NULL)`,
+      'CREATE INDEX IF NOT EXISTS images_by_holder ON images (holder, name)',
+    ],
+    postgres: [
+      `CREATE TABLE images (
+        name text PRIMARY KEY, size bigint NOT NULL, sha256 text NOT NULL, format text NOT NULL, uncompressed_size bigint,
+        stored_at text, via text, machine text, url text NOT NULL, holder text NOT NULL)`,
+      'CREATE INDEX images_by_holder ON images (holder, name)',
+    ],
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -17,7 +17,7 @@ import type { MachineChange } from '../machines/changes.ts';
 import { LATEST_SCHEMA, MIGRATIONS, SCHEMA_LOCK, newerSchemaError } from './migrations.ts';
 import type { PostgresTarget } from './postgres-url.ts';
 import type { Sql, SqlRow, SqlValue } from './sql.ts';
-import { refuseInsideTransaction, rowsOver, runInsideTransaction } from './state-store.ts';
+import { StoreOverRows, refuseInsideTransaction, rowsOver, runInsideTransaction } from './state-store.ts';
 import type { StateStore, StoreTx } from './state-store.ts';
 
 export const CHANGE_CHANNEL = 'booty_changes';
@@ -63,6 +63,7 @@ class PostgresSql implements Sql {
 export function notificationPayload(origin: string, c: MachineChange): string {
   let text = JSON.stringify({ origin, change: c });
   if (Buffer.byteLength(text) <= MAX_PAYLOAD) return text;
+  if (c.type === 'images') return text;
   if (c.type !== 'log') return JSON.stringify({ origin, change: { type: c.type, mac: c.mac } });
   const lines = [...c.lines];
   while (lines.length > 0 && Buffer.byteLength(text) > MAX_PAYLOAD) {
@@ -72,7 +73,7 @@ export function notificationPayload(origin: string, c: MachineChange): string {
   return text;
 }
 
-export class PostgresStore implements StateStore {
+export class PostgresStore extends StoreOverRows implements StateStore {
   readonly kind = 'postgres' as const;
   readonly where: string;
   readonly #sql: postgres.Sql;
@@ -82,6 +83,7 @@ export class PostgresStore implements StateStore {
   #unlisten: (() => Promise<void>) | undefined;
 
   private constructor(target: PostgresTarget, sql: postgres.Sql) {
+    super();
     this.where = target.where;
     this.#sql = sql;
     this.#rows = rowsOver(new PostgresSql(sql, this), (c) => this.#publishOn(sql, c));
@@ -106,16 +108,7 @@ export class PostgresStore implements StateStore {
     return store;
   }
 
-  get machines() { return this.#rows.machines; }
-  get runs() { return this.#rows.runs; }
-  get runSamples() { return this.#rows.runSamples; }
-  get trials() { return this.#rows.trials; }
-  get logs() { return this.#rows.logs; }
-  get inventory() { return this.#rows.inventory; }
-  get tokens() { return this.#rows.tokens; }
-  get audit() { return this.#rows.audit; }
-  get meta() { return this.#rows.meta; }
-  publish(c: MachineChange): Promise<void> { return this.#rows.publish(c); }
+  protected get rows(): StoreTx { return this.#rows; }
 
   async #publishOn(client: Client, c: MachineChange): Promise<void> {
     await client.unsafe('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, notificationPayload(this.#origin, c)]);

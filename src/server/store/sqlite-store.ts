@@ -9,7 +9,7 @@ import type { MachineChange } from '../machines/changes.ts';
 import { openDatabase } from '../db.ts';
 import { LATEST_SCHEMA, MIGRATIONS, newerSchemaError } from './migrations.ts';
 import type { Sql, SqlRow, SqlValue } from './sql.ts';
-import { refuseInsideTransaction, rowsOver, runInsideTransaction } from './state-store.ts';
+import { StoreOverRows, refuseInsideTransaction, rowsOver, runInsideTransaction } from './state-store.ts';
 import type { StateStore, StoreTx } from './state-store.ts';
 
 class SqliteSql implements Sql {
@@ -36,7 +36,7 @@ class SqliteSql implements Sql {
   run(text: string, params: SqlValue[] = []): Promise<number> { return this.#around(() => Number(this.#prepared(text).run(...params).changes)); }
 }
 
-export class SqliteStore implements StateStore {
+export class SqliteStore extends StoreOverRows implements StateStore {
   readonly kind = 'sqlite' as const;
   readonly where: string;
   readonly #db: DatabaseSync;
@@ -45,6 +45,7 @@ export class SqliteStore implements StateStore {
   readonly #inTx: Sql;
 
   private constructor(file: string, db: DatabaseSync) {
+    super();
     this.where = file;
     this.#db = db;
     const statements = new Map<string, StatementSync>();
@@ -64,16 +65,7 @@ export class SqliteStore implements StateStore {
     return new SqliteStore(file, db);
   }
 
-  get machines() { return this.#rows.machines; }
-  get runs() { return this.#rows.runs; }
-  get runSamples() { return this.#rows.runSamples; }
-  get trials() { return this.#rows.trials; }
-  get logs() { return this.#rows.logs; }
-  get inventory() { return this.#rows.inventory; }
-  get tokens() { return this.#rows.tokens; }
-  get audit() { return this.#rows.audit; }
-  get meta() { return this.#rows.meta; }
-  publish(_c: MachineChange): Promise<void> { return Promise.resolve(); }
+  protected get rows(): StoreTx { return this.#rows; }
   onRemoteChange(_fn: (c: MachineChange) => void): () => void { return () => {}; }
 
   async #exclusive<T>(fn: () => Promise<T>): Promise<T> {

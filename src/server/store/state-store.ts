@@ -4,8 +4,8 @@
 // both backends pass the same suite (test/integration/state-store.test.ts).
 //
 // Each concern has its own rows class and file (machine-rows.ts, run-rows.ts, run-sample-rows.ts, log-rows.ts,
-// inventory-rows.ts, token-rows.ts, audit-rows.ts): a new table is a new file, a migration
-// (migrations.ts) and one line in StoreTx.
+// inventory-rows.ts, token-rows.ts, audit-rows.ts, image-rows.ts): a new table is a new file, a migration
+// (migrations.ts), one line in StoreTx, rowsOver and StoreOverRows.
 //
 // Concurrency: a transaction sees and writes a consistent state; two replicas reporting for one
 // machine serialize on its row (MachineRows.lock); a one-shot action is consumed by a conditional
@@ -15,6 +15,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { MachineChange } from '../machines/changes.ts';
 import { AuditRows } from './audit-rows.ts';
+import { ImageRows } from './image-rows.ts';
 import { InventoryRows } from './inventory-rows.ts';
 import { LogRows } from './log-rows.ts';
 import { MachineRows } from './machine-rows.ts';
@@ -36,6 +37,7 @@ export interface StoreTx {
   readonly tokens: TokenRows;
   readonly audit: AuditRows;
   readonly meta: MetaRows;
+  readonly images: ImageRows;
   /** tell the other replicas (after commit); this replica's own listeners are not called */
   publish(change: MachineChange): Promise<void>;
 }
@@ -57,8 +59,27 @@ export interface StateStore extends StoreTx {
 export function rowsOver(sql: Sql, publish: (c: MachineChange) => Promise<void>): StoreTx {
   return {
     machines: new MachineRows(sql), runs: new RunRows(sql), runSamples: new RunSampleRows(sql), trials: new TrialRows(sql), logs: new LogRows(sql),
-    inventory: new InventoryRows(sql), tokens: new TokenRows(sql), audit: new AuditRows(sql), meta: new MetaRows(sql), publish,
+    inventory: new InventoryRows(sql), tokens: new TokenRows(sql), audit: new AuditRows(sql), meta: new MetaRows(sql), images: new ImageRows(sql), publish,
   };
+}
+
+/**
+ * What both backends' stores share: the row classes of their own connection (outside any
+ * transaction), offered as the store's properties. A backend gives `rows`; the rest is here.
+ */
+export abstract class StoreOverRows {
+  protected abstract get rows(): StoreTx;
+  get machines(): MachineRows { return this.rows.machines; }
+  get runs(): RunRows { return this.rows.runs; }
+  get runSamples(): RunSampleRows { return this.rows.runSamples; }
+  get trials(): TrialRows { return this.rows.trials; }
+  get logs(): LogRows { return this.rows.logs; }
+  get inventory(): InventoryRows { return this.rows.inventory; }
+  get tokens(): TokenRows { return this.rows.tokens; }
+  get audit(): AuditRows { return this.rows.audit; }
+  get meta(): MetaRows { return this.rows.meta; }
+  get images(): ImageRows { return this.rows.images; }
+  publish(c: MachineChange): Promise<void> { return this.rows.publish(c); }
 }
 
 const insideTransaction = new AsyncLocalStorage<object>();
