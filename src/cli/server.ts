@@ -24,6 +24,10 @@ See README "booty server" and "Server API".
   --database URL      keep machines, runs, logs, tokens and the audit log in PostgreSQL instead of
                       DIR/booty.db, shared by any number of server replicas: postgres://USER[:PW]@HOST[:PORT]/DB
                       or postgres://USER@/DB?host=/socket/dir (README "Replicas on PostgreSQL")
+  --replica-url URL   with --database postgres://: this replica's own URL as the other replicas and the
+                      agents reach it (not the load balancer's); downloads of images in its directory
+                      are sent there from every replica (default: the --listen address, a wildcard
+                      one as this machine's host name)
   --listen HOST:PORT  address to listen on (default 0.0.0.0:3000; port 0 picks a free port)
   --token TOKEN       an operator token (unnamed; also from the environment variable BOOTY_TOKEN).
                       Named, revocable ones: "booty tokens add NAME --data DIR". Without any,
@@ -90,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
         data: { type: 'string' }, database: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
         token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, 'login-ttl': { type: 'string' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
-        'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' },
+        'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' }, 'replica-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' }, 'default-action': { type: 'string', default: 'inspect' }, 'no-gzip-index': { type: 'boolean' },
         p2p: { type: 'boolean' }, 'p2p-tracker': { type: 'string' }, 'p2p-every-deploy': { type: 'boolean' },
@@ -113,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
   if (defaultAction !== 'inspect' && defaultAction !== 'none' && defaultAction !== 'off') { process.stderr.write('booty server: --default-action must be inspect, none or off\n'); return 2; }
   const format = values['log-format'];
   if (format !== 'auto' && format !== 'json' && format !== 'human') { process.stderr.write('booty server: --log-format must be auto, json or human\n'); return 2; }
-  for (const k of ['boot-url', 'public-url'] as const) {
+  for (const k of ['boot-url', 'public-url', 'replica-url'] as const) {
     const v = values[k];
     if (v !== undefined && !/^https?:\/\/[^\s$]+$/.test(v)) { process.stderr.write(`booty server: --${k} must be an http(s) URL, got ${JSON.stringify(v)}\n`); return 2; }
   }
@@ -154,7 +158,7 @@ export async function run(argv: string[]): Promise<number> {
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       p2p: values.p2p === true || values['p2p-tracker'] !== undefined || values['p2p-every-deploy'] === true
         ? { trackerUrl: values['p2p-tracker'], everyDeploy: values['p2p-every-deploy'] === true } : undefined,
-      defaultAction,
+      defaultAction, replicaUrl: values['replica-url'],
       logRetention: {
         ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),
         ...(logMib === undefined ? {} : { maxBytesPerMachine: Math.round(Number(logMib) * (1 << 20)) }),

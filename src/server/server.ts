@@ -4,6 +4,7 @@
 //   booty.db                            machines, runs, logs, operator tokens (hashed), audit (SQLite via node:sqlite;
 //                                       with --database postgres://... all of it is in PostgreSQL instead: src/server/store/)
 //   secret                              the server's secret (0600): agent credentials and dashboard sessions derive from it
+//                                       (replicas on PostgreSQL: a copy of the one they share in the database)
 //   machines/<aa-bb-cc-dd-ee-ff>.json   declarative action per machine (booty, BOOTy or combined form)
 //   default.json                        optional action for machines without their own
 //   images/<name>                       images (downloads, uploads, captures)
@@ -22,6 +23,7 @@ import type { BootFiles } from './app.ts';
 import { loadDashboard } from './dashboard-assets.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
+import { SharedImageCatalog, defaultReplicaUrl } from './image-catalog.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
 import { loadP2p } from '../p2p/load.ts';
 import { UploadSessions } from './upload-sessions.ts';
@@ -32,7 +34,7 @@ import { DEFAULT_LOG_RETENTION } from './machines/run-recorder.ts';
 import type { LogRetention } from './machines/run-recorder.ts';
 import { ServerCounters } from './metrics.ts';
 import { TrustPolicy } from './http/access.ts';
-import { loadOrCreateSecret } from './trust/server-secret.ts';
+import { loadOrCreateSecret, loadSharedSecret } from './trust/server-secret.ts';
 import { OperatorTokens } from './trust/operator-tokens.ts';
 import { AuditLog } from './trust/audit-log.ts';
 import { createServerLog } from './server-log.ts';
@@ -68,6 +70,10 @@ export interface ServerOptions {
   gzipIndex?: boolean;
   /** how long and how much of each machine's log is kept (default: 30 days, 16 MiB per machine) */
   logRetention?: LogRetention;
+  /** replicas on PostgreSQL: this replica's own URL as the others and the agents reach it, where
+   *  the shared image catalog sends downloads of the images in its directory (--replica-url;
+   *  default: the listening address, a wildcard one as this machine's host name) */
+  replicaUrl?: string;
   /** what a machine with no action of its own and no default.json gets (--default-action):
    *  default `inspect` (report the hardware, wait for an operator); `off`: nothing (404, iPXE exit) */
   defaultAction?: 'inspect' | 'none' | 'off';
@@ -118,8 +124,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const uploads = new UploadSessions(images, { ttlMs: opts.uploadTtlMs });
   await uploads.init();
   const store = await openStateStore({ dataDir, database: opts.database });
+  // replicas share the catalog (image-catalog.ts); one server's directory is its whole catalog
+  const catalog = store.kind === 'postgres' ? new SharedImageCatalog(store, images) : undefined;
+  const syncCatalog = async () => {
+    if (catalog === undefined) return;
+    try {
+      const r = await catalog.sync();
+      if (r.conflicts.length > 0) log.warn('images held by another replica under the same name are not listed from here', { images: r.conflicts.join(',') });
+    } catch (e) { log.warn('could not update the shared image catalog', { error: (e as Error).message }); }
+  };
+  let secret: Buffer;
+  try {
+    // replicas share the database's (server-secret.ts); one server keeps its own in DIR/secret
+    secret = store.kind === 'postgres' ? await loadSharedSecret(join(dataDir, 'secret'), store) : await loadOrCreateSecret(join(dataDir, 'secret'));
+  } catch (e) {
+    await store.close().catch(() => {});
+    throw e;
+  }
   const trust = new TrustPolicy({
-    secret: await loadOrCreateSecret(join(dataDir, 'secret')), tokens: new OperatorTokens(store), token: opts.token,
+    secret, tokens: new OperatorTokens(store), token: opts.token,
     insecureOpen: opts.insecureOpen, metrics: opts.metrics, sessionTtlMs: opts.sessionTtlMs,
   });
   const defaultAction = opts.defaultAction ?? 'inspect';
@@ -150,6 +173,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const hashImages = () => {
     void images.importUnhashed().then((done) => {
       if (done.length > 0) { log.info('images hashed', { images: done.join(',') }); hub.imagesChanged(); }
+      void syncCatalog();
       // the BitTorrent metainfo, like the sha256: once per image version, in the background
       void metainfo?.scan();
       // gzip images get their access-point index (gzip-indexer.ts), one at a time, in the background
@@ -164,7 +188,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return r;
   };
 
-  const app = createApp({ images, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
+  const app = createApp({ images, catalog, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile },
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
@@ -186,6 +210,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  if (catalog !== undefined) catalog.self = opts.replicaUrl ?? defaultReplicaUrl(opts.tls === undefined ? 'http' : 'https', addr.address, addr.port);
   const sweeper = setInterval(() => {
     void images.sweep(STALE_TEMP_MS).catch(() => {});
     void uploads.expire().then((gone) => { if (gone.length > 0) log.info('expired uploads', { uploads: gone.join(',') }); }).catch(() => {});

@@ -5,6 +5,7 @@ import type { Dashboard } from '../dashboard-assets.ts';
 import type { EventStreamHub } from '../event-stream.ts';
 import type { GzipIndexer } from '../gzip-indexer.ts';
 import type { ImageStore } from '../image-store.ts';
+import type { SharedImageCatalog } from '../image-catalog.ts';
 import type { MachineStore } from '../machines/machine-store.ts';
 import type { ServerCounters } from '../metrics.ts';
 import type { ServerLog } from '../server-log.ts';
@@ -18,6 +19,8 @@ import type { torrentFile } from '../../p2p/metainfo.ts';
 
 export interface AppOptions {
   images: ImageStore;
+  /** replicas on PostgreSQL: the image catalog they share (image-catalog.ts); none on SQLite */
+  catalog?: SharedImageCatalog;
   /** builds and serves gzip access-point indexes; none: images are served without */
   indexer?: GzipIndexer;
   machines: MachineStore;

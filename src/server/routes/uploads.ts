@@ -73,6 +73,7 @@ function refuseOversize(app: AppContext, req: IncomingMessage): void {
 }
 
 async function refuseExisting(app: AppContext, name: string, overwrite: boolean, force: boolean): Promise<void> {
+  await app.catalog?.refuseHeldElsewhere(name);
   if (!overwrite && await app.images.exists(name)) throw new HttpError(409, `image "${name}" already exists; add ?overwrite=1 to replace it`);
   if (overwrite) await refuseInUse(app, name, force);
 }
@@ -93,9 +94,13 @@ function forced(r: AppRequest, bodyForce?: unknown): boolean {
   return r.principal.kind === 'operator' && (flag(r.url, 'force') || bodyForce === true);
 }
 
-/** A new image is in place: index it if it is gzip, tell the dashboards. */
-function imageStored(app: AppContext, m: { name: string; format: string }): void {
+/** A new image is in place: index it if it is gzip, list it in the replicas' catalog, tell the dashboards. */
+async function imageStored(app: AppContext, m: { name: string; format: string }): Promise<void> {
   if (m.format === 'gzip') app.indexer?.want(m.name);
+  // replicas: in the shared catalog before the upload is answered (the image is stored either way)
+  await app.catalog?.sync().then(
+    (r) => { if (r.conflicts.length > 0) app.log.warn('images held by another replica under the same name are not listed from here', { images: r.conflicts.join(',') }); },
+    (e: Error) => app.log.warn('could not update the shared image catalog', { error: e.message }));
   app.hub?.imagesChanged();
 }
 
@@ -104,8 +109,8 @@ function publicMeta(m: { name: string; size: number; sha256: string; format: str
 }
 
 /** Answer for an image now stored (every form of upload ends here). */
-function stored(r: AppRequest, status: number, meta: Parameters<typeof publicMeta>[0]): void {
-  imageStored(r.app, meta);
+async function stored(r: AppRequest, status: number, meta: Parameters<typeof publicMeta>[0]): Promise<void> {
+  await imageStored(r.app, meta);
   note(r.res, 'stored', meta.name);
   sendJson(r.res, status, publicMeta(meta));
 }
@@ -128,7 +133,7 @@ async function putImage(r: AppRequest): Promise<void> {
   }
   // the sha256 may come as a header or, for a chunked body, as a trailer
   const trailerSha = sha256Param(req.trailers['x-booty-sha256'], 'trailer X-Booty-Sha256');
-  stored(r, 201, await app.images.commit(name, received, {
+  await stored(r, 201, await app.images.commit(name, received, {
     expectSha256: headerSha ?? trailerSha, overwrite, uncompressedSize, via: 'put', remote: remoteOf(req), machine: await captureMachine(r, name),
   }));
 }
@@ -143,10 +148,11 @@ async function commitImage(r: AppRequest): Promise<void> {
   const sha = sha256Param(body.sha256, 'field "sha256" of the commit');
   if (sha === undefined) throw new HttpError(400, 'field "sha256" of the commit is required');
   const uncompressedSize = body.uncompressedSize === undefined ? undefined : optionalSize(String(body.uncompressedSize), 'field "uncompressedSize"');
+  await app.catalog?.refuseHeldElsewhere(name);
   if (flag(url, 'overwrite')) await refuseInUse(app, name, forced(r));
   const pending = await app.images.pending(name, id);
   if (pending === undefined) throw new HttpError(404, `no upload "${id}" of "${name}" to commit (never received, failed, or already committed)`);
-  stored(r, 200, await app.images.commit(name, pending, {
+  await stored(r, 200, await app.images.commit(name, pending, {
     expectSha256: sha, expectSize: body.size, overwrite: flag(url, 'overwrite'), uncompressedSize, via: 'commit', remote: remoteOf(req),
     machine: await captureMachine(r, name),
   }));
@@ -173,7 +179,7 @@ async function multipartUpload(r: AppRequest): Promise<void> {
       while (await reader.nextPart() !== null) { /* drain the rest */ }
     } catch (e) { await app.images.discard(received); throw e; }
     note(res, 'received', received.size);
-    stored(r, 200, await app.images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? await captureMachine(r, name) }));
+    await stored(r, 200, await app.images.commit(name, received, { overwrite, via: 'multipart', remote: remoteOf(req), machine: fromName ?? await captureMachine(r, name) }));
     return;
   }
   throw new HttpError(400, 'no file in form field "BootyImage"');
@@ -188,6 +194,7 @@ async function createSession(r: AppRequest): Promise<void> {
   if (typeof body.name !== 'string') throw new HttpError(400, 'field "name" (the image name) is required');
   const name = checkedImageName(body.name);
   await uploadingMachine(r, name);
+  await app.catalog?.refuseHeldElsewhere(name);
   if (body.overwrite !== undefined && typeof body.overwrite !== 'boolean') throw new HttpError(400, 'field "overwrite" must be true or false');
   if (body.overwrite === true) await refuseInUse(app, name, forced(r, body.force));
   const size = body.size === undefined ? undefined : optionalSize(String(body.size), 'field "size"');
@@ -244,7 +251,7 @@ async function commitSession(r: AppRequest): Promise<void> {
   // checked again at the end: an action may have started deploying the name since the upload began
   const session = (await app.uploads.get(id))?.session;
   if (session?.overwrite === true) await refuseInUse(app, session.name, forced(r, body.force));
-  stored(r, 200, await app.uploads.commit(id, {
+  await stored(r, 200, await app.uploads.commit(id, {
     size: body.size as number, sha256: sha, parts: body.parts as number, uncompressedSize, via: 'parts', remote: remoteOf(req),
     machine: r.principal.kind === 'agent' ? r.principal.mac : macHeader(req),
   }));
