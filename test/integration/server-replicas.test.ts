@@ -5,9 +5,14 @@
 // show on A, and a one-shot deploy reported done through B is not served again by A. Last, A is
 // killed with SIGKILL in the middle of a deploy behind a failover proxy (a load balancer's job):
 // what the agent's reporter got answers for is kept, and its reports go on through B.
+// The image catalog is shared: an image uploaded through A is listed by B and its download
+// through B is redirected to A's copy (bit-exact, its sha256). The server secret is shared
+// through the database: a third replica without DIR/secret takes it, one with a different
+// DIR/secret refuses to start.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +22,7 @@ import { startBootyServer } from '../helpers/booty-server-process.ts';
 import type { BootyServerProcess } from '../helpers/booty-server-process.ts';
 import { runBooty } from '../helpers/booty-cli.ts';
 import { createReporter } from '../../src/report/client.ts';
+import { openImage } from '../../src/image/source/fetch.ts';
 import { postgresPresent, startPostgres } from '../helpers/postgres.ts';
 import type { TestPostgres } from '../helpers/postgres.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
@@ -175,6 +181,85 @@ describe('booty server replicas on one PostgreSQL', { skip }, () => {
       const served = await (await fetch(`${s.url}/${MAC}`)).json() as { booty?: { action: string }; action?: string };
       assert.equal(served.booty?.action ?? served.action, 'none', `${s.url} serves the consumed one-shot action as none`);
     }
+  });
+
+  it("an image uploaded through A is listed by B (size, sha256, format, holder) and served through B bit-exact; B's stream hears of it", async () => {
+    // a zstd image made by the real zstd from incompressible and repetitive halves
+    const work = await mkdtemp(join(tmpdir(), 'booty-replica-img-'));
+    dirs.push(work);
+    await writeFile(join(work, 'fleet.raw'), Buffer.concat([randomBytes(3 << 20), Buffer.alloc(2 << 20, 0x5a)]));
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('zstd', ['-q', '-3', join(work, 'fleet.raw'), '-o', join(work, 'fleet.img.zst')]);
+    const bytes = await readFile(join(work, 'fleet.img.zst'));
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const stream = await openStream(b.url, token);
+    try {
+      const put = await fetch(`${a.url}/images/fleet.img.zst`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'x-booty-sha256': sha256 }, body: bytes });
+      assert.equal(put.status, 201, await put.text());
+      await stream.waitFor(/event: images\n/);
+    } finally { stream.close(); }
+    const listed = (await (await op(b.url, '/api/images')).json() as { images: { name: string; size: number; sha256?: string; format?: string; heldBy?: string; uncompressedSize?: number }[] }).images;
+    const entry = listed.find((i) => i.name === 'fleet.img.zst');
+    assert.ok(entry !== undefined, JSON.stringify(listed));
+    assert.equal(entry.size, bytes.length);
+    assert.equal(entry.sha256, sha256);
+    assert.equal(entry.format, 'zstd');
+    assert.equal(entry.uncompressedSize, 5 << 20);
+    assert.equal(entry.heldBy, a.url);
+    // B answers with a redirect to A's copy...
+    const moved = await fetch(`${b.url}/images/fleet.img.zst`, { redirect: 'manual' });
+    assert.equal(moved.status, 307);
+    assert.equal(moved.headers.get('location'), `${a.url}/images/fleet.img.zst`);
+    assert.equal(moved.headers.get('x-image-sha256'), sha256);
+    // ...which a client follows to the bytes, whole and by Range
+    const got = Buffer.from(await (await fetch(`${b.url}/images/fleet.img.zst`)).arrayBuffer());
+    assert.equal(createHash('sha256').update(got).digest('hex'), sha256);
+    const part = await fetch(`${b.url}/images/fleet.img.zst`, { headers: { range: 'bytes=1000-1999' } });
+    assert.equal(part.status, 206);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), bytes.subarray(1000, 2000));
+    // the agent's own download client (src/image/source/fetch.ts) through B, from the start and resumed
+    const whole = await openImage(`${b.url}/images/fleet.img.zst`);
+    const hash = createHash('sha256');
+    for await (const c of whole.body) hash.update(c as Buffer);
+    assert.equal(hash.digest('hex'), sha256);
+    assert.equal(whole.sha256, sha256, 'the sha256 the agent checks against');
+    assert.equal(whole.imageSize, 5 << 20);
+    const resumed = await openImage(`${b.url}/images/fleet.img.zst`, { start: bytes.length - 4096, ifRange: whole.etag });
+    const tail: Buffer[] = [];
+    for await (const c of resumed.body) tail.push(c as Buffer);
+    assert.equal(resumed.rangeStart, bytes.length - 4096);
+    assert.deepEqual(Buffer.concat(tail), bytes.subarray(bytes.length - 4096));
+  });
+
+  it('an image name another replica holds: B refuses an upload under it and its deletion; deleted through A it leaves the catalog', async () => {
+    const put = await fetch(`${b.url}/images/fleet.img.zst?overwrite=1&force=1`, { method: 'PUT', headers: { authorization: `Bearer ${token}` }, body: Buffer.from('other bytes') });
+    assert.equal(put.status, 409);
+    assert.match(await put.text(), new RegExp(`held by replica ${a.url.replace(/[.:/]/g, '\\$&')}`));
+    const delB = await op(b.url, '/api/images/fleet.img.zst', { method: 'DELETE' });
+    assert.equal(delB.status, 409);
+    assert.match(await delB.text(), /held by replica .*delete it through that replica/);
+    assert.equal((await op(a.url, '/api/images/fleet.img.zst', { method: 'DELETE' })).status, 200);
+    const listed = (await (await op(b.url, '/api/images')).json() as { images: { name: string }[] }).images;
+    assert.deepEqual(listed.filter((i) => i.name === 'fleet.img.zst'), []);
+    assert.equal((await fetch(`${b.url}/images/fleet.img.zst`, { redirect: 'manual' })).status, 404);
+  });
+
+  it('the server secret is shared through the database: a replica without DIR/secret takes it; one with another secret refuses to start', async () => {
+    const dirC = await mkdtemp(join(tmpdir(), 'booty-replica-c-'));
+    const dirD = await mkdtemp(join(tmpdir(), 'booty-replica-d-'));
+    dirs.push(dirC, dirD);
+    const c = await startBootyServer({ dataDir: dirC, args: ['--database', pg.url('booty')] });
+    try {
+      assert.equal(await readFile(join(dirC, 'secret'), 'utf8'), await readFile(join(a.dataDir, 'secret'), 'utf8'), "C's DIR/secret is the shared one");
+      // an agent credential A hands out is valid on C
+      const credential = ((await (await op(a.url, `/api/machines/${MAC}/credential`)).json()) as { credential: string }).credential;
+      const post = await fetch(`${c.url}/api/machines/${MAC}/events`, { method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' }, body: '[]' });
+      assert.equal(post.status, 200, await post.text());
+    } finally { await c.close(); }
+    await writeFile(join(dirD, 'secret'), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
+    const refused = await startBootyServer({ dataDir: dirD, args: ['--database', pg.url('booty')] }).then(() => undefined, (e: Error) => e.message);
+    assert.ok(refused !== undefined, 'a replica with another secret must not start');
+    assert.match(refused, /cannot start: .*secret holds a different secret than the replicas sharing postgres:\/\/.*Move .* away/);
   });
 
   it('a replica killed with SIGKILL mid-deploy: what the agent got answers for is kept, its reports go on through the other', async () => {

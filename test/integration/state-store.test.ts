@@ -297,6 +297,31 @@ for (const b of backends) {
       assert.equal(await store.trials.get(m), undefined);
     });
 
+    it('images: a holder adds and updates its rows; another holder never overwrites or removes them', async () => {
+      const row = { name: 'ubuntu.img.zst', size: 1234, sha256: 'ab'.repeat(32), format: 'zstd', uncompressedSize: 5000, storedAt: T0, via: 'put', url: 'http://a:3000/images/ubuntu.img.zst', holder: 'http://a:3000' };
+      assert.equal(await store.images.put(row), true);
+      assert.deepEqual(await store.images.get(row.name), { ...row, machine: undefined });
+      assert.equal(await store.transaction((tx) => tx.images.put({ ...row, size: 1300, sha256: 'cd'.repeat(32) })), true, 'its holder updates it');
+      assert.equal((await store.images.get(row.name))?.size, 1300);
+      const fromB = { ...row, sha256: 'ef'.repeat(32), url: 'http://b:3000/images/ubuntu.img.zst', holder: 'http://b:3000' };
+      assert.equal(await store.images.put(fromB), false, 'another holder does not take the name');
+      assert.equal((await store.images.get(row.name))?.holder, 'http://a:3000');
+      assert.equal(await store.images.remove(row.name, 'http://b:3000'), false);
+      await store.images.put({ ...fromB, name: 'debian.img' });
+      assert.deepEqual((await store.images.list()).map((r) => [r.name, r.holder]), [['debian.img', 'http://b:3000'], ['ubuntu.img.zst', 'http://a:3000']]);
+      assert.deepEqual(await store.images.heldBy('http://a:3000'), ['ubuntu.img.zst']);
+      assert.equal(await store.images.remove(row.name, 'http://a:3000'), true);
+      assert.equal(await store.images.get(row.name), undefined);
+      assert.deepEqual(await store.images.heldBy('http://a:3000'), []);
+    });
+
+    it('meta.claim: the first value written stays, also when several claim at once', async () => {
+      const values = await Promise.all(['one', 'two', 'three', 'four'].map((v) => store.meta.claim('claimed-key', v)));
+      assert.equal(new Set(values).size, 1, JSON.stringify(values));
+      assert.equal(await store.meta.claim('claimed-key', 'five'), values[0]);
+      assert.equal(await store.meta.get('claimed-key'), values[0]);
+    });
+
     it('a transaction that throws leaves nothing behind', async () => {
       const m = mac(9);
       await assert.rejects(store.transaction(async (tx) => {
@@ -570,12 +595,14 @@ describe('replicas: several stores on one PostgreSQL database', { skip: pgSkip }
     try {
       feedA.emit({ type: 'machine', mac: mac(600) });
       feedB.emit({ type: 'log', mac: mac(601), lines: ['x'] });
+      // the image catalog's change (image-catalog.ts publishes it) travels the same way
+      feedA.emit({ type: 'images' });
       const deadline = Date.now() + 10_000;
-      while ((onA.length < 2 || onB.length < 2) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      while ((onA.length < 3 || onB.length < 3) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
       // long enough for an echo to come back if there were one
       await new Promise((ok) => setTimeout(ok, 300));
-      assert.deepEqual(onB, [{ type: 'log', mac: mac(601), lines: ['x'] }, { type: 'machine', mac: mac(600) }]);
-      assert.deepEqual(onA, [{ type: 'machine', mac: mac(600) }, { type: 'log', mac: mac(601), lines: ['x'] }]);
+      assert.deepEqual(onB, [{ type: 'log', mac: mac(601), lines: ['x'] }, { type: 'machine', mac: mac(600) }, { type: 'images' }]);
+      assert.deepEqual(onA, [{ type: 'machine', mac: mac(600) }, { type: 'log', mac: mac(601), lines: ['x'] }, { type: 'images' }]);
       assert.deepEqual(errors, []);
     } finally { offA(); offB(); offRelayA(); offRelayB(); }
   });
