@@ -3,10 +3,12 @@
 // on 127.0.0.1, trust authentication (nothing but this machine's loopback and the socket reach
 // it). The server refuses to run as root, so under root initdb and pg_ctl run as the `postgres`
 // user through runuser. stop() kills it and deletes everything, also after a failed test.
+// With `ssl` (a certificate and key, PEM) the cluster serves TLS (ssl = on) and accepts TCP
+// connections over TLS only (pg_hba hostssl), so a client that connects did use TLS.
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -42,14 +44,16 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(opts: { ssl?: { certFile: string; keyFile: string } } = {}): Promise<TestPostgres> {
   const asRoot = process.getuid?.() === 0;
   const as = (cmd: string, args: string[]) => asRoot ? run('runuser', ['-u', 'postgres', '--', cmd, ...args]) : run(cmd, args);
   const top = await mkdtemp(join(tmpdir(), 'booty-pg-'));
+  let owner: { uid: number; gid: number } | undefined;
   if (asRoot) {
     const { stdout } = await run('id', ['-u', 'postgres']);
     const { stdout: gid } = await run('id', ['-g', 'postgres']);
-    await chown(top, Number(stdout.trim()), Number(gid.trim()));
+    owner = { uid: Number(stdout.trim()), gid: Number(gid.trim()) };
+    await chown(top, owner.uid, owner.gid);
   }
   const data = join(top, 'data');
   const logFile = join(top, 'server.log');
@@ -61,11 +65,23 @@ export async function startPostgres(): Promise<TestPostgres> {
   };
   try {
     await as(join(PG_BIN, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+    let sslOpts = '';
+    if (opts.ssl !== undefined) {
+      // the server reads its key only when the key belongs to it and no one else may read it
+      const cert = join(top, 'server.crt');
+      const key = join(top, 'server.key');
+      await copyFile(opts.ssl.certFile, cert);
+      await copyFile(opts.ssl.keyFile, key);
+      await chmod(key, 0o600);
+      if (owner !== undefined) { await chown(cert, owner.uid, owner.gid); await chown(key, owner.uid, owner.gid); }
+      await writeFile(join(data, 'pg_hba.conf'), 'local all all trust\nhostssl all all 127.0.0.1/32 trust\n');
+      sslOpts = ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`;
+    }
     // A port taken between freePort() and the server's bind makes pg_ctl fail: try a few.
     let port = 0;
     for (let attempt = 0; ; attempt++) {
       port = await freePort();
-      const opts = `-k ${top} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`;
+      const opts = `-k ${top} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100${sslOpts}`;
       try {
         await as(join(PG_BIN, 'pg_ctl'), ['-D', data, '-l', logFile, '-o', opts, '-w', '-t', '60', 'start']);
         started = true;

@@ -12,6 +12,8 @@
 // - Schema: migrations.ts, applied at open under pg_advisory_xact_lock.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import postgres from 'postgres';
 import type { MachineChange } from '../machines/changes.ts';
 import { LATEST_SCHEMA, MIGRATIONS, SCHEMA_LOCK, newerSchemaError } from './migrations.ts';
@@ -73,6 +75,30 @@ export function notificationPayload(origin: string, c: MachineChange): string {
   return text;
 }
 
+/** Node's codes for a certificate it does not trust (tls.connect's verification). */
+const TLS_REFUSALS = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED', 'CERT_UNTRUSTED',
+]);
+
+/** What the client's TLS does for the URL's sslmode (postgres-url.ts); the CA file is read here, before connecting. */
+function tlsOptions(target: PostgresTarget): ConnectionOptions | false {
+  if (target.tls === undefined) return false;
+  // require: encrypted, the certificate not checked (libpq's require without a root certificate)
+  if (target.tls.mode === 'require') return { rejectUnauthorized: false };
+  let ca: Buffer | undefined;
+  if (target.tls.rootCert !== 'system') {
+    try { ca = readFileSync(target.tls.rootCert!); } catch (e) {
+      throw new Error(`database ${target.where}: cannot read sslrootcert ${target.tls.rootCert}: ${(e as Error).message}`);
+    }
+  }
+  return {
+    rejectUnauthorized: true, ...(ca === undefined ? {} : { ca }),
+    // verify-ca: signed by the CA, whatever host name it carries
+    ...(target.tls.mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+  };
+}
+
 export class PostgresStore extends StoreOverRows implements StateStore {
   readonly kind = 'postgres' as const;
   readonly where: string;
@@ -91,9 +117,10 @@ export class PostgresStore extends StoreOverRows implements StateStore {
 
   /** Connect, migrate (under the advisory lock) and start listening for other replicas' changes. */
   static async open(target: PostgresTarget, opts: { max?: number } = {}): Promise<PostgresStore> {
+    const ssl = tlsOptions(target);
     const sql = postgres({
       host: target.host, port: target.port, path: target.path, database: target.database,
-      username: target.user, password: target.password, max: opts.max ?? 10,
+      username: target.user, password: target.password, max: opts.max ?? 10, ssl,
       connect_timeout: 10, onnotice: () => {}, connection: { application_name: 'booty-server' },
     });
     const store = new PostgresStore(target, sql);
@@ -103,6 +130,11 @@ export class PostgresStore extends StoreOverRows implements StateStore {
       store.#unlisten = l.unlisten;
     } catch (e) {
       await sql.end({ timeout: 1 }).catch(() => {});
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (target.tls !== undefined && (TLS_REFUSALS.has(code) || code.startsWith('ERR_TLS_'))) {
+        throw new Error(`database ${target.where}: the server's TLS certificate is not trusted (sslmode=${target.tls.mode}${target.tls.rootCert === undefined ? '' : `, sslrootcert=${target.tls.rootCert}`}): ${(e as Error).message}; nothing was sent to it. Give the CA that signed the server's certificate as sslrootcert`);
+      }
+      if (code === 'SSL_NOT_SUPPORTED') throw new Error(`database ${target.where}: the server does not offer TLS (ssl = off in its postgresql.conf) and sslmode=${target.tls?.mode} requires it`);
       throw new Error(`database ${target.where}: ${(e as Error).message}`);
     }
     return store;
