@@ -132,7 +132,8 @@ export class PostgresStore extends StoreOverRows implements StateStore {
       await sql.end({ timeout: 1 }).catch(() => {});
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (target.tls !== undefined && (TLS_REFUSALS.has(code) || code.startsWith('ERR_TLS_'))) {
-        throw new Error(`database ${target.where}: the server's TLS certificate is not trusted (sslmode=${target.tls.mode}${target.tls.rootCert === undefined ? '' : `, sslrootcert=${target.tls.rootCert}`}): ${(e as Error).message}; nothing was sent to it. Give the CA that signed the server's certificate as sslrootcert`);
+        // (Node's own hint after the ';' names a Node.js flag, not something a booty operator sets)
+        throw new Error(`database ${target.where}: the server's TLS certificate is not trusted (sslmode=${target.tls.mode}${target.tls.rootCert === undefined ? '' : `, sslrootcert=${target.tls.rootCert}`}): ${(e as Error).message.split(';')[0]}; nothing was sent to it. Give the CA that signed the server's certificate as sslrootcert`);
       }
       if (code === 'SSL_NOT_SUPPORTED') throw new Error(`database ${target.where}: the server does not offer TLS (ssl = off in its postgresql.conf) and sslmode=${target.tls?.mode} requires it`);
       throw new Error(`database ${target.where}: ${(e as Error).message}`);
