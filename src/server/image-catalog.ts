@@ -13,6 +13,9 @@
 // A replica writes and removes only its own rows; a name another replica holds is refused for
 // upload here (409), and when two uploads of one name race through two replicas the first row
 // written keeps the name (the other's copy stays unlisted, `conflicts` names it for the log).
+// A copy with the same sha256 is no conflict: it is served where it is, listed once. Every
+// replica syncs again when it hears of another's catalog change, so when the holder of a name
+// deletes its copy, a replica with a copy of its own takes the name over.
 
 import { hostname } from 'node:os';
 import type { ImageStore } from './image-store.ts';
@@ -78,6 +81,8 @@ export class SharedImageCatalog {
       };
       const was = known.get(i.name);
       if (was !== undefined && sameRow(was, row)) continue;
+      // the same bytes under the same name on two replicas (copied to both) are one image, listed once
+      if (was !== undefined && was.holder !== this.self && was.sha256 === row.sha256) continue;
       if (await this.#store.images.put(row)) changed = true; else conflicts.push(i.name);
     }
     const here = new Set(local.map((i) => i.name));

@@ -211,6 +211,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   if (catalog !== undefined) catalog.self = opts.replicaUrl ?? defaultReplicaUrl(opts.tls === undefined ? 'http' : 'https', addr.address, addr.port);
+  // another replica's catalog change may free a name this one holds a copy of (image-catalog.ts)
+  const offCatalog = catalog === undefined ? () => {} : store.onRemoteChange((c) => { if (c.type === 'images') void syncCatalog(); });
   const sweeper = setInterval(() => {
     void images.sweep(STALE_TEMP_MS).catch(() => {});
     void uploads.expire().then((gone) => { if (gone.length > 0) log.info('expired uploads', { uploads: gone.join(',') }); }).catch(() => {});
@@ -229,6 +231,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       indexer.stop();
       metainfo?.stop();
       rackTracker?.close();
+      offCatalog();
       hub.close();
       await new Promise<void>((ok) => { server.close(() => ok()); server.closeIdleConnections(); });
       machines.close();

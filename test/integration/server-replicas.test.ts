@@ -244,6 +244,32 @@ describe('booty server replicas on one PostgreSQL', { skip }, () => {
     assert.equal((await fetch(`${b.url}/images/fleet.img.zst`, { redirect: 'manual' })).status, 404);
   });
 
+  it('the same image copied by hand onto both replicas is listed once and served where it is; deleted on its holder, the other copy takes the name', async () => {
+    const bytes = randomBytes(256 << 10);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    type Listed = { name: string; sha256?: string; heldBy?: string };
+    const listOf = async (url: string) => (await (await op(url, '/api/images')).json() as { images: Listed[] }).images.filter((i) => i.name === 'copied.img');
+    const until = async (what: string, ok: () => Promise<boolean>) => {
+      for (let i = 0; i < 200 && !await ok(); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(await ok(), what);
+    };
+    await writeFile(join(a.dataDir, 'images', 'copied.img'), bytes);
+    assert.equal((await op(a.url, '/api/reload', { method: 'POST' })).status, 200);
+    await until('A hashed its copy and B lists it as held by A', async () => (await listOf(b.url))[0]?.heldBy === a.url);
+    await writeFile(join(b.dataDir, 'images', 'copied.img'), bytes);
+    assert.equal((await op(b.url, '/api/reload', { method: 'POST' })).status, 200);
+    await until('B hashed its own copy', async () => (await listOf(b.url))[0]?.sha256 === sha256);
+    assert.deepEqual((await listOf(a.url)).map((i) => i.heldBy), [a.url], 'one entry, no conflict');
+    assert.equal((await fetch(`${b.url}/images/copied.img`, { redirect: 'manual' })).status, 200, 'B serves its own copy');
+    assert.ok(!b.stderr().includes('not listed from here'), 'the same sha256 is not reported as a conflict');
+    assert.equal((await op(a.url, '/api/images/copied.img', { method: 'DELETE' })).status, 200);
+    await until("A lists B's copy once A's is gone", async () => (await listOf(a.url))[0]?.heldBy === b.url);
+    const moved = await fetch(`${a.url}/images/copied.img`, { redirect: 'manual' });
+    assert.equal(moved.status, 307);
+    assert.equal(moved.headers.get('location'), `${b.url}/images/copied.img`);
+    assert.deepEqual(Buffer.from(await (await fetch(`${a.url}/images/copied.img`)).arrayBuffer()), bytes);
+  });
+
   it('the server secret is shared through the database: a replica without DIR/secret takes it; one with another secret refuses to start', async () => {
     const dirC = await mkdtemp(join(tmpdir(), 'booty-replica-c-'));
     const dirD = await mkdtemp(join(tmpdir(), 'booty-replica-d-'));
