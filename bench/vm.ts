@@ -8,7 +8,8 @@
 //
 // Options: --cpus 1,2 (default both), --image plain|lvm (default plain), --runs N (default 1),
 // --only booty|busybox, --until first-byte (stop each VM once its first bytes are written),
-// --booty-initrd FILE (another build of booty's initramfs, e.g. an older commit's, to compare).
+// --booty-initrd FILE (another build of booty's initramfs, e.g. an older commit's, to compare),
+// --append 'WORDS' (more kernel command-line words for both), --loud (no `quiet`).
 // Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -45,7 +46,7 @@ async function main(): Promise<number> {
     args: process.argv.slice(2).filter((a) => a !== 'vm'),
     options: {
       cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
-      until: { type: 'string' }, 'booty-initrd': { type: 'string' },
+      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false },
     },
   });
   if (process.getuid?.() !== 0) { log('bench vm: needs root (network namespace, tap, QEMU)'); return 2; }
@@ -60,6 +61,10 @@ async function main(): Promise<number> {
   const accel = await detectAccel(built.kernel);
   log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
   const untilFirstByte = values.until === 'first-byte';
+  // --loud: every kernel message on the serial console (it costs boot time under TCG: measure it)
+  const consoleArgs = values.loud ? 'console=ttyS0' : 'console=ttyS0 quiet';
+  const extra = values.append === '' ? '' : ` ${values.append}`;
+  const loadAtStart = os.loadavg();
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-bench-vm-'));
   // copies of the kernel and booty's initramfs: the shared build cache drops builds of other
@@ -95,9 +100,9 @@ async function main(): Promise<number> {
           let append: string;
           if (agent === 'booty') {
             lab.setAction(mac, { action: 'deploy', image: url, sha256: image.sha256.gz, grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff' });
-            append = `console=ttyS0 quiet ${lab.agentArgs(mac)} booty.countdown=0`;
+            append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${extra}`;
           } else {
-            append = `console=ttyS0 quiet BBURL=${url}`;
+            append = `${consoleArgs} BBURL=${url}${extra}`;
           }
           log(`bench vm: ${agent}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
           const started = Date.now();
@@ -135,13 +140,14 @@ async function main(): Promise<number> {
   } finally {
     await cleanup();
   }
-  process.stdout.write(report(results, image.size, accel));
+  process.stdout.write(report(results, image.size, accel, loadAtStart, `${consoleArgs}${extra}`));
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-function report(results: Run[], rawBytes: number, accel: string): string {
+function report(results: Run[], rawBytes: number, accel: string, loadAtStart: number[], cmdline: string): string {
   const lines: string[] = [];
-  lines.push(`# VM deploy: seconds since kernel start (QEMU ${accel}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, host load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+  const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
+  lines.push(`# VM deploy: seconds since kernel start (QEMU ${accel}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, host load ${load(loadAtStart)} at the start, ${load(os.loadavg())} at the end; kernel command line: ${cmdline} ...)`);
   lines.push(`| agent | vCPUs | ${PHASES.join(' | ')} | MB/s (raw, first byte -> written) | ok |`);
   lines.push(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|`);
   for (const r of results) {

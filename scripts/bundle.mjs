@@ -14,7 +14,7 @@
 import { build } from 'esbuild';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ENTRY_SUFFIX = '-worker-entry.ts';
@@ -99,6 +99,21 @@ export const embedP2p = {
   },
 };
 
+/** Replaces src/config/schema-compile.ts (ajv compiling each schema at run time) with the
+ *  validators ajv generated from the same schemas now (src/build/schema-standalone.ts): the
+ *  bundle neither carries nor runs ajv's compiler. */
+export const standaloneSchemas = {
+  name: 'booty-standalone-schemas',
+  setup(b) {
+    const placeholder = path.join(root, 'src', 'config', 'schema-compile.ts');
+    b.onLoad({ filter: /[\\/]schema-compile\.ts$/ }, async (args) => {
+      if (args.path !== placeholder) return undefined;
+      const { standaloneValidatorsCode } = await import(pathToFileURL(path.join(root, 'src', 'build', 'schema-standalone.ts')).href);
+      return { contents: standaloneValidatorsCode(), loader: 'js', resolveDir: path.dirname(placeholder) };
+    });
+  },
+};
+
 /** 'cjs' for a .cjs output file, else 'esm'. */
 export function formatFor(outfile) {
   return outfile.endsWith('.cjs') ? 'cjs' : 'esm';
@@ -115,7 +130,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
     platform: 'node',
     target: 'node26',
     external: ['koffi'],
-    plugins: [embedWorkers, embedP2p],
+    plugins: [embedWorkers, embedP2p, standaloneSchemas],
     ...(format === 'esm'
       ? {
         // CommonJS dependencies (undici, ajv, tar-stream) call require() for Node built-ins; an

@@ -6,10 +6,14 @@
 export interface PhaseSpec { name: string; re: RegExp }
 
 /** The phases in the order the report prints them; a missing one is undefined. */
-export const PHASES = ['init', 'agent', 'modules', 'link', 'lease', 'action', 'first byte', 'written', 'done'] as const;
+export const PHASES = ['unpacked', 'init', 'agent', 'modules', 'link', 'lease', 'action', 'first byte', 'written', 'done'] as const;
 export type PhaseName = typeof PHASES[number];
 
+// 'unpacked': the kernel finished unpacking the initramfs ("Freeing initrd memory"): a time
+// inside the line (group 1), since the line itself is printed later (booty's line from
+// /dev/kmsg, src/agent/kernel-timeline.ts; busybox's /init runs dmesg).
 export const bootyPhases: Record<PhaseName, RegExp> = {
+  unpacked: /booty: kernel: initramfs unpacked [\d.]+ -> ([\d.]+) s/,
   init: /booty: \/init: node \S+ started/,
   agent: /booty: step 1\/7/,
   modules: /booty: hardware: \d+ modules loaded/,
@@ -22,6 +26,7 @@ export const bootyPhases: Record<PhaseName, RegExp> = {
 };
 
 export const busyboxPhases: Record<PhaseName, RegExp> = {
+  unpacked: /^\s*\[\s*(\d+\.\d+)\] Freeing initrd memory/,
   init: /bb: init started/,
   agent: /bb: init started/,
   modules: /bb: modules loaded/,
@@ -33,14 +38,15 @@ export const busyboxPhases: Record<PhaseName, RegExp> = {
   done: /\] reboot: (Restarting system|Power down)/,
 };
 
-/** Seconds since kernel start of the first console line matching each phase. */
+/** Seconds since kernel start of the first console line matching each phase (the regex's group 1 when it has one). */
 export function phaseTimes(console: string, spec: Record<PhaseName, RegExp>): Partial<Record<PhaseName, number>> {
   const lines = console.split(/\r?\n/);
   const out: Partial<Record<PhaseName, number>> = {};
   for (const p of PHASES) {
     const line = lines.find((l) => spec[p].test(l));
-    const m = line === undefined ? null : /^\s*\[\s*(\d+(?:\.\d+)?)\]/.exec(line);
-    if (m !== null) out[p] = Number(m[1]);
+    if (line === undefined) continue;
+    const m = spec[p].exec(line)?.[1] !== undefined ? spec[p].exec(line) : /^\s*\[\s*(\d+(?:\.\d+)?)\]/.exec(line);
+    if (m !== null && m[1] !== undefined) out[p] = Number(m[1]);
   }
   return out;
 }

@@ -29,6 +29,7 @@ import { collectInventory, summarizeInventory } from '../inventory/collect.ts';
 import { reportLldpNeighbors } from '../inventory/lldp.ts';
 import { mountEfivars } from './efivars.ts';
 import { waitForOperator } from './inspect-wait.ts';
+import { describeKernelTimeline, parseKernelTimeline, readKmsg } from './kernel-timeline.ts';
 
 const totalSteps = 7;
 
@@ -120,6 +121,8 @@ class Agent {
     this.log.info(`booty ${process.version === '' ? '' : `on node ${process.version} `}as PID ${process.pid}`);
     for (const m of early.messages) this.log.info(m);
     for (const p of early.problems) this.log.error(p);
+    const kernel = describeKernelTimeline(parseKernelTimeline(readKmsg()));
+    if (kernel !== undefined) this.log.info(kernel);
     startReaper({ onReap: (n) => this.log.debug(`reaped ${n} orphaned process${n === 1 ? '' : 'es'}`) });
 
     // 2

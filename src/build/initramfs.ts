@@ -86,7 +86,7 @@ export async function buildInitramfs(o: BuildOptions): Promise<BuildResult> {
 
   // 3. outputs
   await mkdir(o.outDir, { recursive: true });
-  const ext = o.compression === 'zstd' ? '.zst' : o.compression === 'gzip' ? '.gz' : '';
+  const ext = o.compression === 'zstd' ? '.zst' : o.compression === 'gzip' ? '.gz' : o.compression === 'lz4' ? '.lz4' : '';
   const archive = path.join(o.outDir, `booty.cpio${ext}`);
   o.log(`writing ${path.relative(o.root, archive) || archive} (${o.compression}${o.compression === 'none' ? '' : ` level ${o.level}`})`);
   const written = await writeCompressed(writeCpio(tree.toCpioEntries(), { mtime: o.mtime }), archive, o.compression, o.level);

@@ -16,8 +16,9 @@ xfsprogs, util-linux, kernel modules) and the matching kernel from pinned Debian
 
 options:
   --out DIR             output directory (default: dist/initramfs)
-  --compression KIND    zstd (default), gzip or none
-  --level N             compression level (default: 22 for zstd, window 16 MiB; 9 for gzip)
+  --compression KIND    zstd (default), gzip, lz4 (unpacks fastest under QEMU's TCG; legacy
+                        format, Debian's lz4 program) or none
+  --level N             compression level (default: 22 for zstd, window 16 MiB; 9 for gzip and lz4)
   --bundle FILE.cjs     pack this CommonJS bundle (made by 'scripts/bundle.mjs FILE.cjs') as
                         /usr/lib/booty/booty.cjs instead of building dist/booty.cjs
   --cache DIR           download and unpack cache (default: .cache/initramfs)
@@ -53,8 +54,8 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const compression = values.compression as Compression;
-  if (!['zstd', 'gzip', 'none'].includes(compression)) {
-    throw new BootyError({ stage: 'config', code: 'bad-option', message: `--compression must be zstd, gzip or none, not '${values.compression}'` });
+  if (!['zstd', 'gzip', 'lz4', 'none'].includes(compression)) {
+    throw new BootyError({ stage: 'config', code: 'bad-option', message: `--compression must be zstd, gzip, lz4 or none, not '${values.compression}'` });
   }
   const level = values.level === undefined ? defaultLevel(compression) : Number(values.level);
   if (!Number.isInteger(level)) throw new BootyError({ stage: 'config', code: 'bad-option', message: `--level must be an integer, not '${values.level}'` });

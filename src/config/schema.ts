@@ -7,52 +7,14 @@
 // with the field named instead of being silently ignored. Each leaf carries a `description`
 // that becomes the "must be ..." part of the error message an operator reads.
 
-import { parseOciUrl } from './oci-reference.ts';
-import { isIP } from 'node:net';
-import AjvModule from 'ajv';
-import { parseSize } from './disk-size.ts';
 import { inventorySchema } from './inventory-schema.ts';
 import { CAPTURE_FORMATS } from './action.ts';
+import { MAX_DEV_PATH_LENGTH, MAX_URL_LENGTH } from './formats.ts';
+import { compileSchema, type Validator } from './schema-compile.ts';
 
-const Ajv = AjvModule.default;
-
-export const MAX_URL_LENGTH = 4096;
-export const MAX_DEV_PATH_LENGTH = 255;
-
-/** Absolute http(s) URL with a host, no whitespace or control characters. */
-export function isHttpUrl(s: string): boolean {
-  if (s.length === 0 || s.length > MAX_URL_LENGTH) return false;
-  // new URL() silently trims and re-encodes; refuse anything it would have to repair.
-  if (/[\s\u0000-\u001f\u007f\\]/.test(s)) return false;
-  if (!/^https?:\/\/[^/?#]/i.test(s)) return false;
-  let u: URL;
-  try { u = new URL(s); } catch { return false; }
-  return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-}
-
-/** /dev/<name>[/<name>...]: no `..` or `.` segments, no empty segments, a sane alphabet. */
-export function isDevPath(s: string): boolean {
-  if (s.length > MAX_DEV_PATH_LENGTH || !/^\/dev\/[A-Za-z0-9._+:@=,/-]+$/.test(s)) return false;
-  return s.slice(5).split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
-}
-
-/** Absolute path inside the deployed root filesystem (for post.files). */
-export function isAbsPath(s: string): boolean {
-  if (s.length > 1024 || !s.startsWith('/') || s.includes('\0')) return false;
-  return s.slice(1).split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
-}
-
-export function isCidr(s: string): boolean {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
-  if (m === null) return false;
-  const family = isIP(m[1]);
-  const bits = Number(m[2]);
-  return family !== 0 && bits <= (family === 4 ? 32 : 128);
-}
-
-export function isHostname(s: string): boolean {
-  return s.length <= 253 && s.split('.').every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
-}
+// the string formats the schemas name, defined in formats.ts (the one place the generated
+// validators of the bundle and ajv at run time both take them from)
+export { MAX_URL_LENGTH, MAX_DEV_PATH_LENGTH, isHttpUrl, isDevPath, isAbsPath, isCidr, isHostname } from './formats.ts';
 
 const str = (format: string, description: string, maxLength = MAX_URL_LENGTH) =>
   ({ type: 'string', format, maxLength, description });
@@ -366,20 +328,7 @@ const agentEvent = {
   ],
 };
 
-function makeAjv() {
-  const ajv = new Ajv({ allErrors: false, verbose: true, strict: true, strictTypes: false });
-  ajv.addFormat('http-url', isHttpUrl);
-  ajv.addFormat('image-url', (s: string) => isHttpUrl(s) || (s.length <= MAX_URL_LENGTH && parseOciUrl(s) !== undefined));
-  ajv.addFormat('dev-path', isDevPath);
-  ajv.addFormat('cidr', isCidr);
-  ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
-  ajv.addFormat('hostname', isHostname);
-  ajv.addFormat('mountpoint', (s: string) => s === '/' || isAbsPath(s));
-  ajv.addFormat('disk-size', (s: string) => parseSize(s) !== undefined);
-  return ajv;
-}
-
-const schemas = {
+export const schemas = {
   deploy,
   'deploy-rootfs': deployRootfs,
   capture,
@@ -394,16 +343,14 @@ const schemas = {
   agentEvent,
 };
 
-type Validator = ReturnType<ReturnType<typeof makeAjv>['compile']>;
-
-// Each validator is compiled on first use, not at import: ajv generates and compiles code per
-// schema, which costs seconds under QEMU's TCG at every agent boot, and the agent needs one or
-// two of the nine (the server compiles the rest when it first uses them).
-let ajv: ReturnType<typeof makeAjv> | undefined;
+// Each validator is made on first use, not at import. From the sources, ajv compiles it then
+// (generated code, seconds under QEMU's TCG); in the bundle, schema-compile.ts is replaced by
+// the validators ajv generated from these same schemas at build time (scripts/bundle.mjs,
+// src/build/schema-standalone.ts), so the agent neither loads ajv nor compiles anything.
 const compiled: Partial<Record<keyof typeof schemas, Validator>> = {};
 export const validators = Object.defineProperties({}, Object.fromEntries(Object.keys(schemas).map((name) => [name, {
   enumerable: true,
-  get: () => (compiled[name as keyof typeof schemas] ??= (ajv ??= makeAjv()).compile(schemas[name as keyof typeof schemas])),
+  get: () => (compiled[name as keyof typeof schemas] ??= compileSchema(name, schemas[name as keyof typeof schemas])),
 }]))) as Record<keyof typeof schemas, Validator>;
 
 export type ValidatorName = keyof typeof validators;
