@@ -65,7 +65,10 @@ type Fn = (...a: unknown[]) => unknown;
 let zstdFns: { create: Fn; decompress: Fn; isError: Fn; free: Fn } | undefined;
 function libzstd(input: Buffer): Decoded {
   if (zstdFns === undefined) {
-    const lib = koffi().load('libzstd.so.1');
+    // RTLD_DEEPBIND: Node's own binary exports its bundled zstd (ZSTD_* symbols), which would
+    // otherwise take the place of libzstd's internal calls (a DCtx of one version handed to the
+    // other: 'Error (generic)' on the first call)
+    const lib = koffi().load('libzstd.so.1', { deep: true });
     zstdFns = {
       create: lib.func('void *ZSTD_createDCtx()') as Fn,
       decompress: lib.func('size_t ZSTD_decompressStream_simpleArgs(void *dctx, void *dst, size_t dstCap, _Inout_ size_t *dstPos, const void *src, size_t srcSize, _Inout_ size_t *srcPos)') as Fn,
