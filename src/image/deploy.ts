@@ -22,7 +22,8 @@ import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameCo
 import { refusalReason, type UnsupportedFormat } from './format/unsupported-formats.ts';
 import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './source/oci.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './format/decompress.ts';
-import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers, defaultSegmentWorkers } from './parallel/codec-pool.ts';
+import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers } from './parallel/codec-pool.ts';
+import { chooseGzipPath, needsIndexSummary, type GzipPath } from './decode-plan.ts';
 import { BlockDecodePool, defaultBlockWorkers } from './parallel/block-decode-pool.ts';
 import { XzBlockDecompressor, firstBlockSize, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK, PLACE_MAX_BLOCK } from './parallel/xz-block-decompress.ts';
 import { PlacedBlockWriter } from './parallel/xz-placed-writer.ts';
@@ -31,7 +32,7 @@ import { Bzip2BlockDecompressor } from './parallel/bzip2-block-decompress.ts';
 import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker } from './parallel/decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
-import { GzipIndexError, openGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
+import { GzipIndexError, openGzipIndex, summarizeGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
 import { SegmentInflater } from './parallel/segment-inflate.ts';
 import { FetchError, type ImageResponse } from './source/fetch.ts';
 import { loadP2p } from '../p2p/load.ts';
@@ -101,7 +102,8 @@ export interface DeployOptions {
   /** worker threads decoding frames in parallel, for images whose frames can be split (booty
    *  captures; zstd frames with a content size); default: cores - 1 from 4 cores up, else 0
    *  (defaultDeployWorkers); 0: decode on the main thread as a single stream. With a gzip index:
-   *  threads inflating segments (default one per core from 2 cores; fewer than 2: no index) */
+   *  threads inflating segments (default: decode-plan.ts chooses, by cores and the index's all-zero
+   *  segments; fewer than 2: no index) */
   workers?: number;
   /** a gzip access-point index of the image (URL or path; gzip-index.ts), for inflating it on
    *  every core; default: the one the server announces (X-Booty-Gzip-Index); false: none */
@@ -281,14 +283,26 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         resumes: counters.resumes, restarts: counters.restarts, workers: r.workers, decodedOn: r.workers > 0 ? 'worker' : 'main',
       };
     }
-    const segmentWorkers = opts.workers ?? defaultSegmentWorkers();
     const indexUrl = opts.gzipIndex === false ? undefined : opts.gzipIndex ?? res.gzipIndex;
-    if (format === 'gzip' && indexUrl !== undefined && segmentWorkers >= 2 && decodeWorkerSupported() && !framesSplittable(format, peeked.head)) {
-      gzIndex = await openGzipIndex(indexUrl, {
-        headers: opts.headers, signal: opts.signal, log, image: res, head: peeked.head,
-        retryForMs: opts.retryForMs, stallTimeoutMs: opts.stallTimeoutMs,
-      });
+    // segments with the gzip index or one stream: decided by cost (decode-plan.ts), the reason logged
+    let gzipPath: GzipPath | undefined;
+    if (format === 'gzip' && indexUrl !== undefined && decodeWorkerSupported() && !framesSplittable(format, peeked.head)) {
+      const cores = os.availableParallelism();
+      const readAhead = needsIndexSummary(cores, opts.workers);
+      gzipPath = chooseGzipPath({ cores, workers: opts.workers, index: 'not-read' });
+      if (gzipPath.path === 'segments' || readAhead) {
+        const indexOptions = { headers: opts.headers, signal: opts.signal, log, retryForMs: opts.retryForMs, stallTimeoutMs: opts.stallTimeoutMs };
+        gzIndex = await openGzipIndex(indexUrl, { ...indexOptions, image: res, head: peeked.head });
+        if (gzIndex === undefined) gzipPath = chooseGzipPath({ cores, workers: opts.workers, index: 'none' });
+        else if (readAhead) gzipPath = chooseGzipPath({ cores, workers: opts.workers, index: await summarizeGzipIndex(indexUrl, gzIndex.header, indexOptions) ?? 'not-read' });
+      }
+      log.info(`deploy: gzip ${gzipPath.path === 'segments' ? `in segments on ${gzipPath.workers} workers with the index` : 'as one stream'} (${gzipPath.reason})`);
+      if (gzipPath.path === 'stream' && gzIndex !== undefined) {
+        gzIndex.close();
+        gzIndex = undefined;
+      }
     }
+    const segmentWorkers = gzipPath?.path === 'segments' ? gzipPath.workers : 0;
     const imageSize = knownImageSize(opts.imageSize, res, format, peeked.head, disk, gzIndex?.header.totalSize);
     log.info(`deploy: format ${format}${imageSize ? `, ${formatBytes(imageSize.bytes)} uncompressed (${imageSize.source})` : ''}${res.servedSize ? `, ${formatBytes(res.servedSize)} served` : ''}`);
 

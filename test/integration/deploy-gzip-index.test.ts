@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
@@ -16,6 +16,8 @@ import { request } from 'undici';
 import { deploy } from '../../src/image/deploy.ts';
 import { HEADER_BYTES, decodeHeader } from '../../src/image/format/gzip-index.ts';
 import { isBootyError } from '../../src/util/errors.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { chooseGzipPath } from '../../src/image/decode-plan.ts';
 import { gzipIndexStates, startBootyServer, type BootyServerProcess } from '../helpers/booty-server-process.ts';
 
 const MiB = 1 << 20;
@@ -43,12 +45,16 @@ describe('gzip access-point index: server and deploy', () => {
   const image = osLikeImage('one');
   const pigzImage = execFileSync('pigz', ['-6', '-c'], { input: image, maxBuffer: 1 << 30 });
   const gzipImage = gzipSync(image);
+  // mostly free space, as a fresh OS image: 8 of its 10 segments are all zeros
+  const sparseImage = Buffer.concat([image.subarray(0, 2 * MiB), Buffer.alloc(36 * MiB), randomBytes(2 * MiB)]);
+  const pigzSparse = execFileSync('pigz', ['-6', '-c'], { input: sparseImage, maxBuffer: 1 << 30 });
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'booty-gzidx-'));
     srv = await startBootyServer();
     await writeFile(join(srv.dataDir, 'images', 'pigz.img.gz'), pigzImage);
     await writeFile(join(srv.dataDir, 'images', 'gzip.img.gz'), gzipImage);
+    await writeFile(join(srv.dataDir, 'images', 'sparse.img.gz'), pigzSparse);
     // images copied in by hand are picked up by a reload (as SIGHUP does)
     await request(`${srv.url}/api/reload`, { method: 'POST' }).then((r) => r.body.dump());
   });
@@ -57,10 +63,10 @@ describe('gzip access-point index: server and deploy', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  const freshDisk = async (name: string) => {
+  const freshDisk = async (name: string, size = image.length + MiB) => {
     const p = join(work, name);
     await writeFile(p, '');
-    await truncate(p, image.length + MiB);
+    await truncate(p, size);
     return p;
   };
 
@@ -103,6 +109,26 @@ describe('gzip access-point index: server and deploy', () => {
     const r2 = await deploy({ image: `${srv.url}/images/gzip.img.gz`, disk, workers: 2 });
     assert.notEqual(r2.decodedOn, 'segments');
     assert.equal(sha((await readFile(disk)).subarray(0, image.length)), sha(image));
+  });
+
+  it("by default the path is chosen by cost (decode-plan.ts) from the index's all-zero segments, and the log says why", async () => {
+    assert.equal(await indexState(srv.url, 'sparse.img.gz', (s) => s === 'ready'), 'ready');
+    const cases = [
+      // osLikeImage: 5 segments, the third (8-12 MiB) all zeros
+      { name: 'pigz.img.gz', raw: image, summary: { segments: 5, zeroSegments: 1, totalBytes: image.length, zeroBytes: 4 * MiB } },
+      { name: 'sparse.img.gz', raw: sparseImage, summary: { segments: 10, zeroSegments: 8, totalBytes: sparseImage.length, zeroBytes: 32 * MiB } },
+    ];
+    for (const c of cases) {
+      const expected = chooseGzipPath({ cores: availableParallelism(), index: c.summary });
+      const lines: string[] = [];
+      const log = createLogger({ level: 'debug', sinks: [(level, m) => lines.push(`${level}: ${m}`)] });
+      const disk = await freshDisk(`disk-plan-${c.name}`, c.raw.length + MiB);
+      const r = await deploy({ image: `${srv.url}/images/${c.name}`, disk, log });
+      assert.equal(r.decodedOn === 'segments' ? 'segments' : 'stream', expected.path, `${c.name}: ${lines.join('\n')}`);
+      const said = lines.find((l) => l.includes('deploy: gzip ') && l.includes(expected.reason));
+      assert.ok(said !== undefined, `${c.name}: the log gives the reason "${expected.reason}":\n${lines.join('\n')}`);
+      assert.equal(sha((await readFile(disk)).subarray(0, c.raw.length)), sha(c.raw));
+    }
   });
 
   it('a damaged index fails the deploy: what broke, the disk state, what to do', async () => {

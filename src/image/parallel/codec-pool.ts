@@ -121,11 +121,3 @@ export function defaultDeployWorkers(cores = availableParallelism()): number {
 export function decodeOnWorkerByDefault(cores = availableParallelism()): boolean {
   return cores >= 2;
 }
-
-/** Deploy's segment workers for a gzip image with an access-point index (segment-inflate.ts) when
- *  the operator did not say: one per core from 2 cores up. The main thread's share (network,
- *  sha256, zero runs, writes) is small next to inflate: measured on 2 vCPUs, 2 workers beat one
- *  decode worker (README, Performance); with fewer than 2 the index gains nothing. */
-export function defaultSegmentWorkers(cores = availableParallelism()): number {
-  return cores >= 2 ? Math.min(cores, 32) : 0;
-}

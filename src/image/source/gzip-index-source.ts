@@ -8,9 +8,10 @@ import type { Logger } from '../../util/log.ts';
 import type { ImageResponse } from './fetch.ts';
 import type { Readable } from 'node:stream';
 import { ByteQueue } from '../byte-queue.ts';
-import { HEADER_BYTES, RECORD_BYTES, decodeHeader, decodeRecord, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from '../format/gzip-index.ts';
+import { FLAG_ZEROS, HEADER_BYTES, RECORD_BYTES, decodeHeader, decodeRecord, gzipHeaderLength, type GzipIndexHeader, type GzipIndexRecord } from '../format/gzip-index.ts';
 import { ResumableSource } from './resumable-source.ts';
 import { formatBytes } from '../progress.ts';
+import type { GzipIndexSummary } from '../decode-plan.ts';
 
 /** Reads an index front to back: the header first, then one record (and its prefix) at a time. */
 export class GzipIndexReader {
@@ -111,5 +112,35 @@ export async function openGzipIndex(url: string, o: OpenIndexOptions): Promise<G
     if (o.signal?.aborted === true) throw e;
     o.log.warn(`deploy: not using the gzip index ${url}: ${(e as Error).message}; decoding the image as one stream`);
     return undefined;
+  }
+}
+
+/**
+ * Reads the index at `url` through once more, for what its records say (decode-plan.ts decides
+ * from it): a second download of the index (about 0.15 % of the image), nothing kept but counts.
+ * Undefined (after a note in the log) when it cannot be read or is not the index `header` came
+ * from.
+ */
+export async function summarizeGzipIndex(url: string, header: GzipIndexHeader, o: Pick<OpenIndexOptions, 'headers' | 'signal' | 'log' | 'retryForMs' | 'stallTimeoutMs'>): Promise<GzipIndexSummary | undefined> {
+  let source: ResumableSource | undefined;
+  try {
+    source = await ResumableSource.open(url, { headers: o.headers, signal: o.signal, log: o.log, retryForMs: o.retryForMs, stallTimeoutMs: o.stallTimeoutMs });
+    const reader = new GzipIndexReader(source);
+    const h = await reader.readHeader();
+    if (h.sha256 !== header.sha256 || h.count !== header.count || h.totalSize !== header.totalSize) throw new Error('it changed since it was opened');
+    const s: GzipIndexSummary = { segments: h.count, zeroSegments: 0, totalBytes: h.totalSize, zeroBytes: 0 };
+    for (let i = 0; i < h.count; i++) {
+      const { rec } = await reader.next();
+      // (the last segment is always inflated: it ends the stream; segment-inflate.ts)
+      if ((rec.flags & FLAG_ZEROS) !== 0 && i < h.count - 1) { s.zeroSegments++; s.zeroBytes += rec.uLen; }
+    }
+    reader.close();
+    return s;
+  } catch (e) {
+    if (o.signal?.aborted === true) throw e;
+    o.log.info(`deploy: reading the gzip index's records ahead failed (${(e as Error).message})`);
+    return undefined;
+  } finally {
+    source?.destroy();
   }
 }
