@@ -44,7 +44,17 @@ export class RackTracker {
 
   announce(rack: string, remote: string, req: IncomingMessage, res: ServerResponse): void {
     const scope = rack === 'auto' ? subnetScope(remote) : `rack-${rack}`;
-    this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce' });
+    // bittorrent-tracker reads the peer's address from the socket, or with trustProxy from the
+    // first X-Forwarded-For entry: hand it exactly the address decided here (the socket's, or
+    // what a trusted proxy appended: routes/p2p.ts), nothing a client wrote
+    const fromSocket = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (remote.replace(/^::ffff:/, '') === fromSocket) {
+      delete req.headers['x-forwarded-for'];
+      this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce' });
+    } else {
+      req.headers['x-forwarded-for'] = remote;
+      this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce', trustProxy: true });
+    }
   }
 
   /** Peers per rack and swarm (for the log and tests). */
