@@ -180,7 +180,7 @@ test('a fleet: replicas on PostgreSQL behind haproxy, two racks deploying peer t
     const seedProcs = p2p ? seeds.map((s) => net!.spawnIn(s.ns, booty, ['rack', '--image', imageUrl(s.rack), '--dir', join(dir, `seed-${phase}-${s.rack}`), '--token', token])) : [];
     const seedRuns = seedProcs.map((c) => collect(c, started, 30 * 60_000));
     const deployArgs = (m: FleetMember) => ['deploy', '--image', imageUrl(m.rack), '--disk', disks.get(m)!, '-q', '--report', `http://${racks[m.rack - 1].coreIp}:3000`, '--mac', macOf(m),
-      '--token', agentCredential(secret, macOf(m)), ...(p2p ? ['--p2p', '--p2p-stall-timeout', phase === 'faults' ? '5s' : '10s'] : [])];
+      '--token', agentCredential(secret, macOf(m)), ...(p2p ? ['--p2p', '--p2p-stall-timeout', phase === 'faults' ? '15s' : '10s'] : [])];
     const procs = new Map(members.map((m) => [m, net!.spawnIn(m.ns, booty, deployArgs(m))]));
     const runs = new Map(members.map((m) => [m, collect(procs.get(m)!, started, 30 * 60_000)]));
     const restarted = new Map<FleetMember, Promise<Ran>>();

@@ -24,7 +24,10 @@ export class RackTracker {
 
   constructor(knows: (infoHash: string) => boolean, o: { intervalMs?: number } = {}) {
     this.knows = knows;
-    this.intervalMs = o.intervalMs ?? 30_000;
+    // every peer announces again this often: a tracker that lost its memory (its replica died and
+    // the load balancer moved the rack to another) knows the rack's peers again within one interval,
+    // before agents waiting for pieces give up on the swarm (their stall timeout, 20 s by default)
+    this.intervalMs = o.intervalMs ?? 10_000;
   }
 
   private trackerOf(scope: string): Server {
