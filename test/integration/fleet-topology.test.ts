@@ -269,6 +269,9 @@ test('a fleet: replicas on PostgreSQL behind haproxy, two racks deploying peer t
     ...results.map((r) => `| ${r.phase} | ${r.agents.length} | ${r.seconds.toFixed(1)} s | ${single === undefined ? '?' : (r.seconds / single.seconds).toFixed(2)} | ${r.origin.map(mb).join(' / ')} | ${r.origin.map((o) => (o / imageBytes).toFixed(2)).join(' / ')} | ${mb(r.agents.reduce((s, a) => s + Number(originOf(a.restarted ?? a.ran)?.[2] ?? 0), 0))} | ${Math.min(...r.load).toFixed(1)}-${Math.max(...r.load).toFixed(1)} |`),
     ...results.filter((r) => r.events.length > 0).map((r) => `${r.phase}: ${r.events.join('; ')}`),
     ...results.filter((r) => r.phase !== 'unicast' && r.phase !== 'single').map((r) => `${r.phase} per agent: ${r.agents.map((a) => { const m = originOf(a.restarted ?? a.ran); return `${a.member.name} ${(a.restarted ?? a.ran).seconds.toFixed(1)} s${m === null ? '' : ` (${mb(Number(m[1]))} peers, ${mb(Number(m[2]))} origin)`}${a.restarted === undefined ? '' : ' [restarted]'}`; }).join('; ')}`),
+    // for whoever reads the figures: what an agent that read most of the image from the origin said of its swarm
+    ...results.flatMap((r) => r.agents.filter((a) => Number(originOf(a.restarted ?? a.ran)?.[2] ?? 0) > imageBytes / 2)
+      .map((a) => `${r.phase} ${a.member.name}, mostly from the origin: ${(a.restarted ?? a.ran).err.split('\n').filter((l) => /p2p|tracker|peer/.test(l)).slice(0, 6).join(' | ')}`)),
   ];
   const table = lines.join('\n');
   t.diagnostic(table);
