@@ -10,7 +10,9 @@
 // is to spread the image); each peer downloads at most PIECES_PER_PEER pieces at a time from each
 // other peer, the lowest wanted pieces first (the consumer writes in order). A piece that has
 // been in flight for longer than `pieceTimeoutMs` may be asked of a second peer as well; the
-// first complete, verified copy wins.
+// first complete, verified copy wins. The most urgent piece (the one the consumer waits for) gets
+// that second peer sooner, after `headTimeoutMs`: a slow or silent peer holding it would otherwise
+// hold up every byte behind it until the consumer gives up on the swarm.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import Wire from 'bittorrent-protocol';
@@ -42,6 +44,8 @@ export interface SwarmOptions {
   /** seconds between tracker announces (default: what the tracker says) */
   announceIntervalMs?: number;
   pieceTimeoutMs?: number;
+  /** the same for the first wanted piece (default 2 s, at most pieceTimeoutMs) */
+  headTimeoutMs?: number;
   /** for tests: connect to these peers ("host:port") as well as those the tracker names */
   peers?: string[];
 }
@@ -235,13 +239,15 @@ export class Swarm {
     if (this.closed) return;
     const now = performance.now();
     const timeout = this.o.pieceTimeoutMs ?? 15_000;
+    const headTimeout = Math.min(timeout, this.o.headTimeoutMs ?? 2000);
+    const head = this.wanted[0];
     for (const peer of this.peers) {
       if (peer.wire.peerChoking || peer.wire.destroyed) continue;
       for (const i of this.wanted) {
         if (peer.inflight.size >= PIECES_PER_PEER) break;
         if (this.o.pieces.has(i) || peer.inflight.has(i) || !peer.wire.peerPieces.get(i)) continue;
         const f = this.flights.get(i);
-        if (f !== undefined && f.peers.size > 0 && now - f.since < timeout) continue;
+        if (f !== undefined && f.peers.size > 0 && now - f.since < (i === head ? headTimeout : timeout)) continue;
         this.download(peer, i);
       }
     }

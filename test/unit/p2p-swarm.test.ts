@@ -249,6 +249,43 @@ describe('p2p swarm', () => {
     }
   });
 
+  it('a peer that never answers for the piece the pipeline waits on: another peer is asked soon, no fallback', { timeout: 120_000 }, async () => {
+    // the silent peer claims every piece and answers no request; the agent's only peer at first,
+    // so the first pieces are asked of it. A good peer comes a second later (it dials the agent).
+    const silent = new Swarm({ meta, announce: '', host: '127.0.0.1', pieces: { has: () => true, read: () => new Promise<Buffer>(() => {}) }, onPiece: () => {} });
+    await silent.start();
+    const probe = http.createServer().listen(0, '127.0.0.1');
+    await new Promise((ok) => probe.once('listening', ok));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((ok) => probe.close(ok));
+    let good: Swarm | undefined;
+    const joining = setTimeout(() => {
+      good = new Swarm({ meta, announce: '', host: '127.0.0.1', peers: [`127.0.0.1:${port}`],
+        pieces: { has: () => true, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) }, onPiece: () => {} });
+      void good.start();
+    }, 1000);
+    try {
+      const disk = join(dir, 'disk-silent-peer');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      // the stall timeout (6 s + none) is below the general piece timeout (15 s): only the head's
+      // shorter one lets the agent go on from the good peer
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'silent', port, peers: [`127.0.0.1:${silent.port}`], stallTimeoutMs: 6000, fallbackJitterMs: 0 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      const summary = lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers')) ?? '';
+      assert.match(summary, new RegExp(`^p2p: ${gz.length} bytes from peers, 0 from the origin,`), lines.join('\n'));
+      assert.ok(good !== undefined && good.uploaded === gz.length, `the good peer served the whole image (${good?.uploaded})`);
+    } finally {
+      clearTimeout(joining);
+      silent.close();
+      good?.close();
+    }
+  });
+
   it('an origin slow to answer the fallback gets one request, and no piece slips in meanwhile', { timeout: 120_000 }, async () => {
     const held = 3;
     const peer = new Swarm({
