@@ -81,6 +81,9 @@ export class Swarm {
   private readonly o: SwarmOptions;
   private readonly log: Logger;
   private readonly peers = new Set<Peer>();
+  /** every connection, also those still dialling or waiting for the handshake: close() ends them
+   *  all (one left open kept a finished deploy's process alive) */
+  private readonly sockets = new Set<net.Socket>();
   private readonly dialled = new Set<string>();
   private readonly flights = new Map<number, Flight>();
   private wanted: number[] = [];
@@ -151,6 +154,13 @@ export class Swarm {
     setTimeout(() => t?.destroy(), 500).unref();
     this.server?.close();
     for (const p of this.peers) this.drop(p);
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+  }
+
+  private track(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
   }
 
   private dial(addr: string): void {
@@ -159,6 +169,7 @@ export class Swarm {
     if (m === null || this.banned.has(m[1])) return;
     this.dialled.add(addr);
     const socket = net.connect({ host: m[1], port: Number(m[2]) });
+    this.track(socket);
     socket.once('connect', () => this.attach(socket, addr, m[1], true));
     socket.on('error', () => { this.dialled.delete(addr); });
     socket.setTimeout(10_000, () => socket.destroy());
@@ -167,6 +178,7 @@ export class Swarm {
   private accept(socket: net.Socket): void {
     const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     if (this.closed || this.banned.has(ip) || this.peers.size >= MAX_PEERS) { socket.destroy(); return; }
+    this.track(socket);
     socket.on('error', () => {});
     this.attach(socket, `${ip}:${socket.remotePort}`, ip, false);
   }
@@ -185,8 +197,13 @@ export class Swarm {
     wire.on('error', () => this.drop(peer));
     wire.on('close', () => this.drop(peer));
     socket.on('close', () => this.drop(peer));
+    // a connection whose handshake does not come is not a peer: let it go
+    const noHandshake = setTimeout(() => { if (!this.peers.has(peer)) this.drop(peer); }, 30_000);
+    noHandshake.unref();
+    socket.once('close', () => clearTimeout(noHandshake));
     wire.on('handshake', (infoHash: string, peerId: string) => {
-      if (infoHash !== this.o.meta.infoHash || peerId === this.peerId.toString('hex') || this.banned.has(ip)) { this.drop(peer); return; }
+      clearTimeout(noHandshake);
+      if (this.closed || infoHash !== this.o.meta.infoHash || peerId === this.peerId.toString('hex') || this.banned.has(ip)) { this.drop(peer); return; }
       if (!outgoing) wire.handshake(this.o.meta.infoHash, this.peerId, { fast: true });
       this.peers.add(peer);
       wire.bitfield({ buffer: this.bitfield() });
