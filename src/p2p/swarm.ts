@@ -10,7 +10,9 @@
 // is to spread the image); each peer downloads at most PIECES_PER_PEER pieces at a time from each
 // other peer, the lowest wanted pieces first (the consumer writes in order). A piece that has
 // been in flight for longer than `pieceTimeoutMs` may be asked of a second peer as well; the
-// first complete, verified copy wins.
+// first complete, verified copy wins. The most urgent piece (the one the consumer waits for) gets
+// that second peer sooner, after `headTimeoutMs`: a slow or silent peer holding it would otherwise
+// hold up every byte behind it until the consumer gives up on the swarm.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import Wire from 'bittorrent-protocol';
@@ -42,6 +44,8 @@ export interface SwarmOptions {
   /** seconds between tracker announces (default: what the tracker says) */
   announceIntervalMs?: number;
   pieceTimeoutMs?: number;
+  /** the same for the first wanted piece (default 2 s, at most pieceTimeoutMs) */
+  headTimeoutMs?: number;
   /** for tests: connect to these peers ("host:port") as well as those the tracker names */
   peers?: string[];
 }
@@ -77,6 +81,9 @@ export class Swarm {
   private readonly o: SwarmOptions;
   private readonly log: Logger;
   private readonly peers = new Set<Peer>();
+  /** every connection, also those still dialling or waiting for the handshake: close() ends them
+   *  all (one left open kept a finished deploy's process alive) */
+  private readonly sockets = new Set<net.Socket>();
   private readonly dialled = new Set<string>();
   private readonly flights = new Map<number, Flight>();
   private wanted: number[] = [];
@@ -147,6 +154,13 @@ export class Swarm {
     setTimeout(() => t?.destroy(), 500).unref();
     this.server?.close();
     for (const p of this.peers) this.drop(p);
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+  }
+
+  private track(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
   }
 
   private dial(addr: string): void {
@@ -155,6 +169,7 @@ export class Swarm {
     if (m === null || this.banned.has(m[1])) return;
     this.dialled.add(addr);
     const socket = net.connect({ host: m[1], port: Number(m[2]) });
+    this.track(socket);
     socket.once('connect', () => this.attach(socket, addr, m[1], true));
     socket.on('error', () => { this.dialled.delete(addr); });
     socket.setTimeout(10_000, () => socket.destroy());
@@ -163,6 +178,7 @@ export class Swarm {
   private accept(socket: net.Socket): void {
     const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     if (this.closed || this.banned.has(ip) || this.peers.size >= MAX_PEERS) { socket.destroy(); return; }
+    this.track(socket);
     socket.on('error', () => {});
     this.attach(socket, `${ip}:${socket.remotePort}`, ip, false);
   }
@@ -181,8 +197,13 @@ export class Swarm {
     wire.on('error', () => this.drop(peer));
     wire.on('close', () => this.drop(peer));
     socket.on('close', () => this.drop(peer));
+    // a connection whose handshake does not come is not a peer: let it go
+    const noHandshake = setTimeout(() => { if (!this.peers.has(peer)) this.drop(peer); }, 30_000);
+    noHandshake.unref();
+    socket.once('close', () => clearTimeout(noHandshake));
     wire.on('handshake', (infoHash: string, peerId: string) => {
-      if (infoHash !== this.o.meta.infoHash || peerId === this.peerId.toString('hex') || this.banned.has(ip)) { this.drop(peer); return; }
+      clearTimeout(noHandshake);
+      if (this.closed || infoHash !== this.o.meta.infoHash || peerId === this.peerId.toString('hex') || this.banned.has(ip)) { this.drop(peer); return; }
       if (!outgoing) wire.handshake(this.o.meta.infoHash, this.peerId, { fast: true });
       this.peers.add(peer);
       wire.bitfield({ buffer: this.bitfield() });
@@ -235,13 +256,15 @@ export class Swarm {
     if (this.closed) return;
     const now = performance.now();
     const timeout = this.o.pieceTimeoutMs ?? 15_000;
+    const headTimeout = Math.min(timeout, this.o.headTimeoutMs ?? 2000);
+    const head = this.wanted[0];
     for (const peer of this.peers) {
       if (peer.wire.peerChoking || peer.wire.destroyed) continue;
       for (const i of this.wanted) {
         if (peer.inflight.size >= PIECES_PER_PEER) break;
         if (this.o.pieces.has(i) || peer.inflight.has(i) || !peer.wire.peerPieces.get(i)) continue;
         const f = this.flights.get(i);
-        if (f !== undefined && f.peers.size > 0 && now - f.since < timeout) continue;
+        if (f !== undefined && f.peers.size > 0 && now - f.since < (i === head ? headTimeout : timeout)) continue;
         this.download(peer, i);
       }
     }

@@ -58,7 +58,7 @@ declare module 'bittorrent-tracker/server' {
   }
   class Server extends EventEmitter {
     constructor(opts?: TrackerServerOptions);
-    onHttpRequest(req: IncomingMessage, res: ServerResponse, opts?: { action?: 'announce' | 'scrape' }): void;
+    onHttpRequest(req: IncomingMessage, res: ServerResponse, opts?: { action?: 'announce' | 'scrape'; trustProxy?: boolean }): void;
     close(cb?: () => void): void;
     torrents: Record<string, { peers: { length: number } } | undefined>;
   }

@@ -65,7 +65,7 @@ export interface ServerOptions {
   boot?: BootFiles;
   /** peer to peer inside racks (--p2p): metainfo for every image, the rack trackers unless
    *  `trackerUrl` names another one, and `everyDeploy` turns it on in every deploy action */
-  p2p?: { trackerUrl?: string; everyDeploy?: boolean };
+  p2p?: { trackerUrl?: string; everyDeploy?: boolean; trustedProxies?: readonly string[] };
   /** false: build no gzip access-point indexes (default: one per pigz image, in the background) */
   gzipIndex?: boolean;
   /** how long and how much of each machine's log is kept (default: 30 days, 16 MiB per machine) */
@@ -189,7 +189,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 
   const app = createApp({ images, catalog, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
-    p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile },
+    p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile, trustedProxies: opts.p2p?.trustedProxies },
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)

@@ -44,9 +44,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startPostgres(opts: { ssl?: { certFile: string; keyFile: string } } = {}): Promise<TestPostgres> {
+/** netns: start the server inside that network namespace (its 127.0.0.1 is the namespace's own;
+ * the unix socket, a file, is reachable from anywhere on this host) */
+export async function startPostgres(opts: { ssl?: { certFile: string; keyFile: string }; netns?: string } = {}): Promise<TestPostgres> {
   const asRoot = process.getuid?.() === 0;
-  const as = (cmd: string, args: string[]) => asRoot ? run('runuser', ['-u', 'postgres', '--', cmd, ...args]) : run(cmd, args);
+  const inNs = (cmd: string, args: string[]) => opts.netns === undefined ? run(cmd, args) : run('ip', ['netns', 'exec', opts.netns, cmd, ...args]);
+  const as = (cmd: string, args: string[]) => asRoot ? inNs('runuser', ['-u', 'postgres', '--', cmd, ...args]) : inNs(cmd, args);
   const top = await mkdtemp(join(tmpdir(), 'booty-pg-'));
   let owner: { uid: number; gid: number } | undefined;
   if (asRoot) {

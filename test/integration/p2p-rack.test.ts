@@ -9,8 +9,8 @@
 // and the bytes the origin sent into the rack are the core uplink's own transmit counter: at most
 // 1.1 x the image for the peer-to-peer run, at least 4 x for unicast (the counter counts).
 // A third run kills the seed (SIGKILL) once half the image crossed the uplink: every agent must
-// still end bit-exact, going on over HTTP Range from the byte it had reached (from the origin
-// exactly the bytes after it).
+// still end bit-exact; an agent that fell back went on over HTTP Range from the byte it had
+// reached (from the origin exactly the bytes after it), the others took the rest from it.
 // Wall times are printed for the README's table, not asserted (a shared, loaded machine).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -151,7 +151,7 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
     `seed: had the whole image from the origin ${p2p.seedDone?.toFixed(1) ?? '?'} s after the start`,
     `per agent, p2p: ${p2p.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s; ${fromPeers[i] === null ? '?' : `${mb(Number(fromPeers[i]![1]))} from peers, ${mb(Number(fromPeers[i]![2]))} from the origin`})`).join('; ')}`,
     `| peer to peer, seed killed (SIGKILL) at half the image | ${killed.seconds.toFixed(1)} s | ${mb(killed.origin)} | ${(killed.origin / imageBytes).toFixed(2)} |`,
-    `per agent, seed killed: ${killed.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (${/fell back at byte (\d+)/.exec(r.err)?.[0] ?? 'no fallback'})`).join('; ')}`,
+    `per agent, seed killed: ${killed.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (${/p2p: \d+ bytes from peers, \d+ from the origin( \(fell back at byte \d+\))?/.exec(r.err)?.[0] ?? '?'})`).join('; ')}`,
     `per agent, unicast: ${unicast.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s)`).join('; ')}`,
   ].join('\n');
   t.diagnostic(table);
@@ -160,16 +160,23 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
   assert.ok(p2p.origin <= 1.1 * imageBytes, `peer to peer: the origin sent ${p2p.origin} bytes into the rack, more than 1.1 x the image (${imageBytes})`);
   assert.ok(unicast.origin >= AGENTS * imageBytes, `unicast: the uplink counter saw ${unicast.origin} bytes, less than ${AGENTS} images: it does not count what it should`);
   for (const [i, m] of fromPeers.entries()) assert.ok(m !== null, `${agents[i].name} printed no p2p summary`);
-  // seed killed: each agent went on from the byte it had reached, over HTTP Range, and fetched
-  // from the origin exactly the rest
+  // seed killed: what an agent did not get from peers it fetched from the origin over HTTP Range
+  // from the byte it had reached, exactly the rest; agents stalled together go to the origin one
+  // after the other, so some may have taken everything from a peer that fell back first
+  let fellBack = 0;
   for (const [i, r] of killed.runs.entries()) {
-    const m = /p2p: (\d+) bytes from peers, (\d+) from the origin \(fell back at byte (\d+)\)/.exec(r.err);
-    assert.ok(m !== null, `${agents[i].name}, seed killed: no fallback in its log:\n${r.err.slice(-2000)}`);
-    const [peers, origin, at] = [Number(m[1]), Number(m[2]), Number(m[3])];
-    assert.ok(at > 0, `${agents[i].name} started over from byte 0`);
+    const m = /p2p: (\d+) bytes from peers, (\d+) from the origin(?: \(fell back at byte (\d+)\))?/.exec(r.err);
+    assert.ok(m !== null, `${agents[i].name}, seed killed: no p2p summary in its log:\n${r.err.slice(-2000)}`);
+    const [peers, origin] = [Number(m[1]), Number(m[2])];
+    if (m[3] === undefined) { assert.equal(peers, imageBytes, `${agents[i].name}: no fallback, so every byte from peers`); continue; }
+    fellBack++;
+    const at = Number(m[3]);
     assert.equal(origin, imageBytes - at, `${agents[i].name}: from the origin exactly the bytes after ${at}`);
-    assert.equal(peers, at, `${agents[i].name}: from peers exactly the bytes before ${at}`);
+    // pieces that had arrived out of order (past the byte reached) are dropped at the fallback:
+    // counted as from peers, fetched again from the origin
+    assert.ok(peers >= at, `${agents[i].name}: from peers at least the bytes before ${at}`);
   }
+  assert.ok(fellBack >= 1, 'with the seed dead at half the image, someone had to read the origin');
   server.kill('SIGTERM');
   await serverLog;
 });

@@ -3,8 +3,9 @@
 // behind a load balancer are set up): a token made once works on both, a change through replica
 // A's API appears on replica B's live stream (/api/events/stream), an agent's reports through B
 // show on A, and a one-shot deploy reported done through B is not served again by A. Last, A is
-// killed with SIGKILL in the middle of a deploy behind a failover proxy (a load balancer's job):
-// what the agent's reporter got answers for is kept, and its reports go on through B.
+// killed with SIGKILL in the middle of a deploy behind haproxy (Debian's, test/helpers/haproxy.ts:
+// health checks on /ipxe, redispatch): what the agent's reporter got answers for is kept, and its
+// reports go on through B.
 // The image catalog is shared: an image uploaded through A is listed by B and its download
 // through B is redirected to A's copy (bit-exact, its sha256). The server secret is shared
 // through the database: a third replica without DIR/secret takes it, one with a different
@@ -13,8 +14,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
-import type { AddressInfo, Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -26,6 +25,7 @@ import { openImage } from '../../src/image/source/fetch.ts';
 import { postgresPresent, startPostgres } from '../helpers/postgres.ts';
 import type { TestPostgres } from '../helpers/postgres.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
+import { haproxyPresent, startHaproxy } from '../helpers/haproxy.ts';
 
 const MAC = '52-54-00-21-77-01';
 const skip = skipUnlessPresent(postgresPresent(), 'PostgreSQL is not installed (scripts/host-deps.sh: postgresql)');
@@ -52,43 +52,6 @@ async function openStream(url: string, token: string): Promise<{ text(): string;
       check();
     }),
     close: () => controller.abort(),
-  };
-}
-
-/**
- * A TCP failover proxy on 127.0.0.1, as a load balancer in front of replicas: each connection
- * goes to the first backend that accepts it.
- */
-async function failoverProxy(backends: () => string[]): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    sockets.add(client);
-    client.on('close', () => sockets.delete(client));
-    client.on('error', () => {});
-    client.pause();
-    const tryBackend = (i: number) => {
-      const urls = backends();
-      if (i >= urls.length) { client.destroy(); return; }
-      const u = new URL(urls[i]);
-      const up = createConnection({ host: u.hostname, port: Number(u.port) });
-      up.once('error', () => tryBackend(i + 1));
-      up.once('connect', () => {
-        up.removeAllListeners('error');
-        sockets.add(up);
-        up.on('close', () => { sockets.delete(up); client.destroy(); });
-        up.on('error', () => client.destroy());
-        client.on('close', () => up.destroy());
-        client.pipe(up);
-        up.pipe(client);
-        client.resume();
-      });
-    };
-    tryBackend(0);
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((ok) => { for (const s of sockets) s.destroy(); server.close(() => ok()); }),
   };
 }
 
@@ -288,11 +251,12 @@ describe('booty server replicas on one PostgreSQL', { skip }, () => {
     assert.match(refused, /cannot start: .*secret holds a different secret than the replicas sharing postgres:\/\/.*Move .* away/);
   });
 
-  it('a replica killed with SIGKILL mid-deploy: what the agent got answers for is kept, its reports go on through the other', async () => {
+  it('a replica killed with SIGKILL mid-deploy behind haproxy: what the agent got answers for is kept, its reports go on through the other', { skip: skipUnlessPresent(haproxyPresent(), 'haproxy is not installed (scripts/host-deps.sh: haproxy)') }, async () => {
     const mac = '52-54-00-21-77-02';
     assert.equal((await op(a.url, `/api/machines/${mac}/action`, { method: 'PUT', body: { action: 'deploy', image: `${a.url}/images/fleet.img` } })).status, 200);
     const agentToken = ((await (await op(a.url, `/api/machines/${mac}/credential`)).json()) as { credential: string }).credential;
-    const lb = await failoverProxy(() => [a.url, b.url]);
+    const lb = await startHaproxy({ backends: [a.url, b.url].map((u) => new URL(u).host) });
+    await lb.waitUp();
     const rep = createReporter({ server: lb.url, mac, token: agentToken, batchDelayMs: 10, requestTimeoutMs: 3000, log: { warn: () => {} } });
     try {
       const t = () => new Date().toISOString();
@@ -300,19 +264,28 @@ describe('booty server replicas on one PostgreSQL', { skip }, () => {
       rep.event({ type: 'phase', time: t(), phase: 'writing' });
       rep.event({ type: 'progress', time: t(), phase: 'writing', bytes: 400e6, total: 1e9, rate: 1e8 });
       rep.event({ type: 'log', time: t(), level: 'info', message: 'before the kill' });
-      assert.equal(await rep.flush(10_000), true, 'answered by A');
+      assert.equal(await rep.flush(10_000), true, 'answered');
       // (A logs a request when its response is done: give the log line a moment)
       for (let i = 0; i < 50 && !a.stderr().includes(`/api/machines/${mac}/events`); i++) await new Promise((ok) => setTimeout(ok, 20));
-      assert.ok(a.stderr().includes(`/api/machines/${mac}/events`), 'those reports went to A');
+      // haproxy balances round robin: send batches until one went to A (the one to be killed)
+      for (let i = 0; i < 10 && !a.stderr().includes(`/api/machines/${mac}/events`); i++) {
+        rep.event({ type: 'log', time: t(), level: 'info', message: `before the kill, batch ${i + 2}` });
+        assert.equal(await rep.flush(10_000), true);
+        for (let j = 0; j < 25 && !a.stderr().includes(`/api/machines/${mac}/events`); j++) await new Promise((ok) => setTimeout(ok, 20));
+      }
+      assert.ok(a.stderr().includes(`/api/machines/${mac}/events`), 'reports went to A');
       a.child.kill('SIGKILL');
       await new Promise((ok) => a.child.once('exit', ok));
       rep.event({ type: 'progress', time: t(), phase: 'writing', bytes: 1e9, total: 1e9, rate: 1e8 });
       rep.event({ type: 'log', time: t(), level: 'info', message: 'after the kill' });
       rep.event({ type: 'result', time: t(), ok: true, action: 'deploy', bytes: 1e9, seconds: 10 });
       assert.equal(await rep.flush(30_000), true, 'the reporter got through to B');
+      // haproxy's own health checks saw A go
+      for (let i = 0; i < 50 && !/DOWN/.test((await lb.serverStates())['replicas/r1']); i++) await new Promise((ok) => setTimeout(ok, 100));
+      assert.match((await lb.serverStates())['replicas/r1'], /DOWN/, 'haproxy marks the killed replica down');
     } finally {
       await rep.close(1000);
-      await lb.close();
+      await lb.stop();
     }
     const runs = (await (await op(b.url, `/api/machines/${mac}/runs`)).json() as { runs: { ok?: boolean; bytes?: number; phases: { phase: string }[] }[] }).runs;
     assert.equal(runs.length, 1, JSON.stringify(runs));

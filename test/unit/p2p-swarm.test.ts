@@ -3,7 +3,9 @@
 //   - a peer that sends corrupt pieces is banned (by address) and the deploy still ends
 //     bit-exact, its pieces fetched from the seed;
 //   - a swarm that stalls (the only peer holds the first pieces only) falls back to the origin
-//     with HTTP Range from the first byte not yet received, and the deploy ends bit-exact.
+//     with HTTP Range from the first byte not yet received, and the deploy ends bit-exact;
+//   - two agents stalled together: the one whose wait ends first reads the origin, the other
+//     takes those pieces from it and reads nothing from the origin.
 // The bad peer listens on 127.0.0.2 so that banning its address does not ban the seed's 127.0.0.1.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -189,6 +191,98 @@ describe('p2p swarm', () => {
       assert.ok(pieceSize(meta, meta.pieceCount - 1) > 0);
     } finally {
       peer.close();
+    }
+  });
+
+  it('agents stalled together fall back one after the other: the second takes from the first what it brings from the origin', { timeout: 120_000 }, async () => {
+    const held = 2;
+    // a rack whose seed died: the only peer left holds the first two pieces
+    const peer = new Swarm({
+      meta, announce: '', host: '127.0.0.1',
+      pieces: { has: (i) => i < held, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) },
+      onPiece: () => {},
+    });
+    await peer.start();
+    let closeOrigin = () => {};
+    try {
+      // the origin the fallback reads: 512 KiB every 250 ms (the first agent's fetch takes seconds,
+      // as through a rack's uplink; the second follows it); it ignores If-Range, as the slow one below
+      const origin = http.createServer((req, res) => {
+        const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+        const start = m === null ? 0 : Number(m[1]);
+        res.writeHead(m === null ? 200 : 206, {
+          'Content-Length': gz.length - start, 'Accept-Ranges': 'bytes', ETag: '"slow-2"',
+          ...(m === null ? {} : { 'Content-Range': `bytes ${start}-${gz.length - 1}/${gz.length}` }),
+        });
+        let at = start;
+        const tick = setInterval(() => {
+          const end = Math.min(gz.length, at + (512 << 10));
+          res.write(gz.subarray(at, end));
+          at = end;
+          if (at >= gz.length) { clearInterval(tick); res.end(); }
+        }, 250);
+        res.on('close', () => clearInterval(tick));
+      });
+      await new Promise<void>((ok) => origin.listen(0, '127.0.0.1', ok));
+      closeOrigin = () => { origin.closeAllConnections(); origin.close(); };
+      // the first serves on after its deploy (an agent serves until it reboots): the second's last piece
+      const agent = async (name: string, fallbackJitterMs: number, lingerMs?: number) => {
+        const disk = join(dir, `disk-stagger-${name}`);
+        await writeFile(disk, '');
+        const { log, lines } = capture();
+        // both announce in rack "stagger" on the server's tracker: they find each other there
+        const r = await deploy({
+          image: `http://127.0.0.1:${(origin.address() as AddressInfo).port}/images/${IMAGE}`, disk, log,
+          p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'stagger', peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 2000, fallbackJitterMs, lingerMs },
+        });
+        assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+        assert.ok((await readFile(disk)).equals(raw), `${name}: the disk is the image, bit for bit`);
+        return lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers')) ?? '';
+      };
+      const [first, second] = await Promise.all([agent('first', 0, 5000), agent('second', 30_000)]);
+      const at = held * meta.pieceLength;
+      assert.match(first, new RegExp(`^p2p: ${at} bytes from peers, ${gz.length - at} from the origin \\(fell back at byte ${at}\\)`));
+      assert.match(second, new RegExp(`^p2p: ${gz.length} bytes from peers, 0 from the origin,`), 'the second agent took the rest from the first, not from the origin');
+    } finally {
+      closeOrigin();
+      peer.close();
+    }
+  });
+
+  it('a peer that never answers for the piece the pipeline waits on: another peer is asked soon, no fallback', { timeout: 120_000 }, async () => {
+    // the silent peer claims every piece and answers no request; the agent's only peer at first,
+    // so the first pieces are asked of it. A good peer comes a second later (it dials the agent).
+    const silent = new Swarm({ meta, announce: '', host: '127.0.0.1', pieces: { has: () => true, read: () => new Promise<Buffer>(() => {}) }, onPiece: () => {} });
+    await silent.start();
+    const probe = http.createServer().listen(0, '127.0.0.1');
+    await new Promise((ok) => probe.once('listening', ok));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((ok) => probe.close(ok));
+    let good: Swarm | undefined;
+    const joining = setTimeout(() => {
+      good = new Swarm({ meta, announce: '', host: '127.0.0.1', peers: [`127.0.0.1:${port}`],
+        pieces: { has: () => true, read: (i, off, len) => gz.subarray(i * meta.pieceLength + off, i * meta.pieceLength + off + len) }, onPiece: () => {} });
+      void good.start();
+    }, 1000);
+    try {
+      const disk = join(dir, 'disk-silent-peer');
+      await writeFile(disk, '');
+      const { log, lines } = capture();
+      // the stall timeout (6 s + none) is below the general piece timeout (15 s): only the head's
+      // shorter one lets the agent go on from the good peer
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'silent', port, peers: [`127.0.0.1:${silent.port}`], stallTimeoutMs: 6000, fallbackJitterMs: 0 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      assert.ok((await readFile(disk)).equals(raw), 'the disk is the image, bit for bit');
+      const summary = lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers')) ?? '';
+      assert.match(summary, new RegExp(`^p2p: ${gz.length} bytes from peers, 0 from the origin,`), lines.join('\n'));
+      assert.ok(good !== undefined && good.uploaded === gz.length, `the good peer served the whole image (${good?.uploaded})`);
+    } finally {
+      clearTimeout(joining);
+      silent.close();
+      good?.close();
     }
   });
 

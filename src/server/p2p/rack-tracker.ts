@@ -24,7 +24,10 @@ export class RackTracker {
 
   constructor(knows: (infoHash: string) => boolean, o: { intervalMs?: number } = {}) {
     this.knows = knows;
-    this.intervalMs = o.intervalMs ?? 30_000;
+    // every peer announces again this often: a tracker that lost its memory (its replica died and
+    // the load balancer moved the rack to another) knows the rack's peers again within one interval,
+    // before agents waiting for pieces give up on the swarm (their stall timeout, 20 s by default)
+    this.intervalMs = o.intervalMs ?? 10_000;
   }
 
   private trackerOf(scope: string): Server {
@@ -44,7 +47,17 @@ export class RackTracker {
 
   announce(rack: string, remote: string, req: IncomingMessage, res: ServerResponse): void {
     const scope = rack === 'auto' ? subnetScope(remote) : `rack-${rack}`;
-    this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce' });
+    // bittorrent-tracker reads the peer's address from the socket, or with trustProxy from the
+    // first X-Forwarded-For entry: hand it exactly the address decided here (the socket's, or
+    // what a trusted proxy appended: routes/p2p.ts), nothing a client wrote
+    const fromSocket = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    if (remote.replace(/^::ffff:/, '') === fromSocket) {
+      delete req.headers['x-forwarded-for'];
+      this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce' });
+    } else {
+      req.headers['x-forwarded-for'] = remote;
+      this.trackerOf(scope).onHttpRequest(req, res, { action: 'announce', trustProxy: true });
+    }
   }
 
   /** Peers per rack and swarm (for the log and tests). */

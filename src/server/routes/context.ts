@@ -35,7 +35,7 @@ export interface AppOptions {
   requireChecksum?: boolean;
   /** peer to peer inside racks (--p2p): images' BitTorrent metainfo, the rack trackers (or an
    *  external tracker's URL), and whether every deploy action served turns it on */
-  p2p?: { metainfo: MetainfoBuilder; tracker?: RackTracker; trackerUrl?: string; everyDeploy?: boolean; torrentFile: typeof torrentFile };
+  p2p?: { metainfo: MetainfoBuilder; tracker?: RackTracker; trackerUrl?: string; everyDeploy?: boolean; torrentFile: typeof torrentFile; trustedProxies?: readonly string[] };
   /** one record per request; default: JSON lines on stderr (human on a TTY) */
   log?: ServerLog;
   hub?: EventStreamHub;

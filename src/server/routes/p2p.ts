@@ -50,7 +50,21 @@ function announce({ app, req, res, params: { rack } }: AppRequest): void {
   const p2p = p2pOf(app);
   if (p2p.tracker === undefined) throw new HttpError(404, `this server runs no tracker: peers announce to ${p2p.trackerUrl ?? '(none)'}`);
   if (!RACK_NAME.test(rack)) throw new HttpError(400, `rack ${JSON.stringify(rack)}: a rack name is 1-64 of A-Z a-z 0-9 . _ - (or "auto")`);
-  p2p.tracker.announce(rack, remoteOf(req), req, res);
+  p2p.tracker.announce(rack, peerAddressOf(req, remoteOf(req), p2p.trustedProxies), req, res);
+}
+
+/**
+ * The announcing peer's address. Behind a load balancer (haproxy) every announce comes from the
+ * balancer's address, which peers cannot dial: from a proxy named by --p2p-trusted-proxy the
+ * address is the last X-Forwarded-For entry (the one that proxy appended; entries before it are
+ * whatever the client sent). From anyone else the header is ignored.
+ */
+export function peerAddressOf(req: IncomingMessage, remote: string, trusted: readonly string[] | undefined): string {
+  const bare = remote.replace(/^::ffff:/, '');
+  const header = req.headers['x-forwarded-for'];
+  if (trusted === undefined || !trusted.includes(bare) || typeof header !== 'string') return remote;
+  const last = header.split(',').at(-1)!.trim();
+  return /^[0-9a-fA-F.:]{2,45}$/.test(last) ? last : remote;
 }
 
 export const p2pRoutes: AppRoute[] = [
