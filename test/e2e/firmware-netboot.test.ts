@@ -72,7 +72,7 @@ async function journey(t: { after(fn: () => unknown): void; diagnostic(s: string
   const image = await ensureTestImage(o.kind);
   const lab = new QemuNetLab(o.prefix);
   t.after(() => lab.close());
-  await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl) });
+  await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl), routerAdvertisements: true });
   await lab.startServer(['--boot-dir', bootDir]);
   const url = lab.addImage(image.zst);
   lab.setAction(o.mac, {
