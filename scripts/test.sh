@@ -17,5 +17,13 @@ case "${BOOTY_TEST_ONLY:-all}" in
     else globs+=('test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'); fi ;;
 esac
 echo "== tests: ${globs[*]}"
-exec "$node" --disable-warning=ExperimentalWarning --test --test-reporter=spec \
+# Every test's temporary files go under one directory (TMPDIR), removed when the run ends, also
+# when it is interrupted: a test process that is killed cannot remove its own. --one-file-system:
+# a killed test may leave something mounted in there, whose contents are not ours to delete.
+tmp_root=$(mktemp -d "${TMPDIR:-/tmp}/booty-test-run-XXXXXX")
+chmod 755 "$tmp_root" # postgres (test/helpers/postgres.ts) runs as its own user below it
+trap 'rm -rf --one-file-system "$tmp_root"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+TMPDIR="$tmp_root" "$node" --disable-warning=ExperimentalWarning --test --test-reporter=spec \
   --test-concurrency="${BOOTY_TEST_CONCURRENCY:-2}" "${globs[@]}"

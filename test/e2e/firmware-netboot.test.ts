@@ -5,7 +5,10 @@
 // deploys a real Debian 12 image, grows it and reboots. At the next power-on iPXE asks /ipxe
 // again, gets `exit` (the one-shot deploy is consumed) and the firmware falls through to the disk,
 // whose Debian prints its marker.
-//   (bios)  SeaBIOS, virtio disk, the msdos/BIOS image: nothing is written to NVRAM.
+//   (bios)  SeaBIOS, virtio disk, the msdos/BIOS plain ext4 image as gzip: nothing is written to
+//           NVRAM. This is also deploy-debian's scenario (c) (plain ext4 image, gzip, virtio, a
+//           4 GiB disk), with its checks: the grown partition and ext4 on the host, no LVM touched,
+//           and the marker of the disk booting alone with a root filesystem of about 4 GiB.
 //   (uefi)  OVMF, SATA (AHCI) disk, the GPT/ESP image, bootOrder network-first: booty writes a
 //           Boot#### for \EFI\debian\grubx64.efi; the next boot goes to iPXE first, which exits,
 //           then to booty's entry: the booted Debian prints `efibootmgr -v` (the real tool reading
@@ -25,12 +28,14 @@ import { ConsoleClock, dnsmasqPxeRecipe, IPXE_ROM_E1000, newVarsFile, OVMF_CODE,
 import { logDir } from '../helpers/qemu.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 import { ensureTestImage, type TestImage } from '../helpers/test-image.ts';
+import { ext4AtOffset } from '../helpers/disk-file-layout.ts';
+import { assertGrownMarker, assertPartitionGrown, markerFields } from '../helpers/grown-debian-disk.ts';
 import { decodeLoadOption, describePath, encodeLoadOption, filePathNode, hardDriveNode } from '../../src/uefi/load-option.ts';
 
 const isRoot = process.getuid?.() === 0;
 const have = (cmd: string) => { try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; } };
 const missing = [
-  ...['qemu-system-x86_64', 'dnsmasq', 'debootstrap', 'mcopy', 'mkfs.vfat', 'zstd'].filter((c) => !have(c)),
+  ...['qemu-system-x86_64', 'dnsmasq', 'debootstrap', 'mcopy', 'mkfs.vfat', 'zstd', 'sfdisk', 'dumpe2fs', 'losetup'].filter((c) => !have(c)),
   ...[OVMF_CODE, OVMF_VARS, IPXE_ROM_E1000].filter((f) => !fs.existsSync(f)),
 ];
 const skip = !isRoot ? skipUnlessPresent(false, 'needs root (network namespaces, tap, loop devices)')
@@ -61,6 +66,8 @@ const bootMarks = { ipxe: /iPXE \d/, exitScript: /booting from the local disk/, 
 
 interface Journey {
   lab: QemuNetLab; mac: string; disk: string; vars?: string; image: TestImage; deployLog: string; bootLog: string;
+  /** the server's record of the deploy's result; the text after the marker of the second power-on */
+  result: Record<string, unknown>; marker: string;
   /** what the server logged during the second power-on */
   bootServerLog: string;
 }
@@ -68,20 +75,25 @@ interface Journey {
 async function journey(t: { after(fn: () => unknown): void; diagnostic(s: string): void }, o: {
   name: string; firmware: Firmware; bus: 'virtio' | 'sata'; kind: 'plain' | 'uefi'; prefix: string; mac: string;
   bootOrder?: 'network-first' | 'disk-first';
+  /** the image file served: zstd (default) or gzip */
+  form?: 'zst' | 'gz';
+  /** default 3 GiB */
+  diskBytes?: number;
 }): Promise<Journey> {
   const image = await ensureTestImage(o.kind);
   const lab = new QemuNetLab(o.prefix);
   t.after(() => lab.close());
-  await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl) });
+  await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl), routerAdvertisements: true });
   await lab.startServer(['--boot-dir', bootDir]);
-  const url = lab.addImage(image.zst);
+  const form = o.form ?? 'zst';
+  const url = lab.addImage(image[form]);
   lab.setAction(o.mac, {
-    action: 'deploy', image: url, sha256: image.sha256.zst, grow: { partition: 'last' }, after: 'reboot',
+    action: 'deploy', image: url, sha256: image.sha256[form], grow: { partition: 'last' }, after: 'reboot',
     ...(o.bootOrder === undefined ? {} : { bootOrder: o.bootOrder }),
   });
   const disk = path.join(work, `${o.name}.img`);
   fs.writeFileSync(disk, '');
-  fs.truncateSync(disk, 3 * 2 ** 30);
+  fs.truncateSync(disk, o.diskBytes ?? 3 * 2 ** 30);
   const vars = o.firmware === 'uefi' ? newVarsFile(work, o.name) : undefined;
   const machine = { firmware: o.firmware, disk, diskBus: o.bus, netns: lab.ns, tap: lab.tap, mac: o.mac, ...(vars === undefined ? {} : { varsFile: vars }) } as const;
 
@@ -119,7 +131,10 @@ async function journey(t: { after(fn: () => unknown): void; diagnostic(s: string
   let earlier: Record<string, unknown> = {};
   try { earlier = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>; } catch { /* first run */ }
   fs.writeFileSync(file, JSON.stringify({ ...earlier, ...timings }, null, 2));
-  return { lab, mac: o.mac, disk, vars, image, deployLog: vm1.output, bootLog: vm2.output, bootServerLog: lab.serverLog.slice(serverMark) };
+  return {
+    lab, mac: o.mac, disk, vars, image, deployLog: vm1.output, bootLog: vm2.output, bootServerLog: lab.serverLog.slice(serverMark),
+    result: m.result as Record<string, unknown>, marker: marker[0].slice(marker[0].indexOf('BOOTY-TEST-MARKER') + 'BOOTY-TEST-MARKER'.length),
+  };
 }
 
 /** The efibootmgr -v lines the booted Debian printed (BOOTY-EFI prefix). */
@@ -127,10 +142,32 @@ function efibootmgrLines(log: string): string[] {
   return [...log.matchAll(/BOOTY-EFI ([^\r\n]*)\r*\n/g)].map((x) => x[1].trim());
 }
 
-test('(bios) SeaBIOS + iPXE ROM + dnsmasq recipe -> /ipxe -> booty deploys and grows; next power-on: /ipxe says exit, the disk boots', { skip, timeout: 2 * bootMs }, async (t) => {
-  const j = await journey(t, { name: 'fw-bios', firmware: 'bios', bus: 'virtio', kind: 'plain', prefix: '10.233.1', mac: '52:54:00:f1:00:01' });
+test('(bios) SeaBIOS + iPXE ROM + dnsmasq recipe -> /ipxe -> booty deploys the plain ext4 image (gzip) to a virtio disk and grows it; next power-on: /ipxe says exit, the disk boots alone with a root filesystem of about 4 GiB', { skip, timeout: 2 * bootMs }, async (t) => {
+  const diskBytes = 4 * 2 ** 30;
+  const j = await journey(t, { name: 'fw-bios', firmware: 'bios', bus: 'virtio', kind: 'plain', prefix: '10.233.1', mac: '52:54:00:f1:00:01', form: 'gz', diskBytes });
   assert.match(j.deployLog, /boot entry: BIOS machine \(no \/sys\/firmware\/efi\): nothing to write/);
   assert.match(j.bootServerLog, /GET \/ipxe\/52-54-00-f1-00-01/, 'the second power-on netboots first and asks /ipxe for its script (exit)');
+  // deploy-debian's (c): the plain ext4 image as gzip onto virtio, grown offline, no LVM touched
+  const out = j.deployLog;
+  assert.doesNotMatch(out, /BOOTY FAILED|Kernel panic|kernel BUG|Oops:|Call Trace/, out.slice(-6000));
+  assert.match(out, /target disk: \/dev\/vda/);
+  assert.match(out, /deploy: format gzip/);
+  assert.match(out, /deploy: wrote .* \(verified\)/);
+  assert.match(out, /grow: \/dev\/vda2 holds an ext2\/3\/4 filesystem/);
+  assert.match(out, /grow: e2fsck -f -y \S+, then resize2fs \(offline, initramfs tools\)/, 'ext4 grown offline');
+  assert.match(out, /grow: done \(partition \d .* -> /);
+  assert.match(out, /reboot: Restarting system/);
+  assert.doesNotMatch(out, /volume group|lvm /i, 'an image without LVM never touches LVM');
+  assert.equal(j.result.sha256, j.image.sha256.gz, 'the sha256 of the bytes as served');
+  assert.equal(j.result.bytes, j.image.size);
+  const part = assertPartitionGrown(j.disk, j.image, diskBytes);
+  const facts = ext4AtOffset(j.disk, part.start * 512, part.size * 512);
+  assert.ok(facts.bytes > 3.6 * 2 ** 30 && facts.bytes <= part.size * 512, `ext4 ${facts.bytes} bytes in a ${part.size * 512}-byte partition`);
+  assert.equal(facts.state, 'clean');
+  assert.doesNotMatch(j.bootLog, /Kernel panic|kernel BUG|emergency mode|fsck.*(failed|UNEXPECTED)/i, j.bootLog.slice(-6000));
+  const marker = markerFields(j.marker);
+  assertGrownMarker(marker, j.image, 'vda', diskBytes);
+  assert.equal(marker.root, '/dev/vda2');
 });
 
 test('(uefi) OVMF + SATA + e1000 iPXE: booty writes a Boot#### for the ESP\'s grub; network-first: iPXE exits, booty\'s entry boots', { skip, timeout: 2 * bootMs }, async (t) => {

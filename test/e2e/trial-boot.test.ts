@@ -61,7 +61,7 @@ async function deployTrial(t: T, o: { name: string; prefix: string; mac: string;
   t.after(() => lab.close());
   const speaker = o.lldp === true ? await startLldpSpeaker(lab.ns, lab.bridge, { systemName: 'booty-tor-7', portDescription: 'rack7 port 12' }) : undefined;
   if (speaker !== undefined) t.after(() => speaker.close());
-  await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl) });
+  await lab.startDnsmasq({ extraArgs: dnsmasqPxeRecipe(lab.serverUrl), routerAdvertisements: true });
   await lab.startServer(['--boot-dir', bootDir]);
   const url = lab.addImage(image.zst);
   lab.setAction(o.mac, {

@@ -4,12 +4,23 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
 
 const root = resolve(import.meta.dirname, '..', '..');
+
+// Data directories this process made and has not removed yet, and servers still running: a test
+// that fails before its close(), or forgets it, must not leave a server or a
+// booty-server-test-* directory behind when its process ends.
+const madeDirs = new Set<string>();
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+  for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+});
 
 export interface BootyServerProcess {
   url: string;
@@ -28,6 +39,7 @@ export interface BootyServerProcess {
 /** `listen`: default 127.0.0.1:0 (this host: an operator while the server has no operator token) */
 export async function startBootyServer(opts: { dataDir?: string; args?: string[]; listen?: string } = {}): Promise<BootyServerProcess> {
   const dataDir = opts.dataDir ?? await mkdtemp(join(tmpdir(), 'booty-server-test-'));
+  if (opts.dataDir === undefined) madeDirs.add(dataDir);
   const child = spawn(join(root, 'bin', 'booty'), ['server', '--data', dataDir, '--listen', opts.listen ?? '127.0.0.1:0', ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -42,9 +54,11 @@ export async function startBootyServer(opts: { dataDir?: string; args?: string[]
     });
     child.once('exit', (code) => fail(new Error(`booty server exited (${code}) before listening:\n${err}`)));
   });
+  live.add(child);
   const exited = new Promise<void>((ok) => {
     if (child.exitCode !== null || child.signalCode !== null) ok(); else child.once('exit', () => ok());
   });
+  void exited.then(() => live.delete(child));
   return {
     url, dataDir, child,
     stderr: () => err,
@@ -61,7 +75,10 @@ export async function startBootyServer(opts: { dataDir?: string; args?: string[]
         await exited;
         clearTimeout(t);
       }
-      if (!keepData && opts.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+      if (!keepData && opts.dataDir === undefined) {
+        await rm(dataDir, { recursive: true, force: true });
+        madeDirs.delete(dataDir);
+      }
     },
   };
 }

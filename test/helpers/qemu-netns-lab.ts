@@ -42,6 +42,13 @@ export interface DnsmasqOptions {
   leaseSeconds?: number;
   /** more dnsmasq arguments, e.g. '--dhcp-option=option:T1,8' */
   extraArgs?: string[];
+  /**
+   * Also answer IPv6 router solicitations (dnsmasq --enable-ra, a ULA prefix on the bridge), as a
+   * LAN with an IPv6 router does. For iPXE labs: iPXE configures IPv6 alongside DHCPv4 and waits
+   * for both, so without a router every netboot first sits out its unanswered solicitations
+   * (13 of the 19 s from iPXE's start to its DHCP filename under TCG).
+   */
+  routerAdvertisements?: boolean;
 }
 
 export interface LabFaultProxyOptions {
@@ -109,6 +116,7 @@ export class QemuNetLab {
   #children: ChildProcess[] = [];
   #dnsmasq: ChildProcess | undefined;
   #dnsmasqOptions: DnsmasqOptions = {};
+  #ipv6Prefix: string | undefined;
 
   constructor(prefix: string) {
     const id = `${process.pid % 10000}${counter++}`;
@@ -138,12 +146,21 @@ export class QemuNetLab {
   async startDnsmasq(opts: DnsmasqOptions = {}): Promise<void> {
     this.#dnsmasqOptions = opts;
     const from = this.dnsmasqLog.length;
+    const ra: string[] = [];
+    if (opts.routerAdvertisements === true) {
+      if (this.#ipv6Prefix === undefined) {
+        const [, b, c] = this.prefix.split('.').map(Number);
+        this.#ipv6Prefix = `fd42:${b.toString(16)}:${c.toString(16)}::`;
+        ip('-n', this.ns, 'addr', 'add', `${this.#ipv6Prefix}1/64`, 'dev', this.bridge, 'nodad');
+      }
+      ra.push('--enable-ra', `--dhcp-range=::,constructor:${this.bridge},ra-only`);
+    }
     const child = spawn('ip', [
       'netns', 'exec', this.ns, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=0',
       '--bind-interfaces', `--interface=${this.bridge}`, '--except-interface=lo',
       `--dhcp-range=${this.prefix}.50,${this.prefix}.99,${opts.leaseSeconds ?? 600}`, `--dhcp-option=option:router,${this.prefix}.1`,
       `--dhcp-leasefile=${path.join(this.dir, 'leases')}`, `--pid-file=${path.join(this.dir, 'dnsmasq.pid')}`,
-      '--log-facility=-', '--log-dhcp', ...(opts.extraArgs ?? []),
+      '--log-facility=-', '--log-dhcp', ...ra, ...(opts.extraArgs ?? []),
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#children.push(child);
     this.#dnsmasq = child;

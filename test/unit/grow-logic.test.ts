@@ -4,6 +4,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { growDisk } from '../../src/disk/grow.ts';
 import { fdSectorSource } from '../../src/disk/partition-table/fd-source.ts';
@@ -40,9 +41,12 @@ function tableOf(io: FakeBlockIO) {
   try { return readPartitionTable(fdSectorSource(fd, fs.fstatSync(fd).size, 512)); } finally { fs.closeSync(fd); }
 }
 
+/** The mount points src/disk/mounts.ts makes (under os.tmpdir(): scripts/test.sh sets TMPDIR), as a regex source. */
+const mountPoint = `${os.tmpdir().replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\/booty-root-[A-Za-z0-9]+`;
+
 /** Tool call lines with the random mount point replaced by ROOT. */
 function calls(tools: FakeToolRunner): string[] {
-  return tools.lines().map((l) => l.replace(/\/tmp\/booty-root-[A-Za-z0-9]+/g, 'ROOT'));
+  return tools.lines().map((l) => l.replace(new RegExp(mountPoint, 'g'), 'ROOT'));
 }
 
 const binds = ['mount -o bind /dev ROOT/dev', 'mount -o bind /proc ROOT/proc', 'mount -o bind /sys ROOT/sys', 'mount -o bind /run ROOT/run'];
@@ -182,7 +186,7 @@ describe('growDisk without LVM', () => {
     await assert.rejects(growDisk({ disk: '/dev/vda', partition: 'last', log, tools, io }), (e: unknown) => {
       assert.ok(isBootyError(e));
       assert.equal(e.stage, 'grow');
-      assert.match(e.message, /^resize2fs \/dev\/vda2 \(in chroot \/tmp\/booty-root-\w+\) exited with code 1: .*Permission denied to resize filesystem/);
+      assert.match(e.message, new RegExp(`^resize2fs \\/dev\\/vda2 \\(in chroot ${mountPoint}\\) exited with code 1: .*Permission denied to resize filesystem`));
       return true;
     });
     assert.deepEqual(calls(tools).slice(-5), [...unbinds, 'umount ROOT']);

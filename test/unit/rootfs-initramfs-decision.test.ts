@@ -1,5 +1,5 @@
 // When a rootfs deploy keeps the tarball's initramfs and when it runs update-initramfs.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,8 +8,12 @@ import { decideInitramfs, initramfsModules } from '../../src/rootfs/initramfs-de
 
 const K = '6.1.0-50-amd64';
 
+const trees: string[] = [];
+after(() => { for (const d of trees) fs.rmSync(d, { recursive: true, force: true }); });
+
 function tree(files: Record<string, string>): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-initramfs-decision-'));
+  trees.push(root);
   for (const [p, content] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(root, p)), { recursive: true });
     fs.writeFileSync(path.join(root, p), content);
