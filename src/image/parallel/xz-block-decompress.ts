@@ -21,9 +21,9 @@
 // Memory: the block being received, plus at most `maxInflight` blocks and INFLIGHT_BYTES of
 // output (less its all-zero 4 MiB parts, which travel as counts) decoding or waiting, plus one
 // block's output waiting for the reader.
-import { Transform, type TransformCallback } from 'node:stream';
 import { ByteQueue } from '../byte-queue.ts';
 import { BlockDecodeError, type BlockDecodePool, type BlockPart } from './block-decode-pool.ts';
+import { BlockDecompressTransform } from './block-decompress-transform.ts';
 import type { PlacedBlockWriter } from './xz-placed-writer.ts';
 import { createGcPacer } from '../sink/gc-pacer.ts';
 import { NativeDecompress } from '../format/native-decompress.ts';
@@ -46,7 +46,6 @@ export const PLACE_MAX_BLOCK = 48 << 20;
 export const INFLIGHT_BYTES = 16 << 20;
 /** An index longer than this is refused (4 bytes or more per block: millions of blocks). */
 const MAX_INDEX = 16 << 20;
-const ZERO_PART = 4 << 20;
 
 type Phase = 'header' | 'block' | 'index' | 'footer' | 'padding';
 interface Slot { parts?: BlockPart[]; err?: Error; done: Promise<void>; size: number }
@@ -82,7 +81,7 @@ export interface XzBlockDecompressOptions {
   placer?: PlacedBlockWriter;
 }
 
-export class XzBlockDecompressor extends Transform {
+export class XzBlockDecompressor extends BlockDecompressTransform {
   /** blocks decoded on the workers */
   blocks = 0;
   /** streams read (concatenated .xz files have several) */
@@ -112,15 +111,12 @@ export class XzBlockDecompressor extends Transform {
   private inner: NativeDecompress | undefined;
   private innerFailed: Promise<never> | undefined;
   private innerError: Error | undefined;
-  private zeroOut: Buffer | undefined;
   private inflightBytes = 0;
   /** the block being gathered as it arrives (placer) */
   private filling: { data: Buffer; filled: number; unpadded: number; uncompressed: number; at: number } | undefined;
-  /** set while a block waits for the reader to take the one before it */
-  private waitingRead: (() => void) | undefined;
 
   constructor(o: XzBlockDecompressOptions) {
-    super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
+    super();
     this.pool = o.pool;
     this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size);
     this.placer = o.placer;
@@ -128,24 +124,16 @@ export class XzBlockDecompressor extends Transform {
   }
 
   /** Input bytes consumed (for trailingBytes()). */
-  get bytesWritten(): number {
+  override get bytesWritten(): number {
     return this.consumed + (this.inner?.bytesWritten ?? 0);
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.accept(chunk).then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
+  protected override onFailure(e: Error): void {
+    this.placer?.stop(e);
   }
 
-  override _flush(cb: TransformCallback): void {
-    this.finish().then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
-  }
-
-  override _read(size: number): void {
+  protected override onRead(): void {
     this.inner?.resume();
-    const f = this.waitingRead;
-    this.waitingRead = undefined;
-    f?.();
-    super._read(size);
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
@@ -153,7 +141,7 @@ export class XzBlockDecompressor extends Transform {
     cb(err);
   }
 
-  private async accept(chunk: Buffer): Promise<void> {
+  protected override async accept(chunk: Buffer): Promise<void> {
     if (this.inner !== undefined) return this.feedInner([chunk]);
     this.q.push(chunk);
     // placed blocks are gathered chunk by chunk (next()): the chunks are young garbage at once
@@ -166,7 +154,7 @@ export class XzBlockDecompressor extends Transform {
     }
   }
 
-  private async finish(): Promise<void> {
+  protected override async finish(): Promise<void> {
     if (this.inner === undefined) {
       if (this.phase !== 'padding' || this.q.length > 0) {
         // a few zeros that are not a whole 4-byte unit of padding are corrupt, anything else short
@@ -324,24 +312,11 @@ export class XzBlockDecompressor extends Transform {
     this.inflightBytes -= slot.size;
     if (slot.err !== undefined) throw slot.err;
     this.blocks++;
-    let room = true;
-    for (const p of slot.parts!) {
-      if (typeof p !== 'number') {
-        room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-        this.paceMinor(p.byteLength);
-        this.paceMajor(p.byteLength);
-        continue;
-      }
-      for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
-    }
+    const parts = slot.parts!;
     slot.parts = undefined;
-    // one block's output waits for the reader at a time, not every finished block's
-    if (!room) await new Promise<void>((resolve) => { this.waitingRead = resolve; });
-  }
-
-  private zeros(size: number): Buffer {
-    this.zeroOut ??= Buffer.alloc(ZERO_PART);
-    return this.zeroOut.subarray(0, size);
+    const moved = await this.emitParts(parts);
+    this.paceMinor(moved);
+    this.paceMajor(moved);
   }
 
   /** From this stream's header on, liblzma's single-stream decoder reads the rest of the file. */
