@@ -114,6 +114,8 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
   private inflightBytes = 0;
   /** the block being gathered as it arrives (placer) */
   private filling: { data: Buffer; filled: number; unpadded: number; uncompressed: number; at: number } | undefined;
+  /** the placer's budget holds room for the block whose header is next (placer) */
+  private reserved = false;
 
   constructor(o: XzBlockDecompressOptions) {
     super();
@@ -150,6 +152,12 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
       const step = this.next();
       if (step === 'more') return;
       if (step === 'stream') return this.switchToStream();
+      if (typeof step === 'number') {
+        // no more input is read until the placer's budget has room for this block
+        await this.placer!.reserve(step);
+        this.reserved = true;
+        continue;
+      }
       if (step !== 'next') await this.dispatch(step);
     }
   }
@@ -174,8 +182,9 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
   }
 
   /** The next step of reading the framing: a block to decode, 'next' after a part that needs no
-   *  worker, 'more' to wait for bytes, 'stream' to hand the rest to the single-stream decoder. */
-  private next(): { data: Buffer; unpadded: number; uncompressed: number; at: number } | 'more' | 'next' | 'stream' {
+   *  worker, 'more' to wait for bytes, 'stream' to hand the rest to the single-stream decoder, a
+   *  number: the compressed size of the next block, to reserve with the placer before it is read. */
+  private next(): { data: Buffer; unpadded: number; uncompressed: number; at: number } | 'more' | 'next' | 'stream' | number {
     const q = this.q;
     switch (this.phase) {
       case 'header': {
@@ -216,6 +225,8 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
         }
         const length = blockBytes(h, this.check);
         const unpadded = unpaddedSize(h, this.check);
+        if (this.placer !== undefined && !this.reserved) return length;
+        this.reserved = false;
         if (q.length < length) {
           if (this.placer === undefined) return 'more';
           // a block placed on the disk may be tens of MiB: it is gathered into its own buffer as
