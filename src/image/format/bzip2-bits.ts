@@ -20,20 +20,16 @@ const hi16 = (m: number) => Math.floor(m / 2 ** 32);
 const lo32 = (m: number) => m % 2 ** 32;
 
 /**
- * For each byte value, which (magic, shift) pairs it can be the third (FILTER2) or fourth
- * (FILTER3) byte of a 7-byte window for: a magic starting `shift` bits into the window's first
- * byte covers both bytes whole, whose values are then fixed. Two look-ups per byte rule out all
- * but about one position in four thousand.
+ * For each magic and each bit `shift` it may start at inside a 7-byte window's first byte, the
+ * window's bytes 1..5, which the magic then covers whole and which are fixed: searching for these
+ * sixteen 5-byte strings with Buffer.indexOf (native) finds every candidate window, and only those
+ * are checked bit by bit. (A JavaScript look at every byte was the bzip2 deploy's main-thread cost.)
  */
-function filterFor(byte: number): Uint16Array {
-  const t = new Uint16Array(256);
-  MAGICS.forEach((m, which) => {
-    for (let shift = 0; shift < 8; shift++) t[Math.floor(m / 2 ** (40 - 8 * byte + shift)) % 256] |= 1 << (which * 8 + shift);
-  });
-  return t;
-}
-const FILTER2 = filterFor(2);
-const FILTER3 = filterFor(3);
+const PATTERNS = MAGICS.flatMap((m, which) => Array.from({ length: 8 }, (_, shift) => ({
+  which,
+  shift,
+  bytes: Buffer.from(Array.from({ length: 5 }, (_, i) => Math.floor(m / 2 ** (32 - 8 * i + shift)) % 256)),
+})));
 
 /** Finds every bit position where a block or end-of-stream magic starts, across chunk boundaries. */
 export class MagicScanner {
@@ -54,18 +50,15 @@ export class MagicScanner {
     this.bytes += chunk.length;
     const found: Magic[] = [];
     const last = data.length - 7;
-    for (let b = 0; b <= last; b++) {
-      const f = FILTER2[data[b + 2]] & FILTER3[data[b + 3]];
-      if (f === 0) continue;
-      const y = (data[b] << 16) | (data[b + 1] << 8) | data[b + 2];
-      const x = data[b + 2] * 2 ** 32 + (((data[b + 3] << 24) | (data[b + 4] << 16) | (data[b + 5] << 8) | data[b + 6]) >>> 0);
-      for (let which = 0; which < 2; which++) {
-        const m = MAGICS[which];
-        for (let shift = 0; shift < 8; shift++) {
-          if ((f & (1 << (which * 8 + shift))) === 0) continue;
-          if (((y >> (8 - shift)) & 0xffff) === hi16(m) && Math.floor(x / 2 ** (8 - shift)) % 2 ** 32 === lo32(m)) {
-            found.push({ bit: (base + b) * 8 + shift, eos: which === 1 });
-          }
+    for (const { which, shift, bytes } of PATTERNS) {
+      const m = MAGICS[which];
+      // bytes 1..5 of the window at b are the pattern: it is found at b + 1
+      for (let i = data.indexOf(bytes, 1); i !== -1 && i - 1 <= last; i = data.indexOf(bytes, i + 1)) {
+        const b = i - 1;
+        const y = (data[b] << 16) | (data[b + 1] << 8) | data[b + 2];
+        const x = data[b + 2] * 2 ** 32 + (((data[b + 3] << 24) | (data[b + 4] << 16) | (data[b + 5] << 8) | data[b + 6]) >>> 0);
+        if (((y >> (8 - shift)) & 0xffff) === hi16(m) && Math.floor(x / 2 ** (8 - shift)) % 2 ** 32 === lo32(m)) {
+          found.push({ bit: (base + b) * 8 + shift, eos: which === 1 });
         }
       }
     }

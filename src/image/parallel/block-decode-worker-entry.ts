@@ -90,18 +90,36 @@ function decodeAll(dec: NativeStreamDecoder, pieces: Buffer[], send: (p: BlockPa
 /** O_DIRECT's alignment (buffer address, offset, length): covers 512 and 4096 byte sectors. */
 const ALIGN = 4096;
 /** A placed block is decoded into chunks that end at multiples of CHUNK on the disk: each is
- *  written at once (O_DIRECT) or, all zeros, becomes part of a zero run. */
+ *  written (O_DIRECT) while the next one decodes into the other buffer, or, all zeros, becomes
+ *  part of a zero run. */
 const CHUNK = 1 << 20;
-let chunkBuf: Buffer | undefined;
+const chunkBufs: Buffer[] = [];
 
-/** CHUNK + ALIGN bytes whose address is ALIGN-aligned (reused for every placed block). */
-function placeBuffer(): Buffer {
-  if (chunkBuf !== undefined) return chunkBuf;
-  const raw = Buffer.allocUnsafeSlow(CHUNK + 2 * ALIGN);
-  const k = requireKoffi(cfg.liblzma!.koffi);
-  const mis = Number((k.address(raw) as bigint) % BigInt(ALIGN));
-  chunkBuf = raw.subarray(mis === 0 ? 0 : ALIGN - mis, (mis === 0 ? 0 : ALIGN - mis) + CHUNK + ALIGN);
-  return chunkBuf;
+/** Two buffers of CHUNK + ALIGN bytes whose addresses are ALIGN-aligned (reused for every placed
+ *  block): one is written while the other fills. */
+function placeBuffers(): Buffer[] {
+  while (chunkBufs.length < 2) {
+    const raw = Buffer.allocUnsafeSlow(CHUNK + 2 * ALIGN);
+    const k = requireKoffi(cfg.liblzma!.koffi);
+    const mis = Number((k.address(raw) as bigint) % BigInt(ALIGN));
+    chunkBufs.push(raw.subarray(mis === 0 ? 0 : ALIGN - mis, (mis === 0 ? 0 : ALIGN - mis) + CHUNK + ALIGN));
+  }
+  return chunkBufs;
+}
+
+/** Writes buf[from, from + length) at `pos` in full, on libuv's threads (this thread decodes meanwhile). */
+async function writeAll(fd: number, buf: Buffer, from: number, length: number, pos: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      n = await new Promise<number>((resolve, reject) => fs.write(fd, buf, from + done, length - done, pos + done, (e, written) => (e ? reject(e) : resolve(written))));
+    } catch (err) {
+      throw new WriteFailed(`writing ${length - done} bytes at byte ${pos + done} failed: ${(err as Error).message}`);
+    }
+    if (n <= 0) throw new WriteFailed(`short write at byte ${pos + done}`);
+    done += n;
+  }
 }
 
 class Stopped extends Error {}
@@ -123,13 +141,16 @@ function awaitGate(gate: Int32Array): void {
  *  to the main thread through `send`. The block's stream is checked in full by liblzma before the
  *  last chunk is written (its check follows the data): a corrupt block may have written earlier
  *  chunks, never reports success. */
-function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): void {
+async function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): Promise<void> {
   const api = lzma.get();
   if (api === null) throw new Error('liblzma did not load in the block worker');
   const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   const pieces = wrapBlock(data, t.flags, t.unpadded, t.uncompressed);
   const dec = api.decoder(0);
-  const buf = placeBuffer();
+  const bufs = placeBuffers();
+  let which = 0;
+  /** the write of the other buffer's chunk, running while this one decodes */
+  let writing: Promise<void> | undefined;
   const end = t.offset + t.uncompressed;
   let zero: { at: number; length: number } | undefined;
   const flushZero = () => { if (zero !== undefined) { send({ kind: 'zero', ...zero }); zero = undefined; } };
@@ -140,6 +161,7 @@ function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): void {
   try {
     while (!ended) {
       if (Atomics.load(t.gate, 0) === 2) throw new Stopped('stopped');
+      const buf = bufs[which];
       // the chunk [pos, chunkEnd) sits in buf at pos % ALIGN, so absolute pages are aligned in buf
       const chunkEnd = Math.min(end, Math.floor(pos / CHUNK) * CHUNK + CHUNK);
       const shift = pos % ALIGN;
@@ -165,49 +187,58 @@ function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): void {
       }
       if (pos + fill > end) throw new Refused({ message: 'the block decodes to more than its header says', kind: 'corrupt' });
       if (fill === 0) continue;
-      placeChunk(t, buf, shift, pos, pos + fill, send, (at, length) => {
+      const write = placeChunk(t, buf, shift, pos, pos + fill, send, (at, length) => {
         if (zero !== undefined && zero.at + zero.length === at) zero.length += length;
         else { flushZero(); zero = { at, length }; }
       }, flushZero);
       pos += fill;
+      if (write !== undefined) {
+        // the other buffer is filled next: its write must be done
+        const before = writing;
+        writing = undefined;
+        await before;
+        writing = write;
+        which ^= 1;
+      }
     }
     if (pos !== end) throw new Refused({ message: `the block decodes to ${pos - t.offset} bytes, not the ${t.uncompressed} its header says`, kind: 'corrupt' });
     flushZero();
+    const last = writing;
+    writing = undefined;
+    await last;
   } finally {
     dec.end();
+    // none of this block's writes may land after it reported (a failure included)
+    await writing?.catch(() => {});
   }
 }
 
-/** One decoded chunk [a, b) (at buf[shift]) to where it goes. */
+/** One decoded chunk [a, b) (at buf[shift]) to where it goes; the write of its whole pages, when
+ *  it has some that are not zeros (buf is not to be touched until it is done). */
 function placeChunk(t: XzPlaceTask, buf: Buffer, shift: number, a: number, b: number, send: (p: PlacedPart) => void,
-  addZero: (at: number, length: number) => void, flushZero: () => void): void {
+  addZero: (at: number, length: number) => void, flushZero: () => void): Promise<void> | undefined {
   const at = (x: number) => x - a + shift;
   const copy = (from: number, to: number) => { const c = Buffer.allocUnsafeSlow(to - from); buf.copy(c, 0, at(from), at(to)); return c; };
   if (a < t.holdBack) {
     const to = Math.min(b, t.holdBack);
     send({ kind: 'head', at: a, bytes: copy(a, to) });
     a = to;
-    if (a >= b) return;
+    if (a >= b) return undefined;
   }
   const s = Math.ceil(a / ALIGN) * ALIGN;
   const e = Math.floor(b / ALIGN) * ALIGN;
-  if (s >= e) { send({ kind: 'edge', at: a, bytes: copy(a, b) }); return; }
+  if (s >= e) { send({ kind: 'edge', at: a, bytes: copy(a, b) }); return undefined; }
   if (a < s) send({ kind: 'edge', at: a, bytes: copy(a, s) });
+  let write: Promise<void> | undefined;
   if (t.zeroRuns && buf.compare(ZEROS, 0, e - s, at(s), at(e)) === 0) addZero(s, e - s);
   else {
     flushZero();
     awaitGate(t.gate);
-    let done = 0;
-    while (done < e - s) {
-      let n: number;
-      try { n = fs.writeSync(t.fd, buf, at(s) + done, e - s - done, s + done); } catch (err) {
-        throw new WriteFailed(`writing ${e - s - done} bytes at byte ${s + done} failed: ${(err as Error).message}`);
-      }
-      if (n <= 0) throw new WriteFailed(`short write at byte ${s + done}`);
-      done += n;
-    }
+    write = writeAll(t.fd, buf, at(s), e - s, s);
+    write.catch(() => {}); // (awaited by placeBlock; a failure meanwhile is not unhandled)
   }
   if (e < b) send({ kind: 'edge', at: e, bytes: copy(e, b) });
+  return write;
 }
 
 function run(t: BlockRequest, send: (p: BlockPart) => void): void {
@@ -223,7 +254,15 @@ function run(t: BlockRequest, send: (p: BlockPart) => void): void {
   return decodeAll(api.decoder(), [standaloneBlock(data, t.bit, t.bits, t.level, t.crc)], send);
 }
 
-port.on('message', (m: BlockRequest | null) => {
+/** Frees a task's compressed input now that it is decoded (it was moved here whole): waiting for
+ *  this thread's GC let blocks that had been promoted to the old generation pile up, tens of MiB
+ *  of a deploy's peak RSS with xz -T0 -6's blocks. */
+function release(data: Uint8Array): void {
+  const ab = data.buffer;
+  if (ab instanceof ArrayBuffer && !ab.detached && ab.byteLength === data.byteLength) ab.transfer(0);
+}
+
+port.on('message', async (m: BlockRequest | null) => {
   exitIfAsked(m);
   let t = m;
   m = null;
@@ -231,7 +270,7 @@ port.on('message', (m: BlockRequest | null) => {
   if (t!.op === 'xz-place') {
     const key = t!.key;
     try {
-      placeBlock(t!, (placed) => port.postMessage({ id, key, placed, more: true } satisfies BlockReply, placed.kind === 'zero' ? [] : [placed.bytes.buffer as ArrayBuffer]));
+      await placeBlock(t!, (placed) => port.postMessage({ id, key, placed, more: true } satisfies BlockReply, placed.kind === 'zero' ? [] : [placed.bytes.buffer as ArrayBuffer]));
       port.postMessage({ id, key } satisfies BlockReply);
     } catch (e) {
       if (e instanceof WriteFailed) port.postMessage({ id, key, writeError: e.message } satisfies BlockReply);
@@ -240,6 +279,7 @@ port.on('message', (m: BlockRequest | null) => {
         port.postMessage({ id, key, error } satisfies BlockReply);
       }
     }
+    release(t!.data);
     t = null;
     collect?.({ type: 'minor' });
     return;
@@ -252,6 +292,7 @@ port.on('message', (m: BlockRequest | null) => {
     const error: StreamDecodeError = e instanceof Refused ? e.e : { message: String((e as Error)?.message ?? e), kind: 'limits' };
     port.postMessage({ id, error } satisfies BlockReply);
   }
+  release(t!.data);
   t = null;
   collect?.({ type: 'minor' });
 });

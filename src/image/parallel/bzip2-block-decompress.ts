@@ -18,8 +18,8 @@
 //
 // Memory: the input from the block being resolved on, plus at most `maxInflight` pieces
 // (compressed, and their output less its all-zero 4 MiB parts).
-import { Transform, type TransformCallback } from 'node:stream';
 import { BlockDecodeError, type BlockDecodePool, type BlockPart } from './block-decode-pool.ts';
+import { BlockDecompressTransform } from './block-decompress-transform.ts';
 import { createGcPacer } from '../sink/gc-pacer.ts';
 import { MagicScanner, combineCrc, readBits, type Magic } from '../format/bzip2-bits.ts';
 
@@ -28,7 +28,6 @@ import { MagicScanner, combineCrc, readBits, type Magic } from '../format/bzip2-
 const MAX_PIECE = 2 << 20;
 /** False magics tolerated inside one block before it is called corrupt. */
 const MAX_MERGES = 16;
-const ZERO_PART = 4 << 20;
 
 interface Piece { start: number; end: number; crc: number; level: number; parts?: BlockPart[]; err?: Error; settled: boolean; done: Promise<void> }
 
@@ -47,7 +46,7 @@ export interface Bzip2BlockDecompressOptions {
   scanner?: MagicScanner;
 }
 
-export class Bzip2BlockDecompressor extends Transform {
+export class Bzip2BlockDecompressor extends BlockDecompressTransform {
   /** blocks decoded on the workers */
   blocks = 0;
   /** streams read */
@@ -74,38 +73,28 @@ export class Bzip2BlockDecompressor extends Transform {
   private merges = 0;
   private firstFailure: { err: Error; at: number } | undefined;
   private consumed = 0;
-  private zeroOut: Buffer | undefined;
-  /** set while a block waits for the reader to take the one before it */
-  private waitingRead: (() => void) | undefined;
 
   constructor(o: Bzip2BlockDecompressOptions) {
-    super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
+    super();
     this.pool = o.pool;
     this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size + 1);
     this.scanner = o.scanner ?? new MagicScanner();
   }
 
   /** Input bytes consumed (for trailingBytes()): up to the end of the last stream, once it ended. */
-  get bytesWritten(): number {
+  override get bytesWritten(): number {
     return this.consumed;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.phase === 'done') { cb(); return; }
+  protected override async accept(chunk: Buffer): Promise<void> {
+    if (this.phase === 'done') return;
     this.chunks.push({ at: this.scanner.bytes, buf: chunk });
     for (const m of this.scanner.push(chunk)) this.cands.push(m);
-    this.advance(false).then(() => cb(), (e: Error) => cb(e));
+    return this.advance(false);
   }
 
-  override _flush(cb: TransformCallback): void {
-    this.advance(true).then(() => cb(), (e: Error) => cb(e));
-  }
-
-  override _read(size: number): void {
-    const f = this.waitingRead;
-    this.waitingRead = undefined;
-    f?.();
-    super._read(size);
+  protected override finish(): Promise<void> {
+    return this.advance(true);
   }
 
   private get inputBits(): number {
@@ -192,8 +181,7 @@ export class Bzip2BlockDecompressor extends Transform {
         continue;
       }
       this.pieces.shift();
-      // one block's output waits for the reader at a time, not every finished block's
-      if (!this.emitParts(p.parts!)) await new Promise<void>((resolve) => { this.waitingRead = resolve; });
+      this.pace(await this.emitParts(p.parts!));
       if (this.merges > 0) this.falseMagics += this.merges;
       this.merges = 0;
       this.firstFailure = undefined;
@@ -281,26 +269,5 @@ export class Bzip2BlockDecompressor extends Transform {
   private release(): void {
     const keep = this.cur >>> 3;
     while (this.chunks.length > 0 && this.chunks[0].at + this.chunks[0].buf.length <= keep) this.chunks.shift();
-  }
-
-  /** Pushes a block's output; false when the reader has no room left. */
-  private emitParts(parts: BlockPart[]): boolean {
-    let n = 0;
-    let room = true;
-    for (const p of parts) {
-      if (typeof p !== 'number') {
-        n += p.byteLength;
-        room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-        continue;
-      }
-      for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
-    }
-    this.pace(n);
-    return room;
-  }
-
-  private zeros(size: number): Buffer {
-    this.zeroOut ??= Buffer.alloc(ZERO_PART);
-    return this.zeroOut.subarray(0, size);
   }
 }

@@ -21,9 +21,9 @@
 // Memory: the block being received, plus at most `maxInflight` blocks and INFLIGHT_BYTES of
 // output (less its all-zero 4 MiB parts, which travel as counts) decoding or waiting, plus one
 // block's output waiting for the reader.
-import { Transform, type TransformCallback } from 'node:stream';
 import { ByteQueue } from '../byte-queue.ts';
 import { BlockDecodeError, type BlockDecodePool, type BlockPart } from './block-decode-pool.ts';
+import { BlockDecompressTransform } from './block-decompress-transform.ts';
 import type { PlacedBlockWriter } from './xz-placed-writer.ts';
 import { createGcPacer } from '../sink/gc-pacer.ts';
 import { NativeDecompress } from '../format/native-decompress.ts';
@@ -46,7 +46,6 @@ export const PLACE_MAX_BLOCK = 48 << 20;
 export const INFLIGHT_BYTES = 16 << 20;
 /** An index longer than this is refused (4 bytes or more per block: millions of blocks). */
 const MAX_INDEX = 16 << 20;
-const ZERO_PART = 4 << 20;
 
 type Phase = 'header' | 'block' | 'index' | 'footer' | 'padding';
 interface Slot { parts?: BlockPart[]; err?: Error; done: Promise<void>; size: number }
@@ -82,7 +81,7 @@ export interface XzBlockDecompressOptions {
   placer?: PlacedBlockWriter;
 }
 
-export class XzBlockDecompressor extends Transform {
+export class XzBlockDecompressor extends BlockDecompressTransform {
   /** blocks decoded on the workers */
   blocks = 0;
   /** streams read (concatenated .xz files have several) */
@@ -112,15 +111,14 @@ export class XzBlockDecompressor extends Transform {
   private inner: NativeDecompress | undefined;
   private innerFailed: Promise<never> | undefined;
   private innerError: Error | undefined;
-  private zeroOut: Buffer | undefined;
   private inflightBytes = 0;
   /** the block being gathered as it arrives (placer) */
   private filling: { data: Buffer; filled: number; unpadded: number; uncompressed: number; at: number } | undefined;
-  /** set while a block waits for the reader to take the one before it */
-  private waitingRead: (() => void) | undefined;
+  /** the placer's budget holds room for the block whose header is next (placer) */
+  private reserved = false;
 
   constructor(o: XzBlockDecompressOptions) {
-    super({ readableHighWaterMark: 1 << 20, writableHighWaterMark: 1 << 20 });
+    super();
     this.pool = o.pool;
     this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size);
     this.placer = o.placer;
@@ -128,24 +126,16 @@ export class XzBlockDecompressor extends Transform {
   }
 
   /** Input bytes consumed (for trailingBytes()). */
-  get bytesWritten(): number {
+  override get bytesWritten(): number {
     return this.consumed + (this.inner?.bytesWritten ?? 0);
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.accept(chunk).then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
+  protected override onFailure(e: Error): void {
+    this.placer?.stop(e);
   }
 
-  override _flush(cb: TransformCallback): void {
-    this.finish().then(() => cb(), (e: Error) => { this.placer?.stop(e); cb(e); });
-  }
-
-  override _read(size: number): void {
+  protected override onRead(): void {
     this.inner?.resume();
-    const f = this.waitingRead;
-    this.waitingRead = undefined;
-    f?.();
-    super._read(size);
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
@@ -153,7 +143,7 @@ export class XzBlockDecompressor extends Transform {
     cb(err);
   }
 
-  private async accept(chunk: Buffer): Promise<void> {
+  protected override async accept(chunk: Buffer): Promise<void> {
     if (this.inner !== undefined) return this.feedInner([chunk]);
     this.q.push(chunk);
     // placed blocks are gathered chunk by chunk (next()): the chunks are young garbage at once
@@ -162,11 +152,17 @@ export class XzBlockDecompressor extends Transform {
       const step = this.next();
       if (step === 'more') return;
       if (step === 'stream') return this.switchToStream();
+      if (typeof step === 'number') {
+        // no more input is read until the placer's budget has room for this block
+        await this.placer!.reserve(step);
+        this.reserved = true;
+        continue;
+      }
       if (step !== 'next') await this.dispatch(step);
     }
   }
 
-  private async finish(): Promise<void> {
+  protected override async finish(): Promise<void> {
     if (this.inner === undefined) {
       if (this.phase !== 'padding' || this.q.length > 0) {
         // a few zeros that are not a whole 4-byte unit of padding are corrupt, anything else short
@@ -186,8 +182,9 @@ export class XzBlockDecompressor extends Transform {
   }
 
   /** The next step of reading the framing: a block to decode, 'next' after a part that needs no
-   *  worker, 'more' to wait for bytes, 'stream' to hand the rest to the single-stream decoder. */
-  private next(): { data: Buffer; unpadded: number; uncompressed: number; at: number } | 'more' | 'next' | 'stream' {
+   *  worker, 'more' to wait for bytes, 'stream' to hand the rest to the single-stream decoder, a
+   *  number: the compressed size of the next block, to reserve with the placer before it is read. */
+  private next(): { data: Buffer; unpadded: number; uncompressed: number; at: number } | 'more' | 'next' | 'stream' | number {
     const q = this.q;
     switch (this.phase) {
       case 'header': {
@@ -228,6 +225,8 @@ export class XzBlockDecompressor extends Transform {
         }
         const length = blockBytes(h, this.check);
         const unpadded = unpaddedSize(h, this.check);
+        if (this.placer !== undefined && !this.reserved) return length;
+        this.reserved = false;
         if (q.length < length) {
           if (this.placer === undefined) return 'more';
           // a block placed on the disk may be tens of MiB: it is gathered into its own buffer as
@@ -324,24 +323,11 @@ export class XzBlockDecompressor extends Transform {
     this.inflightBytes -= slot.size;
     if (slot.err !== undefined) throw slot.err;
     this.blocks++;
-    let room = true;
-    for (const p of slot.parts!) {
-      if (typeof p !== 'number') {
-        room = this.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-        this.paceMinor(p.byteLength);
-        this.paceMajor(p.byteLength);
-        continue;
-      }
-      for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
-    }
+    const parts = slot.parts!;
     slot.parts = undefined;
-    // one block's output waits for the reader at a time, not every finished block's
-    if (!room) await new Promise<void>((resolve) => { this.waitingRead = resolve; });
-  }
-
-  private zeros(size: number): Buffer {
-    this.zeroOut ??= Buffer.alloc(ZERO_PART);
-    return this.zeroOut.subarray(0, size);
+    const moved = await this.emitParts(parts);
+    this.paceMinor(moved);
+    this.paceMajor(moved);
   }
 
   /** From this stream's header on, liblzma's single-stream decoder reads the rest of the file. */

@@ -3,9 +3,11 @@
 // is decoded (the sum of the uncompressed sizes before it), so a block worker decodes it and
 // writes its output there itself (block-decode-worker-entry.ts, placeBlock): no block's output
 // waits for the one before it, and nothing of it crosses between threads but its edges. Memory
-// per block in flight: its compressed bytes, liblzma's dictionary and the worker's 1 MiB chunk;
-// blocks in flight: one per worker, fewer when their compressed bytes would pass
-// INFLIGHT_COMPRESSED.
+// per block in flight: its compressed bytes, liblzma's dictionary and the worker's two 1 MiB
+// chunks; blocks in flight: one per worker. The compressed bytes of every block the deploy holds
+// (being gathered from the network, waiting for a worker, decoding) share one budget,
+// INFLIGHT_COMPRESSED (reserve(), called before a block is gathered): a count of blocks would let
+// large blocks that compress badly hold several times that.
 //
 // This thread keeps what a worker must not write:
 // - the boot area: the first `holdBack` bytes come back as bytes, are checked (checkHead) before
@@ -37,15 +39,16 @@ export interface PlacedWriterOptions {
   checkHead?: { bytes: number; check(head: Buffer): Error | undefined };
   /** blocks decoding at once (default: one per worker; the next one is gathered meanwhile) */
   maxInflight?: number;
-  /** compressed bytes of the blocks in flight (at least one block) */
+  /** compressed bytes of the blocks held: gathered, waiting and decoding (at least one block) */
   inflightCompressed?: number;
 }
 
 const HOLD_BACK = 1 << 20;
-/** Compressed bytes of the blocks in flight, beyond the first: blocks of an image that compresses
- *  well (a few MiB each) decode side by side, those of one that does not (a 24 MiB block of
- *  packed data is ~24 MiB compressed) one at a time, as liblzma's own decoder does under its
- *  memory limit: what bounds the peak RSS (README, Performance). */
+/** Compressed bytes of the blocks held at once (gathered, waiting, decoding; at least one block):
+ *  blocks of an image that compresses well (a few MiB each) are gathered while two decode, those
+ *  of one that does not (a 24 MiB block of packed data is ~24 MiB compressed) one at a time, as
+ *  liblzma's own decoder does under its memory limit: what bounds the peak RSS (README,
+ *  Performance). */
 const INFLIGHT_COMPRESSED = 16 << 20;
 
 interface Slot { end: number; done: boolean; ops: Array<Promise<void>>; compressed: number }
@@ -67,7 +70,8 @@ export class PlacedBlockWriter extends Writable {
   private readonly edges = new Map<number, { buf: Buffer; got: number }>();
   private readonly maxInflight: number;
   private readonly maxCompressed: number;
-  private inflightCompressed = 0;
+  /** compressed bytes reserved: blocks being gathered, waiting for a worker, or decoding */
+  private held = 0;
   private nextKey = 0;
   /** key of the first block not finished (the prefix ends where it starts) */
   private prefixKey = 0;
@@ -87,12 +91,24 @@ export class PlacedBlockWriter extends Writable {
     this.maxCompressed = o.inflightCompressed ?? INFLIGHT_COMPRESSED;
   }
 
-  /** Starts one block at disk offset `offset`, once there is room in flight. `describe` turns the
-   *  worker's refusal of the block into the error the deploy reports. */
+  /** Resolves once a block of `compressed` bytes may be held (gathered, then placed): at once
+   *  when nothing is held, else when the budget has room for it. Every reservation is followed by
+   *  place() of a block of that size. */
+  async reserve(compressed: number): Promise<void> {
+    if (this.failure) throw this.failure;
+    while (this.held > 0 && this.held + compressed > this.maxCompressed) {
+      await new Promise<void>((resolve) => { this.roomWaiter = resolve; });
+      if (this.failure) throw this.failure;
+    }
+    this.held += compressed;
+  }
+
+  /** Starts one block (reserved) at disk offset `offset`, once a worker is free. `describe` turns
+   *  the worker's refusal of the block into the error the deploy reports. */
   async place(b: PlacedBlock, offset: number, describe: (e: Error) => Error): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.o.limit !== undefined && offset + b.uncompressed > this.o.limit) throw new SizeLimitExceeded(this.o.limit);
-    while (this.slots.size > 0 && (this.running.size >= this.maxInflight || this.inflightCompressed + b.data.length > this.maxCompressed)) {
+    while (this.running.size >= this.maxInflight) {
       await new Promise<void>((resolve) => { this.roomWaiter = resolve; });
       if (this.failure) throw this.failure;
     }
@@ -100,7 +116,6 @@ export class PlacedBlockWriter extends Writable {
     const slot: Slot = { end: offset + b.uncompressed, done: false, ops: [], compressed: b.data.length };
     this.slots.set(key, slot);
     this.imageEnd = Math.max(this.imageEnd, slot.end);
-    this.inflightCompressed += slot.compressed;
     // a view of a larger chunk: a copy of its own moves to the worker
     const data = b.data.byteOffset === 0 && b.data.buffer.byteLength === b.data.length ? b.data : Buffer.from(b.data);
     const task = {
@@ -113,7 +128,7 @@ export class PlacedBlockWriter extends Writable {
       .then(() => { slot.done = true; this.advance(); }, (e: Error) => this.fail(e))
       .finally(() => {
         this.running.delete(run);
-        this.inflightCompressed -= slot.compressed;
+        this.held -= slot.compressed;
         const w = this.roomWaiter;
         this.roomWaiter = undefined;
         w?.();
