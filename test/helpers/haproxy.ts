@@ -12,9 +12,10 @@
 // failed test.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './free-port.ts';
 
 export function haproxyPresent(): boolean {
   try { execFileSync('sh', ['-c', 'command -v haproxy'], { stdio: 'ignore' }); return true; } catch { return false; }
@@ -40,14 +41,6 @@ export interface HaproxyOptions {
   listen?: string;
   /** run inside this network namespace (ip netns exec) */
   netns?: string;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return port;
 }
 
 export function haproxyConfig(o: { listen: string; backends: string[]; socket: string }): string {

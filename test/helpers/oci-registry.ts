@@ -4,8 +4,8 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from './free-port.ts';
 
 export interface Registry {
   /** host:port */
@@ -24,14 +24,6 @@ export interface RegistryOptions {
   /** run inside this network namespace, listening on `listen` (host:port), e.g. a QEMU lab's
    *  bridge address; the storage in `dir` may be one a loopback registry was pushed to */
   netns?: { name: string; listen: string };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((ok) => s.close(ok));
-  return port;
 }
 
 export async function startRegistry(o: RegistryOptions): Promise<Registry> {
