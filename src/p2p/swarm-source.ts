@@ -117,6 +117,8 @@ export class SwarmSource extends Readable {
   private readonly windowPieces: number;
   private wanting = false;
   private lastPiece = performance.now();
+  /** the swarm's state was logged in this stall (once per stall: at half its timeout) */
+  private stallDescribed = false;
   private readonly watchdog: NodeJS.Timeout;
   private http: ResumableSource | undefined;
   private ended = false;
@@ -190,6 +192,7 @@ export class SwarmSource extends Readable {
     if (i < this.next || this.pending.has(i) || this.fallingBack) return;
     this.pending.set(i, data);
     this.lastPiece = performance.now();
+    this.stallDescribed = false;
     this.swarm.have(i);
     this.drain();
   }
@@ -231,10 +234,19 @@ export class SwarmSource extends Readable {
   }
 
   private checkStall(): void {
-    if (this.fallingBack || this.destroyed || !this.wanting || this.pending.has(this.next)) { if (!this.wanting) this.lastPiece = performance.now(); return; }
+    if (this.fallingBack || this.destroyed || !this.wanting || this.pending.has(this.next)) {
+      if (!this.wanting) { this.lastPiece = performance.now(); this.stallDescribed = false; }
+      return;
+    }
     const quiet = performance.now() - this.lastPiece;
     const limit = this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS;
-    if (quiet > limit / 2) this.swarm.reannounce();
+    if (quiet > limit / 2) {
+      this.swarm.reannounce();
+      if (!this.stallDescribed) {
+        this.stallDescribed = true;
+        this.log.warn(`p2p: no piece for ${Math.round(quiet / 1000)} s while waiting for piece ${this.next}; ${this.swarm.describe(this.next)}`);
+      }
+    }
     if (quiet < limit + this.fallbackJitterMs) return;
     void this.fallBack().catch((e: Error) => this.destroy(e));
   }
@@ -245,6 +257,7 @@ export class SwarmSource extends Readable {
     const at = this.next * this.meta.pieceLength;
     this.fellBackAt = at;
     this.log.warn(`p2p: no piece from ${this.swarm.peerCount} peer${this.swarm.peerCount === 1 ? '' : 's'} for ${Math.round(((this.o.stallTimeoutMs ?? DEFAULT_P2P_STALL_MS) + this.fallbackJitterMs) / 1000)} s; fetching the rest from the origin with HTTP Range from byte ${at} of ${this.total} (still serving peers what this machine holds)`);
+    this.log.warn(`p2p: at the fallback: ${this.swarm.describe(this.next)}`);
     this.pending.clear();
     const http = await door().ResumableSource.open(this.o.imageUrl, {
       headers: this.o.headers, signal: this.o.signal, log: this.log, startAt: at, startIfRange: this.served.etag,

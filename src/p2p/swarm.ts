@@ -59,10 +59,24 @@ const MAX_REQUEST = 256 * 1024;
 interface Peer {
   wire: Wire;
   socket: net.Socket;
+  guard: MessageGuard;
   addr: string;
   ip: string;
-  /** pieces this peer is downloading for us */
-  inflight: Set<number>;
+  /** we dialled it (else it dialled us) */
+  outgoing: boolean;
+  /** pieces this peer is downloading for us, and since when */
+  inflight: Map<number, number>;
+  /** what went over this connection, for the stall diagnosis (describe()) */
+  stats: PeerStats;
+}
+
+/** Blocks (64 KiB requests), both ways, of one connection. */
+interface PeerStats {
+  /** we asked, it answered with the block, it rejected (BEP 6), the request failed otherwise */
+  asked: number; got: number; rejected: number; failed: number;
+  lastBlockAt: number | undefined;
+  /** it asked us, we sent the block, we refused (not held) */
+  askedOfUs: number; served: number; refused: number;
 }
 
 interface Flight { peers: Set<Peer>; since: number }
@@ -145,6 +159,31 @@ export class Swarm {
     try { this.tracker?.update(); } catch { /* the next interval will */ }
   }
 
+  /**
+   * One line on every connection, for the log when the consumer waits on `piece` and none comes:
+   * which suspect a stall is (nobody advertises it; requests unanswered, rejected or never sent;
+   * the peer choking us; the socket not read; two connections to one machine) reads off it.
+   */
+  describe(piece: number): string {
+    const now = performance.now();
+    const s = (ms: number) => `${((now - ms) / 1000).toFixed(1)} s`;
+    const ids = new Map<string, number>();
+    for (const p of this.peers) { const id = p.wire.peerId ?? p.addr; ids.set(id, (ids.get(id) ?? 0) + 1); }
+    const twice = [...ids.values()].filter((n) => n > 1).length;
+    const handshaking = [...this.sockets].length - this.peers.size;
+    const f = this.flights.get(piece);
+    const advertised = [...this.peers].filter((p) => p.wire.peerPieces.get(piece)).length;
+    const head = `piece ${piece}: advertised by ${advertised} of ${this.peers.size}, in flight with ${f?.peers.size ?? 0}${f !== undefined && f.peers.size > 0 ? ` (last asked ${s(f.since)} ago)` : ''}`;
+    const each = [...this.peers].map((p) => {
+      const st = p.stats;
+      let held = 0;
+      for (let i = 0; i < this.o.meta.pieceCount; i++) if (p.wire.peerPieces.get(i)) held++;
+      const flying = [...p.inflight].map(([i, t]) => `${i} (${s(t)})`).join(' ') || 'none';
+      return `${p.addr} ${p.outgoing ? 'dialled' : 'accepted'} id …${(p.wire.peerId ?? '?').slice(-6)}: ${p.wire.peerChoking ? 'CHOKES us' : 'unchoked us'}${p.wire.amChoking ? ', we choke it' : ''}, holds ${held}/${this.o.meta.pieceCount}${p.wire.peerPieces.get(piece) ? ' with' : ' without'} ${piece}; in flight ${flying}; blocks asked ${st.asked}, got ${st.got}, rejected ${st.rejected}, failed ${st.failed}, open ${p.wire.requests.length}, last ${st.lastBlockAt === undefined ? 'never' : `${s(st.lastBlockAt)} ago`}; asked of us ${st.askedOfUs} (served ${st.served}, refused ${st.refused}, open ${p.wire.peerRequests.length}); socket in ${p.socket.bytesRead} B, out ${p.socket.bytesWritten} B (${p.socket.writableLength} B queued), reading ${p.socket.readableFlowing === false ? 'PAUSED' : 'on'}${p.guard.readableLength + p.guard.writableLength > 0 ? ` (${p.guard.readableLength + p.guard.writableLength} B held before the wire)` : ''}`;
+    });
+    return `${this.peers.size} connection${this.peers.size === 1 ? '' : 's'} to ${ids.size} peer${ids.size === 1 ? '' : 's'}${twice > 0 ? ` (${twice} with two or more)` : ''}${handshaking > 0 ? `, ${handshaking} more without handshake` : ''}; ${head}${each.length > 0 ? `: ${each.join(' | ')}` : ''}`;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -186,8 +225,8 @@ export class Swarm {
   private attach(socket: net.Socket, addr: string, ip: string, outgoing: boolean): void {
     socket.setTimeout(0);
     const wire = new Wire();
-    const peer: Peer = { wire, socket, addr, ip, inflight: new Set() };
     const guard = new MessageGuard();
+    const peer: Peer = { wire, socket, guard, addr, ip, outgoing, inflight: new Map(), stats: { asked: 0, got: 0, rejected: 0, failed: 0, lastBlockAt: undefined, askedOfUs: 0, served: 0, refused: 0 } };
     guard.on('error', (e: Error) => { this.log.warn(`p2p: dropped peer ${addr}: ${e.message}`); this.drop(peer); });
     socket.pipe(guard).pipe(wire as unknown as NodeJS.WritableStream);
     wire.pipe(socket);
@@ -214,10 +253,11 @@ export class Swarm {
     wire.on('have', () => this.schedule());
     wire.on('bitfield', () => this.schedule());
     wire.on('request', (index: number, offset: number, length: number, respond: (e: Error | null, b?: Uint8Array) => void) => {
+      peer.stats.askedOfUs++;
       void this.serve(index, offset, length).then((b) => {
-        if (b === undefined) respond(new Error('piece not held'));
-        else { this.uploaded += b.length; respond(null, b); }
-      }, (e: Error) => respond(e));
+        if (b === undefined) { peer.stats.refused++; respond(new Error('piece not held')); }
+        else { this.uploaded += b.length; peer.stats.served++; respond(null, b); }
+      }, (e: Error) => { peer.stats.refused++; respond(e); });
     });
     if (outgoing) wire.handshake(this.o.meta.infoHash, this.peerId, { fast: true });
   }
@@ -239,7 +279,7 @@ export class Swarm {
     if (!peer.wire.destroyed) peer.wire.destroy();
     if (!peer.socket.destroyed) peer.socket.destroy();
     this.dialled.delete(peer.addr);
-    for (const i of peer.inflight) this.flights.get(i)?.peers.delete(peer);
+    for (const i of peer.inflight.keys()) this.flights.get(i)?.peers.delete(peer);
     peer.inflight.clear();
     if (known) this.schedule();
   }
@@ -279,14 +319,18 @@ export class Swarm {
     }
     f.peers.add(peer);
     f.since = performance.now();
-    peer.inflight.add(i);
+    peer.inflight.set(i, f.since);
     // each peer fills its own copy: a bad peer's bytes never mix with a good one's
     const buf = Buffer.allocUnsafe(size);
     let left = Math.ceil(size / BLOCK);
     let failed = false;
     for (let off = 0; off < size; off += BLOCK) {
       const len = Math.min(BLOCK, size - off);
+      peer.stats.asked++;
       peer.wire.request(i, off, len, (err, block) => {
+        if (err?.message === 'request was rejected') peer.stats.rejected++;
+        else if (err !== null || block === undefined || block.length !== len) peer.stats.failed++;
+        else { peer.stats.got++; peer.stats.lastBlockAt = performance.now(); }
         if (failed) return;
         if (err !== null || block === undefined || block.length !== len) {
           failed = true;

@@ -32,6 +32,10 @@ declare module 'bittorrent-protocol' {
     amChoking: boolean;
     hasFast: boolean;
     requests: unknown[];
+    /** the peer's requests not yet answered */
+    peerRequests: unknown[];
+    /** the peer's id (hex), once its handshake came */
+    peerId?: string;
     destroyed: boolean;
     handshake(infoHash: string | Uint8Array, peerId: string | Uint8Array, extensions?: { fast?: boolean; dht?: boolean }): void;
     bitfield(bitfield: Uint8Array | { buffer: Uint8Array }): void;

@@ -153,6 +153,9 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
     `| peer to peer, seed killed (SIGKILL) at half the image | ${killed.seconds.toFixed(1)} s | ${mb(killed.origin)} | ${(killed.origin / imageBytes).toFixed(2)} |`,
     `per agent, seed killed: ${killed.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (${/p2p: \d+ bytes from peers, \d+ from the origin( \(fell back at byte \d+\))?/.exec(r.err)?.[0] ?? '?'})`).join('; ')}`,
     `per agent, unicast: ${unicast.runs.map((r, i) => `${agents[i].name} ${r.seconds.toFixed(1)} s (first write at ${r.marked?.toFixed(1) ?? '?'} s)`).join('; ')}`,
+    // a stalled agent's own account of its connections (issue 21's stuck agent: which suspect it is)
+    ...[['p2p', p2p], ['seed killed', killed]].flatMap(([phase, run]) => (run as typeof p2p).runs.flatMap((r, i) => r.err.split('\n')
+      .filter((l) => /p2p: (no piece for \d+ s while waiting|at the fallback)/.test(l)).map((l) => `${phase}, ${agents[i].name}: ${l}`))),
   ].join('\n');
   t.diagnostic(table);
   process.stdout.write(`\n${table}\n`);

@@ -286,6 +286,57 @@ describe('p2p swarm', () => {
     }
   });
 
+  it('a stall is logged with what every connection did: a silent peer\'s requests show as open on both ends, a refusing peer\'s as rejected', { timeout: 120_000 }, async () => {
+    // both claim every piece; one never answers, the other rejects every request (BEP 6)
+    const silent = new Swarm({ meta, announce: '', host: '127.0.0.1', pieces: { has: () => true, read: () => new Promise<Buffer>(() => {}) }, onPiece: () => {} });
+    const refusing = new Swarm({ meta, announce: '', host: '127.0.0.1', pieces: { has: () => true, read: () => undefined }, onPiece: () => {} });
+    await silent.start();
+    await refusing.start();
+    try {
+      const disk = join(dir, 'disk-stall-described');
+      await writeFile(disk, '');
+      // what the serving ends say at the agent's fallback (afterwards the agent has gone)
+      let serving: string[] = [];
+      const lines: string[] = [];
+      const log = createLogger({ sinks: [(_l, m) => { lines.push(m); if (m.startsWith('p2p: at the fallback')) serving = [silent.describe(0), refusing.describe(0)]; }] });
+      const r = await deploy({
+        image: `${server.url}/images/${IMAGE}`, disk, log,
+        p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'described', peers: [`127.0.0.1:${silent.port}`, `127.0.0.1:${refusing.port}`], stallTimeoutMs: 4000, fallbackJitterMs: 0 },
+      });
+      assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
+      const half = lines.find((l) => l.startsWith('p2p: no piece for ')) ?? '';
+      const atFallback = lines.find((l) => l.startsWith('p2p: at the fallback: ')) ?? '';
+      assert.match(half, /^p2p: no piece for \d+ s while waiting for piece 0; 2 connections to 2 peers; piece 0: advertised by [12] of 2, in flight with [12]/, lines.join('\n'));
+      // by the fallback the head was asked of the refusing peer too (after 2 s), which refused it
+      assert.match(atFallback, /^p2p: at the fallback: 2 connections to 2 peers; piece 0: advertised by 1 of 2, in flight with 1/, lines.join('\n'));
+      for (const line of [half, atFallback]) {
+        const part = (port: number) => line.split(' | ').find((x) => x.includes(`127.0.0.1:${port} dialled`)) ?? '';
+        // the silent peer: asked, nothing back, every request still open on our side and on its
+        const quiet = /unchoked us, holds (\d+)\/\d+ with 0; in flight 0 \([\d.]+ s\) 1 \([\d.]+ s\); blocks asked (\d+), got 0, rejected 0, failed 0, open (\d+), last never; asked of us 0 \(served 0, refused 0, open 0\)/.exec(part(silent.port));
+        assert.ok(quiet !== null, `silent peer: ${part(silent.port)}`);
+        assert.equal(Number(quiet[1]), meta.pieceCount);
+        assert.equal(quiet[2], quiet[3], 'every block asked is still open');
+        assert.equal(Number(quiet[2]), Math.ceil(pieceSize(meta, 0) / 65536) + Math.ceil(pieceSize(meta, 1) / 65536));
+        // the refusing peer: nothing came from it
+        assert.match(part(refusing.port), /unchoked us, .*; blocks asked \d+, got 0, .*, last never/);
+      }
+      {
+        // by the fallback: every block asked was rejected, and what it refused is marked not held
+        // (all, or all but piece 1 if that was in flight with the silent one first: not asked of a
+        // second peer before the piece timeout)
+        const refused = atFallback.split(' | ').find((x) => x.includes(`127.0.0.1:${refusing.port} dialled`)) ?? '';
+        const no = /unchoked us, holds [01]\/\d+ without 0; in flight none; blocks asked (\d+), got 0, rejected (\d+), failed 0, open 0, last never/.exec(refused);
+        assert.ok(no !== null && Number(no[1]) > 0 && no[1] === no[2], `refusing peer: ${refused}`);
+      }
+      // the serving ends see the same: the silent one holds the requests, the refusing one refused them
+      assert.match(serving[0] ?? '', /^1 connection to 1 peer; piece 0: .*accepted .*asked of us (\d+) \(served 0, refused 0, open \1\)/);
+      assert.match(serving[1] ?? '', /^1 connection to 1 peer; piece 0: .*accepted .*asked of us (\d+) \(served 0, refused \1, open 0\)/);
+    } finally {
+      silent.close();
+      refusing.close();
+    }
+  });
+
   it('an origin slow to answer the fallback gets one request, and no piece slips in meanwhile', { timeout: 120_000 }, async () => {
     const held = 3;
     const peer = new Swarm({
