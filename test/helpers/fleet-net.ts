@@ -9,19 +9,8 @@
 //
 //   host 10.96.N.2 ==mgmt== core 10.96.N.1 (pg 127.0.0.1, replicas 127.0.0.1:300x, haproxy :3000)
 //                           core 10.(96+r).N.1 ==uplink r, tbf== [rack r: br0] == member k 10.(96+r).N.(10+k), tbf
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-}
-function tryIp(...args: string[]): boolean {
-  try { ip(...args); return true; } catch { return false; }
-}
-function tbf(ns: string, dev: string, rateMbit: number): void {
-  // burst: at least one timer tick's worth at the rate, and a few full frames
-  const burst = Math.max(32 * 1024, Math.ceil(rateMbit * 1e6 / 8 / 250));
-  execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${rateMbit}mbit`, 'burst', String(burst), 'latency', '100ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
+import type { ChildProcess } from 'node:child_process';
+import { addBridgedNamespace, ip, NamespaceProcesses, tbf, tryIp } from './netns-links.ts';
 
 export interface FleetMember { name: string; ns: string; ip: string; rack: number }
 export interface FleetRack { index: number; ns: string; members: FleetMember[]; /** the core's address on this rack's uplink */ coreIp: string }
@@ -31,7 +20,7 @@ export class FleetNet {
   readonly core: string;
   readonly mgmtCoreIp: string;
   readonly racks: FleetRack[] = [];
-  private readonly children = new Set<ChildProcess>();
+  private readonly processes = new NamespaceProcesses();
   private closed = false;
 
   constructor(n: number) {
@@ -66,28 +55,14 @@ export class FleetNet {
   addMember(rack: FleetRack, name: string, mbit: number): FleetMember {
     const k = rack.members.length + 1;
     const m: FleetMember = { name, ns: `btf${this.n}r${rack.index}m${k}`, ip: `10.${96 + rack.index}.${this.n}.${10 + k}`, rack: rack.index };
-    ip('netns', 'add', m.ns);
     rack.members.push(m);
-    const a = `btf${this.n}r${rack.index}x${k}`;
-    const b = `btf${this.n}r${rack.index}y${k}`;
-    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
-    ip('link', 'set', a, 'netns', m.ns, 'name', 'eth0');
-    ip('link', 'set', b, 'netns', rack.ns);
-    ip('-n', m.ns, 'link', 'set', 'lo', 'up');
-    ip('-n', m.ns, 'addr', 'add', `${m.ip}/24`, 'dev', 'eth0');
-    ip('-n', m.ns, 'link', 'set', 'eth0', 'up');
-    ip('-n', rack.ns, 'link', 'set', b, 'master', 'br0', 'up');
-    tbf(m.ns, 'eth0', mbit);
-    tbf(rack.ns, b, mbit);
+    addBridgedNamespace({ ns: m.ns, bridgeNs: rack.ns, vethA: `btf${this.n}r${rack.index}x${k}`, vethB: `btf${this.n}r${rack.index}y${k}`, address: m.ip, mbit });
     return m;
   }
 
   /** Runs `cmd` in namespace `ns`; killed at close() if still running. */
   spawnIn(ns: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-    return child;
+    return this.processes.spawnIn(ns, cmd, args);
   }
 
   /** Bytes the core has sent into rack r so far (its uplink's transmit counter). */
@@ -99,8 +74,7 @@ export class FleetNet {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await new Promise((ok) => setTimeout(ok, 300));
+    await this.processes.killAll(300);
     for (const rack of this.racks) {
       for (const m of rack.members) tryIp('netns', 'del', m.ns);
       tryIp('netns', 'del', rack.ns);

@@ -6,19 +6,8 @@
 // deletes their veths) and any root-namespace leftover.
 //
 //   core (10.77.N.1) ==uplink, tbf== [rack: br0] == member k (10.77.N.(10+k)), tbf both ways
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-}
-function tryIp(...args: string[]): boolean {
-  try { ip(...args); return true; } catch { return false; }
-}
-function tc(ns: string, dev: string, rateMbit: number): void {
-  // burst: at least one timer tick's worth at the rate, and a few full frames
-  const burst = Math.max(32 * 1024, Math.ceil(rateMbit * 1e6 / 8 / 250));
-  execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${rateMbit}mbit`, 'burst', String(burst), 'latency', '100ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
+import type { ChildProcess } from 'node:child_process';
+import { addBridgedNamespace, ip, NamespaceProcesses, tbf, tryIp } from './netns-links.ts';
 
 export interface RackMember { name: string; ns: string; ip: string }
 
@@ -28,7 +17,7 @@ export class RackNet {
   readonly rack: string;
   readonly coreIp: string;
   readonly members: RackMember[] = [];
-  private readonly children = new Set<ChildProcess>();
+  private readonly processes = new NamespaceProcesses();
   private closed = false;
 
   constructor(n: number) {
@@ -42,28 +31,14 @@ export class RackNet {
   addMember(name: string, mbit: number): RackMember {
     const k = this.members.length + 1;
     const m: RackMember = { name, ns: `btp${this.n}m${k}`, ip: `10.77.${this.n}.${10 + k}` };
-    ip('netns', 'add', m.ns);
     this.members.push(m);
-    const a = `btp${this.n}x${k}`;
-    const b = `btp${this.n}y${k}`;
-    ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
-    ip('link', 'set', a, 'netns', m.ns, 'name', 'eth0');
-    ip('link', 'set', b, 'netns', this.rack);
-    ip('-n', m.ns, 'link', 'set', 'lo', 'up');
-    ip('-n', m.ns, 'addr', 'add', `${m.ip}/24`, 'dev', 'eth0');
-    ip('-n', m.ns, 'link', 'set', 'eth0', 'up');
-    ip('-n', this.rack, 'link', 'set', b, 'master', 'br0', 'up');
-    tc(m.ns, 'eth0', mbit);
-    tc(this.rack, b, mbit);
+    addBridgedNamespace({ ns: m.ns, bridgeNs: this.rack, vethA: `btp${this.n}x${k}`, vethB: `btp${this.n}y${k}`, address: m.ip, mbit });
     return m;
   }
 
   /** Runs `cmd` in namespace `ns`; killed at close() if still running. */
   spawnIn(ns: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-    return child;
+    return this.processes.spawnIn(ns, cmd, args);
   }
 
   /** Bytes the core has sent into the rack so far (its uplink's transmit counter). */
@@ -75,10 +50,7 @@ export class RackNet {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const c of this.children) {
-      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    }
-    await new Promise((ok) => setTimeout(ok, 200));
+    await this.processes.killAll(200);
     for (const m of this.members) tryIp('netns', 'del', m.ns);
     tryIp('netns', 'del', this.rack);
     tryIp('netns', 'del', this.core);
@@ -107,8 +79,8 @@ export function createRackNet(uplinkMbit: number): RackNet {
       ip('-n', net.core, 'addr', 'add', `${net.coreIp}/24`, 'dev', 'eth0');
       ip('-n', net.core, 'link', 'set', 'eth0', 'up');
       ip('-n', net.rack, 'link', 'set', b, 'master', 'br0', 'up');
-      tc(net.core, 'eth0', uplinkMbit);
-      tc(net.rack, b, uplinkMbit);
+      tbf(net.core, 'eth0', uplinkMbit);
+      tbf(net.rack, b, uplinkMbit);
     } catch (e) {
       void net.close();
       throw e;
