@@ -7,6 +7,7 @@ import { validators } from '../config/schema.ts';
 import { decodeOnWorkerByDefault } from '../image/parallel/codec-pool.ts';
 import { decodeWorkerSupported, prestartDecodeWorker } from '../image/parallel/decode-worker.ts';
 import type { Logger } from '../util/log.ts';
+import { warmHttp } from './http-warm-up.ts';
 import type { ServerRef } from './boot-params.ts';
 
 export function warmUp(server: ServerRef | undefined, log: Logger): void {
@@ -18,6 +19,9 @@ export function warmUp(server: ServerRef | undefined, log: Logger): void {
       try { prestartDecodeWorker(); } catch (e) { log.debug(`could not start a decode worker ahead of time: ${(e as Error).message}`); }
     });
   }
+  // undici's first request (its WebAssembly parser compiled, its code run once), made to this
+  // process itself: the action's GET would pay for it otherwise (http-warm-up.ts)
+  steps.push(() => { void warmHttp(log); });
   // ajv compiles a validator on its first use: compile the ones the action most likely needs
   for (const n of server?.style === 'bootyurl' ? ['writeImage'] as const : ['combined', 'deploy'] as const) steps.push(() => { void validators[n]; });
   const next = () => {
