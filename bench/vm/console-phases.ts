@@ -22,7 +22,7 @@ export const bootyPhases: Record<PhaseName, RegExp> = {
   action: /booty: step 6\/7/,
   'first byte': /booty: deploy: first bytes reached the writer/,
   written: /booty: deploy: wrote \d+ bytes/,
-  done: /\] reboot: (Restarting system|Power down)/,
+  done: /\] reboot: (?:Restarting system|Power down)/,
 };
 
 export const busyboxPhases: Record<PhaseName, RegExp> = {
@@ -35,7 +35,7 @@ export const busyboxPhases: Record<PhaseName, RegExp> = {
   action: /bb: lease/,
   'first byte': /bb: first block written/,
   written: /bb: image written/,
-  done: /\] reboot: (Restarting system|Power down)/,
+  done: /\] reboot: (?:Restarting system|Power down)/,
 };
 
 /** Seconds since kernel start of the first console line matching each phase (the regex's group 1 when it has one). */
