@@ -31,8 +31,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { link, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -43,6 +42,7 @@ import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 import { runBooty } from '../helpers/booty-cli.ts';
 import { agentCredential } from '../../src/server/trust/agent-credential.ts';
 import { loadOrCreateSecret } from '../../src/server/trust/server-secret.ts';
+import { sha256OfFile, waitForOutput } from '../helpers/child-output.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const booty = join(root, 'bin', 'booty');
@@ -63,12 +63,6 @@ const skip = !isRoot ? 'needs root (network namespaces)'
   : skipUnlessPresent(has('tc') && has('mkfs.ext4') && has('zstd') && postgresPresent() && haproxyPresent() && TREES.every((t) => existsSync(t)),
     `needs tc (iproute2), mkfs.ext4 (e2fsprogs), zstd, postgresql, haproxy and ${TREES.join(', ')}`);
 
-async function sha256Of(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
-  return h.digest('hex');
-}
-
 interface Ran { code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }
 
 function collect(child: ChildProcess, started: number, limitMs: number): Promise<Ran> {
@@ -78,17 +72,6 @@ function collect(child: ChildProcess, started: number, limitMs: number): Promise
   child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; });
   const t = setTimeout(() => child.kill('SIGKILL'), limitMs);
   return new Promise((ok) => child.once('close', (code, signal) => { clearTimeout(t); ok({ code, signal, out, err, seconds: (performance.now() - started) / 1000 }); }));
-}
-
-function waitFor(child: ChildProcess, pattern: RegExp, what: string, limitMs: number): Promise<void> {
-  let seen = '';
-  return new Promise((ok, fail) => {
-    const t = setTimeout(() => fail(new Error(`${what}: not seen in ${limitMs / 1000} s:\n${seen.slice(-2000)}`)), limitMs);
-    const on = (s: Buffer | string) => { seen += s.toString(); if (pattern.test(seen)) { clearTimeout(t); ok(); } };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (code) => { clearTimeout(t); fail(new Error(`${what}: exited (${code}) first:\n${seen.slice(-2000)}`)); });
-  });
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -122,7 +105,7 @@ test('a fleet: replicas on PostgreSQL behind haproxy, two racks deploying peer t
   const compressed = join(dir, IMAGE);
   execFileSync('zstd', ['-q', '-3', '-T2', raw, '-o', compressed]);
   const imageBytes = (await stat(compressed)).size;
-  const rawSha = await sha256Of(raw);
+  const rawSha = await sha256OfFile(raw);
   await rm(raw);
 
   net = createFleetNet();
@@ -143,7 +126,7 @@ test('a fleet: replicas on PostgreSQL behind haproxy, two racks deploying peer t
   const replicas = replicaDirs.map((d, i) => net!.spawnIn(net!.core, booty, ['server', '--data', d, '--listen', `127.0.0.1:${3001 + i}`, '--database', pg!.url('booty'),
     '--p2p', '--p2p-trusted-proxy', '127.0.0.1', '--log-format', 'json']));
   const replicaLogs = replicas.map((c) => collect(c, performance.now(), 60 * 60_000));
-  await Promise.all(replicas.map((c, i) => waitFor(c, /"metainfo built".*fleet\.img\.zst|fleet\.img\.zst.*"metainfo built"/, `replica ${i + 1}: the image's metainfo`, 5 * 60_000)));
+  await Promise.all(replicas.map((c, i) => waitForOutput(c, /"metainfo built".*fleet\.img\.zst|fleet\.img\.zst.*"metainfo built"/, `replica ${i + 1}: the image's metainfo`, 5 * 60_000)));
   const made = await runBooty(['tokens', 'add', 'fleet', '--database', pg.socketUrl('booty')]);
   assert.equal(made.status, 0, made.err);
   const token = made.out.trim();
@@ -232,7 +215,7 @@ test('a fleet: replicas on PostgreSQL behind haproxy, two racks deploying peer t
     for (const m of members) {
       const r = again.get(m) ?? ran.get(m)!;
       assert.equal(r.code, 0, `${phase} ${m.name}: exit ${r.code}\n${r.err.slice(-3000)}\nseed:\n${seedsRan[m.rack - 1]?.err.slice(-1500) ?? ''}`);
-      assert.equal(await sha256Of(disks.get(m)!), rawSha, `${phase} ${m.name}: the disk is not the image`);
+      assert.equal(await sha256OfFile(disks.get(m)!), rawSha, `${phase} ${m.name}: the disk is not the image`);
       await rm(disks.get(m)!);
     }
     // what the server recorded (PostgreSQL, read with psql): per machine one run ended ok, none

@@ -15,8 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +23,7 @@ import { createRackNet, type RackMember, type RackNet } from '../helpers/rack-ne
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 import { agentCredential } from '../../src/server/trust/agent-credential.ts';
 import { loadOrCreateSecret } from '../../src/server/trust/server-secret.ts';
+import { sha256OfFile, waitForOutput } from '../helpers/child-output.ts';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const booty = join(root, 'bin', 'booty');
@@ -41,12 +41,6 @@ const isRoot = process.getuid?.() === 0;
 const skip = !isRoot ? 'needs root (network namespaces)'
   : skipUnlessPresent(has('tc') && has('mkfs.ext4') && has('zstd') && TREES.every((t) => existsSync(t)), `needs tc (iproute2), mkfs.ext4 (e2fsprogs), zstd and ${TREES.join(', ')}`);
 
-async function sha256Of(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
-  return h.digest('hex');
-}
-
 interface Ran { code: number | null; out: string; err: string; seconds: number; /** seconds from the start to the first line matching `mark` */ marked?: number }
 
 function collect(child: ChildProcess, started: number, limitMs: number, mark?: RegExp): Promise<Ran> {
@@ -57,17 +51,6 @@ function collect(child: ChildProcess, started: number, limitMs: number, mark?: R
   child.stderr!.setEncoding('utf8').on('data', (s: string) => { err += s; if (mark !== undefined && marked === undefined && mark.test(err)) marked = (performance.now() - started) / 1000; });
   const t = setTimeout(() => child.kill('SIGKILL'), limitMs);
   return new Promise((ok) => child.once('close', (code) => { clearTimeout(t); ok({ code, out, err, seconds: (performance.now() - started) / 1000, marked }); }));
-}
-
-function waitFor(child: ChildProcess, pattern: RegExp, what: string, limitMs: number): Promise<void> {
-  let seen = '';
-  return new Promise((ok, fail) => {
-    const t = setTimeout(() => fail(new Error(`${what}: not seen in ${limitMs / 1000} s:\n${seen.slice(-2000)}`)), limitMs);
-    const on = (s: Buffer | string) => { seen += s.toString(); if (pattern.test(seen)) { clearTimeout(t); ok(); } };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (code) => { clearTimeout(t); fail(new Error(`${what}: exited (${code}) first:\n${seen.slice(-2000)}`)); });
-  });
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -92,7 +75,7 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
   await mkdir(join(data, 'images'), { recursive: true });
   execFileSync('zstd', ['-q', '-3', '-T2', raw, '-o', join(data, 'images', IMAGE)]);
   const imageBytes = (await stat(join(data, 'images', IMAGE))).size;
-  const rawSha = await sha256Of(raw);
+  const rawSha = await sha256OfFile(raw);
   await rm(raw);
 
   net = createRackNet(UPLINK_MBIT);
@@ -102,7 +85,7 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
 
   const server = net.spawnIn(net.core, booty, ['server', '--data', data, '--listen', `${net.coreIp}:3000`, '--p2p', '--token', TOKEN, '--log-format', 'json']);
   const serverLog = collect(server, performance.now(), 40 * 60_000);
-  await waitFor(server, /"metainfo built".*rack\.img\.zst|rack\.img\.zst.*"metainfo built"/, 'booty server: the image\'s metainfo', 5 * 60_000);
+  await waitForOutput(server, /"metainfo built".*rack\.img\.zst|rack\.img\.zst.*"metainfo built"/, 'booty server: the image\'s metainfo', 5 * 60_000);
   const secret = await loadOrCreateSecret(join(data, 'secret'));
   const url = `http://${net.coreIp}:3000/images/${IMAGE}`;
   const credentialOf = (k: number) => agentCredential(secret, `52:54:00:77:${net!.n.toString(16).padStart(2, '0')}:${k.toString(16).padStart(2, '0')}`);
@@ -129,7 +112,7 @@ test('a rack deploys through one seed: origin bytes about one image, every disk 
     const s = await seedRun;
     for (const [i, r] of runs.entries()) {
       assert.equal(r.code, 0, `${phase} ${agents[i].name}: exit ${r.code}\n${r.err.slice(-3000)}${s === undefined ? '' : `\nseed:\n${s.err.slice(-2000)}`}`);
-      assert.equal(await sha256Of(disks[i]), rawSha, `${phase} ${agents[i].name}: the disk is not the image`);
+      assert.equal(await sha256OfFile(disks[i]), rawSha, `${phase} ${agents[i].name}: the disk is not the image`);
       await rm(disks[i]);
     }
     if (phase === 'seed-killed') assert.equal(s?.code, null, 'the seed was killed before it had the whole image');
