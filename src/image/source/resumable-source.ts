@@ -204,13 +204,14 @@ export class ResumableSource extends Readable implements ImageByteStream {
 
   /** Starts the stall clock: only while we wait for bytes (never while downstream is full). */
   private arm(): void {
-    this.disarm();
-    if (this.destroyed || this.reconnecting) return;
-    const attempt = this.attempt;
+    if (this.destroyed || this.reconnecting) { this.disarm(); return; }
+    // re-armed for every chunk: moving the one timer is cheaper than a new one each time
+    if (this.watchdog !== undefined) { this.watchdog.refresh(); return; }
     this.watchdog = setTimeout(() => {
+      this.watchdog = undefined;
       const err = new StallError(this.o.stallTimeoutMs);
       if (this.body !== undefined) this.body.destroy(err);
-      else attempt?.abort(err);
+      else this.attempt?.abort(err);
     }, this.o.stallTimeoutMs);
   }
 
