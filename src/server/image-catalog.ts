@@ -16,11 +16,17 @@
 // A copy with the same sha256 is no conflict: it is served where it is, listed once. Every
 // replica syncs again when it hears of another's catalog change, so when the holder of a name
 // deletes its copy, a replica with a copy of its own takes the name over.
+//
+// Peer to peer (--p2p): each row also carries the holder's ETag of its copy and, once the holder
+// has built it, the image's BitTorrent info dictionary (store/image-rows.ts). Any replica then
+// serves the metainfo of an image another holds (routes/p2p.ts) and its trackers accept that
+// swarm (p2p/catalog-swarms.ts): an image uploaded through one replica deploys peer to peer
+// through all of them.
 
 import { hostname } from 'node:os';
 import type { ImageStore } from './image-store.ts';
 import { HttpError } from './http/http-error.ts';
-import type { ImageRow } from './store/image-rows.ts';
+import type { ImageRow, ImageTorrent } from './store/image-rows.ts';
 import type { StateStore } from './store/state-store.ts';
 
 export class SharedImageCatalog {
@@ -28,6 +34,9 @@ export class SharedImageCatalog {
   readonly #store: StateStore;
   readonly #images: ImageStore;
   #syncing: Promise<unknown> = Promise.resolve();
+  #queued: Promise<{ changed: boolean; conflicts: string[] }> | undefined;
+  /** the info dictionary this replica built for its copy of `name` at `etag`, if it has (peer to peer) */
+  torrentOf: (name: string, etag: string) => { infoBytes: Buffer; infoHash: string } | undefined = () => undefined;
 
   constructor(store: StateStore, images: ImageStore) {
     this.#store = store;
@@ -52,6 +61,15 @@ export class SharedImageCatalog {
     return row !== undefined && row.holder !== this.self ? row : undefined;
   }
 
+  /** The info dictionary recorded for an image ANOTHER replica holds (undefined: none, or its holder has not built it yet). */
+  async torrentElsewhere(name: string): Promise<ImageTorrent | undefined> {
+    const t = await this.#store.images.torrent(name);
+    return t !== undefined && t.holder !== this.self ? t : undefined;
+  }
+
+  /** Every info hash the catalog records (all replicas' images). */
+  async infoHashes(): Promise<string[]> { return this.#store.images.infoHashes(); }
+
   /** An upload under a name another replica holds would make two different images of one name. */
   async refuseHeldElsewhere(name: string): Promise<void> {
     const row = await this.elsewhere(name);
@@ -64,7 +82,11 @@ export class SharedImageCatalog {
    * (change feed) when a row changed; `changed` is true then.
    */
   sync(): Promise<{ changed: boolean; conflicts: string[] }> {
-    const next = this.#syncing.then(() => this.#sync(), () => this.#sync());
+    // callers while a pass waits to start share it (a metainfo read for each image at start asks for one each)
+    if (this.#queued !== undefined) return this.#queued;
+    const run = () => { this.#queued = undefined; return this.#sync(); };
+    const next = this.#syncing.then(run, run);
+    this.#queued = next;
     this.#syncing = next.catch(() => {});
     return next;
   }
@@ -75,15 +97,16 @@ export class SharedImageCatalog {
     let changed = false;
     const conflicts: string[] = [];
     for (const i of local) {
+      const torrent = this.torrentOf(i.name, i.etag);
       const row: ImageRow = {
         name: i.name, size: i.size, sha256: i.sha256!, format: i.format!, uncompressedSize: i.uncompressedSize,
-        storedAt: i.storedAt, via: i.via, machine: i.machine, url: this.urlOf(i.name), holder: this.self,
+        storedAt: i.storedAt, via: i.via, machine: i.machine, url: this.urlOf(i.name), holder: this.self, etag: i.etag, infoHash: torrent?.infoHash,
       };
       const was = known.get(i.name);
       if (was !== undefined && sameRow(was, row)) continue;
       // the same bytes under the same name on two replicas (copied to both) are one image, listed once
       if (was !== undefined && was.holder !== this.self && was.sha256 === row.sha256) continue;
-      if (await this.#store.images.put(row)) changed = true; else conflicts.push(i.name);
+      if (await this.#store.images.put(row, torrent?.infoBytes)) changed = true; else conflicts.push(i.name);
     }
     const here = new Set(local.map((i) => i.name));
     for (const name of await this.#store.images.heldBy(this.self)) {
@@ -96,7 +119,9 @@ export class SharedImageCatalog {
 
 function sameRow(a: ImageRow, b: ImageRow): boolean {
   return a.size === b.size && a.sha256 === b.sha256 && a.format === b.format && a.uncompressedSize === b.uncompressedSize
-    && a.storedAt === b.storedAt && a.via === b.via && a.machine === b.machine && a.url === b.url && a.holder === b.holder;
+    && a.storedAt === b.storedAt && a.via === b.via && a.machine === b.machine && a.url === b.url && a.holder === b.holder
+    // an info dictionary not loaded yet here does not drop the one recorded for the same version
+    && a.etag === b.etag && (b.infoHash === undefined || a.infoHash === b.infoHash);
 }
 
 /**

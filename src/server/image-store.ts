@@ -49,6 +49,8 @@ export interface ImageMeta {
 export interface CatalogEntry {
   name: string; size: number; mtime: string; sha256?: string; format?: string; uncompressedSize?: number;
   storedAt?: string; via?: string; machine?: string;
+  /** the ETag downloads are served with (range.ts etagFor) */
+  etag: string;
 }
 
 export interface ReceivedUpload {
@@ -179,7 +181,7 @@ export class ImageStore {
         const m = await this.metaFor(f, st);
         out.push({
           name: f, size: st.size, mtime: st.mtime.toISOString(), sha256: m?.sha256, format: m?.format, uncompressedSize: m?.uncompressedSize,
-          storedAt: m?.storedAt, via: m?.via, machine: m?.machine,
+          storedAt: m?.storedAt, via: m?.via, machine: m?.machine, etag: etagFor(st),
         });
       } catch { /* vanished */ }
     }

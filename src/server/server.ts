@@ -24,6 +24,7 @@ import { loadDashboard } from './dashboard-assets.ts';
 import { EventStreamHub } from './event-stream.ts';
 import { ImageStore } from './image-store.ts';
 import { SharedImageCatalog, defaultReplicaUrl } from './image-catalog.ts';
+import { CatalogSwarms } from './p2p/catalog-swarms.ts';
 import { GzipIndexer } from './gzip-indexer.ts';
 import { loadP2p } from '../p2p/load.ts';
 import { UploadSessions } from './upload-sessions.ts';
@@ -169,7 +170,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // loaded only when peer to peer is on (p2p/load.ts)
   const p2p = opts.p2p === undefined ? undefined : await loadP2p();
   const metainfo = p2p === undefined ? undefined : new p2p.MetainfoBuilder(images, (msg, fields) => log.info(msg, fields));
-  const rackTracker = p2p === undefined || metainfo === undefined || opts.p2p?.trackerUrl !== undefined ? undefined : new p2p.RackTracker((h) => metainfo.knows(h));
+  // replicas: the holder records each image's info dictionary in the shared catalog, so every
+  // replica serves its metainfo and tracks its swarm (catalog-swarms.ts)
+  if (catalog !== undefined && metainfo !== undefined) {
+    catalog.torrentOf = (name, etag) => metainfo.peek(name, etag);
+    metainfo.onReady = () => { void syncCatalog(); };
+  }
+  const catalogSwarms = catalog === undefined || metainfo === undefined ? undefined
+    : new CatalogSwarms(() => catalog.infoHashes(), { onError: (e) => log.warn('could not read the swarms of the shared image catalog', { error: e.message }) });
+  const rackTracker = p2p === undefined || metainfo === undefined || opts.p2p?.trackerUrl !== undefined ? undefined
+    : new p2p.RackTracker((h) => metainfo.knows(h) || (catalogSwarms?.knows(h) ?? false));
   const hashImages = () => {
     void images.importUnhashed().then((done) => {
       if (done.length > 0) { log.info('images hashed', { images: done.join(',') }); hub.imagesChanged(); }
@@ -189,7 +199,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 
   const app = createApp({ images, catalog, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
-    p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile, trustedProxies: opts.p2p?.trustedProxies },
+    p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, catalogSwarms, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile, trustedProxies: opts.p2p?.trustedProxies },
     boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
@@ -212,7 +222,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   if (catalog !== undefined) catalog.self = opts.replicaUrl ?? defaultReplicaUrl(opts.tls === undefined ? 'http' : 'https', addr.address, addr.port);
   // another replica's catalog change may free a name this one holds a copy of (image-catalog.ts)
-  const offCatalog = catalog === undefined ? () => {} : store.onRemoteChange((c) => { if (c.type === 'images') void syncCatalog(); });
+  const offCatalog = catalog === undefined ? () => {} : store.onRemoteChange((c) => { if (c.type === 'images') { void syncCatalog(); void catalogSwarms?.refresh(); } });
+  void catalogSwarms?.refresh();
   const sweeper = setInterval(() => {
     void images.sweep(STALE_TEMP_MS).catch(() => {});
     void uploads.expire().then((gone) => { if (gone.length > 0) log.info('expired uploads', { uploads: gone.join(',') }); }).catch(() => {});

@@ -300,7 +300,7 @@ for (const b of backends) {
     it('images: a holder adds and updates its rows; another holder never overwrites or removes them', async () => {
       const row = { name: 'ubuntu.img.zst', size: 1234, sha256: 'ab'.repeat(32), format: 'zstd', uncompressedSize: 5000, storedAt: T0, via: 'put', url: 'http://a:3000/images/ubuntu.img.zst', holder: 'http://a:3000' };
       assert.equal(await store.images.put(row), true);
-      assert.deepEqual(await store.images.get(row.name), { ...row, machine: undefined });
+      assert.deepEqual(await store.images.get(row.name), { ...row, machine: undefined, etag: undefined, infoHash: undefined });
       assert.equal(await store.transaction((tx) => tx.images.put({ ...row, size: 1300, sha256: 'cd'.repeat(32) })), true, 'its holder updates it');
       assert.equal((await store.images.get(row.name))?.size, 1300);
       const fromB = { ...row, sha256: 'ef'.repeat(32), url: 'http://b:3000/images/ubuntu.img.zst', holder: 'http://b:3000' };
@@ -313,6 +313,33 @@ for (const b of backends) {
       assert.equal(await store.images.remove(row.name, 'http://a:3000'), true);
       assert.equal(await store.images.get(row.name), undefined);
       assert.deepEqual(await store.images.heldBy('http://a:3000'), []);
+    });
+
+    it("images: the holder's info dictionary is kept for its ETag, dropped when the image changes, never written by another holder", async () => {
+      const row = { name: 'p2p.img', size: 4096, sha256: 'ab'.repeat(32), format: 'raw', url: 'http://a:3000/images/p2p.img', holder: 'http://a:3000', etag: '"1000-1-2"' };
+      // bytes a base64 round trip or a text column could mangle: NUL, high bytes
+      const info = Buffer.concat([Buffer.from('d6:lengthi4096e4:name7:p2p.img'), Buffer.from([0, 0xff, 0x80, 10, 13]), Buffer.from('e')]);
+      const infoHash = '12'.repeat(20);
+      assert.equal(await store.images.put(row), true);
+      assert.equal(await store.images.torrent(row.name), undefined, 'no info before the holder built it');
+      assert.deepEqual(await store.images.infoHashes(), []);
+      assert.equal(await store.images.put({ ...row, infoHash }, info), true);
+      assert.deepEqual(await store.images.torrent(row.name), { holder: row.holder, etag: row.etag, infoHash, info });
+      assert.equal((await store.images.get(row.name))?.infoHash, infoHash);
+      assert.deepEqual(await store.images.infoHashes(), [infoHash]);
+      // the holder syncs again without the info (it has not loaded it yet): same ETag, the info stays
+      assert.equal(await store.transaction((tx) => tx.images.put({ ...row, storedAt: T1 })), true);
+      assert.deepEqual((await store.images.torrent(row.name))?.info, info);
+      // another holder's put changes nothing, info included
+      assert.equal(await store.images.put({ ...row, holder: 'http://b:3000', etag: '"9-9-9"', infoHash: '34'.repeat(20) }, Buffer.from('de')), false);
+      assert.deepEqual(await store.images.torrent(row.name), { holder: row.holder, etag: row.etag, infoHash, info });
+      // the image was replaced (another ETag): its old info is not served for the new bytes
+      assert.equal(await store.images.put({ ...row, sha256: 'cd'.repeat(32), etag: '"1000-2-3"' }), true);
+      assert.equal(await store.images.torrent(row.name), undefined);
+      assert.equal((await store.images.get(row.name))?.infoHash, undefined);
+      assert.deepEqual(await store.images.infoHashes(), []);
+      await assert.rejects(store.images.put({ ...row, infoHash }), /go together/);
+      await store.images.remove(row.name, row.holder);
     });
 
     it('meta.claim: the first value written stays, also when several claim at once', async () => {

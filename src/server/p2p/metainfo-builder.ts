@@ -21,6 +21,8 @@ export class MetainfoBuilder {
   private readonly queue: string[] = [];
   private running = false;
   private stopped = false;
+  /** an image's info dictionary became known (built, or read from its file): replicas record it in the catalog */
+  onReady: (name: string) => void = () => {};
 
   constructor(store: ImageStore, log: MetainfoBuilder['log'] = () => {}) {
     this.store = store;
@@ -38,13 +40,21 @@ export class MetainfoBuilder {
       if (j.etag === etag) {
         const infoBytes = Buffer.from(j.info, 'base64');
         const s: InfoState = { state: 'ready', infoBytes, infoHash: infoHashOf(infoBytes) };
+        const was = this.known.get(name);
         this.known.set(name, { etag, s });
         this.byInfoHash.set(s.infoHash, name);
+        if (was?.etag !== etag || was.s.state !== 'ready') this.onReady(name);
         return s;
       }
     } catch { /* none yet, or of another version */ }
     this.want(name);
     return this.known.get(name)?.s ?? { state: 'queued' };
+  }
+
+  /** The info dictionary of `name` at version `etag` if it is known already (builds nothing, reads no file). */
+  peek(name: string, etag: string): { infoBytes: Buffer; infoHash: string } | undefined {
+    const k = this.known.get(name);
+    return k !== undefined && k.etag === etag && k.s.state === 'ready' ? { infoBytes: k.s.infoBytes, infoHash: k.s.infoHash } : undefined;
   }
 
   /** Is `infoHash` (hex) the swarm of an image this server holds? */
@@ -107,6 +117,7 @@ export class MetainfoBuilder {
       const infoHash = infoHashOf(infoBytes);
       this.known.set(name, { etag, s: { state: 'ready', infoBytes, infoHash } });
       this.byInfoHash.set(infoHash, name);
+      this.onReady(name);
       this.log('metainfo built', { image: name, infohash: infoHash, seconds: +((performance.now() - started) / 1000).toFixed(1) });
     } catch (e) {
       this.known.set(name, { etag, s: { state: 'failed', reason: (e as Error).message } });

@@ -3,8 +3,8 @@
 // table (GET /p2p/<rack>/announce). One tracker per rack: a rack is an announce scope, so peers
 // only ever learn of peers of their own rack. The rack is the one the announce URL names; the
 // rack "auto" is the announcing machine's IPv4 /24 (its IPv6 /64), as the tracker sees its address.
-// Only swarms of images this server holds are tracked (the filter), so the tracker is no open
-// tracker for anything else.
+// Only swarms of images this server holds, or with replicas of images the shared catalog lists
+// (catalog-swarms.ts), are tracked (the filter), so the tracker is no open tracker for anything else.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Server from 'bittorrent-tracker/server';
 
@@ -18,11 +18,11 @@ export function subnetScope(address: string): string {
 
 export class RackTracker {
   private readonly racks = new Map<string, Server>();
-  private readonly knows: (infoHash: string) => boolean;
+  private readonly knows: (infoHash: string) => boolean | Promise<boolean>;
   /** seconds between announces the tracker asks of peers */
   private readonly intervalMs: number;
 
-  constructor(knows: (infoHash: string) => boolean, o: { intervalMs?: number } = {}) {
+  constructor(knows: (infoHash: string) => boolean | Promise<boolean>, o: { intervalMs?: number } = {}) {
     this.knows = knows;
     // every peer announces again this often: a tracker that lost its memory (its replica died and
     // the load balancer moved the rack to another) knows the rack's peers again within one interval,
@@ -35,7 +35,10 @@ export class RackTracker {
     if (t === undefined) {
       t = new Server({
         http: false, udp: false, ws: false, stats: false, trustProxy: false, interval: this.intervalMs,
-        filter: (infoHash, _params, cb) => cb(this.knows(infoHash) ? null : new Error('this tracker serves the images of its booty server only')),
+        filter: (infoHash, _params, cb) => {
+          const refuse = new Error('this tracker serves the images of its booty server only');
+          Promise.resolve(this.knows(infoHash)).then((ok) => cb(ok ? null : refuse), () => cb(refuse));
+        },
       });
       // errors are answered to the announcing peer as a bencoded failure reason
       t.on('error', () => {});

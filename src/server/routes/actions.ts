@@ -33,19 +33,20 @@ export async function serveAction(app: AppContext, res: ServerResponse, macText:
   if (found.trial !== undefined) note(res, 'trial', found.trial);
   let action = app.requireChecksum === true && found.action.action === 'deploy' ? { ...found.action, requireChecksum: true } : found.action;
   // --p2p-every-deploy: the whole fleet fetches its images from its rack's peers (an action's own
-  // "p2p" wins); images elsewhere have no metainfo here and are fetched as they are
+  // "p2p" wins); images on other servers have no metainfo here and are fetched as they are
+  // (another replica's have: served from the shared catalog)
   if (app.p2p?.everyDeploy === true && action.action === 'deploy' && action.p2p === undefined && await isOwnImage(app, action.image)) action = { ...action, p2p: {} };
   const text = toBootyJson(action) + '\n';
   writeHead(res, 200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(res.req.method === 'HEAD' ? undefined : text);
 }
 
-/** Is `url` .../images/<name> of an image this server holds? */
+/** Is `url` .../images/<name> of an image this server (or, with replicas, another replica) holds? */
 async function isOwnImage(app: AppContext, url: string): Promise<boolean> {
   if (metainfoUrlFor(url) === undefined) return false;
   let name: string;
   try { name = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? ''); } catch { return false; }
-  return imageNameProblem(name) === undefined && await app.images.exists(name);
+  return imageNameProblem(name) === undefined && (await app.images.exists(name) || await app.catalog?.elsewhere(name) !== undefined);
 }
 
 function carriesFiles(a: Action): boolean {

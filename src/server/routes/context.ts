@@ -15,6 +15,7 @@ import type { TrustPolicy } from '../http/access.ts';
 import type { AuditLog } from '../trust/audit-log.ts';
 import type { MetainfoBuilder } from '../p2p/metainfo-builder.ts';
 import type { RackTracker } from '../p2p/rack-tracker.ts';
+import type { CatalogSwarms } from '../p2p/catalog-swarms.ts';
 import type { torrentFile } from '../../p2p/metainfo.ts';
 
 export interface AppOptions {
@@ -35,7 +36,7 @@ export interface AppOptions {
   requireChecksum?: boolean;
   /** peer to peer inside racks (--p2p): images' BitTorrent metainfo, the rack trackers (or an
    *  external tracker's URL), and whether every deploy action served turns it on */
-  p2p?: { metainfo: MetainfoBuilder; tracker?: RackTracker; trackerUrl?: string; everyDeploy?: boolean; torrentFile: typeof torrentFile; trustedProxies?: readonly string[] };
+  p2p?: { metainfo: MetainfoBuilder; catalogSwarms?: CatalogSwarms; tracker?: RackTracker; trackerUrl?: string; everyDeploy?: boolean; torrentFile: typeof torrentFile; trustedProxies?: readonly string[] };
   /** one record per request; default: JSON lines on stderr (human on a TTY) */
   log?: ServerLog;
   hub?: EventStreamHub;

@@ -84,6 +84,7 @@ async function deleteImage({ app, res, params: { name } }: AppRequest): Promise<
     throw new HttpError(404, `no image named ${JSON.stringify(name)}`);
   }
   await app.indexer?.forget(name);
+  await app.p2p?.metainfo.forget(name);
   await app.catalog?.sync().catch((e: Error) => app.log.warn('could not update the shared image catalog', { error: e.message }));
   note(res, 'deleted', name);
   app.hub?.imagesChanged();

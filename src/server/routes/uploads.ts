@@ -97,6 +97,8 @@ function forced(r: AppRequest, bodyForce?: unknown): boolean {
 /** A new image is in place: index it if it is gzip, list it in the replicas' catalog, tell the dashboards. */
 async function imageStored(app: AppContext, m: { name: string; format: string }): Promise<void> {
   if (m.format === 'gzip') app.indexer?.want(m.name);
+  // peer to peer: the metainfo now, not at the first request (other replicas serve it from the catalog once built)
+  app.p2p?.metainfo.want(m.name);
   // replicas: in the shared catalog before the upload is answered (the image is stored either way)
   await app.catalog?.sync().then(
     (r) => { if (r.conflicts.length > 0) app.log.warn('images held by another replica under the same name are not listed from here', { images: r.conflicts.join(',') }); },

@@ -100,6 +100,25 @@ export const MIGRATIONS: Migration[] = [
       'CREATE INDEX images_by_holder ON images (holder, name)',
     ],
   },
+  {
+    version: 5,
+    // peer to peer across replicas (image-catalog.ts): the holder's ETag of its copy, and the
+    // BitTorrent info dictionary it built (base64 of the bencoded bytes: 20 bytes per piece), so
+    // every replica serves the metainfo and tracks the swarm of an image another one holds
+    name: 'image torrents',
+    sqlite: [
+      'ALTER TABLE images ADD COLUMN etag TEXT',
+      'ALTER TABLE images ADD COLUMN info_hash TEXT',
+      'ALTER TABLE images ADD COLUMN info TEXT',
+      'CREATE INDEX IF NOT EXISTS images_by_info_hash ON images (info_hash)',
+    ],
+    postgres: [
+      'ALTER TABLE images ADD COLUMN etag text',
+      'ALTER TABLE images ADD COLUMN info_hash text',
+      'ALTER TABLE images ADD COLUMN info text',
+      'CREATE INDEX images_by_info_hash ON images (info_hash)',
+    ],
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1].version;
