@@ -8,8 +8,9 @@
 // most 1.1 x image per rack). Writes the output under bench/out/.
 //
 // Options: --agents N per rack (default 6), --image-mib M (512), --uplink-mbit (40), --link-mbit
-// (400), --runs single,p2p,unicast,faults (default all). Needs root. No QEMU guest yet: every agent
-// is `booty deploy` in a namespace of its own.
+// (400), --runs single,p2p,unicast,faults (default all), --guest-runs (p2p,unicast: the runs with a
+// QEMU guest per rack booting the real initramfs agent beside the namespaced agents; "" for none).
+// Needs root.
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -21,12 +22,13 @@ const { values } = parseArgs({
   options: {
     agents: { type: 'string', default: '6' }, 'image-mib': { type: 'string', default: '512' },
     'uplink-mbit': { type: 'string', default: '40' }, 'link-mbit': { type: 'string', default: '400' },
-    runs: { type: 'string', default: 'single,p2p,unicast,faults' },
+    runs: { type: 'string', default: 'single,p2p,unicast,faults' }, 'guest-runs': { type: 'string', default: 'p2p,unicast' },
   },
 });
 const env = {
   ...process.env, BOOTY_FLEET_AGENTS: values.agents, BOOTY_FLEET_IMAGE_MIB: values['image-mib'],
   BOOTY_FLEET_UPLINK_MBIT: values['uplink-mbit'], BOOTY_FLEET_LINK_MBIT: values['link-mbit'], BOOTY_FLEET_RUNS: values.runs,
+  BOOTY_FLEET_GUEST_RUNS: values['guest-runs'],
 };
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 const before = load();
@@ -41,7 +43,7 @@ child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s; });
 const code = await new Promise<number | null>((ok) => child.once('close', ok));
 clearInterval(sampler);
 // the table is printed once on stdout before the spec reporter's lines (its copy there is a diagnostic)
-const table = out.split('\n').filter((l) => /^(image:|\| |[a-z0-9]+( per agent)?: )/.test(l) && !l.startsWith('ℹ')).filter((l, i, all) => all.indexOf(l) === i);
+const table = out.split('\n').filter((l) => /^(image:|\| |[a-z0-9]+( per agent| guests)?: )/.test(l) && !l.startsWith('ℹ')).filter((l, i, all) => all.indexOf(l) === i);
 const summary = [
   ...table,
   `load average (1, 5, 15 min): before ${before}; during ${samples.length === 0 ? '?' : `${Math.min(...samples).toFixed(1)}-${Math.max(...samples).toFixed(1)}`}; after ${load()}; ${cpus().length} cores; ${((performance.now() - started) / 1000).toFixed(0)} s in all`,

@@ -22,3 +22,12 @@ export async function sha256OfFile(path: string): Promise<string> {
   for await (const c of createReadStream(path)) h.update(c as Buffer);
   return h.digest('hex');
 }
+
+/** sha256 of a file's first `bytes` bytes (a disk that holds an image and then more); fails when the file is shorter. */
+export async function sha256OfFileHead(path: string, bytes: number): Promise<string> {
+  const h = createHash('sha256');
+  let read = 0;
+  if (bytes > 0) for await (const c of createReadStream(path, { end: bytes - 1 })) { h.update(c as Buffer); read += (c as Buffer).length; }
+  if (read !== bytes) throw new Error(`${path}: ${read} bytes, shorter than ${bytes}`);
+  return h.digest('hex');
+}

@@ -5,12 +5,14 @@
 // link. The core does not forward between racks (ip_forward stays 0 in a new namespace): a rack
 // reaches only the core's address on its own uplink. Names carry an index N taken atomically
 // (`ip netns add` fails when the name exists); close() kills what was started in them and deletes
-// every namespace (and so their veths) and any root-namespace leftover.
+// every namespace (and so their veths and taps) and any root-namespace leftover. A rack may also
+// hold QEMU guests: each a namespace with a tap, on the rack's bridge like a member (addGuestPort).
 //
 //   host 10.96.N.2 ==mgmt== core 10.96.N.1 (pg 127.0.0.1, replicas 127.0.0.1:300x, haproxy :3000)
 //                           core 10.(96+r).N.1 ==uplink r, tbf== [rack r: br0] == member k 10.(96+r).N.(10+k), tbf
+//                                                              [rack r: br0] == guest k: br0 + tap vm0 (QEMU), tbf; no address
 import type { ChildProcess } from 'node:child_process';
-import { addBridgedNamespace, ip, NamespaceProcesses, tbf, tryIp } from './netns-links.ts';
+import { addBridgedNamespace, addBridgedTap, ip, NamespaceProcesses, tbf, tryIp } from './netns-links.ts';
 
 export interface FleetMember { name: string; ns: string; ip: string; rack: number }
 export interface FleetRack { index: number; ns: string; members: FleetMember[]; /** the core's address on this rack's uplink */ coreIp: string }
@@ -22,6 +24,7 @@ export class FleetNet {
   readonly racks: FleetRack[] = [];
   private readonly processes = new NamespaceProcesses();
   private closed = false;
+  private readonly guestPorts: { rack: number; ns: string; tap: string }[] = [];
 
   constructor(n: number) {
     this.n = n;
@@ -60,6 +63,18 @@ export class FleetNet {
     return m;
   }
 
+  /**
+   * A QEMU guest's place on rack r's bridge: namespace `ns` (QEMU runs there) with the tap `tap`,
+   * joined to the bridge by a link limited to `mbit` both ways like a member's.
+   */
+  addGuestPort(rack: FleetRack, mbit: number): { ns: string; tap: string } {
+    const k = this.guestPorts.filter((g) => g.rack === rack.index).length + 1;
+    const port = { rack: rack.index, ns: `btf${this.n}r${rack.index}g${k}`, tap: 'vm0' };
+    this.guestPorts.push(port);
+    addBridgedTap({ ns: port.ns, bridgeNs: rack.ns, vethA: `btf${this.n}r${rack.index}v${k}`, vethB: `btf${this.n}r${rack.index}w${k}`, tap: port.tap, mbit });
+    return { ns: port.ns, tap: port.tap };
+  }
+
   /** Runs `cmd` in namespace `ns`; killed at close() if still running. */
   spawnIn(ns: string, cmd: string, args: string[]): ChildProcess {
     return this.processes.spawnIn(ns, cmd, args);
@@ -75,6 +90,7 @@ export class FleetNet {
     if (this.closed) return;
     this.closed = true;
     await this.processes.killAll(300);
+    for (const g of this.guestPorts) tryIp('netns', 'del', g.ns);
     for (const rack of this.racks) {
       for (const m of rack.members) tryIp('netns', 'del', m.ns);
       tryIp('netns', 'del', rack.ns);
@@ -85,6 +101,7 @@ export class FleetNet {
       tryIp('link', 'del', `btf${this.n}u${rack.index}a`);
       tryIp('link', 'del', `btf${this.n}u${rack.index}b`);
       for (let k = 0; k <= rack.members.length; k++) { tryIp('link', 'del', `btf${this.n}r${rack.index}x${k}`); tryIp('link', 'del', `btf${this.n}r${rack.index}y${k}`); }
+      for (let k = 0; k <= this.guestPorts.length; k++) { tryIp('link', 'del', `btf${this.n}r${rack.index}v${k}`); tryIp('link', 'del', `btf${this.n}r${rack.index}w${k}`); }
     }
   }
 }

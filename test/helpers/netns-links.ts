@@ -35,6 +35,30 @@ export function addBridgedNamespace(o: { ns: string; bridgeNs: string; vethA: st
   tbf(o.bridgeNs, o.vethB, o.mbit);
 }
 
+/**
+ * Creates namespace `ns` holding a bridge `br0` with the tap `tap` on it, for a QEMU guest run
+ * inside `ns` (QEMU finds the tap by name in its own namespace), joined to `br0` in `bridgeNs`
+ * through the veth pair `vethA` (becomes `uplink` in `ns`) / `vethB` (the bridge port), `mbit` each
+ * way: the guest's cable, limited like a member's link (tbf on both veth ends: a tap has no far
+ * end in the host to put the second one on, and this kernel has no ingress policer). No address
+ * in `ns`: the guest is the only host on that cable.
+ */
+export function addBridgedTap(o: { ns: string; bridgeNs: string; vethA: string; vethB: string; tap: string; mbit: number }): void {
+  ip('netns', 'add', o.ns);
+  ip('-n', o.ns, 'link', 'set', 'lo', 'up');
+  ip('-n', o.ns, 'link', 'add', 'br0', 'type', 'bridge');
+  ip('-n', o.ns, 'tuntap', 'add', 'dev', o.tap, 'mode', 'tap');
+  ip('-n', o.ns, 'link', 'set', o.tap, 'master', 'br0', 'up');
+  ip('link', 'add', o.vethA, 'type', 'veth', 'peer', 'name', o.vethB);
+  ip('link', 'set', o.vethA, 'netns', o.ns, 'name', 'uplink');
+  ip('link', 'set', o.vethB, 'netns', o.bridgeNs);
+  ip('-n', o.ns, 'link', 'set', 'uplink', 'master', 'br0', 'up');
+  ip('-n', o.ns, 'link', 'set', 'br0', 'up');
+  ip('-n', o.bridgeNs, 'link', 'set', o.vethB, 'master', 'br0', 'up');
+  tbf(o.ns, 'uplink', o.mbit);
+  tbf(o.bridgeNs, o.vethB, o.mbit);
+}
+
 /** Processes started in namespaces, SIGKILLed by killAll() if still running. */
 export class NamespaceProcesses {
   private readonly children = new Set<ChildProcess>();
