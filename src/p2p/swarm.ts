@@ -77,6 +77,16 @@ interface PeerStats {
   lastBlockAt: number | undefined;
   /** it asked us, we sent the block, we refused (not held) */
   askedOfUs: number; served: number; refused: number;
+  /** the last bytes of any kind read from its socket */
+  lastInAt: number | undefined;
+}
+
+/** streamx's own buffers of a Wire (not in its types): our messages not yet handed to the socket,
+ *  and bytes handed to the wire it has not yet parsed. A message stuck in either is a request (or
+ *  an answer) both ends believe sent. */
+function wireQueues(w: Wire): { out: number; in: number } {
+  const x = w as unknown as { _readableState?: { buffered?: number }; _writableState?: { buffered?: number } };
+  return { out: x._readableState?.buffered ?? 0, in: x._writableState?.buffered ?? 0 };
 }
 
 interface Flight { peers: Set<Peer>; since: number }
@@ -179,7 +189,8 @@ export class Swarm {
       let held = 0;
       for (let i = 0; i < this.o.meta.pieceCount; i++) if (p.wire.peerPieces.get(i)) held++;
       const flying = [...p.inflight].map(([i, t]) => `${i} (${s(t)})`).join(' ') || 'none';
-      return `${p.addr} ${p.outgoing ? 'dialled' : 'accepted'} id …${(p.wire.peerId ?? '?').slice(-6)}: ${p.wire.peerChoking ? 'CHOKES us' : 'unchoked us'}${p.wire.amChoking ? ', we choke it' : ''}, holds ${held}/${this.o.meta.pieceCount}${p.wire.peerPieces.get(piece) ? ' with' : ' without'} ${piece}; in flight ${flying}; blocks asked ${st.asked}, got ${st.got}, rejected ${st.rejected}, failed ${st.failed}, open ${p.wire.requests.length}, last ${st.lastBlockAt === undefined ? 'never' : `${s(st.lastBlockAt)} ago`}; asked of us ${st.askedOfUs} (served ${st.served}, refused ${st.refused}, open ${p.wire.peerRequests.length}); socket in ${p.socket.bytesRead} B, out ${p.socket.bytesWritten} B (${p.socket.writableLength} B queued), reading ${p.socket.readableFlowing === false ? 'PAUSED' : 'on'}${p.guard.readableLength + p.guard.writableLength > 0 ? ` (${p.guard.readableLength + p.guard.writableLength} B held before the wire)` : ''}`;
+      const q = wireQueues(p.wire);
+      return `${p.addr} ${p.outgoing ? 'dialled' : 'accepted'} id …${(p.wire.peerId ?? '?').slice(-6)}: ${p.wire.peerChoking ? 'CHOKES us' : 'unchoked us'}${p.wire.amChoking ? ', we choke it' : ''}, holds ${held}/${this.o.meta.pieceCount}${p.wire.peerPieces.get(piece) ? ' with' : ' without'} ${piece}; in flight ${flying}; blocks asked ${st.asked}, got ${st.got}, rejected ${st.rejected}, failed ${st.failed}, open ${p.wire.requests.length}, last ${st.lastBlockAt === undefined ? 'never' : `${s(st.lastBlockAt)} ago`}; asked of us ${st.askedOfUs} (served ${st.served}, refused ${st.refused}, open ${p.wire.peerRequests.length}); socket in ${p.socket.bytesRead} B (last ${st.lastInAt === undefined ? 'never' : `${s(st.lastInAt)} ago`}), out ${p.socket.bytesWritten} B (${p.socket.writableLength} B queued${q.out > 0 ? `, ${q.out} B more in the wire` : ''}), reading ${p.socket.readableFlowing === false ? 'PAUSED' : 'on'}${p.guard.readableLength + p.guard.writableLength + q.in > 0 ? ` (${p.guard.readableLength + p.guard.writableLength + q.in} B held before the wire)` : ''}`;
     });
     return `${this.peers.size} connection${this.peers.size === 1 ? '' : 's'} to ${ids.size} peer${ids.size === 1 ? '' : 's'}${twice > 0 ? ` (${twice} with two or more)` : ''}${handshaking > 0 ? `, ${handshaking} more without handshake` : ''}; ${head}${each.length > 0 ? `: ${each.join(' | ')}` : ''}`;
   }
@@ -226,8 +237,9 @@ export class Swarm {
     socket.setTimeout(0);
     const wire = new Wire();
     const guard = new MessageGuard();
-    const peer: Peer = { wire, socket, guard, addr, ip, outgoing, inflight: new Map(), stats: { asked: 0, got: 0, rejected: 0, failed: 0, lastBlockAt: undefined, askedOfUs: 0, served: 0, refused: 0 } };
+    const peer: Peer = { wire, socket, guard, addr, ip, outgoing, inflight: new Map(), stats: { asked: 0, got: 0, rejected: 0, failed: 0, lastBlockAt: undefined, askedOfUs: 0, served: 0, refused: 0, lastInAt: undefined } };
     guard.on('error', (e: Error) => { this.log.warn(`p2p: dropped peer ${addr}: ${e.message}`); this.drop(peer); });
+    socket.on('data', () => { peer.stats.lastInAt = performance.now(); });
     socket.pipe(guard).pipe(wire as unknown as NodeJS.WritableStream);
     wire.pipe(socket);
     wire.setTimeout(30_000, true);
