@@ -150,6 +150,8 @@ export class Swarm {
   private server: net.Server | undefined;
   private tracker: TrackerClient | undefined;
   private closed = false;
+  /** serving on without holding the process (release()) */
+  private released = false;
   private scheduling = false;
   private scheduleAgain = false;
   private readonly timer: NodeJS.Timeout;
@@ -250,7 +252,22 @@ export class Swarm {
     this.sockets.clear();
   }
 
+  /**
+   * Goes on serving for at most `ms` without keeping the process alive: a process that ends
+   * meanwhile (the booty deploy CLI after its last write) ends it. What this peer fetched last is
+   * what the peers behind it still lack; closed at once, they would wait for it until their
+   * stall timeout and then read it from the origin.
+   */
+  release(ms: number): void {
+    if (this.closed || this.released) return;
+    this.released = true;
+    this.server?.unref();
+    for (const socket of this.sockets) socket.unref();
+    setTimeout(() => this.close(), ms).unref();
+  }
+
   private track(socket: net.Socket): void {
+    if (this.released) socket.unref();
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
   }

@@ -196,7 +196,7 @@ describe('p2p swarm', () => {
     }
   });
 
-  it('agents stalled together fall back one after the other: the second takes from the first what it brings from the origin', { timeout: 120_000 }, async () => {
+  it('agents stalled together fall back one after the other: the second takes from the first what it brings from the origin, the last pieces too (the first serves on after its stream ended: lingerMs, or without it until its process ends)', { timeout: 120_000 }, async () => {
     const held = 2;
     // a rack whose seed died: the only peer left holds the first two pieces
     const peer = new Swarm({
@@ -227,24 +227,30 @@ describe('p2p swarm', () => {
       });
       await new Promise<void>((ok) => origin.listen(0, '127.0.0.1', ok));
       closeOrigin = () => { origin.closeAllConnections(); origin.close(); };
-      // the first serves on after its deploy (an agent serves until it reboots): the second's last piece
-      const agent = async (name: string, fallbackJitterMs: number, lingerMs?: number) => {
+      // the first serves on after its stream ended (an agent serves until it reboots; the CLI until
+      // its process exits, or --p2p-linger): the second's last pieces are what it fetched last
+      const agent = async (name: string, rack: string, fallbackJitterMs: number, lingerMs?: number) => {
         const disk = join(dir, `disk-stagger-${name}`);
         await writeFile(disk, '');
         const { log, lines } = capture();
         // both announce in rack "stagger" on the server's tracker: they find each other there
         const r = await deploy({
           image: `http://127.0.0.1:${(origin.address() as AddressInfo).port}/images/${IMAGE}`, disk, log,
-          p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack: 'stagger', peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 2000, fallbackJitterMs, lingerMs },
+          p2p: { metainfoUrl: `${server.url}/image-torrent/${IMAGE}`, rack, peers: [`127.0.0.1:${peer.port}`], stallTimeoutMs: 2000, fallbackJitterMs, lingerMs },
         });
         assert.equal(r.sha256, createHash('sha256').update(gz).digest('hex'));
         assert.ok((await readFile(disk)).equals(raw), `${name}: the disk is the image, bit for bit`);
         return lines.find((l) => l.startsWith('p2p: ') && l.includes('from peers')) ?? '';
       };
-      const [first, second] = await Promise.all([agent('first', 0, 5000), agent('second', 30_000)]);
-      const at = held * meta.pieceLength;
-      assert.match(first, new RegExp(`^p2p: ${at} bytes from peers, ${gz.length - at} from the origin \\(fell back at byte ${at}\\)`));
-      assert.match(second, new RegExp(`^p2p: ${gz.length} bytes from peers, 0 from the origin,`), 'the second agent took the rest from the first, not from the origin');
+      // before the first one's swarm was kept after its stream's end, the second waited for the
+      // last pieces until its stall timeout and read them from the origin
+      for (const linger of [5000, undefined]) {
+        const rack = `stagger-${linger ?? 'none'}`;
+        const [first, second] = await Promise.all([agent(`first-${rack}`, rack, 0, linger), agent(`second-${rack}`, rack, 30_000)]);
+        const at = held * meta.pieceLength;
+        assert.match(first, new RegExp(`^p2p: ${at} bytes from peers, ${gz.length - at} from the origin \\(fell back at byte ${at}\\)`));
+        assert.match(second, new RegExp(`^p2p: ${gz.length} bytes from peers, 0 from the origin,`), `${rack}: the second agent took the rest from the first, not from the origin`);
+      }
     } finally {
       closeOrigin();
       peer.close();
