@@ -7,8 +7,9 @@
 // pieces inside the window are asked for, so the window is the bound. Pieces already pushed stay
 // in a serve cache of `cacheBytes` (default 64 MiB; the lowest pieces go first) so the peers
 // behind this one can fetch them here: this peer serves what it holds until the swarm is closed
-// (the deploy ended, plus `lingerMs`; the agent's process ends at reboot). A peer that asks for a
-// piece gone from the cache is refused (BEP 6 reject) and asks another.
+// (the deploy ended, plus `lingerMs`; the agent's process ends at reboot; without `lingerMs`, until
+// the process exits, at most 10 s after the stream's end). A peer that asks for a piece gone from
+// the cache is refused (BEP 6 reject) and asks another.
 //
 // Ordinary agents never read the origin while the swarm moves. When no piece arrived for
 // `stallTimeoutMs` (plus a random part of up to as much again, drawn per agent, so that agents
@@ -32,6 +33,9 @@ export const DEFAULT_WINDOW_BYTES = 64 * 2 ** 20;
 export const DEFAULT_CACHE_BYTES = 64 * 2 ** 20;
 export const DEFAULT_P2P_STALL_MS = 20_000;
 const MAX_METAINFO_BYTES = 16 * 2 ** 20;
+/** without lingerMs, the swarm serves this long at most after the stream's end (or until the
+ *  process exits, whichever comes first) */
+const RELEASE_MS = 10_000;
 
 export interface SwarmSourceOptions {
   /** the image's metainfo (booty server: /image-torrent/<name>) */
@@ -184,6 +188,10 @@ export class SwarmSource extends Readable {
     if (linger > 0 && err === null) {
       this.log.info(`p2p: serving peers for ${Math.round(linger / 1000)} s more`);
       lingering.push(sleep(linger).then(() => this.swarm.close()));
+    } else if (err === null) {
+      // the stream has ended, the deploy has not (decoder, writes, sync): serve the peers behind
+      // meanwhile, above all what came last, and let the process end when it is done
+      this.swarm.release(RELEASE_MS);
     } else this.swarm.close();
     cb(err);
   }

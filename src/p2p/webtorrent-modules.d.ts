@@ -45,6 +45,8 @@ declare module 'bittorrent-protocol' {
     unchoke(): void;
     choke(): void;
     request(index: number, offset: number, length: number, cb: (err: Error | null, block?: Uint8Array) => void): void;
+    /** withdraws an open request: its callback gets "request was cancelled", the peer a CANCEL */
+    cancel(index: number, offset: number, length: number): void;
     setTimeout(ms: number, unref?: boolean): void;
     setKeepAlive(enable: boolean): void;
     destroy(): void;

@@ -36,7 +36,8 @@
 // never asserted: the machine is shared and loaded.
 // Sizes: BOOTY_FLEET_AGENTS (default 3 per rack), BOOTY_FLEET_IMAGE_MIB (128), BOOTY_FLEET_UPLINK_MBIT
 // (40), BOOTY_FLEET_LINK_MBIT (400), BOOTY_FLEET_RUNS (single,p2p,unicast,faults),
-// BOOTY_FLEET_GUEST_RUNS (p2p,unicast; empty: no QEMU guest, and no QEMU needed).
+// BOOTY_FLEET_GUEST_RUNS (p2p,unicast; empty: no QEMU guest, and no QEMU needed); BOOTY_FLEET_LOG_DIR:
+// every agent's and seed's log is written there, per run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
@@ -292,6 +293,13 @@ test('a fleet: replicas on PostgreSQL behind haproxy, two racks deploying peer t
     const origin = racks.map((r, i) => net!.originTxBytes(r.index) - before[i]);
     for (const s of seedProcs) s.kill('SIGTERM');
     const seedsRan = await Promise.all(seedRuns);
+    // BOOTY_FLEET_LOG_DIR: every agent's and seed's whole log, for reading a stall afterwards
+    const logDir = process.env.BOOTY_FLEET_LOG_DIR;
+    if (logDir !== undefined && logDir !== '') {
+      await mkdir(logDir, { recursive: true });
+      for (const m of members) await writeFile(join(logDir, `${phase}-${m.name}.log`), `${ran.get(m)!.err}${again.has(m) ? `\n--- started again ---\n${again.get(m)!.err}` : ''}`);
+      for (const [i, s] of seedsRan.entries()) await writeFile(join(logDir, `${phase}-seed${i + 1}.log`), s.err);
+    }
     if (phase === 'faults') {
       assert.equal(events.length, 3, `all three faults happened: ${events.join('; ')}`);
       assert.equal(seedsRan[0].signal, 'SIGKILL', 'rack 1\'s seed was killed before it had the whole image');
