@@ -86,6 +86,8 @@ export class DecodeWorker extends Transform {
   /** staging buffers the worker gave back */
   private readonly spare: Buffer[] = [];
   private staged = 0;
+  /** the worker shipped its first block: from then on input goes in 1 MiB batches */
+  private firstBlockSeen = false;
   private onAck: (() => void) | undefined;
   private onDone: ((err?: Error) => void) | undefined;
   private failure: Error | undefined;
@@ -137,6 +139,7 @@ export class DecodeWorker extends Transform {
   private onMessage(m: DecodeReply): void {
     switch (m.op) {
       case 'block': {
+        this.firstBlockSeen = true;
         const view = Buffer.from(m.ab, m.off, m.len);
         const block = { ab: m.ab, off: m.off, len: this.blockSize };
         if (this.lend) {
@@ -192,6 +195,22 @@ export class DecodeWorker extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     if (this.failure) { cb(this.failure); return; }
     this.pace(chunk.length);
+    if (chunk.length === 0) { cb(); return; }
+    if (!this.firstBlockSeen && this.staged === 0) {
+      // Until the first block comes back, each chunk goes to the worker as it arrives instead of
+      // in 1 MiB batches: the first block (and with it the writer's head check, the zeroing of
+      // the disk's ends and the first write) waits only for the input it decodes from, while
+      // the rest of the first MiB is still on the network. A copy of its own, since the chunk's
+      // memory may be shared with others; the worker's ack of a buffer that is not a staging
+      // buffer drops it.
+      const own = Buffer.allocUnsafeSlow(chunk.length);
+      chunk.copy(own);
+      this.send({ op: 'in', ab: own.buffer as ArrayBuffer, len: own.length }, [own.buffer as ArrayBuffer]);
+      this.inflight += own.length;
+      if (this.inflight < this.maxInput) { cb(); return; }
+      this.onAck = () => cb(this.failure);
+      return;
+    }
     let pos = 0;
     while (pos < chunk.length) {
       const n = Math.min(STAGING - this.staged, chunk.length - pos);
