@@ -123,7 +123,7 @@ test('the first block comes out before 1 MiB of input has arrived: until then ea
     const first = new Promise<Buffer>((resolve) => d.once('data', (c: Buffer) => resolve(Buffer.from(c))));
     // all of the input but its last byte, and no end: with 1 MiB batches nothing would have been posted yet
     for (const c of chunked(data.subarray(0, data.length - 1), 16 << 10)) d.write(c);
-    const got = await Promise.race([first, new Promise<undefined>((r) => setTimeout(r, 60_000).unref())]);
+    const got = await Promise.race([first, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000).unref())]);
     assert.ok(got !== undefined, `${format}: no block came out of ${data.length - 1} bytes of input before the end`);
     assert.equal(got.length, 4 << 20);
     assert.ok(got.equals(plain.subarray(0, 4 << 20)), `${format}: the first block is the first 4 MiB`);
