@@ -142,7 +142,8 @@ async function main(): Promise<number> {
           log(`bench vm: ${label}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
           const started = Date.now();
           const vm = await startVm({
-            name: `bench-vm-${agent}-${cpus}${boots.length > agents.length ? `-${label.replace(/[^\w.-]+/g, '_')}` : ''}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? initrd : bb.initrd,
+            // one console log per boot (by build and run when there are several)
+            name: `bench-vm-${agent}-${cpus}${boots.length > agents.length ? `-${label.replace(/[^\w.-]+/g, '_')}` : ''}${runs > 1 ? `-run${r + 1}` : ''}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? initrd : bb.initrd,
             memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
           });
           let note = '';
