@@ -114,7 +114,7 @@ test('a worker started ahead of time (prestartDecodeWorker) is taken over by the
   after.destroy();
 });
 
-test('the first block comes out before 1 MiB of input has arrived: until then each chunk goes to the worker at once', async () => {
+test('the first block comes out before 1 MiB of input has arrived: until then input goes to the worker in 64 KiB pieces', async () => {
   // 8 MiB that compress well: the first 4 MiB block decodes from far less than 1 MiB of input
   const plain = Buffer.concat(Array.from({ length: 8 }, (_, i) => Buffer.concat([randomBytes(16 << 10), Buffer.alloc((1 << 20) - (16 << 10), i)])));
   for (const [format, data] of [['gzip', zlib.gzipSync(plain)], ['zstd', zlib.zstdCompressSync(plain)]] as const) {
