@@ -8,8 +8,14 @@
 //
 // Options: --cpus 1,2 (default both), --image plain|lvm (default plain), --runs N (default 1),
 // --only booty|busybox, --until first-byte (stop each VM once its first bytes are written),
-// --booty-initrd FILE (another build of booty's initramfs, e.g. an older commit's, to compare),
-// --append 'WORDS' (more kernel command-line words for both), --loud (no `quiet`).
+// --booty-initrd FILE[,FILE...] (other builds of booty's initramfs, e.g. an older commit's; several
+// are booted in turn in each run, to compare side by side), --booty-compression KIND[:LEVEL][,...]
+// (build booty's initramfs this way, e.g. zstd:3 (the e2e build's) or none; default lz4:1),
+// --lease new|known (new: a MAC dnsmasq has never seen, which it probes the address of for 3 s
+// before offering; known: each MAC has its address in dnsmasq's dhcp-host, as a machine whose
+// firmware or iPXE just got a lease has; the same for both agents either way), --rapid-commit
+// (dnsmasq offers rapid commit), --append 'WORDS' (more kernel command-line words for both),
+// --loud (no `quiet`).
 // Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -28,7 +34,7 @@ const log = (s: string) => process.stderr.write(s + '\n');
 const GiB = 1024 ** 3;
 const deployTimeoutMs = 20 * 60_000;
 
-interface Run { agent: 'booty' | 'busybox'; cpus: number; phases: Partial<Record<PhaseName, number>>; wall: number; ok: boolean; note: string }
+interface Run { agent: 'booty' | 'busybox'; label: string; cpus: number; phases: Partial<Record<PhaseName, number>>; wall: number; ok: boolean; note: string }
 
 async function sha256OfPrefix(file: string, bytes: number): Promise<string> {
   const h = createHash('sha256');
@@ -46,7 +52,8 @@ async function main(): Promise<number> {
     args: process.argv.slice(2).filter((a) => a !== 'vm'),
     options: {
       cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
-      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false },
+      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, 'booty-compression': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false },
+      lease: { type: 'string', default: 'new' }, 'rapid-commit': { type: 'boolean', default: false },
     },
   });
   if (process.getuid?.() !== 0) { log('bench vm: needs root (network namespace, tap, QEMU)'); return 2; }
@@ -54,6 +61,12 @@ async function main(): Promise<number> {
   const runs = Math.max(1, Number(values.runs) | 0);
   const kind = values.image === 'lvm' ? 'lvm' : 'plain';
   const agents = (['booty', 'busybox'] as const).filter((a) => values.only === undefined || values.only === a);
+  if (values.lease !== 'new' && values.lease !== 'known') { log('bench vm: --lease is new or known'); return 2; }
+  const compressions = (values['booty-compression'] ?? '').split(',').filter((x) => x !== '').map((x) => {
+    const [kind, lvl] = x.split(':');
+    if (!['zstd', 'gzip', 'lz4', 'none'].includes(kind) || (lvl !== undefined && !/^\d+$/.test(lvl))) throw new Error(`bench vm: --booty-compression: '${x}' is not KIND[:LEVEL] (zstd, gzip, lz4, none)`);
+    return { compression: kind as 'zstd' | 'gzip' | 'lz4' | 'none', level: lvl === undefined ? undefined : Number(lvl), label: x };
+  });
 
   const built = await ensureInitramfs();
   const bb = await ensureBusyboxAgent(repoRoot, cacheRoot, log);
@@ -67,20 +80,47 @@ async function main(): Promise<number> {
   const loadAtStart = os.loadavg();
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'booty-bench-vm-'));
-  // copies of the kernel and booty's initramfs: the shared build cache drops builds of other
-  // source states after 10 minutes (test/helpers/initramfs-build.ts), and a run takes longer
-  const initramfs = { kernel: path.join(work, 'vmlinuz'), initrd: path.join(work, path.basename(built.initrd)) };
+  // copies of the kernel and booty's initramfs builds: the shared build cache drops builds of
+  // other source states (test/helpers/initramfs-build.ts), and a run takes long
+  const initramfs = { kernel: path.join(work, 'vmlinuz') };
   fs.copyFileSync(built.kernel, initramfs.kernel);
-  fs.copyFileSync(built.initrd, initramfs.initrd);
-  const bootyInitrd = values['booty-initrd'] ?? initramfs.initrd;
+  // booty's builds, each booted in turn: given files, builds of the asked compressions, or the
+  // default lz4 -1 build
+  const bootyBuilds: { label: string; initrd: string }[] = [];
+  for (const f of (values['booty-initrd'] ?? '').split(',').filter((x) => x !== '')) bootyBuilds.push({ label: path.basename(f), initrd: f });
+  for (const c of compressions) {
+    const b = await ensureInitramfs(c);
+    const copy = path.join(work, `${c.label.replace(':', '-')}-${path.basename(b.initrd)}`);
+    fs.copyFileSync(b.initrd, copy);
+    bootyBuilds.push({ label: c.label, initrd: copy });
+  }
+  // the default: lz4 -1, the build for machines without KVM (its unpack under TCG takes half of
+  // zstd -3's; README "In the VM")
+  if (bootyBuilds.length === 0) {
+    const b = await ensureInitramfs({ compression: 'lz4', level: 1 });
+    const copy = path.join(work, `lz4-1-${path.basename(b.initrd)}`);
+    fs.copyFileSync(b.initrd, copy);
+    bootyBuilds.push({ label: 'lz4:1', initrd: copy });
+  }
+  for (const b of bootyBuilds) log(`bench vm: booty build ${b.label}: ${b.initrd} (${(fs.statSync(b.initrd).size / 1e6).toFixed(1)} MB)`);
+  type Boot = { agent: 'booty' | 'busybox'; label: string; initrd: string };
+  const boots: Boot[] = agents.flatMap((a): Boot[] =>
+    a === 'booty' ? bootyBuilds.map((b) => ({ agent: a, ...b })) : [{ agent: a, label: 'busybox', initrd: '' }]);
   const prefix = `10.233.${20 + (process.pid % 200)}`;
+  // every boot's MAC, known before dnsmasq starts (--lease known gives each its address)
+  const macOf = (n: number) => `52:54:00:b7:${(process.pid % 250).toString(16).padStart(2, '0')}:${n.toString(16).padStart(2, '0')}`;
+  const totalBoots = runs * cpuList.length * boots.length;
+  if (totalBoots > 150) { log('bench vm: more than 150 boots in one run: split it'); fs.rmSync(work, { recursive: true, force: true }); return 2; }
+  const dnsmasqArgs: string[] = [];
+  if (values.lease === 'known') for (let n = 1; n <= totalBoots; n++) dnsmasqArgs.push(`--dhcp-host=${macOf(n)},${prefix}.${100 + n}`);
+  if (values['rapid-commit']) dnsmasqArgs.push('--dhcp-rapid-commit');
   const lab = new QemuNetLab(prefix);
   const results: Run[] = [];
   let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
   const cleanup = async () => { await nginx?.close(); await lab.close(); fs.rmSync(work, { recursive: true, force: true }); };
   process.on('SIGINT', () => { void cleanup().finally(() => process.exit(130)); });
   try {
-    await lab.startDnsmasq();
+    await lab.startDnsmasq({ extraArgs: dnsmasqArgs });
     await lab.startServer();
     nginx = await startNginx({ netns: lab.ns, host: `${prefix}.1`, port: 8080 });
     fs.symlinkSync(image.gz, path.join(nginx.root, path.basename(image.gz)));
@@ -89,11 +129,12 @@ async function main(): Promise<number> {
     for (let r = 0; r < runs; r++) {
       for (const cpus of cpuList) {
         // alternate who goes first, so drifting load does not always favour the same agent
-        const order = (r + cpus) % 2 === 0 ? agents : [...agents].reverse();
-        for (const agent of order) {
+        const order = (r + cpus) % 2 === 0 ? boots : [...boots].reverse();
+        for (const { agent, label, initrd } of order) {
           n++;
-          // a fresh MAC per boot: dnsmasq treats each as a new client (address probe and all)
-          const mac = `52:54:00:b7:${(process.pid % 250).toString(16).padStart(2, '0')}:${n.toString(16).padStart(2, '0')}`;
+          // a fresh MAC per boot: with --lease new dnsmasq treats each as a new client (address
+          // probe and all), with --lease known each has its dhcp-host address (no probe)
+          const mac = macOf(n);
           const disk = path.join(work, `${agent}-${cpus}.img`);
           fs.writeFileSync(disk, '');
           fs.truncateSync(disk, 4 * GiB);
@@ -104,10 +145,11 @@ async function main(): Promise<number> {
           } else {
             append = `${consoleArgs} BBURL=${url}${extra}`;
           }
-          log(`bench vm: ${agent}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
+          log(`bench vm: ${label}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
           const started = Date.now();
           const vm = await startVm({
-            name: `bench-vm-${agent}-${cpus}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? bootyInitrd : bb.initrd,
+            // one console log per boot (by build and run when there are several)
+            name: `bench-vm-${agent}-${cpus}${boots.length > agents.length ? `-${label.replace(/[^\w.-]+/g, '_')}` : ''}${runs > 1 ? `-run${r + 1}` : ''}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? initrd : bb.initrd,
             memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
           });
           let note = '';
@@ -132,7 +174,7 @@ async function main(): Promise<number> {
             if (!ok) note ||= 'the disk does not hold the image';
           }
           if (!ok) log(`bench vm: ${agent} failed (${note}); console in ${vm.logFile}`);
-          results.push({ agent, cpus, phases, wall, ok, note });
+          results.push({ agent, label, cpus, phases, wall, ok, note });
           fs.rmSync(disk, { force: true });
         }
       }
@@ -140,28 +182,31 @@ async function main(): Promise<number> {
   } finally {
     await cleanup();
   }
-  process.stdout.write(report(results, image.size, accel, loadAtStart, `${consoleArgs}${extra}`));
+  const dhcp = `dnsmasq: ${values.lease === 'known' ? 'each MAC known (dhcp-host), no address probe' : 'new MACs (3 s address probe)'}${values['rapid-commit'] ? ', rapid commit offered' : ''}`;
+  process.stdout.write(report(results, image.size, accel, loadAtStart, `${consoleArgs}${extra}`, dhcp));
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-function report(results: Run[], rawBytes: number, accel: string, loadAtStart: number[], cmdline: string): string {
+function report(results: Run[], rawBytes: number, accel: string, loadAtStart: number[], cmdline: string, dhcp: string): string {
   const lines: string[] = [];
   const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
-  lines.push(`# VM deploy: seconds since kernel start (QEMU ${accel}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, host load ${load(loadAtStart)} at the start, ${load(os.loadavg())} at the end; kernel command line: ${cmdline} ...)`);
+  lines.push(`# VM deploy: seconds since kernel start (QEMU ${accel}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, host load ${load(loadAtStart)} at the start, ${load(os.loadavg())} at the end; kernel command line: ${cmdline} ...; ${dhcp})`);
   lines.push(`| agent | vCPUs | ${PHASES.join(' | ')} | MB/s (raw, first byte -> written) | ok |`);
   lines.push(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|`);
   for (const r of results) {
     const p = r.phases;
     const rate = p['first byte'] !== undefined && p.written !== undefined ? (rawBytes / 1e6 / (p.written - p['first byte'])).toFixed(1) : '-';
-    lines.push(`| ${r.agent} | ${r.cpus} | ${PHASES.map((x) => fmt(p[x])).join(' | ')} | ${rate} | ${r.ok ? 'yes' : `NO: ${r.note}`} |`);
+    lines.push(`| ${r.agent === 'booty' ? `booty ${r.label}` : r.agent} | ${r.cpus} | ${PHASES.map((x) => fmt(p[x])).join(' | ')} | ${rate} | ${r.ok ? 'yes' : `NO: ${r.note}`} |`);
   }
   lines.push('');
   for (const cpus of [...new Set(results.map((r) => r.cpus))]) {
-    const med = (agent: string, ph: PhaseName) => median(results.filter((r) => r.agent === agent && r.cpus === cpus && r.ok).map((r) => r.phases[ph]).filter((x): x is number => x !== undefined));
-    const fb = [med('booty', 'first byte'), med('busybox', 'first byte')];
-    const done = [med('booty', 'done'), med('busybox', 'done')];
-    lines.push(`${cpus} vCPU${cpus === 1 ? '' : 's'}: first byte booty ${fmt(fb[0])} s, busybox ${fmt(fb[1])} s; done (booty grown too) booty ${fmt(done[0])} s, busybox ${fmt(done[1])} s; ` +
-      `end to end busybox/booty ${done[0] !== undefined && done[1] !== undefined ? `${(done[1] / done[0]).toFixed(2)}x` : '-'}`);
+    const med = (label: string, ph: PhaseName) => median(results.filter((r) => r.label === label && r.cpus === cpus && r.ok).map((r) => r.phases[ph]).filter((x): x is number => x !== undefined));
+    for (const label of [...new Set(results.filter((r) => r.agent === 'booty').map((r) => r.label))]) {
+      const fb = [med(label, 'first byte'), med('busybox', 'first byte')];
+      const done = [med(label, 'done'), med('busybox', 'done')];
+      lines.push(`${cpus} vCPU${cpus === 1 ? '' : 's'}, booty ${label}: first byte (median) booty ${fmt(fb[0])} s, busybox ${fmt(fb[1])} s; done (booty grown too) booty ${fmt(done[0])} s, busybox ${fmt(done[1])} s; ` +
+        `end to end busybox/booty ${done[0] !== undefined && done[1] !== undefined ? `${(done[1] / done[0]).toFixed(2)}x` : '-'}`);
+    }
   }
   return lines.join('\n') + '\n';
 }

@@ -154,11 +154,17 @@ class Agent {
       netDone = this.bringUpNetwork();
       netDone.catch(() => { /* awaited below, once the hardware step is done */ });
     }
-    const hw = await hwDone;
-    // while DHCP is still waiting for an offer: what the action will need (HTTP, schema, actions;
-    // then compiled validators and a decode worker)
-    if (together) setImmediate(() => { this.later().then((m) => m.warmUp(this.params.server, this.log), () => { /* reported where it is awaited */ }); });
-    this.log.info(`hardware: ${hw.loaded.length} modules loaded in ${hw.seconds.toFixed(1)} s; disks: ${hw.disks.join(' ') || 'none'}; network interfaces: ${hw.nics.join(' ') || 'none'}`);
+    // The action is fetched as soon as the network is up; only running it (step 6, and the
+    // inventory) waits for the disks to settle (500 ms without change), which may end after a
+    // fast DHCP server answered.
+    const hwLogged = hwDone.then((hw) => {
+      this.log.info(`hardware: ${hw.loaded.length} modules loaded in ${hw.seconds.toFixed(1)} s; disks: ${hw.disks.join(' ') || 'none'}; network interfaces: ${hw.nics.join(' ') || 'none'}`);
+      // what the action will need (HTTP, schema, actions; then compiled validators and a decode
+      // worker), if the first DISCOVER did not start it already (static ip=, no DHCP)
+      if (together) setImmediate(() => this.warmUpOnce());
+    });
+    hwLogged.catch(() => { /* awaited below */ });
+    if (!together) await hwLogged;
 
     // 4
     if (together) {
@@ -179,8 +185,9 @@ class Agent {
     if (this.params.server === undefined) {
       throw new BootyError({ stage: 'config', code: 'no-server', diskState: 'untouched', message: 'no MYURL= or BOOTYURL= on the kernel command line', hint: 'add MYURL=http://SERVER:PORT to the kernel command line (see kernel-cmdline/README.md)' });
     }
-    // the inventory goes to the server at every boot, beside the action fetch
-    const inventorySent = this.reportInventory(later);
+    // the inventory goes to the server at every boot, beside the action fetch (once the disks settled)
+    const inventorySent = hwLogged.then(() => this.reportInventory(later));
+    inventorySent.catch(() => { /* awaited below, or hwLogged's error is */ });
     const fetchOpts = { server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log, caUrls: this.params.trust.caUrls };
     const fetched = await later.fetchAction(fetchOpts);
     this.action = fetched.action;
@@ -193,6 +200,7 @@ class Agent {
     if (this.action.action !== 'deploy') later.dropPrestartedDecodeWorker();
 
     // 6
+    await hwLogged;
     await this.breakHere('run');
     this.begin(6, `run the action (${this.action.action})`);
     const started = performance.now();
@@ -230,8 +238,20 @@ class Agent {
     }
   }
 
+  private warmedUp = false;
+
+  /** Starts the work ahead of the action (after-lease.ts's warmUp) once: at the first DHCP DISCOVER, or once the hardware settled. */
+  private warmUpOnce(): void {
+    if (this.warmedUp) return;
+    this.warmedUp = true;
+    this.later().then((m) => m.warmUp(this.params.server, this.log), () => { /* reported where it is awaited */ });
+  }
+
   private bringUpNetwork(): Promise<NetworkHandle> {
+    const together = !this.params.breakAt.has('network');
     return bringUpNetwork({
+      // while the DHCP server answers (seconds when it probes the address first), not after
+      ...(together ? { onDhcpWaiting: () => this.warmUpOnce() } : {}),
       log: this.log,
       iface: this.params.iface,
       bootif: this.params.bootif === undefined ? undefined : parseBootif(this.params.bootif),

@@ -365,6 +365,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         bytes: HEAD_BYTES,
         check: (h: Buffer) => (format === 'raw' ? undefined : decodedHeadProblem(format, h)) ?? (target.info.kind === 'block' ? sectorSizeProblem(h, target.info.sectorSize, disk.path) : undefined),
       },
+      onPrepare: () => log.info('deploy: first decoded bytes at the writer, head checked'),
       onBytes: (n: number) => {
         // the end of the boot's critical path: the VM bench (bench/vm.ts) reads this line's stamp
         if (tracker.bytes === 0 && n > 0) log.info(`deploy: first bytes reached the writer (${format})`);

@@ -40,6 +40,9 @@ export interface NetworkOptions {
   hostname?: string;
   /** DHCP tuning (see DhcpClientOptions) */
   dhcp?: { initialRetransmitMs?: number; maxRetransmitMs?: number; renewRetryMinMs?: number };
+  /** called once, right after the first DHCP DISCOVER went out: the agent does work ahead while
+   *  the server answers (a server that probes the address first takes seconds) */
+  onDhcpWaiting?: () => void;
   /** called on every lease change after the first: renewed, lost, bound again after a loss */
   onLeaseEvent?: (event: 'renewed' | 'lost' | 'bound', lease: Lease) => void;
   /** test seams: the real ones are the koffi sockets and the wall clock */
@@ -285,6 +288,12 @@ async function configureDhcp(rtnl: Rtnl, nic: NetInterface, opts: NetworkOptions
   const client = new DhcpClient({
     transport, iface: nic.name, mac: nic.mac, log, hostname, clock: opts.clock, ...opts.dhcp,
   });
+  const waiting = opts.onDhcpWaiting;
+  if (waiting !== undefined) {
+    // 'selecting' is set just before the DISCOVER is handed to the socket: the callback runs after
+    const onState = (s: string) => { if (s === 'selecting') { client.off('state', onState); setImmediate(waiting); } };
+    client.on('state', onState);
+  }
   let lease: Lease;
   try {
     lease = await client.start(opts.dhcpTimeoutMs ?? 90_000);

@@ -15,6 +15,8 @@ export class FakeDhcpServer {
   online = true;
   ignoreDiscovers = 0;
   nakRequests = 0;
+  /** answer a DISCOVER that asks for rapid commit (option 80) with an ACK carrying it (RFC 4039), as dnsmasq --dhcp-rapid-commit does */
+  rapidCommit = false;
   closed = false;
   serverId = '10.9.0.1';
   pool = '10.9.0.50';
@@ -58,7 +60,8 @@ export class FakeDhcpServer {
     const type = msg.options.messageType;
     if (type === MessageType.DISCOVER) {
       if (this.ignoreDiscovers > 0) { this.ignoreDiscovers--; return; }
-      this.inject(this.reply(msg, MessageType.OFFER));
+      if (this.rapidCommit && msg.options.rapidCommit === true) this.inject(this.reply(msg, MessageType.ACK, { rapidCommit: true }));
+      else this.inject(this.reply(msg, MessageType.OFFER));
     } else if (type === MessageType.REQUEST) {
       if (this.nakRequests > 0) { this.nakRequests--; this.inject(this.reply(msg, MessageType.NAK, { message: 'wrong network' }, '0.0.0.0')); return; }
       const addr = msg.options.requestedIp ?? msg.ciaddr;

@@ -36,12 +36,18 @@ export function freshBundle(): { bundle: string; key: string } {
   return { bundle: named, key };
 }
 
-export async function ensureInitramfs(opts: { compression?: 'zstd' | 'gzip' } = {}): Promise<BuiltInitramfs> {
+/** The archive's compression (`booty build-initramfs --compression`); `level` overrides the
+ *  builder's default (zstd: the e2e level above). */
+export interface InitramfsBuildOptions { compression?: 'zstd' | 'gzip' | 'lz4' | 'none'; level?: number }
+
+export async function ensureInitramfs(opts: InitramfsBuildOptions = {}): Promise<BuiltInitramfs> {
   const compression = opts.compression ?? 'zstd';
+  const levelArgs = opts.level !== undefined ? ['--level', String(opts.level)] : compression === 'zstd' ? ['--level', level] : [];
   const { bundle, key } = freshBundle();
   const base = path.join(cacheRoot, 'e2e-initramfs');
-  const dir = path.join(base, `${key}-${compression}`);
-  const initrd = path.join(dir, compression === 'zstd' ? 'booty.cpio.zst' : 'booty.cpio.gz');
+  const dir = path.join(base, `${key}-${compression}${opts.level === undefined ? '' : `-${opts.level}`}`);
+  const ext = { zstd: '.zst', gzip: '.gz', lz4: '.lz4', none: '' }[compression];
+  const initrd = path.join(dir, `booty.cpio${ext}`);
   const result = { dir, initrd, kernel: path.join(dir, 'vmlinuz'), bundle, key };
   if (existsSync(initrd)) return markUsed(result);
   const lock = `${dir}.lock`;
@@ -56,7 +62,7 @@ export async function ensureInitramfs(opts: { compression?: 'zstd' | 'gzip' } = 
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     execFileSync(booty, ['build-initramfs', '--bundle', bundle, '--out', tmp, '--compression', compression,
-      '--cache', path.join(cacheRoot, 'initramfs'), ...(compression === 'zstd' ? ['--level', level] : [])],
+      '--cache', path.join(cacheRoot, 'initramfs'), ...levelArgs],
       { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);

@@ -37,6 +37,12 @@ test('lease from dnsmasq: address, default route and resolv.conf set; released a
     assert.equal(fs.readFileSync(resolv, 'utf8'), '# written by booty\nsearch lab.test\nnameserver 10.77.0.53\nnameserver 10.77.0.54\n');
     assert.match(fs.readFileSync(lab.leaseFile, 'utf8'), new RegExp(`${mac} ${address.replace(/\./g, '\\.')}`));
     assert.match(lab.dnsmasqLog, /vendor class: booty/);
+    // the client asked for rapid commit (option 80); this dnsmasq does not offer it (no
+    // --dhcp-rapid-commit) and ignores the option: the usual OFFER, REQUEST, ACK
+    assert.match(p.stderr, /dhcp: DISCOVER on \S+ \(attempt 1, xid 0x[0-9a-f]+, rapid commit asked\)/);
+    assert.match(p.stderr, /dhcp: OFFER of /);
+    assert.match(p.stderr, /dhcp: REQUEST /);
+    assert.match(lab.dnsmasqLog, /DHCPREQUEST\(/);
 
     // the server can reach us at the leased address
     const { execFileSync } = await import('node:child_process');
@@ -98,6 +104,29 @@ test('renewal at T1 against dnsmasq; dnsmasq killed and restarted mid-lease: the
     assert.deepEqual(lab.clientAddresses(), [`${address}/24`]);
     assert.equal(lab.clientRoutes().find((r) => r.dst === 'default')?.gateway, '10.78.0.1');
     assert.ok(!p.events().some((e) => e.event === 'lost'), 'the lease was never lost');
+    assert.equal(await p.stop(), 0);
+  } finally {
+    await lab.close();
+  }
+});
+
+test('rapid commit granted by dnsmasq (--dhcp-rapid-commit): ACK on the DISCOVER, no REQUEST, address set', { skip }, async () => {
+  const lab = new DhcpLab('10.80.0');
+  try {
+    await lab.startDnsmasq({ extra: ['--dhcp-option=3,10.80.0.1', '--dhcp-rapid-commit'] });
+    const mac = lab.clientMac;
+    const p = lab.booty(['net', '--iface', lab.clientIf, '--json', '--hold', '300', '--no-resolv-conf']);
+    const bound = await p.waitForEvent('bound');
+    const address = bound.address as string;
+    assert.match(address, /^10\.80\.0\.(5\d|[6-9]\d)$/);
+    assert.deepEqual([bound.prefix, bound.gateway, bound.server, bound.leaseTime], [24, '10.80.0.1', '10.80.0.1', 120]);
+    assert.deepEqual(lab.clientAddresses(), [`${address}/24`]);
+    assert.match(p.stderr, new RegExp(`dhcp: ACK of ${address.replace(/\./g, '\\.')} from 10\\.80\\.0\\.1 \\(rapid commit\\)`));
+    assert.doesNotMatch(p.stderr, /dhcp: (OFFER|REQUEST) /, 'no OFFER/REQUEST exchange');
+    // dnsmasq's side: a DISCOVER answered by an ACK, the lease committed, no REQUEST seen
+    assert.match(lab.dnsmasqLog, new RegExp(`DHCPACK\\(${lab.serverIf}\\) ${address.replace(/\./g, '\\.')} ${mac}`));
+    assert.doesNotMatch(lab.dnsmasqLog, /DHCPOFFER|DHCPREQUEST/);
+    assert.match(fs.readFileSync(lab.leaseFile, 'utf8'), new RegExp(`${mac} ${address.replace(/\./g, '\\.')}`));
     assert.equal(await p.stop(), 0);
   } finally {
     await lab.close();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ModuleLoader } from '../../src/agent/modules.ts';
+import { ModuleLoader, modulesForThisRound } from '../../src/agent/modules.ts';
 import { createLogger } from '../../src/util/log.ts';
 
 test('one scan round: network drivers, then disk drivers, CPU feature modules last', () => {
@@ -36,6 +36,11 @@ test('one scan round: network drivers, then disk drivers, CPU feature modules la
     const loader = new ModuleLoader({ log: createLogger({ level: 'error', sinks: [] }), moduleDir: mods, sysDevices: sys });
     const { wanted } = loader.scan();
     assert.deepEqual(wanted, ['t_e1000', 't_virtio_net', 't_ahci', 't_virtio_blk', 't_crc32c']);
+    // a round with device drivers to load leaves the CPU feature modules for a later round
+    const { why } = loader.scan();
+    assert.deepEqual(modulesForThisRound(wanted, why), ['t_e1000', 't_virtio_net', 't_ahci', 't_virtio_blk']);
+    assert.deepEqual(modulesForThisRound(['t_crc32c'], why), ['t_crc32c'], 'alone, they load');
+    assert.deepEqual(modulesForThisRound([], why), []);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

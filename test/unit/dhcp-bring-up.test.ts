@@ -83,6 +83,20 @@ test('DHCP on the BOOTIF NIC: link up, address, default route, resolv.conf; stop
   } finally { w.cleanup(); }
 });
 
+test('onDhcpWaiting: called once, after the first DISCOVER went out and before any lease (a NAK restart does not call it again)', async () => {
+  const w = world([{ name: 'eth0', mac: '52:54:00:00:00:01', index: 2, cable: true }]);
+  try {
+    w.server.ignoreDiscovers = 1;
+    w.server.nakRequests = 1;
+    const calls: { discovers: number; requests: number }[] = [];
+    const h = await run(w, w.options({ onDhcpWaiting: () => calls.push({ discovers: w.server.of(MessageType.DISCOVER).length, requests: w.server.of(MessageType.REQUEST).length }) }));
+    assert.equal(h.address, '10.9.0.50');
+    assert.deepEqual(calls, [{ discovers: 1, requests: 0 }]);
+    assert.ok(w.server.of(MessageType.DISCOVER).length >= 3, 'retransmitted, then again after the NAK');
+    await h.stop();
+  } finally { w.cleanup(); }
+});
+
 test('no NIC named: the first with carrier wins, the others go down again', async () => {
   const w = world([
     { name: 'eno1', mac: '52:54:00:00:00:01', index: 2, cable: false },

@@ -16,14 +16,14 @@ import { randomInt, seededRandom } from '../helpers/seeded-random.ts';
 
 const MAC = '52:54:00:aa:bb:01';
 
-function setup(opts: { random?: () => number; renewRetryMinMs?: number } = {}) {
+function setup(opts: { random?: () => number; renewRetryMinMs?: number; rapidCommit?: boolean } = {}) {
   const clock = new FakeClock();
   const server = new FakeDhcpServer(() => clock.now());
   const lines: string[] = [];
   const log = createLogger({ level: 'debug', sinks: [(l: Level, m: string) => { lines.push(`${l}: ${m}`); }] });
   const client = new DhcpClient({
     transport: server.transport, iface: 'eth0', mac: MAC, log, clock,
-    random: opts.random ?? (() => 0.5), renewRetryMinMs: opts.renewRetryMinMs,
+    random: opts.random ?? (() => 0.5), renewRetryMinMs: opts.renewRetryMinMs, rapidCommit: opts.rapidCommit,
   });
   const events: string[] = [];
   client.on('bound', (l) => events.push(`bound ${l.address}`));
@@ -278,4 +278,61 @@ test('an ACK for an OFFER must come from the server that made the offer', async 
   s.server.inject(s.server.reply(r, MessageType.ACK));
   assert.equal((await starting).address, '10.9.0.50');
   await s.client.stop({ release: false });
+});
+
+test('rapid commit: the DISCOVER asks for it; a server that grants it ACKs at once and no REQUEST is sent', async () => {
+  const s = setup();
+  s.server.rapidCommit = true;
+  s.server.ignoreDiscovers = 1; // the ACK answers the retransmission: the lease still counts from the first DISCOVER
+  const lease = await start(s);
+  assert.equal(lease.address, '10.9.0.50');
+  assert.deepEqual([lease.leaseTime, lease.renewalTime, lease.rebindingTime], [120, 60, 105]);
+  const discovers = s.server.of(MessageType.DISCOVER);
+  assert.equal(discovers.length, 2);
+  for (const d of discovers) {
+    assert.equal(d.msg.options.rapidCommit, true);
+    assert.deepEqual(d.msg.raw.get(Opt.RAPID_COMMIT), Buffer.alloc(0), 'option 80 is empty (RFC 4039)');
+  }
+  assert.equal(s.server.of(MessageType.REQUEST).length, 0, 'no REQUEST/ACK exchange');
+  assert.equal(lease.obtainedAt, discovers[0].at);
+  assert.ok(s.lines.some((l) => /ACK of 10\.9\.0\.50 from 10\.9\.0\.1 \(rapid commit\)/.test(l)));
+  // renewal works as after a normal ACK: a unicast REQUEST at T1, counted from the first DISCOVER
+  await s.clock.advance(discovers[0].at + 61_000 - s.clock.now());
+  assert.deepEqual(s.events, ['renewed 10.9.0.50']);
+  const [renew] = s.server.of(MessageType.REQUEST);
+  assert.equal(renew.to, '10.9.0.1');
+  assert.equal(renew.msg.options.rapidCommit, undefined, 'only DISCOVERs carry option 80');
+  await s.client.stop({ release: false });
+});
+
+test('rapid commit asked, server ignores it: OFFER, REQUEST (without option 80), ACK as usual', async () => {
+  const s = setup();
+  const lease = await start(s);
+  assert.equal(lease.address, '10.9.0.50');
+  assert.equal(s.server.of(MessageType.DISCOVER)[0].msg.options.rapidCommit, true);
+  const [request] = s.server.of(MessageType.REQUEST);
+  assert.equal(request.msg.options.rapidCommit, undefined);
+  assert.equal(request.msg.options.requestedIp, '10.9.0.50');
+  await s.client.stop({ release: false });
+});
+
+test('an ACK to a DISCOVER counts only with option 80, and only when the client asked for rapid commit', async () => {
+  for (const rapidCommit of [true, false]) {
+    const s = setup({ rapidCommit });
+    s.server.online = false;
+    const starting = s.client.start(30_000);
+    await s.clock.advance(10);
+    const d = s.server.of(MessageType.DISCOVER)[0].msg;
+    assert.equal(d.options.rapidCommit, rapidCommit ? true : undefined);
+    // an ACK without option 80 answers no DISCOVER; with it, it counts only if the client asked
+    s.server.inject(s.server.reply(d, MessageType.ACK, {}, '10.9.0.77'));
+    if (!rapidCommit) s.server.inject(s.server.reply(d, MessageType.ACK, { rapidCommit: true }, '10.9.0.78'));
+    await s.clock.advance(10);
+    assert.equal(s.client.state, 'selecting', `rapidCommit ${rapidCommit}: still selecting`);
+    s.server.online = true;
+    await s.clock.advanceUntil(() => s.client.state === 'bound', 30_000);
+    assert.equal((await starting).address, '10.9.0.50');
+    assert.equal(s.server.of(MessageType.REQUEST).length, 1, 'the usual REQUEST/ACK');
+    await s.client.stop({ release: false });
+  }
 });

@@ -97,6 +97,19 @@ test('pad bytes are skipped and a missing END is tolerated', () => {
   assert.equal(m.options.leaseTime, 60);
 });
 
+test('rapid commit (option 80, RFC 4039) is an empty option on the wire and a flag when decoded', () => {
+  const buf = encodeDhcp({ xid: 9, chaddr: mac, options: { messageType: MessageType.DISCOVER, rapidCommit: true } });
+  const at = buf.indexOf(Buffer.from([Opt.RAPID_COMMIT, 0]), 240);
+  assert.ok(at >= 240, 'option 80 with length 0 among the options');
+  const m = decodeDhcp(buf);
+  assert.equal(m.options.rapidCommit, true);
+  assert.deepEqual(m.raw.get(Opt.RAPID_COMMIT), Buffer.alloc(0));
+  // absent (or false): no option 80 at all
+  const plain = encodeDhcp({ xid: 9, chaddr: mac, options: { messageType: MessageType.DISCOVER, rapidCommit: false } });
+  assert.equal(decodeDhcp(plain).raw.has(Opt.RAPID_COMMIT), false);
+  assert.equal(decodeDhcp(plain).options.rapidCommit, undefined);
+});
+
 test('unknown options are kept raw and do not disturb the known ones', () => {
   const m = decodeDhcp(withOptions([224, 3, 1, 2, 3, Opt.MESSAGE_TYPE, 1, 5, Opt.END]));
   assert.deepEqual(m.raw.get(224), Buffer.from([1, 2, 3]));
@@ -121,6 +134,7 @@ const malformed: [string, Buffer, DhcpDecodeError['code']][] = [
   ['truncated option inside the overloaded file field', withOptions([Opt.OVERLOAD, 1, 1], (b) => { b[234] = Opt.DNS; b[235] = 9; }), 'truncated-option'],
   ['classless route prefix 33', withOptions([Opt.CLASSLESS_ROUTES, 5, 33, 1, 2, 3, 4]), 'bad-option'],
   ['classless route cut short', withOptions([Opt.CLASSLESS_ROUTES, 6, 24, 10, 0, 0, 1, 2]), 'bad-option'],
+  ['rapid commit with a value', withOptions([Opt.RAPID_COMMIT, 1, 0]), 'bad-option'],
 ];
 
 for (const [name, buf, code] of malformed) {

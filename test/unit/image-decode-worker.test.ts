@@ -114,6 +114,29 @@ test('a worker started ahead of time (prestartDecodeWorker) is taken over by the
   after.destroy();
 });
 
+test('the first block comes out before 1 MiB of input has arrived: until then input goes to the worker in 64 KiB pieces', async () => {
+  // 8 MiB that compress well: the first 4 MiB block decodes from far less than 1 MiB of input
+  const plain = Buffer.concat(Array.from({ length: 8 }, (_, i) => Buffer.concat([randomBytes(16 << 10), Buffer.alloc((1 << 20) - (16 << 10), i)])));
+  for (const [format, data] of [['gzip', zlib.gzipSync(plain)], ['zstd', zlib.zstdCompressSync(plain)]] as const) {
+    assert.ok(data.length < 1 << 20, `${format}: the whole input is under 1 MiB (${data.length} bytes)`);
+    const d = new DecodeWorker({ format, lend: false, blockSize: 4 << 20, blocks: 2 });
+    const first = new Promise<Buffer>((resolve) => d.once('data', (c: Buffer) => resolve(Buffer.from(c))));
+    // all of the input but its last byte, and no end: with 1 MiB batches nothing would have been posted yet
+    for (const c of chunked(data.subarray(0, data.length - 1), 16 << 10)) d.write(c);
+    const got = await Promise.race([first, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000).unref())]);
+    assert.ok(got !== undefined, `${format}: no block came out of ${data.length - 1} bytes of input before the end`);
+    assert.equal(got.length, 4 << 20);
+    assert.ok(got.equals(plain.subarray(0, 4 << 20)), `${format}: the first block is the first 4 MiB`);
+    // then the rest, batched as before: the whole stream still decodes bit-exact
+    const rest: Buffer[] = [];
+    d.on('data', (c: Buffer) => rest.push(Buffer.from(c)));
+    d.end(data.subarray(data.length - 1));
+    await new Promise((r, j) => { d.on('end', r); d.on('error', j); });
+    assert.ok(Buffer.concat([got, ...rest]).equals(plain), `${format}: bit-exact`);
+    assert.equal(d.bytesWritten, data.length);
+  }
+});
+
 test('a long stream through few blocks: nothing lost while blocks wait to be given back', async () => {
   const big = Buffer.concat(Array.from({ length: 24 }, (_, i) => i % 3 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, i)));
   const r = await viaWorker('zstd', zlib.zstdCompressSync(big), { lend: true, blocks: 2, blockSize: 256 << 10 });

@@ -66,6 +66,11 @@ export interface DecodeWorkerOptions {
 }
 
 const STAGING = 1 << 20;
+/** before the first block: input posted in pieces this big, up to EAGER_INPUT in all (a disk
+ *  image's first 4 MiB usually decode from far less: its partition table, boot loader gap and
+ *  first sectors; the Debian test image's from under 64 KiB of gzip) */
+const EAGER_STEP = 64 << 10;
+const EAGER_INPUT = 256 << 10;
 /** The worker allocates next to nothing (its input and output buffers travel back and forth). */
 const YOUNG_MB = 4;
 
@@ -86,6 +91,10 @@ export class DecodeWorker extends Transform {
   /** staging buffers the worker gave back */
   private readonly spare: Buffer[] = [];
   private staged = 0;
+  /** the worker shipped its first block: from then on input goes in 1 MiB batches */
+  private firstBlockSeen = false;
+  /** input posted in EAGER_STEP pieces so far */
+  private eagerPosted = 0;
   private onAck: (() => void) | undefined;
   private onDone: ((err?: Error) => void) | undefined;
   private failure: Error | undefined;
@@ -137,6 +146,7 @@ export class DecodeWorker extends Transform {
   private onMessage(m: DecodeReply): void {
     switch (m.op) {
       case 'block': {
+        this.firstBlockSeen = true;
         const view = Buffer.from(m.ab, m.off, m.len);
         const block = { ab: m.ab, off: m.off, len: this.blockSize };
         if (this.lend) {
@@ -194,11 +204,21 @@ export class DecodeWorker extends Transform {
     this.pace(chunk.length);
     let pos = 0;
     while (pos < chunk.length) {
-      const n = Math.min(STAGING - this.staged, chunk.length - pos);
+      // Until the first block comes back, the first EAGER_INPUT bytes go to the worker in
+      // EAGER_STEP pieces instead of 1 MiB batches: the first block (and with it the writer's
+      // head check, the zeroing of the disk's ends and the first write) waits only for about the
+      // input it decodes from, while the rest of the first MiB is still on the network. Not
+      // chunk by chunk: each post is a message both threads handle, and many small ones keep
+      // the main thread from taking the first block.
+      const batch = !this.firstBlockSeen && this.eagerPosted < EAGER_INPUT ? EAGER_STEP : STAGING;
+      const n = Math.min(batch - this.staged, chunk.length - pos);
       chunk.copy(this.staging, this.staged, pos, pos + n);
       this.staged += n;
       pos += n;
-      if (this.staged === STAGING) this.post();
+      if (this.staged >= batch) {
+        if (batch === EAGER_STEP) this.eagerPosted += this.staged;
+        this.post();
+      }
     }
     if (this.inflight < this.maxInput) { cb(); return; }
     this.onAck = () => cb(this.failure);

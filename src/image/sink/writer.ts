@@ -35,6 +35,9 @@ export interface ImageWriterOptions {
   /** a look at the image's first `bytes` bytes before anything touches the disk: an error it
    *  returns fails the stream with the disk untouched */
   checkHead?: { bytes: number; check(head: Buffer): Error | undefined };
+  /** called once, when the head passed checkHead and the disk's ends start to be zeroed (before
+   *  the first data write): the deploy logs it, to tell decoding from zeroing in a boot's log */
+  onPrepare?: () => void;
 }
 
 class BufferPool {
@@ -84,6 +87,7 @@ export class ImageWriter extends Writable {
   /** the first bytes kept for checkHead until it ran (undefined once it did, or without one) */
   private headSeen: Buffer[] | undefined;
   private headSeenBytes = 0;
+  private readonly onPrepare: (() => void) | undefined;
 
   constructor(opts: ImageWriterOptions) {
     super({ highWaterMark: 1 << 20 });
@@ -99,6 +103,7 @@ export class ImageWriter extends Writable {
     this.planner = new ZeroRunPlanner(opts.zeroRuns);
     this.onBytes = opts.onBytes;
     this.checkHead = opts.checkHead;
+    this.onPrepare = opts.onPrepare;
     if (opts.checkHead !== undefined) this.headSeen = [];
   }
 
@@ -168,6 +173,7 @@ export class ImageWriter extends Writable {
         this.headSeen = undefined;
       }
       this.prepared = true;
+      this.onPrepare?.();
       this.preparing = this.prepare();
     }
     await this.preparing;

@@ -72,6 +72,12 @@ export interface DhcpClientOptions {
    * 60 s on leases of hours; initramfs networks with 2-minute test leases need shorter.
    */
   renewRetryMinMs?: number;
+  /**
+   * Ask for rapid commit (RFC 4039, option 80 on the DISCOVER; default true): a server that offers
+   * it answers with an ACK at once and the REQUEST/ACK exchange is skipped. A server that does not
+   * ignores the option and the usual OFFER/REQUEST/ACK follows.
+   */
+  rapidCommit?: boolean;
 }
 
 export interface DhcpClientEvents {
@@ -138,7 +144,7 @@ export function describeLease(l: Lease): string {
 }
 
 export class DhcpClient extends EventEmitter<DhcpClientEvents> {
-  #o: Required<Pick<DhcpClientOptions, 'initialRetransmitMs' | 'maxRetransmitMs' | 'renewRetryMinMs' | 'vendorClass'>> & DhcpClientOptions;
+  #o: Required<Pick<DhcpClientOptions, 'initialRetransmitMs' | 'maxRetransmitMs' | 'renewRetryMinMs' | 'vendorClass' | 'rapidCommit'>> & DhcpClientOptions;
   #clock: Clock;
   #random: () => number;
   #chaddr: Buffer;
@@ -159,6 +165,7 @@ export class DhcpClient extends EventEmitter<DhcpClientEvents> {
       maxRetransmitMs: opts.maxRetransmitMs ?? 32_000,
       renewRetryMinMs: opts.renewRetryMinMs ?? 10_000,
       vendorClass: opts.vendorClass ?? 'booty',
+      rapidCommit: opts.rapidCommit ?? true,
     };
     this.#clock = opts.clock ?? realClock;
     this.#random = opts.random ?? (() => randomInt(0, 1 << 30) / (1 << 30));
@@ -219,15 +226,18 @@ export class DhcpClient extends EventEmitter<DhcpClientEvents> {
       let interval = this.#o.initialRetransmitMs;
       let offer: DhcpMessage | undefined;
       let sent = 0;
+      const rapid = this.#o.rapidCommit;
+      // a rapid-commit lease counts from the first DISCOVER of this xid (the earliest it can have started)
+      const firstDiscoverAt = clock.now();
       while (offer === undefined && !this.#stopped && clock.now() < deadline) {
         stats.discovers++;
         sent++;
-        this.#o.log.info(`dhcp: DISCOVER on ${this.#o.iface} (attempt ${stats.discovers}, xid ${hex(xid)})`);
+        this.#o.log.info(`dhcp: DISCOVER on ${this.#o.iface} (attempt ${stats.discovers}, xid ${hex(xid)}${rapid ? ', rapid commit asked' : ''})`);
         // The waiter is registered before sending: a fast server may answer before send() returns.
         const wait = Math.min(this.#jitter(interval), deadline - clock.now());
-        const answer = this.#waitFor(xid, wait, (m) =>
-          m.options.messageType === MessageType.OFFER && m.yiaddr !== '0.0.0.0' && m.options.serverId !== undefined);
-        await this.#send('broadcast', this.#packet(MessageType.DISCOVER, xid, { secs: this.#secs(started), options: {} }));
+        const answer = this.#waitFor(xid, wait, (m) => m.yiaddr !== '0.0.0.0' && m.options.serverId !== undefined &&
+          (m.options.messageType === MessageType.OFFER || (rapid && isRapidAck(m))));
+        await this.#send('broadcast', this.#packet(MessageType.DISCOVER, xid, { secs: this.#secs(started), options: rapid ? { rapidCommit: true } : {} }));
         offer = await answer;
         // The first DISCOVERs go at the initial interval before it doubles: servers that probe
         // an address before offering it drop the DISCOVERs that come meanwhile (dnsmasq pings
@@ -239,6 +249,11 @@ export class DhcpClient extends EventEmitter<DhcpClientEvents> {
       stats.offers++;
       const serverId = offer.options.serverId as string;
       lastOffer.server = serverId;
+      if (isRapidAck(offer)) {
+        // RFC 4039: the server committed the lease on the DISCOVER; no REQUEST/ACK exchange
+        this.#o.log.info(`dhcp: ACK of ${offer.yiaddr} from ${serverId} (rapid commit)`);
+        return leaseFromAck(offer, serverId, firstDiscoverAt, this.#o.log);
+      }
       this.#o.log.info(`dhcp: OFFER of ${offer.yiaddr} from ${serverId}`);
 
       this.#setState('requesting');
@@ -446,6 +461,11 @@ export class DhcpClient extends EventEmitter<DhcpClientEvents> {
       this.#sleeps.add(wake);
     });
   }
+}
+
+/** An ACK answering a DISCOVER that asked for rapid commit: the server says it committed (option 80). */
+function isRapidAck(m: DhcpMessage): boolean {
+  return m.options.messageType === MessageType.ACK && m.options.rapidCommit === true;
 }
 
 /** DISCOVERs sent at the initial interval before it starts doubling. */

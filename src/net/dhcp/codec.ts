@@ -31,7 +31,7 @@ export const Opt = {
   PAD: 0, SUBNET_MASK: 1, ROUTER: 3, DNS: 6, HOSTNAME: 12, DOMAIN_NAME: 15, MTU: 26,
   BROADCAST: 28, REQUESTED_IP: 50, LEASE_TIME: 51, OVERLOAD: 52, MESSAGE_TYPE: 53,
   SERVER_ID: 54, PARAM_REQUEST: 55, MESSAGE: 56, MAX_MESSAGE_SIZE: 57, T1: 58, T2: 59,
-  VENDOR_CLASS: 60, CLIENT_ID: 61, CLASSLESS_ROUTES: 121, END: 255,
+  VENDOR_CLASS: 60, CLIENT_ID: 61, RAPID_COMMIT: 80, CLASSLESS_ROUTES: 121, END: 255,
 } as const;
 
 export class DhcpDecodeError extends Error {
@@ -66,6 +66,9 @@ export interface DhcpOptions {
   vendorClass?: string;
   maxMessageSize?: number;
   message?: string;
+  /** option 80 (RFC 4039), an empty flag: on a DISCOVER, the client takes an ACK in place of an
+   *  OFFER; on an ACK, the server committed the lease at once */
+  rapidCommit?: boolean;
 }
 
 export interface DhcpMessage {
@@ -203,6 +206,7 @@ export function optionsToRaw(o: DhcpOptions): Map<number, Buffer> {
   if (o.paramRequestList !== undefined) m.set(Opt.PARAM_REQUEST, Buffer.from(o.paramRequestList));
   if (o.vendorClass !== undefined) m.set(Opt.VENDOR_CLASS, Buffer.from(o.vendorClass, 'latin1'));
   if (o.message !== undefined) m.set(Opt.MESSAGE, Buffer.from(o.message, 'latin1'));
+  if (o.rapidCommit === true) m.set(Opt.RAPID_COMMIT, Buffer.alloc(0));
   return m;
 }
 
@@ -368,6 +372,10 @@ export function interpretOptions(raw: Map<number, Buffer>): DhcpOptions {
         break;
       case Opt.VENDOR_CLASS: { const t = text(v, code, 'vendor class'); if (t !== undefined) o.vendorClass = t; break; }
       case Opt.MESSAGE: o.message = v.toString('latin1'); break;
+      case Opt.RAPID_COMMIT:
+        need(v.length === 0, code, 'rapid commit');
+        o.rapidCommit = true;
+        break;
       default: break; // unknown options are kept in `raw` only
     }
   }
