@@ -263,6 +263,9 @@ export class Swarm {
     this.released = true;
     this.server?.unref();
     for (const socket of this.sockets) socket.unref();
+    // bittorrent-protocol's keep-alive interval is not unref'd: left on, every connection would
+    // keep the process for the whole `ms`
+    for (const p of this.peers) p.wire.setKeepAlive(false);
     setTimeout(() => this.close(), ms).unref();
   }
 
@@ -302,7 +305,7 @@ export class Swarm {
     socket.pipe(guard).pipe(wire as unknown as NodeJS.WritableStream);
     wire.pipe(socket);
     wire.setTimeout(30_000, true);
-    wire.setKeepAlive(true);
+    wire.setKeepAlive(!this.released);
     wire.on('timeout', () => this.drop(peer));
     wire.on('error', () => this.drop(peer));
     wire.on('close', () => this.drop(peer));
