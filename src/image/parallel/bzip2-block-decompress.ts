@@ -39,7 +39,8 @@ const isLevel = (b: number) => b >= 0x31 && b <= 0x39;
 
 export interface Bzip2BlockDecompressOptions {
   pool: BlockDecodePool;
-  /** pieces decoding or waiting at once (default: one more than the workers) */
+  /** pieces decoding or waiting at once (default: as many as the workers: one more held 3-5 MiB
+   *  more at the peak) */
   maxInflight?: number;
   /** what finds the magics (tests give one that also reports magics inside compressed data, as
    *  a crafted file would have them) */
@@ -55,7 +56,7 @@ export class Bzip2BlockDecompressor extends BlockDecompressTransform {
   falseMagics = 0;
   private readonly pool: BlockDecodePool;
   private readonly maxInflight: number;
-  private readonly pace = createGcPacer(32 << 20, 'major');
+  private readonly pace = createGcPacer(8 << 20, 'major');
   private readonly scanner: MagicScanner;
   /** magics not yet behind `cur`, in order */
   private cands: Magic[] = [];
@@ -77,7 +78,7 @@ export class Bzip2BlockDecompressor extends BlockDecompressTransform {
   constructor(o: Bzip2BlockDecompressOptions) {
     super();
     this.pool = o.pool;
-    this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size + 1);
+    this.maxInflight = Math.max(2, o.maxInflight ?? o.pool.size);
     this.scanner = o.scanner ?? new MagicScanner();
   }
 

@@ -95,9 +95,9 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
   /** where the next block's output starts in the image (placer) */
   private outOffset = 0;
   /** the output parts moved here from the workers are garbage once the writer copied them: a
-   *  scavenge every 8 MiB of them frees them young, a full GC every 32 MiB the promoted ones */
+   *  scavenge every 8 MiB of them frees them young, a full GC every 8 MiB the promoted ones (README, "Memory of the block decoders") */
   private readonly paceMinor = createGcPacer();
-  private readonly paceMajor = createGcPacer(32 << 20, 'major');
+  private readonly paceMajor = createGcPacer(8 << 20, 'major');
   private readonly q = new ByteQueue();
   private readonly slots: Slot[] = [];
   private phase: Phase = 'header';
