@@ -8,7 +8,7 @@ type Command = { summary: string; load: () => Promise<{ run(argv: string[]): Pro
 // the agent does not load the server.
 const commands: Record<string, Command> = {
   // (subcommands register here, one line each)
-  deploy: { summary: 'stream an image (gzip/zstd/raw) from a URL onto a disk, verified', load: () => import('./deploy.ts') },
+  deploy: { summary: 'stream an image (gzip, zstd, xz, bzip2, qcow2, raw; http(s) or oci://) onto a disk, verified', load: () => import('./deploy.ts') },
   capture: { summary: 'stream a disk, compressed, to a booty server or a BOOTy receiver', load: () => import('./capture.ts') },
   net: { summary: 'bring a NIC up as the agent does (DHCP or ip=) and print the lease', load: () => import('./net.ts') },
   server: { summary: 'provisioning server: actions per MAC, images, uploads, agent reports', load: () => import('./server.ts') },

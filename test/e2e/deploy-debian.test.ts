@@ -193,7 +193,7 @@ const assertPartitionGrown = (disk: string, image: TestImage) => assertPartition
 async function bootDeployed(name: string, disk: string, bus: NonNullable<DiskSpec['bus']>, t: { after(fn: () => unknown): void; diagnostic(m: string): void }): Promise<Record<string, string>> {
   const started = Date.now();
   const vm = await startVm({ name: `deploy-debian-${name}-firstboot`, memMiB: 1024, disks: [{ path: disk, bus }] }, t);
-  const m = await vm.waitFor(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
+  const m = await vm.waitForUser(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
   const seconds = (Date.now() - started) / 1000;
   t.diagnostic(`${name}: the deployed Debian printed its marker ${seconds.toFixed(0)} s after QEMU started: ${m[1].trim()}`);
   await vm.waitExit(120_000);

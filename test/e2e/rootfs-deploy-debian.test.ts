@@ -106,7 +106,7 @@ test('a Debian rootfs tarball onto an empty 3 GiB disk by the agent (SeaBIOS); t
   const boot = Date.now();
   const vm2 = await startVm({ name: 'rootfs-deploy-debian-bios-firstboot', memMiB: 1024, disks: [{ path: disk, bus: 'virtio' }] }, t);
   const caps = await vm2.waitFor(/BOOTY-TEST-CAPS ([^\r\n]*)[\r\n]/, markerMs);
-  const m = await vm2.waitFor(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
+  const m = await vm2.waitForUser(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
   t.diagnostic(`first boot: marker ${((Date.now() - boot) / 1000).toFixed(0)} s after QEMU started: ${m[1].trim()}; ${caps[1].trim()}`);
   await vm2.waitExit(120_000);
   assert.doesNotMatch(vm2.output, /Kernel panic|kernel BUG|emergency mode|fsck.*(failed|UNEXPECTED)|Failed to mount/i, vm2.tail(6000));
@@ -140,7 +140,7 @@ test('the same disk boots alone under UEFI (OVMF, SATA disk): grub-efi from the 
     ],
   }, t);
   const caps = await vm.waitFor(/BOOTY-TEST-CAPS ([^\r\n]*)[\r\n]/, markerMs);
-  const m = await vm.waitFor(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
+  const m = await vm.waitForUser(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
   t.diagnostic(`UEFI boot: marker ${((Date.now() - boot) / 1000).toFixed(0)} s after QEMU started: ${m[1].trim()}; ${caps[1].trim()}`);
   await vm.waitExit(120_000);
   assert.doesNotMatch(vm.output, /Kernel panic|kernel BUG|emergency mode|fsck.*(failed|UNEXPECTED)|Failed to mount/i, vm.tail(6000));
@@ -216,7 +216,7 @@ test('a Debian rootfs tarball onto an empty 6 GiB SATA disk by the agent under U
   const boot = Date.now();
   const vm2 = await startVm({ name: 'rootfs-deploy-debian-uefi-firstboot', memMiB: 1024, disks: [], extraArgs: [...firmware, ...sata] }, t);
   const caps = await vm2.waitFor(/BOOTY-TEST-CAPS ([^\r\n]*)[\r\n]/, markerMs);
-  const m = await vm2.waitFor(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
+  const m = await vm2.waitForUser(/BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/, markerMs);
   const loaded = /BdsDxe: loading (Boot[0-9A-F]{4}) "([^"]*)"/.exec(vm2.output);
   t.diagnostic(`UEFI first boot: marker ${((Date.now() - boot) / 1000).toFixed(0)} s after QEMU started: ${m[1].trim()}; ${caps[1].trim()}; firmware: ${loaded?.[0] ?? '(no BdsDxe line)'}`);
   await vm2.waitExit(120_000);

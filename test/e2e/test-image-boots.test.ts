@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { ensureTestImage, type TestImage, type TestImageKind } from '../helpers/test-image.ts';
+import { withoutKernelLines } from '../helpers/qemu.ts';
 
 const bootTimeoutMs = 10 * 60_000; // TCG on a shared 2-core machine: usually about a minute
 const sectorBytes = 512;
@@ -38,7 +39,7 @@ function bootUntilMarker(image: TestImage): Promise<BootResult> {
     const onData = (chunk: Buffer): void => {
       serial = (serial + chunk.toString('latin1')).slice(-200_000);
       if (marker) return;
-      const line = /BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/.exec(serial); // the tty turns \n into \r\n
+      const line = /BOOTY-TEST-MARKER ([^\r\n]*)[\r\n]/.exec(withoutKernelLines(serial)); // the tty turns \n into \r\n
       if (line) {
         marker = parseFields(line[1]);
         markerSeconds = (Date.now() - started) / 1000;

@@ -116,14 +116,14 @@ test('(trial, confirms) BootNext boots the new Debian once, its unit confirms wi
   const serverMark = lab.serverLog.length;
   const vm = await powerOn({ ...machine, name: 'trial-ok-boot' }, t);
   const clock = new ConsoleClock(vm, trialMarks);
-  const marker = await vm.waitFor(/BOOTY-TEST-MARKER[^\r\n]*(?=[\r\n])/, bootMs);
+  const marker = await vm.waitForUser(/BOOTY-TEST-MARKER[^\r\n]*(?=[\r\n])/, bootMs);
   await vm.waitExit(5 * 60_000).catch(() => vm.kill());
   const timings = clock.stop();
   assert.match(marker[0], /variant=uefi/);
   assert.doesNotMatch(vm.output, /iPXE \d/, 'BootNext: the firmware went to the new OS without netbooting');
   assert.doesNotMatch(lab.serverLog.slice(serverMark), /GET \/ipxe/);
   assert.match(vm.output, /booty-trial-confirm: trial boot confirmed/, `the unit confirmed (console); log ${vm.logFile}`);
-  const efi = [...vm.output.matchAll(/BOOTY-EFI ([^\r\n]*)\r*\n/g)].map((x) => x[1].trim());
+  const efi = [...vm.userOutput.matchAll(/BOOTY-EFI ([^\r\n]*)\r*\n/g)].map((x) => x[1].trim());
   t.diagnostic(`efibootmgr -v in the trial boot:\n${efi.join('\n')}`);
   assert.ok(efi.includes(`BootCurrent: ${entry}`), `the firmware booted booty's entry Boot${entry}`);
   assert.ok(!efi.some((l) => l.startsWith('BootNext:')), 'BootNext was used up by that boot');
@@ -149,11 +149,11 @@ test('(trial, not confirmed) the confirmation unit is disabled: the next netboot
   // power-on 2: BootNext into the new Debian, which does not confirm and powers off
   const vm2 = await powerOn({ ...machine, name: 'trial-fail-boot' }, t);
   const c2 = new ConsoleClock(vm2, trialMarks);
-  await vm2.waitFor(/BOOTY-TEST-MARKER[^\r\n]*(?=[\r\n])/, bootMs);
+  await vm2.waitForUser(/BOOTY-TEST-MARKER[^\r\n]*(?=[\r\n])/, bootMs);
   await vm2.waitExit(5 * 60_000).catch(() => vm2.kill());
   const t2 = c2.stop();
   assert.doesNotMatch(vm2.output, /iPXE \d/, 'BootNext took the firmware to the new OS');
-  assert.ok(new RegExp(`BOOTY-EFI BootCurrent: ${entry}`).test(vm2.output), 'booty\'s entry booted');
+  assert.ok(new RegExp(`BOOTY-EFI BootCurrent: ${entry}`).test(vm2.userOutput), 'booty\'s entry booted');
   assert.doesNotMatch(vm2.output, /booty-trial-confirm: trial boot confirmed/);
   // the deadline has passed (the boot alone took longer than confirmWithin under TCG; wait if not)
   const wait = confirmWithin * 1000 + 1000 - (Date.now() - started);

@@ -59,6 +59,8 @@ export class Vm {
   readonly args: string[];
   /** everything the serial console printed so far */
   output = '';
+  /** the console without the kernel's own log lines: what the guest's programs wrote, in order */
+  get userOutput(): string { return withoutKernelLines(this.output); }
   /** resolves when QEMU exits */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
@@ -104,6 +106,18 @@ export class Vm {
    * tail of the console in the message.
    */
   waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    return this.waitForIn(() => this.output.slice(from), re, timeoutMs);
+  }
+
+  /**
+   * waitFor on userOutput: for lines a guest program prints (test markers), which a kernel log
+   * line may cut in two.
+   */
+  waitForUser(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    return this.waitForIn(() => this.userOutput, re, timeoutMs);
+  }
+
+  private waitForIn(text: () => string, re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (err?: Error, m?: RegExpExecArray) => {
@@ -113,7 +127,7 @@ export class Vm {
       };
       const check = () => {
         const r = new RegExp(re.source, re.flags.replace('g', ''));
-        const m = r.exec(this.output.slice(from));
+        const m = r.exec(text());
         if (m) return done(undefined, m);
         if (!this.running) done(new Error(`${this.name}: QEMU exited (${JSON.stringify(this.exitInfo)}) before ${re} appeared; console tail:\n${this.tail()}`));
       };
@@ -149,6 +163,15 @@ export class Vm {
     await this.exited;
     clearTimeout(t);
   }
+}
+
+/**
+ * The console text without the kernel's log lines (`[   12.905739] sd 2:0:0:0: ...\r\n`). The
+ * kernel writes those to the serial port directly, between any two bytes of what a program is
+ * writing, so a marker line can arrive as `BOOTY-EF[   12.9...] ...\r\nI BootOrder: ...`.
+ */
+export function withoutKernelLines(text: string): string {
+  return text.replace(/\[ *\d+\.\d{6}\] [^\r\n]*\r*\n/g, '');
 }
 
 /** The QEMU command line for opts (without the netns wrapper). */
