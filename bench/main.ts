@@ -231,7 +231,7 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
     const before = row.verify === 'upload' ? (await lastUpload(ctx.sink))?.seq ?? 0 : 0;
     if (verifying && row.verify === 'upload') await keepNextUpload(ctx.sink, keptFile);
     const s = await measure(cmd, root);
-    const rec: RunRecord = { run: n + 1, ok: s.code === 0, wallS: s.wallS, userS: s.userS, sysS: s.sysS, maxRssKiB: s.maxRssKiB };
+    const rec: RunRecord = { run: n + 1, ok: s.code === 0, wallS: s.wallS, userS: s.userS, sysS: s.sysS, maxRssKiB: s.maxRssKiB, machineBusyS: s.machineBusyS, machineCpus: s.machineCpus };
     if (!rec.ok) rec.error = `exit ${s.code}: ${(s.stderr.trim() || s.stdout.trim()).slice(-300)}`;
     if (row.verify === 'upload') {
       const up = await lastUpload(ctx.sink);
@@ -260,7 +260,7 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
     const mbps = res.bytes / 1e6 / rec.wallS;
     log(
       `  [${n + 1}/${runs}] ${row.label.padEnd(50)} ` +
-        (rec.ok ? `${rec.wallS.toFixed(2)} s  ${mbps.toFixed(0)} MB/s  cpu ${(rec.userS + rec.sysS).toFixed(1)} s  rss ${(rec.maxRssKiB / 1024).toFixed(0)} MiB` : `FAILED ${rec.error}`) +
+        (rec.ok ? `${rec.wallS.toFixed(2)} s  ${mbps.toFixed(0)} MB/s  cpu ${(rec.userS + rec.sysS).toFixed(1)} s  rss ${(rec.maxRssKiB / 1024).toFixed(0)} MiB  machine ${(100 * s.machineBusyS / (rec.wallS * s.machineCpus)).toFixed(0)}% busy` : `FAILED ${rec.error}`) +
         (rec.verified === undefined ? '' : rec.verified ? '  verified' : `  VERIFY FAILED: ${rec.verifyNote}`),
     );
   }

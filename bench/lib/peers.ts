@@ -150,6 +150,24 @@ export const rows: Row[] = [
     },
     bytes: img, dirty: true, warm: zst, verify: 'device',
   },
+  {
+    id: 'deploy-booty-gzip-noflush', section: 'deploy', label: 'booty deploy (gzip, --flush-every 0)', booty: true,
+    command: (c) => {
+      const b = bootyWithFlag(c, 'deploy', 'flush-every');
+      if (typeof b !== 'string') return b;
+      return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --flush-every 0${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: gz, verify: 'device',
+  },
+  {
+    id: 'deploy-booty-zstd-noflush', section: 'deploy', label: 'booty deploy (zstd, --flush-every 0)', booty: true,
+    command: (c) => {
+      const b = bootyWithFlag(c, 'deploy', 'flush-every');
+      if (typeof b !== 'string') return b;
+      return `${b} deploy --image ${q(c.zstUrl)} --disk ${q(c.target.dev)} --flush-every 0${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: zst, verify: 'device',
+  },
   // ---- xz and bzip2 (the image made once by xz -T2 -6 and lbzip2 -9)
   {
     id: 'deploy-xz', section: 'deploy', label: 'curl | xz -dc -T2 | dd oflag=direct', booty: false,

@@ -10,6 +10,9 @@ export type RunRecord = {
   userS: number;
   sysS: number;
   maxRssKiB: number;
+  /** the whole machine's busy CPU seconds during the run (measure.ts) */
+  machineBusyS?: number;
+  machineCpus?: number;
   error?: string;
   outputBytes?: number; // capture: bytes uploaded
   verified?: boolean;
@@ -31,6 +34,13 @@ export type Stats = {
   cpuS: number | null; // median over runs, user + sys of the whole pipeline
   cpuSPerGiB: number | null;
   peakRssMiB: number | null; // max over runs
+  /** median busy CPU seconds of the whole machine per GiB: the pipeline plus what no process of it
+   *  is charged for (kernel threads, softirqs, the origin) */
+  machineCpuSPerGiB: number | null;
+  /** median share of all CPUs busy during the run */
+  machineBusy: number | null;
+  /** MB/s this row would reach with every CPU busy doing the same work per byte */
+  cpuCeilingMBps: number | null;
   outputBytes: number | null; // median, capture only
   verified: 'yes' | 'NO' | '-' | 'n/a';
   failed: number;
@@ -48,12 +58,18 @@ export function stats(r: RowResult): Stats {
   const checked = r.runs.filter((x) => x.verified !== undefined);
   const cpu = ok.map((x) => x.userS + x.sysS);
   const outs = ok.map((x) => x.outputBytes).filter((x): x is number => x !== undefined);
+  const machine = ok.filter((x) => x.machineBusyS !== undefined && x.machineCpus !== undefined && x.machineCpus > 0);
+  const machinePerGiB = machine.length ? median(machine.map((x) => x.machineBusyS!)) / (r.bytes / 2 ** 30) : null;
+  const cpus = machine[0]?.machineCpus ?? 0;
   return {
     mbps: mbps.length ? { min: Math.min(...mbps), median: median(mbps), max: Math.max(...mbps) } : null,
     cpuS: cpu.length ? median(cpu) : null,
     cpuSPerGiB: cpu.length ? median(cpu) / (r.bytes / 2 ** 30) : null,
     peakRssMiB: ok.length ? Math.max(...ok.map((x) => x.maxRssKiB)) / 1024 : null,
     outputBytes: outs.length ? median(outs) : null,
+    machineCpuSPerGiB: machinePerGiB,
+    machineBusy: machine.length ? median(machine.map((x) => x.machineBusyS! / (x.wallS * x.machineCpus!))) : null,
+    cpuCeilingMBps: machinePerGiB !== null && machinePerGiB > 0 ? (cpus / machinePerGiB) * (2 ** 30 / 1e6) : null,
     verified: r.na !== undefined ? 'n/a' : checked.length === 0 ? '-' : checked.every((x) => x.verified) ? 'yes' : 'NO',
     failed: r.runs.length - ok.length,
   };
@@ -90,7 +106,7 @@ const f1 = (x: number | null | undefined) => (x === null || x === undefined ? '-
 export function table(results: RowResult[], rows: RowKey[]): string {
   const labelW = Math.max(...results.map((r) => r.label.length)) + 2;
   const lines: string[] = [];
-  const head = `${''.padEnd(labelW)}${'MB/s min'.padStart(9)}${'median'.padStart(8)}${'max'.padStart(8)}${'CPU s'.padStart(8)}${'CPU s/GiB'.padStart(10)}${'RSS MiB'.padStart(9)}${'out MB'.padStart(8)}  verified`;
+  const head = `${''.padEnd(labelW)}${'MB/s min'.padStart(9)}${'median'.padStart(8)}${'max'.padStart(8)}${'CPU s'.padStart(8)}${'CPU s/GiB'.padStart(10)}${'RSS MiB'.padStart(9)}${'out MB'.padStart(8)}${'machine s/GiB'.padStart(14)}${'busy'.padStart(6)}${'ceiling'.padStart(9)}  verified`;
   for (const section of ['deploy', 'limit', 'capture', 'rootfs'] as Section[]) {
     const rs = results.filter((r) => r.section === section);
     if (rs.length === 0) continue;
@@ -105,12 +121,16 @@ export function table(results: RowResult[], rows: RowKey[]): string {
       } else {
         line += f0(s.mbps.min).padStart(9) + f0(s.mbps.median).padStart(8) + f0(s.mbps.max).padStart(8);
         line += f1(s.cpuS).padStart(8) + f1(s.cpuSPerGiB).padStart(10) + f0(s.peakRssMiB).padStart(9);
-        line += (s.outputBytes === null ? '-' : f0(s.outputBytes / 1e6)).padStart(8) + `  ${s.verified}`;
+        line += (s.outputBytes === null ? '-' : f0(s.outputBytes / 1e6)).padStart(8);
+        line += f1(s.machineCpuSPerGiB).padStart(14) + (s.machineBusy === null ? '-' : `${(s.machineBusy * 100).toFixed(0)}%`).padStart(6) + f0(s.cpuCeilingMBps).padStart(9);
+        line += `  ${s.verified}`;
         if (s.failed) line += `  (${s.failed} run(s) failed)`;
       }
       lines.push(line);
     }
   }
+  lines.push('', 'machine s/GiB: busy CPU seconds of the whole machine per GiB (the row\'s processes, kernel threads such as the loop',
+    'device\'s worker, softirqs, the origin server); busy: of all CPUs during the run; ceiling: MB/s with every CPU busy on the same work');
   const rs = ratios(results, rows);
   const label = new Map(results.map((r) => [r.id, r.label]));
   if (rs.length) {

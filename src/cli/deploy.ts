@@ -35,6 +35,10 @@ options:
   --image-size N       uncompressed size in bytes (checked against the disk before writing)
   --allow-partition    accept a partition as DEV
   --no-skip-zeros      write zero runs as data instead of BLKZEROOUT / hole punching
+  --flush-every MIB    flush the disk in the background every MIB MiB written (default 32; 0: only
+                       at the end), so that a page cache beneath the disk (a loop device, a VM disk
+                       with a writeback cache) writes out while booty decodes; stops by itself
+                       where flushes return at once (nothing buffered beneath)
   --stall-timeout T    a connection with no byte for T is dropped and resumed (default 30s)
   --retry-for T        keep reconnecting for T without progress, then fail (default 10m)
   --workers N          threads decompressing frames in parallel when the image's frames say their
@@ -88,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       image: { type: 'string' }, disk: { type: 'string' }, sha256: { type: 'string' }, 'require-checksum': { type: 'boolean' }, 'registry-auth': { type: 'string' },
       format: { type: 'string', default: 'auto' }, 'image-size': { type: 'string' },
-      'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' },
+      'allow-partition': { type: 'boolean' }, 'no-skip-zeros': { type: 'boolean' }, 'flush-every': { type: 'string' },
       'stall-timeout': { type: 'string' }, workers: { type: 'string' }, 'retry-for': { type: 'string' }, 'restart-on-change': { type: 'boolean' },
       'gzip-index': { type: 'string' }, 'no-gzip-index': { type: 'boolean' }, 'no-libdeflate': { type: 'boolean' }, 'no-isal': { type: 'boolean' },
       p2p: { type: 'boolean' }, 'p2p-metainfo': { type: 'string' }, 'p2p-rack': { type: 'string' }, 'p2p-stall-timeout': { type: 'string' },
@@ -103,6 +107,9 @@ export async function run(argv: string[]): Promise<number> {
   if (values['no-isal'] === true) ISAL.disable();
   const config = (message: string) => new BootyError({ stage: 'config', code: 'BAD_ARGUMENT', message, diskState: 'untouched', hint: 'see booty deploy --help' });
   if (values.image === undefined) throw config('--image is required');
+  const flushMiB = values['flush-every'];
+  if (flushMiB !== undefined && !/^\d+$/.test(flushMiB)) throw config(`--flush-every takes a whole number of MiB (0 for only the final flush), not "${flushMiB}"`);
+  const flushEvery = flushMiB === undefined ? undefined : Number(flushMiB) * 2 ** 20;
   if (values.disk === undefined) throw config('--disk is required');
   const format = FORMATS.find((f) => f === values.format);
   if (format === undefined) throw config(`--format must be ${FORMATS.join(', ')}, not ${values.format}`);
@@ -148,7 +155,7 @@ export async function run(argv: string[]): Promise<number> {
     let writing = false;
     const result = await deploy({
       image: values.image, disk: values.disk, sha256: values.sha256, requireChecksum: values['require-checksum'], registryAuth: registryAuthOf(values['registry-auth'] ?? process.env.BOOTY_REGISTRY_AUTH, config), format, imageSize, headers, log,
-      allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'],
+      allowPartition: values['allow-partition'], skipZeros: !values['no-skip-zeros'], ...(flushEvery === undefined ? {} : { flushEvery }),
       stallTimeoutMs, retryForMs, workers, restartOnChange: values['restart-on-change'] === true,
       gzipIndex: values['no-gzip-index'] === true ? false : values['gzip-index'],
       ...(p2p === undefined ? {} : { p2p }),

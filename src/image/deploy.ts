@@ -87,6 +87,9 @@ export interface DeployOptions {
   allowPartition?: boolean;
   /** false: write zero runs as data (default: BLKZEROOUT / punch hole) */
   skipZeros?: boolean;
+  /** bytes written between flushes started in the background; 0: only the final fdatasync
+   *  (default FLUSH_EVERY, sink/background-flush.ts) */
+  flushEvery?: number;
   /** milliseconds between onProgress calls (default 500) */
   progressIntervalMs?: number;
   /** a connection that delivers no byte for this long is dropped and resumed (default 30 s) */
@@ -361,6 +364,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),
       zeroRuns: { enabled: opts.skipZeros ?? true },
+      ...(opts.flushEvery !== undefined ? { flushEvery: opts.flushEvery } : {}),
       // every image: its partition table must fit the disk's sector size (4Kn); compressed ones:
       // the decoded bytes must be a disk image
       checkHead: {
@@ -458,7 +462,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const unverified = format === 'raw' && wanted === undefined
       ? 'raw image, no checksum: nothing verified these bytes (give --sha256, or serve the image from booty server, which sends its X-Image-Sha256)' : undefined;
     if (unverified !== undefined) log.warn(`deploy: ${unverified}`);
-    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${faults}`);
+    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${w instanceof ImageWriter ? `; ${w.flusher.describe()}` : ''}${faults}`);
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
       ...(unverified !== undefined ? { unverified } : {}),

@@ -15,6 +15,7 @@ import { alignedBuffer, type WriteTarget } from './target.ts';
 import { ZeroRunPlanner, takeZeroGrains, type WriteOp, type ZeroRunOptions } from './zeroruns.ts';
 import { createGcPacer } from './gc-pacer.ts';
 import { takeLoan } from './block-loan.ts';
+import { BackgroundFlush, FLUSH_EVERY } from './background-flush.ts';
 
 export const DEFAULT_BLOCK_SIZE = 4 << 20;
 export const DEFAULT_HOLD_BACK = 1 << 20;
@@ -38,6 +39,9 @@ export interface ImageWriterOptions {
   /** called once, when the head passed checkHead and the disk's ends start to be zeroed (before
    *  the first data write): the deploy logs it, to tell decoding from zeroing in a boot's log */
   onPrepare?: () => void;
+  /** bytes written between flushes started in the background (background-flush.ts); 0: only the
+   *  final fdatasync; default FLUSH_EVERY */
+  flushEvery?: number;
 }
 
 class BufferPool {
@@ -88,10 +92,13 @@ export class ImageWriter extends Writable {
   private headSeen: Buffer[] | undefined;
   private headSeenBytes = 0;
   private readonly onPrepare: (() => void) | undefined;
+  /** flushes the target while writing, where something beneath the disk buffers (background-flush.ts) */
+  readonly flusher: BackgroundFlush;
 
   constructor(opts: ImageWriterOptions) {
     super({ highWaterMark: 1 << 20 });
     this.target = opts.target;
+    this.flusher = new BackgroundFlush(() => this.target.sync(), { every: opts.flushEvery ?? FLUSH_EVERY });
     this.blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
     this.limit = opts.limit;
     this.holdBack = opts.holdBack ?? DEFAULT_HOLD_BACK;
@@ -226,6 +233,7 @@ export class ImageWriter extends Writable {
   /** Starts one op once there is room in flight; resolves (once started) to its completion. */
   private async start(op: WriteOp): Promise<{ done: Promise<void> }> {
     while (this.inflight.size >= this.maxInflight) await Promise.race(this.inflight);
+    this.failure ??= this.flusher.failure;
     if (this.failure) throw this.failure;
     const tracked: Promise<void> = this.run(op).then(
       () => { this.inflight.delete(tracked); },
@@ -245,7 +253,10 @@ export class ImageWriter extends Writable {
         buf = buf.subarray(n);
         offset += n;
       }
-      if (buf.length > 0) await this.target.writeAt(buf, offset);
+      if (buf.length > 0) {
+        await this.target.writeAt(buf, offset);
+        this.flusher.wrote(buf.length);
+      }
     } else {
       let length = op.length;
       if (offset < this.holdBack) {
@@ -269,7 +280,9 @@ export class ImageWriter extends Writable {
     if (!this.aligner.needsBlock()) await this.submit();
     for (const op of this.planner.finish()) await this.start(op);
     await this.drain();
+    await this.flusher.settle();
     if (this.failure) throw this.failure;
+    if (this.flusher.failure) throw this.flusher.failure;
     await this.target.ensureLength(this.bytes);
     await this.target.sync();
   }
@@ -293,11 +306,13 @@ export class ImageWriter extends Writable {
     this.failure ??= new Error('aborted');
     await this.preparing?.catch(() => {});
     await this.drain();
+    await this.flusher.settle();
     await this.target.close();
   }
 
   async close(): Promise<void> {
     await this.drain();
+    await this.flusher.settle();
     await this.target.close();
   }
 }
