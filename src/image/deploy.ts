@@ -6,7 +6,7 @@
 // then: nothing left undecoded, size as announced, sha256 as expected -> fdatasync -> write the
 // held-back first MiB -> fdatasync -> BLKRRPART. Every failure is a BootyError naming the stage,
 // the image offset reached and what the disk holds now.
-import { mmapLargeAllocations, trimMallocWhileRunning } from '../sys/malloc.ts';
+import { trimMallocWhileRunning } from '../sys/malloc.ts';
 import { LIBDEFLATE } from '../sys/libdeflate.ts';
 import { ISAL } from '../sys/isal.ts';
 import { LIBLZMA } from '../sys/liblzma.ts';
@@ -178,8 +178,6 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   log.info(`deploy: ${opts.image} -> ${opts.disk} (${disk.kind}, ${disk.size > 0 ? formatBytes(disk.size) : 'grows'})`);
 
   const counters = { resumes: 0, restarts: 0 };
-  // every decode path holds multi-MiB buffers for a moment (liblzma's, inflate's, the writer's)
-  mmapLargeAllocations();
   const stopTrim = trimMallocWhileRunning();
   try {
     for (;;) {

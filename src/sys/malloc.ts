@@ -26,7 +26,7 @@ const M_MMAP_THRESHOLD = -3;
  *  threshold to the largest block freed so far: the block decoders' multi-MiB buffers (liblzma's
  *  dictionary per block, output parts moved between threads) then stayed in the arenas. Best
  *  effort: false without glibc or koffi. */
-export function mmapLargeAllocations(bytes = 128 << 10): boolean {
+export function mmapLargeAllocations(bytes = 256 << 10): boolean {
   try {
     return fn<(param: number, value: number) => number>('int mallopt(int param, int value)')(M_MMAP_THRESHOLD, bytes) === 1;
   } catch {
