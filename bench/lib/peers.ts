@@ -70,6 +70,20 @@ function bootyWithFlag(c: Context, sub: 'deploy' | 'capture', flag: string): str
   return b;
 }
 
+/** booty's deploy of the gzip or zstd image with only the final flush (background-flush.ts):
+ *  the default's side-by-side peer. */
+function noFlushRow(format: 'gzip' | 'zstd'): Row {
+  return {
+    id: `deploy-booty-${format}-noflush`, section: 'deploy', label: `booty deploy (${format}, --flush-every 0)`, booty: true,
+    command: (c) => {
+      const b = bootyWithFlag(c, 'deploy', 'flush-every');
+      if (typeof b !== 'string') return b;
+      return `${b} deploy --image ${q(format === 'gzip' ? c.gzUrl : c.zstUrl)} --disk ${q(c.target.dev)} --flush-every 0${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+    },
+    bytes: img, dirty: true, warm: format === 'gzip' ? gz : zst, verify: 'device',
+  };
+}
+
 /** Extra arguments for booty's own rows (e.g. a worker count), from the environment. */
 function extra(name: string): string {
   return process.env[name] ? ` ${process.env[name]}` : '';
@@ -150,24 +164,8 @@ export const rows: Row[] = [
     },
     bytes: img, dirty: true, warm: zst, verify: 'device',
   },
-  {
-    id: 'deploy-booty-gzip-noflush', section: 'deploy', label: 'booty deploy (gzip, --flush-every 0)', booty: true,
-    command: (c) => {
-      const b = bootyWithFlag(c, 'deploy', 'flush-every');
-      if (typeof b !== 'string') return b;
-      return `${b} deploy --image ${q(c.gzUrl)} --disk ${q(c.target.dev)} --flush-every 0${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
-    },
-    bytes: img, dirty: true, warm: gz, verify: 'device',
-  },
-  {
-    id: 'deploy-booty-zstd-noflush', section: 'deploy', label: 'booty deploy (zstd, --flush-every 0)', booty: true,
-    command: (c) => {
-      const b = bootyWithFlag(c, 'deploy', 'flush-every');
-      if (typeof b !== 'string') return b;
-      return `${b} deploy --image ${q(c.zstUrl)} --disk ${q(c.target.dev)} --flush-every 0${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
-    },
-    bytes: img, dirty: true, warm: zst, verify: 'device',
-  },
+  noFlushRow('gzip'),
+  noFlushRow('zstd'),
   // ---- xz and bzip2 (the image made once by xz -T2 -6 and lbzip2 -9)
   {
     id: 'deploy-xz', section: 'deploy', label: 'curl | xz -dc -T2 | dd oflag=direct', booty: false,

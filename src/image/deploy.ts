@@ -180,10 +180,16 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   const counters = { resumes: 0, restarts: 0 };
   const stopTrim = trimMallocWhileRunning();
   try {
+    const attempt: Attempt = { xzInOrder: false };
     for (;;) {
       try {
-        return await deployOnce(opts, disk, expectedSha, counters, log, started);
+        return await deployOnce(opts, disk, expectedSha, counters, log, started, attempt);
       } catch (e) {
+        if (e instanceof XzInOrderRestart && !attempt.xzInOrder) {
+          attempt.xzInOrder = true;
+          log.warn(`deploy: ${e.message}: starting over from byte 0 with the xz blocks decoded in order, then that stream as one (the disk's first MiB was not written yet)`);
+          continue;
+        }
         if (!(e instanceof ImageChangedBootyError)) throw e;
         if (opts.restartOnChange !== true || counters.restarts >= MAX_RESTARTS) throw e.withoutRestart(opts.restartOnChange === true);
         counters.restarts++;
@@ -224,6 +230,19 @@ async function openSwarm(opts: DeployOptions, p2p: DeployP2p, log: Logger, resum
   }
 }
 
+/** What deploy() changes between its attempts at one image. */
+interface Attempt {
+  /** xz: no block written at its offset by its worker (xz-placed-writer.ts): in order, as before
+   *  the restart XzInOrderRestart asks for */
+  xzInOrder: boolean;
+}
+
+/** Thrown by deployOnce when an xz file whose blocks were being placed goes on with a stream
+ *  whose blocks cannot be cut (a concatenation of `xz -T` and plain `xz` output): deploy() starts
+ *  over with the blocks in order, a path that reads such a stream as one. The disk's first MiB is
+ *  held back until the image verified, so the disk never looked deployed. */
+class XzInOrderRestart extends Error {}
+
 /** Thrown by deployOnce when the image changed on the server: deploy() restarts or reports it. */
 class ImageChangedBootyError extends BootyError {
   readonly written: number;
@@ -242,7 +261,7 @@ class ImageChangedBootyError extends BootyError {
 }
 
 async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: string | undefined, counters: { resumes: number; restarts: number },
-  log: Logger, started: number): Promise<DeployResult> {
+  log: Logger, started: number, attempt: Attempt): Promise<DeployResult> {
   const tracker = new ProgressTracker();
   tracker.restarts = counters.restarts;
   const resume = {
@@ -323,7 +342,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const workers = opts.workers ?? defaultDeployWorkers();
     let decoder: (Transform & { bytesWritten: number }) | undefined;
     let decodeThread: DeployResult['decodedOn'] = 'main';
-    const placeXz = format === 'xz' && gzIndex === undefined && (opts.workers ?? defaultBlockWorkers()) > 0 && LIBLZMA.forWorkers() !== undefined && xzPlaced(peeked.head);
+    const placeXz = format === 'xz' && !attempt.xzInOrder && gzIndex === undefined && (opts.workers ?? defaultBlockWorkers()) > 0 && LIBLZMA.forWorkers() !== undefined && xzPlaced(peeked.head);
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
@@ -380,7 +399,12 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       const placer = new PlacedBlockWriter({ ...sinkOptions, pool: blockPool! });
       writer = placer;
       decoder = new XzBlockDecompressor({ pool: blockPool!, placer });
-    } else writer = new ImageWriter(sinkOptions);
+    } else {
+      // xz and bzip2 blocks in order: their decoded parts are copied into the writer's blocks at
+      // a block decoder's pace (~150 MB/s), where two blocks keep the disk as busy as three and
+      // the third's 4 MiB is memory the 150 MiB bound needs (README, Memory of the block decoders)
+      writer = new ImageWriter({ ...sinkOptions, ...(decodeThread === 'blocks' ? { poolSize: 2 } : {}) });
+    }
     const w = writer;
 
     // the first stream to fail names the stage (pipeline reports whichever error it saw first)
@@ -400,6 +424,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       else await pipeline(body, hash, w, { signal: opts.signal });
     } catch (e) {
       const first = failedAt ?? { stage: 'fetch' as Stage, err: e as Error };
+      if (placeXz && (first.err as { xzNeedsInOrder?: boolean }).xzNeedsInOrder === true) throw new XzInOrderRestart(first.err.message);
       throw pipelineError(first, format, w, hash, source);
     } finally {
       stopTicker();
@@ -483,14 +508,15 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
 }
 
 /** Whether an xz image's blocks are written at their offsets by the block workers
- *  (xz-placed-writer.ts): its first block says its sizes and is over the in-order path's budget
- *  (xz -T0 -6's 24 MiB blocks); BOOTY_XZ_PLACE=always takes smaller blocks too, =never none (to
- *  compare the two paths: README, Performance). */
+ *  (xz-placed-writer.ts): its first block says its sizes (what `xz -T`, pixz write) and is at most
+ *  PLACE_MAX_BLOCK. Blocks of any size: placed, a deploy peaks 12-18 MiB lower than with small
+ *  blocks in order (README, Memory of the block decoders). BOOTY_XZ_PLACE=inorder keeps blocks up
+ *  to 4 MiB in order (the default until 2026-12-06), =never places none (to compare the paths). */
 function xzPlaced(head: Buffer): boolean {
   const mode = process.env.BOOTY_XZ_PLACE;
   if (mode === 'never') return false;
   const first = firstBlockSize(head, PLACE_MAX_BLOCK);
-  return first !== undefined && (mode === 'always' || first > MAX_XZ_BLOCK);
+  return first !== undefined && (mode !== 'inorder' || first > MAX_XZ_BLOCK);
 }
 
 /** Whether the image's first frame says its length (so frames can be cut out as they arrive and

@@ -1,6 +1,6 @@
 // Memory of the xz and bzip2 decoders: a 512 MiB image (128 MiB of dense data that compresses,
-// zeros elsewhere) as xz -T2 with 4 MiB blocks (decoded in order on the block workers), as
-// `xz -T0 -6` (what distributions ship: 24 MiB blocks, each written at its offset by its worker),
+// zeros elsewhere) as xz -T2 with 4 MiB blocks and as `xz -T0 -6` (what distributions ship: 24 MiB
+// blocks), both written block by block at their offsets by the block workers,
 // as single-threaded `xz -6` (one block without sizes: liblzma's own decoder) and as lbzip2 -9,
 // deployed by the bundle (what ships) onto a sparse file, from the real booty server. Peak RSS of
 // the booty process (GNU time's maximum resident set) must stay under 150 MiB, and the target must
@@ -85,7 +85,7 @@ const RSS_BOUND_MIB = 150;
 
 // how each file is decoded, as deploy logs it
 const PATHS: Array<[file: string, judge: 'xz' | 'bzip2', how: RegExp, what: string]> = [
-  ['r.img.xz', 'xz', /block by block on 2 worker threads(?!, each block written)/, 'blocks in order on 2 workers'],
+  ['r.img.xz', 'xz', /block by block on 2 worker threads, each block written at its offset by its worker \(4\.19 MB blocks\)/, '4 MiB blocks at their offsets on 2 workers'],
   ['r6.img.xz', 'xz', /block by block on 2 worker threads, each block written at its offset by its worker \(25\.2 MB blocks\)/, 'blocks at their offsets on 2 workers'],
   ['r1.img.xz', 'xz', /one block that does not say its sizes|first block does not say its sizes/, 'one block, one stream'],
   ['r.img.bz2', 'bzip2', /block by block on 2 worker threads/, 'blocks in order on 2 workers'],

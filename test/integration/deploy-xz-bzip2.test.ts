@@ -33,26 +33,27 @@ const sh = (cmd: string) => execFileSync('bash', ['-euo', 'pipefail', '-c', cmd]
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** image file -> the tool that must decode it to `raw` (the judge), and how booty decodes it on
- *  2+ cores: 'blocks' (block-decode workers from the first block on, output in order), 'placed'
- *  (blocks over the in-order budget: each written at its offset by its worker; more in
- *  deploy-xz-placed.test.ts), 'switch' (blocks, then one stream from a later stream whose blocks
- *  cannot be cut), 'stream' (one stream throughout) */
+ *  2+ cores: 'blocks' (bzip2: block-decode workers from the first block on, output in order),
+ *  'placed' (xz blocks that say their sizes: each written at its offset by its worker; more in
+ *  deploy-xz-placed.test.ts), 'switch' (placed blocks until a later stream whose blocks cannot be
+ *  cut, then the deploy starts over: blocks in order, then one stream from there), 'stream' (one
+ *  stream throughout) */
 const images: Array<{ file: string; make: string; judge: string; format: 'xz' | 'bzip2'; path: 'blocks' | 'placed' | 'switch' | 'stream' }> = [
-  { file: 'mt.xz', make: 'xz -T2 --block-size=4MiB -c disk.raw > mt.xz', judge: 'xz -dc mt.xz', format: 'xz', path: 'blocks' },
-  { file: 'mt1m.xz', make: 'xz -T2 --block-size=1MiB -c disk.raw > mt1m.xz', judge: 'xz -dc mt1m.xz', format: 'xz', path: 'blocks' },
+  { file: 'mt.xz', make: 'xz -T2 --block-size=4MiB -c disk.raw > mt.xz', judge: 'xz -dc mt.xz', format: 'xz', path: 'placed' },
+  { file: 'mt1m.xz', make: 'xz -T2 --block-size=1MiB -c disk.raw > mt1m.xz', judge: 'xz -dc mt1m.xz', format: 'xz', path: 'placed' },
   { file: 'single.xz', make: 'xz -T1 -6 -c disk.raw > single.xz', judge: 'xz -dc single.xz', format: 'xz', path: 'stream' },
-  { file: 'sha256.xz', make: 'xz -T2 --block-size=2MiB --check=sha256 -c disk.raw > sha256.xz', judge: 'xz -dc sha256.xz', format: 'xz', path: 'blocks' },
-  // blocks over the in-order path's 4 MiB budget: written at their offsets
+  { file: 'sha256.xz', make: 'xz -T2 --block-size=2MiB --check=sha256 -c disk.raw > sha256.xz', judge: 'xz -dc sha256.xz', format: 'xz', path: 'placed' },
+  // blocks over the old in-order budget (4 MiB): written at their offsets as the small ones
   { file: 'mt8.xz', make: 'xz -T2 --block-size=8MiB --check=sha256 -c disk.raw > mt8.xz', judge: 'xz -dc mt8.xz', format: 'xz', path: 'placed' },
-  { file: 'crc32.xz', make: 'xz -T2 --block-size=3MiB --check=crc32 -c disk.raw > crc32.xz', judge: 'xz -dc crc32.xz', format: 'xz', path: 'blocks' },
-  { file: 'mtnone.xz', make: 'xz -T2 --block-size=4MiB --check=none -c disk.raw > mtnone.xz', judge: 'xz -dc mtnone.xz', format: 'xz', path: 'blocks' },
+  { file: 'crc32.xz', make: 'xz -T2 --block-size=3MiB --check=crc32 -c disk.raw > crc32.xz', judge: 'xz -dc crc32.xz', format: 'xz', path: 'placed' },
+  { file: 'mtnone.xz', make: 'xz -T2 --block-size=4MiB --check=none -c disk.raw > mtnone.xz', judge: 'xz -dc mtnone.xz', format: 'xz', path: 'placed' },
   { file: 'nocheck.xz', make: 'xz -T1 --check=none -1 -c disk.raw > nocheck.xz', judge: 'xz -dc nocheck.xz', format: 'xz', path: 'stream' },
   { file: 'cat.xz', make: 'head -c 10485760 disk.raw | xz -T1 -c > cat.xz && tail -c +10485761 disk.raw | xz -T2 --block-size=2MiB -c >> cat.xz', judge: 'xz -dc cat.xz', format: 'xz', path: 'stream' },
   // two multi-block streams with stream padding between them, then a single-block stream
   { file: 'catpad.xz', make: 'head -c 8388608 disk.raw | xz -T2 --block-size=1MiB -c > catpad.xz && printf "\\0\\0\\0\\0\\0\\0\\0\\0" >> catpad.xz && head -c 16777216 disk.raw | tail -c +8388609 | xz -T2 --block-size=3MiB --check=sha256 -c >> catpad.xz && tail -c +16777217 disk.raw | xz -T1 -c >> catpad.xz', judge: 'xz -dc catpad.xz', format: 'xz', path: 'switch' },
-  // pixz's blocks here are 16 MiB: more than the in-order budget, so written at their offsets
+  // pixz's blocks here are 16 MiB
   { file: 'px.xz', make: 'pixz < disk.raw > px.xz', judge: 'xz -dc px.xz', format: 'xz', path: 'placed' },
-  { file: 'px4.xz', make: 'pixz -f 0.5 < disk.raw > px4.xz', judge: 'xz -dc px4.xz', format: 'xz', path: 'blocks' },
+  { file: 'px4.xz', make: 'pixz -f 0.5 < disk.raw > px4.xz', judge: 'xz -dc px4.xz', format: 'xz', path: 'placed' },
   { file: 'd.bz2', make: 'bzip2 -c disk.raw > d.bz2', judge: 'bzip2 -dc d.bz2', format: 'bzip2', path: 'blocks' },
   { file: 'd1.bz2', make: 'bzip2 -1 -c disk.raw > d1.bz2', judge: 'bzip2 -dc d1.bz2', format: 'bzip2', path: 'blocks' },
   { file: 'lb.bz2', make: 'lbzip2 -n 2 -c disk.raw > lb.bz2', judge: 'bzip2 -dc lb.bz2', format: 'bzip2', path: 'blocks' },
@@ -108,9 +109,13 @@ for (const i of images) {
       const byBlocks = new RegExp(`decoding ${i.format} with \\S+ \\(\\S+\\), block by block on \\d+ worker threads`);
       if (i.path === 'stream') assert.doesNotMatch(r.err, byBlocks, `${where}: one stream`);
       else assert.match(r.err, byBlocks, `${where}: ${r.err}`);
-      if (i.path === 'switch') assert.match(r.err, /\(one stream from byte \d+\)/, `${where}: ${r.err}`);
+      if (i.path === 'switch') {
+        assert.match(r.err, /each block written at its offset by its worker/, `${where}: placed first: ${r.err}`);
+        assert.match(r.err, /does not say its sizes after streams whose blocks did: .*starting over from byte 0 with the xz blocks decoded in order/, `${where}: ${r.err}`);
+        assert.match(r.err, /\(one stream from byte \d+\)/, `${where}: ${r.err}`);
+      }
       if (i.path === 'placed') assert.match(r.err, /each block written at its offset by its worker/, `${where}: ${r.err}`);
-      else assert.doesNotMatch(r.err, /written at its offset/, `${where}: ${r.err}`);
+      if (i.path === 'blocks' || i.path === 'stream') assert.doesNotMatch(r.err, /written at its offset/, `${where}: ${r.err}`);
     }
   });
 }

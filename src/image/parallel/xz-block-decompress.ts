@@ -221,7 +221,11 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
           if (this.seen.length === 0 && this.placer === undefined) return 'stream';
           const what = h.compressed === undefined || h.uncompressed === undefined ? 'does not say its sizes' : `is larger than ${this.maxBlock >> 20} MiB`;
           const where = this.seen.length === 0 ? 'after streams whose blocks did' : 'where the blocks before it in its stream did';
-          throw decodeError(`the xz block at byte ${this.consumed} ${what} ${where}: booty cannot decode this file's blocks in parallel (deploy with --workers 0)`, 'DECODER_LIMIT');
+          const e = decodeError(`the xz block at byte ${this.consumed} ${what} ${where}: booty cannot decode this file's blocks in parallel (deploy with --workers 0)`, 'DECODER_LIMIT');
+          // a new stream whose blocks cannot be cut, after placed blocks: the in-order path reads it
+          // as one stream (switchToStream), so the deploy starts over that way (deploy.ts)
+          if (this.seen.length === 0) throw Object.assign(e, { xzNeedsInOrder: true });
+          throw e;
         }
         const length = blockBytes(h, this.check);
         const unpadded = unpaddedSize(h, this.check);
