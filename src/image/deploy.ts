@@ -187,7 +187,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       } catch (e) {
         if (e instanceof XzInOrderRestart && !attempt.xzInOrder) {
           attempt.xzInOrder = true;
-          log.warn(`deploy: ${e.message}: starting over from byte 0 with the xz blocks decoded in order, then that stream as one (the disk's first MiB was not written yet)`);
+          log.warn(`deploy: ${e.message}: starting over from byte 0 with the blocks decoded in order, then that stream as one (nothing to do: the disk's first MiB was not written yet)`);
           continue;
         }
         if (!(e instanceof ImageChangedBootyError)) throw e;
@@ -424,7 +424,10 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       else await pipeline(body, hash, w, { signal: opts.signal });
     } catch (e) {
       const first = failedAt ?? { stage: 'fetch' as Stage, err: e as Error };
-      if (placeXz && (first.err as { xzNeedsInOrder?: boolean }).xzNeedsInOrder === true) throw new XzInOrderRestart(first.err.message);
+      const inOrder = placeXz ? (first.err as { xzNeedsInOrder?: { atByte: number } }).xzNeedsInOrder : undefined;
+      if (inOrder !== undefined) {
+        throw new XzInOrderRestart(`the xz file goes on, at byte ${inOrder.atByte}, with a stream whose first block does not say its sizes (single-threaded xz output appended to xz -T output), which blocks placed at their offsets cannot follow`);
+      }
       throw pipelineError(first, format, w, hash, source);
     } finally {
       stopTicker();

@@ -224,7 +224,7 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
           const e = decodeError(`the xz block at byte ${this.consumed} ${what} ${where}: booty cannot decode this file's blocks in parallel (deploy with --workers 0)`, 'DECODER_LIMIT');
           // a new stream whose blocks cannot be cut, after placed blocks: the in-order path reads it
           // as one stream (switchToStream), so the deploy starts over that way (deploy.ts)
-          if (this.seen.length === 0) throw Object.assign(e, { xzNeedsInOrder: true });
+          if (this.seen.length === 0) throw Object.assign(e, { xzNeedsInOrder: { atByte: this.consumed } });
           throw e;
         }
         const length = blockBytes(h, this.check);
