@@ -332,9 +332,15 @@ describe('fault proxy on loopback', () => {
   });
 
   it('an unreachable target closes the client and is counted', async () => {
-    const server = await startBulkServer(0);
-    const port = server.port;
-    await server.close(); // nothing listens there now
+    // port 1 (tcpmux): privileged and served by nothing here, so a connect is refused. A port freed
+    // by closing a server of this test could be taken by another test file running beside it
+    // (CI runs two at a time), which made this count 0 once.
+    const port = 1;
+    await new Promise<void>((resolve, reject) => {
+      const probe = net.connect(port, '127.0.0.1');
+      probe.once('connect', () => { probe.destroy(); reject(new Error('something listens on 127.0.0.1:1: the test needs a port nothing serves')); });
+      probe.once('error', () => resolve());
+    });
     const proxy = await startFaultProxy({ target: { host: '127.0.0.1', port }, seed: 1, faults: {} });
     cleanups.push(() => proxy.close());
     const r = await exchange(proxy.port);
