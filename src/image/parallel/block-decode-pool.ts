@@ -12,6 +12,7 @@ import { LIBBZ2 } from '../../sys/libbz2.ts';
 import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 import type { StreamDecodeError } from '../../sys/stream-decoder.ts';
 import { mmapLargeAllocations } from '../../sys/malloc.ts';
+import type { RingShared } from './block-input-ring.ts';
 
 /** What each worker is started with: the libraries it may load (the main thread checked them). */
 export interface BlockWorkerData {
@@ -28,12 +29,12 @@ export type BlockTask =
   | XzPlaceTask;
 
 /** An xz block whose output the worker writes itself at `offset` on the disk (xz-placed-writer.ts):
- *  `fd` is the target's descriptor (O_DIRECT on a block device), `gate` a shared Int32Array the
+ *  its `length` compressed bytes (header to check) come through `ring` as they arrive; `fd` is the target's descriptor (O_DIRECT on a block device), `gate` a shared Int32Array the
  *  worker waits on before its first write (0: wait, 1: write, 2: stop). What the worker must not
  *  write itself comes back as parts: bytes below `holdBack` (the boot area, written last), the
  *  partial pages at the block's two ends (shared with the neighbouring blocks), and zero runs. */
 export interface XzPlaceTask {
-  op: 'xz-place'; key: number; data: Uint8Array; flags: Uint8Array; unpadded: number; uncompressed: number;
+  op: 'xz-place'; key: number; ring: RingShared; length: number; flags: Uint8Array; unpadded: number; uncompressed: number;
   offset: number; fd: number; gate: Int32Array; holdBack: number; zeroRuns: boolean;
 }
 
@@ -94,7 +95,7 @@ export class BlockDecodePool {
   }
 
   /** Decodes one block; its `data` moves to the worker (the caller's view reads as empty after). */
-  run(task: BlockTask): Promise<BlockPart[]> {
+  run(task: Exclude<BlockTask, XzPlaceTask>): Promise<BlockPart[]> {
     return this.pool.run(task as Omit<BlockRequest, 'id'>, movable(task.data));
   }
 
@@ -102,7 +103,7 @@ export class BlockDecodePool {
    *  worker hands back while it runs. Resolves once the block's own writes are done. */
   place(task: XzPlaceTask, onPart: (p: PlacedPart) => void): Promise<void> {
     this.placing.set(task.key, onPart);
-    return this.pool.run(task as Omit<BlockRequest, 'id'>, movable(task.data)).then(() => undefined, (e: Error) => {
+    return this.pool.run(task as Omit<BlockRequest, 'id'>).then(() => undefined, (e: Error) => {
       this.placing.delete(task.key);
       throw e;
     });

@@ -2,8 +2,9 @@
 // xz block or one bzip2 block per task, each wrapped as a standalone one-block stream
 // (xz-container.ts wrapBlock, bzip2-bits.ts standaloneBlock) so that the library checks it in full
 // (xz: block header, sizes, integrity check; bzip2: block CRC), and moves the output back in 1 MiB
-// parts as they fill, all-zero parts as a count. An 'xz-place' task is decoded the same way but
-// written by this thread straight to the disk at the block's own offset (placeBlock below).
+// parts as they fill, all-zero parts as a count. An 'xz-place' task is decoded the same way, its
+// compressed bytes read from a ring as they arrive (block-input-ring.ts), and written by this
+// thread straight to the disk at the block's own offset (placeBlock below).
 import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import v8 from 'node:v8';
@@ -15,6 +16,7 @@ import { BZ2_FUNCTIONS, bz2Api } from '../../sys/libbz2-api.ts';
 import type { NativeStreamDecoder, StreamDecodeError } from '../../sys/stream-decoder.ts';
 import { wrapBlock } from '../format/xz-container.ts';
 import { standaloneBlock } from '../format/bzip2-bits.ts';
+import { RingReader } from './block-input-ring.ts';
 import type { BlockPart, BlockReply, BlockRequest, BlockWorkerData, PlacedPart, XzPlaceTask } from './block-decode-pool.ts';
 
 if (parentPort === null) throw new Error('block-decode-worker-entry.ts runs as a worker thread (block-decode-pool.ts)');
@@ -144,8 +146,25 @@ function awaitGate(gate: Int32Array): void {
 async function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): Promise<void> {
   const api = lzma.get();
   if (api === null) throw new Error('liblzma did not load in the block worker');
-  const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  const pieces = wrapBlock(data, t.flags, t.unpadded, t.uncompressed);
+  // the block's own bytes come through the ring as the main thread reads them; the stream header
+  // before them and the index and footer after them are made here (wrapBlock)
+  const [streamHeader, , trailer] = wrapBlock(Buffer.alloc(0), t.flags, t.unpadded, t.uncompressed);
+  const ring = new RingReader(t.ring, t.length);
+  const stopped = () => Atomics.load(t.gate, 0) === 2;
+  /** 0: the stream header, 1: the block from the ring, 2: the index and footer */
+  let stage = 0;
+  let off = 0;
+  const input = (): { buf: Buffer; off: number; len: number; last: boolean } => {
+    if (stage === 0) return { buf: streamHeader, off, len: streamHeader.length - off, last: false };
+    if (stage === 1) return { ...ring.view(), last: false };
+    return { buf: trailer, off, len: trailer.length - off, last: true };
+  };
+  const consume = (n: number) => {
+    if (stage === 1) ring.advance(n);
+    else off += n;
+    if (stage === 0 && off === streamHeader.length) { stage = 1; off = 0; }
+    if (stage === 1 && ring.done) { stage = 2; off = 0; }
+  };
   const dec = api.decoder(0);
   const bufs = placeBuffers();
   let which = 0;
@@ -154,13 +173,11 @@ async function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): Promis
   const end = t.offset + t.uncompressed;
   let zero: { at: number; length: number } | undefined;
   const flushZero = () => { if (zero !== undefined) { send({ kind: 'zero', ...zero }); zero = undefined; } };
-  let piece = 0;
-  let off = 0;
   let ended = false;
   let pos = t.offset;
   try {
     while (!ended) {
-      if (Atomics.load(t.gate, 0) === 2) throw new Stopped('stopped');
+      if (stopped()) throw new Stopped('stopped');
       const buf = bufs[which];
       // the chunk [pos, chunkEnd) sits in buf at pos % ALIGN, so absolute pages are aligned in buf
       const chunkEnd = Math.min(end, Math.floor(pos / CHUNK) * CHUNK + CHUNK);
@@ -169,20 +186,24 @@ async function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): Promis
       const room = chunkEnd > pos ? chunkEnd - pos : ALIGN;
       let fill = 0;
       while (fill < room && !ended) {
-        const input = pieces[piece];
-        const last = piece === pieces.length - 1;
-        const r = dec.step(input, off, input.length - off, buf, shift + fill, room - fill, last);
-        const consumed = input.length - off - r.inLeft;
+        const v = input();
+        if (v.len === 0 && !v.last) {
+          // the block's next bytes are still on their way
+          if (!(await ring.more(stopped))) throw new Stopped('stopped');
+          continue;
+        }
+        const r = dec.step(v.buf, v.off, v.len, buf, shift + fill, room - fill, v.last);
+        const consumed = v.len - r.inLeft;
         const produced = room - fill - r.outLeft;
-        off += consumed;
+        consume(consumed);
         fill += produced;
         if (r.error !== null) throw new Refused(r.error);
         if (r.ended) {
-          if (!last || off !== input.length) throw new Refused({ message: 'data after the end of the block', kind: 'corrupt' });
+          if (!v.last || consumed !== v.len) throw new Refused({ message: 'data after the end of the block', kind: 'corrupt' });
           ended = true;
           break;
         }
-        if (off === input.length && !last) { piece++; off = 0; continue; }
+        if (consumed === v.len && !v.last) continue;
         if (consumed === 0 && produced === 0) throw new Refused({ message: 'the block ends early', kind: 'truncated' });
       }
       if (pos + fill > end) throw new Refused({ message: 'the block decodes to more than its header says', kind: 'corrupt' });
@@ -206,6 +227,10 @@ async function placeBlock(t: XzPlaceTask, send: (p: PlacedPart) => void): Promis
     const last = writing;
     writing = undefined;
     await last;
+  } catch (e) {
+    // the main thread must not wait for room in a ring nobody reads any more
+    if (!ring.done) ring.stop();
+    throw e;
   } finally {
     dec.end();
     // none of this block's writes may land after it reported (a failure included)
@@ -241,14 +266,13 @@ function placeChunk(t: XzPlaceTask, buf: Buffer, shift: number, a: number, b: nu
   return write;
 }
 
-function run(t: BlockRequest, send: (p: BlockPart) => void): void {
+function run(t: Exclude<BlockRequest, XzPlaceTask & { id: number }>, send: (p: BlockPart) => void): void {
   const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   if (t.op === 'xz') {
     const api = lzma.get();
     if (api === null) throw new Error('liblzma did not load in the block worker');
     return decodeAll(api.decoder(0), wrapBlock(data, t.flags, t.unpadded, t.uncompressed), send);
   }
-  if (t.op !== 'bz2') throw new Error(`${t.op}: not a block to decode in order`);
   const api = bz2.get();
   if (api === null) throw new Error('libbz2 did not load in the block worker');
   return decodeAll(api.decoder(), [standaloneBlock(data, t.bit, t.bits, t.level, t.crc)], send);
@@ -279,7 +303,6 @@ port.on('message', async (m: BlockRequest | null) => {
         port.postMessage({ id, key, error } satisfies BlockReply);
       }
     }
-    release(t!.data);
     t = null;
     collect?.({ type: 'minor' });
     return;

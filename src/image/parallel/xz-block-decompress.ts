@@ -24,7 +24,7 @@
 import { ByteQueue } from '../byte-queue.ts';
 import { BlockDecodeError, type BlockDecodePool, type BlockPart } from './block-decode-pool.ts';
 import { BlockDecompressTransform } from './block-decompress-transform.ts';
-import type { PlacedBlockWriter } from './xz-placed-writer.ts';
+import type { BlockFeed, PlacedBlockWriter } from './xz-placed-writer.ts';
 import { createGcPacer } from '../sink/gc-pacer.ts';
 import { NativeDecompress } from '../format/native-decompress.ts';
 import { xzDecoder } from '../../sys/liblzma.ts';
@@ -48,6 +48,8 @@ export const INFLIGHT_BYTES = 16 << 20;
 const MAX_INDEX = 16 << 20;
 
 type Phase = 'header' | 'block' | 'index' | 'footer' | 'padding';
+/** A placed block whose `length` bytes (header to check) are next in the input. */
+interface PlacedStart { length: number; unpadded: number; uncompressed: number; at: number }
 interface Slot { parts?: BlockPart[]; err?: Error; done: Promise<void>; size: number }
 
 function decodeError(message: string, code: 'Z_DATA_ERROR' | 'Z_BUF_ERROR' | 'DECODER_LIMIT'): Error & { code: string } {
@@ -112,10 +114,8 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
   private innerFailed: Promise<never> | undefined;
   private innerError: Error | undefined;
   private inflightBytes = 0;
-  /** the block being gathered as it arrives (placer) */
-  private filling: { data: Buffer; filled: number; unpadded: number; uncompressed: number; at: number } | undefined;
-  /** the placer's budget holds room for the block whose header is next (placer) */
-  private reserved = false;
+  /** the placed block whose bytes are arriving: where they go, and how many are still to come */
+  private feeding: { feed: BlockFeed; left: number } | undefined;
 
   constructor(o: XzBlockDecompressOptions) {
     super();
@@ -146,19 +146,26 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
   protected override async accept(chunk: Buffer): Promise<void> {
     if (this.inner !== undefined) return this.feedInner([chunk]);
     this.q.push(chunk);
-    // placed blocks are gathered chunk by chunk (next()): the chunks are young garbage at once
+    // placed blocks' bytes are copied into the rings as they come: the chunks are young garbage at once
     if (this.placer !== undefined) this.paceMinor(chunk.length);
     for (;;) {
+      const f = this.feeding;
+      if (f !== undefined) {
+        // (no more input is read while the block's ring is full)
+        const n = Math.min(this.q.length, f.left);
+        if (n === 0) return;
+        await f.feed.write(this.q, n);
+        f.left -= n;
+        this.consumed += n;
+        if (f.left === 0) this.feeding = undefined;
+        continue;
+      }
       const step = this.next();
       if (step === 'more') return;
       if (step === 'stream') return this.switchToStream();
-      if (typeof step === 'number') {
-        // no more input is read until the placer's budget has room for this block
-        await this.placer!.reserve(step);
-        this.reserved = true;
-        continue;
-      }
-      if (step !== 'next') await this.dispatch(step);
+      if (step === 'next') continue;
+      if ('data' in step) await this.dispatch(step);
+      else await this.startPlaced(step);
     }
   }
 
@@ -168,7 +175,7 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
         // a few zeros that are not a whole 4-byte unit of padding are corrupt, anything else short
         const shortPadding = this.phase === 'padding' && this.q.length < 4;
         throw shortPadding ? decodeError('the stream padding is not a multiple of 4 bytes', 'Z_DATA_ERROR')
-          : decodeError(`unexpected end of input at byte ${this.consumed + (this.filling?.filled ?? 0) + this.q.length} (the stream ends early)`, 'Z_BUF_ERROR');
+          : decodeError(`unexpected end of input at byte ${this.consumed + this.q.length} (the stream ends early)`, 'Z_BUF_ERROR');
       }
       while (this.slots.length > 0) await this.emitHead();
       await this.placer?.drain();
@@ -182,9 +189,9 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
   }
 
   /** The next step of reading the framing: a block to decode, 'next' after a part that needs no
-   *  worker, 'more' to wait for bytes, 'stream' to hand the rest to the single-stream decoder, a
-   *  number: the compressed size of the next block, to reserve with the placer before it is read. */
-  private next(): { data: Buffer; unpadded: number; uncompressed: number; at: number } | 'more' | 'next' | 'stream' | number {
+   *  worker, 'more' to wait for bytes, 'stream' to hand the rest to the single-stream decoder, or
+   *  (placer) a block whose bytes follow, to start before they are read. */
+  private next(): { data: Buffer; unpadded: number; uncompressed: number; at: number } | PlacedStart | 'more' | 'next' | 'stream' {
     const q = this.q;
     switch (this.phase) {
       case 'header': {
@@ -202,16 +209,6 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
         return 'next';
       }
       case 'block': {
-        const f = this.filling;
-        if (f !== undefined) {
-          const n = Math.min(q.length, f.data.length - f.filled);
-          q.takeInto(n, f.data, f.filled);
-          f.filled += n;
-          if (f.filled < f.data.length) return 'more';
-          this.filling = undefined;
-          this.consumed += f.data.length;
-          return { data: f.data, unpadded: f.unpadded, uncompressed: f.uncompressed, at: f.at };
-        }
         if (q.length < 1) return 'more';
         if (q.byteAt(0) === 0) { this.phase = 'index'; return 'next'; }
         const h = parseBlockHeader(q.peek((q.byteAt(0) + 1) * 4));
@@ -229,16 +226,12 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
         }
         const length = blockBytes(h, this.check);
         const unpadded = unpaddedSize(h, this.check);
-        if (this.placer !== undefined && !this.reserved) return length;
-        this.reserved = false;
-        if (q.length < length) {
-          if (this.placer === undefined) return 'more';
-          // a block placed on the disk may be tens of MiB: it is gathered into its own buffer as
-          // it arrives, so the chunks it came in are garbage at once (not held, then copied)
+        if (this.placer !== undefined) {
+          // a block placed on the disk may be tens of MiB: its bytes go to its worker as they come
           this.seen.push([unpadded, h.uncompressed]);
-          this.filling = { data: Buffer.allocUnsafeSlow(length), filled: 0, unpadded, uncompressed: h.uncompressed, at: this.consumed };
-          return 'next';
+          return { length, unpadded, uncompressed: h.uncompressed, at: this.consumed };
         }
+        if (q.length < length) return 'more';
         const at = this.consumed;
         const data = q.take(length);
         this.consumed += length;
@@ -289,19 +282,19 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
     }
   }
 
+  /** Starts a placed block (its worker and ring); its bytes then go to it as they come (accept). */
+  private async startPlaced(b: PlacedStart): Promise<void> {
+    const offset = this.outOffset;
+    this.outOffset += b.uncompressed;
+    this.blocks++;
+    const feed = await this.placer!.place({ length: b.length, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }, offset, (e) => (e instanceof BlockDecodeError
+      ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
+      : e));
+    this.feeding = { feed, left: b.length };
+  }
+
   /** Starts decoding one block on the pool; emits finished blocks; waits while too many are in flight. */
   private async dispatch(b: { data: Buffer; unpadded: number; uncompressed: number; at: number }): Promise<void> {
-    if (this.placer !== undefined) {
-      const offset = this.outOffset;
-      this.outOffset += b.uncompressed;
-      this.blocks++;
-      // (blocks that waited for room may have been promoted with the chunks they came in)
-      this.paceMajor(b.data.length);
-      await this.placer.place({ data: b.data, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }, offset, (e) => (e instanceof BlockDecodeError
-        ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
-        : e));
-      return;
-    }
     const slot: Slot = { size: b.uncompressed, done: Promise.resolve() };
     // q.take() may return a view of a larger chunk: a copy of its own moves to the worker
     const data = b.data.byteOffset === 0 && b.data.buffer.byteLength === b.data.length ? b.data : Buffer.from(b.data);

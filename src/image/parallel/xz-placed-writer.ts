@@ -2,12 +2,13 @@
 // with `placer`): every xz block with sizes in its header starts at a disk offset known before it
 // is decoded (the sum of the uncompressed sizes before it), so a block worker decodes it and
 // writes its output there itself (block-decode-worker-entry.ts, placeBlock): no block's output
-// waits for the one before it, and nothing of it crosses between threads but its edges. Memory
-// per block in flight: its compressed bytes, liblzma's dictionary and the worker's two 1 MiB
-// chunks; blocks in flight: one per worker. The compressed bytes of every block the deploy holds
-// (being gathered from the network, waiting for a worker, decoding) share one budget,
-// INFLIGHT_COMPRESSED (reserve(), called before a block is gathered): a count of blocks would let
-// large blocks that compress badly hold several times that.
+// waits for the one before it, and nothing of it crosses between threads but its edges. A block's
+// compressed bytes go to its worker through a ring (block-input-ring.ts) as they arrive: the
+// worker decodes while the rest comes, and a block of any size holds at most a ring's bytes. One
+// ring per worker: while one worker decodes the tail of its block (in its ring), the next block
+// fills the other ring and its worker starts. Memory for compressed bytes: the rings
+// (RING_BYTES each), whatever the blocks' sizes; per block decoding: liblzma's dictionary and the
+// worker's two 1 MiB chunks.
 //
 // This thread keeps what a worker must not write:
 // - the boot area: the first `holdBack` bytes come back as bytes, are checked (checkHead) before
@@ -24,9 +25,19 @@ import { Writable } from 'node:stream';
 import { alignedBuffer, DIRECT_ALIGN, type WriteTarget } from '../sink/target.ts';
 import { SizeLimitExceeded } from '../transforms.ts';
 import { BlockWriteError, type BlockDecodePool, type PlacedPart } from './block-decode-pool.ts';
+import { RingWriter } from './block-input-ring.ts';
+import type { ByteQueue } from '../byte-queue.ts';
 
-/** One xz block to place: as cut by xz-block-decompress.ts. */
-export interface PlacedBlock { data: Buffer; flags: Buffer; unpadded: number; uncompressed: number }
+/** One xz block to place, as xz-block-decompress.ts read its header: `length` compressed bytes
+ *  (header to check) that follow in the input. */
+export interface PlacedBlock { length: number; flags: Buffer; unpadded: number; uncompressed: number }
+
+/** Where the main thread puts a placed block's compressed bytes as they arrive. */
+export interface BlockFeed {
+  /** Moves the next `n` bytes of `q` (of the block's `length`) to the block's worker; resolves
+   *  once they are in its ring (waits while the ring is full); throws the deploy's failure. */
+  write(q: ByteQueue, n: number): Promise<void>;
+}
 
 export interface PlacedWriterOptions {
   target: WriteTarget;
@@ -37,21 +48,20 @@ export interface PlacedWriterOptions {
   onBytes?: (n: number) => void;
   /** as ImageWriter's: a look at the first `bytes` bytes before anything touches the disk */
   checkHead?: { bytes: number; check(head: Buffer): Error | undefined };
-  /** blocks decoding at once (default: one per worker; the next one is gathered meanwhile) */
-  maxInflight?: number;
-  /** compressed bytes of the blocks held: gathered, waiting and decoding (at least one block) */
-  inflightCompressed?: number;
+  /** rings, each the compressed bytes of one block on their way to its worker (default: one per worker) */
+  rings?: number;
+  /** bytes of each ring */
+  ringBytes?: number;
 }
 
 const HOLD_BACK = 1 << 20;
-/** Compressed bytes of the blocks held at once (gathered, waiting, decoding; at least one block):
- *  blocks of an image that compresses well (a few MiB each) are gathered while two decode, those
- *  of one that does not (a 24 MiB block of packed data is ~24 MiB compressed) one at a time, as
- *  liblzma's own decoder does under its memory limit: what bounds the peak RSS (README,
- *  Performance). */
-const INFLIGHT_COMPRESSED = 16 << 20;
+/** Bytes of each ring. The next block starts on the other worker once at most this much of the
+ *  block before it is left unconsumed: a block of up to this size (compressed) lets the next one
+ *  start at once, a larger one for its last part. The size is a trade of peak RSS against that
+ *  overlap (README, "Memory of the block decoders": measured at 2, 4 and 8 MiB). */
+export const RING_BYTES = 4 << 20;
 
-interface Slot { end: number; done: boolean; ops: Array<Promise<void>>; compressed: number }
+interface Slot { end: number; done: boolean; ops: Array<Promise<void>> }
 
 export class PlacedBlockWriter extends Writable {
   readonly target: WriteTarget;
@@ -68,10 +78,9 @@ export class PlacedBlockWriter extends Writable {
   private readonly slots = new Map<number, Slot>();
   private readonly running = new Set<Promise<void>>();
   private readonly edges = new Map<number, { buf: Buffer; got: number }>();
-  private readonly maxInflight: number;
-  private readonly maxCompressed: number;
-  /** compressed bytes reserved: blocks being gathered, waiting for a worker, or decoding */
-  private held = 0;
+  private readonly rings: RingWriter[] = [];
+  private readonly ringCount: number;
+  private readonly ringBytes: number;
   private nextKey = 0;
   /** key of the first block not finished (the prefix ends where it starts) */
   private prefixKey = 0;
@@ -81,60 +90,55 @@ export class PlacedBlockWriter extends Writable {
   private headChecked = false;
   private preparing: Promise<void> | undefined;
   private failure: Error | undefined;
-  private roomWaiter: (() => void) | undefined;
 
   constructor(o: PlacedWriterOptions) {
     super({ highWaterMark: 1 << 10 });
     this.o = o;
     this.target = o.target;
-    this.maxInflight = Math.max(1, o.maxInflight ?? o.pool.size);
-    this.maxCompressed = o.inflightCompressed ?? INFLIGHT_COMPRESSED;
+    this.ringCount = Math.max(1, o.rings ?? o.pool.size);
+    this.ringBytes = o.ringBytes ?? RING_BYTES;
   }
 
-  /** Resolves once a block of `compressed` bytes may be held (gathered, then placed): at once
-   *  when nothing is held, else when the budget has room for it. Every reservation is followed by
-   *  place() of a block of that size. */
-  async reserve(compressed: number): Promise<void> {
-    if (this.failure) throw this.failure;
-    while (this.held > 0 && this.held + compressed > this.maxCompressed) {
-      await new Promise<void>((resolve) => { this.roomWaiter = resolve; });
-      if (this.failure) throw this.failure;
-    }
-    this.held += compressed;
-  }
-
-  /** Starts one block (reserved) at disk offset `offset`, once a worker is free. `describe` turns
-   *  the worker's refusal of the block into the error the deploy reports. */
-  async place(b: PlacedBlock, offset: number, describe: (e: Error) => Error): Promise<void> {
+  /** Starts one block at disk offset `offset`: binds it to a free ring (waits for one: the block
+   *  before it on that ring must have been consumed) and queues it for a worker. The caller then
+   *  feeds the block's bytes through the returned feed. `describe` turns the worker's refusal of
+   *  the block into the error the deploy reports. */
+  async place(b: PlacedBlock, offset: number, describe: (e: Error) => Error): Promise<BlockFeed> {
     if (this.failure) throw this.failure;
     if (this.o.limit !== undefined && offset + b.uncompressed > this.o.limit) throw new SizeLimitExceeded(this.o.limit);
-    while (this.running.size >= this.maxInflight) {
-      await new Promise<void>((resolve) => { this.roomWaiter = resolve; });
-      if (this.failure) throw this.failure;
-    }
+    const ring = await this.freeRing();
+    ring.bind(b.length);
     const key = this.nextKey++;
-    const slot: Slot = { end: offset + b.uncompressed, done: false, ops: [], compressed: b.data.length };
+    const slot: Slot = { end: offset + b.uncompressed, done: false, ops: [] };
     this.slots.set(key, slot);
     this.imageEnd = Math.max(this.imageEnd, slot.end);
-    // a view of a larger chunk: a copy of its own moves to the worker
-    const data = b.data.byteOffset === 0 && b.data.buffer.byteLength === b.data.length ? b.data : Buffer.from(b.data);
     const task = {
-      op: 'xz-place' as const, key, data, flags: b.flags, unpadded: b.unpadded, uncompressed: b.uncompressed,
+      op: 'xz-place' as const, key, ring: ring.shared, length: b.length, flags: b.flags, unpadded: b.unpadded, uncompressed: b.uncompressed,
       offset, fd: this.target.fd, gate: this.gate, holdBack: HOLD_BACK, zeroRuns: this.o.zeroRuns?.enabled ?? true,
     };
     // (this thread's writes for the block are waited for either way: none may outlive a failure)
     const run: Promise<void> = this.o.pool.place(task, (p) => this.take(slot, p))
       .then(() => Promise.all(slot.ops), async (e: Error) => { await Promise.allSettled(slot.ops); throw e instanceof BlockWriteError ? e : describe(e); })
       .then(() => { slot.done = true; this.advance(); }, (e: Error) => this.fail(e))
-      .finally(() => {
-        this.running.delete(run);
-        this.held -= slot.compressed;
-        const w = this.roomWaiter;
-        this.roomWaiter = undefined;
-        w?.();
-      });
+      .finally(() => this.running.delete(run));
     this.running.add(run);
     this.blocks++;
+    return { write: (q, n) => ring.write(q, n, () => this.failure) };
+  }
+
+  /** A ring whose block was consumed (made while there are fewer than ringCount). */
+  private async freeRing(): Promise<RingWriter> {
+    for (;;) {
+      const free = this.rings.find((r) => r.free);
+      if (free !== undefined) return free;
+      if (this.rings.length < this.ringCount) {
+        const r = new RingWriter(this.ringBytes);
+        this.rings.push(r);
+        return r;
+      }
+      await Promise.race(this.rings.map((r) => r.consumed()));
+      if (this.failure) throw this.failure;
+    }
   }
 
   /** Every block placed so far finished (its writes done); throws the first failure. */
@@ -230,9 +234,7 @@ export class PlacedBlockWriter extends Writable {
     this.failure ??= e;
     Atomics.store(this.gate, 0, 2);
     Atomics.notify(this.gate, 0);
-    const w = this.roomWaiter;
-    this.roomWaiter = undefined;
-    w?.();
+    for (const r of this.rings) r.stop();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
