@@ -4,13 +4,14 @@
 // over all of them. Prints a table and ratios to stdout, writes JSON under bench/out/.
 //
 // One block per image (bench/lib/image.ts: sparse, dense, debian), and every deploy row once per
-// origin (bench/lib/origins.ts: booty server, nginx).
+// origin (bench/lib/origins.ts: booty server, nginx; the OCI rows from Debian's docker-registry,
+// bench/lib/registry-origin.ts, started only when one of them is selected).
 //
 // Environment: BENCH_SIZE (4G; 512M for a quick run; the debian image is always 2 GiB),
 // BENCH_IMAGES (comma list of sparse, dense, debian, rootfs; default all; rootfs is the rootfs
 // tarball block, bench/lib/rootfs-block.ts, rows "rootfs-*"), BENCH_RUNS (3), BENCH_ONLY
 // (comma list of row ids or id prefixes, e.g. "deploy,limit-dd"; deploy rows are
-// "<id>@booty" / "<id>@nginx"), BENCH_VERIFY (last | all | none),
+// "<id>@booty" / "<id>@nginx", the OCI rows "<id>@registry"), BENCH_VERIFY (last | all | none),
 // BENCH_SERVER (auto | own), BENCH_BOOTY_DEPLOY_ARGS / BENCH_BOOTY_CAPTURE_ARGS (extra flags for
 // booty's rows, e.g. a worker count).
 import { linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,8 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { debianImage, ensureCompressed, ensureImage, imageDir, parseSize, sizeLabel, type ImageKind, type Manifest } from './lib/image.ts';
-import { perOrigin, type OriginUrls } from './lib/origins.ts';
+import { originOf, perOrigin, selects, type OriginUrls } from './lib/origins.ts';
+import { startRegistryOrigin, type RegistryOrigin } from './lib/registry-origin.ts';
 import { nginxBinary, startNginx, type NginxOrigin } from './vm/nginx-origin.ts';
 import { ensureTestImage } from '../test/helpers/test-image.ts';
 import { attachTarget, detachTarget, deviceQueueInfo, dirty, hashDevice, TAIL_BYTES } from './lib/device.ts';
@@ -43,18 +45,20 @@ const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? '3') | 0);
 const verifyMode = process.env.BENCH_VERIFY ?? 'last';
 const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const expanded = perOrigin(allRows);
-const rows = only.length ? expanded.filter((r) => only.some((o) => r.id === o || r.id.startsWith(o))) : expanded;
+const rows = expanded.filter((r) => selects(only, r.id));
 const imageKinds = (process.env.BENCH_IMAGES ?? 'sparse,dense,debian,rootfs').split(',').map((s) => s.trim()).filter(Boolean) as Array<ImageKind | 'rootfs'>;
 // a block runs when BENCH_ONLY selects some of its rows
-const rootfsSelected = only.length === 0 || rootfsRows.some((r) => only.some((o) => r.id === o || r.id.startsWith(o)));
+const rootfsSelected = rootfsRows.some((r) => selects(only, r.id));
 
 // Whatever happens, leave no loop device, server or pipeline behind.
 let target: Target | null = null;
 let nginx: NginxOrigin | null = null;
+let registry: RegistryOrigin | null = null;
 process.on('exit', () => {
   killInFlight();
   stopServers();
   nginx?.kill();
+  void registry?.close(); // its SIGTERM is sent before the first await
   if (target !== null) {
     spawnSync('losetup', ['-d', target.dev]);
     rmSync(target.file, { force: true });
@@ -174,6 +178,10 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
     ...(image.xz ? { xzUrl: `${base}/images/bench.img.xz` } : {}),
     ...(image.bzip2 ? { bz2Url: `${base}/images/bench.img.bz2` } : {}),
   });
+  // the OCI rows' registry, with this image pushed (bench/lib/registry-origin.ts)
+  const wantsRegistry = rows.some((r) => originOf(r.id) === 'registry');
+  registry = wantsRegistry ? await startRegistryOrigin({ imageDir: sizeDir, image, repo: `bench/${kind}`, tag: sizeLabel(image.sizeBytes), log }) : null;
+  if (wantsRegistry && registry === null) log('bench: docker-registry is missing (scripts/host-deps.sh): the OCI rows are n/a');
   const nginxUrls = nginx === null ? undefined : {
     gzUrl: `${nginx.url}/${gzName}`, zstUrl: `${nginx.url}/${zstName}`,
     ...(image.xz ? { xzUrl: `${nginx.url}/bench.img.xz` } : {}),
@@ -194,7 +202,7 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
     ...(image.bzip2 ? { bz2Url: `${imageServer.base}/images/bench.img.bz2` } : {}),
     ...(image.qcow2 ? { qcow2Url: `${imageServer.base}/images/bench.img.qcow2` } : {}),
     sink: benchServer.base,
-    origins: { booty: urls(imageServer.base), nginx: nginxUrls },
+    origins: { booty: urls(imageServer.base), nginx: nginxUrls, registry: registry?.urls },
   };
   const queue = deviceQueueInfo(target);
   const what = kind === 'debian' ? 'the Debian 12 test image (scripts/build-test-image.sh: MBR, /boot + ext4 root)'
@@ -207,6 +215,7 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
       `(write_zeroes_max_bytes ${queue.write_zeroes_max_bytes}, discard_max_bytes ${queue.discard_max_bytes}); ` +
       `deploy rows start from a disk filled with 0xA5`,
     `servers: deploy rows from ${imageServer.kind} (${imageServer.base}) [booty server] and from ${nginx === null ? 'no nginx (missing)' : `Debian's nginx (${nginx.url})`} [nginx]; uploads to the null sink of bench/bench-server.ts; ` +
+      (wantsRegistry ? `OCI rows from ${registry === null ? 'no docker-registry (missing)' : `Debian's docker-registry (http://${registry.host}, storage ${registry.dir}, image ${registry.push})`} [docker-registry]; ` : '') +
       `${runs} run(s) per row, interleaved; page cache dropped before each run; MB/s = 10^6 uncompressed bytes per second`,
     `gzip access-point index of the gzip image (booty server builds it once per image): ${gzipIndex}`,
   ];
@@ -295,6 +304,9 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
   // this image's servers and loop device go; the next block starts its own
   await nginx?.close();
   nginx = null;
+  const registryInfo = registry === null ? null : { host: registry.host, dir: registry.dir, push: registry.push, refs: { gzip: registry.urls.oci?.gzip.ref, zstd: registry.urls.oci?.zstd.ref } };
+  await registry?.close();
+  registry = null;
   stopServers();
   await detachTarget(target);
   target = null;
@@ -306,6 +318,7 @@ async function benchImage(kind: ImageKind, bootygo: string, bundle: string): Pro
     target: { dev: ctx.target.dev, bytes: ctx.target.bytes, queue },
     imageServer: imageServer.kind,
     nginx: nginxUrls !== undefined,
+    registry: registryInfo,
     rows: list.map((r) => ({ ...r, stats: stats(r) })),
     ratios: ratios(list, rows),
   };

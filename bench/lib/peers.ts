@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { q } from './shell.ts';
 import type { Manifest } from './image.ts';
 import type { Target } from './device.ts';
-import { baseId, originOf, type OriginUrls } from './origins.ts';
+import { baseId, originOf, type OciBlob, type OriginUrls } from './origins.ts';
 
 export type Section = 'deploy' | 'limit' | 'capture' | 'rootfs';
 
@@ -28,6 +28,9 @@ export type Context = {
   bz2Url?: string;
   /** the qcow2 image (qemu-img convert -c), when a qcow2 row is selected */
   qcow2Url?: string;
+  /** the registry origin's blobs of the gzip and zstd image (registry-origin.ts): set only in the
+   *  commands of rows run from that origin */
+  oci?: { gzip: OciBlob; zstd: OciBlob };
   sink: string; // base URL of the upload sink
   /** each origin's URLs of the images (deploy rows run once per origin: origins.ts) */
   origins: Record<string, OriginUrls | undefined>;
@@ -47,6 +50,8 @@ export type Row = {
   /** Files read once before the timed run, so they come from the page cache. */
   warm: (c: Context) => string[];
   verify: 'device' | 'upload' | 'none';
+  /** deploy rows: the origins (slugs, origins.ts) it runs from; default every origin not opt-in */
+  origins?: string[];
 };
 
 const DD_OUT = 'bs=4M oflag=direct iflag=fullblock conv=fsync status=none';
@@ -82,6 +87,30 @@ function noFlushRow(format: 'gzip' | 'zstd'): Row {
     },
     bytes: img, dirty: true, warm: format === 'gzip' ? gz : zst, verify: 'device',
   };
+}
+
+/** The image as operators keep it in an OCI registry (registry-origin.ts): `curl -L` of the
+ *  layer's blob URL piped to the decompressor, and booty deploying the `oci+http://` reference
+ *  (manifest, layer, then the same blob, checked against its digest). Run from the registry only. */
+function ociRows(format: 'gzip' | 'zstd'): Row[] {
+  const tool = format === 'gzip' ? 'pigz -dc' : 'zstd -dc';
+  const warm = (c: Context) => (c.oci === undefined ? [] : [c.oci[format].file]);
+  return [
+    {
+      id: `deploy-oci-${format}`, section: 'deploy', label: `curl -L BLOB | ${tool} | dd oflag=direct`, booty: false, origins: ['registry'],
+      command: (c) => c.oci === undefined ? { na: 'no registry origin' } : `curl -sSfL ${q(c.oci[format].url)} | ${tool} | dd of=${q(c.target.dev)} ${DD_OUT}`,
+      bytes: img, dirty: true, warm, verify: 'device',
+    },
+    {
+      id: `deploy-booty-oci-${format}`, section: 'deploy', label: `booty deploy (oci+http://, ${format})`, booty: true, origins: ['registry'],
+      command: (c) => {
+        if (c.oci === undefined) return { na: 'no registry origin' };
+        const b = bootyCli(c, 'deploy');
+        return b === null ? { na: 'src/cli/deploy.ts missing' } : `${b} deploy --image ${q(c.oci[format].ref)} --disk ${q(c.target.dev)}${extra('BENCH_BOOTY_DEPLOY_ARGS')}`;
+      },
+      bytes: img, dirty: true, warm, verify: 'device',
+    },
+  ];
 }
 
 /** Extra arguments for booty's own rows (e.g. a worker count), from the environment. */
@@ -166,6 +195,9 @@ export const rows: Row[] = [
   },
   noFlushRow('gzip'),
   noFlushRow('zstd'),
+  // ---- from an OCI registry (the same blobs for curl and booty)
+  ...ociRows('zstd'),
+  ...ociRows('gzip'),
   // ---- xz and bzip2 (the image made once by xz -T2 -6 and lbzip2 -9)
   {
     id: 'deploy-xz', section: 'deploy', label: 'curl | xz -dc -T2 | dd oflag=direct', booty: false,
@@ -348,6 +380,11 @@ export function comparedWith<R extends RowKey>(row: R, all: R[]): R[] {
   if (row.section === 'rootfs') return all.filter((r) => !r.booty && r.section === 'rootfs' && originOf(r.id) === origin);
   if (row.section === 'deploy' && id.endsWith('-qcow2')) {
     return all.filter((r) => !r.booty && sameOrigin(r) && (baseId(r.id).endsWith('-qcow2') || r.id === 'limit-dd'));
+  }
+  if (row.section === 'deploy' && /-oci-(gzip|zstd)$/.test(id)) {
+    // the registry rows against curl of the same blob and the limits of the same format
+    const own = id.endsWith('-zstd') ? ['deploy-oci-zstd', 'limit-zstd', 'limit-node-zstd'] : ['deploy-oci-gzip', 'limit-pigz', 'limit-go-gunzip', 'limit-node-gunzip'];
+    return all.filter((r) => !r.booty && sameOrigin(r) && (own.includes(baseId(r.id)) || r.id === 'limit-dd'));
   }
   if (row.section === 'deploy' && (id.endsWith('-xz') || id.endsWith('-bz2'))) {
     // xz and bzip2 against their own peers and limits

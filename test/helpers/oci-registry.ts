@@ -4,7 +4,9 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { freePort } from './free-port.ts';
 
 export interface Registry {
@@ -67,29 +69,61 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
   };
 }
 
-export interface Layer { data: Buffer; mediaType: string; title?: string }
+/** A layer from memory, or from a file streamed to the registry (a bench image of a few hundred
+ *  MB is never held in memory); `sha256` (hex) when already known, else the file is hashed first. */
+export type Layer = { mediaType: string; title?: string } & ({ data: Buffer } | { file: string; sha256?: string });
 
 export const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-async function pushBlob(host: string, repo: string, data: Buffer, auth: string | undefined): Promise<string> {
+async function fileDigest(file: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(fs.createReadStream(file), h);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** The blob's digest and size, without reading a file whose sha256 is given. */
+async function describe(l: Layer): Promise<{ digest: string; size: number }> {
+  if ('data' in l) return { digest: digestOf(l.data), size: l.data.length };
+  return { digest: l.sha256 === undefined ? await fileDigest(l.file) : `sha256:${l.sha256}`, size: fs.statSync(l.file).size };
+}
+
+/** A monolithic PUT of the file's bytes with their length, read as a stream. */
+function putFile(url: URL, file: string, size: number, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(size) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (s: string) => { text += s; }).on('end', () => resolve({ status: res.statusCode ?? 0, text })).on('error', reject);
+    });
+    req.on('error', reject);
+    pipeline(fs.createReadStream(file), req).catch(reject);
+  });
+}
+
+async function pushBlob(host: string, repo: string, l: Layer, auth: string | undefined): Promise<{ digest: string; size: number }> {
   const headers: Record<string, string> = auth === undefined ? {} : { authorization: auth };
+  const d = await describe(l);
+  // already in this repository (a cached registry pushed to before): not sent again, as `oras push` does
+  const head = await fetch(`http://${host}/v2/${repo}/blobs/${d.digest}`, { method: 'HEAD', headers });
+  if (head.status === 200 && Number(head.headers.get('content-length')) === d.size) return d;
   const start = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers });
   if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
   const location = new URL(start.headers.get('location')!, `http://${host}`);
-  location.searchParams.set('digest', digestOf(data));
-  const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: data });
-  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
-  return digestOf(data);
+  location.searchParams.set('digest', d.digest);
+  const put = 'data' in l
+    ? await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: l.data }).then(async (r) => ({ status: r.status, text: await r.text() }))
+    : await putFile(location, l.file, d.size, headers);
+  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${put.text}`);
+  return d;
 }
 
 /** Pushes an OCI image manifest with these layers under `tag`; returns the manifest's digest. */
 export async function pushArtifact(r: Registry, repo: string, tag: string, layers: Layer[], platform?: { os: string; architecture: string }): Promise<{ digest: string; size: number }> {
   const config = Buffer.from(JSON.stringify(platform ?? { os: 'linux', architecture: 'amd64' }));
-  await pushBlob(r.host, repo, config, r.pushAuth);
+  await pushBlob(r.host, repo, { data: config, mediaType: 'application/vnd.oci.image.config.v1+json' }, r.pushAuth);
   const descriptors = [];
   for (const l of layers) {
-    const digest = await pushBlob(r.host, repo, l.data, r.pushAuth);
-    descriptors.push({ mediaType: l.mediaType, digest, size: l.data.length, ...(l.title === undefined ? {} : { annotations: { 'org.opencontainers.image.title': l.title } }) });
+    const { digest, size } = await pushBlob(r.host, repo, l, r.pushAuth);
+    descriptors.push({ mediaType: l.mediaType, digest, size, ...(l.title === undefined ? {} : { annotations: { 'org.opencontainers.image.title': l.title } }) });
   }
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
