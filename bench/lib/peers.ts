@@ -392,9 +392,11 @@ export function comparedWith<R extends RowKey>(row: R, all: R[]): R[] {
     return all.filter((r) => !r.booty && sameOrigin(r) && (own.includes(baseId(r.id)) || r.id === 'limit-dd'));
   }
   if (row.section === 'deploy') {
-    const format = id.endsWith('zstd') ? 'zstd' : 'gzip';
-    // The deploy peers of every format, and the limits of the row's own format plus the device's.
-    return all.filter((r) => !r.booty && sameOrigin(r) && (r.section === 'deploy' || r.id === 'limit-dd' || (r.section === 'limit' && (format === 'zstd') === r.id.includes('zstd'))));
+    const limits = id.endsWith('zstd') ? ['limit-zstd', 'limit-node-zstd'] : ['limit-pigz', 'limit-go-gunzip', 'limit-node-gunzip'];
+    // the gzip and zstd deploy peers (not those of xz, bzip2, qcow2 or the registry, which have
+    // their own rules above), and the limits of the row's own format plus the device's
+    const otherFormat = (r: RowKey) => /-(xz|bz2|lbzip2|pixz|qcow2)$/.test(baseId(r.id)) || /-oci-/.test(baseId(r.id));
+    return all.filter((r) => !r.booty && sameOrigin(r) && ((r.section === 'deploy' && !otherFormat(r)) || r.id === 'limit-dd' || limits.includes(r.id)));
   }
   if (row.section === 'capture') return all.filter((r) => !r.booty && r.section === 'capture');
   return [];

@@ -66,3 +66,13 @@ test("the registry's storage is keyed by the image's sha256s", () => {
   assert.match(a, /^\/img\/registry-[0-9a-f]{12}$/);
   assert.notEqual(a, b);
 });
+
+test("gzip and zstd rows: never compared with the limits or pipes of xz, bzip2 or qcow2 selected in the same run", () => {
+  const row = (id: string) => expanded.find((r) => r.id === id)!;
+  assert.deepEqual(ids(comparedWith(row('deploy-booty-gzip@nginx'), expanded)), [
+    'deploy-bootygo@nginx', 'deploy-pigz@nginx', 'deploy-zstd@nginx', 'limit-dd', 'limit-go-gunzip', 'limit-node-gunzip', 'limit-pigz',
+  ]);
+  assert.deepEqual(ids(comparedWith(row('deploy-booty-zstd@booty'), expanded)), [
+    'deploy-bootygo@booty', 'deploy-pigz@booty', 'deploy-zstd@booty', 'limit-dd', 'limit-node-zstd', 'limit-zstd',
+  ]);
+});
