@@ -1,12 +1,11 @@
 // A qcow2 decode worker's thread (cluster-decode-pool.ts starts it, worker-start.ts says how):
-// decompresses a batch of compressed clusters into one buffer of whole clusters and moves it back.
+// decompresses a batch of compressed clusters from its slot's input into its slot's output (shared
+// memory the main thread reuses: nothing is allocated or moved per batch).
 // DEFLATE by libdeflate where the main thread found it (else node:zlib); zstd by node:zlib, given
 // exactly one frame (the bytes QEMU names for a compressed cluster run to the end of a sector, so
 // what follows the frame is the next cluster's data, which a zstd decoder would take for a frame).
 import { parentPort, workerData } from 'node:worker_threads';
 import zlib from 'node:zlib';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { exitIfAsked } from '../parallel/worker-exit.ts';
 import { workerLibdeflate } from '../../sys/libdeflate-worker.ts';
 import { syncZlib, type SyncZlib } from '../../sys/zlib-handle.ts';
@@ -17,13 +16,6 @@ if (parentPort === null) throw new Error('cluster-decode-worker-entry.ts runs as
 const port = parentPort;
 const libdeflate = workerLibdeflate((workerData as ClusterWorkerData).libdeflate);
 
-// A batch's input (moved here) is garbage once decoded: a scavenge after each task keeps the
-// thread flat instead of letting tens of MiB of such memory pile up (as codec-worker-entry.ts does).
-let collect: ((o: { type: 'minor' }) => void) | null = null;
-try {
-  v8.setFlagsFromString('--expose-gc');
-  collect = vm.runInNewContext('gc') as (o: { type: 'minor' }) => void;
-} catch { collect = null; }
 
 class ClusterCorrupt extends Error {
   readonly index: number;
@@ -88,27 +80,25 @@ function unzstdCluster(input: Buffer, out: Buffer): string | undefined {
   return undefined;
 }
 
-function run(m: ClusterBatchRequest): Uint8Array {
-  const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+function run(m: ClusterBatchRequest): void {
+  const data = Buffer.from(m.input, 0, m.inputLength);
   const n = m.ranges.length / 2;
-  const out = Buffer.allocUnsafeSlow(n * m.clusterSize);
+  const out = Buffer.from(m.output, 0, n * m.clusterSize);
   for (let i = 0; i < n; i++) {
     const input = data.subarray(m.ranges[2 * i], m.ranges[2 * i] + m.ranges[2 * i + 1]);
     const dst = out.subarray(i * m.clusterSize, (i + 1) * m.clusterSize);
     const why = m.method === 'zstd' ? unzstdCluster(input, dst) : inflateCluster(input, dst);
     if (why !== undefined) throw new ClusterCorrupt(i, why);
   }
-  return out;
 }
 
 port.on('message', (m: ClusterBatchRequest) => {
   exitIfAsked(m);
   try {
-    const out = run(m);
-    port.postMessage({ id: m.id, out } satisfies ClusterBatchReply, [out.buffer as ArrayBuffer]);
+    run(m);
+    port.postMessage({ id: m.id } satisfies ClusterBatchReply);
   } catch (e) {
     const index = e instanceof ClusterCorrupt ? e.index : -1;
     port.postMessage({ id: m.id, error: { message: (e as Error).message, index } } satisfies ClusterBatchReply);
   }
-  collect?.({ type: 'minor' });
 });

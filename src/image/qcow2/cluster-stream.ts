@@ -13,7 +13,7 @@ import type { Qcow2Header } from './header.ts';
 import { ClusterList, GuestBitmap, HostOrderChecker, MetaRanges, parseL1, parseL2, Qcow2TableError, type L2Ref } from './cluster-map.ts';
 import type { PositionalWriter } from './positional-writer.ts';
 import { createGcPacer } from '../sink/gc-pacer.ts';
-import { ClusterDecodeError, type ClusterDecodePool } from './cluster-decode-pool.ts';
+import { ClusterDecodeError, ClusterSlot, type ClusterDecodePool } from './cluster-decode-pool.ts';
 
 /** Compressed bytes gathered into one decode task, and its most decompressed bytes (a batch of
  *  well-compressed clusters expands a hundredfold: the output bounds the memory in flight). */
@@ -62,11 +62,10 @@ export class ClusterStream extends Writable {
   private batch: { parts: Buffer[]; used: number; ranges: number[]; guests: number[]; hosts: number[] } | undefined;
   private readonly decoding = new Set<Promise<void>>();
   private failure: Error | undefined;
-  /** frees the download's chunks and the decoded batches early (gc-pacer.ts) */
+  /** frees the download's chunks early (gc-pacer.ts); batches use the slots below, no garbage */
   private readonly pace = createGcPacer(4 << 20);
-  /** decoded batches wait for the disk long enough to reach the old generation, which a scavenge
-   *  never frees: a full collection every few batches (gc-pacer.ts) */
-  private readonly paceDecoded = createGcPacer(8 << 20, 'major');
+  /** shared memory of the batches: one per batch in flight, reused */
+  private readonly freeSlots: ClusterSlot[] = [];
   /** clusters placed, and of those decoded from compressed data */
   clusters = 0;
   compressed = 0;
@@ -161,11 +160,12 @@ export class ClusterStream extends Writable {
     // a bounded number of batches in flight: backpressure reaches the download
     while (this.decoding.size >= pool.size + 1) await Promise.race(this.decoding);
     if (this.failure) throw this.failure;
-    const data = Buffer.allocUnsafeSlow(b.used);
+    const slot = this.freeSlots.pop() ?? new ClusterSlot(BATCH_BYTES, Math.max(BATCH_OUTPUT, this.cs));
+    slot.fit(b.used, b.guests.length * this.cs);
+    const data = slot.input;
     let at = 0;
     for (const p of b.parts) { p.copy(data, at); at += p.length; }
-    const job: Promise<void> = pool.decode(this.o.header.compression, this.cs, data, Uint32Array.from(b.ranges)).then(async (out) => {
-      this.paceDecoded(out.length);
+    const job: Promise<void> = pool.decode(this.o.header.compression, this.cs, slot, b.used, Uint32Array.from(b.ranges)).then(async (out) => {
       for (let i = 0; i < b.guests.length; i++) {
         const g = b.guests[i] * this.cs;
         const len = Math.min(this.cs, this.o.header.virtualSize - g);
@@ -178,7 +178,7 @@ export class ClusterStream extends Writable {
         this.failure ??= new Qcow2StreamError('QCOW2_BAD_CLUSTER',
           `the compressed cluster at byte ${b.hosts[e.index]} (guest byte ${b.guests[e.index] * this.cs}) is damaged: ${this.o.header.compression} ${e.message}`, b.hosts[e.index]);
       } else this.failure ??= e;
-    }).finally(() => { this.decoding.delete(job); });
+    }).finally(() => { this.decoding.delete(job); this.freeSlots.push(slot); });
     this.decoding.add(job);
   }
 
