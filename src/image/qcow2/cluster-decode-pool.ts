@@ -34,18 +34,24 @@ export interface ClusterBatchReply {
 export class ClusterSlot {
   private inputMemory: SharedArrayBuffer;
   private outputMemory: SharedArrayBuffer;
+  /** the input memory, to copy a batch's compressed bytes into */
+  input: Buffer;
   constructor(inputBytes: number, outputBytes: number) {
     this.inputMemory = new SharedArrayBuffer(inputBytes);
     this.outputMemory = new SharedArrayBuffer(outputBytes);
+    this.input = Buffer.from(this.inputMemory);
   }
 
-  /** Room for a batch of `inputBytes` in and `outputBytes` out (the memory grows, never shrinks). */
+  /** Room for a batch of `inputBytes` in and `outputBytes` out (the memory grows, never shrinks;
+   *  grown input memory starts empty: fit before copying the batch in). */
   fit(inputBytes: number, outputBytes: number): void {
-    if (inputBytes > this.inputMemory.byteLength) this.inputMemory = new SharedArrayBuffer(inputBytes);
+    if (inputBytes > this.inputMemory.byteLength) {
+      this.inputMemory = new SharedArrayBuffer(inputBytes);
+      this.input = Buffer.from(this.inputMemory);
+    }
     if (outputBytes > this.outputMemory.byteLength) this.outputMemory = new SharedArrayBuffer(outputBytes);
   }
 
-  get input(): Buffer { return Buffer.from(this.inputMemory); }
   get memory(): { input: SharedArrayBuffer; output: SharedArrayBuffer } { return { input: this.inputMemory, output: this.outputMemory }; }
 }
 

@@ -59,7 +59,7 @@ export class ClusterStream extends Writable {
   private readonly checker: HostOrderChecker;
   private readonly o: ClusterStreamOptions;
   private readonly cs: number;
-  private batch: { parts: Buffer[]; used: number; ranges: number[]; guests: number[]; hosts: number[] } | undefined;
+  private batch: { slot: ClusterSlot; used: number; ranges: number[]; guests: number[]; hosts: number[] } | undefined;
   private readonly decoding = new Set<Promise<void>>();
   private failure: Error | undefined;
   /** frees the download's chunks early (gc-pacer.ts); batches use the slots below, no garbage */
@@ -142,10 +142,18 @@ export class ClusterStream extends Writable {
   private async addCompressed(host: number, len: number, guest: number): Promise<void> {
     if (this.o.pool === undefined) throw new Error('compressed cluster without a decode pool');
     if (this.batch !== undefined && (this.batch.used + len > BATCH_BYTES || (this.batch.guests.length + 1) * this.cs > Math.max(BATCH_OUTPUT, this.cs))) await this.flushBatch();
-    this.batch ??= { parts: [], used: 0, ranges: [], guests: [], hosts: [] };
+    if (this.batch === undefined) {
+      // a bounded number of batches in flight, each in its own slot: backpressure reaches the download
+      while (this.decoding.size >= this.o.pool.size + 1) await Promise.race(this.decoding);
+      if (this.failure) throw this.failure;
+      const slot = this.freeSlots.pop() ?? new ClusterSlot(BATCH_BYTES, Math.max(BATCH_OUTPUT, this.cs));
+      // (an empty batch: a cluster larger than a batch may grow the slot; later ones fit, see above)
+      slot.fit(len, 0);
+      this.batch = { slot, used: 0, ranges: [], guests: [], hosts: [] };
+    }
     const b = this.batch;
-    // (copied out now: the window moves on; joined into one right-sized buffer when sent)
-    b.parts.push(this.copyOut(host, len));
+    // straight into the slot: the download's chunks are garbage as soon as the window moves on
+    this.copyInto(host, len, b.slot.input.subarray(b.used, b.used + len));
     b.ranges.push(b.used, len);
     b.guests.push(guest);
     b.hosts.push(host);
@@ -157,14 +165,7 @@ export class ClusterStream extends Writable {
     if (b === undefined) return;
     this.batch = undefined;
     const pool = this.o.pool!;
-    // a bounded number of batches in flight: backpressure reaches the download
-    while (this.decoding.size >= pool.size + 1) await Promise.race(this.decoding);
-    if (this.failure) throw this.failure;
-    const slot = this.freeSlots.pop() ?? new ClusterSlot(BATCH_BYTES, Math.max(BATCH_OUTPUT, this.cs));
-    slot.fit(b.used, b.guests.length * this.cs);
-    const data = slot.input;
-    let at = 0;
-    for (const p of b.parts) { p.copy(data, at); at += p.length; }
+    const slot = b.slot;
     const job: Promise<void> = pool.decode(this.o.header.compression, this.cs, slot, b.used, Uint32Array.from(b.ranges)).then(async (out) => {
       for (let i = 0; i < b.guests.length; i++) {
         const g = b.guests[i] * this.cs;
