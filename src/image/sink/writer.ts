@@ -270,8 +270,12 @@ export class ImageWriter extends Writable {
     }
   }
 
+  /** Every write in flight and the background flush (if one runs) done; a failed flush counts
+   *  as the writer's failure. */
   private async drain(): Promise<void> {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    await this.flusher.settle();
+    this.failure ??= this.flusher.failure;
   }
 
   private async flushAll(): Promise<void> {
@@ -280,9 +284,7 @@ export class ImageWriter extends Writable {
     if (!this.aligner.needsBlock()) await this.submit();
     for (const op of this.planner.finish()) await this.start(op);
     await this.drain();
-    await this.flusher.settle();
     if (this.failure) throw this.failure;
-    if (this.flusher.failure) throw this.flusher.failure;
     await this.target.ensureLength(this.bytes);
     await this.target.sync();
   }
@@ -306,13 +308,11 @@ export class ImageWriter extends Writable {
     this.failure ??= new Error('aborted');
     await this.preparing?.catch(() => {});
     await this.drain();
-    await this.flusher.settle();
     await this.target.close();
   }
 
   async close(): Promise<void> {
     await this.drain();
-    await this.flusher.settle();
     await this.target.close();
   }
 }
