@@ -147,3 +147,19 @@ test('block workers by default: none on 1 core (the single stream), one per core
   assert.equal(defaultBlockWorkers(8), 8);
   assert.equal(defaultBlockWorkers(64), 16);
 });
+
+test('standaloneBlock() re-aligns the same bits as a bit-by-bit copy, at every offset and length, up to the end of its input', () => {
+  const rand = seededRandom(77);
+  for (let round = 0; round < 400; round++) {
+    const src = Buffer.alloc(1 + Math.floor(rand() * 64));
+    for (let i = 0; i < src.length; i++) src[i] = Math.floor(rand() * 256);
+    const shift = Math.floor(rand() * 8);
+    // up to every bit there is from the shift on (the last byte's low bits read as zeros past the end)
+    const bits = 1 + Math.floor(rand() * (src.length * 8 - shift));
+    const got = standaloneBlock(src, shift, bits, 9, 0x12345678);
+    for (let b = 0; b < bits; b++) {
+      assert.equal(readBits(got, 32 + b, 1), readBits(src, shift + b, 1), `round ${round}: bit ${b} of ${bits} (shift ${shift}, ${src.length} bytes)`);
+    }
+    assert.equal(readBits(got, 32 + bits + 48, 32), 0x12345678);
+  }
+});

@@ -105,9 +105,19 @@ export function standaloneBlock(src: Uint8Array, bit: number, bits: number, leve
   const n = (bits + 7) >>> 3;
   if (s === 0) out.set(src.subarray(from, from + n), 4);
   else {
-    for (let i = 0; i < n; i++) {
+    // four bytes at a time from the five they straddle (the block's worker spends a tenth of its
+    // time here with a byte loop), then the rest byte by byte
+    const inv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    const outv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    const r = 8 - s;
+    let i = 0;
+    for (; i + 4 <= n && from + i + 5 <= src.length; i += 4) {
       const j = from + i;
-      out[4 + i] = ((src[j] << s) | ((j + 1 < src.length ? src[j + 1] : 0) >> (8 - s))) & 0xff;
+      outv.setUint32(4 + i, (inv.getUint32(j) << s) | (src[j + 4] >>> r));
+    }
+    for (; i < n; i++) {
+      const j = from + i;
+      out[4 + i] = ((src[j] << s) | ((j + 1 < src.length ? src[j + 1] : 0) >> r)) & 0xff;
     }
   }
   writeBits(out, 32 + bits, hi16(EOS_MAGIC), 16);
