@@ -14,7 +14,7 @@ export interface NginxOrigin {
   /** the directory it serves: link or copy images here */
   root: string;
   close(): Promise<void>;
-  /** for exit handlers: SIGKILL and remove its directory, synchronously */
+  /** for exit handlers: SIGTERM (the master stops its worker) and remove its directory, synchronously */
   kill(): void;
 }
 
@@ -116,7 +116,9 @@ http {
       fs.rmSync(dir, { recursive: true, force: true });
     },
     kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      // SIGTERM, not SIGKILL: a killed master leaves its worker running (found orphaned after a
+      // bench was interrupted); TERM makes the master stop the worker, after we are gone too
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
