@@ -56,6 +56,13 @@ function decodeError(message: string, code: 'Z_DATA_ERROR' | 'Z_BUF_ERROR' | 'DE
   return Object.assign(new Error(message), { code });
 }
 
+/** A worker's refusal of the block at input byte `at`, in the deploy's words (other errors as they are). */
+function blockError(e: Error, at: number): Error {
+  return e instanceof BlockDecodeError
+    ? decodeError(`the xz block at byte ${at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
+    : e;
+}
+
 /** Whether the .xz file starting with `head` can be cut into blocks: its first block says its
  *  sizes and is at most MAX_BLOCK (false when `head` is too short to tell). */
 export function xzBlocksSplittable(head: Buffer, maxBlock = MAX_BLOCK): boolean {
@@ -287,9 +294,7 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
     const offset = this.outOffset;
     this.outOffset += b.uncompressed;
     this.blocks++;
-    const feed = await this.placer!.place({ length: b.length, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }, offset, (e) => (e instanceof BlockDecodeError
-      ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
-      : e));
+    const feed = await this.placer!.place({ length: b.length, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }, offset, (e) => blockError(e, b.at));
     this.feeding = { feed, left: b.length };
   }
 
@@ -301,9 +306,7 @@ export class XzBlockDecompressor extends BlockDecompressTransform {
     slot.done = this.pool.run({ op: 'xz', data, flags: this.flags, unpadded: b.unpadded, uncompressed: b.uncompressed }).then((parts) => {
       slot.parts = parts;
     }, (e: Error) => {
-      slot.err = e instanceof BlockDecodeError
-        ? decodeError(`the xz block at byte ${b.at}: ${e.message}`, e.kind === 'limits' ? 'DECODER_LIMIT' : 'Z_DATA_ERROR')
-        : e;
+      slot.err = blockError(e, b.at);
     });
     while (this.slots.length > 0 && this.inflightBytes + b.uncompressed > INFLIGHT_BYTES) await this.emitHead();
     this.slots.push(slot);
