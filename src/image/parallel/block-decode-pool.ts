@@ -29,8 +29,9 @@ export type BlockTask =
   | XzPlaceTask;
 
 /** An xz block whose output the worker writes itself at `offset` on the disk (xz-placed-writer.ts):
- *  its `length` compressed bytes (header to check) come through `ring` as they arrive; `fd` is the target's descriptor (O_DIRECT on a block device), `gate` a shared Int32Array the
- *  worker waits on before its first write (0: wait, 1: write, 2: stop). What the worker must not
+ *  its `length` compressed bytes (header to check) come through `ring` as they arrive; `fd` is
+ *  the target's descriptor (O_DIRECT on a block device), `gate` a shared Int32Array the worker
+ *  waits on before its first write (0: wait, 1: write, 2: stop). What the worker must not
  *  write itself comes back as parts: bytes below `holdBack` (the boot area, written last), the
  *  partial pages at the block's two ends (shared with the neighbouring blocks), and zero runs. */
 export interface XzPlaceTask {
