@@ -156,6 +156,8 @@ export interface DeployResult {
 export const MAX_RESTARTS = 3;
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** The writer's block size behind the in-order xz and bzip2 block decoders (see where it is used). */
+const BLOCK_DECODER_WRITE = 2 << 20;
 
 export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   const log = opts.log ?? silentLogger;
@@ -401,9 +403,10 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decoder = new XzBlockDecompressor({ pool: blockPool!, placer });
     } else {
       // xz and bzip2 blocks in order: their decoded parts are copied into the writer's blocks at
-      // a block decoder's pace (~150 MB/s), where two blocks keep the disk as busy as three and
-      // the third's 4 MiB is memory the 150 MiB bound needs (README, Memory of the block decoders)
-      writer = new ImageWriter({ ...sinkOptions, ...(decodeThread === 'blocks' ? { poolSize: 2 } : {}) });
+      // a block decoder's pace (~150 MB/s), where two blocks of 2 MiB keep the disk as busy as
+      // three of 4 MiB, and the difference is memory the 150 MiB bound needs (README, Memory of
+      // the block decoders)
+      writer = new ImageWriter({ ...sinkOptions, ...(decodeThread === 'blocks' ? { poolSize: 2, blockSize: BLOCK_DECODER_WRITE } : {}) });
     }
     const w = writer;
 

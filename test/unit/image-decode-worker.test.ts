@@ -41,9 +41,11 @@ async function viaWorker(format: Format, input: Buffer, opts: { chunk?: number; 
   let aligned = true;
   const sink = new Writable({
     write(c: Buffer, _e, cb) {
-      const giveBack = takeLoan(c);
+      const loan = takeLoan(c);
+      const giveBack = loan?.giveBack;
       if (opts.lend === true) {
         assert.ok(giveBack, 'lent blocks are marked');
+        assert.equal(loan?.aligned, true, 'lent as aligned blocks');
         blocks++;
         if (bufferAddress(c) % 4096n !== 0n) aligned = false;
       } else assert.equal(giveBack, undefined, 'copies are not lent');
@@ -246,7 +248,7 @@ test('destroyed midway (another stream failed): the worker ends and nothing hang
   const sink = new Writable({
     write(c: Buffer, _e, cb) {
       seen += c.length;
-      takeLoan(c)?.(); // (giving it back moves its memory away: c reads as empty from here on)
+      takeLoan(c)?.giveBack(); // (giving it back moves its memory away: c reads as empty from here on)
       cb(seen > (1 << 20) ? new Error('disk gone') : null);
     },
   });

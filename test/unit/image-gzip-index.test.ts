@@ -65,7 +65,7 @@ async function inflate(gz: Buffer, index: Buffer, o: { workers?: number; chunk?:
     write(c: Buffer, _e, cb) {
       if (takeZeroGrains(c) !== undefined) zeroMaps++;
       parts.push(Buffer.from(c));
-      const giveBack = takeLoan(c);
+      const giveBack = takeLoan(c)?.giveBack;
       assert.ok(giveBack, 'blocks are lent');
       setImmediate(giveBack);
       cb();

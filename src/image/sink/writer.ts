@@ -123,8 +123,9 @@ export class ImageWriter extends Writable {
   }
 
   private async accept(chunk: Buffer): Promise<void> {
-    // a block lent by the decoder (block-loan.ts) goes back once written, or once copied
-    const giveBack = takeLoan(chunk);
+    // a buffer lent by the decoder (block-loan.ts) goes back once written, or once copied
+    const loan = takeLoan(chunk);
+    const giveBack = loan?.giveBack;
     try {
       if (this.failure) throw this.failure;
       if (giveBack === undefined) this.pace(chunk.length);
@@ -134,11 +135,11 @@ export class ImageWriter extends Writable {
       giveBack?.();
       throw e;
     }
-    if (giveBack !== undefined && this.aligner.needsBlock() && chunk.length === this.blockSize) {
+    if (loan?.aligned === true && this.aligner.needsBlock() && chunk.length === this.blockSize) {
       // written as it is: the decoder filled it aligned, exactly one block long
       this.bytes += chunk.length;
       this.onBytes?.(chunk.length);
-      await this.submitBlock(chunk, chunk.length, giveBack, takeZeroGrains(chunk));
+      await this.submitBlock(chunk, chunk.length, loan.giveBack, takeZeroGrains(chunk));
       return;
     }
     try {
