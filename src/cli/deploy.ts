@@ -14,24 +14,26 @@ import { applyTrustOption } from '../net/tls-pin.ts';
 import { parseArgsOrExplain, parseHeaders, parseWorkers } from './args.ts';
 import { parseDuration } from '../util/duration.ts';
 
-const FORMATS = ['auto', 'gzip', 'zstd', 'xz', 'bzip2', 'raw'] as const;
+const FORMATS = ['auto', 'gzip', 'zstd', 'xz', 'bzip2', 'qcow2', 'raw'] as const;
 
 const HELP = `usage: booty deploy --image URL --disk DEV [options]
        booty deploy --rootfs URL --disk DEV [--layout FILE] (a rootfs tarball: see booty deploy --rootfs x --help)
 
-Streams an image (gzip, zstd, xz, bzip2 or raw, told apart by its first bytes) from URL onto DEV (a whole
-disk or a regular file), checks it, fdatasyncs, and re-reads the partition table. The disk's
+Streams an image (gzip, zstd, xz, bzip2, qcow2 or raw, told apart by its first bytes) from URL onto DEV (a
+whole disk or a regular file), checks it, fdatasyncs, and re-reads the partition table. The disk's
 first MiB is written last, only after the image verified: a failed deploy never boots.
 
 options:
-  --image URL          http(s) URL, file:// URL or absolute path of the image
+  --image URL          http(s) URL, file:// URL or absolute path of the image, or oci://REGISTRY/REPO:TAG
+                       (or @sha256:...) for a disk image kept as an OCI artifact
   --disk DEV           target block device (e.g. /dev/sda) or regular file
   --sha256 HEX         expected sha256 of the image as served (what sha256sum prints on the server)
   --require-checksum   refuse an image whose sha256 is unknown (no --sha256, no X-Image-Sha256)
   --registry-auth U:P  credentials for an oci:// image's registry (also BOOTY_REGISTRY_AUTH)
-  --format F           auto (default), gzip, zstd, xz, bzip2 or raw. Images in formats booty
-                       recognizes but does not decode (qcow2, vmdk, lz4, zip, tar, iso...) are refused
-                       before the first write; raw writes any bytes as they are served
+  --format F           auto (default), gzip, zstd, xz, bzip2, qcow2 or raw. Images in formats booty
+                       recognizes but does not decode (vmdk, vhd, lz4, zip, tar, iso, a qcow2 with a
+                       backing file or encryption...) are refused before the first write; raw writes
+                       any bytes as they are served
   --image-size N       uncompressed size in bytes (checked against the disk before writing)
   --allow-partition    accept a partition as DEV
   --no-skip-zeros      write zero runs as data instead of BLKZEROOUT / hole punching

@@ -7,7 +7,7 @@
 
 import type { Bootloader, RootfsLayout } from './rootfs-layout.ts';
 
-export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'raw';
+export type ImageFormat = 'auto' | 'gzip' | 'zstd' | 'xz' | 'bzip2' | 'qcow2' | 'raw';
 /** gzip/zstd/raw: the disk, byte for byte; tar, tar.gz, tar.zst: the files of its OS (a rootfs capture). */
 export const CAPTURE_FORMATS = ['gzip', 'zstd', 'raw', 'tar', 'tar.gz', 'tar.zst'] as const;
 export type CaptureFormat = typeof CAPTURE_FORMATS[number];

@@ -119,7 +119,7 @@ const deploy = {
     disk: dev,
     diskHints,
     sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: 'a sha256 in hex (64 characters)' },
-    format: { enum: ['auto', 'gzip', 'zstd', 'xz', 'bzip2', 'raw'], description: 'one of "auto", "gzip", "zstd", "xz", "bzip2", "raw"' },
+    format: { enum: ['auto', 'gzip', 'zstd', 'xz', 'bzip2', 'qcow2', 'raw'], description: 'one of "auto", "gzip", "zstd", "xz", "bzip2", "qcow2", "raw"' },
     imageSize: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a size in bytes (a non-negative integer)' },
     restartOnChange: bool,
     requireChecksum: bool,

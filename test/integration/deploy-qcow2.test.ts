@@ -21,6 +21,7 @@ import { seededRandom } from '../helpers/seeded-random.ts';
 import { attachLoop, detachAllLoops } from '../helpers/loop-device.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 import { startBootyServer } from '../helpers/booty-server-process.ts';
+import { runBooty } from '../helpers/booty-cli.ts';
 
 const hasQemuImg = (() => { try { execFileSync('qemu-img', ['--version'], { stdio: 'ignore' }); return true; } catch { return false; } })();
 const skip = process.getuid?.() !== 0 ? 'needs root (loop devices)' : skipUnlessPresent(hasQemuImg, 'needs qemu-img (qemu-utils, scripts/host-deps.sh)');
@@ -110,6 +111,18 @@ function readDisk(dev: string, length: number): Buffer {
     return b;
   } finally { fs.closeSync(fd); }
 }
+
+test('the CLI: --format qcow2 deploys a qcow2 image; --format gzip on it is refused before the first write', { skip }, async () => {
+  const { dev } = freshLoop('cli');
+  const before = readDisk(dev, DISK);
+  const wrong = await runBooty(['deploy', '-q', '--image', `${origin.url}/deflate.qcow2`, '--disk', dev, '--format', 'gzip']);
+  assert.notEqual(wrong.status, 0);
+  assert.match(wrong.err, /--format gzip was given but the image is qcow2/);
+  assert.ok(readDisk(dev, DISK).equals(before), 'not a byte written');
+  const r = await runBooty(['deploy', '-q', '--image', `${origin.url}/deflate.qcow2`, '--disk', dev, '--format', 'qcow2', '--sha256', fileSha('deflate.qcow2')]);
+  assert.equal(r.status, 0, r.err);
+  assert.ok(readDisk(dev, DISK).subarray(0, RAW).equals(raw), 'the disk reads as qemu-img reads the image');
+});
 
 for (const i of images) {
   test(`${i.file}: bit-exact with qemu-img convert -O raw onto a loop device that held random bytes`, { skip }, async () => {

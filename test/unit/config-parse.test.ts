@@ -239,6 +239,7 @@ describe('toBootyJson', () => {
     { action: 'deploy', image: 'http://h/a.img.zst' },
     { action: 'deploy', image: 'http://h/a.raw.xz' },
     { action: 'deploy', image: 'http://h/a', format: 'bzip2' },
+    { action: 'deploy', image: 'http://h/a', format: 'qcow2' },
     { action: 'deploy', image: 'http://h/debian.qcow2' },
     { action: 'capture', upload: 'http://h/images/root.tar.zst', format: 'tar.zst' },
     { action: 'capture', upload: 'http://h/images/d.img.zst', format: 'zstd' },
