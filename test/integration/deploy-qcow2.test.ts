@@ -246,6 +246,29 @@ test('damaged tables and header: refused before the first write, disk untouched'
   for (const [file, code, message] of cases) {
     await refusedUntouched(file, (e) => { assert.equal(e.code, code, `${file}: ${e.message}`); assert.match(e.message, message, file); });
   }
+  // the decode workers start while the tables are read: a refused image leaves none running
+  assert.deepEqual(await decodeThreadsGone(), [], 'no qcow2 decode thread left after the refusals');
+});
+
+/** This process's qcow2 decode threads (named by the pool, cut to 15 bytes by the kernel), once
+ *  those still exiting are gone (up to 3 s). */
+async function decodeThreadsGone(): Promise<string[]> {
+  const names = () => fs.readdirSync('/proc/self/task').flatMap((t) => {
+    try { return [fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()]; } catch { return []; }
+  }).filter((n) => n.startsWith('booty-qcow2'));
+  for (let i = 0; i < 30 && names().length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  return names();
+}
+
+test('an image without compressed clusters: the decode workers started with the table reads are closed unused', { skip }, async () => {
+  const { dev } = freshLoop('plain-workers');
+  const r = await deploy({ image: `${origin.url}/plain.qcow2`, disk: dev, sha256: fileSha('plain.qcow2') });
+  assert.equal(r.workers, 0, 'no decode worker reported');
+  assert.deepEqual(await decodeThreadsGone(), []);
+  const c = await deploy({ image: `${origin.url}/deflate.qcow2`, disk: dev, sha256: fileSha('deflate.qcow2') });
+  assert.ok((c.workers ?? 0) >= 1, 'compressed clusters decoded on a worker');
+  assert.ok(readDisk(dev, DISK).subarray(0, RAW).equals(raw));
+  assert.deepEqual(await decodeThreadsGone(), [], 'closed after the deploy');
 });
 
 test('damaged compressed cluster and data cluster: fail mid-stream with stage, offset and disk state, never success', { skip }, async () => {

@@ -59,8 +59,11 @@ const damagedHint = 'the image file on the server is damaged: check it there (qe
 const fail = (stage: Stage, code: string, message: string, offset: number, diskState: DiskState, hint: string, cause?: unknown) =>
   new BootyError({ stage, code, message, offset, diskState, hint, cause });
 
+/** What plan() found: the header, the allocated clusters in host order, the tables read by Range. */
+interface Plan { h: Qcow2Header; list: ClusterList; bitmap: GuestBitmap; meta: MetaRanges; tablesRead?: Array<{ start: number; length: number; kind: 'L1' | 'L2'; sha: string }> }
+
 /** Before the first write: header, tables, map, checks. Everything thrown leaves the disk untouched. */
-async function plan(i: Qcow2DeployInput): Promise<{ h: Qcow2Header; list: ClusterList; bitmap: GuestBitmap; meta: MetaRanges; tablesRead?: Array<{ start: number; length: number; kind: 'L1' | 'L2'; sha: string }> }> {
+async function plan(i: Qcow2DeployInput): Promise<Plan> {
   const fileSize = i.source.total;
   let h: Qcow2Header;
   try {
@@ -130,24 +133,41 @@ async function plan(i: Qcow2DeployInput): Promise<{ h: Qcow2Header; list: Cluste
 
 function sha(b: Buffer): string { return createHash('sha256').update(b).digest('hex'); }
 
-export async function deployQcow2(i: Qcow2DeployInput): Promise<Qcow2DeployResult> {
-  const p = await plan(i);
-  const { h } = p;
-  let hasCompressed = p.tablesRead === undefined;
-  for (let k = 0; k < p.list.count && !hasCompressed; k++) if (p.list.csize[k] !== 0) hasCompressed = true;
+/** The decode workers, started while the tables are read: a worker takes milliseconds to start
+ *  here but about a second under QEMU's TCG, where the agent runs, and most qcow2 images operators
+ *  download have compressed clusters (cloud images, `qemu-img convert -c`). */
+function startDecodePool(workers: number | undefined): ClusterDecodePool {
+  return workers === undefined ? new ClusterDecodePool() : new ClusterDecodePool(Math.max(1, workers));
+}
 
+export async function deployQcow2(i: Qcow2DeployInput): Promise<Qcow2DeployResult> {
+  let pool: ClusterDecodePool | undefined = startDecodePool(i.workers);
+  let p: Plan;
   let target: WriteTarget;
-  try { target = WriteTarget.open(i.diskPath); } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fail('preflight', code === 'EBUSY' ? 'DISK_IN_USE' : 'DISK_OPEN_FAILED',
-      code === 'EBUSY' ? `${i.diskPath} is in use (the kernel refuses an exclusive open: mounted, or held by LVM/RAID/another program)`
-        : `cannot open ${i.diskPath} for writing: ${(e as Error).message}`, 0, 'untouched', 'stop whatever uses the disk, then retry', e);
+  try {
+    p = await plan(i);
+    let hasCompressed = p.tablesRead === undefined;
+    for (let k = 0; k < p.list.count && !hasCompressed; k++) if (p.list.csize[k] !== 0) hasCompressed = true;
+    if (!hasCompressed) {
+      const unused = pool;
+      pool = undefined;
+      await unused.close();
+    }
+    try { target = WriteTarget.open(i.diskPath); } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw fail('preflight', code === 'EBUSY' ? 'DISK_IN_USE' : 'DISK_OPEN_FAILED',
+        code === 'EBUSY' ? `${i.diskPath} is in use (the kernel refuses an exclusive open: mounted, or held by LVM/RAID/another program)`
+          : `cannot open ${i.diskPath} for writing: ${(e as Error).message}`, 0, 'untouched', 'stop whatever uses the disk, then retry', e);
+    }
+  } catch (e) {
+    await pool?.close();
+    throw e;
   }
+  const { h } = p;
   const tracker = i.tracker;
   tracker.total = h.virtualSize;
   let writer: PositionalWriter | undefined = new PositionalWriter(target, (n) => { tracker.bytes += n; });
   const w = writer;
-  const pool = !hasCompressed ? undefined : i.workers === undefined ? new ClusterDecodePool() : new ClusterDecodePool(Math.max(1, i.workers));
   const hash = new HashTap({ onChunk: (n) => { tracker.wireBytes += n; } });
   const stream = new ClusterStream({ header: h, fileSize: i.source.total, writer: w, pool, list: p.list, bitmap: p.bitmap, meta: p.meta, tablesRead: p.tablesRead });
   const state = (): DiskState => (w.touched ? 'partially-written' : 'untouched');
