@@ -48,10 +48,11 @@ export class TaskPool<Request extends { id: number }, Reply extends { id: number
     for (let i = 0; i < o.size; i++) {
       // a worker keeps almost nothing alive: a small young generation keeps its heap small
       const w = startWorker(o.entry, { name: `booty-${threadName}-${i}`, workerData: o.workerData, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
-      w.unref();
       w.on('message', (m: Reply) => this.done(w, m));
       w.on('error', (e: Error) => this.fail(w, e));
       w.on('exit', (code) => { if (!this.closed) this.fail(w, new Error(`${o.what} worker exited (${code})`)); });
+      // after the listeners: a 'message' listener refs the worker's port again
+      w.unref();
       this.all.push(w);
       this.idle.push(w);
     }
