@@ -17,6 +17,7 @@ import type { NativeStreamDecoder, StreamDecodeError } from '../../sys/stream-de
 import { wrapBlock } from '../format/xz-container.ts';
 import { standaloneBlock } from '../format/bzip2-bits.ts';
 import { RingReader } from './block-input-ring.ts';
+import { freeMovedBuffer } from './free-moved-buffer.ts';
 import type { BlockPart, BlockReply, BlockRequest, BlockWorkerData, PlacedPart, XzPlaceTask } from './block-decode-pool.ts';
 
 if (parentPort === null) throw new Error('block-decode-worker-entry.ts runs as a worker thread (block-decode-pool.ts)');
@@ -278,12 +279,11 @@ function run(t: Exclude<BlockRequest, XzPlaceTask & { id: number }>, send: (p: B
   return decodeAll(api.decoder(), [standaloneBlock(data, t.bit, t.bits, t.level, t.crc)], send);
 }
 
-/** Frees a task's compressed input now that it is decoded (it was moved here whole): waiting for
- *  this thread's GC let blocks that had been promoted to the old generation pile up, tens of MiB
- *  of a deploy's peak RSS with xz -T0 -6's blocks. */
+/** Frees a task's compressed input now that it is decoded, when it was moved here whole: waiting
+ *  for this thread's GC let blocks that had been promoted to the old generation pile up, tens of
+ *  MiB of a deploy's peak RSS with xz -T0 -6's blocks. */
 function release(data: Uint8Array): void {
-  const ab = data.buffer;
-  if (ab instanceof ArrayBuffer && !ab.detached && ab.byteLength === data.byteLength) ab.transfer(0);
+  if (data.buffer.byteLength === data.byteLength) freeMovedBuffer(data);
 }
 
 port.on('message', async (m: BlockRequest | null) => {

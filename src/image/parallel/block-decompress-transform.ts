@@ -7,17 +7,10 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { BlockPart } from './block-decode-pool.ts';
 import { lendBlock } from '../sink/block-loan.ts';
+import { freeMovedBuffer } from './free-moved-buffer.ts';
 
 /** Zero counts are pushed as views of one shared all-zero buffer of this size. */
 const ZERO_PART = 4 << 20;
-
-/** Frees a part's memory now: the worker moved it here, it is this part's alone, and the writer
- *  copied it. Detaching (ArrayBuffer.transfer) drops the memory at once instead of leaving it to
- *  a collection of the main thread's heap. */
-function release(p: Uint8Array): void {
-  const ab = p.buffer as ArrayBuffer;
-  if (!ab.detached) ab.transfer(0);
-}
 
 export abstract class BlockDecompressTransform extends Transform {
   private zeroOut: Buffer | undefined;
@@ -64,7 +57,8 @@ export abstract class BlockDecompressTransform extends Transform {
     for (const p of parts) {
       if (typeof p !== 'number') {
         moved += p.byteLength;
-        room = this.push(lendBlock(Buffer.from(p.buffer, p.byteOffset, p.byteLength), () => release(p), false));
+        // the worker moved the part here, its buffer holds nothing else: freed once the writer copied it
+        room = this.push(lendBlock(Buffer.from(p.buffer, p.byteOffset, p.byteLength), () => freeMovedBuffer(p), false));
         continue;
       }
       for (let left = p; left > 0; left -= ZERO_PART) room = this.push(this.zeros(Math.min(left, ZERO_PART)));
