@@ -150,7 +150,7 @@ async function main(): Promise<number> {
           const vm = await startVm({
             // one console log per boot (by build and run when there are several)
             name: `bench-vm-${agent}-${cpus}${boots.length > agents.length ? `-${label.replace(/[^\w.-]+/g, '_')}` : ''}${runs > 1 ? `-run${r + 1}` : ''}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? initrd : bb.initrd,
-            memMiB: 768, cpus, accel, append, disks: [{ path: disk }], nic: { tap: lab.tap, netns: lab.ns, mac },
+            memMiB: 768, cpus, accel, append, disks: [{ path: disk, cache: 'writeback' }], nic: { tap: lab.tap, netns: lab.ns, mac },
           });
           let note = '';
           try {

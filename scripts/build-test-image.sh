@@ -212,12 +212,16 @@ mkdir -p "$rootfs/etc/systemd/network"
 printf '[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n' >"$rootfs/etc/systemd/network/20-wired.network"
 in_root systemctl enable booty-test-marker.service systemd-networkd.service >/dev/null 2>&1
 # Kept for update-grub inside the deployed OS; this build writes grub.cfg itself (below).
+# nvme_core.io_timeout: the guest's NVMe driver gives up on a command after 30 s and resets the
+# controller; under TCG on a busy shared host a write can wait that long in QEMU, and a deployed
+# disk that was fine then failed every write (EXT4 "lost sync page write") in one CI run. The
+# image is a test fixture: it waits as long as the host makes it.
 cat >"$rootfs/etc/default/grub" <<'EOF'
 GRUB_DEFAULT=0
 GRUB_TIMEOUT=0
 GRUB_DISTRIBUTOR=Debian
 GRUB_CMDLINE_LINUX_DEFAULT=""
-GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200"
+GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200 nvme_core.io_timeout=600"
 GRUB_TERMINAL="serial console"
 GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
 EOF
@@ -256,7 +260,7 @@ menuentry 'Debian GNU/Linux 12 (booty test image, $kind)' {
 	insmod part_msdos
 	insmod ext2
 	search --no-floppy --fs-uuid --set=root $boot_uuid
-	linux /vmlinuz-$kver root=$root_dev ro console=tty0 console=ttyS0,115200
+	linux /vmlinuz-$kver root=$root_dev ro console=tty0 console=ttyS0,115200 nvme_core.io_timeout=600
 	initrd /initrd.img-$kver
 }
 EOF

@@ -63,7 +63,8 @@ export function firmwareVmArgs(o: FirmwareVmOptions, accel: 'kvm' | 'tcg'): stri
     a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${o.varsFile}`);
   }
   const diskIndex = bios ? ',bootindex=2' : '';
-  a.push('-drive', `if=none,id=d0,file=${o.disk},format=raw,cache=writeback`);
+  // cache=unsafe: why in DiskSpec.cache (qemu.ts)
+  a.push('-drive', `if=none,id=d0,file=${o.disk},format=raw,cache=unsafe`);
   if (o.diskBus === 'sata') a.push('-device', 'ahci,id=ahci', '-device', `ide-hd,drive=d0,bus=ahci.0${diskIndex}`);
   else a.push('-device', `virtio-blk-pci,drive=d0${diskIndex}`);
   a.push('-netdev', `tap,id=n0,ifname=${o.tap},script=no,downscript=no`,
