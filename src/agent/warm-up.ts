@@ -4,7 +4,6 @@
 // second or more when done on demand. One piece per turn of the event loop: an offer that
 // arrives meanwhile waits for one piece at most, not for all of them.
 import { validators } from '../config/schema.ts';
-import { decodeOnWorkerByDefault } from '../image/parallel/codec-pool.ts';
 import { decodeWorkerSupported, prestartDecodeWorker } from '../image/parallel/decode-worker.ts';
 import type { Logger } from '../util/log.ts';
 import { warmHttp } from './http-warm-up.ts';
@@ -12,9 +11,9 @@ import type { ServerRef } from './boot-params.ts';
 
 export function warmUp(server: ServerRef | undefined, log: Logger): void {
   const steps: (() => void)[] = [];
-  // the deploy's decode worker (gzip and zstd streams, from 2 cores up, as deploy decides) first:
-  // it starts on another core
-  if (decodeWorkerSupported() && decodeOnWorkerByDefault()) {
+  // the deploy's decode worker (gzip and zstd streams, on any number of cores, as deploy decides)
+  // first: it starts on another core where there is one
+  if (decodeWorkerSupported()) {
     steps.push(() => {
       try { prestartDecodeWorker(); } catch (e) { log.debug(`could not start a decode worker ahead of time: ${(e as Error).message}`); }
     });

@@ -46,9 +46,10 @@ options:
   --workers N          threads decompressing frames in parallel when the image's frames say their
                        length (images booty captured; zstd frames with a content size); other
                        images decode as one stream on one worker thread; default: cores - 1 on
-                       4+ cores, else one stream on a worker thread (2+ cores); 0: one stream on
-                       the main thread. A gzip image with an index: threads inflating its
-                       segments (default: one per core; below 2 the index is not used)
+                       4+ cores, else one stream on a worker thread (one core too); 0: one
+                       stream on the main thread (node:zlib). A gzip image with an index:
+                       threads inflating its segments (default: one per core; below 2 the
+                       index is not used)
   --gzip-index URL     access-point index of a gzip image (booty index writes one; booty server
                        builds and announces one for every pigz image it hosts: the default)
   --no-gzip-index      ignore any index: inflate the gzip image as one stream

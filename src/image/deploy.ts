@@ -22,7 +22,7 @@ import { HEAD_BYTES, classifyHead, looksLikeMarkup, refuseRawReason, zstdFrameCo
 import { refusalReason, type UnsupportedFormat } from './format/unsupported-formats.ts';
 import { isOciUrl, parseOciUrl, resolveOciImage, type OciCredentials } from './source/oci.ts';
 import { createDecompressor, describeDecodeError, trailingBytes } from './format/decompress.ts';
-import { CodecPool, decodeOnWorkerByDefault, defaultDeployWorkers } from './parallel/codec-pool.ts';
+import { CodecPool, defaultDeployWorkers } from './parallel/codec-pool.ts';
 import { chooseGzipPath, needsIndexSummary, type GzipPath } from './decode-plan.ts';
 import { BlockDecodePool, defaultBlockWorkers } from './parallel/block-decode-pool.ts';
 import { XzBlockDecompressor, firstBlockSize, xzBlocksSplittable, MAX_BLOCK as MAX_XZ_BLOCK, PLACE_MAX_BLOCK } from './parallel/xz-block-decompress.ts';
@@ -354,7 +354,10 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decoder = new ParallelDecompressor({ format, pool });
       decodeThread = 'frames';
       log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${LIBDEFLATE.status()})` : ''}`);
-    } else if ((format === 'gzip' || format === 'zstd') && decodeWorkerSupported() && (opts.workers === undefined ? decodeOnWorkerByDefault() : opts.workers > 0)) {
+    } else if ((format === 'gzip' || format === 'zstd') && decodeWorkerSupported() && opts.workers !== 0) {
+      // on any number of cores, one too: a worker decoding large batches synchronously (igzip for
+      // gzip) costs less CPU than node:zlib's stream on the main thread, whose every chunk is a
+      // thread-pool round trip (README, "One core")
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
       const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();

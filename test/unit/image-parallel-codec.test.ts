@@ -236,13 +236,6 @@ test('deploy decodes in parallel by default only from 4 cores up, leaving one co
   assert.equal(defaultDeployWorkers(64), 63);
 });
 
-test('single-stream images decode on a worker thread by default from 2 cores up, never on 1', async () => {
-  const { decodeOnWorkerByDefault } = await import('../../src/image/parallel/codec-pool.ts');
-  assert.equal(decodeOnWorkerByDefault(1), false);
-  assert.equal(decodeOnWorkerByDefault(2), true);
-  assert.equal(decodeOnWorkerByDefault(16), true);
-});
-
 test('the pool reuses one compressor per worker: every frame is byte-identical to the one-shot call', async () => {
   const pool = zlibPool;
   const rand = seededRandom(11);

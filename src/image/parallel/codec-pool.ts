@@ -113,11 +113,3 @@ export { availableParallelism as defaultWorkers } from 'node:os';
 export function defaultDeployWorkers(cores = availableParallelism()): number {
   return cores >= 4 ? cores - 1 : 0;
 }
-
-/** Whether deploy decodes a single-stream image (pigz, gzip, zstd without frame sizes) on its own
- *  worker thread when the operator did not say: from 2 cores up, where decoding and the main
- *  thread's work (network, sha256, zero runs, writes) then overlap instead of taking turns
- *  (decode-worker.ts). On one core the hand-offs would only cost. */
-export function decodeOnWorkerByDefault(cores = availableParallelism()): boolean {
-  return cores >= 2;
-}

@@ -7,7 +7,9 @@
 // synchronously (as node:zlib's own *Sync functions do; src/sys/zlib-handle.ts) with its output
 // pointed straight into O_DIRECT-aligned write blocks: no copy, no allocation, no thread-pool hop.
 // The main thread receives whole blocks (moved, not copied) and plans zero runs and issues writes
-// while the worker goes on decoding: on 2 cores the two halves overlap instead of adding up.
+// while the worker goes on decoding: on 2 cores the two halves overlap instead of adding up, and
+// on one the decode costs less CPU than the stream on the main thread (batches, no thread-pool
+// hop per chunk; igzip for gzip).
 //
 // Memory is fixed: a set of blocks (default 4 x 4 MiB) travels between the threads (the worker
 // fills a free block, the main thread lends it to the ImageWriter (block-loan.ts), the writer gives
