@@ -138,9 +138,9 @@ export class Vm {
         const r = new RegExp(re.source, re.flags.replace('g', ''));
         const m = r.exec(text());
         if (m) return done(undefined, m);
-        if (!this.running) done(new Error(`${this.name}: QEMU exited (${JSON.stringify(this.exitInfo)}) before ${re} appeared; console tail:\n${this.tail()}`));
+        if (!this.running) done(new Error(`${this.name}: QEMU exited (${JSON.stringify(this.exitInfo)}) before ${re} appeared; ${this.failureContext()}`));
       };
-      timer = setTimeout(() => done(new Error(`${this.name}: ${re} did not appear within ${timeoutMs} ms; console tail:\n${this.tail()}`)), timeoutMs);
+      timer = setTimeout(() => done(new Error(`${this.name}: ${re} did not appear within ${timeoutMs} ms; ${this.failureContext()}`)), timeoutMs);
       this.listeners.add(check);
       check();
     });
@@ -164,6 +164,13 @@ export class Vm {
     return this.output.slice(-chars);
   }
 
+  /** What a failed wait reports: the kernel's first signs of trouble (the tail alone may hold only
+   *  their consequences; CI keeps nothing but this message), then the console's tail. */
+  private failureContext(): string {
+    const first = firstTroubleLines(this.output);
+    return `${first.length > 0 ? `first kernel lines that look like trouble:\n${first.join('\n')}\n` : ''}console tail:\n${this.tail()}`;
+  }
+
   /** SIGTERM, then SIGKILL after 3 s; resolves once QEMU is gone. */
   async kill(): Promise<void> {
     if (!this.running) return;
@@ -172,6 +179,21 @@ export class Vm {
     await this.exited;
     clearTimeout(t);
   }
+}
+
+/**
+ * The first `max` kernel log lines (`[  136.4] ...`) that name an error, a timeout, a reset or a
+ * failure, in order, so that the start of a cascade (an NVMe command timing out) is in a failed
+ * test's message even when the console's tail holds only what followed (EXT4 I/O errors).
+ */
+export function firstTroubleLines(text: string, max = 12): string[] {
+  const found: string[] = [];
+  for (const m of text.matchAll(/\[ *\d+\.\d{6}\] [^\r\n]*/g)) {
+    if (!/\b(error|timeout|timed out|reset(ting)?|failed|failure|abort(ed|ing)?|panic)\b/i.test(m[0]) && !/\bBUG\b/.test(m[0])) continue;
+    found.push(m[0]);
+    if (found.length === max) break;
+  }
+  return found;
 }
 
 /**
