@@ -20,7 +20,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { repoRoot, startVm } from '../helpers/qemu.ts';
+import { repoRoot, startVm, TEST_DISK_CACHE } from '../helpers/qemu.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { ensureInitramfs } from '../helpers/initramfs-build.ts';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
@@ -72,8 +72,7 @@ test('unknown machine -> inspect: inventory exactly as QEMU was told, listed; se
   const scsi = randomDisk('scsi.img', 40 * MiB);
   const virt = randomDisk('virt.img', 32 * MiB);
   const virt4k = randomDisk('virt4k.img', 24 * MiB);
-  // cache=unsafe: why in DiskSpec.cache (qemu.ts)
-  const drive = (file: string, id: string, extra = '') => ['-drive', `file=${file},format=raw,if=none,id=${id},cache=unsafe${extra}`];
+  const drive = (file: string, id: string, extra = '') => ['-drive', `file=${file},format=raw,if=none,id=${id},cache=${TEST_DISK_CACHE}${extra}`];
   const hardware = [
     '-smbios', `type=1,manufacturer=BootyLabs,product=Inventory Rig,serial=INV-SER-0042,uuid=${uuid}`,
     ...drive(nvme.path, 'd0'), '-device', 'nvme,drive=d0,serial=NVME-INV-1',

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureInitramfs, type BuiltInitramfs } from '../helpers/initramfs-build.ts';
-import { startVm } from '../helpers/qemu.ts';
+import { startVm, TEST_DISK_CACHE } from '../helpers/qemu.ts';
 import { QemuNetLab } from '../helpers/qemu-netns-lab.ts';
 import { ensureTestRootfs, type TestRootfs } from '../helpers/test-rootfs.ts';
 import { describe, walk } from '../helpers/rootfs-tree.ts';
@@ -136,7 +136,7 @@ test('the same disk boots alone under UEFI (OVMF, SATA disk): grub-efi from the 
     name: 'rootfs-deploy-debian-uefi-firstboot', memMiB: 1024, disks: [],
     extraArgs: [
       '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmfCode}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
-      '-device', 'ahci,id=ahci', '-drive', `if=none,id=d0,file=${deployed},format=raw,cache=unsafe`, '-device', 'ide-hd,drive=d0,bus=ahci.0',
+      '-device', 'ahci,id=ahci', '-drive', `if=none,id=d0,file=${deployed},format=raw,cache=${TEST_DISK_CACHE}`, '-device', 'ide-hd,drive=d0,bus=ahci.0',
     ],
   }, t);
   const caps = await vm.waitFor(/BOOTY-TEST-CAPS ([^\r\n]*)[\r\n]/, markerMs);
@@ -175,8 +175,7 @@ test('a Debian rootfs tarball onto an empty 6 GiB SATA disk by the agent under U
   const vars = path.join(work, 'uefi-machine-OVMF_VARS.fd');
   fs.copyFileSync(ovmfVars, vars);
   const firmware = ['-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${ovmfCode}`, '-drive', `if=pflash,format=raw,unit=1,file=${vars}`];
-  // cache=unsafe: why in DiskSpec.cache (qemu.ts)
-  const sata = ['-device', 'ahci,id=ahci', '-drive', `if=none,id=d0,file=${disk},format=raw,cache=unsafe`, '-device', 'ide-hd,drive=d0,bus=ahci.0'];
+  const sata = ['-device', 'ahci,id=ahci', '-drive', `if=none,id=d0,file=${disk},format=raw,cache=${TEST_DISK_CACHE}`, '-device', 'ide-hd,drive=d0,bus=ahci.0'];
 
   const started = Date.now();
   const vm = await startVm({

@@ -6,7 +6,7 @@
 // between starts, -no-reboot ends QEMU at the guest's reboot or power-off.
 import fs from 'node:fs';
 import path from 'node:path';
-import { detectAccel, logDir, repoRoot, Vm, type AfterHook } from './qemu.ts';
+import { detectAccel, logDir, repoRoot, TEST_DISK_CACHE, Vm, type AfterHook } from './qemu.ts';
 
 export type Firmware = 'bios' | 'uefi';
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
@@ -63,8 +63,7 @@ export function firmwareVmArgs(o: FirmwareVmOptions, accel: 'kvm' | 'tcg'): stri
     a.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${o.varsFile}`);
   }
   const diskIndex = bios ? ',bootindex=2' : '';
-  // cache=unsafe: why in DiskSpec.cache (qemu.ts)
-  a.push('-drive', `if=none,id=d0,file=${o.disk},format=raw,cache=unsafe`);
+  a.push('-drive', `if=none,id=d0,file=${o.disk},format=raw,cache=${TEST_DISK_CACHE}`);
   if (o.diskBus === 'sata') a.push('-device', 'ahci,id=ahci', '-device', `ide-hd,drive=d0,bus=ahci.0${diskIndex}`);
   else a.push('-device', `virtio-blk-pci,drive=d0${diskIndex}`);
   a.push('-netdev', `tap,id=n0,ifname=${o.tap},script=no,downscript=no`,

@@ -22,16 +22,19 @@ export interface DiskSpec {
   /** virtio-blk (default), NVMe or virtio-scsi (sd) */
   bus?: 'virtio' | 'nvme' | 'scsi';
   readonly?: boolean;
-  /**
-   * QEMU's cache mode. Tests default to `unsafe` (guest flushes ignored): a test disk is a
-   * throwaway file, and with `writeback` every guest flush is an fdatasync on the host, a wait
-   * that grows with the other tests' writes. In one CI run a deployed Debian's NVMe disk (whose
-   * driver gives up on a command after 30 s) failed every write at first boot while the disk file
-   * was fine; host stalls are the likeliest cause, and a test gains nothing from real flushes.
-   * The bench passes `writeback`: there a flush costs what it costs on a real disk.
-   */
+  /** QEMU's cache mode: TEST_DISK_CACHE unless given (the bench passes `writeback`: there a
+   *  flush costs what it costs on a real disk) */
   cache?: 'unsafe' | 'writeback';
 }
+
+/**
+ * QEMU's cache mode for every test VM's disk: guest flushes ignored. A test disk is a throwaway
+ * file, and with `writeback` every guest flush is an fdatasync on the host, a wait that grows with
+ * the other tests' writes. In one CI run a deployed Debian's NVMe disk (whose driver gives up on a
+ * command after 30 s) failed every write at first boot while the disk file was fine; host stalls
+ * are the likeliest cause, and a test gains nothing from real flushes.
+ */
+export const TEST_DISK_CACHE = 'unsafe';
 
 export interface NicSpec {
   /** tap device name, in netns when given (QEMU then runs inside that namespace) */
@@ -219,7 +222,7 @@ export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
   }
   let scsi = false;
   (opts.disks ?? []).forEach((d, i) => {
-    const drive = `file=${d.path},format=${d.format ?? 'raw'},cache=${d.cache ?? 'unsafe'}${d.readonly ? ',readonly=on' : ''}`;
+    const drive = `file=${d.path},format=${d.format ?? 'raw'},cache=${d.cache ?? TEST_DISK_CACHE}${d.readonly ? ',readonly=on' : ''}`;
     switch (d.bus ?? 'virtio') {
       case 'virtio': a.push('-drive', `${drive},if=virtio`); break;
       case 'nvme': a.push('-drive', `${drive},if=none,id=disk${i}`, '-device', `nvme,drive=disk${i},serial=booty${i}`); break;
@@ -244,7 +247,7 @@ export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
  * and under TCG on a loaded host it panics ("IO-APIC + timer doesn't work!") before init runs.
  * For the same reason nvme_core.io_timeout=600: the NVMe driver resets a controller whose command
  * took 30 s of wall time, and a stalled host makes an emulated one take that long (see
- * DiskSpec.cache).
+ * TEST_DISK_CACHE).
  */
 export function kernelCmdline(append: string): string {
   const words = append.split(/\s+/).filter((w) => w !== '');
