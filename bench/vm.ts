@@ -15,7 +15,9 @@
 // before offering; known: each MAC has its address in dnsmasq's dhcp-host, as a machine whose
 // firmware or iPXE just got a lease has; the same for both agents either way), --rapid-commit
 // (dnsmasq offers rapid commit), --append 'WORDS' (more kernel command-line words for both),
-// --loud (no `quiet`).
+// --loud (no `quiet`), --profile (booty's main thread under V8's CPU profiler from /init to the
+// first bytes written: BOOTY_PROFILE=1, src/agent/boot-profile.ts; each boot's profile is saved
+// in .cache/bench and summarized, bench/vm/profile-summary.ts; implies --until first-byte).
 // Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -29,6 +31,8 @@ import { ensureTestImage } from '../test/helpers/test-image.ts';
 import { ensureBusyboxAgent } from './vm/busybox-agent.ts';
 import { bootyPhases, busyboxPhases, PHASES, phaseTimes, type PhaseName } from './vm/console-phases.ts';
 import { startNginx } from './vm/nginx-origin.ts';
+import { bundleOfInitrd, summarizeProfile } from './vm/profile-summary.ts';
+import { profileFromConsole } from '../src/agent/boot-profile.ts';
 
 const log = (s: string) => process.stderr.write(s + '\n');
 const GiB = 1024 ** 3;
@@ -52,7 +56,7 @@ async function main(): Promise<number> {
     args: process.argv.slice(2).filter((a) => a !== 'vm'),
     options: {
       cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
-      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, 'booty-compression': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false },
+      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, 'booty-compression': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
       lease: { type: 'string', default: 'new' }, 'rapid-commit': { type: 'boolean', default: false },
     },
   });
@@ -73,7 +77,7 @@ async function main(): Promise<number> {
   const image = await ensureTestImage(kind);
   const accel = await detectAccel(built.kernel);
   log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
-  const untilFirstByte = values.until === 'first-byte';
+  const untilFirstByte = values.until === 'first-byte' || values.profile;
   // --loud: every kernel message on the serial console (it costs boot time under TCG: measure it)
   const consoleArgs = values.loud ? 'console=ttyS0' : 'console=ttyS0 quiet';
   const extra = values.append === '' ? '' : ` ${values.append}`;
@@ -86,13 +90,13 @@ async function main(): Promise<number> {
   fs.copyFileSync(built.kernel, initramfs.kernel);
   // booty's builds, each booted in turn: given files, builds of the asked compressions, or the
   // default lz4 -1 build
-  const bootyBuilds: { label: string; initrd: string }[] = [];
+  const bootyBuilds: { label: string; initrd: string; bundle?: string }[] = [];
   for (const f of (values['booty-initrd'] ?? '').split(',').filter((x) => x !== '')) bootyBuilds.push({ label: path.basename(f), initrd: f });
   for (const c of compressions) {
     const b = await ensureInitramfs(c);
     const copy = path.join(work, `${c.label.replace(':', '-')}-${path.basename(b.initrd)}`);
     fs.copyFileSync(b.initrd, copy);
-    bootyBuilds.push({ label: c.label, initrd: copy });
+    bootyBuilds.push({ label: c.label, initrd: copy, bundle: b.bundle });
   }
   // the default: lz4 -1, the build for machines without KVM (its unpack under TCG takes half of
   // zstd -3's; README "In the VM")
@@ -100,10 +104,10 @@ async function main(): Promise<number> {
     const b = await ensureInitramfs({ compression: 'lz4', level: 1 });
     const copy = path.join(work, `lz4-1-${path.basename(b.initrd)}`);
     fs.copyFileSync(b.initrd, copy);
-    bootyBuilds.push({ label: 'lz4:1', initrd: copy });
+    bootyBuilds.push({ label: 'lz4:1', initrd: copy, bundle: b.bundle });
   }
   for (const b of bootyBuilds) log(`bench vm: booty build ${b.label}: ${b.initrd} (${(fs.statSync(b.initrd).size / 1e6).toFixed(1)} MB)`);
-  type Boot = { agent: 'booty' | 'busybox'; label: string; initrd: string };
+  type Boot = { agent: 'booty' | 'busybox'; label: string; initrd: string; bundle?: string };
   const boots: Boot[] = agents.flatMap((a): Boot[] =>
     a === 'booty' ? bootyBuilds.map((b) => ({ agent: a, ...b })) : [{ agent: a, label: 'busybox', initrd: '' }]);
   const prefix = `10.233.${20 + (process.pid % 200)}`;
@@ -130,7 +134,7 @@ async function main(): Promise<number> {
       for (const cpus of cpuList) {
         // alternate who goes first, so drifting load does not always favour the same agent
         const order = (r + cpus) % 2 === 0 ? boots : [...boots].reverse();
-        for (const { agent, label, initrd } of order) {
+        for (const { agent, label, initrd, bundle } of order) {
           n++;
           // a fresh MAC per boot: with --lease new dnsmasq treats each as a new client (address
           // probe and all), with --lease known each has its dhcp-host address (no probe)
@@ -141,7 +145,7 @@ async function main(): Promise<number> {
           let append: string;
           if (agent === 'booty') {
             lab.setAction(mac, { action: 'deploy', image: url, sha256: image.sha256.gz, grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff' });
-            append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${extra}`;
+            append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${values.profile ? ' BOOTY_PROFILE=1' : ''}${extra}`;
           } else {
             append = `${consoleArgs} BBURL=${url}${extra}`;
           }
@@ -157,6 +161,19 @@ async function main(): Promise<number> {
             if (untilFirstByte) await vm.waitFor(agent === 'booty' ? bootyPhases['first byte'] : busyboxPhases['first byte'], deployTimeoutMs);
             else await vm.waitExit(deployTimeoutMs);
           } catch (e) { note = (e as Error).message.split('\n')[0]; }
+          if (values.profile && agent === 'booty') {
+            try {
+              await vm.waitFor(/^booty-profile-end \d+/m, 300_000);
+              const json = profileFromConsole(vm.output);
+              if (json === undefined) throw new Error('the profile lines on the console are incomplete');
+              const file = path.join(repoRoot, '.cache', 'bench', `${path.basename(vm.logFile, '.log')}.cpuprofile`);
+              fs.mkdirSync(path.dirname(file), { recursive: true });
+              fs.writeFileSync(file, json);
+              const text = bundle !== undefined ? fs.readFileSync(bundle, 'utf8') : bundleOfInitrd(initrd);
+              log(`bench vm: boot profile of ${label}, ${cpus} vCPUs: ${file} (open it in Chrome's DevTools, Performance)`);
+              for (const l of summarizeProfile(json, text, vm.output)) log(`  ${l}`);
+            } catch (e) { log(`bench vm: no boot profile: ${(e as Error).message.split('\n')[0]}`); }
+          }
           await vm.kill();
           const wall = (Date.now() - started) / 1000;
           const phases = phaseTimes(vm.output, agent === 'booty' ? bootyPhases : busyboxPhases);

@@ -30,6 +30,7 @@ import { reportLldpNeighbors } from '../inventory/lldp.ts';
 import { mountEfivars } from './efivars.ts';
 import { waitForOperator } from './inspect-wait.ts';
 import { describeKernelTimeline, parseKernelTimeline, readKmsg } from './kernel-timeline.ts';
+import { bootProfiler, dumpBootProfile } from './boot-profile.ts';
 
 const totalSteps = 7;
 
@@ -118,6 +119,11 @@ class Agent {
     try { this.out.calibrate(fs.readFileSync('/proc/uptime', 'utf8')); } catch { /* no /proc: stamps stay relative */ }
     try { this.out.openFile(logPath); } catch (e) { this.log.warn(`cannot open ${logPath}: ${(e as Error).message}`); }
     this.begin(1, 'mount filesystems');
+    // BOOTY_PROFILE=1: the profile /init started goes to the console at the first bytes written
+    if (bootProfiler() !== undefined) {
+      this.log.info('boot profile: V8\'s CPU profiler runs (BOOTY_PROFILE=1); printed on the console at the deploy\'s first bytes or the action\'s end');
+      this.log.addSink((_level, message) => { if (/^deploy: first bytes reached the writer|^step 7\//.test(message)) dumpBootProfile(message); });
+    }
     this.log.info(`booty ${process.version === '' ? '' : `on node ${process.version} `}as PID ${process.pid}`);
     for (const m of early.messages) this.log.info(m);
     for (const p of early.problems) this.log.error(p);
@@ -312,6 +318,7 @@ class Agent {
 
   private async failInner(err: unknown): Promise<never> {
     this.log.error(describeError(err));
+    dumpBootProfile('failure');
     if (!isBootyError(err) && err instanceof Error && err.stack !== undefined) this.log.debug(err.stack);
     let diskState: DiskState = (isBootyError(err) ? err.diskState : undefined) ?? this.state.diskState;
     let diskNote = this.state.diskNote;
