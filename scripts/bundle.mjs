@@ -12,7 +12,7 @@
 // self-contained file; src/image/parallel/worker-start.ts starts a worker from that text (eval) in a bundle
 // and from its .ts file in the sources, and says why this way.
 import { build } from 'esbuild';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -99,6 +99,28 @@ export const embedP2p = {
   },
 };
 
+/** Two of undici's loads that the agent's boot pays for and a deploy needs neither of (each a
+ *  tenth of a second or more under QEMU's TCG, before the action can be fetched; README "In the
+ *  VM"): client.js requires client-h2.js, which requires node:http2, at its top level: here it
+ *  requires it on the first HTTP/2 connection (an https origin that picks h2 by ALPN), the same
+ *  code on demand; and undici's files get scripts/stubs/bundle-undici/assert.cjs for node:assert
+ *  (undici only calls assert(value)). The build fails if undici's line changes (the pinned
+ *  version is in package-lock.json); test/unit/build-bundle-undici.test.ts checks both. */
+export const lazyUndiciParts = {
+  name: 'booty-lazy-undici-parts',
+  setup(b) {
+    const eager = "const connectH2 = require('./client-h2.js')";
+    const lazy = "let connectH2Module; const connectH2 = (client, socket) => (connectH2Module ??= require('./client-h2.js'))(client, socket)";
+    b.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (text.split(eager).length !== 2) throw new Error(`bundle: ${args.path} no longer has the line \`${eager}\` once: update lazyUndiciParts in scripts/bundle.mjs`);
+      return { contents: text.replace(eager, lazy), loader: 'js' };
+    });
+    b.onResolve({ filter: /^(node:)?assert$/ }, (args) => (/[\\/]node_modules[\\/]undici[\\/]/.test(args.importer)
+      ? { path: path.join(root, 'scripts', 'stubs', 'bundle-undici', 'assert.cjs') } : undefined));
+  },
+};
+
 /** Replaces src/config/schema-compile.ts (ajv compiling each schema at run time) with the
  *  validators ajv generated from the same schemas now (src/build/schema-standalone.ts): the
  *  bundle neither carries nor runs ajv's compiler. */
@@ -130,7 +152,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
     platform: 'node',
     target: 'node26',
     external: ['koffi'],
-    plugins: [embedWorkers, embedP2p, standaloneSchemas],
+    plugins: [embedWorkers, embedP2p, standaloneSchemas, lazyUndiciParts],
     ...(format === 'esm'
       ? {
         // CommonJS dependencies (undici, ajv, tar-stream) call require() for Node built-ins; an

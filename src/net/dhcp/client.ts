@@ -6,7 +6,6 @@
 // a Clock, so unit tests drive it with a fake server and a fake clock, and the same code talks
 // to a real dnsmasq through the UDP transport (udp-transport.ts).
 import { EventEmitter } from 'node:events';
-import { randomInt } from 'node:crypto';
 import type { Logger } from '../../util/log.ts';
 import { BootyError } from '../../util/errors.ts';
 import type { Clock } from './clock.ts';
@@ -168,7 +167,10 @@ export class DhcpClient extends EventEmitter<DhcpClientEvents> {
       rapidCommit: opts.rapidCommit ?? true,
     };
     this.#clock = opts.clock ?? realClock;
-    this.#random = opts.random ?? (() => randomInt(0, 1 << 30) / (1 << 30));
+    // Math.random, not node:crypto: the xid only tells this client's exchanges apart from other
+    // clients' (everyone on the segment reads it in the broadcast DISCOVER: it is no secret), and
+    // loading node:crypto before the first DISCOVER costs tenths of a second under QEMU's TCG.
+    this.#random = opts.random ?? Math.random;
     this.#chaddr = macToBytes(opts.mac);
     opts.transport.onPacket((p) => this.#onPacket(p));
   }
