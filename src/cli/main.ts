@@ -34,11 +34,13 @@ export async function main(argv: string[]): Promise<number> {
     return runAgent();
   }
   const [name, ...rest] = argv;
-  // initramfs/init --make-code-cache: load the agent's modules without running it, so the V8 code
-  // cache of the bundle also holds what the agent compiles as it loads (its imports' top levels)
+  // initramfs/init --make-code-cache: load the agent's modules without running it and run its
+  // boot's pure paths (src/agent/code-cache-warm.ts), so the V8 code cache of the bundle also
+  // holds what the agent compiles as it loads and boots
   if (name === '--load-agent-only') {
     await import('../agent/main.ts');
     await import('../agent/after-lease.ts');
+    await (await import('../agent/code-cache-warm.ts')).exerciseBootPaths();
     return 0;
   }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
