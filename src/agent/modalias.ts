@@ -17,6 +17,24 @@ export interface ModuleIndex {
   deps: Map<string, { path: string; deps: string[] }>;
   softdeps: Map<string, { pre: string[]; post: string[] }>;
   builtin: Set<string>;
+  /** aliases by their literal prefix (built on first use by modulesForModalias) */
+  byPrefix?: AliasLookup;
+}
+
+/** Positions in `aliases` by literal prefix, and the prefix lengths there are: a modalias is
+ *  tried against the aliases whose prefix it starts with, found with one map lookup per
+ *  length, instead of against every alias (a scan runs every round and every poll of step 3,
+ *  over every device, with thousands of aliases on a real server's initramfs). */
+interface AliasLookup { lengths: number[]; positions: Map<string, number[]> }
+
+function aliasLookup(aliases: AliasEntry[]): AliasLookup {
+  const positions = new Map<string, number[]>();
+  aliases.forEach((a, i) => {
+    const list = positions.get(a.prefix);
+    if (list === undefined) positions.set(a.prefix, [i]); else list.push(i);
+  });
+  const lengths = [...new Set(aliases.map((a) => a.prefix.length))].sort((x, y) => x - y);
+  return { lengths, positions };
 }
 
 /** `kernel/drivers/block/virtio_blk.ko` -> `virtio_blk` (dashes become underscores, as the kernel names modules). */
@@ -114,9 +132,18 @@ export function buildIndex(files: { alias: string; dep: string; softdep?: string
 
 /** Every module whose alias pattern matches this modalias (usually one; none for most devices). */
 export function modulesForModalias(index: ModuleIndex, modalias: string): string[] {
+  const lookup = index.byPrefix ??= aliasLookup(index.aliases);
+  const candidates: number[] = [];
+  for (const len of lookup.lengths) {
+    if (len > modalias.length) break;
+    const at = lookup.positions.get(modalias.slice(0, len));
+    if (at !== undefined) candidates.push(...at);
+  }
+  // in the order of modules.alias, as modprobe lists them
+  candidates.sort((x, y) => x - y);
   const found: string[] = [];
-  for (const a of index.aliases) {
-    if (!modalias.startsWith(a.prefix)) continue;
+  for (const i of candidates) {
+    const a = index.aliases[i];
     a.re ??= globToRegExp(a.pattern);
     if (a.re.test(modalias) && !found.includes(a.module)) found.push(a.module);
   }
