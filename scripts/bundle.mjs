@@ -12,7 +12,7 @@
 // self-contained file; src/image/parallel/worker-start.ts starts a worker from that text (eval) in a bundle
 // and from its .ts file in the sources, and says why this way.
 import { build } from 'esbuild';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -105,7 +105,7 @@ export const embedP2p = {
  *  requires it on the first HTTP/2 connection (an https origin that picks h2 by ALPN), the same
  *  code on demand; and undici's files get scripts/stubs/bundle-undici/assert.cjs for node:assert
  *  (undici only calls assert(value)). The build fails if undici's line changes (the pinned
- *  version is in package-lock.json); test/unit/build-bundle-undici.test.ts checks both. */
+ *  version is in package-lock.json); test/unit/build-bundle-boot.test.ts checks both. */
 export const lazyUndiciParts = {
   name: 'booty-lazy-undici-parts',
   setup(b) {
@@ -135,6 +135,16 @@ export const standaloneSchemas = {
     });
   },
 };
+
+/** The CommonJS bundle (the initramfs's) in ASCII: esbuild escapes what is not ASCII in strings,
+ *  regular expressions and names, but keeps it in the comments it leaves; those become \u
+ *  escapes too (the same text in a comment, the same value anywhere else), so that /init can read
+ *  the bundle as latin1, a copy, instead of decoding UTF-8 (tens of milliseconds under TCG). */
+async function asciiOnly(file) {
+  const text = await readFile(file, 'utf8');
+  const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (ascii !== text) await writeFile(file, ascii);
+}
 
 /** 'cjs' for a .cjs output file, else 'esm'. */
 export function formatFor(outfile) {
@@ -172,6 +182,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
     legalComments: 'none',
     logLevel: 'warning',
   });
+  if (format === 'cjs') await asciiOnly(outfile);
   return outfile;
 }
 

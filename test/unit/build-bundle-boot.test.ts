@@ -1,5 +1,6 @@
-// undici in the bundle (scripts/bundle.mjs lazyUndiciParts): node:http2 loads only when an https
-// origin picks HTTP/2, and undici's node:assert is booty's small stub; the agent's modules load
+// What the agent's boot reads and loads from the CommonJS bundle (scripts/bundle.mjs): the file is
+// ASCII (/init reads it as latin1); node:http2 loads only when an https origin picks HTTP/2 and
+// undici's node:assert is booty's small stub (lazyUndiciParts), so the agent's modules load
 // without either, and an h2 origin (node:http2's own server, TLS with a certificate made by
 // openssl, HTTP/1.1 refused) still answers through the bundled client.
 import { test } from 'node:test';
@@ -26,10 +27,13 @@ function tempDir(tag: string): string {
   return fs.mkdtempSync(path.join(root, 'dist', `.test-${tag}-`));
 }
 
-test('the agent loads from the bundle without node:http2 and node:assert', { timeout: 180_000 }, async () => {
+test('the bundle is ASCII, and the agent loads from it without node:http2 and node:assert', { timeout: 180_000 }, async () => {
   const dir = tempDir('undici-agent');
   try {
     const out = await bundler.bundle(path.join(dir, 'booty.cjs'));
+    const bytes = fs.readFileSync(out);
+    const high = bytes.findIndex((b) => b > 0x7f);
+    assert.equal(high, -1, `a byte above 0x7f at ${high}: ${bytes.subarray(Math.max(0, high - 40), high + 10).toString('utf8')}`);
     const probe = path.join(dir, 'probe.cjs');
     fs.writeFileSync(probe, `${WATCH}\nprocess.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify(watched()) + '\\n'));\n`);
     // --load-agent-only: the agent's modules and its HTTP warm-up request, as the code cache's run does
