@@ -17,7 +17,8 @@
 // (dnsmasq offers rapid commit), --append 'WORDS' (more kernel command-line words for both),
 // --loud (no `quiet`), --profile (booty's main thread under V8's CPU profiler from /init to the
 // first bytes written: BOOTY_PROFILE=1, src/agent/boot-profile.ts; each boot's profile is saved
-// in .cache/bench and summarized, bench/vm/profile-summary.ts; implies --until first-byte).
+// in .cache/bench and summarized, bench/vm/profile-summary.ts; implies --until first-byte),
+// --profile-until written (the profile runs until the whole image is written instead).
 // Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -56,7 +57,7 @@ async function main(): Promise<number> {
     args: process.argv.slice(2).filter((a) => a !== 'vm'),
     options: {
       cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
-      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, 'booty-compression': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
+      until: { type: 'string' }, 'booty-initrd': { type: 'string' }, 'booty-compression': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false }, 'profile-until': { type: 'string', default: 'first-byte' },
       lease: { type: 'string', default: 'new' }, 'rapid-commit': { type: 'boolean', default: false },
     },
   });
@@ -77,7 +78,9 @@ async function main(): Promise<number> {
   const image = await ensureTestImage(kind);
   const accel = await detectAccel(built.kernel);
   log(`bench vm: ${accel}, image ${path.basename(image.gz)} (${(image.bytes.gz / 1e6).toFixed(0)} MB gzip, ${(image.size / GiB).toFixed(1)} GiB raw)`);
-  const untilFirstByte = values.until === 'first-byte' || values.profile;
+  if (values['profile-until'] !== 'first-byte' && values['profile-until'] !== 'written') { log('bench vm: --profile-until is first-byte or written'); return 2; }
+  const profileWritten = values.profile && values['profile-until'] === 'written';
+  const untilFirstByte = values.until === 'first-byte' || (values.profile && !profileWritten);
   // --loud: every kernel message on the serial console (it costs boot time under TCG: measure it)
   const consoleArgs = values.loud ? 'console=ttyS0' : 'console=ttyS0 quiet';
   const extra = values.append === '' ? '' : ` ${values.append}`;
@@ -145,7 +148,7 @@ async function main(): Promise<number> {
           let append: string;
           if (agent === 'booty') {
             lab.setAction(mac, { action: 'deploy', image: url, sha256: image.sha256.gz, grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff' });
-            append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${values.profile ? ' BOOTY_PROFILE=1' : ''}${extra}`;
+            append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${values.profile ? ` BOOTY_PROFILE=${profileWritten ? 'written' : '1'}` : ''}${extra}`;
           } else {
             append = `${consoleArgs} BBURL=${url}${extra}`;
           }
@@ -159,6 +162,7 @@ async function main(): Promise<number> {
           let note = '';
           try {
             if (untilFirstByte) await vm.waitFor(agent === 'booty' ? bootyPhases['first byte'] : busyboxPhases['first byte'], deployTimeoutMs);
+            else if (profileWritten && agent === 'booty') await vm.waitFor(bootyPhases.written, deployTimeoutMs);
             else await vm.waitExit(deployTimeoutMs);
           } catch (e) { note = (e as Error).message.split('\n')[0]; }
           if (values.profile && agent === 'booty') {
@@ -181,6 +185,10 @@ async function main(): Promise<number> {
           if (untilFirstByte) {
             ok = phases['first byte'] !== undefined;
             if (!ok) note ||= 'no first byte';
+          } else if (profileWritten && agent === 'booty') {
+            // stopped once written and profiled: the verified write is the agent's own line
+            ok = phases.written !== undefined;
+            if (!ok) note ||= 'the image was not written';
           } else if (agent === 'booty') {
             const m = lab.machine(mac);
             const result = m?.result as { ok?: boolean; sha256?: string } | undefined;

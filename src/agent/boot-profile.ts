@@ -1,7 +1,8 @@
 // A developer's view of where the agent's boot goes (`npm run bench -- vm --profile`, README
 // "In the VM"): with BOOTY_PROFILE=1 on the kernel command line, /init (initramfs/init) starts
 // V8's CPU profiler before the bundle loads; this prints the profile on the console once the
-// deploy's first bytes reached the disk (or the action ended, or failed), as gzip+base64 lines
+// deploy's first bytes reached the disk (BOOTY_PROFILE=written: once the whole image is written;
+// or the action ended, or failed), as gzip+base64 lines
 // the bench collects. Inside a guest under QEMU's TCG no other profiler reaches the agent: there
 // is no file system the host can read until the VM is gone, and --cpu-prof writes only at exit,
 // which PID 1 never does.
@@ -9,9 +10,15 @@ import fs from 'node:fs';
 import type { Session } from 'node:inspector';
 import zlib from 'node:zlib';
 
-/** The in-process inspector session /init started the profiler on, when BOOTY_PROFILE=1. */
+/** The in-process inspector session /init started the profiler on, when BOOTY_PROFILE is set. */
 export function bootProfiler(): Session | undefined {
   return (globalThis as Record<symbol, unknown>)[Symbol.for('booty.bootProfiler')] as Session | undefined;
+}
+
+/** The log line that ends the profile: the deploy's first bytes (BOOTY_PROFILE=1), the whole
+ *  image written and verified (BOOTY_PROFILE=written); step 7 (the action's end) either way. */
+export function profileEndLine(setting: string | undefined): RegExp {
+  return setting === 'written' ? /^deploy: wrote \d+ bytes|^step 7\// : /^deploy: first bytes reached the writer|^step 7\//;
 }
 
 /** Console lines that carry one profile: `booty-profile I N BASE64` for I in 1..N, then `booty-profile-end N BYTES`. */

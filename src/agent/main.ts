@@ -30,7 +30,7 @@ import { reportLldpNeighbors } from '../inventory/lldp.ts';
 import { mountEfivars } from './efivars.ts';
 import { waitForOperator } from './inspect-wait.ts';
 import { describeKernelTimeline, parseKernelTimeline, readKmsg } from './kernel-timeline.ts';
-import { bootProfiler, dumpBootProfile } from './boot-profile.ts';
+import { bootProfiler, dumpBootProfile, profileEndLine } from './boot-profile.ts';
 
 const totalSteps = 7;
 
@@ -119,10 +119,11 @@ class Agent {
     try { this.out.calibrate(fs.readFileSync('/proc/uptime', 'utf8')); } catch { /* no /proc: stamps stay relative */ }
     try { this.out.openFile(logPath); } catch (e) { this.log.warn(`cannot open ${logPath}: ${(e as Error).message}`); }
     this.begin(1, 'mount filesystems');
-    // BOOTY_PROFILE=1: the profile /init started goes to the console at the first bytes written
+    // BOOTY_PROFILE: the profile /init started goes to the console at the first bytes written (or all of them)
     if (bootProfiler() !== undefined) {
-      this.log.info('boot profile: V8\'s CPU profiler runs (BOOTY_PROFILE=1); printed on the console at the deploy\'s first bytes or the action\'s end');
-      this.log.addSink((_level, message) => { if (/^deploy: first bytes reached the writer|^step 7\//.test(message)) dumpBootProfile(message); });
+      const end = profileEndLine(process.env.BOOTY_PROFILE);
+      this.log.info(`boot profile: V8's CPU profiler runs (BOOTY_PROFILE=${process.env.BOOTY_PROFILE ?? ''}); printed on the console at ${end.source}`);
+      this.log.addSink((_level, message) => { if (end.test(message)) dumpBootProfile(message); });
     }
     this.log.info(`booty ${process.version === '' ? '' : `on node ${process.version} `}as PID ${process.pid}`);
     for (const m of early.messages) this.log.info(m);

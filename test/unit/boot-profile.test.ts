@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Session } from 'node:inspector/promises';
 import { createHash } from 'node:crypto';
-import { profileFromConsole, profileLines } from '../../src/agent/boot-profile.ts';
+import { profileEndLine, profileFromConsole, profileLines } from '../../src/agent/boot-profile.ts';
 import { summarizeProfile } from '../../bench/vm/profile-summary.ts';
 
 async function realProfile(): Promise<{ json: string; startS: number; endS: number }> {
@@ -47,4 +47,15 @@ test('the summary names where the time went, by module, by function and between 
   assert.match(out, /node:internal\/crypto\/hash|\(garbage collector\)|createHash|update/);
   assert.match(out, /after "step 5\/7: fetch the action": /);
   assert.match(out, /after "deploy: format gzip": /);
+});
+
+test('BOOTY_PROFILE says where the profile ends: the first bytes (1), the whole image (written), step 7 either way', () => {
+  const first = 'deploy: first bytes reached the writer (gzip)';
+  const written = 'deploy: wrote 2147483648 bytes (gzip, 131 MB over the network) in 16.6 s; sha256 ab12';
+  const step7 = 'step 7/7: reboot';
+  for (const setting of ['1', undefined]) {
+    assert.ok(profileEndLine(setting).test(first) && profileEndLine(setting).test(step7) && !profileEndLine(setting).test(written), String(setting));
+  }
+  assert.ok(!profileEndLine('written').test(first));
+  assert.ok(profileEndLine('written').test(written) && profileEndLine('written').test(step7));
 });
