@@ -5,11 +5,9 @@
 // request path; README "In the VM"). Only the paths that touch nothing outside this process:
 // parsing a sample action, matching sample modaliases, one HTTP request to this process itself.
 import { parseAction } from '../config/parse.ts';
-import type { Logger } from '../util/log.ts';
+import { silentLogger } from '../util/log.ts';
 import { warmHttp } from './http-warm-up.ts';
 import { buildIndex, modulesForModalias, planLoad } from './modalias.ts';
-
-const quiet: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, addSink: () => () => {} };
 
 // the shapes a booty server sends (a deploy with its options) and BOOTy's combined form
 const sampleActions: unknown[] = [
@@ -30,5 +28,5 @@ export async function exerciseBootPaths(): Promise<void> {
   const index = buildIndex(sampleModules);
   const wanted = ['pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00', 'virtio:d00000001v00001AF4'].flatMap((m) => modulesForModalias(index, m));
   planLoad(index, wanted, new Set());
-  await warmHttp(quiet);
+  await warmHttp(silentLogger);
 }
