@@ -5,19 +5,23 @@
 // seconds since boot, so both line up.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import { readCpio } from '../../src/build/cpio.ts';
 
 interface CallFrame { functionName: string; url: string; lineNumber: number }
 interface ProfileNode { id: number; callFrame: CallFrame; children?: number[] }
 interface CpuProfile { nodes: ProfileNode[]; startTime: number; endTime: number; samples: number[]; timeDeltas: number[] }
 
-/** The bundle (/usr/lib/booty/booty.cjs) inside an initramfs archive (gzip, zstd, lz4 or none). */
+/** The bundle (/usr/lib/booty/booty.cjs) inside an initramfs archive: gzip, zstd, lz4 (the
+ *  legacy format the kernel reads, which booty's lz4 builds use, or the frame format) or none. */
 export function bundleOfInitrd(initrd: string): string | undefined {
   const head = Buffer.alloc(4);
   const fd = fs.openSync(initrd, 'r');
   try { fs.readSync(fd, head, 0, 4, 0); } finally { fs.closeSync(fd); }
-  const unpack = head.readUInt32LE(0) === 0x184d2204 ? 'lz4 -dc' : head.readUInt32LE(0) === 0xfd2fb528 ? 'zstd -dc' : head[0] === 0x1f && head[1] === 0x8b ? 'gzip -dc' : 'cat';
+  const magic = head.readUInt32LE(0);
+  const unpack = magic === 0x184c2102 || magic === 0x184d2204 ? ['lz4', '-dc'] : magic === 0xfd2fb528 ? ['zstd', '-dc'] : head[0] === 0x1f && head[1] === 0x8b ? ['gzip', '-dc'] : undefined;
   try {
-    return execFileSync('sh', ['-c', `${unpack} "$1" | cpio -i --quiet --to-stdout usr/lib/booty/booty.cjs`, 'sh', initrd], { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'ignore'] }).toString('utf8');
+    const cpio = unpack === undefined ? fs.readFileSync(initrd) : execFileSync(unpack[0], [...unpack.slice(1), initrd], { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+    return readCpio(cpio).find((e) => e.name === 'usr/lib/booty/booty.cjs')?.data.toString('latin1');
   } catch {
     return undefined;
   }
