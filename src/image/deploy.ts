@@ -39,6 +39,7 @@ import { loadP2p } from '../p2p/load.ts';
 import { ImageChangedError, ResumableSource, ResumeGaveUpError, DEFAULT_RETRY_FOR_MS, DEFAULT_STALL_TIMEOUT_MS, type ImageByteStream } from './source/resumable-source.ts';
 import { ProgressTracker, formatBytes, formatRate, startProgressTicker, type ProgressSnapshot } from './progress.ts';
 import { HashTap, SizeLimitExceeded, peekHead } from './transforms.ts';
+import { hashThreadWhyNot } from '../sys/sha256-thread.ts';
 import { WriteTarget } from './sink/target.ts';
 import { ImageWriter } from './sink/writer.ts';
 import { deployQcow2 } from './qcow2/deploy-qcow2.ts';
@@ -494,7 +495,7 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const unverified = format === 'raw' && wanted === undefined
       ? 'raw image, no checksum: nothing verified these bytes (give --sha256, or serve the image from booty server, which sends its X-Image-Sha256)' : undefined;
     if (unverified !== undefined) log.warn(`deploy: ${unverified}`);
-    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${w instanceof ImageWriter ? `; ${w.flusher.describe()}` : ''}${faults}`);
+    log.info(`deploy: wrote ${formatBytes(w.bytes)} (${format}, ${formatBytes(hash.bytes)} served) in ${seconds.toFixed(1)} s, ${formatRate(w.bytes / seconds)}; ${formatBytes(w.zeroBytes)} as zero runs via ${target.zeroMethod}; sha256 ${sha256}${wanted !== undefined ? ' (verified)' : ''}${frames}${decodedOn}${w instanceof ImageWriter ? `; ${w.flusher.describe()}` : ''}${hash.offloaded > 0 ? `; sha256 of ${formatBytes(hash.offloaded)} of it on a pool thread (the main thread was busy)` : hash.canOffload ? '' : `; sha256 on the main thread only (${hashThreadWhyNot()})`}${faults}`);
     return {
       bytesWritten: w.bytes, wireBytes: hash.bytes, sha256, format, seconds, zeroBytes: w.zeroBytes, rereadSkipped, resumes: counters.resumes, restarts: counters.restarts,
       ...(unverified !== undefined ? { unverified } : {}),

@@ -3,32 +3,58 @@
 // passing more than N bytes), ChunkAligner (re-cut arbitrary chunks into fixed-size blocks in
 // caller-provided, aligned buffers) and peekHead (look at a stream's first bytes, then put them
 // back).
-import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { streamSha256, type StreamSha256 } from '../sys/sha256-thread.ts';
+import { HashPlacer } from './hash-placement.ts';
 
-/** Passes chunks through unchanged while hashing and counting them. */
+/** bytes the hash may fall behind the stream before the stream waits for it */
+const HASH_LAG = 4 << 20;
+
+/** Passes chunks through unchanged while computing their sha256 and counting them. The hash runs
+ *  on the main thread, or on libuv's pool while the main thread is the busy one
+ *  (hash-placement.ts, sha256-thread.ts). */
 export class HashTap extends Transform {
   bytes = 0;
-  private readonly hash: Hash;
+  private readonly hash: StreamSha256;
+  private readonly placer: HashPlacer | undefined;
   private digestHex: string | undefined;
   private readonly onChunk: ((n: number) => void) | undefined;
 
-  constructor(opts: { algorithm?: string; onChunk?: (n: number) => void } = {}) {
+  constructor(opts: { onChunk?: (n: number) => void; placer?: HashPlacer } = {}) {
     super();
-    this.hash = createHash(opts.algorithm ?? 'sha256');
+    this.hash = streamSha256();
+    this.placer = !this.hash.canOffload ? undefined : opts.placer ?? (HashPlacer.useful() ? new HashPlacer() : undefined);
     this.onChunk = opts.onChunk;
   }
 
+  /** bytes hashed on the pool rather than the main thread */
+  get offloaded(): number {
+    return this.hash.offloaded;
+  }
+
+  /** false: node:crypto on the main thread only (sha256-thread.ts hashThreadWhyNot says why) */
+  get canOffload(): boolean {
+    return this.hash.canOffload;
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const move = this.placer?.tick(this.hash.offload);
+    if (move !== undefined) this.hash.offload = move;
     this.hash.update(chunk);
     this.bytes += chunk.length;
     this.onChunk?.(chunk.length);
-    cb(null, chunk);
+    this.push(chunk);
+    if (this.hash.queued <= HASH_LAG) cb();
+    else this.hash.below(HASH_LAG / 2).then(() => cb(), cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.hash.digest().then((d) => { this.digestHex = d; cb(); }, cb);
   }
 
   /** hex digest of everything that passed; valid once the stream ended */
   digest(): string {
-    this.digestHex ??= this.hash.digest('hex');
+    if (this.digestHex === undefined) throw new Error('HashTap: the digest is known once the stream ended');
     return this.digestHex;
   }
 }
