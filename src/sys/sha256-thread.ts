@@ -12,7 +12,7 @@
 //
 // At first use a known input is hashed both ways and must agree (selfCheck); where koffi or the
 // symbols are missing, the check fails, or BOOTY_HASH_THREAD=0, hashing stays on the calling
-// thread with node:crypto (`whyNot()` says why, for the logs).
+// thread with node:crypto (`hashThreadWhyNot()` says why, for the logs).
 import { createHash, type Hash } from 'node:crypto';
 import { koffi } from './libc.ts';
 
