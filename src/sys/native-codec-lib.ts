@@ -82,6 +82,7 @@ export class NativeCodecLib {
   }
 }
 
-function firstLine(e: unknown): string {
+/** The first line of an error's message (koffi's load errors run to several lines), for logs. */
+export function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0];
 }

@@ -15,6 +15,7 @@
 // thread with node:crypto (`hashThreadWhyNot()` says why, for the logs).
 import { createHash, type Hash } from 'node:crypto';
 import { koffi } from './libc.ts';
+import { firstLine } from './native-codec-lib.ts';
 
 interface Sha256Fns {
   init: (ctx: Buffer) => number;
@@ -41,7 +42,7 @@ function load(): { fns: Sha256Fns | undefined; why: string } {
       final: lib.func('int SHA256_Final(_Out_ uint8_t *md, uint8_t *ctx)') as Sha256Fns['final'],
     };
   } catch (e) {
-    loaded = { fns: undefined, why: `OpenSSL's SHA256 functions not found in the process: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}` };
+    loaded = { fns: undefined, why: `OpenSSL's SHA256 functions not found in the process: ${firstLine(e)}` };
     return loaded;
   }
   const problem = selfCheck(fns);
