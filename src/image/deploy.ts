@@ -8,7 +8,6 @@
 // the image offset reached and what the disk holds now.
 import { trimMallocWhileRunning } from '../sys/malloc.ts';
 import { LIBDEFLATE } from '../sys/libdeflate.ts';
-import { ISAL } from '../sys/isal.ts';
 import { LIBLZMA } from '../sys/liblzma.ts';
 import { LIBBZ2 } from '../sys/libbz2.ts';
 import os from 'node:os';
@@ -29,7 +28,7 @@ import { XzBlockDecompressor, firstBlockSize, xzBlocksSplittable, MAX_BLOCK as M
 import { PlacedBlockWriter } from './parallel/xz-placed-writer.ts';
 import { BlockWriteError } from './parallel/block-decode-pool.ts';
 import { Bzip2BlockDecompressor } from './parallel/bzip2-block-decompress.ts';
-import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker } from './parallel/decode-worker.ts';
+import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker, prestartDecodeWorker } from './parallel/decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
 import { GzipIndexError, openGzipIndex, summarizeGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
@@ -182,6 +181,9 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
 
   const counters = { resumes: 0, restarts: 0 };
   const stopTrim = trimMallocWhileRunning();
+  // the decode worker starts (and measures the gzip engines) while the request is on its way; the
+  // agent started one during its DHCP wait already (a second call keeps that one)
+  if (opts.workers !== 0 && ['auto', 'gzip', 'zstd'].includes(opts.format ?? 'auto') && decodeWorkerSupported()) prestartDecodeWorker();
   try {
     const attempt: Attempt = { xzInOrder: false };
     for (;;) {
@@ -200,6 +202,8 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       }
     }
   } finally {
+    // not taken (a deploy that failed before decoding): not kept alive for nothing
+    dropPrestartedDecodeWorker();
     stopTrim();
   }
 }
@@ -297,7 +301,9 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
         0, 'untouched', 'give the image\'s sha256 (sha256sum IMAGE where it is stored) with --sha256 or the action\'s "sha256", or serve it from booty server, which records it at upload');
     }
     if (format === 'qcow2') {
-      // positional writes from one sequential download, tables read by Range (qcow2/deploy-qcow2.ts)
+      // positional writes from one sequential download, tables read by Range (qcow2/deploy-qcow2.ts),
+      // on its own workers
+      dropPrestartedDecodeWorker();
       const r = await deployQcow2({
         url: opts.image, headers: opts.headers, signal: opts.signal, disk, diskPath: opts.disk, source, body, head: peeked.head, expectedSha,
         tracker, onProgress: opts.onProgress, progressIntervalMs: opts.progressIntervalMs, workers: opts.workers, log,
@@ -346,23 +352,31 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     let decoder: (Transform & { bytesWritten: number }) | undefined;
     let decodeThread: DeployResult['decodedOn'] = 'main';
     const placeXz = format === 'xz' && !attempt.xzInOrder && gzIndex === undefined && (opts.workers ?? defaultBlockWorkers()) > 0 && LIBLZMA.forWorkers() !== undefined && xzPlaced(peeked.head);
+    const framesPath = gzIndex === undefined && (format === 'gzip' || format === 'zstd') && workers > 0 && framesSplittable(format, peeked.head);
+    const streamOnWorker = gzIndex === undefined && !framesPath && (format === 'gzip' || format === 'zstd') && decodeWorkerSupported() && opts.workers !== 0;
+    // a decode worker started ahead of time (by the agent, or by deploy() before its request) that
+    // this path does not take: ended before the path's own workers start (peak RSS)
+    if (!streamOnWorker) dropPrestartedDecodeWorker();
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });
       decodeThread = 'segments';
       log.info(`deploy: inflating the gzip image in ${gzIndex.header.count} segments on ${segmentWorkers} worker threads (gzip index; ${(decoder as SegmentInflater).inflate === 'libdeflate' ? 'libdeflate' : LIBDEFLATE.status()})`);
-    } else if ((format === 'gzip' || format === 'zstd') && workers > 0 && framesSplittable(format, peeked.head)) {
+    } else if (framesPath) {
       pool = new CodecPool(workers);
       decoder = new ParallelDecompressor({ format, pool });
       decodeThread = 'frames';
       log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${LIBDEFLATE.status()})` : ''}`);
-    } else if ((format === 'gzip' || format === 'zstd') && decodeWorkerSupported() && opts.workers !== 0) {
+    } else if (streamOnWorker) {
       // on any number of cores, one too: a worker decoding large batches synchronously (igzip for
       // gzip) costs less CPU than node:zlib's stream on the main thread, whose every chunk is a
       // thread-pool round trip (README, "One core")
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
-      const whyNot = decodeWorker.engine === 'ISA-L igzip' ? '' : ISAL.whyNot();
-      if (format === 'gzip') log.info(`deploy: inflating one gzip stream on a worker thread${decodeWorker.prestarted ? ' started ahead of time' : ''} (${decodeWorker.engine}${whyNot === '' ? '' : `; ${whyNot}`})`);
+      const ahead = decodeWorker.prestarted ? ' started ahead of time' : '';
+      // the worker says which engine once it has measured them (before its first block)
+      void decodeWorker.engineChoice.then((c) => {
+        if (c !== undefined) log.info(`deploy: inflating one gzip stream on a worker thread${ahead} (${c.engine}${c.reason === '' ? '' : `; ${c.reason}`})`);
+      });
     } else if (placeXz) {
       // xz blocks over the in-order budget (xz -T0 -6): each written at its own offset by its worker
       blockPool = new BlockDecodePool(opts.workers ?? defaultBlockWorkers());
@@ -381,8 +395,6 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       if (format === 'xz') log.info(`deploy: decoding xz with ${LIBLZMA.status()} on up to ${os.availableParallelism()} of its threads (blocks in parallel where the file has several)`);
       if (format === 'bzip2') log.info(`deploy: decoding bzip2 with ${LIBBZ2.status()}`);
     }
-    // a decode worker the agent started ahead of time (prestartDecodeWorker) and this deploy did not take
-    if (decodeWorker === undefined) dropPrestartedDecodeWorker();
     const sinkOptions = {
       target,
       limit: disk.kind === 'file' && disk.size === 0 ? undefined : Math.min(disk.size, target.info.size || disk.size),

@@ -95,14 +95,15 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
       received.length = 0;
       assert.match(await run({ PATH: '/usr/bin:/usr/sbin' }, '--level', '1'), /level 1 \(ISA-L igzip\)/);
       assert.ok(gunzipSync(Buffer.concat(received)).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'the level 1 upload gunzips to the disk');
-      // and deploys back through igzip's streaming inflate on the decode worker (2+ cores)
+      // and deploys back on the decode worker, igzip's streaming inflate measured against
+      // node:zlib's in the worker (so ISA-L loaded there and decoded the sample right)
       writeFileSync(path.join(rootDir, 'tmp/x.img.gz'), Buffer.concat(received));
       writeFileSync(path.join(rootDir, 'tmp/out.img'), ''); // an empty file grows to the image
       const deployed = await new Promise<string>((resolve, reject) => {
         execFile('chroot', [rootDir, '/usr/bin/node', '/usr/lib/booty/booty.cjs', 'deploy', '--image', '/tmp/x.img.gz', '--disk', '/tmp/out.img', '-q'],
           { env: { PATH: '/usr/bin:/usr/sbin' } }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stderr + stdout)));
       });
-      assert.match(deployed, /inflating one gzip stream on a worker thread \(ISA-L igzip\)/, deployed);
+      assert.match(deployed, /inflating one gzip stream on a worker thread started ahead of time \((ISA-L igzip|node:zlib); measured [^)]*igzip [\d.]+ MB\/s, node:zlib [\d.]+ MB\/s/, deployed);
       assert.ok(readFileSync(path.join(rootDir, 'tmp/out.img')).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'deployed bit-exact');
       // xz (xz -T2, blocks in parallel) and bzip2 images through the packed liblzma and libbz2
       for (const [ext, tool] of [['xz', ['xz', '-T2', '--block-size=1MiB', '-c']], ['bz2', ['bzip2', '-c']]] as const) {

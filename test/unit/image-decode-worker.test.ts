@@ -2,8 +2,8 @@
 // (decompress.ts) on the same inputs: the same bytes out, the same input consumed (trailing bytes),
 // the same errors, in both of its modes (copies, and blocks lent to a consumer that gives them
 // back), however the input is chunked, and with memory bounded by its blocks. gzip runs on both of
-// its engines: ISA-L's igzip (the default where libisal2 loads: host-deps installs it) and
-// node:zlib's own handle.
+// its engines, each asked for by name: ISA-L's igzip (libisal2: host-deps installs it) and
+// node:zlib's own handle; the default measures both (gunzip-engine-choice.ts) and says so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +12,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createDecompressor, describeDecodeError, trailingBytes } from '../../src/image/format/decompress.ts';
 import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker, prestartDecodeWorker } from '../../src/image/parallel/decode-worker.ts';
+import { ZLIB_MARGIN } from '../../src/image/parallel/gunzip-engine-choice.ts';
 import { takeLoan } from '../../src/image/sink/block-loan.ts';
 import { bufferAddress } from '../../src/sys/blockdev.ts';
 import { CodecPool } from '../../src/image/parallel/codec-pool.ts';
@@ -34,8 +35,8 @@ type Engine = 'ISA-L igzip' | 'node:zlib';
 const ENGINES: Engine[] = ['ISA-L igzip', 'node:zlib'];
 
 async function viaWorker(format: Format, input: Buffer, opts: { chunk?: number; lend?: boolean; blockSize?: number; blocks?: number; engine?: Engine } = {}): Promise<Decoded> {
-  const d = new DecodeWorker({ format, lend: opts.lend, blockSize: opts.blockSize ?? 64 << 10, blocks: opts.blocks ?? 3, maxInput: 256 << 10, ...(opts.engine === 'node:zlib' ? { isal: null } : {}) });
-  if (format === 'gzip') assert.equal(d.engine, opts.engine ?? 'ISA-L igzip', 'libisal2 is installed by scripts/host-deps.sh');
+  const d = new DecodeWorker({ format, lend: opts.lend, blockSize: opts.blockSize ?? 64 << 10, blocks: opts.blocks ?? 3, maxInput: 256 << 10, gunzip: opts.engine ?? 'ISA-L igzip' });
+  if (format === 'gzip') assert.equal((await d.engineChoice)?.engine, opts.engine ?? 'ISA-L igzip', 'libisal2 is installed by scripts/host-deps.sh');
   const parts: Buffer[] = [];
   let blocks = 0;
   let aligned = true;
@@ -93,7 +94,7 @@ for (const [lend, engine] of [[false, 'ISA-L igzip'], [true, 'ISA-L igzip'], [fa
   });
 }
 
-test('a worker started ahead of time (prestartDecodeWorker) is taken over by the next DecodeWorker for either format and decodes bit-exact; one asking for node:zlib starts its own; a dropped one is gone', async () => {
+test('a worker started ahead of time (prestartDecodeWorker) measures the gzip engines while it waits, is taken over by the next DecodeWorker for either format and decodes bit-exact; one asking for an engine by name starts its own; a dropped one is gone', async () => {
   const cases = [['gzip', Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b)]), Buffer.concat([a, b])], ['zstd', zlib.zstdCompressSync(a), a]] as const;
   for (const [format, data, want] of cases) {
     prestartDecodeWorker();
@@ -101,7 +102,13 @@ test('a worker started ahead of time (prestartDecodeWorker) is taken over by the
     await new Promise((r) => setTimeout(r, 200));
     const d = new DecodeWorker({ format, lend: false, blockSize: 64 << 10, blocks: 3 });
     assert.equal(d.prestarted, true, `${format}: took the prestarted worker`);
-    if (format === 'gzip') assert.equal(d.engine, 'ISA-L igzip');
+    const c = await d.engineChoice;
+    if (format === 'gzip') {
+      // measured while it waited: both engines ran on the sample (ISA-L loaded), the faster kept
+      assert.ok(c !== undefined && c.rates !== undefined && c.rates.isal > 0 && c.rates.zlib > 0, JSON.stringify(c));
+      assert.equal(c.engine, c.rates.zlib > c.rates.isal * ZLIB_MARGIN ? 'node:zlib' : 'ISA-L igzip');
+      assert.match(c.reason, /^measured .*igzip [\d.]+ MB\/s, node:zlib [\d.]+ MB\/s on a 1\.4 MiB sample/);
+    } else assert.equal(c, undefined);
     const parts: Buffer[] = [];
     await pipeline(Readable.from(chunked(data, 50_000)), d, new Writable({ write(c, _e, cb) { parts.push(Buffer.from(c as Buffer)); cb(); } }));
     assert.ok(Buffer.concat(parts).equals(want), `${format}: bit-exact`);

@@ -1,34 +1,78 @@
 // The decode worker thread (decode-worker.ts starts it, worker-start.ts says how): decodes one
-// gzip or zstd stream into the blocks the main thread lends it, synchronously, with igzip (gzip,
-// where the main thread found ISA-L) or node:zlib's native handle (zlib-handle.ts).
+// gzip or zstd stream into the blocks the main thread lends it, synchronously, with igzip or
+// node:zlib's native handle (zlib-handle.ts) for gzip, whichever measured faster on this CPU
+// (gunzip-engine-choice.ts), and node:zlib's for zstd.
 import { parentPort, workerData } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import { exitIfAsked } from './worker-exit.ts';
 import { syncZlib, type ZlibError } from '../../sys/zlib-handle.ts';
 import { workerIsal } from '../../sys/isal-worker.ts';
+import { threadCpuClock } from '../../sys/thread-cpu-clock.ts';
+import { decodeClock, GunzipEngineTrial, type GunzipEngineChoice } from './gunzip-engine-choice.ts';
 import type { DecodeReply, DecodeRequest, DecodeWorkerData } from './decode-worker.ts';
 
 if (parentPort === null) throw new Error('decode-worker-entry.ts runs as a worker thread (decode-worker.ts)');
 const port = parentPort;
-const { format: startFormat, isal: isalCfg } = workerData as DecodeWorkerData;
+const { format: startFormat, isal: isalCfg, measure } = workerData as DecodeWorkerData;
 const isalLib = workerIsal(isalCfg);
 
-// gzip: ISA-L's igzip where the main thread found it (src/sys/isal.ts), else node:zlib
 let isalGunzip: ReturnType<NonNullable<ReturnType<typeof isalLib.get>>['gunzip']> | null = null;
 let dec: ReturnType<typeof syncZlib>;
 
+/** gzip's engine: node:zlib without ISA-L (the main thread said why), igzip when asked for, else
+ *  the faster of the two on this CPU (gunzip-engine-choice.ts), measured once. */
+let chosen: GunzipEngineChoice | undefined;
+let trial: GunzipEngineTrial | undefined;
+function gunzipEngine(): GunzipEngineChoice {
+  if (chosen !== undefined) return chosen;
+  const lib = isalLib.get();
+  if (lib === null) chosen = { engine: 'node:zlib', reason: isalCfg === undefined ? '' : 'libisal.so.2 did not load in the worker thread' };
+  else if (!measure) chosen = { engine: 'ISA-L igzip', reason: 'asked for' };
+  else chosen = engineTrial(lib).choice();
+  trial = undefined;
+  return chosen;
+}
+
+function engineTrial(lib: NonNullable<ReturnType<typeof isalLib.get>>): GunzipEngineTrial {
+  trial ??= new GunzipEngineTrial({
+    isal: (gz, out) => { const r = lib.gunzip().write(true, gz, 0, gz.length, out, 0, out.length); return r.error === null && r.inLeft === 0; },
+    zlib: (gz, out) => {
+      const d = syncZlib(zlib.createGunzip());
+      if (d === undefined) return false;
+      const ok = d.write(d.finishFlag, gz, 0, gz.length, out, 0, out.length) && d.inLeft === 0;
+      d.close();
+      return ok;
+    },
+  }, decodeClock(isalCfg === undefined ? undefined : threadCpuClock(isalCfg.koffi)));
+  return trial;
+}
+
+/** Prestarted: the trial's rounds while the worker waits for its format, one every ROUND_GAP_MS
+ *  (spread out: see GunzipEngineTrial); an 'init' that comes first ends them (gunzipEngine runs
+ *  what is missing). */
+const IDLE_ROUNDS = 1 + 5;
+const ROUND_GAP_MS = 150;
+function idleRounds(): void {
+  // (ISA-L is loaded while idle either way)
+  const lib = isalLib.get();
+  if (lib === null || !measure || chosen !== undefined) return;
+  const t = engineTrial(lib);
+  t.round();
+  if (t.timedRounds + 1 < IDLE_ROUNDS) setTimeout(() => { if (chosen === undefined) idleRounds(); }, ROUND_GAP_MS).unref();
+}
+
 function setup(format: 'gzip' | 'zstd'): void {
-  isalGunzip = format === 'gzip' ? isalLib.get()?.gunzip() ?? null : null;
+  isalGunzip = null;
+  if (format === 'gzip') {
+    const c = gunzipEngine();
+    post({ op: 'engine', choice: c });
+    if (c.engine === 'ISA-L igzip') isalGunzip = isalLib.get()?.gunzip() ?? null;
+  }
   // (only its native handle is used: the stream's chunkSize and output buffers never come into play)
   dec = syncZlib(format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress());
   // the main thread asked decodeWorkerSupported() before starting this worker
   if (dec === undefined) throw new Error("this Node's zlib lacks what the decode worker drives (src/sys/zlib-handle.ts)");
 }
-
-// Started with a format: ready now. Prestarted (decode-worker.ts prestartDecodeWorker, before any
-// image is known): load ISA-L while idle, then wait for the 'init' that names the format.
-if (startFormat !== undefined) setup(startFormat);
-else isalLib.get();
 
 let zerr: ZlibError | null = null;
 /** One decoding step: as much of the input as fits into out; { inLeft, outLeft } or null after an
@@ -57,6 +101,12 @@ let stopped = false;
 function post(m: DecodeReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(m, transfer);
 }
+
+// Started with a format: ready now. Prestarted (decode-worker.ts prestartDecodeWorker, before any
+// image is known): load ISA-L and time the gzip engines while idle, then wait for the 'init' that
+// names the format.
+if (startFormat !== undefined) setup(startFormat);
+else idleRounds();
 
 function take(): boolean {
   if (cur !== null) return true;

@@ -16,9 +16,10 @@
 // it back once the disk has its bytes), and so do the 1 MiB staging buffers of compressed input
 // (at most `maxInput` bytes posted and not yet decoded). Same decoder, same native checks, same
 // error codes and messages as decompress.ts's streams (errors come from the same handle); except
-// that gzip is inflated by ISA-L's igzip where it loads (src/sys/isal.ts: faster than zlib's
-// inflate, README has the figures), whose decoder is made to check and answer as zlib's gunzip
-// does (the tests compare the two engines on the same inputs).
+// that gzip may be inflated by ISA-L's igzip where it loads (src/sys/isal.ts), whose decoder is
+// made to check and answer as zlib's gunzip does (the tests compare the two engines on the same
+// inputs): by default the worker measures both on this CPU and keeps the faster
+// (gunzip-engine-choice.ts: igzip on real x86-64 CPUs, node:zlib under an emulator).
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import { alignedBuffer } from '../sink/target.ts';
@@ -28,6 +29,7 @@ import { endWorker } from './worker-exit.ts';
 import { startWorker } from './worker-start.ts';
 import { ISAL } from '../../sys/isal.ts';
 import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
+import type { GunzipEngine, GunzipEngineChoice } from './gunzip-engine-choice.ts';
 
 /** What the worker (decode-worker-entry.ts) is started with. */
 export interface DecodeWorkerData {
@@ -35,6 +37,8 @@ export interface DecodeWorkerData {
   format?: 'gzip' | 'zstd';
   /** gzip: ISA-L for the worker to load, or undefined (node:zlib) */
   isal: NativeLibForWorkers | undefined;
+  /** gzip with ISA-L: time both engines and keep the faster (false: igzip) */
+  measure: boolean;
 }
 
 /** Main thread -> worker: a free block to fill (moved), 1 MiB of input (moved), the end of input. */
@@ -50,6 +54,7 @@ export type DecodeReply =
   | { op: 'block'; ab: ArrayBuffer; off: number; len: number }
   | { op: 'ack'; n: number; ab: ArrayBuffer }
   | { op: 'done'; bytesWritten: number }
+  | { op: 'engine'; choice: GunzipEngineChoice }
   | { op: 'error'; message: string; code?: string; errno?: number };
 
 export interface DecodeWorkerOptions {
@@ -63,8 +68,10 @@ export interface DecodeWorkerOptions {
   /** true: emit the blocks themselves, lent to the consumer (an ImageWriter gives each back
    *  once written); false (default): emit copies, for consumers that keep what they get */
   lend?: boolean;
-  /** gzip: null decodes with node:zlib (default: ISA-L's igzip where it loads, src/sys/isal.ts) */
-  isal?: NativeLibForWorkers | null;
+  /** gzip's engine: 'fastest' (default) measures igzip (where ISA-L loads, src/sys/isal.ts)
+   *  against node:zlib on this CPU and keeps the faster; or the one named (igzip only where it
+   *  loads) */
+  gunzip?: 'fastest' | GunzipEngine;
 }
 
 const STAGING = 1 << 20;
@@ -80,8 +87,9 @@ export class DecodeWorker extends Transform {
   /** compressed bytes the decoder consumed (as node:zlib's bytesWritten), once it finished */
   bytesWritten = 0;
   readonly format: 'gzip' | 'zstd';
-  /** what decodes: 'ISA-L igzip' (gzip, where the library loads) or 'node:zlib' */
-  readonly engine: 'ISA-L igzip' | 'node:zlib';
+  /** gzip: the engine that inflates and why, once the worker has said (before its first block);
+   *  zstd: undefined */
+  readonly engineChoice: Promise<GunzipEngineChoice | undefined>;
   /** true when this took over a worker started ahead of time (prestartDecodeWorker) */
   readonly prestarted: boolean;
   private readonly blockSize: number;
@@ -105,6 +113,7 @@ export class DecodeWorker extends Transform {
   private held: Array<{ ab: ArrayBuffer; off: number; len: number }> = [];
   /** the network's chunks are copied into the staging buffer and die young: collect them early */
   private readonly pace = createGcPacer();
+  private onEngine: ((c: GunzipEngineChoice) => void) | undefined;
 
   constructor(opts: DecodeWorkerOptions) {
     super({ readableHighWaterMark: 1 << 20 });
@@ -115,20 +124,22 @@ export class DecodeWorker extends Transform {
     this.maxInput = opts.maxInput ?? 4 << 20;
     this.lend = opts.lend ?? false;
     this.staging = Buffer.allocUnsafeSlow(STAGING);
-    // a prestarted worker was given the default library (ISA-L where it loads): taken only when
-    // that is what this stream asks for
-    const prestarted = opts.isal === undefined ? takePrestarted() : undefined;
+    const gunzip = opts.gunzip ?? 'fastest';
+    // a prestarted worker measures the engines with the default library (ISA-L where it loads):
+    // taken only when that is what this stream asks for
+    const prestarted = gunzip === 'fastest' ? takePrestarted() : undefined;
     this.prestarted = prestarted !== undefined;
+    const isal = opts.format !== 'gzip' || gunzip === 'node:zlib' ? undefined : prestarted !== undefined ? prestarted.isal : ISAL.forWorkers();
+    // gzip without ISA-L: known now; with it, the worker says (after measuring, when asked to)
+    this.engineChoice = opts.format !== 'gzip' ? Promise.resolve(undefined)
+      : isal === undefined ? Promise.resolve({ engine: 'node:zlib', reason: gunzip === 'node:zlib' ? 'asked for' : ISAL.whyNot() })
+        : new Promise((resolve) => { this.onEngine = resolve; });
     if (prestarted !== undefined) {
-      const isal = opts.format === 'gzip' ? prestarted.isal : undefined;
-      this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
       this.worker = prestarted.worker;
       this.worker.ref();
       this.send({ op: 'init', format: opts.format });
     } else {
-      const isal = opts.format !== 'gzip' ? undefined : opts.isal === undefined ? ISAL.forWorkers() : opts.isal ?? undefined;
-      this.engine = isal !== undefined ? 'ISA-L igzip' : 'node:zlib';
-      this.worker = startDecodeThread({ format: opts.format, isal });
+      this.worker = startDecodeThread({ format: opts.format, isal, measure: gunzip === 'fastest' });
     }
     this.worker.on('message', (m: DecodeReply) => this.onMessage(m));
     this.worker.on('error', (e: Error) => this.fail(e));
@@ -164,6 +175,12 @@ export class DecodeWorker extends Transform {
         if (m.ab.byteLength === STAGING) this.spare.push(Buffer.from(m.ab));
         if (this.inflight < this.maxInput) { const f = this.onAck; this.onAck = undefined; f?.(); }
         break;
+      case 'engine': {
+        // without ISA-L the main thread knew why already: keep that reason (the worker's is '')
+        const f = this.onEngine; this.onEngine = undefined;
+        f?.(m.choice);
+        break;
+      }
       case 'done':
         this.bytesWritten = m.bytesWritten;
         this.finished = true;
@@ -270,7 +287,7 @@ let prestarted: { worker: Worker; isal: NativeLibForWorkers | undefined; forget:
 export function prestartDecodeWorker(): void {
   if (prestarted !== undefined) return;
   const isal = ISAL.forWorkers();
-  const worker = startDecodeThread({ isal });
+  const worker = startDecodeThread({ isal, measure: true });
   worker.unref();
   // a prestarted worker that broke is simply not used: the deploy starts its own and says why if that fails too
   const forget = () => { if (prestarted?.worker === worker) prestarted = undefined; };
