@@ -28,7 +28,7 @@ import { XzBlockDecompressor, firstBlockSize, xzBlocksSplittable, MAX_BLOCK as M
 import { PlacedBlockWriter } from './parallel/xz-placed-writer.ts';
 import { BlockWriteError } from './parallel/block-decode-pool.ts';
 import { Bzip2BlockDecompressor } from './parallel/bzip2-block-decompress.ts';
-import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker, prestartDecodeWorker } from './parallel/decode-worker.ts';
+import { DecodeWorker, decodeWorkerSupported, dropPrestartedDecodeWorker } from './parallel/decode-worker.ts';
 import { parseBootyGzipHeader, parseZstdFrameStart } from './format/frame-format.ts';
 import { DEFAULT_MAX_FRAME, ParallelDecompressor } from './parallel/parallel-decompress.ts';
 import { GzipIndexError, openGzipIndex, summarizeGzipIndex, type GzipIndexReader } from './source/gzip-index-source.ts';
@@ -181,9 +181,6 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
 
   const counters = { resumes: 0, restarts: 0 };
   const stopTrim = trimMallocWhileRunning();
-  // the decode worker starts (and measures the gzip engines) while the request is on its way; the
-  // agent started one during its DHCP wait already (a second call keeps that one)
-  if (opts.workers !== 0 && ['auto', 'gzip', 'zstd'].includes(opts.format ?? 'auto') && decodeWorkerSupported()) prestartDecodeWorker();
   try {
     const attempt: Attempt = { xzInOrder: false };
     for (;;) {
@@ -202,8 +199,6 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       }
     }
   } finally {
-    // not taken (a deploy that failed before decoding): not kept alive for nothing
-    dropPrestartedDecodeWorker();
     stopTrim();
   }
 }
@@ -354,8 +349,8 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
     const placeXz = format === 'xz' && !attempt.xzInOrder && gzIndex === undefined && (opts.workers ?? defaultBlockWorkers()) > 0 && LIBLZMA.forWorkers() !== undefined && xzPlaced(peeked.head);
     const framesPath = gzIndex === undefined && (format === 'gzip' || format === 'zstd') && workers > 0 && framesSplittable(format, peeked.head);
     const streamOnWorker = gzIndex === undefined && !framesPath && (format === 'gzip' || format === 'zstd') && decodeWorkerSupported() && opts.workers !== 0;
-    // a decode worker started ahead of time (by the agent, or by deploy() before its request) that
-    // this path does not take: ended before the path's own workers start (peak RSS)
+    // a decode worker the agent started ahead of time (prestartDecodeWorker) that this path does not
+    // take: ended before the path's own workers start (peak RSS)
     if (!streamOnWorker) dropPrestartedDecodeWorker();
     if (gzIndex !== undefined) {
       decoder = new SegmentInflater({ index: gzIndex, workers: segmentWorkers });

@@ -103,7 +103,7 @@ test('build: same inputs give the same bytes; the archive holds node as /init an
         execFile('chroot', [rootDir, '/usr/bin/node', '/usr/lib/booty/booty.cjs', 'deploy', '--image', '/tmp/x.img.gz', '--disk', '/tmp/out.img', '-q'],
           { env: { PATH: '/usr/bin:/usr/sbin' } }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stderr + stdout)));
       });
-      assert.match(deployed, /inflating one gzip stream on a worker thread started ahead of time \((ISA-L igzip|node:zlib); measured [^)]*igzip [\d.]+ MB\/s, node:zlib [\d.]+ MB\/s/, deployed);
+      assert.match(deployed, /inflating one gzip stream on a worker thread \((ISA-L igzip|node:zlib); measured [^)]*igzip [\d.]+ MB\/s, node:zlib [\d.]+ MB\/s/, deployed);
       assert.ok(readFileSync(path.join(rootDir, 'tmp/out.img')).equals(readFileSync(path.join(rootDir, 'tmp/disk.img'))), 'deployed bit-exact');
       // xz (xz -T2, blocks in parallel) and bzip2 images through the packed liblzma and libbz2
       for (const [ext, tool] of [['xz', ['xz', '-T2', '--block-size=1MiB', '-c']], ['bz2', ['bzip2', '-c']]] as const) {

@@ -94,6 +94,19 @@ for (const [lend, engine] of [[false, 'ISA-L igzip'], [true, 'ISA-L igzip'], [fa
   });
 }
 
+test('with no worker started ahead of time, the default times the gzip engines on the main thread while the worker starts, tells the worker, and decodes bit-exact', async () => {
+  const data = Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b)]);
+  const d = new DecodeWorker({ format: 'gzip', lend: false, blockSize: 64 << 10, blocks: 3 });
+  assert.equal(d.prestarted, false);
+  const c = await d.engineChoice;
+  assert.ok(c !== undefined && c.rates !== undefined && c.rates.isal > 0 && c.rates.zlib > 0, JSON.stringify(c));
+  assert.equal(c.engine, c.rates.zlib > c.rates.isal * ZLIB_MARGIN ? 'node:zlib' : 'ISA-L igzip');
+  const parts: Buffer[] = [];
+  await pipeline(Readable.from(chunked(data, 50_000)), d, new Writable({ write(x, _e, cb) { parts.push(Buffer.from(x as Buffer)); cb(); } }));
+  assert.ok(Buffer.concat(parts).equals(Buffer.concat([a, b])));
+  assert.equal(d.bytesWritten, data.length);
+});
+
 test('a worker started ahead of time (prestartDecodeWorker) measures the gzip engines while it waits, is taken over by the next DecodeWorker for either format and decodes bit-exact; one asking for an engine by name starts its own; a dropped one is gone', async () => {
   const cases = [['gzip', Buffer.concat([zlib.gzipSync(a), zlib.gzipSync(b)]), Buffer.concat([a, b])], ['zstd', zlib.zstdCompressSync(a), a]] as const;
   for (const [format, data, want] of cases) {

@@ -7,8 +7,8 @@ import zlib from 'node:zlib';
 import { exitIfAsked } from './worker-exit.ts';
 import { syncZlib, type ZlibError } from '../../sys/zlib-handle.ts';
 import { workerIsal } from '../../sys/isal-worker.ts';
-import { threadCpuClock } from '../../sys/thread-cpu-clock.ts';
-import { decodeClock, GunzipEngineTrial, type GunzipEngineChoice } from './gunzip-engine-choice.ts';
+import type { GunzipEngine, GunzipEngineChoice, GunzipEngineTrial } from './gunzip-engine-choice.ts';
+import { gunzipEngineTrial } from './gunzip-engines.ts';
 import type { DecodeReply, DecodeRequest, DecodeWorkerData } from './decode-worker.ts';
 
 if (parentPort === null) throw new Error('decode-worker-entry.ts runs as a worker thread (decode-worker.ts)');
@@ -34,16 +34,8 @@ function gunzipEngine(): GunzipEngineChoice {
 }
 
 function engineTrial(lib: NonNullable<ReturnType<typeof isalLib.get>>): GunzipEngineTrial {
-  trial ??= new GunzipEngineTrial({
-    isal: (gz, out) => { const r = lib.gunzip().write(true, gz, 0, gz.length, out, 0, out.length); return r.error === null && r.inLeft === 0; },
-    zlib: (gz, out) => {
-      const d = syncZlib(zlib.createGunzip());
-      if (d === undefined) return false;
-      const ok = d.write(d.finishFlag, gz, 0, gz.length, out, 0, out.length) && d.inLeft === 0;
-      d.close();
-      return ok;
-    },
-  }, decodeClock(isalCfg === undefined ? undefined : threadCpuClock(isalCfg.koffi)));
+  // (isalCfg is set: the library loaded from it)
+  trial ??= gunzipEngineTrial(isalCfg!, lib)!;
   return trial;
 }
 
@@ -61,12 +53,17 @@ function idleRounds(): void {
   if (t.timedRounds + 1 < IDLE_ROUNDS) setTimeout(() => { if (chosen === undefined) idleRounds(); }, ROUND_GAP_MS).unref();
 }
 
-function setup(format: 'gzip' | 'zstd'): void {
+/** `engine`: chosen by the main thread (it ran the trial while this worker started) */
+function setup(format: 'gzip' | 'zstd', engine?: GunzipEngine): void {
   isalGunzip = null;
   if (format === 'gzip') {
-    const c = gunzipEngine();
-    post({ op: 'engine', choice: c });
-    if (c.engine === 'ISA-L igzip') isalGunzip = isalLib.get()?.gunzip() ?? null;
+    let use = engine;
+    if (use === undefined) {
+      const c = gunzipEngine();
+      post({ op: 'engine', choice: c });
+      use = c.engine;
+    }
+    if (use === 'ISA-L igzip') isalGunzip = isalLib.get()?.gunzip() ?? null;
   }
   // (only its native handle is used: the stream's chunkSize and output buffers never come into play)
   dec = syncZlib(format === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress());
@@ -166,7 +163,7 @@ port.on('message', (m: DecodeRequest) => {
     case 'block': free.push({ ab: m.ab, off: m.off, len: m.len }); break;
     case 'in': inputs.push({ buf: Buffer.from(m.ab, 0, m.len), off: 0, avail: m.len, ack: m.len, last: false }); break;
     case 'end': inputs.push({ buf: Buffer.alloc(0), off: 0, avail: 0, ack: 0, last: true }); break;
-    case 'init': setup(m.format); break;
+    case 'init': setup(m.format, m.engine); break;
   }
   run();
 });

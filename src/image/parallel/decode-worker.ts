@@ -18,8 +18,9 @@
 // error codes and messages as decompress.ts's streams (errors come from the same handle); except
 // that gzip may be inflated by ISA-L's igzip where it loads (src/sys/isal.ts), whose decoder is
 // made to check and answer as zlib's gunzip does (the tests compare the two engines on the same
-// inputs): by default the worker measures both on this CPU and keeps the faster
-// (gunzip-engine-choice.ts: igzip on real x86-64 CPUs, node:zlib under an emulator).
+// inputs): by default both are timed on this CPU (gunzip-engine-choice.ts; by a prestarted worker
+// while it waits, else by the main thread while the worker starts) and the faster is kept: igzip
+// on real x86-64 CPUs, node:zlib under an emulator.
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import { alignedBuffer } from '../sink/target.ts';
@@ -30,6 +31,7 @@ import { startWorker } from './worker-start.ts';
 import { ISAL } from '../../sys/isal.ts';
 import type { NativeLibForWorkers } from '../../sys/native-codec-lib.ts';
 import type { GunzipEngine, GunzipEngineChoice } from './gunzip-engine-choice.ts';
+import { gunzipEngineTrial } from './gunzip-engines.ts';
 
 /** What the worker (decode-worker-entry.ts) is started with. */
 export interface DecodeWorkerData {
@@ -43,7 +45,7 @@ export interface DecodeWorkerData {
 
 /** Main thread -> worker: a free block to fill (moved), 1 MiB of input (moved), the end of input. */
 export type DecodeRequest =
-  | { op: 'init'; format: 'gzip' | 'zstd' }
+  | { op: 'init'; format: 'gzip' | 'zstd'; engine?: GunzipEngine }
   | { op: 'block'; ab: ArrayBuffer; off: number; len: number }
   | { op: 'in'; ab: ArrayBuffer; len: number }
   | { op: 'end' };
@@ -138,8 +140,17 @@ export class DecodeWorker extends Transform {
       this.worker = prestarted.worker;
       this.worker.ref();
       this.send({ op: 'init', format: opts.format });
+    } else if (isal !== undefined && gunzip === 'fastest') {
+      // no worker waited ahead of time (booty deploy, not the agent): the trial runs here while
+      // the worker starts on another CPU (its start takes longer), and the worker is told
+      this.worker = startDecodeThread({ isal, measure: false });
+      const trial = gunzipEngineTrial(isal);
+      const choice: GunzipEngineChoice = trial?.choice() ?? { engine: 'ISA-L igzip', reason: 'the main thread could not load ISA-L to time it' };
+      const f = this.onEngine; this.onEngine = undefined;
+      f?.(choice);
+      this.send({ op: 'init', format: 'gzip', engine: choice.engine });
     } else {
-      this.worker = startDecodeThread({ format: opts.format, isal, measure: gunzip === 'fastest' });
+      this.worker = startDecodeThread({ format: opts.format, isal, measure: false });
     }
     this.worker.on('message', (m: DecodeReply) => this.onMessage(m));
     this.worker.on('error', (e: Error) => this.fail(e));

@@ -3,11 +3,10 @@
 // SIMD: under an emulator (QEMU's TCG, where CI builds VM images and where booty's own e2e tests
 // boot) every vector instruction is translated in software and node:zlib's C inflate is far the
 // faster (README, "Which inflate, measured"). Nothing at run time says reliably which CPU this
-// is (a hypervisor bit covers KVM guests too, where igzip wins), so the worker times both engines
-// on one small deterministic sample, of text, machine code and a zero run, while it would be
-// idle anyway (the agent starts it during the DHCP wait), and keeps the faster.
-// Runs in the decode worker (decode-worker-entry.ts); the rule and the sample are pure, so the
-// unit tests drive them with fake clocks and fake engines.
+// is (a hypervisor bit covers KVM guests too, where igzip wins), so both engines are timed on one
+// small deterministic sample, of text, machine code and a zero run, by a thread that would wait
+// anyway (gunzip-engines.ts says which), and the faster is kept. The rule, the sample and the
+// trial are pure, so the unit tests drive them with fake clocks and fake engines.
 import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
 
