@@ -362,13 +362,14 @@ async function deployOnce(opts: DeployOptions, disk: DiskInfo, expectedSha: stri
       decodeThread = 'frames';
       log.info(`deploy: the image's frames say their length: decoding them in parallel on ${workers} worker thread${workers === 1 ? '' : 's'}${format === 'gzip' ? ` (${LIBDEFLATE.status()})` : ''}`);
     } else if (streamOnWorker) {
-      // on any number of cores, one too: a worker decoding large batches synchronously (igzip for
-      // gzip) costs less CPU than node:zlib's stream on the main thread, whose every chunk is a
-      // thread-pool round trip (README, "One core")
+      // on any number of cores, one too: a worker decoding large batches synchronously (for gzip
+      // with the engine measured faster here) costs less CPU than node:zlib's stream on the main
+      // thread, whose every chunk is a thread-pool round trip (README, "One core")
       decoder = decodeWorker = new DecodeWorker({ format, lend: true });
       decodeThread = 'worker';
       const ahead = decodeWorker.prestarted ? ' started ahead of time' : '';
-      // the worker says which engine once it has measured them (before its first block)
+      // which engine and why: known once the engines were timed (by the main thread in the
+      // constructor, or by a prestarted worker, which says so before its first block)
       void decodeWorker.engineChoice.then((c) => {
         if (c !== undefined) log.info(`deploy: inflating one gzip stream on a worker thread${ahead} (${c.engine}${c.reason === '' ? '' : `; ${c.reason}`})`);
       });

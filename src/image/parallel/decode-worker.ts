@@ -89,8 +89,7 @@ export class DecodeWorker extends Transform {
   /** compressed bytes the decoder consumed (as node:zlib's bytesWritten), once it finished */
   bytesWritten = 0;
   readonly format: 'gzip' | 'zstd';
-  /** gzip: the engine that inflates and why, once the worker has said (before its first block);
-   *  zstd: undefined */
+  /** gzip: the engine that inflates and why, known before the first block; zstd: undefined */
   readonly engineChoice: Promise<GunzipEngineChoice | undefined>;
   /** true when this took over a worker started ahead of time (prestartDecodeWorker) */
   readonly prestarted: boolean;
@@ -132,7 +131,8 @@ export class DecodeWorker extends Transform {
     const prestarted = gunzip === 'fastest' ? takePrestarted() : undefined;
     this.prestarted = prestarted !== undefined;
     const isal = opts.format !== 'gzip' || gunzip === 'node:zlib' ? undefined : prestarted !== undefined ? prestarted.isal : ISAL.forWorkers();
-    // gzip without ISA-L: known now; with it, the worker says (after measuring, when asked to)
+    // gzip without ISA-L: known now; with it, once timed (below, or by the prestarted worker) or
+    // said by the worker (igzip asked for by name)
     this.engineChoice = opts.format !== 'gzip' ? Promise.resolve(undefined)
       : isal === undefined ? Promise.resolve({ engine: 'node:zlib', reason: gunzip === 'node:zlib' ? 'asked for' : ISAL.whyNot() })
         : new Promise((resolve) => { this.onEngine = resolve; });

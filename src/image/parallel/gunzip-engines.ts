@@ -2,8 +2,9 @@
 // library the main thread checked, node:zlib's native handle, timed by the calling thread's CPU
 // clock. Runs on whichever thread has the time: the prestarted decode worker while it waits for
 // its format, or the main thread while a decode worker started for a deploy boots (a worker's
-// start takes longer than the trial, so on two cores the trial costs the deploy nothing). Imports
-// nothing that needs import.meta (worker entries import it).
+// start takes longer than the trial, so on two cores the first block comes only a little later:
+// README, "Which inflate, measured"). Imports nothing that needs import.meta (worker entries
+// import it).
 import zlib from 'node:zlib';
 import { syncZlib } from '../../sys/zlib-handle.ts';
 import { workerIsal } from '../../sys/isal-worker.ts';
