@@ -18,8 +18,13 @@
 // --loud (no `quiet`), --profile (booty's main thread under V8's CPU profiler from /init to the
 // first bytes written: BOOTY_PROFILE=1, src/agent/boot-profile.ts; each boot's profile is saved
 // in .cache/bench and summarized, bench/vm/profile-summary.ts; implies --until first-byte),
-// --profile-until written (the profile runs until the whole image is written instead).
-// Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx.
+// --profile-until written (the profile runs until the whole image is written instead),
+// --boot kernel|ipxe (kernel, the default: QEMU loads the kernel and initramfs itself; ipxe: as a
+// server boots, SeaBIOS runs the NIC's iPXE ROM, which gets its lease from dnsmasq with the
+// README's PXE recipe, chains to booty server's /ipxe and loads the kernel and the initramfs over
+// HTTP; the agent then asks dnsmasq again for the lease iPXE just got: times are still seconds
+// since kernel start, and the table adds when the kernel started after power-on).
+// Needs root (network namespace, tap, QEMU), qemu, dnsmasq and nginx (and ipxe-qemu for --boot ipxe).
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,6 +32,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureInitramfs, cacheRoot } from '../test/helpers/initramfs-build.ts';
 import { detectAccel, repoRoot, startVm } from '../test/helpers/qemu.ts';
+import { ConsoleClock, dnsmasqPxeRecipe } from '../test/helpers/firmware-netboot.ts';
 import { QemuNetLab } from '../test/helpers/qemu-netns-lab.ts';
 import { ensureTestImage } from '../test/helpers/test-image.ts';
 import { ensureBusyboxAgent } from './vm/busybox-agent.ts';
@@ -39,7 +45,18 @@ const log = (s: string) => process.stderr.write(s + '\n');
 const GiB = 1024 ** 3;
 const deployTimeoutMs = 20 * 60_000;
 
-interface Run { agent: 'booty' | 'busybox'; label: string; cpus: number; phases: Partial<Record<PhaseName, number>>; wall: number; ok: boolean; note: string }
+interface Run { agent: 'booty' | 'busybox'; label: string; cpus: number; phases: Partial<Record<PhaseName, number>>; wall: number; ok: boolean; note: string; kernelAfterPowerOn?: number }
+
+/** The initramfs file booty server serves in --boot ipxe runs: a link to the build booted next. */
+const IPXE_INITRD = 'bench-initrd.cpio';
+
+/** Seconds from power-on to the kernel's start: when the first line with a kernel time stamp
+ *  reached the console, less that stamp (the console clock polls every 250 ms). */
+function kernelStartAfterPowerOn(clock: ConsoleClock, output: string): number | undefined {
+  const at = clock.seen.get('stamped');
+  const stamp = /^\s*\[\s*(\d+\.\d+)\]/m.exec(output)?.[1];
+  return at === undefined || stamp === undefined ? undefined : at - Number(stamp);
+}
 
 async function sha256OfPrefix(file: string, bytes: number): Promise<string> {
   const h = createHash('sha256');
@@ -58,7 +75,7 @@ async function main(): Promise<number> {
     options: {
       cpus: { type: 'string', default: '1,2' }, image: { type: 'string', default: 'plain' }, runs: { type: 'string', default: '1' }, only: { type: 'string' },
       until: { type: 'string' }, 'booty-initrd': { type: 'string' }, 'booty-compression': { type: 'string' }, append: { type: 'string', default: '' }, loud: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false }, 'profile-until': { type: 'string', default: 'first-byte' },
-      lease: { type: 'string', default: 'new' }, 'rapid-commit': { type: 'boolean', default: false },
+      lease: { type: 'string', default: 'new' }, 'rapid-commit': { type: 'boolean', default: false }, boot: { type: 'string', default: 'kernel' },
     },
   });
   if (process.getuid?.() !== 0) { log('bench vm: needs root (network namespace, tap, QEMU)'); return 2; }
@@ -67,6 +84,8 @@ async function main(): Promise<number> {
   const kind = values.image === 'lvm' ? 'lvm' : 'plain';
   const agents = (['booty', 'busybox'] as const).filter((a) => values.only === undefined || values.only === a);
   if (values.lease !== 'new' && values.lease !== 'known') { log('bench vm: --lease is new or known'); return 2; }
+  if (values.boot !== 'kernel' && values.boot !== 'ipxe') { log('bench vm: --boot is kernel or ipxe'); return 2; }
+  const ipxe = values.boot === 'ipxe';
   const compressions = (values['booty-compression'] ?? '').split(',').filter((x) => x !== '').map((x) => {
     const [kind, lvl] = x.split(':');
     if (!['zstd', 'gzip', 'lz4', 'none'].includes(kind) || (lvl !== undefined && !/^\d+$/.test(lvl))) throw new Error(`bench vm: --booty-compression: '${x}' is not KIND[:LEVEL] (zstd, gzip, lz4, none)`);
@@ -126,12 +145,26 @@ async function main(): Promise<number> {
   let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
   const cleanup = async () => { await nginx?.close(); await lab.close(); fs.rmSync(work, { recursive: true, force: true }); };
   process.on('SIGINT', () => { void cleanup().finally(() => process.exit(130)); });
+  // --boot ipxe: what booty server serves under /boot/ (the same kernel; the initramfs a link
+  // switched to each boot's build)
+  const bootDir = path.join(work, 'boot');
   try {
-    await lab.startDnsmasq({ extraArgs: dnsmasqArgs });
-    await lab.startServer();
+    // (iPXE waits for IPv6 router advertisements as well as DHCPv4: without a router it sits out its
+    // solicitations first; qemu-netns-lab.ts)
+    await lab.startDnsmasq({ extraArgs: [...dnsmasqArgs, ...(ipxe ? dnsmasqPxeRecipe(lab.serverUrl) : [])], routerAdvertisements: ipxe });
     nginx = await startNginx({ netns: lab.ns, host: `${prefix}.1`, port: 8080 });
     fs.symlinkSync(image.gz, path.join(nginx.root, path.basename(image.gz)));
     const url = `${nginx.url}/${path.basename(image.gz)}`;
+    if (ipxe) {
+      fs.mkdirSync(bootDir);
+      fs.copyFileSync(initramfs.kernel, path.join(bootDir, 'vmlinuz'));
+      // the command line the direct boots get (test/helpers/qemu.ts kernelCmdline), through the
+      // server's iPXE script: both agents' words, each ignores the other's
+      const words = `${values.loud ? '' : 'quiet '}no_timer_check booty.countdown=0 BBURL=${url}${values.profile ? ` BOOTY_PROFILE=${profileWritten ? 'written' : '1'}` : ''}${extra}`;
+      await lab.startServer(['--boot-dir', bootDir, '--initrd', IPXE_INITRD, '--console', 'console=ttyS0', '--kernel-args', words]);
+    } else {
+      await lab.startServer();
+    }
     let n = 0;
     for (let r = 0; r < runs; r++) {
       for (const cpus of cpuList) {
@@ -145,20 +178,27 @@ async function main(): Promise<number> {
           const disk = path.join(work, `${agent}-${cpus}.img`);
           fs.writeFileSync(disk, '');
           fs.truncateSync(disk, 4 * GiB);
-          let append: string;
+          let append = '';
           if (agent === 'booty') {
             lab.setAction(mac, { action: 'deploy', image: url, sha256: image.sha256.gz, grow: { partition: 'last' }, after: 'reboot', onError: 'poweroff' });
-            append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${values.profile ? ` BOOTY_PROFILE=${profileWritten ? 'written' : '1'}` : ''}${extra}`;
-          } else {
+            if (!ipxe) append = `${consoleArgs} ${lab.agentArgs(mac)} booty.countdown=0${values.profile ? ` BOOTY_PROFILE=${profileWritten ? 'written' : '1'}` : ''}${extra}`;
+          } else if (!ipxe) {
             append = `${consoleArgs} BBURL=${url}${extra}`;
+          }
+          if (ipxe) {
+            // (the busybox agent's MAC has no action: the server's default, inspect, boots it too)
+            const link = path.join(bootDir, IPXE_INITRD);
+            fs.rmSync(link, { force: true });
+            fs.symlinkSync(agent === 'booty' ? initrd : bb.initrd, link);
           }
           log(`bench vm: ${label}, ${cpus} vCPU${cpus === 1 ? '' : 's'}`);
           const started = Date.now();
-          const vm = await startVm({
-            // one console log per boot (by build and run when there are several)
-            name: `bench-vm-${agent}-${cpus}${boots.length > agents.length ? `-${label.replace(/[^\w.-]+/g, '_')}` : ''}${runs > 1 ? `-run${r + 1}` : ''}`, kernel: initramfs.kernel, initrd: agent === 'booty' ? initrd : bb.initrd,
-            memMiB: 768, cpus, accel, append, disks: [{ path: disk, cache: 'writeback' }], nic: { tap: lab.tap, netns: lab.ns, mac },
-          });
+          // one console log per boot (by build and run when there are several)
+          const name = `bench-vm-${agent}-${cpus}${ipxe ? '-ipxe' : ''}${boots.length > agents.length ? `-${label.replace(/[^\w.-]+/g, '_')}` : ''}${runs > 1 ? `-run${r + 1}` : ''}`;
+          const machine = { name, memMiB: 768, cpus, accel, disks: [{ path: disk, cache: 'writeback' as const }], nic: { tap: lab.tap, netns: lab.ns, mac } };
+          const vm = await startVm(ipxe ? { ...machine, firmwareBoot: 'network' }
+            : { ...machine, kernel: initramfs.kernel, initrd: agent === 'booty' ? initrd : bb.initrd, append });
+          const clock = new ConsoleClock(vm, { stamped: /^\s*\[\s*\d+\.\d+\]/m });
           let note = '';
           try {
             if (untilFirstByte) await vm.waitFor(agent === 'booty' ? bootyPhases['first byte'] : busyboxPhases['first byte'], deployTimeoutMs);
@@ -179,6 +219,7 @@ async function main(): Promise<number> {
             } catch (e) { log(`bench vm: no boot profile: ${(e as Error).message.split('\n')[0]}`); }
           }
           await vm.kill();
+          clock.stop();
           const wall = (Date.now() - started) / 1000;
           const phases = phaseTimes(vm.output, agent === 'booty' ? bootyPhases : busyboxPhases);
           let ok = false;
@@ -199,7 +240,8 @@ async function main(): Promise<number> {
             if (!ok) note ||= 'the disk does not hold the image';
           }
           if (!ok) log(`bench vm: ${agent} failed (${note}); console in ${vm.logFile}`);
-          results.push({ agent, label, cpus, phases, wall, ok, note });
+          const kernelAt = ipxe ? kernelStartAfterPowerOn(clock, vm.output) : undefined;
+          results.push({ agent, label, cpus, phases, wall, ok, note, ...(kernelAt === undefined ? {} : { kernelAfterPowerOn: kernelAt }) });
           fs.rmSync(disk, { force: true });
         }
       }
@@ -207,7 +249,7 @@ async function main(): Promise<number> {
   } finally {
     await cleanup();
   }
-  const dhcp = `dnsmasq: ${values.lease === 'known' ? 'each MAC known (dhcp-host), no address probe' : 'new MACs (3 s address probe)'}${values['rapid-commit'] ? ', rapid commit offered' : ''}`;
+  const dhcp = `dnsmasq: ${values.lease === 'known' ? 'each MAC known (dhcp-host), no address probe' : 'new MACs (3 s address probe)'}${values['rapid-commit'] ? ', rapid commit offered' : ''}${ipxe ? '; booted by SeaBIOS and the NIC\'s iPXE ROM through booty server\'s /ipxe (the agent asks for the lease iPXE got)' : ''}`;
   process.stdout.write(report(results, image.size, accel, loadAtStart, `${consoleArgs}${extra}`, dhcp));
   return results.every((r) => r.ok) ? 0 : 1;
 }
@@ -216,12 +258,13 @@ function report(results: Run[], rawBytes: number, accel: string, loadAtStart: nu
   const lines: string[] = [];
   const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
   lines.push(`# VM deploy: seconds since kernel start (QEMU ${accel}, ${os.cpus()[0]?.model ?? 'unknown CPU'}, host load ${load(loadAtStart)} at the start, ${load(os.loadavg())} at the end; kernel command line: ${cmdline} ...; ${dhcp})`);
-  lines.push(`| agent | vCPUs | ${PHASES.join(' | ')} | MB/s (raw, first byte -> written) | ok |`);
-  lines.push(`|---|---|${PHASES.map(() => '---').join('|')}|---|---|`);
+  const powerOn = results.some((r) => r.kernelAfterPowerOn !== undefined);
+  lines.push(`| agent | vCPUs |${powerOn ? ' kernel start (s after power-on) |' : ''} ${PHASES.join(' | ')} | MB/s (raw, first byte -> written) | ok |`);
+  lines.push(`|---|---|${powerOn ? '---|' : ''}${PHASES.map(() => '---').join('|')}|---|---|`);
   for (const r of results) {
     const p = r.phases;
     const rate = p['first byte'] !== undefined && p.written !== undefined ? (rawBytes / 1e6 / (p.written - p['first byte'])).toFixed(1) : '-';
-    lines.push(`| ${r.agent === 'booty' ? `booty ${r.label}` : r.agent} | ${r.cpus} | ${PHASES.map((x) => fmt(p[x])).join(' | ')} | ${rate} | ${r.ok ? 'yes' : `NO: ${r.note}`} |`);
+    lines.push(`| ${r.agent === 'booty' ? `booty ${r.label}` : r.agent} | ${r.cpus} |${powerOn ? ` ${fmt(r.kernelAfterPowerOn)} |` : ''} ${PHASES.map((x) => fmt(p[x])).join(' | ')} | ${rate} | ${r.ok ? 'yes' : `NO: ${r.note}`} |`);
   }
   lines.push('');
   for (const cpus of [...new Set(results.map((r) => r.cpus))]) {

@@ -38,9 +38,13 @@ export const busyboxPhases: Record<PhaseName, RegExp> = {
   done: /\] reboot: (?:Restarting system|Power down)/,
 };
 
+/** Terminal control sequences at the start of a line: after a netboot, iPXE's screen resets
+ *  (ESC c, ESC [?7l, ESC [2J) stay in front of the kernel's first line on the serial console. */
+const LEADING_CONTROL = /^(?:\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z]))+/;
+
 /** Seconds since kernel start of the first console line matching each phase (the regex's group 1 when it has one). */
 export function phaseTimes(console: string, spec: Record<PhaseName, RegExp>): Partial<Record<PhaseName, number>> {
-  const lines = console.split(/\r?\n/);
+  const lines = console.split(/\r?\n/).map((l) => l.replace(LEADING_CONTROL, ''));
   const out: Partial<Record<PhaseName, number>> = {};
   for (const p of PHASES) {
     const line = lines.find((l) => spec[p].test(l));

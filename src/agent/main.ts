@@ -24,6 +24,7 @@ import { formatFailureScreen } from './failure-screen.ts';
 import { loadHardwareModules, ModuleLoader } from './modules.ts';
 import { startReaper } from './reaper.ts';
 import type { RunState } from './run-action.ts';
+import type { WarmUp } from './warm-up.ts';
 import { runShellOnce, shellForever, shellPath } from './shell.ts';
 import { collectInventory, summarizeInventory } from '../inventory/collect.ts';
 import { reportLldpNeighbors } from '../inventory/lldp.ts';
@@ -192,14 +193,31 @@ class Agent {
     if (this.params.server === undefined) {
       throw new BootyError({ stage: 'config', code: 'no-server', diskState: 'untouched', message: 'no MYURL= or BOOTYURL= on the kernel command line', hint: 'add MYURL=http://SERVER:PORT to the kernel command line (see kernel-cmdline/README.md)' });
     }
-    // the inventory goes to the server at every boot, beside the action fetch (once the disks settled)
-    const inventorySent = hwLogged.then(() => this.reportInventory(later));
-    inventorySent.catch(() => { /* awaited below, or hwLogged's error is */ });
+    // The inventory goes to the server at every boot, once the disks settled: before an inspect
+    // waits, as soon as any other action starts, but during a deploy only once its first bytes
+    // are written (or it ends): on a slow CPU collecting and sending it takes the main thread
+    // ~0.5 s that the first byte would wait for (README "In the VM").
+    let inventory: Promise<void> | undefined;
+    const sendInventory = (): Promise<void> => {
+      if (inventory === undefined) {
+        inventory = hwLogged.then(() => this.reportInventory(later));
+        inventory.catch(() => { /* hwLogged's error is awaited below */ });
+      }
+      return inventory;
+    };
     const fetchOpts = { server: this.params.server, mac: this.net.mac, token: this.params.token, budgetMs: this.params.fetchTimeoutMs, log: this.log, caUrls: this.params.trust.caUrls };
-    const fetched = await later.fetchAction(fetchOpts);
+    this.warming?.fetching();
+    let fetched: Awaited<ReturnType<AfterLease['fetchAction']>>;
+    try {
+      fetched = await later.fetchAction(fetchOpts);
+    } catch (e) {
+      // no action (none for this MAC, the server unreachable...): the server still learns the hardware
+      void sendInventory();
+      throw e;
+    }
     this.action = fetched.action;
     if (this.action.action === 'inspect') {
-      await inventorySent;
+      await sendInventory();
       // one "fetching the action" line per poll would fill the machine's log while it waits for days
       const quiet = { ...this.log, info: (m: string) => this.log.debug(m) };
       this.action = await waitForOperator(this.action, async () => (await later.fetchAction({ ...fetchOpts, log: quiet, caUrls: [] })).action, this.log, () => this.phase('inspecting', 'waiting for an operator'));
@@ -211,7 +229,13 @@ class Agent {
     await this.breakHere('run');
     this.begin(6, `run the action (${this.action.action})`);
     const started = performance.now();
-    const summary = await later.runAction(this.action, { log: this.log, params: this.params, net: this.net, reporter: this.reporter, modules: this.modules, state: this.state });
+    if (this.action.action !== 'deploy' && this.action.action !== 'deploy-rootfs') void sendInventory();
+    let summary: Awaited<ReturnType<AfterLease['runAction']>>;
+    try {
+      summary = await later.runAction(this.action, { log: this.log, params: this.params, net: this.net, reporter: this.reporter, modules: this.modules, state: this.state, onUnderway: () => { void sendInventory(); } });
+    } finally {
+      void sendInventory();
+    }
     this.reporter?.event({
       type: 'result', time: new Date().toISOString(), ok: true, action: this.action.action,
       seconds: summary.seconds ?? (performance.now() - started) / 1000,
@@ -246,12 +270,13 @@ class Agent {
   }
 
   private warmedUp = false;
+  private warming: WarmUp | undefined;
 
   /** Starts the work ahead of the action (after-lease.ts's warmUp) once: at the first DHCP DISCOVER, or once the hardware settled. */
   private warmUpOnce(): void {
     if (this.warmedUp) return;
     this.warmedUp = true;
-    this.later().then((m) => m.warmUp(this.params.server, this.log), () => { /* reported where it is awaited */ });
+    this.later().then((m) => { this.warming = m.warmUp(this.params.server, this.log); }, () => { /* reported where it is awaited */ });
   }
 
   private bringUpNetwork(): Promise<NetworkHandle> {

@@ -44,6 +44,9 @@ export interface RunContext {
   reporter: Reporter | undefined;
   modules: ModuleLoader;
   state: RunState;
+  /** called once the action's data flows (a deploy's first bytes written): what can wait until
+   *  then starts (main.ts: the inventory) */
+  onUnderway?: () => void;
 }
 
 export interface RunSummary {
@@ -61,10 +64,16 @@ export function phase(ctx: Pick<RunContext, 'reporter'>, p: Phase, detail?: stri
   ctx.reporter?.event({ type: 'phase', time: new Date().toISOString(), phase: p, ...(detail === undefined ? {} : { detail }) });
 }
 
-/** Progress to the server at most every `everyMs`, whatever rate the data path calls it. */
+/** Progress to the server at most every `everyMs`, whatever rate the data path calls it; the first
+ *  bytes also tell ctx.onUnderway. */
 function progressReporter(ctx: RunContext, p: Phase, everyMs = 2000): (s: ProgressSnapshot) => void {
   let last = -Infinity;
+  let underway = false;
   return (s) => {
+    if (!underway && s.bytes > 0) {
+      underway = true;
+      ctx.onUnderway?.();
+    }
     const now = performance.now();
     if (now - last < everyMs) return;
     last = now;

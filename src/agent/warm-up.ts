@@ -9,7 +9,14 @@ import type { Logger } from '../util/log.ts';
 import { warmHttp } from './http-warm-up.ts';
 import type { ServerRef } from './boot-params.ts';
 
-export function warmUp(server: ServerRef | undefined, log: Logger): void {
+/** The warm-up under way: `fetching()` says the action's GET starts now, which makes undici's
+ *  first request itself: the warm-up's own request, if not started yet, would only be a second
+ *  one competing with it for the main thread (a DHCP server that answers at once leaves no wait
+ *  to hide it in). */
+export interface WarmUp { fetching(): void }
+
+export function warmUp(server: ServerRef | undefined, log: Logger): WarmUp {
+  let fetching = false;
   const steps: (() => void)[] = [];
   // the deploy's decode worker (gzip and zstd streams, on any number of cores, as deploy decides)
   // first: it starts on another core where there is one
@@ -20,7 +27,7 @@ export function warmUp(server: ServerRef | undefined, log: Logger): void {
   }
   // undici's first request (its WebAssembly parser compiled, its code run once), made to this
   // process itself: the action's GET would pay for it otherwise (http-warm-up.ts)
-  steps.push(() => { void warmHttp(log); });
+  steps.push(() => { if (!fetching) void warmHttp(log); });
   // ajv compiles a validator on its first use: compile the ones the action most likely needs
   for (const n of server?.style === 'bootyurl' ? ['writeImage'] as const : ['combined', 'deploy'] as const) steps.push(() => { void validators[n]; });
   const next = () => {
@@ -30,4 +37,5 @@ export function warmUp(server: ServerRef | undefined, log: Logger): void {
     setImmediate(next);
   };
   next();
+  return { fetching: () => { fetching = true; } };
 }

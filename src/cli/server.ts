@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BOOT_DIR, parseListen, startServer } from '../server/server.ts';
+import { initrdNameProblem } from '../server/boot-initrd.ts';
 import { createServerLog } from '../server/server-log.ts';
 import { pemSha256 } from '../net/tls-pin.ts';
 import type { LogFormat, ServerLog } from '../server/server-log.ts';
@@ -11,7 +12,7 @@ import type { TrustPolicy } from '../server/http/access.ts';
 const HELP = `usage: booty server --data DIR [--database postgres://...] [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
                     [--metrics public|operator] [--insecure-open]
                     [--tls-cert FILE --tls-key FILE] [--upload-ttl SECONDS]
-                    [--boot-dir DIR] [--boot-url URL] [--public-url URL] [--console ARGS]
+                    [--boot-dir DIR] [--initrd NAME] [--boot-url URL] [--public-url URL] [--console ARGS]
                     [--kernel-args ARGS] [--log-format auto|json|human]
                     [--machine-log-days DAYS] [--machine-log-mib MIB]
 
@@ -46,9 +47,11 @@ See README "booty server" and "Server API".
                       prints the booty.ca=sha256:... pin agents use to trust this server
   --tls-key FILE      the certificate's private key (PEM)
   --upload-ttl SECONDS  delete resumable uploads idle this long (default 86400)
-  --boot-dir DIR      kernel (vmlinuz) and initramfs (booty.cpio.zst) served under /boot/
-                      (default: dist/initramfs of this checkout, where "booty build-initramfs" puts them)
-  --boot-url URL      let iPXE fetch vmlinuz and booty.cpio.zst from URL instead of /boot/
+  --boot-dir DIR      kernel (vmlinuz) and initramfs served under /boot/ (default: dist/initramfs
+                      of this checkout, where "booty build-initramfs" puts them)
+  --initrd NAME       the initramfs file in --boot-dir (default: the newest of booty.cpio.zst,
+                      booty.cpio.lz4, booty.cpio.gz and booty.cpio, as build-initramfs names them)
+  --boot-url URL      let iPXE fetch vmlinuz and the initramfs from URL instead of /boot/
   --public-url URL    the server's URL as machines reach it, for MYURL in iPXE scripts
                       (default: from the Host header of the iPXE request)
   --console ARGS      console arguments for the agent's kernel (default "console=tty0 console=ttyS0,115200")
@@ -96,7 +99,7 @@ export async function run(argv: string[]): Promise<number> {
         data: { type: 'string' }, database: { type: 'string' }, listen: { type: 'string', default: '0.0.0.0:3000' },
         token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, 'login-ttl': { type: 'string' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
-        'boot-dir': { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' }, 'replica-url': { type: 'string' },
+        'boot-dir': { type: 'string' }, initrd: { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' }, 'replica-url': { type: 'string' },
         console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' }, 'default-action': { type: 'string', default: 'inspect' }, 'no-gzip-index': { type: 'boolean' },
         p2p: { type: 'boolean' }, 'p2p-tracker': { type: 'string' }, 'p2p-every-deploy': { type: 'boolean' }, 'p2p-trusted-proxy': { type: 'string', multiple: true },
@@ -119,6 +122,8 @@ export async function run(argv: string[]): Promise<number> {
   if (defaultAction !== 'inspect' && defaultAction !== 'none' && defaultAction !== 'off') { process.stderr.write('booty server: --default-action must be inspect, none or off\n'); return 2; }
   const format = values['log-format'];
   if (format !== 'auto' && format !== 'json' && format !== 'human') { process.stderr.write('booty server: --log-format must be auto, json or human\n'); return 2; }
+  const initrdProblem = values.initrd === undefined ? undefined : initrdNameProblem(values.initrd);
+  if (initrdProblem !== undefined) { process.stderr.write(`booty server: ${initrdProblem}\n`); return 2; }
   for (const k of ['boot-url', 'public-url', 'replica-url'] as const) {
     const v = values[k];
     if (v !== undefined && !/^https?:\/\/[^\s$]+$/.test(v)) { process.stderr.write(`booty server: --${k} must be an http(s) URL, got ${JSON.stringify(v)}\n`); return 2; }
@@ -166,7 +171,7 @@ export async function run(argv: string[]): Promise<number> {
         ...(logMib === undefined ? {} : { maxBytesPerMachine: Math.round(Number(logMib) * (1 << 20)) }),
       },
       boot: {
-        dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', initrd: 'booty.cpio.zst',
+        dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', ...(values.initrd === undefined ? {} : { initrd: values.initrd }),
         url: values['boot-url'], publicUrl: values['public-url'], console: values.console, extraArgs: values['kernel-args'],
       },
     });

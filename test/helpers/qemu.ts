@@ -56,6 +56,9 @@ export interface VmOptions {
   memMiB?: number;
   cpus?: number;
   accel?: Accel;
+  /** no kernel given: boot from the disk (default) or the NIC's iPXE option ROM under SeaBIOS
+   *  (QEMU's own ROM for the NIC model, from Debian's ipxe-qemu) */
+  firmwareBoot?: 'disk' | 'network';
   extraArgs?: string[];
 }
 
@@ -236,7 +239,11 @@ export function qemuArgs(opts: VmOptions, accel: Accel): string[] {
     a.push('-netdev', `tap,id=net0,ifname=${opts.nic.tap},script=no,downscript=no`,
       '-device', `${opts.nic.model ?? 'virtio-net-pci'},netdev=net0,mac=${opts.nic.mac}`);
   }
-  if (opts.kernel === undefined) a.push('-boot', 'order=c');
+  if (opts.kernel === undefined) {
+    // graphics=off: SeaBIOS, and iPXE under it, write their screens to the serial console too
+    if (opts.firmwareBoot === 'network') a.push('-boot', 'order=n', '-machine', 'graphics=off');
+    else a.push('-boot', 'order=c');
+  }
   a.push(...(opts.extraArgs ?? []));
   return a;
 }

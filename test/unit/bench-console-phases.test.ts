@@ -27,3 +27,11 @@ test('busybox: done from a power-down line; phases missing from the console stay
   assert.equal(p.done, 117.9);
   assert.equal(p.written, undefined);
 });
+
+test('after a netboot: the terminal resets iPXE left in front of the first kernel line do not hide its stamp', () => {
+  // as on the serial console of a SeaBIOS + iPXE boot (bench vm --boot ipxe)
+  const console = 'http://10.233.1.1:3000/boot/bench-initrd.cpio... ok\r\n\x1bc\x1b[?7l\x1b[2J[    4.319] booty: /init: node v26.10.0 started as PID 1; loading the agent\r\n[    5.071] booty: step 1/7\r\n';
+  const p = phaseTimes(console, bootyPhases);
+  assert.equal(p.init, 4.319);
+  assert.equal(p.agent, 5.071);
+});

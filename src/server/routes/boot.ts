@@ -15,6 +15,7 @@ import { note, sendText } from '../http/respond.ts';
 import { serveFile } from '../http/serve-file.ts';
 import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from '../ipxe.ts';
 import { etagFor } from '../range.ts';
+import { chooseInitrd, INITRD_NAMES } from '../boot-initrd.ts';
 import { pemSha256 } from '../../net/tls-pin.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 import { notFound } from './fallbacks.ts';
@@ -54,17 +55,20 @@ async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<
     note(res, 'ipxe', 'exit');
     return sendText(res, ipxeExitScript(mac, why), IPXE_TYPE);
   }
-  const boot = app.boot ?? { dir: '', kernel: 'vmlinuz', initrd: 'booty.cpio.zst', console: 'console=tty0 console=ttyS0,115200' };
+  const boot = app.boot ?? { dir: '', kernel: 'vmlinuz', console: 'console=tty0 console=ttyS0,115200' };
   note(res, 'ipxe', 'boot');
   sendText(res, ipxeBootScript(mac, summarizeAction(served.action), {
-    serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: boot.initrd,
+    serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: await chooseInitrd(boot.dir, boot.initrd),
     console: boot.console, token: app.trust.credentialFor(mac), caPin: tlsPinOf(app), extraArgs: boot.extraArgs,
   }), IPXE_TYPE);
 }
 
 async function serveBootFile({ app, req, res, params: { bootfile: name } }: AppRequest): Promise<void> {
   const boot = app.boot;
-  if (boot === undefined || (name !== boot.kernel && name !== boot.initrd)) throw new HttpError(404, `no boot file ${JSON.stringify(name)} (served: the kernel and initramfs of --boot-dir)`);
+  // (with --initrd, that file only; without it, any of build-initramfs's names: a script written
+  // just before a rebuild still loads)
+  const initrds: readonly string[] = boot?.initrd !== undefined ? [boot.initrd] : INITRD_NAMES;
+  if (boot === undefined || (name !== boot.kernel && !initrds.includes(name))) throw new HttpError(404, `no boot file ${JSON.stringify(name)} (served: the kernel and initramfs of --boot-dir)`);
   let fh: FileHandle;
   try { fh = await open(join(boot.dir, name), 'r'); } catch {
     throw new HttpError(404, `${join(boot.dir, name)} does not exist; build it with "booty build-initramfs" or point --boot-dir at it`);

@@ -53,7 +53,8 @@ export interface BootFiles {
   /** directory holding the kernel and initramfs served under /boot/ */
   dir: string;
   kernel: string;
-  initrd: string;
+  /** the initramfs file name; undefined: the newest booty.cpio.* in dir at each request (boot-initrd.ts) */
+  initrd?: string;
   /** where iPXE fetches kernel and initramfs; default <server>/boot */
   url?: string;
   /** base URL put into MYURL; default: the URL the request came to */

@@ -1,0 +1,36 @@
+// Which initramfs file of --boot-dir the iPXE scripts name and /boot/ serves. `booty
+// build-initramfs` names its output by compression (booty.cpio.zst, .lz4 for machines without
+// KVM, .gz, or plain booty.cpio), so a server that only knew booty.cpio.zst would 404 the
+// build the README recommends for VMs. Without --initrd the server takes the newest of those
+// files (the one built last: a rebuild with another compression leaves the old file behind),
+// looked up at each request, since the operator may build while the server runs.
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** What `booty build-initramfs --compression zstd|lz4|gzip|none` writes, in that order. */
+export const INITRD_NAMES = ['booty.cpio.zst', 'booty.cpio.lz4', 'booty.cpio.gz', 'booty.cpio'] as const;
+
+/** The name when none of them exists yet (the /boot/ request then says how to build it). */
+export const DEFAULT_INITRD = INITRD_NAMES[0];
+
+/** The initramfs to serve from `dir`: `explicit` when given, else the newest of INITRD_NAMES present. */
+export async function chooseInitrd(dir: string, explicit?: string): Promise<string> {
+  if (explicit !== undefined) return explicit;
+  let best: { name: string; mtimeMs: number } | undefined;
+  for (const name of INITRD_NAMES) {
+    let mtimeMs: number;
+    try {
+      const st = await stat(join(dir, name));
+      if (!st.isFile()) continue;
+      mtimeMs = st.mtimeMs;
+    } catch { continue; }
+    if (best === undefined || mtimeMs > best.mtimeMs) best = { name, mtimeMs };
+  }
+  return best?.name ?? DEFAULT_INITRD;
+}
+
+/** An --initrd value: a file name inside --boot-dir, nothing that leaves it or needs quoting in iPXE. */
+export function initrdNameProblem(name: string): string | undefined {
+  if (!/^[A-Za-z0-9._-]+$/.test(name) || name === '.' || name === '..') return `--initrd must be a file name inside --boot-dir (letters, digits, '.', '_', '-'), not ${JSON.stringify(name)}`;
+  return undefined;
+}
