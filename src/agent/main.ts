@@ -276,7 +276,16 @@ class Agent {
   private warmUpOnce(): void {
     if (this.warmedUp) return;
     this.warmedUp = true;
-    this.later().then((m) => { this.warming = m.warmUp(this.params.server, this.log); }, () => { /* reported where it is awaited */ });
+    // The deploy's decode worker first, before after-lease.ts is evaluated: on a slow CPU its
+    // start (a new isolate, its code, ISA-L, the timing of the gzip engines) is the longest piece
+    // ahead of the first byte, and it runs on another CPU where there is one; evaluating
+    // after-lease.ts first made a DHCP server that answers at once leave the image's first
+    // block waiting for the worker (README "In the VM").
+    import('../image/parallel/decode-worker.ts').then((m) => {
+      if (m.decodeWorkerSupported()) m.prestartDecodeWorker();
+    }).catch((e: unknown) => this.log.debug(`could not start a decode worker ahead of time: ${(e as Error).message}`)).finally(() => {
+      this.later().then((m) => { this.warming = m.warmUp(this.params.server, this.log); }, () => { /* reported where it is awaited */ });
+    });
   }
 
   private bringUpNetwork(): Promise<NetworkHandle> {
