@@ -38,9 +38,10 @@ export const busyboxPhases: Record<PhaseName, RegExp> = {
   done: /\] reboot: (?:Restarting system|Power down)/,
 };
 
-/** Terminal control sequences at the start of a line: after a netboot, iPXE's screen resets
- *  (ESC c, ESC [?7l, ESC [2J) stay in front of the kernel's first line on the serial console. */
-const LEADING_CONTROL = /^(?:\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z]))+/;
+/** A line up to its last terminal control sequence: after a netboot, iPXE's last words and its
+ *  screen resets (ESC c, ESC [?7l, ESC [2J) run into the kernel's first line on the serial
+ *  console, e.g. `http://.../boot/initrd... o<ESC>c<ESC>[?7l<ESC>[2J[2.10] bb: init started`. */
+const LEADING_CONTROL = /^.*\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z])/;
 
 /** Seconds since kernel start of the first console line matching each phase (the regex's group 1 when it has one). */
 export function phaseTimes(console: string, spec: Record<PhaseName, RegExp>): Partial<Record<PhaseName, number>> {
