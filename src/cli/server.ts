@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BOOT_DIR, parseListen, startServer } from '../server/server.ts';
-import { initrdNameProblem } from '../server/boot-initrd.ts';
+import { describeBootFiles, initrdNameProblem } from '../server/boot-initrd.ts';
 import { createServerLog } from '../server/server-log.ts';
 import { pemSha256 } from '../net/tls-pin.ts';
 import type { LogFormat, ServerLog } from '../server/server-log.ts';
@@ -183,6 +183,14 @@ export async function run(argv: string[]): Promise<number> {
   if (pin !== undefined) process.stdout.write(`booty server: TLS certificate sha256:${pin} (agents: booty.ca=sha256:${pin}; CLI: --ca sha256:${pin})\n`);
   log.info('started', { data: values.data, url: running.url, token: token ? 'required' : undefined });
   await warnAboutTrust(running.trust, values.data, log);
+  if (values['boot-url'] === undefined) {
+    const boot = await describeBootFiles(values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), 'vmlinuz', values.initrd);
+    if (boot.ok) log.info('boot files', { detail: boot.message });
+    else {
+      process.stderr.write(`booty server: WARNING: ${boot.message}\n`);
+      log.warn('boot files missing', { warning: boot.message });
+    }
+  }
   const onHup = () => { void running.reload().catch((e: unknown) => log.error('reload failed', { error: (e as Error).message })); };
   process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {

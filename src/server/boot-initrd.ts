@@ -34,3 +34,16 @@ export function initrdNameProblem(name: string): string | undefined {
   if (!/^[A-Za-z0-9._-]+$/.test(name) || name === '.' || name === '..') return `--initrd must be a file name inside --boot-dir (letters, digits, '.', '_', '-'), not ${JSON.stringify(name)}`;
   return undefined;
 }
+
+/** What the server says at start about the files iPXE scripts will load: which ones, or which
+ *  are missing (netbooting machines would get 404s) and how to make them. */
+export async function describeBootFiles(dir: string, kernel: string, explicit?: string): Promise<{ ok: boolean; message: string }> {
+  const initrd = await chooseInitrd(dir, explicit);
+  const present = async (name: string) => { try { return (await stat(join(dir, name))).isFile(); } catch { return false; } };
+  const missing = [
+    ...(await present(kernel) ? [] : [kernel]),
+    ...(await present(initrd) ? [] : [explicit !== undefined ? initrd : `initramfs (${INITRD_NAMES.join(', ')})`]),
+  ];
+  if (missing.length === 0) return { ok: true, message: `netbooting machines load ${kernel} and ${initrd} from ${dir}` };
+  return { ok: false, message: `${dir} has no ${missing.join(' and no ')}: machines that netboot through /ipxe will fail to load them; build them with "booty build-initramfs" or point --boot-dir at them` };
+}

@@ -35,6 +35,12 @@ async function scriptInitrd(srv: BootyServerProcess): Promise<string> {
   return line[1];
 }
 
+/** The server says it right after its listening line: wait for it. */
+async function eventually(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 25));
+  assert.ok(ok(), `timed out waiting for ${what}`);
+}
+
 async function newerThanOthers(file: string, secondsAgo: number): Promise<void> {
   const t = Date.now() / 1000 - secondsAgo;
   await utimes(file, t, t);
@@ -53,6 +59,22 @@ describe('booty server: the initramfs of --boot-dir', () => {
     srv = await startBootyServer({ dataDir: join(dataDir, 'data'), args: ['--boot-dir', bootDir] });
   });
   after(async () => { await srv.close(); await rm(dataDir, { recursive: true, force: true }); });
+
+  it('says at start which files netbooting machines will load, or that they are missing and how to make them', async () => {
+    // (started before anything was built: only the kernel is there)
+    await eventually('the warning', () => /WARNING: /.test(srv.stderr()));
+    assert.match(srv.stderr(), /WARNING: \S+ has no initramfs \(booty\.cpio\.zst, booty\.cpio\.lz4, booty\.cpio\.gz, booty\.cpio\): machines that netboot through \/ipxe will fail to load them; build them with "booty build-initramfs"/);
+    await writeFile(join(bootDir, 'booty.cpio.lz4'), 'lz4 build');
+    const again = await startBootyServer({ dataDir: join(dataDir, 'data-start'), args: ['--boot-dir', bootDir] });
+    try {
+      await eventually('the boot files line', () => again.logRecords().some((r) => r.msg === 'boot files'));
+      assert.doesNotMatch(again.stderr(), /WARNING: .*has no/);
+      assert.ok(again.logRecords().some((r) => r.msg === 'boot files' && String(r.detail).includes(`load vmlinuz and booty.cpio.lz4 from ${bootDir}`)), again.stderr());
+    } finally {
+      await again.close();
+      await rm(join(bootDir, 'booty.cpio.lz4'));
+    }
+  });
 
   it('serves the build-initramfs output that is there, the newest of several, chosen at each request', async () => {
     // nothing built yet: the script names the zstd build, whose download says how to build it
