@@ -4,7 +4,6 @@
 // second or more when done on demand. One piece per turn of the event loop: an offer that
 // arrives meanwhile waits for one piece at most, not for all of them.
 import { validators } from '../config/schema.ts';
-import { decodeWorkerSupported, prestartDecodeWorker } from '../image/parallel/decode-worker.ts';
 import type { Logger } from '../util/log.ts';
 import { warmHttp } from './http-warm-up.ts';
 import type { ServerRef } from './boot-params.ts';
@@ -18,13 +17,8 @@ export interface WarmUp { fetching(): void }
 export function warmUp(server: ServerRef | undefined, log: Logger): WarmUp {
   let fetching = false;
   const steps: (() => void)[] = [];
-  // the deploy's decode worker (gzip and zstd streams, on any number of cores, as deploy decides)
-  // first: it starts on another core where there is one
-  if (decodeWorkerSupported()) {
-    steps.push(() => {
-      try { prestartDecodeWorker(); } catch (e) { log.debug(`could not start a decode worker ahead of time: ${(e as Error).message}`); }
-    });
-  }
+  // (the deploy's decode worker was started just before this module was evaluated: main.ts
+  // warmUpOnce)
   // undici's first request (its WebAssembly parser compiled, its code run once), made to this
   // process itself: the action's GET would pay for it otherwise (http-warm-up.ts)
   steps.push(() => { if (!fetching) void warmHttp(log); });

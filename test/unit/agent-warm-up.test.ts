@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn } from 'node:timers/promises';
 import { warmUp } from '../../src/agent/warm-up.ts';
-import { dropPrestartedDecodeWorker } from '../../src/image/parallel/decode-worker.ts';
 import type { Logger } from '../../src/util/log.ts';
 
 function recordingLog(): { log: Logger; lines: string[] } {
@@ -19,15 +18,13 @@ async function until(what: string, ok: () => boolean): Promise<void> {
   assert.ok(ok(), `timed out waiting for ${what}`);
 }
 
-test('warm-up: undici is warmed by a request of its own while the agent waits for DHCP', async (t) => {
-  t.after(() => dropPrestartedDecodeWorker());
+test('warm-up: undici is warmed by a request of its own while the agent waits for DHCP', async () => {
   const { log, lines } = recordingLog();
   warmUp(undefined, log);
   await until('the warm-up request', () => lines.some((l) => /^http: warmed up undici/.test(l)));
 });
 
-test('warm-up: no request of its own once the action fetch started (it warms undici itself)', async (t) => {
-  t.after(() => dropPrestartedDecodeWorker());
+test('warm-up: no request of its own once the action fetch started (it warms undici itself)', async () => {
   const { log, lines } = recordingLog();
   const w = warmUp(undefined, log);
   // the lease came at once: the fetch starts before the warm-up's steps reached the request
