@@ -30,6 +30,8 @@ export function warmUp(server: ServerRef | undefined, log: Logger): WarmUp {
     step();
     setImmediate(next);
   };
-  next();
+  // the first piece on the next turn too: when the lease is already there, the agent's own
+  // continuation (the action's GET, which calls fetching()) runs before it
+  setImmediate(next);
   return { fetching: () => { fetching = true; } };
 }
