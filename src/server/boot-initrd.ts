@@ -13,18 +13,23 @@ export const INITRD_NAMES = ['booty.cpio.zst', 'booty.cpio.lz4', 'booty.cpio.gz'
 /** The name when none of them exists yet (the /boot/ request then says how to build it). */
 export const DEFAULT_INITRD = INITRD_NAMES[0];
 
+/** When the regular file `name` in `dir` was last written; undefined when there is none. */
+async function fileMtimeMs(dir: string, name: string): Promise<number | undefined> {
+  try {
+    const st = await stat(join(dir, name));
+    return st.isFile() ? st.mtimeMs : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The initramfs to serve from `dir`: `explicit` when given, else the newest of INITRD_NAMES present. */
 export async function chooseInitrd(dir: string, explicit?: string): Promise<string> {
   if (explicit !== undefined) return explicit;
   let best: { name: string; mtimeMs: number } | undefined;
   for (const name of INITRD_NAMES) {
-    let mtimeMs: number;
-    try {
-      const st = await stat(join(dir, name));
-      if (!st.isFile()) continue;
-      mtimeMs = st.mtimeMs;
-    } catch { continue; }
-    if (best === undefined || mtimeMs > best.mtimeMs) best = { name, mtimeMs };
+    const mtimeMs = await fileMtimeMs(dir, name);
+    if (mtimeMs !== undefined && (best === undefined || mtimeMs > best.mtimeMs)) best = { name, mtimeMs };
   }
   return best?.name ?? DEFAULT_INITRD;
 }
@@ -39,7 +44,7 @@ export function initrdNameProblem(name: string): string | undefined {
  *  are missing (netbooting machines would get 404s) and how to make them. */
 export async function describeBootFiles(dir: string, kernel: string, explicit?: string): Promise<{ ok: boolean; message: string }> {
   const initrd = await chooseInitrd(dir, explicit);
-  const present = async (name: string) => { try { return (await stat(join(dir, name))).isFile(); } catch { return false; } };
+  const present = async (name: string) => await fileMtimeMs(dir, name) !== undefined;
   const missing = [
     ...(await present(kernel) ? [] : [kernel]),
     ...(await present(initrd) ? [] : [explicit !== undefined ? initrd : `initramfs (${INITRD_NAMES.join(', ')})`]),
