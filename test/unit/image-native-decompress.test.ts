@@ -13,6 +13,7 @@ import { createDecompressor, trailingBytes } from '../../src/image/format/decomp
 import { LIBLZMA } from '../../src/sys/liblzma.ts';
 import { LIBBZ2 } from '../../src/sys/libbz2.ts';
 import { checkKnownStream, type NativeStreamDecoder } from '../../src/sys/stream-decoder.ts';
+import { takeLoan } from '../../src/image/sink/block-loan.ts';
 
 // 24 MiB: 6 MiB of noise, text, and zeros that compress a thousandfold (one small input chunk
 // expands a lot)
@@ -76,6 +77,33 @@ for (const [format, cmd] of [['xz', 'xz'], ['bzip2', 'bzip2']] as const) {
     assert.ok(r.out.equals(image), 'bit-exact');
     assert.ok(r.peakBuffered <= 16 << 20, `a bounded amount waits for the reader (saw ${r.peakBuffered})`);
     assert.equal(r.trailing, 0);
+  });
+}
+
+// The decoder lends its output buffers (block-loan.ts): the writer copies each and gives it back,
+// and the decoder reuses it instead of leaving a fresh 1 MiB buffer per step to the next garbage
+// collection. A consumer that keeps the chunks and never gives them back must get its bytes intact.
+for (const format of ['xz', 'bzip2'] as const) {
+  test(`${format}: output buffers given back are reused; chunks kept by a consumer that does not borrow are never overwritten`, async () => {
+    const buffers = new Set<ArrayBufferLike>();
+    const copied: Buffer[] = [];
+    const borrower = new Writable({
+      write(c: Buffer, _e, cb) {
+        const loan = takeLoan(c);
+        assert.ok(loan !== undefined, 'every output chunk is lent');
+        buffers.add(c.buffer);
+        copied.push(Buffer.from(c));
+        setImmediate(() => { loan.giveBack(); cb(); });
+      },
+    });
+    await pipeline(Readable.from([compressed[format]]), createDecompressor(format)!, borrower);
+    assert.ok(Buffer.concat(copied).equals(image), 'bit-exact through a borrowing writer');
+    assert.ok(buffers.size <= 6, `${buffers.size} output buffers for ${image.length >> 20} MiB of output`);
+
+    const kept: Buffer[] = [];
+    const keeper = new Writable({ write(c: Buffer, _e, cb) { kept.push(c); setImmediate(cb); } });
+    await pipeline(Readable.from([compressed[format]]), createDecompressor(format)!, keeper);
+    assert.ok(Buffer.concat(kept).equals(image), 'bit-exact when the chunks are kept as they came');
   });
 }
 

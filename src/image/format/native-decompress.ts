@@ -6,8 +6,13 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { NativeStreamDecoder, StreamDecodeError } from '../../sys/stream-decoder.ts';
 import { ZLIB_CHUNK } from './decompress.ts';
+import { lendBlock } from '../sink/block-loan.ts';
+import { createGcPacer } from '../sink/gc-pacer.ts';
 
 const EMPTY = Buffer.alloc(0);
+/** output buffers kept for reuse: the reader's buffer (one chunk past its high-water mark) and the
+ *  writer's copy in progress are all that is ever out at once */
+const SPARE_OUTPUTS = 4;
 
 /** The error a native decoder's failure becomes: `code` as describeDecodeError() reads it. */
 export function nativeDecodeError(e: StreamDecodeError): Error & { code: string } {
@@ -27,6 +32,13 @@ export class NativeDecompress extends Transform {
    *  buffer at once), which must not start a second pump but must not be lost either */
   private pumping = false;
   private readRequested = false;
+  /** output buffers the writer gave back (block-loan.ts): a fresh 1 MiB buffer per step is garbage
+   *  V8 frees only at its next collection, and between collections it piled up by tens of MiB of
+   *  the 150 MiB the agent may use (README, Memory) */
+  private readonly spare: Buffer[] = [];
+  /** the input's chunks are the garbage left (the writer paces only buffers it did not borrow),
+   *  collected every few MiB as the other decoders do theirs */
+  private readonly pace = createGcPacer(2 << 20);
 
   constructor(decoder: NativeStreamDecoder) {
     super({ readableHighWaterMark: ZLIB_CHUNK });
@@ -34,6 +46,7 @@ export class NativeDecompress extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pace(chunk.length);
     this.pending = { chunk, off: 0, finish: false, cb };
     this.pump();
   }
@@ -74,7 +87,7 @@ export class NativeDecompress extends Transform {
     if (p === undefined) return;
     for (;;) {
       if (this.ended) return this.done(null);
-      const out = Buffer.allocUnsafe(ZLIB_CHUNK);
+      const out = this.spare.pop() ?? Buffer.allocUnsafe(ZLIB_CHUNK);
       let r;
       try {
         r = this.decoder.step(p.chunk, p.off, p.chunk.length - p.off, out, 0, out.length, p.finish);
@@ -86,7 +99,9 @@ export class NativeDecompress extends Transform {
       this.bytesWritten += consumed;
       const produced = out.length - r.outLeft;
       this.readRequested = false;
-      const room = produced > 0 ? this.push(out.subarray(0, produced)) : true;
+      let room = true;
+      if (produced > 0) room = this.push(lendBlock(out.subarray(0, produced), () => this.giveBack(out), false));
+      else this.giveBack(out);
       if (r.error !== null) return this.done(nativeDecodeError(r.error));
       if (r.ended) {
         this.ended = true;
@@ -102,6 +117,10 @@ export class NativeDecompress extends Transform {
       // the reader is full: _read() resumes, unless it already asked during push()
       if (!room && !this.readRequested) return;
     }
+  }
+
+  private giveBack(out: Buffer): void {
+    if (this.spare.length < SPARE_OUTPUTS) this.spare.push(out);
   }
 
   private done(err: Error | null): void {
