@@ -9,6 +9,9 @@ import { pemSha256 } from '../net/tls-pin.ts';
 import type { LogFormat, ServerLog } from '../server/server-log.ts';
 import type { TrustPolicy } from '../server/http/access.ts';
 
+/** the kernel's file name in --boot-dir (build-initramfs writes it so) */
+const BOOT_KERNEL = 'vmlinuz';
+
 const HELP = `usage: booty server --data DIR [--database postgres://...] [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
                     [--metrics public|operator] [--insecure-open]
                     [--tls-cert FILE --tls-key FILE] [--upload-ttl SECONDS]
@@ -156,6 +159,7 @@ export async function run(argv: string[]): Promise<number> {
   const token = values.token ?? process.env.BOOTY_TOKEN;
   const log = createServerLog(format as LogFormat);
 
+  const bootDir = values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']);
   let running: Awaited<ReturnType<typeof startServer>>;
   try {
     running = await startServer({
@@ -171,7 +175,7 @@ export async function run(argv: string[]): Promise<number> {
         ...(logMib === undefined ? {} : { maxBytesPerMachine: Math.round(Number(logMib) * (1 << 20)) }),
       },
       boot: {
-        dir: values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), kernel: 'vmlinuz', ...(values.initrd === undefined ? {} : { initrd: values.initrd }),
+        dir: bootDir, kernel: BOOT_KERNEL, ...(values.initrd === undefined ? {} : { initrd: values.initrd }),
         url: values['boot-url'], publicUrl: values['public-url'], console: values.console, extraArgs: values['kernel-args'],
       },
     });
@@ -184,7 +188,7 @@ export async function run(argv: string[]): Promise<number> {
   log.info('started', { data: values.data, url: running.url, token: token ? 'required' : undefined });
   await warnAboutTrust(running.trust, values.data, log);
   if (values['boot-url'] === undefined) {
-    const boot = await describeBootFiles(values['boot-dir'] === undefined ? DEFAULT_BOOT_DIR : resolve(values['boot-dir']), 'vmlinuz', values.initrd);
+    const boot = await describeBootFiles(bootDir, BOOT_KERNEL, values.initrd);
     if (boot.ok) log.info('boot files', { detail: boot.message });
     else {
       process.stderr.write(`booty server: WARNING: ${boot.message}\n`);
