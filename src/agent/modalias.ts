@@ -19,6 +19,8 @@ export interface ModuleIndex {
   builtin: Set<string>;
   /** aliases by their literal prefix (built on first use by modulesForModalias) */
   byPrefix?: AliasLookup;
+  /** modalias -> the modules matching it: every scan of step 3 asks again for the same devices */
+  matched?: Map<string, readonly string[]>;
 }
 
 /** Positions in `aliases` by literal prefix, and the prefix lengths there are: a modalias is
@@ -131,7 +133,10 @@ export function buildIndex(files: { alias: string; dep: string; softdep?: string
 }
 
 /** Every module whose alias pattern matches this modalias (usually one; none for most devices). */
-export function modulesForModalias(index: ModuleIndex, modalias: string): string[] {
+export function modulesForModalias(index: ModuleIndex, modalias: string): readonly string[] {
+  const matched = index.matched ??= new Map();
+  const known = matched.get(modalias);
+  if (known !== undefined) return known;
   const lookup = index.byPrefix ??= aliasLookup(index.aliases);
   const candidates: number[] = [];
   for (const len of lookup.lengths) {
@@ -147,6 +152,7 @@ export function modulesForModalias(index: ModuleIndex, modalias: string): string
     a.re ??= globToRegExp(a.pattern);
     if (a.re.test(modalias) && !found.includes(a.module)) found.push(a.module);
   }
+  matched.set(modalias, found);
   return found;
 }
 

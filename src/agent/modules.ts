@@ -28,6 +28,8 @@ export class ModuleLoader {
   readonly moduleDir: string;
   private index: ModuleIndex | undefined;
   private readonly failed = new Set<string>();
+  /** bus device path -> its modalias, from earlier scans (readBusModaliases) */
+  private readonly knownModaliases = new Map<string, string>();
   private readonly opts: ModuleLoaderOptions;
 
   constructor(opts: ModuleLoaderOptions) {
@@ -95,7 +97,7 @@ export class ModuleLoader {
     const loaded = this.loaded();
     const blacklist = new Set(this.opts.blacklist ?? []);
     const why = new Map<string, string>();
-    const aliases = this.opts.sysDevices !== undefined ? readModaliases(this.opts.sysDevices) : readBusModaliases('/sys') ?? readModaliases('/sys/devices');
+    const aliases = this.opts.sysDevices !== undefined ? readModaliases(this.opts.sysDevices) : readBusModaliases('/sys', this.knownModaliases) ?? readModaliases('/sys/devices');
     for (const alias of aliases) {
       for (const m of modulesForModalias(index, alias)) {
         if (loaded.has(m) || this.failed.has(m) || why.has(m)) continue;
@@ -167,24 +169,39 @@ const offBusModaliases = ['devices/system/cpu/modalias', 'devices/virtual/dmi/id
  * DMI's: what the full walk of /sys/devices finds that a driver can bind to, at a fraction of
  * its cost (a scan runs every round and every settle poll; the walk reads ~500 directories,
  * 0.2-0.5 s each time under QEMU's TCG). undefined when `sysRoot`/bus cannot be read.
+ * `known` (device path -> modalias, kept by the caller across scans) spares re-reading a device
+ * already seen with one (a device's modalias never changes); most bus devices (memory blocks,
+ * ACPI objects) have none, and they are probed with access(2), not with a read that throws.
+ * A device seen without one is looked at again next scan: its attribute may not exist yet.
  */
-export function readBusModaliases(sysRoot: string): string[] | undefined {
+export function readBusModaliases(sysRoot: string, known: Map<string, string> = new Map()): string[] | undefined {
   let buses: string[];
-  try { buses = fs.readdirSync(path.join(sysRoot, 'bus')); } catch { return undefined; }
+  try { buses = fs.readdirSync(`${sysRoot}/bus`); } catch { return undefined; }
   const found = new Set<string>();
-  const add = (file: string) => {
+  const add = (file: string): string | undefined => {
+    if (!fs.existsSync(file)) return undefined;
     try {
       const v = fs.readFileSync(file, 'utf8').trim();
       if (v !== '') found.add(v);
-    } catch { /* no modalias, or the attribute refuses reads */ }
+      return v;
+    } catch { return undefined; /* the attribute refuses reads */ }
   };
   for (const bus of buses) {
-    const dir = path.join(sysRoot, 'bus', bus, 'devices');
+    const dir = `${sysRoot}/bus/${bus}/devices`;
     let devices: string[];
     try { devices = fs.readdirSync(dir); } catch { continue; }
-    for (const d of devices) add(path.join(dir, d, 'modalias'));
+    for (const d of devices) {
+      const device = `${dir}/${d}`;
+      const seen = known.get(device);
+      if (seen !== undefined) {
+        if (seen !== '') found.add(seen);
+        continue;
+      }
+      const v = add(`${device}/modalias`);
+      if (v !== undefined) known.set(device, v);
+    }
   }
-  for (const f of offBusModaliases) add(path.join(sysRoot, f));
+  for (const f of offBusModaliases) add(`${sysRoot}/${f}`);
   return [...found].sort();
 }
 

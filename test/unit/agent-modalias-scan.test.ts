@@ -45,3 +45,25 @@ test('no readable /sys/bus: undefined, so the caller falls back to the full walk
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   assert.equal(readBusModaliases(root), undefined);
 });
+
+test('across scans: a device read once is not read again; one whose modalias appears later is found then', (t) => {
+  const root = fakeSys();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  const known = new Map<string, string>();
+  // a device on the bus whose attribute is not there yet (sysfs adds a device's directory first)
+  const late = path.join(root, 'devices', 'pci0000:00', '0000:00:06.0');
+  fs.mkdirSync(late, { recursive: true });
+  fs.symlinkSync(late, path.join(root, 'bus', 'pci', 'devices', '0000:00:06.0'));
+  const first = readBusModaliases(root, known)!;
+  assert.equal(first.length, 5);
+  // rewriting a known device's attribute shows whether it is read again: it is not
+  fs.writeFileSync(path.join(root, 'devices', 'pci0000:00', '0000:00:04.0', 'modalias'), 'pci:changed\n');
+  fs.writeFileSync(path.join(late, 'modalias'), 'pci:v00008086d00001234sv00000000sd00000000bc01sc08i02\n');
+  const second = readBusModaliases(root, known)!;
+  assert.ok(!second.includes('pci:changed'), 'a known device is taken from the earlier scan');
+  assert.ok(second.includes('pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00'));
+  assert.ok(second.includes('pci:v00008086d00001234sv00000000sd00000000bc01sc08i02'), 'the late attribute is found');
+  assert.equal(second.length, 6);
+  // without the caller's map every scan reads every device
+  assert.ok(readBusModaliases(root)!.includes('pci:changed'));
+});
