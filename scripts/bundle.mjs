@@ -13,6 +13,7 @@
 // and from its .ts file in the sources, and says why this way.
 import { build } from 'esbuild';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -48,10 +49,13 @@ async function buildWorker(entry, o = {}) {
     keepNames: true,
     legalComments: 'none',
     logLevel: 'silent',
+    banner: { js: BUILTIN_INTEROP },
   });
   // a warning here is a bug in the worker (e.g. import.meta, which an evaluated worker lacks)
   if (r.warnings.length > 0) throw new Error(`bundle: worker ${path.relative(root, entry)}: ${r.warnings.map((w) => w.text).join('; ')}`);
-  return r.outputFiles[0].text;
+  // the same sharing as in the bundle, which would otherwise rewrite this text where it is
+  // embedded without the helper it calls
+  return shareBuiltinInterop(r.outputFiles[0].text);
 }
 
 /** Replaces src/image/parallel/worker-bundled.ts with the built worker entries, keyed by file name. */
@@ -140,10 +144,28 @@ export const standaloneSchemas = {
  *  regular expressions and names, but keeps it in the comments it leaves; those become \u
  *  escapes too (the same text in a comment, the same value anywhere else), so that /init can read
  *  the bundle as latin1, a copy, instead of decoding UTF-8 (tens of milliseconds under TCG). */
-async function asciiOnly(file) {
+async function asciiOnly(file, transform = (t) => t) {
   const text = await readFile(file, 'utf8');
-  const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const ascii = transform(text).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (ascii !== text) await writeFile(file, ascii);
+}
+
+// esbuild turns every `import fs from 'node:fs'` of every source file into its own
+// `__toESM(require("node:fs"), 1)`, which copies each export of the module into a new object:
+// ~120 copies of the same dozen built-in modules as the agent loads, tens of milliseconds of
+// its boot under QEMU's TCG. A built-in module's exports are all there once it is required, so
+// one copy per module serves every importer. (Not for bundled CommonJS packages: with circular
+// requires their exports may still grow after the first importer.)
+const BUILTIN_INTEROP = `const __bootyBuiltinCopies = new Map();
+function __bootyBuiltin(mod) {
+  let ns = __bootyBuiltinCopies.get(mod);
+  if (ns === undefined) { ns = __toESM(mod, 1); __bootyBuiltinCopies.set(mod, ns); }
+  return ns;
+}`;
+
+/** The bundle's interop copies of built-in modules, made once each (BUILTIN_INTEROP). */
+export function shareBuiltinInterop(text) {
+  return text.replace(/__toESM\(require\("([^"]+)"\), 1\)/g, (call, name) => (isBuiltin(name) ? `__bootyBuiltin(require(${JSON.stringify(name)}))` : call));
 }
 
 /** 'cjs' for a .cjs output file, else 'esm'. */
@@ -173,7 +195,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
         // A CommonJS module has no import.meta: give the few users (src/sys/libc.ts finds koffi
         // beside the bundle with it) the module's own file.
         define: { 'import.meta.url': '__bootyModuleUrl', 'import.meta.dirname': '__dirname' },
-        banner: { js: "const __bootyModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+        banner: { js: `const __bootyModuleUrl = require('node:url').pathToFileURL(__filename).href;\n${BUILTIN_INTEROP}` },
       }),
     // Readable stack traces on a serial console matter more than a smaller file (the bundle is
     // a few percent of the initramfs).
@@ -182,7 +204,7 @@ export async function bundle(outfile = path.join(root, 'dist', 'booty.mjs')) {
     legalComments: 'none',
     logLevel: 'warning',
   });
-  if (format === 'cjs') await asciiOnly(outfile);
+  if (format === 'cjs') await asciiOnly(outfile, shareBuiltinInterop);
   return outfile;
 }
 

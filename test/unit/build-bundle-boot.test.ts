@@ -7,16 +7,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import http2 from 'node:http2';
-import { createRequire } from 'node:module';
+import { createRequire, isBuiltin } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { build } from 'esbuild';
 import { skipUnlessPresent } from '../helpers/prerequisite.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const bundler = await import(pathToFileURL(path.join(root, 'scripts', 'bundle.mjs')).href) as { lazyUndiciParts: unknown; bundle(out: string): Promise<string> };
+const bundler = await import(pathToFileURL(path.join(root, 'scripts', 'bundle.mjs')).href) as { lazyUndiciParts: unknown; bundle(out: string): Promise<string>; shareBuiltinInterop(text: string): string };
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
 /** Which of node:http2 and node:assert a child process had loaded, as moduleLoadList names them. */
@@ -27,11 +29,15 @@ function tempDir(tag: string): string {
   return fs.mkdtempSync(path.join(root, 'dist', `.test-${tag}-`));
 }
 
-test('the bundle is ASCII, and the agent loads from it without node:http2 and node:assert', { timeout: 180_000 }, async () => {
+test('the bundle is ASCII, the agent loads from it without node:http2 and node:assert, and its workers run', { timeout: 180_000 }, async () => {
   const dir = tempDir('undici-agent');
   try {
     const out = await bundler.bundle(path.join(dir, 'booty.cjs'));
     const bytes = fs.readFileSync(out);
+    // every import of a built-in module shares one interop copy (shareBuiltinInterop)
+    const text = bytes.toString('latin1');
+    assert.deepEqual(text.match(/__toESM\(require\("[^"]+"\), 1\)/g)?.filter((c) => isBuiltin(/"([^"]+)"/.exec(c)![1])) ?? [], []);
+    assert.ok((text.match(/__bootyBuiltin\(require\("node:fs"\)\)/g) ?? []).length > 10, 'node:fs imported through the shared copy');
     const high = bytes.findIndex((b) => b > 0x7f);
     assert.equal(high, -1, `a byte above 0x7f at ${high}: ${bytes.subarray(Math.max(0, high - 40), high + 10).toString('utf8')}`);
     const probe = path.join(dir, 'probe.cjs');
@@ -42,9 +48,43 @@ test('the bundle is ASCII, and the agent loads from it without node:http2 and no
     const m = /LOADED (.*)/.exec(r.stderr);
     assert.ok(m !== null, r.stderr);
     assert.deepEqual(JSON.parse(m[1]), [], 'neither node:http2 nor node:assert loaded');
+
+    // the worker texts embedded in the bundle run: a gzip image deployed by this bundle, inflated
+    // on its decode worker (a worker's code once called a helper only the bundle's text defined)
+    const image = Buffer.alloc(3 << 20);
+    for (let i = 0; i < image.length; i += 4096) image.write(`block ${i / 4096} of the bundle's test image\n`, i);
+    const gz = zlib.gzipSync(image);
+    const origin = http.createServer((_req, res) => { res.writeHead(200, { 'content-length': gz.length }); res.end(gz); });
+    await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
+    const target = path.join(dir, 'disk.img');
+    fs.writeFileSync(target, '');
+    fs.truncateSync(target, 4 << 20);
+    try {
+      const url = `http://127.0.0.1:${(origin.address() as { port: number }).port}/image.gz`;
+      const d = await promisify(execFile)(process.execPath, [out, 'deploy', '--image', url, '--disk', target], { encoding: 'utf8', timeout: 120_000, cwd: dir, env: { ...process.env, NODE_PATH: path.join(root, 'node_modules') } });
+      assert.match(d.stderr, /inflating one gzip stream on a worker thread/);
+      assert.deepEqual(fs.readFileSync(target).subarray(0, image.length), image);
+    } finally {
+      origin.close();
+    }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('built-in modules get one interop copy each; bundled CommonJS packages keep their own per import', () => {
+  const text = [
+    'var import_node_fs = __toESM(require("node:fs"), 1);',
+    'var import_os = __toESM(require("os"), 1);',
+    'var import_undici = __toESM(require_undici(), 1);',
+    'var import_koffi = __toESM(require("koffi"), 1);',
+  ].join('\n');
+  assert.equal(bundler.shareBuiltinInterop(text), [
+    'var import_node_fs = __bootyBuiltin(require("node:fs"));',
+    'var import_os = __bootyBuiltin(require("os"));',
+    'var import_undici = __toESM(require_undici(), 1);',
+    'var import_koffi = __toESM(require("koffi"), 1);',
+  ].join('\n'));
 });
 
 test('an https origin that speaks only HTTP/2 answers through the bundled undici, which loads node:http2 then', { timeout: 120_000, skip: skipUnlessPresent(hasOpenssl, 'openssl is not installed') }, async () => {
