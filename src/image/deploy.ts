@@ -677,9 +677,11 @@ function pipelineError(first: { stage: Stage; err: Error }, format: Format, w: I
     case 'decompress': {
       const d = describeDecodeError(format, err as Error & { code?: string });
       // decoded in segments with the server's index: the image or the index may be the damaged one
-      const hint = err.name === 'SegmentCorrupt'
-        ? 'the image or its gzip index on the server is damaged: deploy again with --no-gzip-index ("gzipIndex": false) to tell which (gzip -t checks the image there; booty index rebuilds the index)'
-        : `the image file on the server is damaged: recreate or re-upload it (${format} -t checks it there)`;
+      const hint = d.code === 'DECODER_FAILED'
+        ? `a fault in booty, not in the image: deploy again; if it repeats, report it with the full log (/tmp/booty.log on the agent)`
+        : err.name === 'SegmentCorrupt'
+          ? 'the image or its gzip index on the server is damaged: deploy again with --no-gzip-index ("gzipIndex": false) to tell which (gzip -t checks the image there; booty index rebuilds the index)'
+          : `the image file on the server is damaged: recreate or re-upload it (${format} -t checks it there)`;
       return stageError('decompress', d.code, `${d.what} (${wire})`, w.bytes, state, hint, err);
     }
     case 'write':

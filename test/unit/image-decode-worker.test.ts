@@ -275,3 +275,14 @@ test('destroyed midway (another stream failed): the worker ends and nothing hang
   await assert.rejects(pipeline(Readable.from(chunked(input, 65536)), d, sink), /disk gone/);
   assert.ok(d.destroyed);
 });
+
+test('an error of the decoder\'s own code is not called corrupt data: the operator is not sent to re-upload a good image', () => {
+  for (const e of [new ReferenceError('__helper is not defined'), new TypeError('cannot read properties of undefined')]) {
+    const d = describeDecodeError('gzip', e);
+    assert.equal(d.code, 'DECODER_FAILED');
+    assert.match(d.what, /booty's gzip decoder failed \((ReferenceError|TypeError): .+\), not the image/);
+  }
+  // zlib's own errors keep their classes
+  assert.equal(describeDecodeError('gzip', Object.assign(new Error('invalid block type'), { code: 'Z_DATA_ERROR' })).code, 'IMAGE_CORRUPT');
+  assert.equal(describeDecodeError('xz', Object.assign(new TypeError('odd'), { code: 'Z_DATA_ERROR' })).code, 'IMAGE_CORRUPT');
+});

@@ -58,8 +58,15 @@ export function createCompressor(format: 'gzip' | 'zstd', opts: CompressorOption
 }
 
 /** Operator wording for a decoder failure. */
+const ENGINE_ERRORS = new Set(['ReferenceError', 'TypeError', 'SyntaxError', 'EvalError', 'URIError']);
+
 export function describeDecodeError(format: Format, e: Error & { code?: string }): { code: string; what: string } {
   const msg = e.message;
+  // an error of the JavaScript engine (a decoder's own code failed, on a worker or here) says
+  // nothing about the image: calling it corrupt would send the operator to re-upload a good one
+  if (ENGINE_ERRORS.has(e.name) && e.code === undefined) {
+    return { code: 'DECODER_FAILED', what: `booty's ${format} decoder failed (${e.name}: ${msg}), not the image` };
+  }
   if (e.code === 'DECODER_LIMIT') {
     return { code: 'IMAGE_DECODER_LIMIT', what: `the ${format} stream needs what booty does not allow or support (${msg})` };
   }
