@@ -57,9 +57,10 @@ export function createCompressor(format: 'gzip' | 'zstd', opts: CompressorOption
   }) as ZlibStream;
 }
 
-/** Operator wording for a decoder failure. */
+/** errors the JavaScript engine throws for faulty code, never for faulty data */
 const ENGINE_ERRORS = new Set(['ReferenceError', 'TypeError', 'SyntaxError', 'EvalError', 'URIError']);
 
+/** Operator wording for a decoder failure. */
 export function describeDecodeError(format: Format, e: Error & { code?: string }): { code: string; what: string } {
   const msg = e.message;
   // an error of the JavaScript engine (a decoder's own code failed, on a worker or here) says
