@@ -3,14 +3,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BOOT_DIR, parseListen, startServer } from '../server/server.ts';
-import { describeBootFiles, initrdNameProblem } from '../server/boot-initrd.ts';
+import { BOOT_KERNEL, DEFAULT_CONSOLE, describeBootFiles, initrdNameProblem } from '../server/boot-initrd.ts';
 import { createServerLog } from '../server/server-log.ts';
 import { pemSha256 } from '../net/tls-pin.ts';
 import type { LogFormat, ServerLog } from '../server/server-log.ts';
 import type { TrustPolicy } from '../server/http/access.ts';
-
-/** the kernel's file name in --boot-dir (build-initramfs writes it so) */
-const BOOT_KERNEL = 'vmlinuz';
 
 const HELP = `usage: booty server --data DIR [--database postgres://...] [--listen HOST:PORT] [--token TOKEN] [--max-upload BYTES]
                     [--metrics public|operator] [--insecure-open]
@@ -57,7 +54,7 @@ See README "booty server" and "Server API".
   --boot-url URL      let iPXE fetch vmlinuz and the initramfs from URL instead of /boot/
   --public-url URL    the server's URL as machines reach it, for MYURL in iPXE scripts
                       (default: from the Host header of the iPXE request)
-  --console ARGS      console arguments for the agent's kernel (default "console=tty0 console=ttyS0,115200")
+  --console ARGS      console arguments for the agent's kernel (default "${DEFAULT_CONSOLE}")
   --kernel-args ARGS  more kernel arguments (e.g. "booty.debug booty.countdown=10")
   --default-action A  what a MAC with no action of its own and no DIR/default.json gets: inspect (default:
                       it reports its hardware and waits for an operator, shown in "booty machines list"),
@@ -103,7 +100,7 @@ export async function run(argv: string[]): Promise<number> {
         token: { type: 'string' }, 'insecure-open': { type: 'boolean' }, 'login-ttl': { type: 'string' }, metrics: { type: 'string', default: 'public' }, 'max-upload': { type: 'string' }, 'require-checksum': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, 'upload-ttl': { type: 'string' },
         'boot-dir': { type: 'string' }, initrd: { type: 'string' }, 'boot-url': { type: 'string' }, 'public-url': { type: 'string' }, 'replica-url': { type: 'string' },
-        console: { type: 'string', default: 'console=tty0 console=ttyS0,115200' }, 'kernel-args': { type: 'string' },
+        console: { type: 'string', default: DEFAULT_CONSOLE }, 'kernel-args': { type: 'string' },
         'log-format': { type: 'string', default: 'auto' }, 'default-action': { type: 'string', default: 'inspect' }, 'no-gzip-index': { type: 'boolean' },
         p2p: { type: 'boolean' }, 'p2p-tracker': { type: 'string' }, 'p2p-every-deploy': { type: 'boolean' }, 'p2p-trusted-proxy': { type: 'string', multiple: true },
         'machine-log-days': { type: 'string' }, 'machine-log-mib': { type: 'string' },

@@ -7,6 +7,11 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** The kernel's file name in --boot-dir (`booty build-initramfs` writes it so). */
+export const BOOT_KERNEL = 'vmlinuz';
+/** The agent kernel's console arguments unless --console says otherwise. */
+export const DEFAULT_CONSOLE = 'console=tty0 console=ttyS0,115200';
+
 /** What `booty build-initramfs --compression zstd|lz4|gzip|none` writes, in that order. */
 export const INITRD_NAMES = ['booty.cpio.zst', 'booty.cpio.lz4', 'booty.cpio.gz', 'booty.cpio'] as const;
 

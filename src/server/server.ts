@@ -18,6 +18,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { BOOT_KERNEL, DEFAULT_CONSOLE } from './boot-initrd.ts';
 import { createApp } from './app.ts';
 import type { BootFiles } from './app.ts';
 import { loadDashboard } from './dashboard-assets.ts';
@@ -200,7 +201,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   const app = createApp({ images, catalog, indexer: opts.gzipIndex === false ? undefined : indexer, uploads, machines, trust, audit: new AuditLog(store), requireChecksum: opts.requireChecksum, log, hub, counters, dashboard, reload, tlsCert: opts.tls?.cert,
     p2p: p2p === undefined || metainfo === undefined ? undefined : { metainfo, catalogSwarms, tracker: rackTracker, trackerUrl: opts.p2p?.trackerUrl, everyDeploy: opts.p2p?.everyDeploy, torrentFile: p2p.torrentFile, trustedProxies: opts.p2p?.trustedProxies },
-    boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: 'vmlinuz', console: 'console=tty0 console=ttyS0,115200' } });
+    boot: opts.boot ?? { dir: DEFAULT_BOOT_DIR, kernel: BOOT_KERNEL, console: DEFAULT_CONSOLE } });
   const httpOpts = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 30_000 };
   const server: Server = opts.tls === undefined ? createServer(httpOpts, app)
     : createTlsServer({ ...httpOpts, cert: opts.tls.cert, key: opts.tls.key }, app);

@@ -15,7 +15,7 @@ import { note, sendText } from '../http/respond.ts';
 import { serveFile } from '../http/serve-file.ts';
 import { ipxeBootScript, ipxeChainScript, ipxeExitScript } from '../ipxe.ts';
 import { etagFor } from '../range.ts';
-import { chooseInitrd, INITRD_NAMES } from '../boot-initrd.ts';
+import { BOOT_KERNEL, chooseInitrd, DEFAULT_CONSOLE, INITRD_NAMES } from '../boot-initrd.ts';
 import { pemSha256 } from '../../net/tls-pin.ts';
 import type { AppContext, AppRequest, AppRoute } from './context.ts';
 import { notFound } from './fallbacks.ts';
@@ -55,7 +55,7 @@ async function ipxeFor({ app, req, res, params: { mac } }: AppRequest): Promise<
     note(res, 'ipxe', 'exit');
     return sendText(res, ipxeExitScript(mac, why), IPXE_TYPE);
   }
-  const boot = app.boot ?? { dir: '', kernel: 'vmlinuz', console: 'console=tty0 console=ttyS0,115200' };
+  const boot = app.boot ?? { dir: '', kernel: BOOT_KERNEL, console: DEFAULT_CONSOLE };
   note(res, 'ipxe', 'boot');
   sendText(res, ipxeBootScript(mac, summarizeAction(served.action), {
     serverUrl: base, bootUrl: (boot.url ?? `${base}/boot`).replace(/\/+$/, ''), kernel: boot.kernel, initrd: await chooseInitrd(boot.dir, boot.initrd),
